@@ -1,0 +1,49 @@
+# mdsync: the two commands that matter are `make demo` and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+AZURITE := node_modules/.bin/azurite-table
+LINT_PATHS := function_app.py functions shared
+
+.PHONY: setup test lint format demo bench chaos simulate devhost clean
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $@
+
+$(AZURITE):
+	npm install --no-save --no-audit --no-fund --loglevel=error azurite@3
+
+test: setup $(AZURITE)
+	$(PY) -m pytest
+
+lint: setup
+	$(VENV)/bin/ruff check $(LINT_PATHS)
+	$(VENV)/bin/ruff format --check $(LINT_PATHS)
+	$(VENV)/bin/mypy
+
+format: setup
+	$(VENV)/bin/ruff format $(LINT_PATHS) tests simulators mdsync
+	$(VENV)/bin/ruff check --fix $(LINT_PATHS) tests simulators mdsync
+
+demo: setup
+	$(VENV)/bin/mdsync demo
+
+bench: setup
+	$(VENV)/bin/mdsync bench $(if $(QUICK),--quick,)
+
+chaos: setup
+	$(VENV)/bin/mdsync chaos $(if $(SEED),--seed $(SEED),)
+
+simulate: setup
+	$(VENV)/bin/mdsync simulate
+
+devhost: setup
+	$(VENV)/bin/mdsync devhost
+
+clean:
+	rm -rf $(VENV) .mdsync node_modules .pytest_cache .mypy_cache .ruff_cache .hypothesis

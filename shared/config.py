@@ -1,0 +1,205 @@
+"""Settings, read once from app settings (environment variables) or ``local.settings.json``.
+
+Environment variables win over ``local.settings.json`` (its ``Values`` object, the file the
+Functions tooling uses). A missing or invalid setting raises :class:`ConfigurationError` naming
+every faulty setting and every place that was looked in. ``docs/configuration.md`` documents each
+setting; keep the two in step.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from enum import StrEnum
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from pydantic import AnyHttpUrl, Field, SecretStr, field_validator, model_validator
+from pydantic import ValidationError as PydanticValidationError
+from pydantic.fields import FieldInfo
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from shared.errors import ConfigurationError
+
+LOCAL_SETTINGS_ENV = "MDSYNC_LOCAL_SETTINGS"
+DEFAULT_LOCAL_SETTINGS = "local.settings.json"
+
+
+class QueueBackend(StrEnum):
+    SERVICEBUS = "servicebus"
+    SQLITE = "sqlite"
+
+
+class StateBackend(StrEnum):
+    TABLE = "table"
+    SQLITE = "sqlite"
+
+
+def local_settings_path() -> Path:
+    return Path(os.environ.get(LOCAL_SETTINGS_ENV, DEFAULT_LOCAL_SETTINGS))
+
+
+class LocalSettingsSource(PydanticBaseSettingsSource):
+    """The ``Values`` object of ``local.settings.json``, as the Functions tooling reads it."""
+
+    def __init__(self, settings_cls: type[BaseSettings]) -> None:
+        super().__init__(settings_cls)
+        path = local_settings_path()
+        self.values: dict[str, str] = {}
+        if path.is_file():
+            try:
+                document = json.loads(path.read_text(encoding="utf-8"))
+            except json.JSONDecodeError as exc:
+                raise ConfigurationError(f"{path} is not valid JSON: {exc}") from exc
+            values = document.get("Values", {}) if isinstance(document, dict) else {}
+            if not isinstance(values, dict):
+                raise ConfigurationError(f"{path}: 'Values' must be an object")
+            self.values = {str(k): str(v) for k, v in values.items()}
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        name = field.alias or field_name
+        return self.values.get(name), name, False
+
+    def __call__(self) -> dict[str, Any]:
+        found: dict[str, Any] = {}
+        for field_name, field in self.settings_cls.model_fields.items():
+            value, key, _ = self.get_field_value(field, field_name)
+            if value is not None:
+                found[key] = value
+        return found
+
+
+class Settings(BaseSettings):
+    """Every setting mdsync reads. Names are the app-setting names (case-sensitive in Azure)."""
+
+    model_config = SettingsConfigDict(populate_by_name=True, extra="ignore", frozen=True)
+
+    # --- Marketo -------------------------------------------------------------------------
+    marketo_base_url: AnyHttpUrl = Field(alias="MARKETO_BASE_URL")
+    marketo_client_id: str = Field(alias="MARKETO_CLIENT_ID", min_length=1)
+    marketo_client_secret: SecretStr = Field(alias="MARKETO_CLIENT_SECRET")
+    marketo_max_calls_per_20s: int = Field(default=80, alias="MARKETO_MAX_CALLS_PER_20S", ge=1, le=100)
+    marketo_max_concurrency: int = Field(default=8, alias="MARKETO_MAX_CONCURRENCY", ge=1, le=10)
+
+    # --- Dataverse and Entra ID ------------------------------------------------------------
+    dataverse_url: AnyHttpUrl = Field(alias="DATAVERSE_URL")
+    dataverse_tenant_id: str = Field(alias="DATAVERSE_TENANT_ID", min_length=1)
+    dataverse_client_id: str = Field(alias="DATAVERSE_CLIENT_ID", min_length=1)
+    dataverse_client_secret: SecretStr = Field(alias="DATAVERSE_CLIENT_SECRET")
+    dataverse_authority_host: AnyHttpUrl = Field(
+        default=AnyHttpUrl("https://login.microsoftonline.com"), alias="DATAVERSE_AUTHORITY_HOST"
+    )
+    dataverse_max_concurrency: int = Field(default=16, alias="DATAVERSE_MAX_CONCURRENCY", ge=1, le=52)
+
+    # Extra CA bundle trusted for the local simulators only; production keeps the system store.
+    extra_ca_file: Path | None = Field(default=None, alias="MDSYNC_CA_FILE")
+
+    # --- Queue -----------------------------------------------------------------------------
+    queue_backend: QueueBackend = Field(default=QueueBackend.SERVICEBUS, alias="MDSYNC_QUEUE_BACKEND")
+    queue_name: str = Field(default="mdsync-notices", alias="SERVICEBUS_QUEUE_NAME", min_length=1)
+    servicebus_connection_string: SecretStr | None = Field(default=None, alias="ServiceBusConnection")
+    servicebus_namespace: str | None = Field(
+        default=None, alias="ServiceBusConnection__fullyQualifiedNamespace"
+    )
+    max_delivery_count: int = Field(default=10, alias="MDSYNC_MAX_DELIVERY_COUNT", ge=1, le=2000)
+
+    # --- State store -----------------------------------------------------------------------
+    state_backend: StateBackend = Field(default=StateBackend.TABLE, alias="MDSYNC_STATE_BACKEND")
+    state_table_endpoint: str | None = Field(default=None, alias="STATE_TABLE_ENDPOINT")
+    state_connection_string: SecretStr | None = Field(default=None, alias="STATE_CONNECTION_STRING")
+    state_table_prefix: str = Field(default="mdsync", alias="STATE_TABLE_PREFIX", pattern=r"^[A-Za-z][A-Za-z0-9]{0,40}$")
+    sqlite_path: Path = Field(default=Path(".mdsync/mdsync.sqlite3"), alias="MDSYNC_SQLITE_PATH")
+
+    # --- Sync behaviour ----------------------------------------------------------------------
+    field_mapping_file: Path | None = Field(default=None, alias="MDSYNC_FIELD_MAPPING")
+
+    # --- Inbound keys ----------------------------------------------------------------------
+    # The HttpHeader secret configured on the Dataverse service endpoint.
+    dynamics_webhook_header: str = Field(default="x-mdsync-key", alias="DYNAMICS_WEBHOOK_HEADER")
+    dynamics_webhook_secret: SecretStr = Field(alias="DYNAMICS_WEBHOOK_SECRET")
+    # The custom header Marketo's "Call Webhook" sends on the flow step.
+    flow_step_header: str = Field(default="x-mdsync-key", alias="FLOW_STEP_HEADER")
+    flow_step_secret: SecretStr = Field(alias="FLOW_STEP_SECRET")
+
+    # --- Schedules (NCRONTAB, six fields) ------------------------------------------------------
+    marketo_poll_schedule: str = Field(default="0 */1 * * * *", alias="MARKETO_POLL_SCHEDULE")
+    dynamics_sweep_schedule: str = Field(default="0 */15 * * * *", alias="DYNAMICS_SWEEP_SCHEDULE")
+
+    @field_validator("marketo_poll_schedule", "dynamics_sweep_schedule")
+    @classmethod
+    def _ncrontab(cls, value: str) -> str:
+        if len(value.split()) != 6:
+            raise ValueError("must be an NCRONTAB expression with six fields (sec min hour day month weekday)")
+        return value
+
+    @field_validator("dynamics_webhook_secret", "flow_step_secret")
+    @classmethod
+    def _strong_secret(cls, value: SecretStr) -> SecretStr:
+        if len(value.get_secret_value()) < 16:
+            raise ValueError("must be at least 16 characters")
+        return value
+
+    @model_validator(mode="after")
+    def _backends_have_connections(self) -> Settings:
+        if self.queue_backend is QueueBackend.SERVICEBUS and not (
+            self.servicebus_connection_string or self.servicebus_namespace
+        ):
+            raise ValueError(
+                "MDSYNC_QUEUE_BACKEND=servicebus needs ServiceBusConnection (a connection string) "
+                "or ServiceBusConnection__fullyQualifiedNamespace (identity-based)"
+            )
+        if self.state_backend is StateBackend.TABLE and not (
+            self.state_connection_string or self.state_table_endpoint
+        ):
+            raise ValueError(
+                "MDSYNC_STATE_BACKEND=table needs STATE_CONNECTION_STRING or STATE_TABLE_ENDPOINT"
+            )
+        return self
+
+    @property
+    def dataverse_api_url(self) -> str:
+        return f"{str(self.dataverse_url).rstrip('/')}/api/data/v9.2"
+
+    @property
+    def dataverse_authority(self) -> str:
+        return f"{str(self.dataverse_authority_host).rstrip('/')}/{self.dataverse_tenant_id}"
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, LocalSettingsSource(settings_cls))
+
+
+def _describe(error: PydanticValidationError) -> str:
+    lines = []
+    for problem in error.errors():
+        name = ".".join(str(part) for part in problem["loc"]) or "(settings)"
+        field = Settings.model_fields.get(name)
+        setting = (field.alias if field and field.alias else name) if problem["loc"] else "(settings)"
+        if problem["type"] == "missing":
+            lines.append(f"  {setting}: missing")
+        else:
+            lines.append(f"  {setting}: {problem['msg']}")
+    where = f"environment variables, then {local_settings_path().resolve()} ('Values')"
+    return "invalid configuration:\n" + "\n".join(lines) + f"\nlooked in: {where}"
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read and validate every setting; raise ConfigurationError naming each faulty one."""
+    try:
+        return Settings(**overrides)
+    except PydanticValidationError as exc:
+        raise ConfigurationError(_describe(exc)) from None
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read on first use (never at import: that is cold-start time)."""
+    return load_settings()

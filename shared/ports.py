@@ -1,0 +1,205 @@
+"""The two ports the core talks through: the notice queue and the state store.
+
+Each has a production adapter (Azure Service Bus; Azure Table Storage) and an embedded one
+(SQLite), in ``shared/adapters/``. The same contract tests run against both, so an adapter
+cannot drift from what the worker relies on.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from shared.notices import FieldValue, Notice
+
+# --- queue ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ReceivedNotice:
+    """A notice delivered under a peek-lock (embedded queue and replay tooling)."""
+
+    notice: Notice
+    message_id: str
+    lock_token: str
+    delivery_count: int
+    enqueued_at: datetime
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    message_id: str
+    body: str
+    reason: str
+    description: str
+    dead_lettered_at: datetime
+
+
+class NoticeQueue(abc.ABC):
+    """Where change capture puts notices and the worker reschedules them.
+
+    ``send`` returns only once the notices are durably queued; it raises TransientError when the
+    queue cannot take them (the caller answers 503 or keeps its checkpoint). Sending a notice whose
+    ``dedup_id`` was already sent within the duplicate-detection window is accepted and dropped.
+    """
+
+    @abc.abstractmethod
+    def send(self, notices: Sequence[Notice]) -> None: ...
+
+    @abc.abstractmethod
+    def schedule(self, notices: Sequence[Notice], at: datetime) -> None:
+        """Make the notices visible at ``at`` (UTC), for delayed retries."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release connections."""
+
+
+class LocalQueue(NoticeQueue):
+    """The consuming side, which Azure gives us through the Service Bus trigger and which the
+    embedded queue implements itself (for the local host and tests)."""
+
+    @abc.abstractmethod
+    def receive(self, max_count: int, *, lock_seconds: float = 60.0) -> list[ReceivedNotice]: ...
+
+    @abc.abstractmethod
+    def complete(self, lock_token: str) -> None: ...
+
+    @abc.abstractmethod
+    def abandon(self, lock_token: str) -> None:
+        """Release the lock; the delivery count grows and the message is dead-lettered with
+        ``MaxDeliveryCountExceeded`` once it reaches the maximum deliveries."""
+
+    @abc.abstractmethod
+    def dead_letter(self, lock_token: str, reason: str, description: str = "") -> None: ...
+
+    @abc.abstractmethod
+    def dead_letters(self) -> list[DeadLetter]: ...
+
+    @abc.abstractmethod
+    def active_count(self) -> int:
+        """Messages waiting or locked (scheduled ones included)."""
+
+
+# --- state ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    name: str
+    value: str
+    etag: str
+
+
+@dataclass(frozen=True)
+class Link:
+    """A Marketo person linked to one Dynamics lead or contact."""
+
+    marketo_id: int
+    entity: str  # "lead" or "contact"
+    dynamics_id: str
+    etag: str = ""
+
+
+@dataclass(frozen=True)
+class Shadow:
+    """The last values the sync wrote or saw equal on both sides, normalised, per mapped field."""
+
+    marketo_id: int
+    values: dict[str, FieldValue] = field(default_factory=dict)
+    etag: str = ""
+
+
+@dataclass(frozen=True)
+class LogEntry:
+    """One line of the sync log: what happened to one person, and why."""
+
+    marketo_id: int | None
+    dynamics_id: str | None
+    entity: str
+    action: str  # e.g. "to_dynamics", "to_marketo", "collision", "failed", "linked", "unlinked"
+    detail: str
+    fields: tuple[str, ...] = ()
+    at: datetime | None = None
+    notice_id: str | None = None
+
+
+@dataclass(frozen=True)
+class ParkedNotice:
+    """A notice that ran out of attempts; replayable with ``mdsync replay``."""
+
+    dedup_id: str
+    body: str
+    reason: str
+    parked_at: datetime
+
+
+class StateStore(abc.ABC):
+    """Checkpoints, person links, shadows, the sync log and parked notices.
+
+    Writes that carry an ``etag`` are conditional: a stale etag raises ConflictError, so two
+    overlapping runs cannot both advance a checkpoint or overwrite each other's shadow.
+    """
+
+    # checkpoints
+    @abc.abstractmethod
+    def get_checkpoint(self, name: str) -> Checkpoint | None: ...
+
+    @abc.abstractmethod
+    def put_checkpoint(self, name: str, value: str, *, etag: str | None) -> Checkpoint:
+        """Create (etag None: fails with ConflictError if it exists) or replace (etag matches)."""
+
+    # links
+    @abc.abstractmethod
+    def get_links_by_marketo(self, marketo_ids: Iterable[int]) -> dict[int, Link]: ...
+
+    @abc.abstractmethod
+    def get_links_by_dynamics(self, entity: str, dynamics_ids: Iterable[str]) -> dict[str, Link]: ...
+
+    @abc.abstractmethod
+    def put_link(self, link: Link) -> Link:
+        """Create or replace the link of ``link.marketo_id`` (replacing its Dynamics side)."""
+
+    @abc.abstractmethod
+    def delete_link(self, link: Link) -> None:
+        """Drop the link; succeeds when it is already gone."""
+
+    # shadows
+    @abc.abstractmethod
+    def get_shadows(self, marketo_ids: Iterable[int]) -> dict[int, Shadow]: ...
+
+    @abc.abstractmethod
+    def put_shadows(self, shadows: Sequence[Shadow]) -> None: ...
+
+    @abc.abstractmethod
+    def delete_shadow(self, marketo_id: int) -> None: ...
+
+    # sync log
+    @abc.abstractmethod
+    def append_log(self, entries: Sequence[LogEntry]) -> None: ...
+
+    @abc.abstractmethod
+    def read_log(
+        self, *, marketo_id: int | None = None, dynamics_id: str | None = None, limit: int = 200
+    ) -> list[LogEntry]: ...
+
+    # leases (the flow step's create-if-absent guard)
+    @abc.abstractmethod
+    def acquire_lease(self, name: str, owner: str, seconds: float) -> bool: ...
+
+    @abc.abstractmethod
+    def release_lease(self, name: str, owner: str) -> None: ...
+
+    # parked notices
+    @abc.abstractmethod
+    def park(self, notices: Sequence[ParkedNotice]) -> None: ...
+
+    @abc.abstractmethod
+    def parked(self) -> list[ParkedNotice]: ...
+
+    @abc.abstractmethod
+    def unpark(self, dedup_ids: Iterable[str]) -> None: ...
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release connections."""

@@ -108,7 +108,9 @@ class Settings(BaseSettings):
     state_backend: StateBackend = Field(default=StateBackend.TABLE, alias="MDSYNC_STATE_BACKEND")
     state_table_endpoint: str | None = Field(default=None, alias="STATE_TABLE_ENDPOINT")
     state_connection_string: SecretStr | None = Field(default=None, alias="STATE_CONNECTION_STRING")
-    state_table_prefix: str = Field(default="mdsync", alias="STATE_TABLE_PREFIX", pattern=r"^[A-Za-z][A-Za-z0-9]{0,40}$")
+    state_table_prefix: str = Field(
+        default="mdsync", alias="STATE_TABLE_PREFIX", pattern=r"^[A-Za-z][A-Za-z0-9]{0,40}$"
+    )
     sqlite_path: Path = Field(default=Path(".mdsync/mdsync.sqlite3"), alias="MDSYNC_SQLITE_PATH")
 
     # --- Sync behaviour ----------------------------------------------------------------------
@@ -130,7 +132,9 @@ class Settings(BaseSettings):
     @classmethod
     def _ncrontab(cls, value: str) -> str:
         if len(value.split()) != 6:
-            raise ValueError("must be an NCRONTAB expression with six fields (sec min hour day month weekday)")
+            raise ValueError(
+                "must be an NCRONTAB expression with six fields (sec min hour day month weekday)"
+            )
         return value
 
     @field_validator("dynamics_webhook_secret", "flow_step_secret")

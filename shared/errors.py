@@ -132,5 +132,3 @@ class ConflictError(PermanentError):
 
 class AccessDeniedError(PermanentError):
     """The API user is not allowed to do this."""
-
-

@@ -1,0 +1,102 @@
+"""The collision rules, for all inputs: no ping-pong, and the rule names the winner."""
+
+from __future__ import annotations
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from shared.mapping import Direction, EntityMapping, FieldMap, FieldType, Side, load_mapping
+from shared.normalize import canonical, to_dynamics, to_marketo
+from shared.reconcile import Action, reconcile
+
+MAPPING = load_mapping()
+values = st.sampled_from([None, "Ana", "ana ", "Bo", "Web", "Seminar", "x@y.example", True, False])
+
+
+def _entity(direction: Direction, winner: Side) -> EntityMapping:
+    return EntityMapping(
+        collision_winner=winner,
+        fields=(
+            FieldMap(marketo="email", dynamics="emailaddress1", type=FieldType.EMAIL),
+            FieldMap(marketo="firstName", dynamics="firstname", direction=direction),
+        ),
+    )
+
+
+def _apply(entity: EntityMapping, plan, marketo: dict, dynamics: dict) -> tuple[dict, dict]:  # type: ignore[no-untyped-def]
+    marketo, dynamics = dict(marketo), dict(dynamics)
+    for d in plan.writes(Action.TO_MARKETO):
+        marketo[d.field.marketo] = to_marketo(d.field, d.value)
+    for d in plan.writes(Action.TO_DYNAMICS):
+        dynamics[d.field.dynamics] = to_dynamics(d.field, d.value)
+    return marketo, dynamics
+
+
+@given(
+    st.sampled_from(list(Direction)),
+    st.sampled_from(list(Side)),
+    st.text(max_size=5),
+    st.text(max_size=5),
+    st.one_of(st.none(), st.text(max_size=5)),
+)
+def test_reconcile_converges_and_never_ping_pongs(
+    direction: Direction, winner: Side, m: str, d: str, shadow: str | None
+) -> None:
+    entity = _entity(direction, winner)
+    marketo = {"email": "a@b.example", "firstName": m}
+    dynamics = {"emailaddress1": "a@b.example", "firstname": d}
+    shadow_values = None if shadow is None else {"email": "a@b.example", "firstName": shadow}
+    plan = reconcile(entity, marketo, dynamics, shadow_values)
+    marketo2, dynamics2 = _apply(entity, plan, marketo, dynamics)
+    new_shadow = plan.shadow_after(wrote_marketo=True, wrote_dynamics=True)
+    again = reconcile(entity, marketo2, dynamics2, new_shadow)
+    # Whatever happened, the second pass writes nothing: no ping-pong.
+    assert not again.writes(Action.TO_MARKETO)
+    assert not again.writes(Action.TO_DYNAMICS)
+    field = entity.fields[1]
+    if direction is Direction.BOTH:
+        assert canonical(field, marketo2["firstName"], Side.MARKETO) == canonical(
+            field, dynamics2["firstname"], Side.DYNAMICS
+        )
+
+
+@given(values, values, values)
+def test_a_collision_goes_to_the_side_the_rule_names(base: object, m: object, d: object) -> None:
+    for entity_name, expected in (("lead", Side.MARKETO), ("contact", Side.DYNAMICS)):
+        entity = MAPPING.entity(entity_name)
+        field = entity.by_marketo("firstName")
+        assert field is not None
+        mc = canonical(field, m, Side.MARKETO)
+        dc = canonical(field, d, Side.DYNAMICS)
+        bc = canonical(field, base, Side.MARKETO)
+        plan = reconcile(entity, {"firstName": m}, {"firstname": d}, {"firstName": bc})
+        decision = next(x for x in plan.decisions if x.field.marketo == "firstName")
+        if mc not in (bc, dc) and dc != bc:
+            assert decision.collision and decision.winner is expected
+            assert decision.value == (mc if expected is Side.MARKETO else dc)
+        else:
+            assert not decision.collision
+
+
+def test_one_sided_change_is_copied_and_blocked_direction_is_respected() -> None:
+    entity = _entity(Direction.TO_DYNAMICS, Side.MARKETO)
+    shadow = {"email": "a@b.example", "firstName": "Ana"}
+    plan = reconcile(entity, {"email": "a@b.example", "firstName": "Ana"}, {"emailaddress1": "a@b.example", "firstname": "Anna"}, shadow)
+    decision = plan.decisions[1]
+    assert decision.action is Action.BLOCKED
+    assert plan.shadow_after(wrote_marketo=True, wrote_dynamics=True)["firstName"] == "Ana"
+
+
+def test_shadow_only_advances_for_what_was_written() -> None:
+    entity = MAPPING.lead
+    shadow = {"firstName": "Ana", "email": "a@b.example"}
+    plan = reconcile(entity, {"firstName": "Anna", "email": "a@b.example"}, {"firstname": "Ana", "emailaddress1": "a@b.example"}, shadow)
+    assert [d.field.marketo for d in plan.writes(Action.TO_DYNAMICS)] == ["firstName"]
+    assert plan.shadow_after(wrote_marketo=True, wrote_dynamics=False)["firstName"] == "Ana"
+    assert plan.shadow_after(wrote_marketo=True, wrote_dynamics=True)["firstName"] == "Anna"
+
+
+def test_first_sync_fills_empty_side_without_collision() -> None:
+    plan = reconcile(MAPPING.contact, {"email": "a@b.example", "title": None}, {"emailaddress1": "a@b.example", "jobtitle": "CTO"}, None)
+    title = next(d for d in plan.decisions if d.field.marketo == "title")
+    assert title.action is Action.TO_MARKETO and not title.collision and title.value == "CTO"

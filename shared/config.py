@@ -103,6 +103,8 @@ class Settings(BaseSettings):
         default=None, alias="ServiceBusConnection__fullyQualifiedNamespace"
     )
     max_delivery_count: int = Field(default=10, alias="MDSYNC_MAX_DELIVERY_COUNT", ge=1, le=2000)
+    # Attempts of a notice whose sync hit transient faults before it is parked for replay.
+    max_attempts: int = Field(default=8, alias="MDSYNC_MAX_ATTEMPTS", ge=1, le=100)
 
     # --- State store -----------------------------------------------------------------------
     state_backend: StateBackend = Field(default=StateBackend.TABLE, alias="MDSYNC_STATE_BACKEND")
@@ -123,6 +125,10 @@ class Settings(BaseSettings):
     # The custom header Marketo's "Call Webhook" sends on the flow step.
     flow_step_header: str = Field(default="x-mdsync-key", alias="FLOW_STEP_HEADER")
     flow_step_secret: SecretStr = Field(alias="FLOW_STEP_SECRET")
+
+    # systemuserids of mdsync's own Dataverse application users (comma-separated): notices they
+    # caused are marked so the worker can skip echoes cheaply. Correctness never depends on it.
+    dynamics_sync_user_ids_raw: str = Field(default="", alias="DYNAMICS_SYNC_USER_IDS")
 
     # --- Schedules (NCRONTAB, six fields) ------------------------------------------------------
     marketo_poll_schedule: str = Field(default="0 */1 * * * *", alias="MARKETO_POLL_SCHEDULE")
@@ -160,6 +166,10 @@ class Settings(BaseSettings):
                 "MDSYNC_STATE_BACKEND=table needs STATE_CONNECTION_STRING or STATE_TABLE_ENDPOINT"
             )
         return self
+
+    @property
+    def dynamics_sync_user_ids(self) -> frozenset[str]:
+        return frozenset(u.strip().lower() for u in self.dynamics_sync_user_ids_raw.split(",") if u.strip())
 
     @property
     def dataverse_api_url(self) -> str:

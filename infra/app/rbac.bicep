@@ -1,0 +1,97 @@
+// Data-plane roles for the app's user-assigned identity, each scoped to the one resource it
+// needs. Names are deterministic (guid of scope, principal and role), so re-provisioning is a
+// no-op. Built-in role ids: https://learn.microsoft.com/azure/role-based-access-control/built-in-roles
+
+@description('Principal (object) id of the user-assigned identity.')
+param principalId string
+
+param storageAccountName string
+param serviceBusNamespaceName string
+param keyVaultName string
+param applicationInsightsName string
+
+var roles = {
+  serviceBusDataSender: '69a216fc-b8fb-44d8-bc22-1f3c2cd27a39'
+  serviceBusDataReceiver: '4f6d3b9b-027b-4f4c-9142-0e5a2a2247e0'
+  storageBlobDataOwner: 'b7e6dc6d-f1e8-4753-8033-0f276bb0955b'
+  storageTableDataContributor: '0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3'
+  storageQueueDataContributor: '974c5e8b-45b9-4653-ba55-5f855dd0fb88'
+  keyVaultSecretsUser: '4633458b-17de-408a-b874-0445c86b69e6'
+  monitoringMetricsPublisher: '3913510d-42f4-4e42-8a64-420c390055eb'
+}
+
+// Blob: host keys, timer locks and the deployment package. Table: the state store.
+// Queue: host storage features that use queues.
+var storageRoles = [
+  roles.storageBlobDataOwner
+  roles.storageTableDataContributor
+  roles.storageQueueDataContributor
+]
+
+// Sender: webhooks, poller and delayed retries enqueue. Receiver: the Service Bus trigger.
+var serviceBusRoles = [
+  roles.serviceBusDataSender
+  roles.serviceBusDataReceiver
+]
+
+resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' existing = {
+  name: storageAccountName
+}
+
+resource serviceBus 'Microsoft.ServiceBus/namespaces@2024-01-01' existing = {
+  name: serviceBusNamespaceName
+}
+
+resource vault 'Microsoft.KeyVault/vaults@2023-07-01' existing = {
+  name: keyVaultName
+}
+
+resource appInsights 'Microsoft.Insights/components@2020-02-02' existing = {
+  name: applicationInsightsName
+}
+
+resource storageAssignments 'Microsoft.Authorization/roleAssignments@2022-04-01' = [
+  for roleId in storageRoles: {
+    name: guid(storage.id, principalId, roleId)
+    scope: storage
+    properties: {
+      roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roleId)
+      principalId: principalId
+      principalType: 'ServicePrincipal'
+    }
+  }
+]
+
+resource serviceBusAssignments 'Microsoft.Authorization/roleAssignments@2022-04-01' = [
+  for roleId in serviceBusRoles: {
+    name: guid(serviceBus.id, principalId, roleId)
+    scope: serviceBus
+    properties: {
+      roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roleId)
+      principalId: principalId
+      principalType: 'ServicePrincipal'
+    }
+  }
+]
+
+// Key Vault references are resolved by the platform with this identity (keyVaultReferenceIdentity).
+resource vaultSecretsUser 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(vault.id, principalId, roles.keyVaultSecretsUser)
+  scope: vault
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.keyVaultSecretsUser)
+    principalId: principalId
+    principalType: 'ServicePrincipal'
+  }
+}
+
+// Needed because the component has local (key) authentication disabled.
+resource metricsPublisher 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(appInsights.id, principalId, roles.monitoringMetricsPublisher)
+  scope: appInsights
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.monitoringMetricsPublisher)
+    principalId: principalId
+    principalType: 'ServicePrincipal'
+  }
+}

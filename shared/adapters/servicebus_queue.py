@@ -1,0 +1,290 @@
+"""The production notice queue: an Azure Service Bus queue through azure-servicebus (sync API).
+
+Each notice becomes one message: ``MessageId`` = the notice's dedup id (so the queue's duplicate
+detection drops a notice seen twice), the body is the notice's JSON with content type
+``application/json``, and a few application properties make messages readable in the portal and
+filterable without parsing. No session ids: the worker reconciles, so order does not matter.
+
+Sends are batched up to the size the link allows. All batches are built before the first one is
+sent, so a notice too large for any batch fails the call before anything is queued; a failure
+between two batches leaves the first ones queued, and the caller's retry is harmless because
+duplicate detection drops what was already sent.
+
+The client and sender are created on first use and reused (cold start, and one AMQP link per
+process); a transient failure drops them so the next call reconnects. The SDK's sender is not
+thread-safe, so one lock serialises the calls of the threads of a function host.
+
+The trigger side gets messages from the Functions host, not from this class:
+``notice_from_message`` decodes them.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, Protocol
+
+from azure.core.exceptions import AzureError, ClientAuthenticationError
+from azure.servicebus import ServiceBusClient, ServiceBusMessage, ServiceBusMessageBatch
+from azure.servicebus import exceptions as sb
+from pydantic import ValidationError as PydanticValidationError
+
+from shared.errors import (
+    AccessDeniedError,
+    BadRequestError,
+    ConfigurationError,
+    MdsyncError,
+    PermanentError,
+    RateLimitedError,
+    ServiceUnavailableError,
+    TransientError,
+)
+from shared.notices import Notice
+from shared.ports import NoticeQueue
+
+if TYPE_CHECKING:
+    import azure.functions as func
+    from azure.core.credentials import TokenCredential
+
+logger = logging.getLogger(__name__)
+
+SERVICE = "servicebus"
+CONTENT_TYPE = "application/json"
+# Service Bus asks clients to wait this long after ServerBusy before trying again.
+SERVER_BUSY_RETRY_AFTER = 10.0
+
+
+class MessageSender(Protocol):
+    """The part of ``azure.servicebus.ServiceBusSender`` this adapter uses."""
+
+    def create_message_batch(self, max_size_in_bytes: int | None = None) -> ServiceBusMessageBatch: ...
+
+    def send_messages(self, message: ServiceBusMessageBatch, *, timeout: float | None = None) -> None: ...
+
+    def schedule_messages(
+        self, messages: list[ServiceBusMessage], schedule_time_utc: datetime, *, timeout: float | None = None
+    ) -> list[int]: ...
+
+    def close(self) -> None: ...
+
+
+def application_properties(notice: Notice) -> dict[str, str | int | bool]:
+    return {
+        "source": notice.source.value,
+        "entity": notice.entity.value,
+        "kind": notice.kind.value,
+        "record_id": notice.record_id,
+        "attempt": notice.attempt,
+        "own_write": notice.own_write,
+    }
+
+
+def to_message(notice: Notice) -> ServiceBusMessage:
+    return ServiceBusMessage(
+        notice.to_json(),
+        message_id=notice.dedup_id,
+        content_type=CONTENT_TYPE,
+        application_properties=application_properties(notice),  # type: ignore[arg-type]
+    )
+
+
+def notice_from_message(msg: func.ServiceBusMessage) -> Notice:
+    """The notice carried by a message the Functions host delivered.
+
+    Raises BadRequestError when the body is not a notice; the message says which fields are
+    wrong, never their values (they may hold email addresses).
+    """
+    body = msg.get_body()
+    if not body:
+        raise BadRequestError("the message body is empty: not a notice")
+    try:
+        return Notice.from_json(body)
+    except PydanticValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in error['loc']) or 'body'}: {error['msg']}"
+            for error in exc.errors(include_input=False, include_url=False)[:5]
+        )
+        raise BadRequestError(f"the message body is not a valid notice: {problems}") from exc
+
+
+class ServiceBusQueue(NoticeQueue):
+    """Sends and schedules notices on one Service Bus queue."""
+
+    def __init__(
+        self,
+        queue_name: str,
+        *,
+        connection_string: str | None = None,
+        fully_qualified_namespace: str | None = None,
+        credential: TokenCredential | None = None,
+        sender: MessageSender | None = None,
+        **client_options: Any,
+    ) -> None:
+        """Connect with ``connection_string`` (SAS; it wins when both are set, as in the
+        Functions host) or with ``fully_qualified_namespace`` and an identity (``credential``,
+        default ``DefaultAzureCredential``, which honours ``AZURE_CLIENT_ID`` for a user-assigned
+        identity). ``sender`` replaces the SDK's sender (a caller that owns one, or a test);
+        ``client_options`` go to ``ServiceBusClient``."""
+        if sender is None and not (connection_string or fully_qualified_namespace):
+            raise ConfigurationError(
+                "the Service Bus queue needs ServiceBusConnection (a connection string) or "
+                "ServiceBusConnection__fullyQualifiedNamespace (an identity-based connection)"
+            )
+        self.queue_name = queue_name
+        self._connection_string = connection_string
+        self._namespace = fully_qualified_namespace
+        self._credential = credential
+        self._client_options = client_options
+        self._given_sender = sender
+        self._client: ServiceBusClient | None = None
+        self._sender: MessageSender | None = sender
+        self._lock = threading.Lock()
+
+    def send(self, notices: Sequence[Notice]) -> None:
+        if not notices:
+            return
+        with self._lock, self._errors():
+            sender = self._get_sender()
+            for batch, _ in self._batches(sender, notices):
+                sender.send_messages(batch)
+        logger.debug("queue %s: sent %d notice(s)", self.queue_name, len(notices))
+
+    def schedule(self, notices: Sequence[Notice], at: datetime) -> None:
+        if not notices:
+            return
+        if at.tzinfo is None:
+            at = at.replace(tzinfo=UTC)
+        with self._lock, self._errors():
+            sender = self._get_sender()
+            # One management request per batch-sized group, so no request exceeds the link's size.
+            for _, messages in self._batches(sender, notices):
+                sender.schedule_messages(messages, at)
+        logger.debug("queue %s: scheduled %d notice(s)", self.queue_name, len(notices))
+
+    def close(self) -> None:
+        with self._lock:
+            self._drop_connection()
+
+    def _batches(
+        self, sender: MessageSender, notices: Sequence[Notice]
+    ) -> list[tuple[ServiceBusMessageBatch, list[ServiceBusMessage]]]:
+        """Every notice in exactly one batch, in order; built before anything is sent."""
+        batches: list[tuple[ServiceBusMessageBatch, list[ServiceBusMessage]]] = []
+        batch = sender.create_message_batch()
+        messages: list[ServiceBusMessage] = []
+        for notice in notices:
+            message = to_message(notice)
+            try:
+                batch.add_message(message)
+            except sb.MessageSizeExceededError:
+                if not messages:
+                    raise self._too_large(notice, batch.max_size_in_bytes) from None
+                batches.append((batch, messages))
+                batch, messages = sender.create_message_batch(), []
+                try:
+                    batch.add_message(message)
+                except sb.MessageSizeExceededError:
+                    raise self._too_large(notice, batch.max_size_in_bytes) from None
+            messages.append(message)
+        if messages:
+            batches.append((batch, messages))
+        return batches
+
+    @staticmethod
+    def _too_large(notice: Notice, limit: int) -> PermanentError:
+        return PermanentError(
+            f"notice {notice.dedup_id} does not fit in a message ({limit} bytes allowed)",
+            service=SERVICE,
+            code="MessageSizeExceeded",
+        )
+
+    def _get_sender(self) -> MessageSender:
+        if self._sender is None:
+            self._client = self._make_client()
+            self._sender = self._client.get_queue_sender(queue_name=self.queue_name)
+        return self._sender
+
+    def _make_client(self) -> ServiceBusClient:
+        if self._connection_string:
+            try:
+                return ServiceBusClient.from_connection_string(
+                    self._connection_string, **self._client_options
+                )
+            except ValueError as exc:
+                raise ConfigurationError(f"ServiceBusConnection is not valid: {exc}") from exc
+        credential = self._credential
+        if credential is None:
+            # Imported here: azure.identity costs ~0.1 s of cold start.
+            from azure.identity import DefaultAzureCredential  # noqa: PLC0415
+
+            credential = DefaultAzureCredential()
+        return ServiceBusClient(
+            fully_qualified_namespace=str(self._namespace), credential=credential, **self._client_options
+        )
+
+    def _drop_connection(self) -> None:
+        sender, client = self._sender, self._client
+        self._sender, self._client = self._given_sender, None
+        for closable in (sender if sender is not self._given_sender else None, client):
+            if closable is not None:
+                try:
+                    closable.close()
+                except Exception:  # closing a broken link must not hide the original error
+                    logger.debug("closing the Service Bus link failed", exc_info=True)
+
+    @contextmanager
+    def _errors(self) -> Iterator[None]:
+        try:
+            yield
+        except AzureError as exc:
+            mapped = map_servicebus_error(exc, self.queue_name)
+            if isinstance(mapped, TransientError):
+                self._drop_connection()
+            raise mapped from exc
+
+
+def _classify() -> list[tuple[type[Exception], Callable[[str, str], MdsyncError]]]:
+    def unavailable(code: str, message: str) -> MdsyncError:
+        return ServiceUnavailableError(message, service=SERVICE, code=code)
+
+    def busy(code: str, message: str) -> MdsyncError:
+        return RateLimitedError(message, service=SERVICE, code=code, retry_after=SERVER_BUSY_RETRY_AFTER)
+
+    def denied(code: str, message: str) -> MdsyncError:
+        return AccessDeniedError(message, service=SERVICE, code=code)
+
+    def misconfigured(code: str, message: str) -> MdsyncError:
+        return ConfigurationError(f"Service Bus: {message} [{code}]")
+
+    def permanent(code: str, message: str) -> MdsyncError:
+        return PermanentError(message, service=SERVICE, code=code)
+
+    # Order matters: the first matching class wins.
+    return [
+        (sb.ServiceBusServerBusyError, busy),
+        # A full queue drains: the caller should answer 503 / keep its checkpoint and retry.
+        (sb.ServiceBusQuotaExceededError, unavailable),
+        (sb.MessagingEntityNotFoundError, misconfigured),
+        (sb.ServiceBusAuthenticationError, misconfigured),
+        (ClientAuthenticationError, misconfigured),
+        (sb.ServiceBusAuthorizationError, denied),
+        (sb.MessageSizeExceededError, permanent),
+        (sb.MessagingEntityAlreadyExistsError, permanent),
+        (sb.OperationTimeoutError, unavailable),
+        (sb.ServiceBusConnectionError, unavailable),
+        (sb.ServiceBusCommunicationError, unavailable),
+        (sb.MessagingEntityDisabledError, unavailable),
+    ]
+
+
+def map_servicebus_error(exc: Exception, queue_name: str) -> MdsyncError:
+    """Our error for an SDK error; an unknown one is transient, so no notice is dropped on it."""
+    code = type(exc).__name__
+    message = f"queue {queue_name}: {str(exc).strip().splitlines()[0] if str(exc).strip() else code}"
+    for exc_type, make in _classify():
+        if isinstance(exc, exc_type):
+            return make(code, message)
+    return ServiceUnavailableError(message, service=SERVICE, code=code)

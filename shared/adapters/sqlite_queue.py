@@ -1,0 +1,314 @@
+"""The embedded notice queue: SQLite with the Service Bus semantics the worker relies on.
+
+- Peek-lock: ``receive`` locks messages for ``lock_seconds``; a locked message is invisible until
+  it is completed, abandoned, dead-lettered, or its lock expires. Every delivery counts
+  (the first one is 1), including one whose lock simply expired.
+- ``abandon`` releases the lock at once. A message already delivered ``max_delivery_count``
+  times goes to the dead-letter list with reason ``MaxDeliveryCountExceeded`` instead, on
+  abandon or when its last lock expires.
+- Duplicate detection: a notice whose ``dedup_id`` (the message id) was sent or scheduled within
+  ``duplicate_window_seconds`` is accepted and dropped, as Service Bus does.
+- FIFO by enqueue time then sequence; a scheduled message is enqueued at its scheduled time.
+- Dead letters stay until resubmitted (``resubmit_dead_letters``, the local "replay").
+
+Several queues may live in one file (``queue_name``), beside the state store's tables.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import time
+import uuid
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+
+from pydantic import ValidationError as PydanticValidationError
+
+from shared.adapters._clock import Clock, system_clock, to_datetime
+from shared.adapters._sqlite import SqliteDatabase
+from shared.errors import ConflictError
+from shared.notices import Notice
+from shared.ports import DeadLetter, LocalQueue, ReceivedNotice
+
+logger = logging.getLogger(__name__)
+
+SERVICE = "queue"
+MAX_DELIVERY_COUNT_EXCEEDED = "MaxDeliveryCountExceeded"
+INVALID_NOTICE = "InvalidNotice"
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS queue_messages (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    queue TEXT NOT NULL,
+    message_id TEXT NOT NULL,
+    body TEXT NOT NULL,
+    enqueued_at REAL NOT NULL,
+    delivery_count INTEGER NOT NULL DEFAULT 0,
+    lock_token TEXT,
+    locked_until REAL,
+    dead_at REAL,
+    dead_reason TEXT,
+    dead_description TEXT
+);
+CREATE INDEX IF NOT EXISTS queue_messages_ready
+    ON queue_messages (queue, dead_at, enqueued_at, seq);
+CREATE UNIQUE INDEX IF NOT EXISTS queue_messages_lock ON queue_messages (lock_token);
+CREATE TABLE IF NOT EXISTS queue_dedup (
+    queue TEXT NOT NULL,
+    message_id TEXT NOT NULL,
+    sent_at REAL NOT NULL,
+    PRIMARY KEY (queue, message_id)
+);
+"""
+
+_READY = """
+    SELECT seq, message_id, body, delivery_count, enqueued_at FROM queue_messages
+    WHERE queue = ? AND dead_at IS NULL AND enqueued_at <= ?
+      AND (locked_until IS NULL OR (locked_until <= ? AND delivery_count < ?))
+    ORDER BY enqueued_at, seq LIMIT ?
+"""
+_READY_COUNT = "SELECT COUNT(*) FROM (" + _READY + ")"  # noqa: S608 - constant text
+
+
+class SqliteQueue(LocalQueue):
+    """A durable local queue in one SQLite file (see the module docstring for the semantics)."""
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        queue_name: str = "mdsync-notices",
+        max_delivery_count: int = 10,
+        duplicate_window_seconds: float = 600,
+        busy_timeout: float = 5.0,
+        clock: Clock = system_clock,
+    ) -> None:
+        if max_delivery_count < 1:
+            raise ValueError("max_delivery_count must be at least 1")
+        self.queue_name = queue_name
+        self.max_delivery_count = max_delivery_count
+        self.duplicate_window_seconds = duplicate_window_seconds
+        self._clock = clock
+        self._db = SqliteDatabase(path, service=SERVICE, schema=_SCHEMA, busy_timeout=busy_timeout)
+
+    # --- sending -----------------------------------------------------------------------------
+
+    def send(self, notices: Sequence[Notice]) -> None:
+        self._enqueue(notices, at=None)
+
+    def schedule(self, notices: Sequence[Notice], at: datetime) -> None:
+        if at.tzinfo is None:
+            at = at.replace(tzinfo=UTC)
+        self._enqueue(notices, at=at.timestamp())
+
+    def _enqueue(self, notices: Sequence[Notice], *, at: float | None) -> None:
+        if not notices:
+            return
+        now = self._clock()
+        dropped = 0
+        with self._db.write() as conn:
+            conn.execute(
+                "DELETE FROM queue_dedup WHERE queue = ? AND sent_at <= ?",
+                (self.queue_name, now - self.duplicate_window_seconds),
+            )
+            for notice in notices:
+                if not self._remember(conn, notice.dedup_id, now):
+                    dropped += 1
+                    continue
+                conn.execute(
+                    "INSERT INTO queue_messages (queue, message_id, body, enqueued_at) VALUES (?, ?, ?, ?)",
+                    (self.queue_name, notice.dedup_id, notice.to_json(), now if at is None else at),
+                )
+        if dropped:
+            logger.debug("queue %s: dropped %d duplicate notice(s)", self.queue_name, dropped)
+
+    def _remember(self, conn: sqlite3.Connection, message_id: str, now: float) -> bool:
+        """Record ``message_id`` as sent; False when it was already sent within the window."""
+        cursor = conn.execute(
+            "INSERT INTO queue_dedup (queue, message_id, sent_at) VALUES (?, ?, ?)"
+            " ON CONFLICT (queue, message_id) DO NOTHING",
+            (self.queue_name, message_id, now),
+        )
+        return cursor.rowcount == 1
+
+    # --- receiving and settling ----------------------------------------------------------------
+
+    def receive(self, max_count: int, *, lock_seconds: float = 60.0) -> list[ReceivedNotice]:
+        if max_count < 1:
+            return []
+        now = self._clock()
+        received: list[ReceivedNotice] = []
+        with self._db.write() as conn:
+            self._expire_exhausted(conn, now)
+            rows = conn.execute(_READY, self._ready_args(now, max_count)).fetchall()
+            for seq, message_id, body, delivery_count, enqueued_at in rows:
+                try:
+                    notice = Notice.from_json(body)
+                except PydanticValidationError as exc:
+                    # Left over from an older notice schema: unreadable forever, so park it.
+                    self._kill(conn, seq, INVALID_NOTICE, f"{exc.error_count()} validation error(s)", now)
+                    continue
+                token = uuid.uuid4().hex
+                conn.execute(
+                    "UPDATE queue_messages SET lock_token = ?, locked_until = ?,"
+                    " delivery_count = delivery_count + 1 WHERE seq = ?",
+                    (token, now + lock_seconds, seq),
+                )
+                received.append(
+                    ReceivedNotice(
+                        notice=notice,
+                        message_id=message_id,
+                        lock_token=token,
+                        delivery_count=delivery_count + 1,
+                        enqueued_at=to_datetime(enqueued_at),
+                    )
+                )
+        return received
+
+    def complete(self, lock_token: str) -> None:
+        with self._db.write() as conn:
+            seq, _ = self._locked(conn, lock_token)
+            conn.execute("DELETE FROM queue_messages WHERE seq = ?", (seq,))
+
+    def abandon(self, lock_token: str) -> None:
+        now = self._clock()
+        with self._db.write() as conn:
+            seq, delivery_count = self._locked(conn, lock_token)
+            if delivery_count >= self.max_delivery_count:
+                self._kill(conn, seq, MAX_DELIVERY_COUNT_EXCEEDED, self._exhausted_text(), now)
+                return
+            conn.execute(
+                "UPDATE queue_messages SET lock_token = NULL, locked_until = NULL WHERE seq = ?",
+                (seq,),
+            )
+
+    def dead_letter(self, lock_token: str, reason: str, description: str = "") -> None:
+        now = self._clock()
+        with self._db.write() as conn:
+            seq, _ = self._locked(conn, lock_token)
+            self._kill(conn, seq, reason, description, now)
+
+    def _locked(self, conn: sqlite3.Connection, lock_token: str) -> tuple[int, int]:
+        """The message held under ``lock_token``; ConflictError if the lock is gone."""
+        row = conn.execute(
+            "SELECT seq, delivery_count FROM queue_messages WHERE lock_token = ?"
+            " AND dead_at IS NULL AND locked_until > ?",
+            (lock_token, self._clock()),
+        ).fetchone()
+        if row is None:
+            raise ConflictError(
+                "the lock on the message expired or the message was already settled",
+                service=SERVICE,
+                code="MessageLockLost",
+            )
+        return int(row[0]), int(row[1])
+
+    def _kill(self, conn: sqlite3.Connection, seq: int, reason: str, description: str, now: float) -> None:
+        conn.execute(
+            "UPDATE queue_messages SET dead_at = ?, dead_reason = ?, dead_description = ?,"
+            " lock_token = NULL, locked_until = NULL WHERE seq = ?",
+            (now, reason, description, seq),
+        )
+
+    def _expire_exhausted(self, conn: sqlite3.Connection, now: float) -> None:
+        """Dead-letter messages whose last allowed delivery ended with an expired lock."""
+        conn.execute(
+            "UPDATE queue_messages SET dead_at = ?, dead_reason = ?, dead_description = ?,"
+            " lock_token = NULL, locked_until = NULL"
+            " WHERE queue = ? AND dead_at IS NULL AND locked_until <= ? AND delivery_count >= ?",
+            (
+                now,
+                MAX_DELIVERY_COUNT_EXCEEDED,
+                self._exhausted_text(),
+                self.queue_name,
+                now,
+                self.max_delivery_count,
+            ),
+        )
+
+    def _exhausted_text(self) -> str:
+        return f"Message could not be consumed after {self.max_delivery_count} delivery attempts."
+
+    # --- inspection and replay -------------------------------------------------------------------
+
+    def active_count(self) -> int:
+        with self._db.write() as conn:
+            self._expire_exhausted(conn, self._clock())
+            row = conn.execute(
+                "SELECT COUNT(*) FROM queue_messages WHERE queue = ? AND dead_at IS NULL",
+                (self.queue_name,),
+            ).fetchone()
+        return int(row[0])
+
+    def dead_letters(self) -> list[DeadLetter]:
+        return self.peek_dead_letters()
+
+    def peek_dead_letters(self, max_count: int | None = None) -> list[DeadLetter]:
+        """Dead letters, oldest first, without removing them."""
+        with self._db.write() as conn:
+            self._expire_exhausted(conn, self._clock())
+            rows = conn.execute(
+                "SELECT message_id, body, dead_reason, dead_description, dead_at FROM queue_messages"
+                " WHERE queue = ? AND dead_at IS NOT NULL ORDER BY dead_at, seq LIMIT ?",
+                (self.queue_name, -1 if max_count is None else max_count),
+            ).fetchall()
+        return [
+            DeadLetter(
+                message_id=message_id,
+                body=body,
+                reason=reason,
+                description=description or "",
+                dead_lettered_at=to_datetime(dead_at),
+            )
+            for message_id, body, reason, description, dead_at in rows
+        ]
+
+    def resubmit_dead_letters(self, message_ids: Iterable[str]) -> int:
+        """Put dead letters back at the tail of the queue with a fresh delivery count.
+
+        Duplicate detection does not apply: a replay is an operator's explicit decision.
+        Returns how many messages were resubmitted (unknown ids are ignored).
+        """
+        now = self._clock()
+        moved = 0
+        with self._db.write() as conn:
+            for message_id in dict.fromkeys(message_ids):
+                rows = conn.execute(
+                    "SELECT seq, body FROM queue_messages WHERE queue = ? AND message_id = ?"
+                    " AND dead_at IS NOT NULL ORDER BY seq",
+                    (self.queue_name, message_id),
+                ).fetchall()
+                for seq, body in rows:
+                    conn.execute("DELETE FROM queue_messages WHERE seq = ?", (seq,))
+                    conn.execute(
+                        "INSERT INTO queue_messages (queue, message_id, body, enqueued_at)"
+                        " VALUES (?, ?, ?, ?)",
+                        (self.queue_name, message_id, body, now),
+                    )
+                    moved += 1
+        return moved
+
+    def wait_for_messages(self, timeout: float, *, poll_interval: float = 0.05) -> bool:
+        """Block up to ``timeout`` seconds until a message is ready; True if one is."""
+        deadline = time.monotonic() + timeout
+        while True:
+            if self._ready_count() > 0:
+                return True
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            time.sleep(min(poll_interval, remaining))
+
+    def _ready_count(self) -> int:
+        now = self._clock()
+        with self._db.read() as conn:
+            row = conn.execute(_READY_COUNT, self._ready_args(now, 1)).fetchone()
+        return int(row[0])
+
+    def _ready_args(self, now: float, limit: int) -> tuple[str, float, float, int, int]:
+        return (self.queue_name, now, now, self.max_delivery_count, limit)
+
+    def close(self) -> None:
+        self._db.close()

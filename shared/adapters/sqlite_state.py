@@ -1,0 +1,369 @@
+"""The embedded state store: checkpoints, links, shadows, sync log, leases and parked notices
+in one SQLite file, safe for several threads and processes (see ``_sqlite``).
+
+Contract shared with the Table Storage adapter (the contract tests hold both to it):
+
+- An etag is an opaque version token. A write that carries one is conditional and raises
+  ConflictError when the stored version differs or the item is gone; an empty etag on a link or
+  a shadow means "whatever is stored".
+- A Dynamics record is linked to at most one person: linking it to a second person raises
+  ConflictError. Dynamics ids compare case-insensitively (they are GUIDs).
+- ``put_shadows`` writes each shadow on its own: the ones with a stale etag are skipped and, once
+  the others are written, one ConflictError names them.
+- A lease is held by one owner until it expires; its owner may renew it; an expired lease may be
+  taken by anyone; releasing a lease one does not hold does nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import uuid
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from shared.adapters._clock import Clock, from_micros, system_clock, to_micros
+from shared.adapters._sqlite import SqliteDatabase
+from shared.errors import ConflictError
+from shared.notices import FieldValue
+from shared.ports import Checkpoint, Link, LogEntry, ParkedNotice, Shadow, StateStore
+
+SERVICE = "state"
+_CHUNK = 500  # ids per IN (...) query, well under SQLite's variable limit
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS state_checkpoints (
+    name TEXT PRIMARY KEY, value TEXT NOT NULL, etag TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS state_links (
+    marketo_id INTEGER PRIMARY KEY,
+    entity TEXT NOT NULL,
+    dynamics_id TEXT NOT NULL,
+    dynamics_key TEXT NOT NULL,
+    etag TEXT NOT NULL
+);
+CREATE UNIQUE INDEX IF NOT EXISTS state_links_dynamics ON state_links (entity, dynamics_key);
+CREATE TABLE IF NOT EXISTS state_shadows (
+    marketo_id INTEGER PRIMARY KEY, body TEXT NOT NULL, etag TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS state_log (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    at_us INTEGER NOT NULL,
+    marketo_id INTEGER,
+    dynamics_id TEXT,
+    dynamics_key TEXT,
+    entity TEXT NOT NULL,
+    action TEXT NOT NULL,
+    detail TEXT NOT NULL,
+    fields TEXT NOT NULL,
+    notice_id TEXT
+);
+CREATE INDEX IF NOT EXISTS state_log_marketo ON state_log (marketo_id, at_us, id);
+CREATE INDEX IF NOT EXISTS state_log_dynamics ON state_log (dynamics_key, at_us, id);
+CREATE INDEX IF NOT EXISTS state_log_at ON state_log (at_us, id);
+CREATE TABLE IF NOT EXISTS state_leases (
+    name TEXT PRIMARY KEY, owner TEXT NOT NULL, expires_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS state_parked (
+    dedup_id TEXT PRIMARY KEY, body TEXT NOT NULL, reason TEXT NOT NULL, parked_at_us INTEGER NOT NULL
+);
+"""
+
+
+def dynamics_key(dynamics_id: str) -> str:
+    """Dataverse ids are GUIDs: the same record may arrive upper- or lower-case."""
+    return dynamics_id.lower()
+
+
+def _new_etag() -> str:
+    return uuid.uuid4().hex
+
+
+def _chunks(items: Sequence[Any], size: int = _CHUNK) -> Iterator[Sequence[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def _in(head: str, values: Sequence[Any]) -> str:
+    """``head IN (?, ?, ...)``: only placeholders are added to the SQL text."""
+    return f"{head} IN ({','.join('?' * len(values))})"
+
+
+_LOG_SELECT = (
+    "SELECT marketo_id, dynamics_id, entity, action, detail, fields, at_us, notice_id FROM state_log"
+)
+
+
+class SqliteStateStore(StateStore):
+    """The state store in one SQLite file (see the module docstring for the contract)."""
+
+    def __init__(self, path: Path, *, busy_timeout: float = 5.0, clock: Clock = system_clock) -> None:
+        self._clock = clock
+        self._db = SqliteDatabase(path, service=SERVICE, schema=_SCHEMA, busy_timeout=busy_timeout)
+
+    # --- checkpoints ---------------------------------------------------------------------------
+
+    def get_checkpoint(self, name: str) -> Checkpoint | None:
+        with self._db.read() as conn:
+            row = conn.execute("SELECT value, etag FROM state_checkpoints WHERE name = ?", (name,)).fetchone()
+        return None if row is None else Checkpoint(name=name, value=row[0], etag=row[1])
+
+    def put_checkpoint(self, name: str, value: str, *, etag: str | None) -> Checkpoint:
+        new = _new_etag()
+        with self._db.write() as conn:
+            if etag is None:
+                cursor = conn.execute(
+                    "INSERT INTO state_checkpoints (name, value, etag) VALUES (?, ?, ?)"
+                    " ON CONFLICT (name) DO NOTHING",
+                    (name, value, new),
+                )
+                if cursor.rowcount != 1:
+                    raise ConflictError(
+                        f"checkpoint {name!r} already exists", service=SERVICE, code="EntityAlreadyExists"
+                    )
+            else:
+                cursor = conn.execute(
+                    "UPDATE state_checkpoints SET value = ?, etag = ? WHERE name = ? AND etag = ?",
+                    (value, new, name, etag),
+                )
+                if cursor.rowcount != 1:
+                    raise ConflictError(
+                        f"checkpoint {name!r} changed since it was read",
+                        service=SERVICE,
+                        code="UpdateConditionNotSatisfied",
+                    )
+        return Checkpoint(name=name, value=value, etag=new)
+
+    # --- links ---------------------------------------------------------------------------------
+
+    def get_links_by_marketo(self, marketo_ids: Iterable[int]) -> dict[int, Link]:
+        ids = list(dict.fromkeys(marketo_ids))
+        found: dict[int, Link] = {}
+        with self._db.read() as conn:
+            for chunk in _chunks(ids):
+                query = _in(
+                    "SELECT marketo_id, entity, dynamics_id, etag FROM state_links WHERE marketo_id", chunk
+                )
+                rows = conn.execute(query, chunk).fetchall()
+                for row in rows:
+                    found[row[0]] = Link(*row)
+        return found
+
+    def get_links_by_dynamics(self, entity: str, dynamics_ids: Iterable[str]) -> dict[str, Link]:
+        by_key: dict[str, list[str]] = {}
+        for dynamics_id in dynamics_ids:
+            by_key.setdefault(dynamics_key(dynamics_id), []).append(dynamics_id)
+        found: dict[str, Link] = {}
+        with self._db.read() as conn:
+            for chunk in _chunks(list(by_key)):
+                query = _in(
+                    "SELECT marketo_id, entity, dynamics_id, etag, dynamics_key FROM state_links"
+                    " WHERE entity = ? AND dynamics_key",
+                    chunk,
+                )
+                rows = conn.execute(query, (entity, *chunk)).fetchall()
+                for *fields, key in rows:
+                    for asked in by_key[key]:
+                        found[asked] = Link(*fields)
+        return found
+
+    def put_link(self, link: Link) -> Link:
+        new = _new_etag()
+        key = dynamics_key(link.dynamics_id)
+        with self._db.write() as conn:
+            current = conn.execute(
+                "SELECT etag FROM state_links WHERE marketo_id = ?", (link.marketo_id,)
+            ).fetchone()
+            if link.etag and (current is None or current[0] != link.etag):
+                raise ConflictError(
+                    f"the link of person {link.marketo_id} changed since it was read",
+                    service=SERVICE,
+                    code="UpdateConditionNotSatisfied",
+                )
+            owner = conn.execute(
+                "SELECT marketo_id FROM state_links WHERE entity = ? AND dynamics_key = ?",
+                (link.entity, key),
+            ).fetchone()
+            if owner is not None and owner[0] != link.marketo_id:
+                raise ConflictError(
+                    f"{link.entity} {link.dynamics_id} is already linked to person {owner[0]}",
+                    service=SERVICE,
+                    code="DynamicsRecordAlreadyLinked",
+                )
+            conn.execute(
+                "INSERT INTO state_links (marketo_id, entity, dynamics_id, dynamics_key, etag)"
+                " VALUES (?, ?, ?, ?, ?) ON CONFLICT (marketo_id) DO UPDATE SET"
+                " entity = excluded.entity, dynamics_id = excluded.dynamics_id,"
+                " dynamics_key = excluded.dynamics_key, etag = excluded.etag",
+                (link.marketo_id, link.entity, link.dynamics_id, key, new),
+            )
+        return Link(link.marketo_id, link.entity, link.dynamics_id, etag=new)
+
+    def delete_link(self, link: Link) -> None:
+        with self._db.write() as conn:
+            row = conn.execute(
+                "SELECT etag FROM state_links WHERE marketo_id = ? AND entity = ? AND dynamics_key = ?",
+                (link.marketo_id, link.entity, dynamics_key(link.dynamics_id)),
+            ).fetchone()
+            if row is None:
+                return  # this link is already gone (the person may be linked elsewhere now)
+            if link.etag and row[0] != link.etag:
+                raise ConflictError(
+                    f"the link of person {link.marketo_id} changed since it was read",
+                    service=SERVICE,
+                    code="UpdateConditionNotSatisfied",
+                )
+            conn.execute("DELETE FROM state_links WHERE marketo_id = ?", (link.marketo_id,))
+
+    # --- shadows -------------------------------------------------------------------------------
+
+    def get_shadows(self, marketo_ids: Iterable[int]) -> dict[int, Shadow]:
+        ids = list(dict.fromkeys(marketo_ids))
+        found: dict[int, Shadow] = {}
+        with self._db.read() as conn:
+            for chunk in _chunks(ids):
+                query = _in("SELECT marketo_id, body, etag FROM state_shadows WHERE marketo_id", chunk)
+                rows = conn.execute(query, chunk).fetchall()
+                for marketo_id, body, etag in rows:
+                    values: dict[str, FieldValue] = json.loads(body)
+                    found[marketo_id] = Shadow(marketo_id, values, etag)
+        return found
+
+    def put_shadows(self, shadows: Sequence[Shadow]) -> None:
+        stale: list[int] = []
+        with self._db.write() as conn:
+            for shadow in shadows:
+                if not self._put_shadow(conn, shadow):
+                    stale.append(shadow.marketo_id)
+        if stale:
+            raise ConflictError(
+                f"shadow(s) changed since they were read, not written: persons {stale}",
+                service=SERVICE,
+                code="UpdateConditionNotSatisfied",
+            )
+
+    def _put_shadow(self, conn: sqlite3.Connection, shadow: Shadow) -> bool:
+        body = json.dumps(shadow.values, sort_keys=True)
+        if shadow.etag:
+            cursor = conn.execute(
+                "UPDATE state_shadows SET body = ?, etag = ? WHERE marketo_id = ? AND etag = ?",
+                (body, _new_etag(), shadow.marketo_id, shadow.etag),
+            )
+            return cursor.rowcount == 1
+        conn.execute(
+            "INSERT INTO state_shadows (marketo_id, body, etag) VALUES (?, ?, ?)"
+            " ON CONFLICT (marketo_id) DO UPDATE SET body = excluded.body, etag = excluded.etag",
+            (shadow.marketo_id, body, _new_etag()),
+        )
+        return True
+
+    def delete_shadow(self, marketo_id: int) -> None:
+        with self._db.write() as conn:
+            conn.execute("DELETE FROM state_shadows WHERE marketo_id = ?", (marketo_id,))
+
+    # --- sync log ------------------------------------------------------------------------------
+
+    def append_log(self, entries: Sequence[LogEntry]) -> None:
+        if not entries:
+            return
+        now_us = int(self._clock() * 1_000_000)
+        with self._db.write() as conn:
+            conn.executemany(
+                "INSERT INTO state_log (at_us, marketo_id, dynamics_id, dynamics_key, entity,"
+                " action, detail, fields, notice_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (
+                        now_us if e.at is None else to_micros(e.at),
+                        e.marketo_id,
+                        e.dynamics_id,
+                        None if e.dynamics_id is None else dynamics_key(e.dynamics_id),
+                        e.entity,
+                        e.action,
+                        e.detail,
+                        json.dumps(list(e.fields)),
+                        e.notice_id,
+                    )
+                    for e in entries
+                ],
+            )
+
+    def read_log(
+        self, *, marketo_id: int | None = None, dynamics_id: str | None = None, limit: int = 200
+    ) -> list[LogEntry]:
+        """Newest first. With both ids, entries about either; with neither, all entries."""
+        clauses: list[str] = []
+        args: list[Any] = []
+        if marketo_id is not None:
+            clauses.append("marketo_id = ?")
+            args.append(marketo_id)
+        if dynamics_id is not None:
+            clauses.append("dynamics_key = ?")
+            args.append(dynamics_key(dynamics_id))
+        where = f" WHERE {' OR '.join(clauses)}" if clauses else ""
+        query = _LOG_SELECT + where + " ORDER BY at_us DESC, id DESC LIMIT ?"
+        with self._db.read() as conn:
+            rows = conn.execute(query, (*args, max(limit, 0))).fetchall()
+        return [
+            LogEntry(
+                marketo_id=m,
+                dynamics_id=d,
+                entity=entity,
+                action=action,
+                detail=detail,
+                fields=tuple(json.loads(fields)),
+                at=from_micros(at_us),
+                notice_id=notice_id,
+            )
+            for m, d, entity, action, detail, fields, at_us, notice_id in rows
+        ]
+
+    # --- leases --------------------------------------------------------------------------------
+
+    def acquire_lease(self, name: str, owner: str, seconds: float) -> bool:
+        now = self._clock()
+        with self._db.write() as conn:
+            row = conn.execute(
+                "SELECT owner, expires_at FROM state_leases WHERE name = ?", (name,)
+            ).fetchone()
+            if row is not None and row[0] != owner and row[1] > now:
+                return False
+            conn.execute(
+                "INSERT INTO state_leases (name, owner, expires_at) VALUES (?, ?, ?)"
+                " ON CONFLICT (name) DO UPDATE SET owner = excluded.owner,"
+                " expires_at = excluded.expires_at",
+                (name, owner, now + seconds),
+            )
+        return True
+
+    def release_lease(self, name: str, owner: str) -> None:
+        with self._db.write() as conn:
+            conn.execute("DELETE FROM state_leases WHERE name = ? AND owner = ?", (name, owner))
+
+    # --- parked notices ------------------------------------------------------------------------
+
+    def park(self, notices: Sequence[ParkedNotice]) -> None:
+        with self._db.write() as conn:
+            conn.executemany(
+                "INSERT INTO state_parked (dedup_id, body, reason, parked_at_us) VALUES (?, ?, ?, ?)"
+                " ON CONFLICT (dedup_id) DO UPDATE SET body = excluded.body,"
+                " reason = excluded.reason, parked_at_us = excluded.parked_at_us",
+                [(p.dedup_id, p.body, p.reason, to_micros(p.parked_at)) for p in notices],
+            )
+
+    def parked(self) -> list[ParkedNotice]:
+        with self._db.read() as conn:
+            rows = conn.execute(
+                "SELECT dedup_id, body, reason, parked_at_us FROM state_parked"
+                " ORDER BY parked_at_us, dedup_id"
+            ).fetchall()
+        return [ParkedNotice(d, b, r, from_micros(at)) for d, b, r, at in rows]
+
+    def unpark(self, dedup_ids: Iterable[str]) -> None:
+        ids = list(dict.fromkeys(dedup_ids))
+        with self._db.write() as conn:
+            for chunk in _chunks(ids):
+                conn.execute(_in("DELETE FROM state_parked WHERE dedup_id", chunk), chunk)
+
+    def close(self) -> None:
+        self._db.close()

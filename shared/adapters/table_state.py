@@ -1,0 +1,772 @@
+"""The production state store: Azure Table Storage through azure-data-tables.
+
+Six tables, ``<prefix>checkpoints``, ``links``, ``shadows``, ``log``, ``leases``, ``parked``,
+created on first use (once per process). Key layout (see ``_table_keys`` for the encoding):
+
+=============  ==========================================  ======================================
+table          PartitionKey                                RowKey
+=============  ==========================================  ======================================
+checkpoints    ``checkpoint``                              name
+links (M)      ``m`` + Marketo id // 1000                  Marketo id, zero-padded
+links (D)      ``d-<entity>-`` + 2 hex of sha256(id)       Dynamics id, lower-case
+shadows        ``s`` + Marketo id // 1000                  Marketo id, zero-padded
+log            ``m-<marketo id>``, ``d-<dynamics id>``,     inverted time + sequence + random
+               ``t-<yyyymmdd>`` (one copy per key)
+leases         ``lease``                                   name
+parked         ``parked``                                  dedup id
+=============  ==========================================  ======================================
+
+Links are stored twice, by person (M) and by Dynamics record (D), in different partitions, so
+no transaction can cover both. The M row is the truth; the D row is an index *and* the claim
+that makes a Dynamics record linkable to one person only. A link exists when its M row says so;
+a D row counts only when the M row it names points back to it. Writes go: claim D, write M,
+confirm the claim by rewriting it under its etag (if a rival took it meanwhile, restore M and
+fail), then drop the old D row. A crash between steps leaves at most a D row no M row confirms:
+readers ignore it and the next claim of that record takes it over. The one gap left: a process
+that dies between writing M and confirming, while a rival takes the claim, leaves its M row
+naming a record now linked to the rival (lookups by that record still find one person).
+
+Batch reads group ids by partition and ask for up to 14 RowKeys per query (a $filter may hold at
+most 15 comparisons); an ``or`` over RowKeys scans one partition, which holds at most 1,000
+persons or 1/256 of the linked records. Queries for several partitions run in parallel.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import threading
+import uuid
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager, suppress
+from datetime import timedelta
+from functools import partial
+from itertools import islice
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from azure.core import MatchConditions
+from azure.core.exceptions import (
+    AzureError,
+    ResourceExistsError,
+    ResourceModifiedError,
+    ResourceNotFoundError,
+)
+from azure.data.tables import (
+    TableClient,
+    TableEntity,
+    TableServiceClient,
+    TableTransactionError,
+    UpdateMode,
+)
+
+from shared.adapters._clock import Clock, from_micros, system_clock, to_micros
+from shared.adapters._table_keys import (
+    MAX_TEXT_BYTES,
+    dynamics_partition,
+    escape_key,
+    join_text,
+    marketo_partition,
+    marketo_row,
+    newest_first,
+    split_text,
+    utf16_bytes,
+)
+from shared.adapters._tables_errors import SERVICE, error_code, map_tables_error
+from shared.errors import ConfigurationError, ConflictError, PermanentError
+from shared.notices import FieldValue
+from shared.ports import Checkpoint, Link, LogEntry, ParkedNotice, Shadow, StateStore
+
+if TYPE_CHECKING:
+    from azure.core.credentials import TokenCredential
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+TABLES = ("checkpoints", "links", "shadows", "log", "leases", "parked")
+ROWS_PER_QUERY = 14  # + the PartitionKey comparison = the service's limit of 15 comparisons
+OPS_PER_TRANSACTION = 100
+TRANSACTION_BYTES = 3_500_000  # under the 4 MiB payload cap, with room for the envelope
+LOG_LOOKBACK_DAYS = 31  # how far back read_log() without ids looks
+_CLAIM_ATTEMPTS = 3
+_PREFIX = re.compile(r"^[A-Za-z][A-Za-z0-9]{0,40}$")
+_IF_MATCH = MatchConditions.IfNotModified
+
+
+def dynamics_key(dynamics_id: str) -> str:
+    """Dataverse ids are GUIDs: the same record may arrive upper- or lower-case."""
+    return dynamics_id.lower()
+
+
+def _etag(entity: TableEntity | Mapping[str, Any]) -> str:
+    metadata = getattr(entity, "metadata", None) or entity
+    return str(metadata["etag"])
+
+
+def _text(entity: Mapping[str, Any], name: str) -> str:
+    return join_text(name, entity)
+
+
+def _sized(name: str, text: str, what: str) -> dict[str, str | int]:
+    size = utf16_bytes(text)
+    if size > MAX_TEXT_BYTES:
+        raise PermanentError(
+            f"{what} is too large for Table Storage ({size} bytes of UTF-16, limit {MAX_TEXT_BYTES})",
+            service=SERVICE,
+            code="EntityTooLarge",
+        )
+    return split_text(name, text)
+
+
+class TableStateStore(StateStore):
+    """The state store on Azure Table Storage (see the module docstring for the layout)."""
+
+    def __init__(
+        self,
+        *,
+        connection_string: str | None = None,
+        endpoint: str | None = None,
+        credential: TokenCredential | None = None,
+        table_prefix: str = "mdsync",
+        clock: Clock = system_clock,
+        max_workers: int = 8,
+        **client_options: Any,
+    ) -> None:
+        """A connection string wins over ``endpoint`` + ``credential`` (default
+        ``DefaultAzureCredential``). ``client_options`` go to ``TableServiceClient``
+        (e.g. ``retry_total``)."""
+        if not (connection_string or endpoint):
+            raise ConfigurationError(
+                "the Table state store needs STATE_CONNECTION_STRING or STATE_TABLE_ENDPOINT "
+                "(with an identity that has Storage Table Data Contributor)"
+            )
+        if not _PREFIX.match(table_prefix):
+            raise ConfigurationError(
+                f"STATE_TABLE_PREFIX {table_prefix!r} must be a letter and up to 40 letters or digits"
+            )
+        self._connection_string = connection_string
+        self._endpoint = endpoint
+        self._credential = credential
+        self._client_options = client_options
+        self.table_prefix = table_prefix
+        self._clock = clock
+        self._max_workers = max_workers
+        self._lock = threading.Lock()
+        self._service: TableServiceClient | None = None
+        self._tables: dict[str, TableClient] = {}
+        self._pool: ThreadPoolExecutor | None = None
+
+    # --- plumbing ------------------------------------------------------------------------------
+
+    @contextmanager
+    def _errors(self) -> Iterator[None]:
+        try:
+            yield
+        except AzureError as exc:
+            raise map_tables_error(exc) from exc
+
+    def _service_client(self) -> TableServiceClient:
+        if self._service is None:
+            if self._connection_string:
+                try:
+                    self._service = TableServiceClient.from_connection_string(
+                        self._connection_string, **self._client_options
+                    )
+                except ValueError as exc:
+                    raise ConfigurationError(f"STATE_CONNECTION_STRING is not valid: {exc}") from exc
+            else:
+                credential = self._credential
+                if credential is None:
+                    # Imported here: azure.identity costs ~0.1 s of cold start.
+                    from azure.identity import DefaultAzureCredential  # noqa: PLC0415
+
+                    credential = DefaultAzureCredential()
+                self._service = TableServiceClient(
+                    endpoint=str(self._endpoint), credential=credential, **self._client_options
+                )
+        return self._service
+
+    def _table(self, kind: str) -> TableClient:
+        with self._lock:
+            table = self._tables.get(kind)
+            if table is None:
+                with self._errors():
+                    table = self._service_client().create_table_if_not_exists(self.table_prefix + kind)
+                self._tables[kind] = table
+            return table
+
+    def _parallel(self, calls: Sequence[Callable[[], T]]) -> list[T]:
+        if len(calls) <= 1:
+            return [call() for call in calls]
+        with self._lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(self._max_workers, thread_name_prefix="mdsync-tables")
+            pool = self._pool
+        futures = [pool.submit(call) for call in calls]
+        return [future.result() for future in futures]
+
+    def _query(
+        self, kind: str, query_filter: str, parameters: dict[str, Any], limit: int | None = None
+    ) -> list[TableEntity]:
+        table = self._table(kind)
+        with self._errors():
+            pages = table.query_entities(
+                query_filter, parameters=parameters, results_per_page=min(limit or 1000, 1000)
+            )
+            return list(islice(pages, limit))
+
+    def _get(self, kind: str, partition: str, row: str) -> TableEntity | None:
+        table = self._table(kind)
+        with self._errors():
+            try:
+                return table.get_entity(partition, row)
+            except ResourceNotFoundError:
+                return None
+
+    def _rows_by_key(self, kind: str, keys: Iterable[tuple[str, str]]) -> list[TableEntity]:
+        """Every stored entity among ``keys`` (PartitionKey, RowKey), a few queries at a time."""
+        by_partition: dict[str, list[str]] = {}
+        for partition, row in dict.fromkeys(keys):
+            by_partition.setdefault(partition, []).append(row)
+        calls: list[Callable[[], list[TableEntity]]] = []
+        for partition, rows in by_partition.items():
+            for start in range(0, len(rows), ROWS_PER_QUERY):
+                chunk = rows[start : start + ROWS_PER_QUERY]
+                # Placeholders must stand alone between spaces for the SDK to substitute them.
+                ors = " or ".join(f"RowKey eq @r{i}" for i in range(len(chunk)))
+                params: dict[str, Any] = {f"r{i}": row for i, row in enumerate(chunk)}
+                params["p"] = partition
+                query = f"PartitionKey eq @p and ( {ors} )"
+                calls.append(partial(self._query, kind, query, params))
+        return [entity for batch in self._parallel(calls) for entity in batch]
+
+    # --- checkpoints ---------------------------------------------------------------------------
+
+    def get_checkpoint(self, name: str) -> Checkpoint | None:
+        entity = self._get("checkpoints", "checkpoint", escape_key(name))
+        if entity is None:
+            return None
+        return Checkpoint(name=name, value=_text(entity, "Value"), etag=_etag(entity))
+
+    def put_checkpoint(self, name: str, value: str, *, etag: str | None) -> Checkpoint:
+        entity = {
+            "PartitionKey": "checkpoint",
+            "RowKey": escape_key(name),
+            "Name": name,
+            **_sized("Value", value, f"checkpoint {name!r}"),
+        }
+        table = self._table("checkpoints")
+        with self._errors():
+            if etag is None:
+                try:
+                    written = table.create_entity(entity)
+                except ResourceExistsError as exc:
+                    raise ConflictError(
+                        f"checkpoint {name!r} already exists",
+                        service=SERVICE,
+                        code="EntityAlreadyExists",
+                        status=409,
+                    ) from exc
+            else:
+                try:
+                    written = table.update_entity(
+                        entity, mode=UpdateMode.REPLACE, etag=etag, match_condition=_IF_MATCH
+                    )
+                except ResourceNotFoundError as exc:
+                    # Deleted since it was read: as stale as a changed etag.
+                    raise ConflictError(
+                        f"checkpoint {name!r} is gone", service=SERVICE, code="ResourceNotFound", status=404
+                    ) from exc
+        return Checkpoint(name=name, value=value, etag=_etag(written))
+
+    # --- links ---------------------------------------------------------------------------------
+
+    @staticmethod
+    def _m_key(marketo_id: int) -> tuple[str, str]:
+        return marketo_partition("m", marketo_id), marketo_row(marketo_id)
+
+    @staticmethod
+    def _d_key(entity: str, key: str) -> tuple[str, str]:
+        return dynamics_partition(entity, key), escape_key(key)
+
+    @staticmethod
+    def _link_of(entity: TableEntity) -> Link:
+        return Link(
+            marketo_id=int(entity["RowKey"]),
+            entity=str(entity["Entity"]),
+            dynamics_id=str(entity["DynamicsId"]),
+            etag=_etag(entity),
+        )
+
+    def get_links_by_marketo(self, marketo_ids: Iterable[int]) -> dict[int, Link]:
+        rows = self._rows_by_key("links", (self._m_key(i) for i in marketo_ids))
+        return {link.marketo_id: link for link in map(self._link_of, rows)}
+
+    def get_links_by_dynamics(self, entity: str, dynamics_ids: Iterable[str]) -> dict[str, Link]:
+        asked: dict[str, list[str]] = {}
+        for dynamics_id in dynamics_ids:
+            asked.setdefault(dynamics_key(dynamics_id), []).append(dynamics_id)
+        claims = self._rows_by_key("links", (self._d_key(entity, key) for key in asked))
+        claimed = {int(row["MarketoId"]) for row in claims}
+        found: dict[str, Link] = {}
+        # Only the person's own row makes the link real (see the module docstring).
+        for link in self.get_links_by_marketo(claimed).values():
+            key = dynamics_key(link.dynamics_id)
+            if link.entity == entity and key in asked:
+                found.update(dict.fromkeys(asked[key], link))
+        return found
+
+    def put_link(self, link: Link) -> Link:
+        key = dynamics_key(link.dynamics_id)
+        m_partition, m_row = self._m_key(link.marketo_id)
+        current = self._get("links", m_partition, m_row)
+        if link.etag and (current is None or _etag(current) != link.etag):
+            raise self._stale_link(link.marketo_id)
+        claim, claim_etag = self._claim(link.entity, key, link.marketo_id, link.dynamics_id)
+        entity = {
+            "PartitionKey": m_partition,
+            "RowKey": m_row,
+            "Entity": link.entity,
+            "DynamicsId": link.dynamics_id,
+            "DynamicsKey": key,
+        }
+        table = self._table("links")
+        with self._errors():
+            try:
+                if link.etag:
+                    written = table.update_entity(
+                        entity, mode=UpdateMode.REPLACE, etag=link.etag, match_condition=_IF_MATCH
+                    )
+                else:
+                    written = table.upsert_entity(entity, mode=UpdateMode.REPLACE)
+            except (ResourceModifiedError, ResourceNotFoundError) as exc:
+                raise self._stale_link(link.marketo_id) from exc
+        if not self._confirm_claim(claim, claim_etag):
+            self._restore_link_row(m_partition, m_row, current, _etag(written))
+            raise self._already_linked(link.entity, link.dynamics_id, None)
+        if current is not None and (current["Entity"], current["DynamicsKey"]) != (link.entity, key):
+            self._drop_claim(str(current["Entity"]), str(current["DynamicsKey"]), link.marketo_id)
+        return Link(link.marketo_id, link.entity, link.dynamics_id, etag=_etag(written))
+
+    def delete_link(self, link: Link) -> None:
+        key = dynamics_key(link.dynamics_id)
+        m_partition, m_row = self._m_key(link.marketo_id)
+        current = self._get("links", m_partition, m_row)
+        if current is not None and (current["Entity"], current["DynamicsKey"]) == (link.entity, key):
+            if link.etag and _etag(current) != link.etag:
+                raise self._stale_link(link.marketo_id)
+            table = self._table("links")
+            with self._errors():
+                try:
+                    table.delete_entity(m_partition, m_row, etag=_etag(current), match_condition=_IF_MATCH)
+                except ResourceModifiedError as exc:
+                    raise self._stale_link(link.marketo_id) from exc
+        # The person's row no longer names this record: its claim (if any is left) is ours to drop.
+        self._drop_claim(link.entity, key, link.marketo_id)
+
+    def _claim(self, entity: str, key: str, marketo_id: int, dynamics_id: str) -> tuple[dict[str, str], str]:
+        """Make the D row of (entity, key) name ``marketo_id``, or raise ConflictError.
+
+        Returns the claim and its etag, for ``_confirm_claim``.
+        """
+        d_partition, d_row = self._d_key(entity, key)
+        claim = {
+            "PartitionKey": d_partition,
+            "RowKey": d_row,
+            "MarketoId": str(marketo_id),
+            "Entity": entity,
+            "DynamicsId": dynamics_id,
+        }
+        table = self._table("links")
+        for _ in range(_CLAIM_ATTEMPTS):
+            with self._errors():
+                try:
+                    return claim, _etag(table.create_entity(claim))
+                except ResourceExistsError:
+                    pass
+            existing = self._get("links", d_partition, d_row)
+            if existing is None:
+                continue  # released between our two calls: try to create it again
+            owner = int(existing["MarketoId"])
+            if owner == marketo_id:
+                return claim, _etag(existing)
+            if self._confirms(owner, entity, key):
+                raise self._already_linked(entity, dynamics_id, owner)
+            with self._errors():
+                try:
+                    # A claim no person's row confirms is left over: take it, if still unchanged.
+                    taken = table.update_entity(
+                        claim, mode=UpdateMode.REPLACE, etag=_etag(existing), match_condition=_IF_MATCH
+                    )
+                    return claim, _etag(taken)
+                except (ResourceModifiedError, ResourceNotFoundError):
+                    continue
+        raise ConflictError(
+            f"{entity} {dynamics_id} is being linked concurrently", service=SERVICE, code="ClaimContended"
+        )
+
+    def _confirms(self, marketo_id: int, entity: str, key: str) -> bool:
+        row = self._get("links", *self._m_key(marketo_id))
+        return row is not None and (row["Entity"], row["DynamicsKey"]) == (entity, key)
+
+    def _confirm_claim(self, claim: dict[str, str], etag: str) -> bool:
+        """After the person's row is written: rewrite the claim if nobody took it meanwhile.
+
+        A plain read would leave a gap: a rival that saw our person's row not yet written could
+        still take the claim with the etag it read before. Rewriting changes the etag, so such
+        a rival's conditional write fails, and any later rival finds our row and backs off.
+        """
+        table = self._table("links")
+        with self._errors():
+            try:
+                table.update_entity(claim, mode=UpdateMode.REPLACE, etag=etag, match_condition=_IF_MATCH)
+                return True
+            except (ResourceModifiedError, ResourceNotFoundError):
+                return False
+
+    def _drop_claim(self, entity: str, key: str, marketo_id: int) -> None:
+        d_partition, d_row = self._d_key(entity, key)
+        row = self._get("links", d_partition, d_row)
+        if row is None or int(row["MarketoId"]) != marketo_id:
+            return
+        table = self._table("links")
+        # A 412 means it was claimed by someone else meanwhile: theirs now.
+        with self._errors(), suppress(ResourceModifiedError):
+            table.delete_entity(d_partition, d_row, etag=_etag(row), match_condition=_IF_MATCH)
+
+    def _restore_link_row(
+        self, partition: str, row: str, previous: TableEntity | None, written_etag: str
+    ) -> None:
+        """Undo our write of a person's row, unless someone wrote after us."""
+        table = self._table("links")
+        with self._errors():
+            try:
+                if previous is None:
+                    table.delete_entity(partition, row, etag=written_etag, match_condition=_IF_MATCH)
+                else:
+                    table.update_entity(
+                        dict(previous), mode=UpdateMode.REPLACE, etag=written_etag, match_condition=_IF_MATCH
+                    )
+            except (ResourceModifiedError, ResourceNotFoundError):
+                pass
+
+    @staticmethod
+    def _stale_link(marketo_id: int) -> ConflictError:
+        return ConflictError(
+            f"the link of person {marketo_id} changed since it was read",
+            service=SERVICE,
+            code="UpdateConditionNotSatisfied",
+            status=412,
+        )
+
+    @staticmethod
+    def _already_linked(entity: str, dynamics_id: str, owner: int | None) -> ConflictError:
+        whom = f"person {owner}" if owner is not None else "another person"
+        return ConflictError(
+            f"{entity} {dynamics_id} is already linked to {whom}",
+            service=SERVICE,
+            code="DynamicsRecordAlreadyLinked",
+        )
+
+    # --- shadows -------------------------------------------------------------------------------
+
+    def get_shadows(self, marketo_ids: Iterable[int]) -> dict[int, Shadow]:
+        keys = ((marketo_partition("s", i), marketo_row(i)) for i in marketo_ids)
+        found: dict[int, Shadow] = {}
+        for entity in self._rows_by_key("shadows", keys):
+            values: dict[str, FieldValue] = json.loads(_text(entity, "Values"))
+            marketo_id = int(entity["RowKey"])
+            found[marketo_id] = Shadow(marketo_id, values, _etag(entity))
+        return found
+
+    def put_shadows(self, shadows: Sequence[Shadow]) -> None:
+        latest = {shadow.marketo_id: shadow for shadow in shadows}  # one per person: the last
+        groups: dict[str, list[tuple[Shadow, dict[str, Any]]]] = {}
+        for shadow in latest.values():
+            partition = marketo_partition("s", shadow.marketo_id)
+            entity = {
+                "PartitionKey": partition,
+                "RowKey": marketo_row(shadow.marketo_id),
+                **_sized(
+                    "Values",
+                    # Not ASCII-escaped: the limits count UTF-16 units, and "\u00e9" is six.
+                    json.dumps(shadow.values, sort_keys=True, ensure_ascii=False),
+                    f"the shadow of person {shadow.marketo_id}",
+                ),
+            }
+            groups.setdefault(partition, []).append((shadow, entity))
+        calls = [
+            partial(self._write_shadows, chunk)
+            for group in groups.values()
+            for chunk in _transaction_chunks(group)
+        ]
+        stale = sorted(i for result in self._parallel(calls) for i in result)
+        if stale:
+            raise ConflictError(
+                f"shadow(s) changed since they were read, not written: persons {stale}",
+                service=SERVICE,
+                code="UpdateConditionNotSatisfied",
+                status=412,
+            )
+
+    def _write_shadows(self, chunk: Sequence[tuple[Shadow, dict[str, Any]]]) -> list[int]:
+        """One transaction for a chunk of one partition; on a stale etag, one write each."""
+        table = self._table("shadows")
+        operations: list[Any] = [_shadow_operation(shadow, entity) for shadow, entity in chunk]
+        with self._errors():
+            try:
+                table.submit_transaction(operations)
+                return []
+            except TableTransactionError as exc:
+                if exc.status_code not in (404, 409, 412) and error_code(exc) not in _STALE_CODES:
+                    raise
+        return [shadow.marketo_id for shadow, entity in chunk if not self._write_shadow(shadow, entity)]
+
+    def _write_shadow(self, shadow: Shadow, entity: dict[str, Any]) -> bool:
+        table = self._table("shadows")
+        with self._errors():
+            try:
+                if shadow.etag:
+                    table.update_entity(
+                        entity, mode=UpdateMode.REPLACE, etag=shadow.etag, match_condition=_IF_MATCH
+                    )
+                else:
+                    table.upsert_entity(entity, mode=UpdateMode.REPLACE)
+                return True
+            except (ResourceModifiedError, ResourceNotFoundError):
+                return False
+
+    def delete_shadow(self, marketo_id: int) -> None:
+        table = self._table("shadows")
+        with self._errors():
+            table.delete_entity(marketo_partition("s", marketo_id), marketo_row(marketo_id))
+
+    # --- sync log ------------------------------------------------------------------------------
+
+    def append_log(self, entries: Sequence[LogEntry]) -> None:
+        if not entries:
+            return
+        now_us = int(self._clock() * 1_000_000)
+        groups: dict[str, list[tuple[None, dict[str, Any]]]] = {}
+        for sequence, entry in enumerate(entries):
+            at_us = now_us if entry.at is None else to_micros(entry.at)
+            row = f"{newest_first(at_us, sequence)}-{uuid.uuid4().hex[:8]}"
+            body: dict[str, Any] = {
+                "RowKey": row,
+                "Entity": entry.entity,
+                "Action": entry.action,
+                "Fields": json.dumps(list(entry.fields)),
+                "AtMicros": str(at_us),
+                **_sized("Detail", entry.detail, "a sync log detail"),
+            }
+            if entry.marketo_id is not None:
+                body["MarketoId"] = str(entry.marketo_id)
+            if entry.dynamics_id is not None:
+                body["DynamicsId"] = entry.dynamics_id
+            if entry.notice_id is not None:
+                body["NoticeId"] = entry.notice_id
+            for partition in self._log_partitions(entry, at_us):
+                groups.setdefault(partition, []).append((None, {**body, "PartitionKey": partition}))
+        table = self._table("log")
+        calls = [
+            partial(self._submit, table, [("create", entity) for _, entity in chunk])
+            for group in groups.values()
+            for chunk in _transaction_chunks(group)
+        ]
+        self._parallel(calls)
+
+    @staticmethod
+    def _log_partitions(entry: LogEntry, at_us: int) -> list[str]:
+        partitions = [f"t-{from_micros(at_us):%Y%m%d}"]
+        if entry.marketo_id is not None:
+            partitions.append(f"m-{entry.marketo_id}")
+        if entry.dynamics_id is not None:
+            partitions.append(f"d-{escape_key(dynamics_key(entry.dynamics_id))}")
+        return partitions
+
+    def _submit(self, table: TableClient, operations: list[Any]) -> None:
+        with self._errors():
+            table.submit_transaction(operations)
+
+    def read_log(
+        self, *, marketo_id: int | None = None, dynamics_id: str | None = None, limit: int = 200
+    ) -> list[LogEntry]:
+        """Newest first. With both ids, entries about either; with neither, the entries of the
+        last ``LOG_LOOKBACK_DAYS`` days."""
+        if limit <= 0:
+            return []
+        partitions: list[str] = []
+        if marketo_id is not None:
+            partitions.append(f"m-{marketo_id}")
+        if dynamics_id is not None:
+            partitions.append(f"d-{escape_key(dynamics_key(dynamics_id))}")
+        rows = self._newest(partitions, limit) if partitions else self._newest_days(limit)
+        return [_log_entry(row) for row in rows]
+
+    def _newest(self, partitions: Sequence[str], limit: int) -> list[TableEntity]:
+        calls = [partial(self._query, "log", "PartitionKey eq @p", {"p": p}, limit) for p in partitions]
+        # An entry about both ids is stored under both with the same RowKey: keep one.
+        unique = {row["RowKey"]: row for batch in self._parallel(calls) for row in batch}
+        return [unique[row] for row in sorted(unique)[:limit]]
+
+    def _newest_days(self, limit: int) -> list[TableEntity]:
+        today = from_micros(int(self._clock() * 1_000_000))
+        rows: list[TableEntity] = []
+        for back in range(LOG_LOOKBACK_DAYS + 1):
+            day = today - timedelta(days=back)
+            rows += self._query("log", "PartitionKey eq @p", {"p": f"t-{day:%Y%m%d}"}, limit - len(rows))
+            if len(rows) >= limit:
+                break
+        return rows
+
+    # --- leases --------------------------------------------------------------------------------
+
+    def acquire_lease(self, name: str, owner: str, seconds: float) -> bool:
+        now = self._clock()
+        row = escape_key(name)
+        lease = {
+            "PartitionKey": "lease",
+            "RowKey": row,
+            "Owner": owner,
+            "ExpiresAt": now + seconds,
+        }
+        table = self._table("leases")
+        for _ in range(_CLAIM_ATTEMPTS):
+            with self._errors():
+                try:
+                    table.create_entity(lease)
+                    return True
+                except ResourceExistsError:
+                    pass
+            current = self._get("leases", "lease", row)
+            if current is None:
+                continue  # released between our two calls
+            if current["Owner"] != owner and float(current["ExpiresAt"]) > now:
+                return False
+            with self._errors():
+                try:
+                    # Renewal by the owner, or take-over of an expired lease: only if unchanged.
+                    table.update_entity(
+                        lease, mode=UpdateMode.REPLACE, etag=_etag(current), match_condition=_IF_MATCH
+                    )
+                    return True
+                except (ResourceModifiedError, ResourceNotFoundError):
+                    return False
+        return False
+
+    def release_lease(self, name: str, owner: str) -> None:
+        row = escape_key(name)
+        current = self._get("leases", "lease", row)
+        if current is None or current["Owner"] != owner:
+            return
+        table = self._table("leases")
+        # A 412 means it expired and was taken over meanwhile: nothing of ours to release.
+        with self._errors(), suppress(ResourceModifiedError):
+            table.delete_entity("lease", row, etag=_etag(current), match_condition=_IF_MATCH)
+
+    # --- parked notices ------------------------------------------------------------------------
+
+    def park(self, notices: Sequence[ParkedNotice]) -> None:
+        if not notices:
+            return
+        latest = {notice.dedup_id: notice for notice in notices}
+        group = [
+            (
+                None,
+                {
+                    "PartitionKey": "parked",
+                    "RowKey": escape_key(n.dedup_id),
+                    "DedupId": n.dedup_id,
+                    "Reason": n.reason,
+                    "ParkedAt": str(to_micros(n.parked_at)),
+                    **_sized("Body", n.body, f"parked notice {n.dedup_id}"),
+                },
+            )
+            for n in latest.values()
+        ]
+        table = self._table("parked")
+        for chunk in _transaction_chunks(group):
+            self._submit(table, [("upsert", entity, {"mode": UpdateMode.REPLACE}) for _, entity in chunk])
+
+    def parked(self) -> list[ParkedNotice]:
+        rows = self._query("parked", "PartitionKey eq @p", {"p": "parked"})
+        notices = [
+            ParkedNotice(
+                dedup_id=str(row["DedupId"]),
+                body=_text(row, "Body"),
+                reason=str(row["Reason"]),
+                parked_at=from_micros(int(row["ParkedAt"])),
+            )
+            for row in rows
+        ]
+        return sorted(notices, key=lambda n: (n.parked_at, n.dedup_id))
+
+    def unpark(self, dedup_ids: Iterable[str]) -> None:
+        table = self._table("parked")
+
+        def delete(dedup_id: str) -> None:
+            with self._errors():
+                table.delete_entity("parked", escape_key(dedup_id))  # a missing one is fine
+
+        self._parallel([partial(delete, d) for d in dict.fromkeys(dedup_ids)])
+
+    def close(self) -> None:
+        with self._lock:
+            pool, self._pool = self._pool, None
+            tables, self._tables = self._tables, {}
+            service, self._service = self._service, None
+        if pool is not None:
+            pool.shutdown(wait=True)
+        for table in tables.values():
+            table.close()
+        if service is not None:
+            service.close()
+
+
+_STALE_CODES = {"UpdateConditionNotSatisfied", "ConditionNotMet", "ResourceNotFound", "EntityNotFound"}
+
+
+def _shadow_operation(shadow: Shadow, entity: dict[str, Any]) -> tuple[Any, ...]:
+    if shadow.etag:
+        return (
+            "update",
+            entity,
+            {"mode": UpdateMode.REPLACE, "etag": shadow.etag, "match_condition": _IF_MATCH},
+        )
+    return ("upsert", entity, {"mode": UpdateMode.REPLACE})
+
+
+_Item = TypeVar("_Item")
+
+
+def _transaction_chunks(
+    group: Sequence[tuple[_Item, dict[str, Any]]],
+) -> Iterator[list[tuple[_Item, dict[str, Any]]]]:
+    """Split one partition's writes into transactions of at most 100 operations and 3.5 MB."""
+    chunk: list[tuple[_Item, dict[str, Any]]] = []
+    size = 0
+    for item in group:
+        entity_size = sum(utf16_bytes(str(v)) for v in item[1].values()) + 1024
+        if chunk and (len(chunk) == OPS_PER_TRANSACTION or size + entity_size > TRANSACTION_BYTES):
+            yield chunk
+            chunk, size = [], 0
+        chunk.append(item)
+        size += entity_size
+    if chunk:
+        yield chunk
+
+
+def _log_entry(row: Mapping[str, Any]) -> LogEntry:
+    marketo_id = row.get("MarketoId")
+    return LogEntry(
+        marketo_id=None if marketo_id is None else int(marketo_id),
+        dynamics_id=row.get("DynamicsId"),
+        entity=str(row["Entity"]),
+        action=str(row["Action"]),
+        detail=_text(row, "Detail"),
+        fields=tuple(json.loads(row["Fields"])),
+        at=from_micros(int(row["AtMicros"])),
+        notice_id=row.get("NoticeId"),
+    )

@@ -1,0 +1,244 @@
+"""What only the Table Storage adapter has: its key layout, request economy, limits and errors.
+
+The behaviour every store shares is in test_state_contract.py; these tests look at the tables
+themselves (through azure-data-tables, as an operator would) and count HTTP requests.
+"""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+import pytest
+from azure.core.exceptions import (
+    ClientAuthenticationError,
+    HttpResponseError,
+    ServiceRequestError,
+    ServiceResponseError,
+)
+from azure.data.tables import TableServiceClient
+
+from shared.adapters._table_keys import dynamics_partition, escape_key
+from shared.adapters._tables_errors import map_tables_error
+from shared.adapters.table_state import TableStateStore
+from shared.errors import (
+    AccessDeniedError,
+    AuthExpiredError,
+    ConfigurationError,
+    ConflictError,
+    MdsyncError,
+    NotFoundError,
+    PermanentError,
+    RateLimitedError,
+    ServiceUnavailableError,
+    TransientError,
+)
+from shared.notices import FieldValue
+from shared.ports import Link, Shadow
+from tests.adapters.conftest import azurite_connection_string, unique_prefix
+
+GUID = "0f8fad5b-d9cb-469f-a165-70867728950e"
+
+
+class RequestCounter:
+    def __init__(self) -> None:
+        self.count = 0
+
+    def __call__(self, request: Any) -> None:
+        self.count += 1
+
+
+@pytest.fixture
+def counter() -> RequestCounter:
+    return RequestCounter()
+
+
+@pytest.fixture
+def table_store(azurite: str, counter: RequestCounter) -> Any:
+    store = TableStateStore(
+        connection_string=azurite, table_prefix=unique_prefix(), retry_total=0, raw_request_hook=counter
+    )
+    yield store
+    store.close()
+
+
+def raw_links(azurite: str, store: TableStateStore) -> Any:
+    service = TableServiceClient.from_connection_string(azurite)
+    return service.get_table_client(store.table_prefix + "links")
+
+
+pytestmark = pytest.mark.azurite
+
+
+# --- layout and the two link indexes ------------------------------------------------------------
+
+
+def test_tables_carry_the_prefix(azurite: str, table_store: TableStateStore) -> None:
+    table_store.put_link(Link(1, "lead", GUID))
+    table_store.put_shadows([Shadow(1, {"a": 1})])
+    names = {t.name for t in TableServiceClient.from_connection_string(azurite).list_tables()}
+    assert {table_store.table_prefix + "links", table_store.table_prefix + "shadows"} <= names
+
+
+def test_a_link_is_stored_by_person_and_by_record(azurite: str, table_store: TableStateStore) -> None:
+    table_store.put_link(Link(1234, "lead", GUID.upper()))
+    rows = {(r["PartitionKey"], r["RowKey"]): r for r in raw_links(azurite, table_store).list_entities()}
+    assert set(rows) == {("m000000001", "000000001234"), (dynamics_partition("lead", GUID), GUID)}
+    assert rows[(dynamics_partition("lead", GUID), GUID)]["MarketoId"] == "1234"
+
+
+def test_a_claim_left_by_a_crash_is_ignored_then_taken_over(
+    azurite: str, table_store: TableStateStore
+) -> None:
+    table_store.get_links_by_marketo([1])  # creates the table
+    # A process claimed the record for person 5 and died before writing person 5's row.
+    raw_links(azurite, table_store).create_entity(
+        {
+            "PartitionKey": dynamics_partition("lead", GUID),
+            "RowKey": escape_key(GUID),
+            "MarketoId": "5",
+            "Entity": "lead",
+            "DynamicsId": GUID,
+        }
+    )
+    assert table_store.get_links_by_dynamics("lead", [GUID]) == {}
+
+    link = table_store.put_link(Link(6, "lead", GUID))
+
+    assert table_store.get_links_by_dynamics("lead", [GUID]) == {GUID: link}
+
+
+def test_a_claim_its_person_moved_away_from_is_taken_over(azurite: str, table_store: TableStateStore) -> None:
+    table_store.put_link(Link(5, "lead", GUID))
+    other = "11111111-2222-3333-4444-555555555555"
+    moved = table_store.put_link(Link(5, "lead", other))
+    # Simulate a crash before the old claim was dropped: put it back.
+    raw_links(azurite, table_store).upsert_entity(
+        {
+            "PartitionKey": dynamics_partition("lead", GUID),
+            "RowKey": escape_key(GUID),
+            "MarketoId": "5",
+            "Entity": "lead",
+            "DynamicsId": GUID,
+        }
+    )
+    assert table_store.get_links_by_dynamics("lead", [GUID]) == {}
+    assert table_store.get_links_by_dynamics("lead", [other]) == {other: moved}
+
+    assert table_store.put_link(Link(9, "lead", GUID)).marketo_id == 9
+
+
+# --- request economy ----------------------------------------------------------------------------
+
+
+def test_batch_reads_of_nearby_persons_take_a_few_queries(
+    table_store: TableStateStore, counter: RequestCounter
+) -> None:
+    ids = list(range(1000, 1300))  # 300 persons, one partition
+    table_store.put_shadows([Shadow(i, {"n": i}) for i in ids[::2]])
+    table_store.get_links_by_marketo([1])  # creates the links table
+    counter.count = 0
+
+    shadows = table_store.get_shadows(ids)
+    shadow_requests = counter.count
+    counter.count = 0
+    links = table_store.get_links_by_marketo(ids)
+
+    assert len(shadows) == 150
+    assert links == {}
+    assert shadow_requests <= 22  # ceil(300 / 14), instead of 300 point reads
+    assert counter.count <= 22
+
+
+def test_shadows_of_one_partition_are_written_in_transactions(
+    table_store: TableStateStore, counter: RequestCounter
+) -> None:
+    table_store.get_shadows([1])  # creates the table
+    counter.count = 0
+    table_store.put_shadows([Shadow(i, {"n": i}) for i in range(2000, 2250)])
+    assert counter.count == 3  # 100 + 100 + 50 operations
+    assert len(table_store.get_shadows(range(2000, 2250))) == 250
+
+
+# --- limits -------------------------------------------------------------------------------------
+
+
+def test_a_value_too_large_for_an_entity_is_refused_not_truncated(table_store: TableStateStore) -> None:
+    huge: dict[str, FieldValue] = {"notes": "x" * 500_000}
+    with pytest.raises(PermanentError) as caught:
+        table_store.put_shadows([Shadow(1, huge)])
+    assert caught.value.code == "EntityTooLarge"
+    assert table_store.get_shadows([1]) == {}
+
+
+def test_negative_marketo_ids_are_refused(table_store: TableStateStore) -> None:
+    with pytest.raises(ValueError, match="negative"):
+        table_store.put_link(Link(-1, "lead", GUID))
+
+
+# --- configuration and errors -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "arguments",
+    [
+        {},
+        {"connection_string": "UseDevelopmentStorage=true", "table_prefix": "no-dashes"},
+        {"connection_string": "UseDevelopmentStorage=true", "table_prefix": "9digitfirst"},
+    ],
+)
+def test_invalid_configuration_is_refused_up_front(arguments: dict[str, str]) -> None:
+    with pytest.raises(ConfigurationError):
+        TableStateStore(**arguments)
+
+
+def test_unreachable_service_is_transient() -> None:
+    store = TableStateStore(connection_string=azurite_connection_string(9), retry_total=0)
+    with pytest.raises(ServiceUnavailableError):
+        store.get_checkpoint("x")
+
+
+def test_wrong_account_key_is_not_transient(azurite: str) -> None:
+    port = azurite.split("127.0.0.1:")[1].split("/", maxsplit=1)[0]
+    wrong = base64.b64encode(b"not the key" * 6).decode()
+    store = TableStateStore(connection_string=azurite_connection_string(int(port), wrong), retry_total=0)
+    with pytest.raises(MdsyncError) as caught:
+        store.get_checkpoint("x")
+    # Azure answers 403 AuthenticationFailed (-> ConfigurationError); Azurite 403 AuthorizationFailure.
+    assert isinstance(caught.value, ConfigurationError | AccessDeniedError)
+    assert not isinstance(caught.value, TransientError)
+
+
+def _http_error(
+    status: int, code: str | None = None, cls: type[HttpResponseError] = HttpResponseError
+) -> Any:
+    error = cls(message=f"service said {status}\nRequestId:abc")
+    error.status_code = status
+    error.error_code = code  # type: ignore[attr-defined]
+    return error
+
+
+@pytest.mark.parametrize(
+    ("error", "expected"),
+    [
+        (ServiceRequestError("connection refused"), ServiceUnavailableError),
+        (ServiceResponseError("connection reset"), ServiceUnavailableError),
+        (_http_error(429), RateLimitedError),
+        (_http_error(503, "ServerBusy"), RateLimitedError),
+        (_http_error(500, "InternalError"), ServiceUnavailableError),
+        (_http_error(408, "OperationTimedOut"), ServiceUnavailableError),
+        (_http_error(401, "InvalidAuthenticationInfo", ClientAuthenticationError), AuthExpiredError),
+        (_http_error(403, "AuthenticationFailed", ClientAuthenticationError), ConfigurationError),
+        (_http_error(403, "AuthorizationPermissionMismatch"), AccessDeniedError),
+        (_http_error(404, "TableNotFound"), NotFoundError),
+        (_http_error(409, "EntityAlreadyExists"), ConflictError),
+        (_http_error(412, "UpdateConditionNotSatisfied"), ConflictError),
+        (_http_error(400, "PropertyValueTooLarge"), PermanentError),
+    ],
+)
+def test_azure_errors_map_to_ours(error: Any, expected: type[MdsyncError]) -> None:
+    mapped = map_tables_error(error)
+    assert type(mapped) is expected
+    if isinstance(error, HttpResponseError) and not isinstance(mapped, ConfigurationError):
+        assert mapped.code == error.error_code  # type: ignore[attr-defined]
+        assert "RequestId" not in str(mapped)

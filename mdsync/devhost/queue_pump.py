@@ -1,0 +1,129 @@
+"""The Service Bus trigger, fed from a :class:`shared.ports.LocalQueue`.
+
+Like the extension with ``autoCompleteMessages=true``: messages are received under a peek-lock;
+``cardinality="many"`` hands the function a list of up to ``maxMessageBatchSize`` messages,
+``"one"`` runs up to ``maxConcurrentCalls`` single-message invocations side by side; success
+completes every message of the invocation, an exception abandons every one of them (the queue
+redelivers, and dead-letters after its maximum delivery count). No ordering is promised.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor, wait
+from datetime import UTC, datetime, timedelta
+
+from azure.functions.servicebus import ServiceBusMessage
+
+from mdsync.devhost.discovery import FunctionSpec, ServiceBusTrigger
+from mdsync.devhost.invoke import invoke
+from shared.ports import LocalQueue, ReceivedNotice
+
+log = logging.getLogger(__name__)
+
+# The single-message lock is renewed up to maxAutoLockRenewalDuration (5 min) in Azure; the
+# local queue has no renewal, so the lock is taken that long from the start.
+DEFAULT_LOCK_SECONDS = 300.0
+# How long an idle pump waits before polling again; wake() cuts it short.
+DEFAULT_IDLE_WAIT = 0.25
+
+
+def to_message(received: ReceivedNotice, *, locked_until: datetime) -> ServiceBusMessage:
+    """The message object the worker would build for this delivery."""
+    return ServiceBusMessage(
+        body=received.notice.to_json().encode("utf-8"),
+        message_id=received.message_id,
+        delivery_count=received.delivery_count,
+        enqueued_time_utc=received.enqueued_at,
+        lock_token=received.lock_token,
+        locked_until=locked_until,
+        content_type="application/json",
+        application_properties={},
+        user_properties={},
+    )
+
+
+class QueuePump:
+    """Delivers messages from ``queue`` to one Service Bus-triggered function."""
+
+    def __init__(
+        self,
+        spec: FunctionSpec,
+        queue: LocalQueue,
+        *,
+        max_batch_size: int,
+        max_concurrent_calls: int,
+        lock_seconds: float = DEFAULT_LOCK_SECONDS,
+        idle_wait: float = DEFAULT_IDLE_WAIT,
+    ) -> None:
+        if not isinstance(spec.trigger, ServiceBusTrigger):
+            raise TypeError(f"{spec.name} is not a Service Bus function")
+        self.spec = spec
+        self.many = spec.trigger.many
+        self._queue = queue
+        self._receive_count = max_batch_size if self.many else max_concurrent_calls
+        self._lock_seconds = lock_seconds
+        self._idle_wait = idle_wait
+        self._reason = f"New ServiceBus message detected on '{spec.trigger.queue_name}'."
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._pool = (
+            None
+            if self.many
+            else ThreadPoolExecutor(max_concurrent_calls, thread_name_prefix=f"sb-{spec.name}")
+        )
+        self._thread = threading.Thread(target=self._loop, name=f"pump-{spec.name}", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def wake(self) -> None:
+        """Poll now (a sender in this process just queued something)."""
+        self._wake.set()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Stop receiving; the invocation in progress finishes and is settled."""
+        self._stop.set()
+        self._wake.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            self._wake.clear()
+            received = self._receive()
+            if not received:
+                self._wake.wait(self._idle_wait)
+                continue
+            if self._pool is None:
+                self._deliver(received)
+            else:
+                wait([self._pool.submit(self._deliver, [one]) for one in received])
+
+    def _receive(self) -> list[ReceivedNotice]:
+        try:
+            return self._queue.receive(self._receive_count, lock_seconds=self._lock_seconds)
+        except Exception:
+            log.exception("receiving from the local queue failed; retrying")
+            return []
+
+    def _deliver(self, received: Sequence[ReceivedNotice]) -> None:
+        locked_until = datetime.now(UTC) + timedelta(seconds=self._lock_seconds)
+        messages = [to_message(r, locked_until=locked_until) for r in received]
+        try:
+            invoke(self.spec, messages if self.many else messages[0], reason=self._reason)
+        except Exception:  # already logged by invoke; the queue decides redelivery or DLQ
+            self._settle(received, self._queue.abandon, "abandon")
+        else:
+            self._settle(received, self._queue.complete, "complete")
+
+    def _settle(self, received: Sequence[ReceivedNotice], action: Callable[[str], None], verb: str) -> None:
+        for one in received:
+            try:
+                action(one.lock_token)
+            except Exception:  # lock lost: the message comes back, as on Service Bus
+                log.warning("could not %s message %s (lock lost?)", verb, one.message_id, exc_info=True)

@@ -31,7 +31,8 @@ class ServerThread:
             lifespan="off",
             ssl_certfile=str(tls.cert_file) if tls else None,
             ssl_keyfile=str(tls.key_file) if tls else None,
-            timeout_keep_alive=30,
+            timeout_keep_alive=5,
+            timeout_graceful_shutdown=1,
             backlog=512,
         )
         self._server = uvicorn.Server(config)

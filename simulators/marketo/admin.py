@@ -1,0 +1,122 @@
+"""A small client of the simulator's admin API, for tests and the demo that talk over HTTP."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import requests
+
+
+class MarketoAdminError(RuntimeError):
+    pass
+
+
+class MarketoAdmin:
+    def __init__(self, base_url: str, session: requests.Session) -> None:
+        self.base_url = base_url.rstrip("/") + "/admin"
+        self.session = session
+
+    def _call(self, method: str, path: str, body: Mapping[str, Any] | None = None, **params: Any) -> Any:
+        response = self.session.request(
+            method, self.base_url + path, json=body, params=params or None, timeout=60
+        )
+        if response.status_code >= 400:
+            raise MarketoAdminError(f"{method} {path}: {response.status_code} {response.text}")
+        return response.json()
+
+    # --- persons -------------------------------------------------------------------------
+
+    def reset(self) -> None:
+        self._call("POST", "/reset")
+
+    def seed_persons(self, persons: Sequence[Mapping[str, Any]]) -> list[int]:
+        """Create persons without recording any activity (the instance before the test)."""
+        return list(self._call("POST", "/persons", {"persons": list(persons)})["ids"])
+
+    def persons(self) -> list[dict[str, Any]]:
+        return list(self._call("GET", "/persons")["persons"])
+
+    def person(self, lead_id: int) -> dict[str, Any]:
+        return dict(self._call("GET", f"/persons/{lead_id}")["person"])
+
+    def activities(self, lead_id: int, type_ids: Iterable[int] | None = None) -> list[dict[str, Any]]:
+        params = {"typeIds": ",".join(str(t) for t in type_ids)} if type_ids else {}
+        return list(self._call("GET", f"/persons/{lead_id}/activities", **params)["activities"])
+
+    def user_create(self, fields: Mapping[str, Any]) -> int:
+        """Create a person as a Marketo user would (New Lead activity with a user source)."""
+        return int(self._call("POST", "/ui/persons", {"fields": dict(fields)})["id"])
+
+    def user_edit(self, lead_id: int, fields: Mapping[str, Any]) -> list[str]:
+        """Edit a person on the Person Details page; returns the fields that changed."""
+        return list(self._call("PATCH", f"/ui/persons/{lead_id}", {"fields": dict(fields)})["changed"])
+
+    def user_delete(self, lead_id: int) -> None:
+        self._call("DELETE", f"/ui/persons/{lead_id}")
+
+    # --- limits, faults, counts ----------------------------------------------------------------
+
+    def limits(self) -> dict[str, Any]:
+        return dict(self._call("GET", "/limits"))
+
+    def set_limits(self, **limits: Any) -> dict[str, Any]:
+        """camelCase keys: rateLimit, rateWindowSeconds, concurrencyLimit, dailyQuota, maxBatch,
+        maxFilterMatches, activityScanLimit."""
+        return dict(self._call("PUT", "/limits", limits))
+
+    def inject_fault(self, code: str, count: int = 1) -> None:
+        """The next ``count`` REST calls answer Marketo error ``code`` (606, 615, 611, 604...)."""
+        self._call("POST", "/faults", {"code": code, "count": count})
+
+    def inject_latency(self, milliseconds: float, count: int = 1) -> None:
+        self._call("POST", "/faults", {"latencyMs": milliseconds, "count": count})
+
+    def clear_faults(self) -> None:
+        self._call("DELETE", "/faults")
+
+    def expire_tokens(self) -> int:
+        return int(self._call("POST", "/tokens/expire")["expired"])
+
+    def set_quota(self, *, daily: int | None = None, used: int | None = None) -> None:
+        body = {k: v for k, v in {"dailyQuota": daily, "used": used}.items() if v is not None}
+        self._call("PUT", "/quota", body)
+
+    def calls(self) -> dict[str, Any]:
+        return dict(self._call("GET", "/calls"))
+
+    def reset_calls(self) -> None:
+        self._call("DELETE", "/calls")
+
+    # --- webhooks ------------------------------------------------------------------------------
+
+    def define_webhook(
+        self,
+        name: str,
+        url: str,
+        *,
+        method: str = "POST",
+        template: str = "",
+        encoding: str = "json",
+        headers: Mapping[str, str] | None = None,
+        response_mappings: Mapping[str, str] | None = None,
+    ) -> dict[str, Any]:
+        """``response_mappings`` maps a response path (``data.id``) to a SOAP field name."""
+        body = {
+            "name": name,
+            "url": url,
+            "method": method,
+            "template": template,
+            "encoding": encoding,
+            "headers": dict(headers or {}),
+            "responseType": "json",
+            "responseMappings": [
+                {"path": path, "field": field} for path, field in (response_mappings or {}).items()
+            ],
+        }
+        return dict(self._call("POST", "/webhooks", body))
+
+    def fire_webhook(self, name: str, lead_id: int) -> dict[str, Any]:
+        """Run the Call Webhook flow step for one person: status, body, elapsedMs, errorType,
+        mappedFields, activityId."""
+        return dict(self._call("POST", f"/webhooks/{name}/fire", {"leadId": lead_id}))

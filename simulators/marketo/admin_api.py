@@ -1,0 +1,189 @@
+"""The admin API under ``/admin`` (no auth; local use only). Documented in simulators/README.md.
+
+It does what a test or a demo needs and the REST API cannot: seed persons, act as a Marketo
+user (edits recorded with a user source), read a person's Activity Log, set limits, inject
+faults, read call counts, define and fire webhooks.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable
+from dataclasses import asdict
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from simulators.marketo.faults import MarketoFault
+from simulators.marketo.firing import UnknownTarget, fire
+from simulators.marketo.state import SimState
+from simulators.marketo.webhooks import WebhookDefinitionError
+
+Endpoint = Callable[[Request], Awaitable[Response]]
+_LIMIT_KEYS = {
+    "rateLimit": "rate_limit",
+    "rateWindowSeconds": "rate_window_seconds",
+    "concurrencyLimit": "concurrency_limit",
+    "dailyQuota": "daily_quota",
+    "maxBatch": "max_batch",
+    "maxFilterMatches": "max_filter_matches",
+    "activityScanLimit": "activity_scan_limit",
+}
+
+
+def _error(status: int, message: str, code: str | None = None) -> JSONResponse:
+    body: dict[str, Any] = {"error": message}
+    if code:
+        body["code"] = code
+    return JSONResponse(body, status_code=status)
+
+
+async def _json(request: Request) -> dict[str, Any]:
+    raw = await request.body()
+    if not raw.strip():
+        return {}
+    body = json.loads(raw)
+    if not isinstance(body, dict):
+        raise ValueError("the body must be a JSON object")
+    return body
+
+
+def _guarded(handler: Callable[[Request], Awaitable[Any]]) -> Endpoint:
+    """Map bad input to 400 and unknown ids to 404; a dict result becomes a JSON 200."""
+
+    async def endpoint(request: Request) -> Response:
+        try:
+            result = await handler(request)
+        except MarketoFault as why:
+            return _error(400, why.message, why.code)
+        except (ValueError, WebhookDefinitionError, TypeError) as why:
+            return _error(400, str(why))
+        except (KeyError, UnknownTarget) as why:
+            return _error(404, f"not found: {why}")
+        return result if isinstance(result, Response) else JSONResponse(result)
+
+    return endpoint
+
+
+def _limits_json(limits: dict[str, Any]) -> dict[str, Any]:
+    back = {v: k for k, v in _LIMIT_KEYS.items()}
+    return {back[k]: v for k, v in limits.items() if k in back}
+
+
+class _AdminApi:
+    def __init__(self, state: SimState) -> None:
+        self.state = state
+
+    async def reset(self, request: Request) -> dict[str, Any]:
+        self.state.reset()
+        return {}
+
+    async def seed(self, request: Request) -> dict[str, Any]:
+        records = (await _json(request)).get("persons")
+        if not isinstance(records, list):
+            raise ValueError("'persons' must be a list of field objects")
+        return {"ids": self.state.seed(records)}
+
+    async def persons(self, request: Request) -> dict[str, Any]:
+        return {"persons": self.state.all_persons()}
+
+    async def person(self, request: Request) -> dict[str, Any]:
+        lead_id = int(request.path_params["lead_id"])
+        found = self.state.person(lead_id)
+        if found is None:
+            raise KeyError(lead_id)
+        return {"person": found}
+
+    async def activities(self, request: Request) -> dict[str, Any]:
+        raw = request.query_params.get("typeIds")
+        types = [int(t) for t in raw.split(",")] if raw else None
+        return {"activities": self.state.activities(int(request.path_params["lead_id"]), types)}
+
+    async def user_create(self, request: Request) -> dict[str, Any]:
+        return {"id": self.state.user_create((await _json(request)).get("fields", {}))}
+
+    async def user_edit(self, request: Request) -> dict[str, Any]:
+        lead_id = int(request.path_params["lead_id"])
+        return {"changed": self.state.user_edit(lead_id, (await _json(request)).get("fields", {}))}
+
+    async def user_delete(self, request: Request) -> dict[str, Any]:
+        lead_id = int(request.path_params["lead_id"])
+        if not self.state.user_delete(lead_id):
+            raise KeyError(lead_id)
+        return {}
+
+    async def limits(self, request: Request) -> dict[str, Any]:
+        if request.method == "PUT":
+            body = await _json(request)
+            unknown = set(body) - set(_LIMIT_KEYS)
+            if unknown:
+                raise ValueError(f"unknown limits: {sorted(unknown)}")
+            return _limits_json(self.state.set_limits(**{_LIMIT_KEYS[k]: v for k, v in body.items()}))
+        with self.state.lock:
+            return _limits_json(asdict(self.state.gate.limits))
+
+    async def faults(self, request: Request) -> dict[str, Any]:
+        if request.method == "DELETE":
+            self.state.clear_faults()
+            return {}
+        body = await _json(request)
+        count = int(body.get("count", 1))
+        if "latencyMs" in body:
+            self.state.inject_latency(float(body["latencyMs"]) / 1000, count)
+        elif "code" in body:
+            self.state.inject_fault(str(body["code"]), count)
+        else:
+            raise ValueError("give 'code' (e.g. \"606\") or 'latencyMs', and 'count'")
+        return {}
+
+    async def expire_tokens(self, request: Request) -> dict[str, Any]:
+        return {"expired": self.state.expire_tokens()}
+
+    async def quota(self, request: Request) -> dict[str, Any]:
+        body = await _json(request)
+        daily, used = body.get("dailyQuota"), body.get("used")
+        self.state.set_quota(
+            daily=None if daily is None else int(daily), used=None if used is None else int(used)
+        )
+        return {}
+
+    async def calls(self, request: Request) -> dict[str, Any]:
+        if request.method == "DELETE":
+            self.state.reset_calls()
+            return {}
+        return self.state.calls()
+
+    async def webhooks(self, request: Request) -> dict[str, Any]:
+        if request.method == "POST":
+            return self.state.define_webhook(await _json(request)).to_json()
+        with self.state.lock:
+            return {"webhooks": [w.to_json() for w in self.state.webhooks.values()]}
+
+    async def fire_webhook(self, request: Request) -> dict[str, Any]:
+        lead_id = int((await _json(request))["leadId"])
+        outcome = await fire(self.state, request.path_params["name"], lead_id)
+        return outcome.to_json()
+
+
+def admin_routes(state: SimState) -> list[Route]:
+    api = _AdminApi(state)
+    table: list[tuple[str, Callable[[Request], Awaitable[Any]], list[str]]] = [
+        ("/reset", api.reset, ["POST"]),
+        ("/persons", api.persons, ["GET"]),
+        ("/persons", api.seed, ["POST"]),
+        ("/persons/{lead_id:int}", api.person, ["GET"]),
+        ("/persons/{lead_id:int}/activities", api.activities, ["GET"]),
+        ("/ui/persons", api.user_create, ["POST"]),
+        ("/ui/persons/{lead_id:int}", api.user_edit, ["PATCH"]),
+        ("/ui/persons/{lead_id:int}", api.user_delete, ["DELETE"]),
+        ("/limits", api.limits, ["GET", "PUT"]),
+        ("/faults", api.faults, ["POST", "DELETE"]),
+        ("/tokens/expire", api.expire_tokens, ["POST"]),
+        ("/quota", api.quota, ["PUT"]),
+        ("/calls", api.calls, ["GET", "DELETE"]),
+        ("/webhooks", api.webhooks, ["GET", "POST"]),
+        ("/webhooks/{name}/fire", api.fire_webhook, ["POST"]),
+    ]
+    return [Route(path, _guarded(handler), methods=methods) for path, handler, methods in table]

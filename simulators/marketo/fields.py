@@ -1,0 +1,220 @@
+"""The person (lead) field catalog and Marketo's type rules for written values.
+
+Each field has three names, as in Marketo: the REST name (``company``), the SOAP name
+(``Company``, used by webhook response mappings) and the display name (``Company Name``,
+used by ``{{lead.Company Name}}`` tokens).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from typing import Any
+
+from simulators.marketo.config import ExtraField
+from simulators.marketo.faults import MarketoFault
+
+Value = str | int | float | bool | None
+
+STRING_TYPES = frozenset({"string", "text", "phone", "url", "email", "reference"})
+# Standard fields usable as filterType / lookupField (custom string/email/integer fields are too).
+SEARCHABLE_STANDARD = frozenset({"id", "email", "leadPartitionId"})
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+_TRUE = {"true", "1", "yes"}
+_FALSE = {"false", "0", "no"}
+
+
+@dataclass(frozen=True)
+class FieldDef:
+    field_id: int
+    name: str
+    display_name: str
+    data_type: str
+    soap_name: str
+    length: int | None = None
+    read_only: bool = False
+    custom: bool = False
+
+    @property
+    def searchable(self) -> bool:
+        if self.name in SEARCHABLE_STANDARD:
+            return True
+        return self.custom and self.data_type in {"string", "email", "integer"}
+
+
+def _f(fid: int, name: str, display: str, dtype: str, soap: str, **kw: Any) -> FieldDef:
+    length = kw.pop("length", 255 if dtype in {"string", "email", "phone", "url"} else None)
+    return FieldDef(fid, name, display, dtype, soap, length=length, **kw)
+
+
+STANDARD_FIELDS: tuple[FieldDef, ...] = (
+    _f(1, "id", "Id", "integer", "Id", read_only=True),
+    _f(2, "company", "Company Name", "string", "Company"),
+    _f(3, "email", "Email Address", "email", "Email"),
+    _f(4, "firstName", "First Name", "string", "FirstName"),
+    _f(5, "lastName", "Last Name", "string", "LastName"),
+    _f(6, "title", "Job Title", "string", "Title"),
+    _f(7, "phone", "Phone Number", "phone", "Phone"),
+    _f(8, "mobilePhone", "Mobile Phone Number", "phone", "MobilePhone"),
+    _f(9, "city", "City", "string", "City"),
+    _f(10, "country", "Country", "string", "Country"),
+    _f(11, "leadSource", "Person Source", "string", "LeadSource"),
+    _f(12, "unsubscribed", "Unsubscribed", "boolean", "Unsubscribed"),
+    _f(13, "createdAt", "Created At", "datetime", "CreatedAt", read_only=True),
+    _f(14, "updatedAt", "Updated At", "datetime", "UpdatedAt", read_only=True),
+    _f(15, "leadPartitionId", "Person Partition Id", "integer", "LeadPartitionId", read_only=True),
+    # Dynamics-sync fields: ordinary updateable custom fields, since mdsync replaces the native
+    # sync (whose own fields would be read-only and crmManaged).
+    _f(101, "msftType", "Microsoft Type", "string", "MSFTType", custom=True),
+    _f(102, "msftLeadId", "Microsoft Lead Id", "string", "MSFTLeadId", custom=True),
+    _f(103, "msftContactId", "Microsoft Contact Id", "string", "MSFTContactId", custom=True),
+    _f(104, "msftIsDeleted", "Microsoft Is Deleted", "boolean", "MSFTIsDeleted", custom=True),
+    _f(105, "msftDoNotEmail", "Microsoft Do Not Email", "boolean", "MSFTDoNotEmail", custom=True),
+)
+
+DEFAULT_READ_FIELDS = ("id", "email", "firstName", "lastName", "createdAt", "updatedAt")
+
+
+class FieldCatalog:
+    """Lookup of fields by REST, SOAP and display name."""
+
+    def __init__(self, extra: tuple[ExtraField, ...] = ()) -> None:
+        fields = list(STANDARD_FIELDS)
+        for i, spec in enumerate(extra):
+            soap = spec.soap_name or spec.name[:1].upper() + spec.name[1:]
+            fields.append(
+                FieldDef(
+                    1000 + i,
+                    spec.name,
+                    spec.display_name,
+                    spec.data_type,
+                    soap,
+                    length=spec.length,
+                    read_only=spec.read_only,
+                    custom=True,
+                )
+            )
+        self.fields: tuple[FieldDef, ...] = tuple(fields)
+        self._by_name = {f.name: f for f in fields}
+        self._by_soap = {f.soap_name.lower(): f for f in fields}
+        self._by_display = {f.display_name.lower(): f for f in fields}
+
+    def get(self, name: str) -> FieldDef | None:
+        return self._by_name.get(name)
+
+    def require(self, name: str) -> FieldDef:
+        found = self._by_name.get(name)
+        if found is None:
+            raise MarketoFault("1006", f"Field '{name}' not found")
+        return found
+
+    def by_soap(self, soap_name: str) -> FieldDef | None:
+        return self._by_soap.get(soap_name.lower())
+
+    def by_display(self, display_name: str) -> FieldDef | None:
+        return self._by_display.get(display_name.strip().lower())
+
+
+def invalid(value: object, field: FieldDef) -> MarketoFault:
+    return MarketoFault("1001", f"Invalid value '{value}'. Required of type '{field.data_type}'")
+
+
+def coerce(field: FieldDef, value: object) -> Value:
+    """The stored form of ``value`` written to ``field``; MarketoFault 1001 if it does not fit.
+
+    ``null`` and ``""`` are stored as null."""
+    if value is None or value == "":
+        return None
+    kind = field.data_type
+    if kind == "boolean":
+        return _boolean(field, value)
+    if kind == "integer":
+        return _integer(field, value)
+    if kind in {"float", "currency", "percent", "score"}:
+        return _float(field, value)
+    if kind == "date":
+        return _date(field, value)
+    if kind == "datetime":
+        return _datetime(field, value)
+    if isinstance(value, dict | list):
+        raise invalid(value, field)
+    text = str(value).lower() if isinstance(value, bool) else str(value)
+    if kind == "email" and not (text.isascii() and _EMAIL.match(text)):
+        raise invalid(value, field)
+    return text
+
+
+def _boolean(field: FieldDef, value: object) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
+        return value.strip().lower() in _TRUE
+    raise invalid(value, field)
+
+
+def _integer(field: FieldDef, value: object) -> int:
+    if isinstance(value, bool):
+        raise invalid(value, field)
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, str) and re.fullmatch(r"[+-]?\d+", value.strip()):
+        return int(value.strip())
+    raise invalid(value, field)
+
+
+def _float(field: FieldDef, value: object) -> float:
+    if isinstance(value, bool):
+        raise invalid(value, field)
+    try:
+        number = float(value) if isinstance(value, int | float | str) else math.nan
+    except ValueError:
+        number = math.nan
+    if not math.isfinite(number):
+        raise invalid(value, field)
+    return number
+
+
+def _date(field: FieldDef, value: object) -> str:
+    try:
+        return date.fromisoformat(str(value)).isoformat()
+    except ValueError:
+        raise invalid(value, field) from None
+
+
+def _datetime(field: FieldDef, value: object) -> str:
+    try:
+        parsed = datetime.fromisoformat(str(value))
+    except ValueError:
+        raise invalid(value, field) from None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return format_datetime(parsed.timestamp())
+
+
+def format_datetime(epoch: float) -> str:
+    """Marketo's datetime form: UTC, whole seconds, literal ``Z``."""
+    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def change_text(value: Value) -> str | None:
+    """How a value appears as newValue/oldValue of a Change Data Value activity."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def lookup_key(field: FieldDef, value: Value) -> Value:
+    """The comparison form for filterType / lookupField matches (text is case-insensitive)."""
+    if isinstance(value, str) and field.data_type in STRING_TYPES:
+        return value.casefold()
+    return value

@@ -1,0 +1,197 @@
+"""The person database. Every write records the activities Marketo records for it.
+
+New Lead (12) on create, one Change Data Value (13) per field whose value actually changed
+(nothing when a value is written unchanged), Delete Lead (37) on delete. ``Origin`` says who
+wrote: the REST API ("Web service API"), a Marketo user, or a webhook response mapping.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from simulators.marketo.activities import CHANGE_DATA_VALUE, DELETE_LEAD, NEW_LEAD, ActivityLog
+from simulators.marketo.faults import MarketoFault
+from simulators.marketo.fields import (
+    FieldCatalog,
+    FieldDef,
+    Value,
+    change_text,
+    coerce,
+    format_datetime,
+    lookup_key,
+)
+
+Person = dict[str, Value]
+
+
+@dataclass(frozen=True)
+class Origin:
+    source_type: str  # New Lead "Source Type"
+    reason: str  # Change Data Value "Reason"
+    source: str  # Change Data Value "Source"
+
+
+API = Origin("Web service API", "Web service API", "Web service API")
+USER = Origin("New person", "Changed by user", "Person Details Page")
+
+
+def webhook_origin(name: str) -> Origin:
+    return Origin("Webhook", f"Webhook response mapping: {name}", "Call Webhook")
+
+
+class PersonStore:
+    def __init__(
+        self, catalog: FieldCatalog, log: ActivityLog, clock: Callable[[], float], first_id: int
+    ) -> None:
+        self.catalog = catalog
+        self.log = log
+        self._clock = clock
+        self._next_id = first_id
+        self._persons: dict[int, Person] = {}
+        # Searchable field -> lookup key -> person ids, so lookups do not scan every person.
+        self._index: dict[str, dict[Value, set[int]]] = {
+            f.name: {} for f in catalog.fields if f.searchable and f.name != "id"
+        }
+
+    # --- reading ---------------------------------------------------------------------------
+
+    def get(self, lead_id: int) -> Person | None:
+        return self._persons.get(lead_id)
+
+    def all(self) -> list[Person]:
+        return [dict(p) for _, p in sorted(self._persons.items())]
+
+    def find(self, field: FieldDef, values: Iterable[Value]) -> list[Person]:
+        """Persons whose ``field`` equals one of ``values``, in id order."""
+        keys = {lookup_key(field, v) for v in values if v is not None}
+        if field.name == "id":
+            ids = {k for k in keys if isinstance(k, int) and k in self._persons}
+        elif field.name in self._index:
+            index = self._index[field.name]
+            ids = set().union(*(index.get(k, set()) for k in keys))
+        else:
+            ids = {
+                i
+                for i, p in self._persons.items()
+                if p.get(field.name) is not None and lookup_key(field, p[field.name]) in keys
+            }
+        return [self._persons[i] for i in sorted(ids)]
+
+    def _reindex(self, lead_id: int, name: str, old: Value, new: Value) -> None:
+        index = self._index.get(name)
+        if index is None:
+            return
+        field = self.catalog.require(name)
+        if old is not None:
+            index.get(lookup_key(field, old), set()).discard(lead_id)
+        if new is not None:
+            index.setdefault(lookup_key(field, new), set()).add(lead_id)
+
+    def render(self, person: Person, fields: Iterable[str]) -> dict[str, Value]:
+        return {name: person.get(name) for name in fields}
+
+    # --- validation ------------------------------------------------------------------------
+
+    def validate(self, values: Mapping[str, Any], *, skip: frozenset[str] = frozenset()) -> Person:
+        """The stored form of a record's values; the first problem raises its 1xxx fault."""
+        clean: Person = {}
+        for name, raw in values.items():
+            if name in skip:
+                continue
+            field = self.catalog.require(name)
+            if field.read_only:
+                raise MarketoFault("1003", f"Field '{name}' is not updateable")
+            clean[name] = coerce(field, raw)
+        return clean
+
+    # --- writing ---------------------------------------------------------------------------
+
+    def create(self, values: Person, origin: Origin | None) -> int:
+        """A new person; ``origin`` None seeds it silently (no New Lead activity)."""
+        now = self._clock()
+        lead_id = self._next_id
+        self._next_id += 1
+        person: Person = {f.name: None for f in self.catalog.fields}
+        person.update(values)
+        stamp = format_datetime(now)
+        person.update(id=lead_id, createdAt=stamp, updatedAt=stamp, leadPartitionId=1)
+        self._persons[lead_id] = person
+        for name in self._index:
+            self._reindex(lead_id, name, None, person.get(name))
+        if origin is not None:
+            self.log.append(
+                lead_id,
+                NEW_LEAD,
+                now,
+                primary_attribute_value_id=lead_id,
+                primary_attribute_value=_full_name(person),
+                attributes=(
+                    {"name": "Created Date", "value": stamp[:10]},
+                    {"name": "Source Type", "value": origin.source_type},
+                ),
+            )
+        return lead_id
+
+    def update(self, lead_id: int, values: Person, origin: Origin) -> list[str]:
+        """Write ``values``; returns the names of the fields whose value changed."""
+        person = self._persons[lead_id]
+        now = self._clock()
+        changed = []
+        for name, new in values.items():
+            old = person.get(name)
+            if old == new and type(old) is type(new):
+                continue
+            person[name] = new
+            self._reindex(lead_id, name, old, new)
+            changed.append(name)
+            field = self.catalog.require(name)
+            self.log.append(
+                lead_id,
+                CHANGE_DATA_VALUE,
+                now,
+                primary_attribute_value_id=field.field_id,
+                primary_attribute_value=field.display_name,
+                fields=(
+                    {
+                        "id": field.field_id,
+                        "name": name,
+                        "newValue": change_text(new),
+                        "oldValue": change_text(old),
+                    },
+                ),
+                attributes=(
+                    {"name": "Reason", "value": origin.reason},
+                    {"name": "Source", "value": origin.source},
+                    {"name": "Lead ID", "value": lead_id},
+                ),
+            )
+        if changed:
+            person["updatedAt"] = format_datetime(now)
+        return changed
+
+    def delete(self, lead_id: int) -> bool:
+        person = self._persons.pop(lead_id, None)
+        if person is None:
+            return False
+        for name in self._index:
+            self._reindex(lead_id, name, person.get(name), None)
+        self.log.append(
+            lead_id,
+            DELETE_LEAD,
+            self._clock(),
+            primary_attribute_value_id=lead_id,
+            primary_attribute_value=_full_name(person),
+        )
+        return True
+
+    def clear(self) -> None:
+        self._persons.clear()
+        for index in self._index.values():
+            index.clear()
+
+
+def _full_name(person: Person) -> str:
+    parts = [person.get("firstName"), person.get("lastName")]
+    return " ".join(str(p) for p in parts if p) or str(person.get("id"))

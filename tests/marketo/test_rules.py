@@ -1,0 +1,176 @@
+"""Pure rules of the Marketo client and simulator, checked with hypothesis."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from urllib.parse import parse_qs
+from zoneinfo import ZoneInfo
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from shared.errors import (
+    AccessDeniedError,
+    AuthExpiredError,
+    ConflictError,
+    NotFoundError,
+    PermanentError,
+    QuotaExhaustedError,
+    RateLimitedError,
+    ServiceUnavailableError,
+    ValidationError,
+)
+from shared.marketo.client import BATCH, MAX_BODY_BYTES, _write_chunks
+from shared.marketo.codes import error_for, seconds_until_quota_reset
+from shared.marketo.limiter import CallLimiter
+from shared.marketo.models import Activity
+from simulators.marketo.activities import Cursor
+from simulators.marketo.faults import MarketoFault
+from simulators.marketo.fields import STANDARD_FIELDS, coerce
+from simulators.marketo.webhooks import encode_value, extract
+
+FIELDS = {f.name: f for f in STANDARD_FIELDS}
+CENTRAL = ZoneInfo("America/Chicago")
+
+
+@given(st.text())
+def test_json_token_encoding_yields_the_quoted_string(text: str) -> None:
+    rendered = encode_value(FIELDS["company"], text, None, "json")
+    assert json.loads(rendered) == text
+
+
+@given(st.text(alphabet=st.characters(blacklist_categories=("Cs", "Cc")), min_size=1))
+def test_form_url_token_encoding_round_trips(text: str) -> None:
+    rendered = encode_value(FIELDS["company"], text, None, "form-url")
+    assert parse_qs(f"v={rendered}", keep_blank_values=True)["v"] == [text]
+
+
+@given(st.integers(), st.booleans())
+def test_json_encoding_of_numbers_and_booleans_is_bare(number: int, flag: bool) -> None:
+    assert json.loads(encode_value(FIELDS["id"], number, None, "json")) == number
+    assert json.loads(encode_value(FIELDS["unsubscribed"], flag, None, "json")) is flag
+    assert encode_value(FIELDS["unsubscribed"], None, None, "json") == "null"
+
+
+@given(st.booleans())
+def test_boolean_fields_accept_booleans_and_their_spellings(flag: bool) -> None:
+    field = FIELDS["unsubscribed"]
+    assert coerce(field, flag) is flag
+    assert coerce(field, str(flag).lower()) is flag
+    assert coerce(field, int(flag)) is flag
+
+
+@given(st.integers(min_value=-(2**40), max_value=2**40))
+def test_integer_fields_accept_integers_and_digit_strings(number: int) -> None:
+    assert coerce(FIELDS["id"], number) == number
+    assert coerce(FIELDS["id"], str(number)) == number
+
+
+@given(
+    st.text(alphabet="abcdefghij xyz", min_size=1).filter(lambda t: t.strip().lower() not in {"yes", "no"})
+)
+def test_wrong_types_are_1001(text: str) -> None:
+    with pytest.raises(MarketoFault) as caught:
+        coerce(FIELDS["unsubscribed"], text)
+    assert caught.value.code == "1001"
+    with pytest.raises(MarketoFault):
+        coerce(FIELDS["id"], text)
+
+
+@given(st.integers(min_value=0, max_value=10**9), st.floats(min_value=0, max_value=4e9, allow_nan=False))
+def test_paging_cursor_round_trips(position: int, since: float) -> None:
+    cursor = Cursor(position, round(since, 3))
+    token = cursor.encode()
+    assert token.isascii()
+    assert token.upper() == token
+    assert Cursor.decode(token) == cursor
+
+
+@given(st.datetimes(min_value=datetime(2000, 1, 1), max_value=datetime(2100, 1, 1), timezones=st.just(UTC)))
+def test_quota_resets_at_the_next_midnight_in_us_central(now: datetime) -> None:
+    wait = seconds_until_quota_reset(now)
+    assert 0 < wait <= 25 * 3600
+    reset = (now + timedelta(seconds=wait)).astimezone(CENTRAL)
+    assert (reset.hour, reset.minute, reset.second) == (0, 0, 0)
+    assert reset.date() > now.astimezone(CENTRAL).date()
+
+
+@given(
+    st.lists(
+        st.dictionaries(st.sampled_from(["email", "title", "company"]), st.text(max_size=5000), min_size=1),
+        max_size=700,
+    )
+)
+@settings(max_examples=30, deadline=None)
+def test_write_chunks_keep_order_count_and_size(records: list[dict[str, str]]) -> None:
+    chunks = list(_write_chunks(records))
+    assert [r for c in chunks for r in c] == records
+    for chunk in chunks:
+        assert 1 <= len(chunk) <= BATCH
+        assert len(chunk) == 1 or len(json.dumps(chunk).encode()) <= MAX_BODY_BYTES + len(chunk)
+
+
+@given(st.lists(st.floats(min_value=0, max_value=15), min_size=1, max_size=120), st.integers(1, 12))
+@settings(max_examples=60, deadline=None)
+def test_limiter_never_lets_more_than_max_calls_into_a_window(gaps: list[float], max_calls: int) -> None:
+    now = [1_000.0]
+    stamps: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        now[0] += seconds
+
+    limiter = CallLimiter(max_calls, 4, clock=lambda: now[0], sleep=sleep)
+    for gap in gaps:
+        now[0] += gap
+        with limiter.slot():
+            stamps.append(now[0])
+    for i, start in enumerate(stamps):
+        in_window = [s for s in stamps[i:] if s < start + 20.0]
+        assert len(in_window) <= max_calls
+
+
+@pytest.mark.parametrize(
+    ("code", "kind"),
+    [
+        ("606", RateLimitedError),
+        ("615", RateLimitedError),
+        ("604", ServiceUnavailableError),
+        ("608", ServiceUnavailableError),
+        ("611", ServiceUnavailableError),
+        ("713", ServiceUnavailableError),
+        ("607", QuotaExhaustedError),
+        ("602", AuthExpiredError),
+        ("603", AccessDeniedError),
+        ("1008", AccessDeniedError),
+        ("1004", NotFoundError),
+        ("702", NotFoundError),
+        ("1005", ConflictError),
+        ("1001", ValidationError),
+        ("1003", ValidationError),
+        ("1006", ValidationError),
+        ("701", ValidationError),
+        ("609", PermanentError),
+        ("612", PermanentError),
+    ],
+)
+def test_codes_map_to_the_error_tree(code: str, kind: type[Exception]) -> None:
+    error = error_for(code, "message")
+    assert type(error) is kind
+    assert (error.code, error.service) == (code, "marketo")
+
+
+def test_activity_dates_in_both_documented_forms() -> None:
+    base = {"marketoGUID": "1", "leadId": 1, "activityTypeId": 13}
+    z = Activity.from_json({**base, "activityDate": "2026-11-20T09:14:02Z"})
+    plus = Activity.from_json({**base, "activityDate": "2026-11-20T09:14:02+0000"})
+    assert z.activity_date == plus.activity_date == datetime(2026, 11, 20, 9, 14, 2, tzinfo=UTC)
+    assert z.id is None
+
+
+def test_response_paths() -> None:
+    document = {"orders": [{"orderDate": "2026-01-02"}], "a b": {"c-d": 1}}
+    assert extract(document, "orders[0].orderDate") == (True, "2026-01-02")
+    assert extract(document, "a b.c-d") == (True, 1)
+    assert extract(document, "orders[1].orderDate") == (False, None)

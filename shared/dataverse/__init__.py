@@ -1,0 +1,28 @@
+"""The Dataverse (Dynamics 365) Web API client: tokens, OData literals, reads, writes, webhooks."""
+
+from shared.dataverse.auth import MsalTokenProvider, TokenProvider
+from shared.dataverse.client import DataverseClient
+from shared.dataverse.models import (
+    AttributeMetadata,
+    BatchRequest,
+    BatchResponse,
+    DeltaPage,
+    EntityMetadata,
+    StepSpec,
+    TableInfo,
+    WebhookRegistration,
+)
+
+__all__ = [
+    "AttributeMetadata",
+    "BatchRequest",
+    "BatchResponse",
+    "DataverseClient",
+    "DeltaPage",
+    "EntityMetadata",
+    "MsalTokenProvider",
+    "StepSpec",
+    "TableInfo",
+    "TokenProvider",
+    "WebhookRegistration",
+]

@@ -1,0 +1,467 @@
+"""DataverseClient: the Web API v9.2 calls mdsync makes.
+
+Built as ``(api_url, tokens, *, options)`` and never changed afterwards. Every request goes
+through one :class:`~shared.dataverse.transport.Transport` (token, counting, 401 refresh, retry
+budget), so :attr:`calls` counts everything sent. Verbs mean one thing: ``create`` fails if the
+row exists, ``update`` fails if it is missing, ``upsert_by_key`` does either, ``get`` raises
+NotFoundError, ``delete`` succeeds when the row is already gone.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any
+from urllib.parse import urlsplit
+
+import requests
+
+from shared.dataverse import batch as batch_body
+from shared.dataverse import metadata, odata, webhooks
+from shared.dataverse.auth import TokenProvider
+from shared.dataverse.errors import SERVICE
+from shared.dataverse.models import (
+    BatchRequest,
+    BatchResponse,
+    DeltaPage,
+    EntityMetadata,
+    StepSpec,
+    TableInfo,
+    WebhookRegistration,
+)
+from shared.dataverse.transport import CallCounter, Transport
+from shared.errors import NotFoundError, ServiceUnavailableError
+
+MAX_PAGE_SIZE = 5000
+NS = "Microsoft.Dynamics.CRM."
+Key = str | uuid.UUID | Mapping[str, odata.Value]
+
+
+def _label(method: str, path: str) -> str:
+    """``leads(…)/Microsoft.Dynamics.CRM.QualifyLead`` -> ``POST leads()/QualifyLead``."""
+    parts = []
+    for segment in path.split("?", 1)[0].split("/"):
+        if not segment:
+            continue
+        name = segment.split("(", 1)[0].removeprefix(NS)
+        parts.append(name + ("()" if "(" in segment else ""))
+    return f"{method} {'/'.join(parts)}"
+
+
+class DataverseClient:
+    def __init__(
+        self,
+        api_url: str,
+        tokens: TokenProvider,
+        *,
+        session: requests.Session,
+        max_concurrency: int = 16,
+        timeout: float = 30.0,
+        retry_budget_seconds: float = 10.0,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.api_url = api_url.rstrip("/")
+        self._service_path = urlsplit(self.api_url).path
+        self._transport = Transport(
+            tokens,
+            session,
+            max_concurrency=max_concurrency,
+            timeout=timeout,
+            retry_budget_seconds=retry_budget_seconds,
+            sleep=sleep,
+        )
+        self._lock = threading.Lock()
+        self._tables: dict[str, TableInfo] = {}
+        self._metadata: dict[str, EntityMetadata] = {}
+        self._multiple: dict[str, bool] = {}
+
+    @property
+    def calls(self) -> CallCounter:
+        """Requests sent, by endpoint; ``calls.total`` is the number per synced change uses."""
+        return self._transport.calls
+
+    # --- plumbing ------------------------------------------------------------------------
+
+    def _url(self, path: str) -> str:
+        return path if path.startswith("https://") or path.startswith("http://") else f"{self.api_url}/{path}"
+
+    def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        idempotent: bool,
+        params: Mapping[str, str] | None = None,
+        json: Any = None,
+        data: bytes | None = None,
+        headers: Mapping[str, str] | None = None,
+        keep: Callable[[requests.Response], bool] | None = None,
+    ) -> requests.Response:
+        relative = path[len(self.api_url) + 1 :] if path.startswith(self.api_url) else path
+        return self._transport.request(
+            method,
+            self._url(path),
+            label=_label(method, relative),
+            idempotent=idempotent,
+            params=params,
+            json=json,
+            data=data,
+            headers=headers,
+            keep=keep,
+        )
+
+    def _get_json(
+        self, path: str, params: Mapping[str, str] | None = None, headers: Mapping[str, str] | None = None
+    ) -> Any:
+        response = self._request(
+            "GET", path, idempotent=True, params=params, headers={"If-None-Match": "null", **(headers or {})}
+        )
+        return response.json()
+
+    # --- reads ---------------------------------------------------------------------------
+
+    def query(
+        self,
+        entity_set: str,
+        *,
+        select: Sequence[str],
+        filter: str | None = None,
+        orderby: str | Sequence[str] | None = None,
+        top: int | None = None,
+        page_size: int = MAX_PAGE_SIZE,
+        annotations: str | None = None,
+    ) -> Iterator[dict[str, Any]]:
+        """Matching rows, following ``@odata.nextLink`` page by page (lazily)."""
+        params: dict[str, str] = {"$select": ",".join(select)}
+        if filter:
+            params["$filter"] = filter
+        if orderby:
+            params["$orderby"] = orderby if isinstance(orderby, str) else ",".join(orderby)
+        prefer = []
+        if top is not None:
+            # $top is ignored when odata.maxpagesize is also sent.
+            params["$top"] = str(top)
+        else:
+            prefer.append(f"odata.maxpagesize={min(page_size, MAX_PAGE_SIZE)}")
+        if annotations:
+            prefer.append(f'odata.include-annotations="{annotations}"')
+        headers = {"Prefer": ",".join(prefer)} if prefer else {}
+        data = self._get_json(odata.prop(entity_set), params, headers)
+        while True:
+            yield from data.get("value", [])
+            next_link = data.get("@odata.nextLink")
+            if not next_link:
+                return
+            data = self._get_json(next_link, None, headers)
+
+    def get(self, entity_set: str, key: Key, *, select: Sequence[str]) -> dict[str, Any]:
+        """One row by id or alternate key; NotFoundError when there is none."""
+        result: dict[str, Any] = self._get_json(
+            odata.key_path(entity_set, key), {"$select": ",".join(select)}
+        )
+        return result
+
+    def whoami(self) -> str:
+        """The systemuserid of the calling application user."""
+        return str(self._get_json("WhoAmI")["UserId"])
+
+    # --- single-row writes ------------------------------------------------------------------
+
+    def create(
+        self, entity_set: str, record: Mapping[str, Any], *, select: Sequence[str] | None = None
+    ) -> dict[str, Any]:
+        """Create a row and return it (``return=representation``)."""
+        params = {"$select": ",".join(select)} if select else None
+        response = self._request(
+            "POST",
+            odata.prop(entity_set),
+            idempotent=False,
+            params=params,
+            json=dict(record),
+            headers={"Prefer": "return=representation"},
+        )
+        result: dict[str, Any] = response.json()
+        return result
+
+    def update(
+        self, entity_set: str, key: Key, changes: Mapping[str, Any], *, etag: str | None = None
+    ) -> None:
+        """Update an existing row (If-Match: the ETag, or ``*``): NotFoundError when missing,
+        ConflictError when the ETag is stale."""
+        self._request(
+            "PATCH",
+            odata.key_path(entity_set, key),
+            idempotent=True,
+            json=dict(changes),
+            headers={"If-Match": etag or "*"},
+        )
+
+    def upsert_by_key(
+        self,
+        entity_set: str,
+        key: Mapping[str, odata.Value],
+        record: Mapping[str, Any],
+        *,
+        create_only: bool = False,
+        select: Sequence[str] | None = None,
+    ) -> dict[str, Any]:
+        """Create or update the row the alternate key names; returns the row.
+
+        ``create_only`` sends ``If-None-Match: *``: an existing row raises ConflictError
+        (0x80040237), which is how two racing creates end with exactly one row."""
+        headers = {"Prefer": "return=representation"}
+        if create_only:
+            headers["If-None-Match"] = "*"
+        params = {"$select": ",".join(select)} if select else None
+        body = {k: v for k, v in record.items() if k not in key}
+        response = self._request(
+            "PATCH",
+            odata.key_path(entity_set, key),
+            idempotent=True,
+            params=params,
+            json=body,
+            headers=headers,
+        )
+        result: dict[str, Any] = response.json()
+        return result
+
+    def delete(self, entity_set: str, key: Key) -> None:
+        """Delete a row; a row that is already gone is not an error."""
+        try:
+            self._request("DELETE", odata.key_path(entity_set, key), idempotent=True)
+        except NotFoundError:
+            return
+
+    def qualify_lead(
+        self,
+        lead_id: str,
+        *,
+        create_contact: bool = True,
+        create_account: bool = False,
+        status: int = 3,
+    ) -> str | None:
+        """Qualify an open lead; returns the new contact's id (None if no contact was made)."""
+        response = self._request(
+            "POST",
+            f"{odata.key_path('leads', lead_id)}/{NS}QualifyLead",
+            idempotent=False,
+            json={
+                "CreateAccount": create_account,
+                "CreateContact": create_contact,
+                "CreateOpportunity": False,
+                "Status": status,
+            },
+        )
+        for item in response.json().get("value", []):
+            if "contactid" in item:
+                return str(item["contactid"])
+        return None
+
+    # --- bulk writes ---------------------------------------------------------------------
+
+    def supports_multiple(self, logical_name: str) -> bool:
+        """Whether the table offers CreateMultiple and UpdateMultiple (probed once)."""
+        with self._lock:
+            known = self._multiple.get(logical_name)
+        if known is not None:
+            return known
+        clause = odata.and_(
+            odata.or_(
+                odata.eq("sdkmessageid/name", "CreateMultiple"),
+                odata.eq("sdkmessageid/name", "UpdateMultiple"),
+            ),
+            odata.eq("primaryobjecttypecode", logical_name),
+        )
+        rows = list(self.query("sdkmessagefilters", select=["_sdkmessageid_value"], filter=clause))
+        supported = len({r.get("_sdkmessageid_value") for r in rows}) >= 2
+        with self._lock:
+            self._multiple[logical_name] = supported
+        return supported
+
+    @staticmethod
+    def _typed(logical_name: str, records: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+        return [{"@odata.type": f"{NS}{logical_name}", **r} for r in records]
+
+    def create_multiple(
+        self, entity_set: str, logical_name: str, records: Sequence[Mapping[str, Any]]
+    ) -> list[str]:
+        """Create rows in one all-or-nothing call; returns their ids in order.
+
+        Tables without CreateMultiple get one ``$batch`` change set instead (also atomic)."""
+        if not records:
+            return []
+        if not self.supports_multiple(logical_name):
+            parts = [BatchRequest("POST", entity_set, dict(r)) for r in records]
+            return [str(r.entity_id) for r in self._change_set(parts)]
+        response = self._request(
+            "POST",
+            f"{odata.prop(entity_set)}/{NS}CreateMultiple",
+            idempotent=False,
+            json={"Targets": self._typed(logical_name, records)},
+        )
+        return [str(i) for i in response.json().get("Ids", [])]
+
+    def update_multiple(
+        self, entity_set: str, logical_name: str, records: Sequence[Mapping[str, Any]]
+    ) -> None:
+        """Update rows (each carries its primary key) in one all-or-nothing call."""
+        if not records:
+            return
+        if not self.supports_multiple(logical_name):
+            key = f"{logical_name}id"
+            parts = [
+                BatchRequest(
+                    "PATCH",
+                    odata.key_path(entity_set, str(r[key])),
+                    {k: v for k, v in r.items() if k != key},
+                    {"If-Match": "*"},
+                )
+                for r in records
+            ]
+            self._change_set(parts)
+            return
+        self._request(
+            "POST",
+            f"{odata.prop(entity_set)}/{NS}UpdateMultiple",
+            idempotent=True,
+            json={"Targets": self._typed(logical_name, records)},
+        )
+
+    def upsert_multiple(
+        self,
+        entity_set: str,
+        logical_name: str,
+        items: Sequence[tuple[Mapping[str, odata.Value], Mapping[str, Any]]],
+    ) -> None:
+        """Upsert rows addressed by alternate key, in one all-or-nothing call."""
+        if not items:
+            return
+        targets = [
+            {
+                "@odata.type": f"{NS}{logical_name}",
+                "@odata.id": f"{entity_set}({odata.key_segment(key)})",
+                **{k: v for k, v in record.items() if k not in key},
+            }
+            for key, record in items
+        ]
+        self._request(
+            "POST",
+            f"{odata.prop(entity_set)}/{NS}UpsertMultiple",
+            idempotent=True,
+            json={"Targets": targets},
+        )
+
+    # --- $batch --------------------------------------------------------------------------
+
+    def batch(
+        self,
+        parts: Sequence[BatchRequest | Sequence[BatchRequest]],
+        *,
+        continue_on_error: bool = False,
+    ) -> list[BatchResponse]:
+        """Send ``$batch``: requests and change sets (lists); one response per request run.
+
+        Without ``continue_on_error`` the service stops at the first failure; the failed part's
+        response carries ``error``. A change set that failed answers with its failing part."""
+        content_type, body = batch_body.build(parts, self._service_path)
+        headers = {"Content-Type": content_type}
+        if continue_on_error:
+            headers["Prefer"] = "odata.continue-on-error"
+        only_reads = all(isinstance(p, BatchRequest) and p.method == "GET" for p in parts)
+        response = self._request(
+            "POST",
+            "$batch",
+            idempotent=only_reads,
+            data=body,
+            headers=headers,
+            keep=lambda r: r.headers.get("Content-Type", "").startswith("multipart/"),
+        )
+        return batch_body.parse(response.headers.get("Content-Type", ""), response.content)
+
+    def _change_set(self, parts: list[BatchRequest]) -> list[BatchResponse]:
+        results = self.batch([parts])
+        for result in results:
+            if result.error is not None:
+                raise result.error
+        return results
+
+    # --- metadata ------------------------------------------------------------------------
+
+    def table_info(self, logical_name: str) -> TableInfo:
+        with self._lock:
+            cached = self._tables.get(logical_name)
+        if cached is not None:
+            return cached
+        path = f"EntityDefinitions(LogicalName={odata.string(odata.prop(logical_name))})"
+        info = metadata.table_info(self._get_json(path, {"$select": metadata.TABLE_SELECT}))
+        with self._lock:
+            self._tables[logical_name] = info
+        return info
+
+    def change_tracking_enabled(self, logical_name: str) -> bool:
+        return self.table_info(logical_name).change_tracking
+
+    def entity_metadata(self, logical_name: str, *, refresh: bool = False) -> EntityMetadata:
+        """Columns with type, requirement level, MaxLength, format and options (cached)."""
+        with self._lock:
+            cached = None if refresh else self._metadata.get(logical_name)
+        if cached is not None:
+            return cached
+        table = self.table_info(logical_name)
+        base = f"EntityDefinitions(LogicalName={odata.string(odata.prop(logical_name))})/Attributes"
+        attributes = self._get_json(base, {"$select": metadata.ATTRIBUTE_SELECT})["value"]
+        casts: list[dict[str, Any]] = []
+        for cast, params in metadata.CAST_QUERIES:
+            casts.extend(self._get_json(f"{base}/{NS}{cast}", params)["value"])
+        result = metadata.build(table, attributes, casts)
+        with self._lock:
+            self._metadata[logical_name] = result
+        return result
+
+    # --- change tracking -----------------------------------------------------------------
+
+    def track_changes(
+        self, entity_set: str, select: Sequence[str], *, page_size: int = MAX_PAGE_SIZE
+    ) -> DeltaPage:
+        """Start change tracking: every current row, and the delta link for what comes next."""
+        headers = {"Prefer": f"odata.track-changes,odata.maxpagesize={min(page_size, MAX_PAGE_SIZE)}"}
+        data = self._get_json(odata.prop(entity_set), {"$select": ",".join(select)}, headers)
+        return self._delta_pages(data, headers)
+
+    def follow_delta(self, delta_link: str) -> DeltaPage:
+        """Rows created or changed, and ids deleted, since ``delta_link`` was issued."""
+        headers = {"Prefer": "odata.track-changes"}
+        return self._delta_pages(self._get_json(delta_link, None, headers), headers)
+
+    def _delta_pages(self, data: Any, headers: Mapping[str, str]) -> DeltaPage:
+        changed: list[dict[str, Any]] = []
+        deleted: list[str] = []
+        while True:
+            for row in data.get("value", []):
+                if "$deletedEntity" in str(row.get("@odata.context", "")) or row.get("reason") == "deleted":
+                    deleted.append(str(row["id"]))
+                else:
+                    changed.append(row)
+            next_link = data.get("@odata.nextLink")
+            if not next_link:
+                break
+            data = self._get_json(next_link, None, headers)
+        delta_link = data.get("@odata.deltaLink")
+        if not delta_link:
+            raise ServiceUnavailableError(
+                "the change-tracking answer had no @odata.deltaLink", service=SERVICE
+            )
+        return DeltaPage(changed, deleted, str(delta_link))
+
+    # --- webhooks ------------------------------------------------------------------------
+
+    def register_webhook(
+        self, name: str, url: str, headers: Mapping[str, str], steps: Sequence[StepSpec]
+    ) -> WebhookRegistration:
+        """Register (or re-register) a webhook: HttpHeader service endpoint, steps, images."""
+        return webhooks.register(self, name, url, headers, steps)
+
+    def unregister_webhook(self, name: str) -> int:
+        return webhooks.unregister(self, name)

@@ -1,0 +1,45 @@
+"""Configuration of one Dataverse simulator instance."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+from simulators.dataverse.limits import ServiceLimits
+from simulators.entra import DEFAULT_TENANT, TokenClaims
+
+DEFAULT_HUMAN_USER_ID = "5e0f2c3a-8b1d-4f6e-9a7c-2d4b6f8a0c1e"
+
+
+@dataclass(frozen=True)
+class HumanUser:
+    """A licensed (non-application) user: admin calls "as" this user look like a salesperson."""
+
+    systemuserid: str
+    fullname: str
+
+
+class TokenVerifier(Protocol):
+    """What the simulator needs from Entra ID: :class:`simulators.entra.EntraSim` is one."""
+
+    def verify(self, token: str, *, audience: str) -> TokenClaims: ...
+
+
+@dataclass
+class DataverseSimConfig:
+    # The organization URL: token audience and x-ms-dynamics-organization. None = the URL the
+    # simulator is reached at (https://localhost:<port>), which is what a local client uses.
+    org_url: str | None = None
+    organization_id: str = "6042beb1-a93a-ef11-8e4b-00224802c699"
+    organization_name: str = "unq6042beb1a93aef118e4b00224802c"
+    business_unit_id: str = "a3c20b02-4e38-ef11-a315-000d3a5a54dc"
+    tenant_id: str = DEFAULT_TENANT
+    users: tuple[HumanUser, ...] = (HumanUser(DEFAULT_HUMAN_USER_ID, "Jane Doe"),)
+    limits: ServiceLimits = field(default_factory=ServiceLimits)
+    # Tables offering CreateMultiple/UpdateMultiple/UpsertMultiple (probe: sdkmessagefilters).
+    bulk_tables: tuple[str, ...] = ("lead", "contact", "account")
+    # Extra CA trusted by outbound webhook calls (a local receiver's test CA).
+    webhook_ca_file: Path | None = None
+    webhook_timeout: float = 60.0
+    webhook_size_limit: int = 256 * 1024

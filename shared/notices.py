@@ -87,7 +87,11 @@ class Notice(BaseModel):
             "r": self.record_id.lower(),
             "k": self.kind.value,
             "v": self.version,
-            "t": self.occurred_at.astimezone(UTC).isoformat(timespec="milliseconds"),
+            # A version (Dataverse RowVersion, Marketo activity GUID) names the change on its own,
+            # so a webhook and the sweep reporting the same change produce the same id.
+            "t": None
+            if self.version
+            else self.occurred_at.astimezone(UTC).isoformat(timespec="milliseconds"),
             "a": self.attempt,
         }
         digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:40]

@@ -140,11 +140,14 @@ class SqliteDatabase:
         """Switch a new file to WAL. The switch needs an exclusive lock and SQLite does not call
         the busy handler for it, so connections opening a fresh file at once retry briefly."""
         deadline = time.monotonic() + self._busy_timeout
-        while conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+        while True:
             try:
+                if conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal":
+                    return
                 conn.execute("PRAGMA journal_mode=WAL")
             except sqlite3.OperationalError as exc:
-                if getattr(exc, "sqlite_errorname", "") != "SQLITE_BUSY" or time.monotonic() > deadline:
+                busy = getattr(exc, "sqlite_errorname", "") in ("SQLITE_BUSY", "SQLITE_LOCKED")
+                if not busy or time.monotonic() > deadline:
                     raise
                 time.sleep(0.01)
 

@@ -1,0 +1,12 @@
+"""The Azure Functions app: registers the triggers in functions/. No I/O at import time."""
+
+import azure.functions as func
+
+from functions import dynamics_sweep, dynamics_webhook, flow_step, marketo_poller, sync_worker
+
+app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
+app.register_functions(dynamics_webhook.bp)
+app.register_functions(marketo_poller.bp)
+app.register_functions(dynamics_sweep.bp)
+app.register_functions(sync_worker.bp)
+app.register_functions(flow_step.bp)

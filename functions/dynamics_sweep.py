@@ -1,0 +1,40 @@
+"""Dynamics catch-up sweep on a timer (default every 15 minutes; DYNAMICS_SWEEP_SCHEDULE)."""
+
+from __future__ import annotations
+
+import logging
+
+import azure.functions as func
+
+from shared.bootstrap import container
+from shared.capture.dynamics_sweep import DynamicsSweep
+from shared.errors import TransientError
+
+log = logging.getLogger(__name__)
+bp = func.Blueprint()
+
+
+@bp.function_name("dynamics_sweep")
+@bp.timer_trigger(
+    arg_name="timer", schedule="%DYNAMICS_SWEEP_SCHEDULE%", run_on_startup=False, use_monitor=True
+)
+def dynamics_sweep(timer: func.TimerRequest) -> None:
+    deps = container()
+    sweep = DynamicsSweep(
+        deps.dataverse,
+        deps.state,
+        deps.queue,
+        deps.mapping,
+        sync_user_ids=deps.settings.dynamics_sync_user_ids,
+    )
+    try:
+        result = sweep.run()
+    except TransientError as exc:
+        log.warning("Dynamics sweep deferred to the next run: %s", exc)
+        return
+    log.info(
+        "Dynamics sweep: %d notices (%s)%s",
+        result.notices,
+        result.mode,
+        f"; {result.skipped}" if result.skipped else "",
+    )

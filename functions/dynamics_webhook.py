@@ -1,0 +1,60 @@
+"""Dataverse webhook: Create/Update/Delete of leads and contacts become notices on the queue.
+
+Registered on the Dataverse side as a service endpoint (HttpHeader auth carrying the function key
+and the shared secret) with async post-operation steps; see docs/dataverse-webhook.md.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import azure.functions as func
+
+from functions._http import error, is_json, json_response
+from shared.auth import secret_matches
+from shared.bootstrap import container
+from shared.capture.dataverse_context import Ignored, parse_context
+from shared.errors import BadRequestError, TransientError
+
+log = logging.getLogger(__name__)
+bp = func.Blueprint()
+
+SIZE_EXCEEDED = "x-ms-dynamics-msg-size-exceeded"
+
+
+@bp.function_name("dynamics_webhook")
+@bp.route(route="dynamics/webhook", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
+def dynamics_webhook(req: func.HttpRequest) -> func.HttpResponse:
+    deps = container()
+    settings = deps.settings
+    if not secret_matches(
+        req.headers.get(settings.dynamics_webhook_header), settings.dynamics_webhook_secret
+    ):
+        return error(401, f"missing or wrong {settings.dynamics_webhook_header} header")
+    if not is_json(req):
+        return error(415, "Content-Type must be application/json (a RemoteExecutionContext)")
+    columns = {name: deps.mapping.dynamics_columns(name) for name in ("lead", "contact")}
+    try:
+        outcome = parse_context(
+            req.get_body() or b"",
+            columns=columns,
+            sync_user_ids=settings.dynamics_sync_user_ids,
+            trimmed=req.headers.get(SIZE_EXCEEDED) is not None,
+        )
+    except BadRequestError as exc:
+        return error(exc.status, str(exc))
+    if isinstance(outcome, Ignored):
+        return json_response(200, {"status": "ignored", "reason": outcome.reason})
+    try:
+        deps.queue.send([outcome])
+    except TransientError as exc:
+        log.warning("queue unavailable, asking Dataverse to retry: %s", exc)
+        return error(503, "the notice queue is unavailable; retry later", headers={"Retry-After": "5"})
+    log.info(
+        "queued notice %s: %s %s %s",
+        outcome.dedup_id,
+        outcome.kind.value,
+        outcome.entity.value,
+        outcome.record_id,
+    )
+    return json_response(202, {"status": "queued", "id": outcome.dedup_id})

@@ -1,0 +1,37 @@
+"""Marketo change capture on a timer (default every minute; MARKETO_POLL_SCHEDULE)."""
+
+from __future__ import annotations
+
+import logging
+
+import azure.functions as func
+
+from shared.bootstrap import container
+from shared.capture.marketo_poll import MarketoPoller
+from shared.errors import TransientError
+
+log = logging.getLogger(__name__)
+bp = func.Blueprint()
+
+
+@bp.function_name("marketo_poller")
+@bp.timer_trigger(
+    arg_name="timer", schedule="%MARKETO_POLL_SCHEDULE%", run_on_startup=False, use_monitor=True
+)
+def marketo_poller(timer: func.TimerRequest) -> None:
+    deps = container()
+    poller = MarketoPoller(deps.marketo, deps.state, deps.queue, deps.mapping)
+    try:
+        result = poller.run()
+    except TransientError as exc:
+        # The checkpoint did not move: the next run reads the same changes again.
+        log.warning("Marketo poll deferred to the next run: %s", exc)
+        return
+    log.info(
+        "Marketo poll: %d notices from %d activities in %d pages%s%s",
+        result.notices,
+        result.activities,
+        result.pages,
+        "" if result.drained else " (more waiting)",
+        f"; skipped: {result.skipped}" if result.skipped else "",
+    )

@@ -1,0 +1,43 @@
+"""The sync worker, triggered by batches of notices from the queue (cardinality many)."""
+
+from __future__ import annotations
+
+import logging
+
+import azure.functions as func
+
+from shared.adapters.servicebus_queue import notice_from_message
+from shared.bootstrap import container
+from shared.errors import BadRequestError
+from shared.notices import Notice
+
+log = logging.getLogger(__name__)
+bp = func.Blueprint()
+
+
+@bp.function_name("sync_worker")
+@bp.service_bus_queue_trigger(
+    arg_name="messages",
+    queue_name="%SERVICEBUS_QUEUE_NAME%",
+    connection="ServiceBusConnection",
+    cardinality="many",
+)
+def sync_worker(messages: list[func.ServiceBusMessage]) -> None:
+    deps = container()
+    notices: list[Notice] = []
+    for message in messages:
+        try:
+            notices.append(notice_from_message(message))
+        except BadRequestError as exc:
+            # Not a notice: nothing to sync, and redelivering it would not help.
+            log.error("dropping unreadable message %s: %s", message.message_id, exc)
+    result = deps.worker.process(notices)
+    log.info(
+        "synced %d persons from %d notices: %d to Marketo, %d to Dynamics, %d failures, %d rescheduled",
+        result.persons,
+        result.notices,
+        result.to_marketo,
+        result.to_dynamics,
+        result.failures,
+        result.rescheduled,
+    )

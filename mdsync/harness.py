@@ -1,0 +1,232 @@
+"""The whole product on one machine: simulators, the local host running function_app.py, the
+embedded queue and state, and the Dataverse and Marketo webhooks registered against the host.
+
+The demo, the bench, the chaos runs and the end-to-end tests all drive this same harness, so
+what they show is the code path Azure runs: webhooks over HTTP into the HTTP functions, timers,
+and queue batches into the Service Bus-triggered worker.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mdsync.devhost import DevHost
+from mdsync.devhost.discovery import load_function_app
+from shared.adapters.sqlite_queue import SqliteQueue
+from shared.bootstrap import Container, container, reset_container
+from shared.capture.registration import webhook_steps
+from shared.http import make_session
+from simulators.dataverse.admin import DataverseAdmin
+from simulators.marketo.admin import MarketoAdmin
+from simulators.marketo.config import ExtraField
+from simulators.stack import FLOW_STEP_SECRET, WEBHOOK_SECRET, SimulatorStack, StackConfig
+from simulators.tls import TlsFiles
+
+ROOT = Path(__file__).resolve().parent.parent
+HOST_KEY = "local-host-key-0123456789"
+MASTER_KEY = "local-master-key-0123456789"
+NEVER = "0 0 0 1 1 *"  # timers that only run when the harness triggers them
+WEBHOOK_NAME = "mdsync-local"
+FLOW_STEP_WEBHOOK = "Sync Person to Microsoft"
+FLOW_STEP_FIELDS = (
+    ExtraField("mdsyncFlowStepStatus", "mdsync Flow Step Status", soap_name="mdsyncFlowStepStatus"),
+    ExtraField(
+        "mdsyncFlowStepDynamicsId", "mdsync Flow Step Dynamics Id", soap_name="mdsyncFlowStepDynamicsId"
+    ),
+)
+
+
+@dataclass
+class HarnessConfig:
+    workdir: Path
+    tls: TlsFiles | None = None
+    fixed_ports: bool = False
+    host_port: int = 0
+    # Real schedules for a running demo; NEVER for tests and benches that trigger timers themselves.
+    poll_schedule: str = NEVER
+    sweep_schedule: str = NEVER
+    stack: StackConfig = field(default_factory=StackConfig)
+    extra_settings: Mapping[str, str] = field(default_factory=dict)
+
+
+class LocalSystem:
+    def __init__(self, config: HarnessConfig) -> None:
+        self.config = config
+        stack_config = config.stack
+        stack_config.marketo = _with_fields(stack_config.marketo)
+        if config.fixed_ports:
+            from simulators.stack import FIXED_PORTS
+
+            stack_config.ports = dict(FIXED_PORTS)
+        self.stack = SimulatorStack(stack_config, tls=config.tls)
+        self.queue_path = config.workdir / "mdsync.sqlite3"
+        self.host: DevHost | None = None
+        self.session = make_session(extra_ca_file=self.stack.tls.ca_file)
+        self.dataverse_admin: DataverseAdmin
+        self.marketo_admin: MarketoAdmin
+
+    # --- lifecycle ------------------------------------------------------------------------------
+
+    def settings(self) -> dict[str, str]:
+        return {
+            **self.stack.settings(),
+            "MDSYNC_LOCAL_SETTINGS": str(self.config.workdir / "no-local-settings.json"),
+            "MDSYNC_QUEUE_BACKEND": "sqlite",
+            "MDSYNC_STATE_BACKEND": "sqlite",
+            "MDSYNC_SQLITE_PATH": str(self.queue_path),
+            "SERVICEBUS_QUEUE_NAME": "mdsync-notices",
+            "MARKETO_POLL_SCHEDULE": self.config.poll_schedule,
+            "DYNAMICS_SWEEP_SCHEDULE": self.config.sweep_schedule,
+            "FUNCTIONS_WORKER_RUNTIME": "python",
+            **self.config.extra_settings,
+        }
+
+    def start(self) -> LocalSystem:
+        self.config.workdir.mkdir(parents=True, exist_ok=True)
+        self.stack.start()
+        urls = self.stack.urls
+        self.dataverse_admin = DataverseAdmin(urls["dataverse"], self.session)
+        self.marketo_admin = MarketoAdmin(urls["marketo"], self.session)
+        settings = self.settings()
+        for name, value in settings.items():
+            os.environ[name] = value
+        reset_container()
+        queue = SqliteQueue(self.queue_path, queue_name="mdsync-notices")
+        queue.active_count()  # create the file before the host's pump opens it
+        self.host = DevHost(
+            load_function_app(ROOT / "function_app.py"),
+            queue=queue,
+            port=self.config.host_port,
+            function_keys={},
+            host_keys=[HOST_KEY],
+            master_key=MASTER_KEY,
+            settings_env=settings,
+            host_json=ROOT / "host.json",
+            state_dir=self.config.workdir / "devhost",
+        )
+        self.host.start()
+        self.queue = queue
+        self.register_webhooks()
+        self.poll()  # the first poll only sets the checkpoint: changes from now on are captured
+        return self
+
+    def stop(self) -> None:
+        if self.host is not None:
+            self.host.stop()
+        reset_container()
+        self.stack.stop()
+        self.session.close()
+
+    def __enter__(self) -> LocalSystem:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def reset(self) -> None:
+        """Empty both simulators, the queue and the state store, and register the webhooks again."""
+        self.wait_idle(timeout=30, quiet=True)
+        self.stack.dataverse.state.reset()
+        self.stack.marketo.state.reset()
+        self.stack.entra.state.reset()
+        reset_container()
+        for message in self.queue.receive(100_000, lock_seconds=1):
+            self.queue.complete(message.lock_token)
+        with sqlite3.connect(self.queue_path) as db:
+            tables = [r[0] for r in db.execute("select name from sqlite_master where type='table'")]
+            for table in tables:
+                db.execute(f"delete from {table}")  # noqa: S608 - names come from sqlite_master
+        state_path = self.queue_path.with_suffix(".state.sqlite3")
+        if state_path.exists():
+            with sqlite3.connect(state_path) as db:
+                tables = [r[0] for r in db.execute("select name from sqlite_master where type='table'")]
+                for table in tables:
+                    db.execute(f"delete from {table}")  # noqa: S608
+        self.register_webhooks()
+        self.poll()
+
+    def register_webhooks(self) -> None:
+        assert self.host is not None
+        deps = self.deps
+        deps.dataverse.register_webhook(
+            WEBHOOK_NAME,
+            self.host.function_url("dynamics_webhook"),
+            {"x-functions-key": HOST_KEY, "x-mdsync-key": WEBHOOK_SECRET},
+            webhook_steps(deps.mapping),
+        )
+        self.marketo_admin.define_webhook(
+            FLOW_STEP_WEBHOOK,
+            self.host.function_url("sync_person_to_microsoft"),
+            template='{"marketoId": {{lead.Id}}, "email": {{lead.Email Address}}}',
+            encoding="json",
+            headers={
+                "Content-Type": "application/json",
+                "x-functions-key": HOST_KEY,
+                "x-mdsync-key": FLOW_STEP_SECRET,
+            },
+            response_mappings={"status": "mdsyncFlowStepStatus", "dynamicsId": "mdsyncFlowStepDynamicsId"},
+        )
+
+    # --- driving --------------------------------------------------------------------------------
+
+    @property
+    def deps(self) -> Container:
+        return container()
+
+    def poll(self) -> None:
+        assert self.host is not None
+        self.host.trigger_timer("marketo_poller")
+
+    def sweep(self) -> None:
+        assert self.host is not None
+        self.host.trigger_timer("dynamics_sweep")
+
+    def wait_idle(self, timeout: float = 30.0, *, quiet: bool = False) -> bool:
+        """Until Dataverse delivered its webhooks and the queue is empty (retries included)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            delivered = self.dataverse_admin.wait_for_webhooks(timeout=max(0.1, deadline - time.monotonic()))
+            if delivered and self.queue.active_count() == 0:
+                return True
+            if self.host is not None:
+                self.host.wake()
+            time.sleep(0.02)
+        if quiet:
+            return False
+        raise TimeoutError(
+            f"not idle after {timeout:.0f}s: {self.queue.active_count()} messages still queued"
+        )
+
+    def sync(self, *, poll: bool = True, timeout: float = 30.0) -> None:
+        """Let every pending change flow: webhooks, then a Marketo poll, until quiet."""
+        self.wait_idle(timeout)
+        if poll:
+            self.poll()
+            self.wait_idle(timeout)
+
+    def until(self, check: Callable[[], Any], timeout: float = 15.0) -> Any:
+        deadline = time.monotonic() + timeout
+        while True:
+            value = check()
+            if value:
+                return value
+            if time.monotonic() > deadline:
+                raise TimeoutError("condition not met in time")
+            time.sleep(0.02)
+
+    def fire_flow_step(self, marketo_id: int) -> dict[str, Any]:
+        return self.marketo_admin.fire_webhook(FLOW_STEP_WEBHOOK, marketo_id)
+
+
+def _with_fields(config: Any) -> Any:
+    from dataclasses import replace
+
+    names = {f.name for f in config.extra_fields}
+    extra = tuple(f for f in FLOW_STEP_FIELDS if f.name not in names)
+    return replace(config, extra_fields=(*config.extra_fields, *extra))

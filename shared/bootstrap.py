@@ -1,0 +1,199 @@
+"""Wiring, once per process: settings -> mapping, queue, state store, Marketo and Dataverse clients.
+
+Nothing here runs at import time (import time is cold-start time in Azure Functions): the
+container is built on the first invocation, and each dependency on first use. Adapter modules
+are imported lazily, so the Service Bus SDK is not loaded where the SQLite queue is used.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import TYPE_CHECKING, TypeVar
+
+from shared.config import QueueBackend, Settings, StateBackend, get_settings
+from shared.mapping import FieldMapping, load_mapping
+
+if TYPE_CHECKING:
+    import requests
+
+    from shared.dataverse.client import DataverseClient
+    from shared.flow_step import SyncPersonToMicrosoft
+    from shared.marketo.client import MarketoClient
+    from shared.ports import NoticeQueue, StateStore
+    from shared.sync.activity_log import ActivityLog
+    from shared.sync.worker import SyncWorker
+
+T = TypeVar("T")
+
+
+class Container:
+    """Every dependency the functions need, built lazily and shared by all invocations."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._lock = threading.RLock()
+        self._built: dict[str, object] = {}
+
+    def _once(self, name: str, build: Callable[[], T]) -> T:
+        with self._lock:
+            if name not in self._built:
+                self._built[name] = build()
+            return self._built[name]  # type: ignore[return-value]
+
+    @property
+    def mapping(self) -> FieldMapping:
+        return self._once("mapping", lambda: load_mapping(self.settings.field_mapping_file))
+
+    @property
+    def session(self) -> requests.Session:
+        from shared.http import make_session
+
+        return self._once("session", lambda: make_session(extra_ca_file=self.settings.extra_ca_file))
+
+    @property
+    def queue(self) -> NoticeQueue:
+        return self._once("queue", self._build_queue)
+
+    @property
+    def state(self) -> StateStore:
+        return self._once("state", self._build_state)
+
+    @property
+    def marketo(self) -> MarketoClient:
+        return self._once("marketo", self._build_marketo)
+
+    @property
+    def dataverse(self) -> DataverseClient:
+        return self._once("dataverse", self._build_dataverse)
+
+    @property
+    def activity_log(self) -> ActivityLog:
+        from shared.sync.activity_log import ActivityLog
+
+        return self._once("activity_log", lambda: ActivityLog(self.marketo))
+
+    @property
+    def worker(self) -> SyncWorker:
+        """Long-lived, so its metadata and activity-type caches outlive one invocation."""
+        from shared.sync.worker import SyncWorker
+
+        return self._once(
+            "worker",
+            lambda: SyncWorker(
+                self.marketo,
+                self.dataverse,
+                self.state,
+                self.queue,
+                self.mapping,
+                activity_log=self.activity_log,
+                max_attempts=self.settings.max_attempts,
+            ),
+        )
+
+    @property
+    def flow_step(self) -> SyncPersonToMicrosoft:
+        from shared.flow_step import SyncPersonToMicrosoft
+
+        return self._once(
+            "flow_step",
+            lambda: SyncPersonToMicrosoft(
+                self.marketo,
+                self.dataverse,
+                self.state,
+                self.mapping,
+                self.activity_log,
+                columns=self.worker.dynamics_reader.columns,
+            ),
+        )
+
+    def _build_queue(self) -> NoticeQueue:
+        s = self.settings
+        if s.queue_backend is QueueBackend.SQLITE:
+            from shared.adapters.sqlite_queue import SqliteQueue
+
+            return SqliteQueue(
+                s.sqlite_path, queue_name=s.queue_name, max_delivery_count=s.max_delivery_count
+            )
+        from shared.adapters.servicebus_queue import ServiceBusQueue
+
+        secret = s.servicebus_connection_string
+        return ServiceBusQueue(
+            s.queue_name,
+            connection_string=secret.get_secret_value() if secret else None,
+            fully_qualified_namespace=s.servicebus_namespace,
+        )
+
+    def _build_state(self) -> StateStore:
+        s = self.settings
+        if s.state_backend is StateBackend.SQLITE:
+            from shared.adapters.sqlite_state import SqliteStateStore
+
+            return SqliteStateStore(s.sqlite_path.with_suffix(".state.sqlite3"))
+        from shared.adapters.table_state import TableStateStore
+
+        secret = s.state_connection_string
+        return TableStateStore(
+            connection_string=secret.get_secret_value() if secret else None,
+            endpoint=s.state_table_endpoint,
+            table_prefix=s.state_table_prefix,
+        )
+
+    def _build_marketo(self) -> MarketoClient:
+        from shared.marketo.client import MarketoClient
+
+        s = self.settings
+        return MarketoClient(
+            str(s.marketo_base_url).rstrip("/"),
+            s.marketo_client_id,
+            s.marketo_client_secret.get_secret_value(),
+            session=self.session,
+            max_calls_per_20s=s.marketo_max_calls_per_20s,
+            max_concurrency=s.marketo_max_concurrency,
+        )
+
+    def _build_dataverse(self) -> DataverseClient:
+        from shared.dataverse.auth import MsalTokenProvider
+        from shared.dataverse.client import DataverseClient
+
+        s = self.settings
+        tokens = MsalTokenProvider(
+            s.dataverse_authority,
+            s.dataverse_client_id,
+            s.dataverse_client_secret.get_secret_value(),
+            f"{str(s.dataverse_url).rstrip('/')}/.default",
+            session=self.session,
+        )
+        return DataverseClient(
+            s.dataverse_api_url, tokens, session=self.session, max_concurrency=s.dataverse_max_concurrency
+        )
+
+    def close(self) -> None:
+        for item in self._built.values():
+            close = getattr(item, "close", None)
+            if callable(close):
+                close()
+        self._built.clear()
+
+
+_container: Container | None = None
+_container_lock = threading.Lock()
+
+
+def container() -> Container:
+    """The process-wide container, built from the settings on first use."""
+    global _container  # noqa: PLW0603 - one container per process is the point
+    with _container_lock:
+        if _container is None:
+            _container = Container(get_settings())
+        return _container
+
+
+def reset_container() -> None:
+    """Forget the container and the settings (tests and the local host change the environment)."""
+    global _container  # noqa: PLW0603
+    with _container_lock:
+        if _container is not None:
+            _container.close()
+        _container = None
+        get_settings.cache_clear()

@@ -1,0 +1,27 @@
+"""The Dataverse webhook steps mdsync needs, derived from the field mapping.
+
+Per synced table: Create (post-image), Update filtered on the mapped columns (pre- and
+post-image, so a notice carries old and new values) and Delete (pre-image), all asynchronous
+post-operation steps. ``mdsync dynamics register-webhook`` and the demo register exactly these.
+"""
+
+from __future__ import annotations
+
+from shared.dataverse.models import StepSpec
+from shared.mapping import FieldMapping
+
+
+def webhook_steps(mapping: FieldMapping) -> list[StepSpec]:
+    steps = []
+    for entity in ("lead", "contact"):
+        columns = tuple(mapping.dynamics_columns(entity))
+        images = tuple(sorted({*columns, "emailaddress1"}))
+        # A lead's qualification shows as an Update of statecode/statuscode.
+        watched = tuple(sorted({*columns, "statecode"})) if entity == "lead" else columns
+        create_image = tuple(sorted({*images, "originatingleadid"})) if entity == "contact" else images
+        steps += [
+            StepSpec(entity, "Create", post_image=create_image),
+            StepSpec(entity, "Update", filtering_attributes=watched, pre_image=images, post_image=images),
+            StepSpec(entity, "Delete", pre_image=("emailaddress1",)),
+        ]
+    return steps

@@ -45,7 +45,9 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         )
         table.add_row("Marketo", f"{stack.urls['marketo']}/rest/v1", f"{stack.urls['marketo']}/admin")
         console.print(table)
-        console.print(f"trusted CA: {stack.tls.ca_file}")
+        for name, url in stack.urls.items():
+            console.print(f"{name}: {url}", soft_wrap=True)
+        console.print(f"trusted CA: {stack.tls.ca_file}", soft_wrap=True)
         sys.stdout.flush()
         _wait_for_ctrl_c()
     return 0
@@ -106,7 +108,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from mdsync.demo import run_demo
 
-    return run_demo(keep_running=args.keep_running, console=console)
+    wide = Console(highlight=False, width=max(console.width, 120))
+    return run_demo(keep_running=args.keep_running, console=wide)
 
 
 def cmd_bench(args: argparse.Namespace) -> int:

@@ -113,7 +113,9 @@ class LocalSystem:
         self.host.start()
         self.queue = queue
         self.register_webhooks()
-        self.poll()  # the first poll only sets the checkpoint: changes from now on are captured
+        # The first runs only set the checkpoints: changes from now on are captured.
+        self.poll()
+        self.sweep()
         return self
 
     def stop(self) -> None:
@@ -150,6 +152,7 @@ class LocalSystem:
                     db.execute(f"delete from {table}")  # noqa: S608
         self.register_webhooks()
         self.poll()
+        self.sweep()
 
     def register_webhooks(self) -> None:
         assert self.host is not None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import socket
 import threading
 import time
@@ -11,6 +12,16 @@ from typing import Any
 import uvicorn
 
 from simulators.tls import TlsFiles
+
+
+class _QuietShutdown(logging.Filter):
+    """Idle keep-alive connections at shutdown are normal here, not an error worth a line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "timeout graceful shutdown exceeded" not in record.getMessage()
+
+
+logging.getLogger("uvicorn.error").addFilter(_QuietShutdown())
 
 
 class ServerThread:

@@ -1,0 +1,414 @@
+"""`make demo`: every row of the behaviour table, live, on one machine.
+
+Starts the simulators and the local host (the real function_app.py) on the ports the local
+settings name, registers the Dataverse webhook and the Marketo flow-step webhook against the
+host, and plays a narrated scenario. The Marketo poller runs every second on its timer, webhooks
+arrive over HTTP, the worker drains the SQLite queue in batches. Each step checks its outcome;
+the demo exits non-zero if any behaviour did not happen.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.panel import Panel
+from rich.table import Table
+
+from mdsync.harness import HarnessConfig, LocalSystem
+from simulators.stack import StackConfig
+
+USER = "Jane Doe"  # a salesperson in Dynamics
+CUSTOM_ACTIVITY = "Microsoft Sync Failed"
+
+
+@dataclass
+class Step:
+    row: str
+    outcome: str
+    seconds: float | None
+    ok: bool
+
+
+class Demo:
+    def __init__(self, system: LocalSystem, console: Console) -> None:
+        self.s = system
+        self.console = console
+        self.steps: list[Step] = []
+        self.dv = system.dataverse_admin
+        self.mk = system.marketo_admin
+
+    # --- helpers ----------------------------------------------------------------------------
+
+    def say(self, text: str) -> None:
+        self.console.print(f"  [dim]{time.strftime('%H:%M:%S')}[/dim] {text}")
+
+    def expect(
+        self, row: str, check: Callable[[], Any], describe: Callable[[Any], str], timeout: float = 20.0
+    ) -> Any:
+        started = time.monotonic()
+        try:
+            value = self.s.until(check, timeout=timeout)
+        except TimeoutError:
+            self.steps.append(Step(row, "did not happen in time", None, False))
+            self.console.print(f"  [red]✗ {row}: did not happen within {timeout:.0f}s[/red]")
+            return None
+        elapsed = time.monotonic() - started
+        outcome = describe(value)
+        self.steps.append(Step(row, outcome, elapsed, True))
+        self.console.print(f"  [green]✓[/green] {outcome} [dim]({elapsed * 1000:.0f} ms)[/dim]")
+        return value
+
+    def record(self, row: str, ok: bool, outcome: str) -> None:
+        self.steps.append(Step(row, outcome, None, ok))
+        mark = "[green]✓[/green]" if ok else "[red]✗[/red]"
+        self.console.print(f"  {mark} {outcome}")
+
+    def person_by_email(self, email: str) -> dict[str, Any] | None:
+        found = [p for p in self.mk.persons() if (p.get("email") or "").lower() == email]
+        return max(found, key=lambda p: p["id"]) if found else None
+
+    def field(self, marketo_id: int, name: str) -> Any:
+        return self.mk.person(marketo_id).get(name)
+
+    def column(self, entity: str, row_id: str, name: str) -> Any:
+        row = self.dv.row(entity, row_id)
+        return row.get(name) if row else None
+
+    def heading(self, text: str) -> None:
+        self.console.print()
+        self.console.rule(f"[bold]{text}")
+
+    # --- the scenario -----------------------------------------------------------------------
+
+    def run(self) -> None:
+        lead_id, ana = self.lead_reaches_marketo()
+        self.edits_flow_both_ways(lead_id, ana)
+        self.lead_collision(lead_id, ana)
+        contact_id, bo = self.contact_collision()
+        self.flow_step()
+        self.validation_failure(ana)
+        self.dropped_webhook(contact_id, bo)
+        self.dynamics_delete(lead_id, ana)
+        self.marketo_delete(contact_id, bo)
+        self.qualification()
+
+    def lead_reaches_marketo(self) -> tuple[str, int]:
+        self.heading("1. A lead created in Dynamics appears in Marketo")
+        self.say(f"{USER} creates the lead Ana Lopez (ana.lopez@fabrikam.example) in Dynamics")
+        lead_id = self.dv.create_as(
+            USER,
+            "leads",
+            {
+                "firstname": "Ana",
+                "lastname": "Lopez",
+                "emailaddress1": "ana.lopez@fabrikam.example",
+                "companyname": "Fabrikam",
+                "subject": "Website enquiry",
+                "leadsourcecode": 8,
+            },
+        )
+        person = self.expect(
+            "new Dynamics lead → Marketo person",
+            lambda: self.person_by_email("ana.lopez@fabrikam.example"),
+            lambda p: (
+                f"Marketo person {p['id']} created (leadSource {p.get('leadSource')!r}, msftLeadId set)"
+            ),
+        )
+        ana = int(person["id"]) if person else 0
+        self.expect(
+            "link shown on both sides",
+            lambda: self.column("lead", lead_id, "mdsync_marketoid") == str(ana),
+            lambda _: f"Dynamics lead shows mdsync_marketoid = {ana}",
+        )
+        return lead_id, ana
+
+    def edits_flow_both_ways(self, lead_id: str, ana: int) -> None:
+        self.heading("2. Edits flow both ways")
+        self.say(f"{USER} sets the job title to 'Head of IT' in Dynamics")
+        self.dv.update_as(USER, "leads", lead_id, {"jobtitle": "Head of IT"})
+        self.expect(
+            "Dynamics edit → Marketo (webhook)",
+            lambda: self.field(ana, "title") == "Head of IT",
+            lambda _: "Marketo title = 'Head of IT'",
+        )
+        self.say("a marketer sets the phone to +34 600 000 001 in Marketo")
+        self.mk.user_edit(ana, {"phone": "+34 600 000 001"})
+        self.expect(
+            "Marketo edit → Dynamics (poll)",
+            lambda: self.column("lead", lead_id, "telephone1") == "+34 600 000 001",
+            lambda _: "Dynamics telephone1 = '+34 600 000 001'",
+        )
+
+    def lead_collision(self, lead_id: str, ana: int) -> None:
+        self.heading("3. A collision on a lead: Marketo wins")
+        self.dv.pause_webhooks(True)
+        self.say(f"{USER} renames the lead's city to 'Sevilla' in Dynamics ...")
+        self.dv.update_as(USER, "leads", lead_id, {"address1_city": "Sevilla"})
+        self.say("... while a marketer sets the city to 'Madrid' in Marketo")
+        self.mk.user_edit(ana, {"city": "Madrid"})
+        self.dv.pause_webhooks(False)
+        self.expect(
+            "collision on a lead → Marketo wins",
+            lambda: (
+                self.column("lead", lead_id, "address1_city") == "Madrid"
+                and self.field(ana, "city") == "Madrid"
+            ),
+            lambda _: "both sides hold 'Madrid' (sync log: collision, marketo wins)",
+        )
+
+    def contact_collision(self) -> tuple[str, int]:
+        self.heading("4. A collision on a contact: Dynamics wins")
+        self.say(f"{USER} creates the contact Bo Chen (bo.chen@contoso.example) in Dynamics")
+        contact_id = self.dv.create_as(
+            USER,
+            "contacts",
+            {
+                "firstname": "Bo",
+                "lastname": "Chen",
+                "emailaddress1": "bo.chen@contoso.example",
+                "jobtitle": "Buyer",
+            },
+        )
+        person = self.expect(
+            "new Dynamics contact → Marketo person",
+            lambda: self.person_by_email("bo.chen@contoso.example"),
+            lambda p: f"Marketo person {p['id']} created (msftType {p.get('msftType')!r})",
+        )
+        bo = int(person["id"]) if person else 0
+        self.dv.pause_webhooks(True)
+        self.say(
+            f"{USER} sets the title to 'Chief Buyer' in Dynamics while a marketer sets 'Purchasing' in Marketo"
+        )
+        self.dv.update_as(USER, "contacts", contact_id, {"jobtitle": "Chief Buyer"})
+        self.mk.user_edit(bo, {"title": "Purchasing"})
+        self.dv.pause_webhooks(False)
+        self.expect(
+            "collision on a contact → Dynamics wins",
+            lambda: (
+                self.field(bo, "title") == "Chief Buyer"
+                and self.column("contact", contact_id, "jobtitle") == "Chief Buyer"
+            ),
+            lambda _: "both sides hold 'Chief Buyer' (sync log: collision, dynamics wins)",
+        )
+        return contact_id, bo
+
+    def flow_step(self) -> None:
+        self.heading("5. New Marketo person; the 'Sync Person to Microsoft' flow step")
+        self.say("a visitor fills a form: Marketo creates Cy Diaz (cy.diaz@tailspin.example)")
+        cy = self.mk.user_create(
+            {
+                "firstName": "Cy",
+                "lastName": "Diaz",
+                "email": "cy.diaz@tailspin.example",
+                "company": "Tailspin",
+            }
+        )
+        time.sleep(2.5)  # two poll cycles
+        leads = [r for r in self.dv.rows("lead") if r.get("emailaddress1") == "cy.diaz@tailspin.example"]
+        self.record(
+            "new Marketo person is not pushed",
+            not leads,
+            "after two poll cycles, still no lead in Dynamics (not pushed automatically)",
+        )
+        started = time.monotonic()
+        first = self.s.fire_flow_step(cy)
+        elapsed = time.monotonic() - started
+        body = first.get("response") or first.get("body") or {}
+        self.record(
+            "flow step creates a lead in real time",
+            '"created"' in str(first) or "created" in str(body),
+            f"Call Webhook → {first.get('status')}: {_short(body)} ({elapsed * 1000:.0f} ms)",
+        )
+        second = self.s.fire_flow_step(cy)
+        self.record(
+            "flow step does nothing the second time",
+            "exists" in str(second.get("response") or second.get("body") or second),
+            f"second call → {_short(second.get('response') or second.get('body'))}; no update written",
+        )
+        self.expect(
+            "response mapping stored on the person",
+            lambda: self.field(cy, "mdsyncFlowStepStatus"),
+            lambda v: f"Marketo field mdsyncFlowStepStatus = {v!r}",
+        )
+
+    def validation_failure(self, ana: int) -> None:
+        self.heading("6. Dynamics rejects a write: the failure lands in the person's Activity Log")
+        self.dv.add_plugin(
+            "company-required",
+            "lead",
+            "required",
+            column="companyname",
+            message="A lead needs a company (business rule).",
+            messages=("Update",),
+        )
+        self.say("a marketer clears Ana's company in Marketo; a Dynamics business rule requires it")
+        self.mk.user_edit(ana, {"company": ""})
+        self.expect(
+            "validation failure → person's Activity Log",
+            lambda: _failure_activity(self.mk.activities(ana)),
+            lambda a: f"Activity Log: '{CUSTOM_ACTIVITY}' on the lead — {_reason(a)}",
+        )
+        self.dv.remove_plugin("company-required")
+        self.mk.user_edit(ana, {"company": "Fabrikam"})
+
+    def dropped_webhook(self, contact_id: str, bo: int) -> None:
+        self.heading("7. A lost webhook is caught by the sweep")
+        self.dv.drop_webhooks(1)
+        self.say(f"{USER} sets Bo's mobile to +1 555 0100; Dataverse's webhook call is lost")
+        self.dv.update_as(USER, "contacts", contact_id, {"mobilephone": "+1 555 0100"})
+        time.sleep(1.0)
+        self.record(
+            "dropped webhook", self.field(bo, "mobilePhone") != "+1 555 0100", "nothing reached Marketo"
+        )
+        self.say("the catch-up sweep runs (every 15 minutes in Azure; triggered now)")
+        self.s.sweep()
+        self.expect(
+            "sweep repairs a lost webhook",
+            lambda: self.field(bo, "mobilePhone") == "+1 555 0100",
+            lambda _: "Marketo mobilePhone = '+1 555 0100'",
+        )
+
+    def dynamics_delete(self, lead_id: str, ana: int) -> None:
+        self.heading("8. A lead is deleted in Dynamics")
+        self.dv.delete_as(USER, "leads", lead_id)
+        self.expect(
+            "Dynamics delete → Microsoft Is Deleted",
+            lambda: self.field(ana, "msftIsDeleted") is True,
+            lambda _: f"Marketo person {ana} kept, Microsoft Is Deleted = true, link dropped",
+        )
+        self.say("later the flow step runs for Ana again")
+        answer = self.s.fire_flow_step(ana)
+        self.record(
+            "flow step after a delete creates a new lead",
+            "created" in str(answer),
+            f"→ {_short(answer.get('response') or answer.get('body'))}",
+        )
+        self.expect(
+            "flag cleared",
+            lambda: self.field(ana, "msftIsDeleted") is False,
+            lambda _: "Microsoft Is Deleted = false again",
+        )
+
+    def marketo_delete(self, contact_id: str, bo: int) -> None:
+        self.heading("9. A person is deleted in Marketo")
+        self.mk.user_delete(bo)
+        time.sleep(2.5)
+        self.record(
+            "Marketo delete → nothing deleted in Dynamics",
+            self.dv.row("contact", contact_id) is not None,
+            "the Dynamics contact is still there; the link is dropped",
+        )
+        self.say(f"{USER} updates the contact later")
+        self.dv.update_as(USER, "contacts", contact_id, {"jobtitle": "Head of Purchasing"})
+        self.expect(
+            "later Dynamics update → new Marketo person",
+            lambda: (p := self.person_by_email("bo.chen@contoso.example")) and p["id"] != bo and p,
+            lambda p: f"new Marketo person {p['id']} (same email, new id; the old id was {bo})",
+        )
+
+    def qualification(self) -> None:
+        self.heading("10. A lead is qualified into a contact")
+        lead_id = self.dv.create_as(
+            USER,
+            "leads",
+            {
+                "firstname": "Dee",
+                "lastname": "Evans",
+                "emailaddress1": "dee.evans@adatum.example",
+                "subject": "Demo request",
+            },
+        )
+        person = self.expect(
+            "lead → person",
+            lambda: self.person_by_email("dee.evans@adatum.example"),
+            lambda p: f"Marketo person {p['id']} linked to the lead",
+        )
+        dee = int(person["id"]) if person else 0
+        self.say(f"{USER} qualifies the lead")
+        self.dv.qualify_as(USER, lead_id)
+        self.expect(
+            "qualification → relinked to the contact",
+            lambda: self.field(dee, "msftType") == "Contact" and self.field(dee, "msftContactId"),
+            lambda _: (
+                f"person {dee} now linked to contact {self.field(dee, 'msftContactId')}; contact rules apply"
+            ),
+        )
+
+    # --- summary ----------------------------------------------------------------------------
+
+    def summary(self) -> bool:
+        table = Table(title="mdsync demo: behaviour table, as it happened")
+        table.add_column("behaviour")
+        table.add_column("outcome")
+        table.add_column("latency", justify="right")
+        for step in self.steps:
+            latency = f"{step.seconds * 1000:.0f} ms" if step.seconds is not None else ""
+            mark = "[green]✓[/green]" if step.ok else "[red]✗[/red]"
+            table.add_row(f"{mark} {step.row}", step.outcome, latency)
+        self.console.print()
+        self.console.print(table)
+        return all(step.ok for step in self.steps)
+
+
+def _short(body: Any) -> str:
+    text = str(body)
+    return text if len(text) < 120 else text[:117] + "..."
+
+
+def _failure_activity(activities: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The newest custom activity that carries an error message (Microsoft Sync Failed)."""
+    for activity in reversed(activities):
+        names = {a.get("apiName") for a in activity.get("attributes", [])}
+        if activity.get("activityTypeId", 0) >= 100000 and "errorMessage" in names:
+            return activity
+    return None
+
+
+def _reason(activity: dict[str, Any]) -> str:
+    for attribute in activity.get("attributes", []):
+        if attribute.get("apiName") == "errorMessage" or attribute.get("name") in (
+            "errorMessage",
+            "Error Message",
+        ):
+            return str(attribute.get("value"))
+    return _short(activity)
+
+
+def run_demo(*, keep_running: bool, console: Console) -> int:
+    config = HarnessConfig(
+        workdir=Path(".mdsync"),
+        fixed_ports=True,
+        host_port=7071,
+        poll_schedule="*/1 * * * * *",
+        stack=StackConfig(tls_dir=Path(".mdsync/tls")),
+    )
+    console.print(Panel.fit("mdsync demo — Marketo ⇄ Dynamics 365, on the local simulators", style="bold"))
+    system = LocalSystem(config)
+    system.start()
+    try:
+        system.reset()
+        urls = system.stack.urls
+        console.print(
+            f"Entra ID {urls['entra']} · Dataverse {urls['dataverse']} · Marketo {urls['marketo']} · "
+            f"functions {system.host.url if system.host else '?'}"
+        )
+        demo = Demo(system, console)
+        demo.run()
+        ok = demo.summary()
+        if keep_running:
+            console.print(
+                "everything keeps running; try `mdsync log ana.lopez@fabrikam.example` in another shell. Ctrl-C stops."
+            )
+            try:
+                while True:
+                    time.sleep(1)
+            except KeyboardInterrupt:
+                pass
+        return 0 if ok else 1
+    finally:
+        system.stop()

@@ -1,0 +1,55 @@
+"""`mdsync fields check` against the live simulators: the default mapping passes; unknown and
+read-only fields are named."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from mdsync.cli import main
+from mdsync.harness import LocalSystem
+
+BAD_MAPPING = """
+lead:
+  collision_winner: marketo
+  fields:
+    - {marketo: email, dynamics: emailaddress1, type: email}
+    - {marketo: favouriteColour, dynamics: firstname}
+    - {marketo: updatedAt, dynamics: lastname, direction: both}
+    - {marketo: lastName, dynamics: fullname, direction: to_dynamics}
+    - {marketo: company, dynamics: new_nosuchcolumn}
+    - {marketo: msftDoNotEmail, dynamics: jobtitle, type: boolean}
+contact:
+  collision_winner: dynamics
+  fields:
+    - {marketo: email, dynamics: emailaddress1, type: email}
+"""
+
+
+def test_default_mapping_passes(system: LocalSystem, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["fields", "check"]) == 0
+    assert "ok" in capsys.readouterr().out
+
+
+def test_unknown_read_only_and_mistyped_fields_are_named(
+    system: LocalSystem, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    mapping = tmp_path / "bad.yaml"
+    mapping.write_text(BAD_MAPPING)
+    assert main(["fields", "check", "--mapping", str(mapping)]) == 1
+    out = " ".join(capsys.readouterr().out.split())
+    assert "unknown field 'favouriteColour'" in out
+    assert "updatedAt is read-only" in out
+    assert "fullname is read-only" in out
+    assert "unknown column 'new_nosuchcolumn'" in out
+    assert "jobtitle is String, not usable as boolean" in out
+
+
+def test_an_invalid_mapping_file_is_a_configuration_error(
+    system: LocalSystem, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    mapping = tmp_path / "broken.yaml"
+    mapping.write_text("lead: [")
+    assert main(["fields", "check", "--mapping", str(mapping)]) == 2
+    assert "not valid YAML" in " ".join(capsys.readouterr().out.split())

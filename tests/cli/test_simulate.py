@@ -1,0 +1,52 @@
+"""`mdsync simulate` starts the three simulators and prints their URLs."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from shared.http import make_session
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_simulate_prints_urls_that_answer(tmp_path: Path) -> None:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "mdsync.cli", "simulate", "--ephemeral"],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        urls: dict[str, str] = {}
+        ca_file = None
+        deadline = time.monotonic() + 60
+        assert process.stdout is not None
+        while time.monotonic() < deadline and ca_file is None:
+            line = process.stdout.readline()
+            if not line:
+                break
+            for name in ("entra", "dataverse", "marketo"):
+                if line.startswith(f"{name}: https://"):
+                    urls[name] = line.split(": ", 1)[1].strip()
+            if line.startswith("trusted CA: "):
+                ca_file = tmp_path / line.split(": ", 1)[1].strip()
+        assert set(urls) == {"entra", "dataverse", "marketo"}
+        assert ca_file is not None and ca_file.is_file()
+        session = make_session(extra_ca_file=ca_file)
+        token = session.get(
+            f"{urls['marketo']}/identity/oauth/token",
+            params={"grant_type": "client_credentials", "client_id": "nobody", "client_secret": "wrong"},
+            timeout=10,
+        )
+        assert token.status_code == 401
+        discovery = session.get(f"{urls['entra']}/common/v2.0/.well-known/openid-configuration", timeout=10)
+        assert discovery.status_code in (200, 400)
+    finally:
+        process.send_signal(signal.SIGINT)
+        process.wait(timeout=20)
+    assert process.returncode == 0

@@ -1,0 +1,41 @@
+"""`make demo` runs end to end from a clean working directory and shows every behaviour row."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+ROWS = [
+    "new Dynamics lead → Marketo person",
+    "Dynamics edit → Marketo (webhook)",
+    "Marketo edit → Dynamics (poll)",
+    "collision on a lead → Marketo wins",
+    "collision on a contact → Dynamics wins",
+    "new Marketo person is not pushed",
+    "flow step creates a lead in real time",
+    "flow step does nothing the second time",
+    "validation failure → person's Activity Log",
+    "sweep repairs a lost webhook",
+    "Dynamics delete → Microsoft Is Deleted",
+    "flow step after a delete creates a new lead",
+    "Marketo delete → nothing deleted in Dynamics",
+    "later Dynamics update → new Marketo person",
+    "qualification → relinked to the contact",
+]
+
+
+def test_demo_exits_zero_and_shows_each_behaviour(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "mdsync.cli", "demo"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    output = " ".join(result.stdout.split())
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    missing = [row for row in ROWS if f"✓ {row}" not in output]
+    assert missing == []
+    assert "✗" not in output

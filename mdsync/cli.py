@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import threading
 from collections.abc import Sequence
@@ -11,6 +12,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from shared.config import DEFAULT_LOCAL_SETTINGS, LOCAL_SETTINGS_ENV
 from shared.errors import ConfigurationError, MdsyncError
 
 console = Console(highlight=False)
@@ -57,6 +59,8 @@ def cmd_devhost(args: argparse.Namespace) -> int:
     from mdsync.devhost import DevHost, as_rich_table
     from mdsync.local import local_queue
 
+    # Like `func start`: the project's local.settings.json holds the app settings.
+    os.environ.setdefault(LOCAL_SETTINGS_ENV, str(Path(args.root) / DEFAULT_LOCAL_SETTINGS))
     host = DevHost.for_project(
         Path(args.root),
         queue=local_queue(),
@@ -66,7 +70,8 @@ def cmd_devhost(args: argparse.Namespace) -> int:
         port=args.port,
     )
     host.start()
-    console.print(as_rich_table(host.describe(), title=f"Functions on {host.url}"))
+    wide = Console(highlight=False, width=max(console.width, 140))
+    wide.print(as_rich_table(host.describe(), title=f"Functions on {host.url}"))
     console.print(f"host key (x-functions-key or ?code=): {LOCAL_HOST_KEY}")
     sys.stdout.flush()
     host.run_forever()

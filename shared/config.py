@@ -143,6 +143,13 @@ class Settings(BaseSettings):
             )
         return value
 
+    @field_validator("extra_ca_file")
+    @classmethod
+    def _ca_exists(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.is_file():
+            raise ValueError(f"{value} does not exist (the simulators write it: run `mdsync simulate`)")
+        return value
+
     @field_validator("dynamics_webhook_secret", "flow_step_secret")
     @classmethod
     def _strong_secret(cls, value: SecretStr) -> SecretStr:

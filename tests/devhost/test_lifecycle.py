@@ -49,7 +49,7 @@ def test_stop_waits_for_the_batch_in_progress_and_settles_it(
     wait_for(lambda: recorder.batches, what="the delivery to start")
 
     def release_once_the_server_is_down() -> None:
-        wait_for(lambda: "devhost-thread" not in _host_threads(), what="the HTTP server to stop")
+        wait_for(lambda: "devhost-thread" not in _host_threads(), timeout=30, what="the HTTP server to stop")
         assert recorder.hold is not None
         recorder.hold.set()
 

@@ -98,6 +98,23 @@ def cmd_fields_check(args: argparse.Namespace) -> int:
     return 1
 
 
+def cmd_register_webhook(args: argparse.Namespace) -> int:
+    from shared.bootstrap import container
+    from shared.capture.registration import webhook_steps
+
+    deps = container()
+    headers = {
+        "x-functions-key": args.function_key,
+        deps.settings.dynamics_webhook_header: deps.settings.dynamics_webhook_secret.get_secret_value(),
+    }
+    registration = deps.dataverse.register_webhook(args.name, args.url, headers, webhook_steps(deps.mapping))
+    console.print(
+        f"registered service endpoint {registration.service_endpoint_id} ({args.name}) with "
+        f"{len(registration.step_ids)} steps and {len(registration.image_ids)} images"
+    )
+    return 0
+
+
 def cmd_log(args: argparse.Namespace) -> int:
     from mdsync.operations import print_log
 
@@ -151,6 +168,16 @@ def build_parser() -> argparse.ArgumentParser:
         "--mapping", help="mapping YAML (default: MDSYNC_FIELD_MAPPING or the shipped default)"
     )
     check.set_defaults(run=cmd_fields_check)
+
+    dynamics = commands.add_parser("dynamics", help="Dataverse set-up")
+    dynamics_commands = dynamics.add_subparsers(dest="dynamics_command", required=True)
+    register = dynamics_commands.add_parser(
+        "register-webhook", help="register (or replace) the webhook service endpoint, steps and images"
+    )
+    register.add_argument("--url", required=True, help="https://<app>.azurewebsites.net/api/dynamics/webhook")
+    register.add_argument("--function-key", required=True, help="a function key of dynamics_webhook")
+    register.add_argument("--name", default="mdsync")
+    register.set_defaults(run=cmd_register_webhook)
 
     log = commands.add_parser("log", help="print the sync log of a person (email, Marketo id or Dynamics id)")
     log.add_argument("person")

@@ -22,6 +22,6 @@ def webhook_steps(mapping: FieldMapping) -> list[StepSpec]:
         steps += [
             StepSpec(entity, "Create", post_image=create_image),
             StepSpec(entity, "Update", filtering_attributes=watched, pre_image=images, post_image=images),
-            StepSpec(entity, "Delete", pre_image=("emailaddress1",)),
+            StepSpec(entity, "Delete", pre_image=images),
         ]
     return steps

@@ -93,18 +93,11 @@ class Container:
 
     @property
     def flow_step(self) -> SyncPersonToMicrosoft:
-        from shared.flow_step import SyncPersonToMicrosoft
+        """With its own short-budget clients: Marketo gives up on a webhook after 30 s."""
+        from shared.flow_step import build_flow_step
 
         return self._once(
-            "flow_step",
-            lambda: SyncPersonToMicrosoft(
-                self.marketo,
-                self.dataverse,
-                self.state,
-                self.mapping,
-                self.activity_log,
-                columns=self.worker.dynamics_reader.columns,
-            ),
+            "flow_step", lambda: build_flow_step(self.settings, self.session, self.state, self.mapping)
         )
 
     def _build_queue(self) -> NoticeQueue:
@@ -148,7 +141,7 @@ class Container:
             s.marketo_client_id,
             s.marketo_client_secret.get_secret_value(),
             session=self.session,
-            max_calls_per_20s=s.marketo_max_calls_per_20s,
+            max_calls_per_20s=s.marketo_max_calls_per_20s - s.marketo_flow_step_calls_per_20s,
             max_concurrency=s.marketo_max_concurrency,
         )
 

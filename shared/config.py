@@ -81,6 +81,11 @@ class Settings(BaseSettings):
     marketo_client_secret: SecretStr = Field(alias="MARKETO_CLIENT_SECRET")
     marketo_max_calls_per_20s: int = Field(default=80, alias="MARKETO_MAX_CALLS_PER_20S", ge=1, le=100)
     marketo_max_concurrency: int = Field(default=8, alias="MARKETO_MAX_CONCURRENCY", ge=1, le=10)
+    # Of MARKETO_MAX_CALLS_PER_20S, the share reserved for the real-time flow step, so a sync
+    # backlog never makes it wait (the worker gets the rest).
+    marketo_flow_step_calls_per_20s: int = Field(
+        default=20, alias="MARKETO_FLOW_STEP_CALLS_PER_20S", ge=1, le=99
+    )
 
     # --- Dataverse and Entra ID ------------------------------------------------------------
     dataverse_url: AnyHttpUrl = Field(alias="DATAVERSE_URL")
@@ -159,6 +164,8 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _backends_have_connections(self) -> Settings:
+        if self.marketo_flow_step_calls_per_20s >= self.marketo_max_calls_per_20s:
+            raise ValueError("MARKETO_FLOW_STEP_CALLS_PER_20S must be smaller than MARKETO_MAX_CALLS_PER_20S")
         if self.queue_backend is QueueBackend.SERVICEBUS and not (
             self.servicebus_connection_string or self.servicebus_namespace
         ):

@@ -4,41 +4,77 @@ Called from a Marketo trigger campaign's Call Webhook step. It never updates an 
 (only the background sync moves updates):
 
 * the person has a live linked lead or contact  -> ``exists``, nothing written;
-* an unlinked lead or contact has the same email -> link it (only the link columns are written),
-  ``exists`` with its id;
-* otherwise                                     -> create a lead from the person's mapped fields,
-  read fresh from Marketo, link both ways, ``created``.
+* a lead or contact already carries the person's id in the Marketo-id column (the state-store
+  link was lost, or a concurrent call just created it) -> the link is restored, ``exists``;
+* an unlinked, active lead or contact has the same email (``options.match_on_email``) -> link
+  it (only the Marketo-id column is written), ``exists`` with its id;
+* otherwise -> create a lead from the person's mapped fields, read fresh from Marketo, link
+  both ways, ``created``. A validation failure answers ``failed`` with Dataverse's reason and
+  is added to the person's Activity Log.
 
 Why two concurrent calls create one lead: the lead is created with a create-only upsert
 (``If-None-Match: *``) addressed by the alternate key on the Marketo-id column. Dataverse itself
-then refuses the second create (412) inside its own transaction, whatever the timing, so the
-guarantee holds across function instances, survives a lost state-store write and needs no lease
-that could expire while Dataverse is slow. The loser reads the winner's lead and answers
-``exists``.
+then refuses the second create (412) inside its own transaction, and the key's unique index
+refuses it even when both creates pass the existence check at the same instant, so the guarantee
+holds whatever the timing, across function instances, and needs no lease that could expire
+while Dataverse is slow. It does not depend on the state store either: the lookup before the
+create finds a record that already carries the person's id, and the loser of a race reads the
+winner's lead by key; both answer ``exists`` and restore the link. Linking by email is guarded
+the same way: the Marketo-id column is written with ``If-Match`` on the ETag the lookup read,
+so two persons sharing an email cannot both take one record.
+
+Time: Marketo abandons a webhook call after 30 s and never calls again, so the flow step has its
+own clients, with a short per-attempt timeout and retry budget (:class:`TimeBudget`), and a
+deadline: a step that could not finish before the deadline is not started, and the call answers
+503 having changed nothing. The create is the commit point: after it, no fault turns the answer
+into an error. The Marketo link fields are written if time allows; otherwise the worker writes
+them when it reconciles the lead's create notice.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+import time
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
+from urllib.parse import quote
 
 from shared.dataverse import odata
+from shared.dataverse.auth import MsalTokenProvider
 from shared.dataverse.client import DataverseClient
-from shared.errors import ConflictError, NotFoundError, ValidationError
+from shared.dataverse.models import BatchRequest
+from shared.errors import (
+    ConflictError,
+    NotFoundError,
+    PermanentError,
+    ServiceUnavailableError,
+    TransientError,
+    ValidationError,
+)
 from shared.mapping import FieldMapping, Side
 from shared.marketo.client import MarketoClient
-from shared.normalize import UnmappedOptionError, to_dynamics
+from shared.normalize import UnmappedOptionError, to_dynamics, to_marketo
 from shared.ports import Link, LogEntry, Shadow, StateStore
-from shared.reconcile import initial_values
+from shared.reconcile import Action, Plan, initial_values, reconcile
+from shared.redaction import redact
 from shared.sync.activity_log import ActivityLog, Failure
 from shared.sync.validation import Column, describe, validate_write
+
+if TYPE_CHECKING:
+    import requests
+
+    from shared.config import Settings
 
 log = logging.getLogger(__name__)
 
 Status = Literal["created", "exists", "failed"]
+ENTITY_SETS = {"lead": "leads", "contact": "contacts"}
+# Contacts first: a person who is already a customer is linked to the contact, not a lead.
+LOOKUP_ORDER = ("contact", "lead")
+CANDIDATES_PER_TABLE = 5
+LINK_ATTEMPTS = 2
 
 
 @dataclass(frozen=True)
@@ -62,6 +98,49 @@ class PersonNotFound(Exception):
     """The Marketo person named by the webhook does not exist."""
 
 
+@dataclass(frozen=True)
+class TimeBudget:
+    """How long one flow step may take. Marketo waits 30 s for the answer and never retries."""
+
+    total_seconds: float = 25.0
+    attempt_timeout_seconds: float = 6.0
+    retry_seconds: float = 4.0
+
+    @property
+    def call_seconds(self) -> float:
+        """The longest one client call can take: retries, then a last attempt that times out."""
+        return self.retry_seconds + self.attempt_timeout_seconds
+
+
+class _Deadline:
+    def __init__(self, budget: TimeBudget, clock: Callable[[], float]) -> None:
+        self._budget = budget
+        self._clock = clock
+        self._end = clock() + budget.total_seconds
+
+    def allows_call(self) -> bool:
+        return self._end - self._clock() >= self._budget.call_seconds
+
+    def require(self, service: str, step: str) -> None:
+        """Raise (-> 503) rather than start a call that could outlive the webhook."""
+        if not self.allows_call():
+            raise ServiceUnavailableError(
+                f"no time left to {step} within the flow step's {self._budget.total_seconds:.0f} s budget",
+                service=service,
+            )
+
+
+@dataclass(frozen=True)
+class _Candidate:
+    """A Dynamics record the lookup found: it carries the person's id, or shares its email."""
+
+    entity: str
+    record_id: str
+    marketo_key: str | None
+    active: bool
+    etag: str | None
+
+
 class SyncPersonToMicrosoft:
     def __init__(
         self,
@@ -72,38 +151,41 @@ class SyncPersonToMicrosoft:
         activity_log: ActivityLog,
         *,
         columns: Callable[[str], Mapping[str, Column]],
+        budget: TimeBudget | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.marketo = marketo
         self.dataverse = dataverse
         self.state = state
         self.mapping = mapping
         self.activity_log = activity_log
-        self.columns = columns  # the worker's cached column metadata
+        self.columns = columns  # cached column metadata, for checking the lead before the create
+        self.budget = budget or TimeBudget()
+        self.clock = clock
 
     def run(self, marketo_id: int) -> FlowStepOutcome:
+        deadline = _Deadline(self.budget, self.clock)
         live = self._live_link(marketo_id)
         if live is not None:
             return FlowStepOutcome("exists", live.dynamics_id, live.entity)
-        people = self.marketo.get_leads_by_ids([marketo_id], self.mapping.marketo_fields())
-        if not people:
-            raise PersonNotFound(f"Marketo person {marketo_id} does not exist")
-        person = people[0]
-        if self.mapping.options.match_on_email:
-            match = self._unlinked_match(person)
-            if match is not None:
-                entity, record_id = match
-                return self._link(
-                    person, entity, record_id, "linked to the unlinked Dynamics record with the same email"
-                )
-        return self._create(person)
+        deadline.require("marketo", "read the person")
+        person = self._read_person(marketo_id)
+        deadline.require("dataverse", "look for the person's record")
+        candidate = self._choose(marketo_id, self._lookup(marketo_id, person))
+        if candidate is not None:
+            outcome = self._adopt(person, candidate, deadline)
+            if outcome is not None:
+                return outcome
+        return self._create(person, deadline)
+
+    # --- finding the person's record ----------------------------------------------------------
 
     def _live_link(self, marketo_id: int) -> Link | None:
         link = self.state.get_links_by_marketo([marketo_id]).get(marketo_id)
         if link is None:
             return None
-        entity_set = f"{link.entity}s"
         try:
-            self.dataverse.get(entity_set, link.dynamics_id, select=[f"{link.entity}id"])
+            self.dataverse.get(ENTITY_SETS[link.entity], link.dynamics_id, select=[f"{link.entity}id"])
         except NotFoundError:
             # Deleted in Dynamics and the sync has not caught up yet: the person gets a new lead.
             self.state.delete_link(link)
@@ -111,35 +193,128 @@ class SyncPersonToMicrosoft:
             return None
         return link
 
-    def _unlinked_match(self, person: dict[str, Any]) -> tuple[str, str] | None:
-        email = str(person.get("email") or "").strip()
-        if not email:
-            return None
-        key = self.mapping.links.dynamics_marketo_id
-        for entity in ("contact", "lead"):
-            flt = f"{odata.eq('emailaddress1', email)} and {key} eq null and statecode eq 0"
-            for row in self.dataverse.query(f"{entity}s", select=[f"{entity}id"], filter=flt, top=1):
-                return entity, str(row[f"{entity}id"]).lower()
-        return None
+    def _read_person(self, marketo_id: int) -> dict[str, Any]:
+        people = self.marketo.get_leads_by_ids([marketo_id], self.mapping.marketo_fields())
+        if not people:
+            raise PersonNotFound(f"Marketo person {marketo_id} does not exist")
+        return people[0]
 
-    def _link(self, person: dict[str, Any], entity: str, record_id: str, why: str) -> FlowStepOutcome:
+    def _lookup(self, marketo_id: int, person: Mapping[str, Any]) -> list[_Candidate]:
+        """Contacts and leads that carry the person's id or share its email: one ``$batch``."""
+        email = str(person.get(self.mapping.lead.email.marketo) or "").strip()
+        parts = [BatchRequest("GET", self._lookup_path(entity, marketo_id, email)) for entity in LOOKUP_ORDER]
+        candidates: list[_Candidate] = []
+        for entity, answer in zip(LOOKUP_ORDER, self.dataverse.batch(parts), strict=True):
+            if answer.error is not None:
+                raise answer.error
+            rows = answer.body.get("value", []) if isinstance(answer.body, dict) else []
+            candidates.extend(self._candidate(entity, row) for row in rows)
+        return candidates
+
+    def _lookup_path(self, entity: str, marketo_id: int, email: str) -> str:
+        key = self.mapping.links.dynamics_marketo_id
+        clause = odata.eq(key, str(marketo_id))
+        if email and self.mapping.options.match_on_email:
+            column = self.mapping.entity(entity).email.dynamics
+            free = odata.and_(odata.eq(column, email), odata.eq(key, None), odata.eq("statecode", 0))
+            clause = odata.or_(clause, free)
+        query = {
+            "$select": f"{entity}id,{key},statecode",
+            "$filter": clause,
+            "$orderby": "createdon asc",
+            "$top": str(CANDIDATES_PER_TABLE),
+        }
+        encoded = "&".join(f"{name}={quote(value, safe=',')}" for name, value in query.items())
+        return f"{ENTITY_SETS[entity]}?{encoded}"
+
+    def _candidate(self, entity: str, row: Mapping[str, Any]) -> _Candidate:
+        key = row.get(self.mapping.links.dynamics_marketo_id)
+        return _Candidate(
+            entity,
+            str(row[f"{entity}id"]).lower(),
+            str(key) if key not in (None, "") else None,
+            row.get("statecode") == 0,
+            row.get("@odata.etag"),
+        )
+
+    def _choose(self, marketo_id: int, candidates: list[_Candidate]) -> _Candidate | None:
+        """An active record with the person's id; else an unlinked one with its email; else a
+        closed record with its id (its key still blocks a new lead)."""
+        mine = [c for c in candidates if c.marketo_key == str(marketo_id)]
+        for candidate in mine:
+            if candidate.active:
+                return candidate
+        free = self._not_linked(c for c in candidates if c.marketo_key is None and c.active)
+        if free:
+            return free[0]
+        return mine[0] if mine else None
+
+    def _not_linked(self, candidates: Iterable[_Candidate]) -> list[_Candidate]:
+        """Drop records the state store links to someone although their column is still empty."""
+        listed = list(candidates)
+        taken: set[tuple[str, str]] = set()
+        for entity in LOOKUP_ORDER:
+            ids = [c.record_id for c in listed if c.entity == entity]
+            if ids:
+                taken |= {(entity, i) for i in self.state.get_links_by_dynamics(entity, ids)}
+        return [c for c in listed if (c.entity, c.record_id) not in taken]
+
+    # --- linking an existing record ------------------------------------------------------------
+
+    def _adopt(
+        self, person: dict[str, Any], candidate: _Candidate, deadline: _Deadline
+    ) -> FlowStepOutcome | None:
+        """Link the person to ``candidate``; None when the record was taken meanwhile."""
         marketo_id = int(person["id"])
-        key = self.mapping.links.dynamics_marketo_id
-        self.dataverse.update(f"{entity}s", record_id, {key: str(marketo_id)})
-        self._finish(person, Link(marketo_id, entity, record_id), why, shadow=None)
-        return FlowStepOutcome("exists", record_id, entity)
+        link = Link(marketo_id, candidate.entity, candidate.record_id)
+        if candidate.marketo_key == str(marketo_id):
+            return self._restore(person, link, deadline)
+        if not self._take(marketo_id, candidate):
+            return None
+        why = "linked to the unlinked Dynamics record with the same email"
+        self._finish(person, link, deadline, action="linked", why=why)
+        return FlowStepOutcome("exists", link.dynamics_id, link.entity)
 
-    def _create(self, person: dict[str, Any]) -> FlowStepOutcome:
+    def _restore(self, person: dict[str, Any], link: Link, deadline: _Deadline) -> FlowStepOutcome:
+        """The record already carries the person's id: nothing to write in Dynamics."""
+        why = "the record already carries this person's id: link restored"
+        self._finish(person, link, deadline, action="linked", why=why)
+        return FlowStepOutcome("exists", link.dynamics_id, link.entity)
+
+    def _take(self, marketo_id: int, candidate: _Candidate) -> bool:
+        """Write the person's id on an unlinked record, only if nobody wrote it since we read it."""
+        key = self.mapping.links.dynamics_marketo_id
+        entity_set = ENTITY_SETS[candidate.entity]
+        etag = candidate.etag
+        for _ in range(LINK_ATTEMPTS):
+            try:
+                self.dataverse.update(entity_set, candidate.record_id, {key: str(marketo_id)}, etag=etag)
+                return True
+            except ConflictError:
+                # Changed since the lookup (an edit, another person's link) or the key is taken.
+                try:
+                    row = self.dataverse.get(entity_set, candidate.record_id, select=[key])
+                except NotFoundError:
+                    return False
+                if row.get(key) == str(marketo_id):
+                    return True
+                if row.get(key) not in (None, ""):
+                    return False
+                etag = row.get("@odata.etag")
+        return False
+
+    # --- creating the lead ---------------------------------------------------------------------
+
+    def _create(self, person: dict[str, Any], deadline: _Deadline) -> FlowStepOutcome:
         marketo_id = int(person["id"])
         lead = self.mapping.lead
         values = initial_values(lead, person, Side.MARKETO)
-        key = self.mapping.links.dynamics_marketo_id
         try:
             record = {
                 f.dynamics: to_dynamics(f, values[f.marketo]) for f in lead.fields if f.marketo in values
             }
         except UnmappedOptionError as exc:
-            return self._failed(marketo_id, "mdsync-option", str(exc), ())
+            return self._failed(marketo_id, "mdsync-option", str(exc), (), deadline)
         record = {k: v for k, v in record.items() if v is not None}
         problems = validate_write(
             self.columns("lead"),
@@ -148,51 +323,161 @@ class SyncPersonToMicrosoft:
             enforce_business_required=self.mapping.options.enforce_business_required,
         )
         if problems:
-            return self._failed(
-                marketo_id, "mdsync-validation", describe(problems), tuple(p.column for p in problems)
-            )
+            fields = tuple(p.column for p in problems)
+            return self._failed(marketo_id, "mdsync-validation", describe(problems), fields, deadline)
+        key = {self.mapping.links.dynamics_marketo_id: str(marketo_id)}
+        select = ["leadid", *self.mapping.dynamics_columns("lead")]
+        deadline.require("dataverse", "create the lead")  # after the first call's metadata reads
         try:
-            row = self.dataverse.upsert_by_key("leads", {key: str(marketo_id)}, record, create_only=True)
+            row = self.dataverse.upsert_by_key("leads", key, record, create_only=True, select=select)
         except ConflictError:
             # A concurrent call created it first: that lead is the person's lead.
-            row = self.dataverse.get("leads", {key: str(marketo_id)}, select=["leadid"])
-            return FlowStepOutcome("exists", str(row["leadid"]).lower(), "lead")
+            row = self.dataverse.get("leads", key, select=["leadid"])
+            return self._restore(person, Link(marketo_id, "lead", str(row["leadid"]).lower()), deadline)
         except ValidationError as exc:
-            return self._failed(marketo_id, exc.code or "dataverse", exc.message, exc.fields or tuple(record))
-        lead_id = str(row["leadid"]).lower()
-        self._finish(person, Link(marketo_id, "lead", lead_id), "created a lead", shadow=values)
-        return FlowStepOutcome("created", lead_id, "lead")
+            fields = exc.fields or tuple(record)
+            return self._failed(marketo_id, exc.code or "dataverse", exc.message, fields, deadline)
+        link = Link(marketo_id, "lead", str(row["leadid"]).lower())
+        # Dataverse fills defaults (donotemail = false...): what the sync would copy back to Marketo
+        # goes out with the link fields, so the lead's create notice finds nothing left to write.
+        plan = reconcile(lead, person, row, values)
+        why = "flow step created a lead"
+        self._finish(person, link, deadline, action="created_in_dynamics", why=why, plan=plan)
+        return FlowStepOutcome("created", link.dynamics_id, "lead")
 
-    def _finish(self, person: dict[str, Any], link: Link, why: str, shadow: dict[str, Any] | None) -> None:
+    # --- after the commit point ----------------------------------------------------------------
+
+    def _finish(
+        self,
+        person: dict[str, Any],
+        link: Link,
+        deadline: _Deadline,
+        *,
+        action: str,
+        why: str,
+        plan: Plan | None = None,
+    ) -> None:
+        """Store the link, then show it in Marketo. Nothing here may fail the answer: the record
+        is linked in Dynamics already, and the worker repairs the Marketo side."""
+        stored = self.state.get_links_by_marketo([link.marketo_id]).get(link.marketo_id)
+        if stored is None or (stored.entity, stored.dynamics_id) != (link.entity, link.dynamics_id):
+            self.state.put_link(link)
+        changes = self._link_fields(person, link)
+        if plan is not None:
+            # The shadow claims Marketo's new values only once they are written: a worker run in
+            # between then copies them again (harmless) instead of undoing them in Dynamics.
+            self._put_shadow(link, plan, wrote_marketo=False)
+            changes |= {d.field.marketo: to_marketo(d.field, d.value) for d in plan.writes(Action.TO_MARKETO)}
+        note = self._push(link, changes, deadline) if changes else None
+        if plan is not None and note is None and plan.writes(Action.TO_MARKETO):
+            self._put_shadow(link, plan, wrote_marketo=True)
+        detail = f"{why}; {note}" if note else why
+        self.state.append_log(
+            [LogEntry(link.marketo_id, link.dynamics_id, link.entity, action, detail, at=datetime.now(UTC))]
+        )
+
+    def _put_shadow(self, link: Link, plan: Plan, *, wrote_marketo: bool) -> None:
+        values = plan.shadow_after(wrote_marketo=wrote_marketo, wrote_dynamics=False)
+        self.state.put_shadows([Shadow(link.marketo_id, values)])
+
+    def _push(self, link: Link, changes: dict[str, Any], deadline: _Deadline) -> str | None:
+        """Write the person's link fields (and the new lead's defaults); a note if not written."""
+        if not deadline.allows_call():
+            return "Marketo fields left to the sync (no time left)"
+        try:
+            (result,) = self.marketo.push_leads(
+                [{"id": link.marketo_id, **changes}], action="updateOnly", lookup_field="id"
+            )
+        except (TransientError, PermanentError) as exc:
+            log.warning("flow step for person %d: Marketo not written: %s", link.marketo_id, redact(str(exc)))
+            return f"Marketo fields left to the sync ({exc})"
+        if not result.ok:
+            reasons = "; ".join(f"{r.code} {r.message}" for r in result.reasons) or result.status
+            return f"Marketo refused the fields: {reasons}"
+        return None
+
+    def _link_fields(self, person: Mapping[str, Any], link: Link) -> dict[str, Any]:
         names = self.mapping.links
-        update = {
-            "id": link.marketo_id,
+        wanted: dict[str, Any] = {
             names.marketo_type: "Lead" if link.entity == "lead" else "Contact",
-            names.marketo_lead_id if link.entity == "lead" else names.marketo_contact_id: link.dynamics_id,
             names.marketo_is_deleted: False,
         }
-        self.state.put_link(link)
-        if shadow is not None:
-            self.state.put_shadows([Shadow(link.marketo_id, shadow)])
-        self.marketo.push_leads([update], action="updateOnly", lookup_field="id")
-        self.state.append_log(
-            [LogEntry(link.marketo_id, link.dynamics_id, link.entity, "flow_step", why, at=datetime.now(UTC))]
-        )
+        if link.entity == "lead":
+            wanted |= {names.marketo_lead_id: link.dynamics_id, names.marketo_contact_id: None}
+        else:
+            wanted[names.marketo_contact_id] = link.dynamics_id
+        return {
+            k: v
+            for k, v in wanted.items()
+            if person.get(k) != v and not (v is False and person.get(k) is None)
+        }
 
-    def _failed(self, marketo_id: int, code: str, message: str, fields: tuple[str, ...]) -> FlowStepOutcome:
-        failure = Failure(marketo_id, "lead", None, code, message, fields)
-        self.activity_log.record([failure])
-        self.state.append_log(
-            [
-                LogEntry(
-                    marketo_id,
-                    None,
-                    "lead",
-                    "failed",
-                    f"flow step: Dynamics refused the lead [{code}]: {message}",
-                    fields,
-                    datetime.now(UTC),
+    def _failed(
+        self, marketo_id: int, code: str, message: str, fields: tuple[str, ...], deadline: _Deadline
+    ) -> FlowStepOutcome:
+        detail = f"flow step: Dynamics refused the lead [{code}]: {message}"
+        if not deadline.allows_call():
+            detail += " (not added to the Activity Log: no time left)"
+        else:
+            try:
+                self.activity_log.record([Failure(marketo_id, "lead", None, code, message, fields)])
+            except (TransientError, PermanentError) as exc:
+                log.warning(
+                    "flow step for person %d: Activity Log not written: %s", marketo_id, redact(str(exc))
                 )
-            ]
-        )
+                detail += f" (not added to the Activity Log: {exc})"
+        entry = LogEntry(marketo_id, None, "lead", "failed", detail, fields, datetime.now(UTC))
+        self.state.append_log([entry])
         return FlowStepOutcome("failed", reason=message)
+
+
+def build_flow_step(
+    settings: Settings,
+    session: requests.Session,
+    state: StateStore,
+    mapping: FieldMapping,
+    *,
+    budget: TimeBudget | None = None,
+) -> SyncPersonToMicrosoft:
+    """The flow step with its own Marketo and Dataverse clients, whose timeouts and retry budgets
+    fit the webhook's 30 s (the worker's clients may retry for longer).
+
+    The Marketo client has its own limiter with the share of the instance's rate reserved for
+    the flow step (MARKETO_FLOW_STEP_CALLS_PER_20S; the worker's client gets the rest), so the
+    real-time call never queues behind a background backlog and together they stay under
+    MARKETO_MAX_CALLS_PER_20S."""
+    budget = budget or TimeBudget()
+    marketo = MarketoClient(
+        str(settings.marketo_base_url).rstrip("/"),
+        settings.marketo_client_id,
+        settings.marketo_client_secret.get_secret_value(),
+        session=session,
+        max_calls_per_20s=settings.marketo_flow_step_calls_per_20s,
+        max_concurrency=settings.marketo_max_concurrency,
+        timeout=budget.attempt_timeout_seconds,
+        retry_budget_seconds=budget.retry_seconds,
+    )
+    tokens = MsalTokenProvider(
+        settings.dataverse_authority,
+        settings.dataverse_client_id,
+        settings.dataverse_client_secret.get_secret_value(),
+        f"{str(settings.dataverse_url).rstrip('/')}/.default",
+        session=session,
+    )
+    dataverse = DataverseClient(
+        settings.dataverse_api_url,
+        tokens,
+        session=session,
+        max_concurrency=settings.dataverse_max_concurrency,
+        timeout=budget.attempt_timeout_seconds,
+        retry_budget_seconds=budget.retry_seconds,
+    )
+    return SyncPersonToMicrosoft(
+        marketo,
+        dataverse,
+        state,
+        mapping,
+        ActivityLog(marketo),
+        columns=lambda entity: dataverse.entity_metadata(entity).attributes,
+        budget=budget,
+    )

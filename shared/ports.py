@@ -184,7 +184,7 @@ class StateStore(abc.ABC):
         self, *, marketo_id: int | None = None, dynamics_id: str | None = None, limit: int = 200
     ) -> list[LogEntry]: ...
 
-    # leases (the flow step's create-if-absent guard)
+    # leases (one poller or sweep run at a time)
     @abc.abstractmethod
     def acquire_lease(self, name: str, owner: str, seconds: float) -> bool: ...
 

@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 
 import requests
 
+from shared.calls import CallCounter
 from shared.dataverse import batch as batch_body
 from shared.dataverse import metadata, odata, webhooks
 from shared.dataverse.auth import TokenProvider
@@ -31,7 +32,7 @@ from shared.dataverse.models import (
     TableInfo,
     WebhookRegistration,
 )
-from shared.dataverse.transport import CallCounter, Transport
+from shared.dataverse.transport import Transport
 from shared.errors import NotFoundError, ServiceUnavailableError
 
 MAX_PAGE_SIZE = 5000

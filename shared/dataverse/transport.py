@@ -13,8 +13,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import Counter, defaultdict
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import requests
@@ -28,6 +27,7 @@ from tenacity import (
 )
 from tenacity.stop import stop_base
 
+from shared.calls import CallCounter
 from shared.dataverse.auth import TokenProvider
 from shared.dataverse.errors import SERVICE, error_from
 from shared.errors import RateLimitedError, ServiceUnavailableError
@@ -41,45 +41,6 @@ _BASE_HEADERS = {
     "OData-MaxVersion": "4.0",
     "OData-Version": "4.0",
 }
-
-
-class CallCounter(Mapping[str, int]):
-    """Requests sent, by endpoint (``"PATCH leads()"``), with time spent; retries count too."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._counts: Counter[str] = Counter()
-        self._seconds: defaultdict[str, float] = defaultdict(float)
-
-    def record(self, endpoint: str, seconds: float) -> None:
-        with self._lock:
-            self._counts[endpoint] += 1
-            self._seconds[endpoint] += seconds
-
-    def __getitem__(self, endpoint: str) -> int:
-        with self._lock:
-            return self._counts[endpoint]
-
-    def __iter__(self) -> Iterator[str]:
-        with self._lock:
-            return iter(list(self._counts))
-
-    def __len__(self) -> int:
-        with self._lock:
-            return len(self._counts)
-
-    @property
-    def total(self) -> int:
-        with self._lock:
-            return sum(self._counts.values())
-
-    def seconds(self, endpoint: str) -> float:
-        with self._lock:
-            return self._seconds[endpoint]
-
-    def snapshot(self) -> dict[str, int]:
-        with self._lock:
-            return dict(self._counts)
 
 
 class ConnectionFailed(ServiceUnavailableError):

@@ -17,8 +17,9 @@ from typing import Any, TypeVar
 
 import requests
 
+from shared.calls import CallCounter
 from shared.errors import ConflictError
-from shared.marketo.limiter import CallCounter, CallLimiter
+from shared.marketo.limiter import IDENTITY_ENDPOINT, CallLimiter
 from shared.marketo.models import (
     Activity,
     ActivityPage,
@@ -81,7 +82,7 @@ class MarketoClient:
         for suffix in ("/rest", "/identity"):
             base = base.removesuffix(suffix)
         self.base_url = base
-        self.calls = CallCounter()
+        self.calls = CallCounter(uncounted=[IDENTITY_ENDPOINT])
         session = session or requests.Session()
         self._tokens = TokenCache(
             f"{base}/identity/oauth/token",

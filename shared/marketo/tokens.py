@@ -17,9 +17,10 @@ from dataclasses import dataclass
 
 import requests
 
+from shared.calls import CallCounter
 from shared.errors import AccessDeniedError, ServiceUnavailableError
 from shared.marketo.codes import SERVICE, RequestNotSentError
-from shared.marketo.limiter import IDENTITY_ENDPOINT, CallCounter
+from shared.marketo.limiter import IDENTITY_ENDPOINT
 
 log = logging.getLogger(__name__)
 RENEW_MARGIN = 60.0

@@ -20,6 +20,7 @@ from urllib.parse import urlencode
 import requests
 from tenacity import RetryCallState, Retrying, retry_if_exception
 
+from shared.calls import CallCounter
 from shared.errors import (
     AuthExpiredError,
     PermanentError,
@@ -28,7 +29,7 @@ from shared.errors import (
     TransientError,
 )
 from shared.marketo.codes import AUTH_CODES, NOT_EXECUTED_CODES, SERVICE, RequestNotSentError, error_for
-from shared.marketo.limiter import CallCounter, CallLimiter
+from shared.marketo.limiter import CallLimiter
 from shared.marketo.tokens import TokenCache
 from shared.redaction import redact
 

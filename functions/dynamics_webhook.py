@@ -1,7 +1,14 @@
 """Dataverse webhook: Create/Update/Delete of leads and contacts become notices on the queue.
 
 Registered on the Dataverse side as a service endpoint (HttpHeader auth carrying the function key
-and the shared secret) with async post-operation steps; see docs/dataverse-webhook.md.
+and the shared secret) with async post-operation steps; see docs/dataverse-webhook.md and
+docs/change-capture.md.
+
+Answers: 401 wrong or missing secret; 415 not JSON; 413/400 malformed (the parser's message);
+200 ``{"status": "ignored"}`` for a table or message mdsync does not sync; 202 only once the
+notice is durably queued; 503 with Retry-After when the queue cannot take it (Dataverse retries
+a 503 once, and the sweep catches what is still missed). Nothing is queued unless the answer
+is 202.
 """
 
 from __future__ import annotations
@@ -14,7 +21,7 @@ from functions._http import error, is_json, json_response
 from shared.auth import secret_matches
 from shared.bootstrap import container
 from shared.capture.dataverse_context import Ignored, parse_context
-from shared.errors import BadRequestError, TransientError
+from shared.errors import BadRequestError, MdsyncError, TransientError
 
 log = logging.getLogger(__name__)
 bp = func.Blueprint()
@@ -47,8 +54,10 @@ def dynamics_webhook(req: func.HttpRequest) -> func.HttpResponse:
         return json_response(200, {"status": "ignored", "reason": outcome.reason})
     try:
         deps.queue.send([outcome])
-    except TransientError as exc:
-        log.warning("queue unavailable, asking Dataverse to retry: %s", exc)
+    except MdsyncError as exc:
+        # Transient or not (a missing role, a deleted queue), the sender can only come back later.
+        level = logging.WARNING if isinstance(exc, TransientError) else logging.ERROR
+        log.log(level, "queue cannot take notice %s, asking Dataverse to retry: %s", outcome.dedup_id, exc)
         return error(503, "the notice queue is unavailable; retry later", headers={"Retry-After": "5"})
     log.info(
         "queued notice %s: %s %s %s",

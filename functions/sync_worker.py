@@ -6,7 +6,7 @@ import logging
 
 import azure.functions as func
 
-from shared.adapters.servicebus_queue import notice_from_message
+from shared.adapters.messages import notice_from_message
 from shared.bootstrap import container
 from shared.errors import BadRequestError
 from shared.notices import Notice
@@ -31,13 +31,24 @@ def sync_worker(messages: list[func.ServiceBusMessage]) -> None:
         except BadRequestError as exc:
             # Not a notice: nothing to sync, and redelivering it would not help.
             log.error("dropping unreadable message %s: %s", message.message_id, exc)
+    # Raises only when rescheduled notices could not be queued: the host then abandons the
+    # batch and Service Bus redelivers it.
     result = deps.worker.process(notices)
     log.info(
-        "synced %d persons from %d notices: %d to Marketo, %d to Dynamics, %d failures, %d rescheduled",
+        "synced %d persons from %d notices (%d echoes skipped): %d written to Marketo, %d to Dynamics, "
+        "%d created in Marketo, %d in Dynamics, collisions %s, %d failures, %d rescheduled, %d parked; "
+        "API calls: Marketo %d, Dataverse %d",
         result.persons,
         result.notices,
+        result.skipped_echoes,
         result.to_marketo,
         result.to_dynamics,
+        result.created_in_marketo,
+        result.created_in_dynamics,
+        result.collisions or "none",
         result.failures,
         result.rescheduled,
+        result.parked,
+        result.marketo_calls,
+        result.dataverse_calls,
     )

@@ -8,6 +8,7 @@ and queue batches into the Service Bus-triggered worker.
 
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
 import time
@@ -53,6 +54,9 @@ class HarnessConfig:
     sweep_schedule: str = NEVER
     stack: StackConfig = field(default_factory=StackConfig)
     extra_settings: Mapping[str, str] = field(default_factory=dict)
+    # Seconds the queue waits to fill a batch (host.json maxBatchWaitTime); None keeps
+    # host.json's value. Tests use 0: they sync a handful of notices at a time.
+    batch_wait: float | None = None
 
 
 class LocalSystem:
@@ -107,7 +111,7 @@ class LocalSystem:
             host_keys=[HOST_KEY],
             master_key=MASTER_KEY,
             settings_env=settings,
-            host_json=ROOT / "host.json",
+            host_json=self._host_json(),
             state_dir=self.config.workdir / "devhost",
         )
         self.host.start()
@@ -117,6 +121,16 @@ class LocalSystem:
         self.poll()
         self.sweep()
         return self
+
+    def _host_json(self) -> Path:
+        if self.config.batch_wait is None:
+            return ROOT / "host.json"
+        document = json.loads((ROOT / "host.json").read_text(encoding="utf-8"))
+        wait = self.config.batch_wait
+        document["extensions"]["serviceBus"]["maxBatchWaitTime"] = f"00:00:{wait:06.3f}"
+        path = self.config.workdir / "host.json"
+        path.write_text(json.dumps(document, indent=2), encoding="utf-8")
+        return path
 
     def stop(self) -> None:
         if self.host is not None:

@@ -92,12 +92,16 @@ def _date(value: object) -> FieldValue:
 
 
 _OPTION_NUMBER = re.compile(r"^#?(-?\d{1,18})$")
+# No option set has values this large (Dataverse's are 32-bit): such a number stays plain text.
+_OPTION_LIMIT = 10**18
 
 
 def _option(field: FieldMap, value: object) -> FieldValue:
     """Labels from the value map; a number the map does not name stays visible as ``#<n>``."""
     if isinstance(value, int | float) and not isinstance(value, bool) and float(value).is_integer():
         number = int(value)
+        if abs(number) >= _OPTION_LIMIT:
+            return str(number)
     else:
         text = _text(value)
         if text is None:

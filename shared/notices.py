@@ -2,13 +2,16 @@
 
 A notice is what change capture (Dynamics webhook, Marketo poller, Dynamics sweep) puts on the
 queue and what the worker reconciles. The worker never replays a notice's values; it re-reads
-both sides. The old/new values only make notices useful to read and to skip cheaply.
+both sides. The old/new values only make notices useful to read and to skip cheaply, so a value
+too long to carry is left out (``fit_changes``) and the notice marked ``trimmed``: every notice
+then fits in one queue message whatever a field holds. See docs/change-capture.md.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any
@@ -44,6 +47,46 @@ class FieldChange(BaseModel):
     new: FieldValue = None
 
 
+# Longer values are left out of a notice: Service Bus Standard takes 256 KB per message, and a
+# notice with a few dozen mapped fields stays far below that at this bound.
+MAX_VALUE_CHARS = 2000
+
+
+def safe_text(text: str) -> str:
+    """``text`` as UTF-8 can carry it: a lone surrogate (what a JSON ``"\\ud800"`` escape
+    decodes to) would make the notice unserialisable, so it becomes ``?``."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "replace").decode("utf-8")
+    return text
+
+
+def _carried(value: FieldValue) -> tuple[FieldValue, bool]:
+    """The value a notice can carry, and whether it differs from ``value``."""
+    if not isinstance(value, str):
+        return value, False
+    if len(value) > MAX_VALUE_CHARS:
+        return None, True
+    safe = safe_text(value)
+    return safe, safe != value
+
+
+def fit_changes(changes: Mapping[str, FieldChange]) -> tuple[dict[str, FieldChange], bool]:
+    """The changes as a notice can carry them, and whether any value had to be altered: a string
+    over ``MAX_VALUE_CHARS`` becomes None, lone surrogates become ``?``. The caller then marks
+    the notice ``trimmed``: its values are not to be trusted, and the worker re-reads the record
+    instead of skipping the notice as an echo."""
+    fitted: dict[str, FieldChange] = {}
+    altered = False
+    for name, change in changes.items():
+        old, old_altered = _carried(change.old)
+        new, new_altered = _carried(change.new)
+        altered = altered or old_altered or new_altered
+        fitted[name] = change if not (old_altered or new_altered) else FieldChange(old=old, new=new)
+    return fitted, altered
+
+
 RecordId = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9\-]+$")]
 
 
@@ -65,7 +108,8 @@ class Notice(BaseModel):
     actor: str | None = Field(default=None, max_length=64)
     # The acting user is one of the sync's own API users: the worker may skip the notice cheaply.
     own_write: bool = False
-    # Dataverse trimmed the payload (> 256 KB): no images, the worker re-reads.
+    # The values are incomplete: Dataverse trimmed the payload (> 256 KB, no images) or a value
+    # had to be altered to be carried (``fit_changes``). Never skipped as an echo; re-read.
     trimmed: bool = False
     # Lead qualification: the lead the new contact originates from.
     originating_lead_id: RecordId | None = None

@@ -6,7 +6,9 @@ For each mapped field, compare Marketo's current value, Dynamics' current value 
 * equal on both sides -> nothing to write; the shadow records the value;
 * changed on one side only -> copy it to the other side, if the field's direction allows;
 * changed on both sides to different values -> a collision, won by the field's rule
-  (Marketo for leads, Dynamics for contacts, unless configured otherwise);
+  (Marketo for leads, Dynamics for contacts, unless configured otherwise). A one-way field is
+  won by the side it flows from: the other side's value could never reach it, and a rule that
+  names that side would leave the field diverged for good;
 * no shadow yet (first sync of the pair) and the values differ -> decided like a collision,
   except that an empty side simply receives the other side's value.
 """
@@ -87,6 +89,18 @@ def _copy(
     return FieldDecision(field_map, action, value, collision, winner, reason)
 
 
+def _other(side: Side) -> Side:
+    return Side.DYNAMICS if side is Side.MARKETO else Side.MARKETO
+
+
+def _winner(mapping: EntityMapping, field_map: FieldMap) -> tuple[Side, str]:
+    """Who wins a collision on this field, and which rule says so."""
+    named = mapping.winner(field_map)
+    if not _flow(field_map, _other(named)) and _flow(field_map, named):
+        return _other(named), f"one-way field, {field_map.direction.value}"
+    return named, "field rule" if field_map.collision_winner else "entity rule"
+
+
 def decide_field(
     mapping: EntityMapping, field_map: FieldMap, marketo: FieldValue, dynamics: FieldValue, shadow: object
 ) -> FieldDecision:
@@ -102,9 +116,9 @@ def decide_field(
         if marketo is None:
             return _copy(field_map, dynamics, Side.MARKETO, "empty in Marketo")
         return _copy(field_map, marketo, Side.DYNAMICS, "empty in Dynamics")
-    winner = mapping.winner(field_map)
+    winner, rule = _winner(mapping, field_map)
     why = "first sync, values differ" if shadow is _MISSING else "changed on both sides"
-    reason = f"collision ({why}): {winner.value} wins"
+    reason = f"collision ({why}): {winner.value} wins ({rule})"
     if winner is Side.MARKETO:
         return _copy(field_map, marketo, Side.DYNAMICS, reason, collision=True, winner=winner)
     return _copy(field_map, dynamics, Side.MARKETO, reason, collision=True, winner=winner)

@@ -21,7 +21,9 @@ def tls(tmp_path_factory: pytest.TempPathFactory) -> TlsFiles:
 def local_system(tls: TlsFiles, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalSystem]:
     """The whole product: simulators, the local host running function_app.py, SQLite queue and
     state, webhooks registered. One per test session (the app's functions are indexed once)."""
-    system = LocalSystem(HarnessConfig(workdir=Path(tmp_path_factory.mktemp("system")), tls=tls))
+    system = LocalSystem(
+        HarnessConfig(workdir=Path(tmp_path_factory.mktemp("system")), tls=tls, batch_wait=0)
+    )
     with system:
         yield system
 

@@ -194,6 +194,8 @@ class DevHost:
                 max_concurrent_calls=self._config.max_concurrent_calls,
                 lock_seconds=lock_seconds,
                 idle_wait=idle_wait,
+                min_batch_size=self._config.min_message_batch_size,
+                max_batch_wait=self._config.max_batch_wait_seconds,
             )
             for spec in fed
         ]

@@ -24,6 +24,9 @@ class HostConfig:
     route_prefix: str = DEFAULT_ROUTE_PREFIX
     max_message_batch_size: int = DEFAULT_MAX_MESSAGE_BATCH_SIZE
     max_concurrent_calls: int = field(default_factory=_default_concurrent_calls)
+    # Batch functions wait (best effort) for at least this many messages, up to max_batch_wait.
+    min_message_batch_size: int = 1
+    max_batch_wait_seconds: float = 30.0
 
     @classmethod
     def load(cls, path: Path | None) -> HostConfig:
@@ -54,6 +57,8 @@ class HostConfig:
             max_concurrent_calls=_positive(
                 service_bus, "maxConcurrentCalls", _default_concurrent_calls(), source
             ),
+            min_message_batch_size=_positive(service_bus, "minMessageBatchSize", 1, source),
+            max_batch_wait_seconds=_timespan(service_bus, "maxBatchWaitTime", 30.0, source),
         )
 
 
@@ -69,3 +74,20 @@ def _positive(section: dict[str, Any], key: str, default: int, source: str) -> i
     if not isinstance(value, int) or isinstance(value, bool) or value < 1:
         raise ConfigurationError(f"{source}: extensions.serviceBus.{key} must be a positive integer")
     return value
+
+
+def _timespan(section: dict[str, Any], key: str, default: float, source: str) -> float:
+    """A .NET TimeSpan ``hh:mm:ss[.fff]`` as seconds."""
+    value = section.get(key)
+    if value is None:
+        return default
+    parts = str(value).split(":")
+    try:
+        if len(parts) != 3:
+            raise ValueError(value)
+        seconds = int(parts[0]) * 3600 + int(parts[1]) * 60 + float(parts[2])
+    except ValueError:
+        raise ConfigurationError(f"{source}: extensions.serviceBus.{key} must be hh:mm:ss") from None
+    if seconds < 0:
+        raise ConfigurationError(f"{source}: extensions.serviceBus.{key} must not be negative")
+    return seconds

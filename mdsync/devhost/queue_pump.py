@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor, wait
 from datetime import UTC, datetime, timedelta
@@ -57,6 +58,8 @@ class QueuePump:
         max_concurrent_calls: int,
         lock_seconds: float = DEFAULT_LOCK_SECONDS,
         idle_wait: float = DEFAULT_IDLE_WAIT,
+        min_batch_size: int = 1,
+        max_batch_wait: float = 0.0,
     ) -> None:
         if not isinstance(spec.trigger, ServiceBusTrigger):
             raise TypeError(f"{spec.name} is not a Service Bus function")
@@ -66,6 +69,8 @@ class QueuePump:
         self._receive_count = max_batch_size if self.many else max_concurrent_calls
         self._lock_seconds = lock_seconds
         self._idle_wait = idle_wait
+        self._min_batch = min(min_batch_size, self._receive_count) if self.many else 1
+        self._max_batch_wait = max_batch_wait
         self._reason = f"New ServiceBus message detected on '{spec.trigger.queue_name}'."
         self._stop = threading.Event()
         self._wake = threading.Event()
@@ -95,7 +100,7 @@ class QueuePump:
     def _loop(self) -> None:
         while not self._stop.is_set():
             self._wake.clear()
-            received = self._receive()
+            received = self._collect()
             if not received:
                 self._wake.wait(self._idle_wait)
                 continue
@@ -104,9 +109,26 @@ class QueuePump:
             else:
                 wait([self._pool.submit(self._deliver, [one]) for one in received])
 
-    def _receive(self) -> list[ReceivedNotice]:
+    def _collect(self) -> list[ReceivedNotice]:
+        """Like the Service Bus extension with minMessageBatchSize: once something arrived, keep
+        gathering (holding the locks) until the minimum is reached or maxBatchWaitTime passed,
+        so a burst is handed over in a few large batches rather than many small ones."""
+        batch = self._receive(self._receive_count)
+        if not batch or len(batch) >= self._min_batch:
+            return batch
+        deadline = time.monotonic() + self._max_batch_wait
+        while len(batch) < self._min_batch and not self._stop.is_set():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            self._wake.wait(min(0.05, remaining))
+            self._wake.clear()
+            batch += self._receive(self._receive_count - len(batch))
+        return batch
+
+    def _receive(self, count: int) -> list[ReceivedNotice]:
         try:
-            return self._queue.receive(self._receive_count, lock_seconds=self._lock_seconds)
+            return self._queue.receive(count, lock_seconds=self._lock_seconds)
         except Exception:
             log.exception("receiving from the local queue failed; retrying")
             return []

@@ -15,7 +15,8 @@ process); a transient failure drops them so the next call reconnects. The SDK's 
 thread-safe, so one lock serialises the calls of the threads of a function host.
 
 The trigger side gets messages from the Functions host, not from this class:
-``notice_from_message`` decodes them.
+``shared.adapters.messages.notice_from_message`` decodes them (re-exported here), without
+loading this module's SDK.
 """
 
 from __future__ import annotations
@@ -30,11 +31,11 @@ from typing import TYPE_CHECKING, Any, Protocol
 from azure.core.exceptions import AzureError, ClientAuthenticationError
 from azure.servicebus import ServiceBusClient, ServiceBusMessage, ServiceBusMessageBatch
 from azure.servicebus import exceptions as sb
-from pydantic import ValidationError as PydanticValidationError
 
+# Re-exported: the decoder moved to a module that does not load the SDK.
+from shared.adapters.messages import notice_from_message
 from shared.errors import (
     AccessDeniedError,
-    BadRequestError,
     ConfigurationError,
     MdsyncError,
     PermanentError,
@@ -46,8 +47,16 @@ from shared.notices import Notice
 from shared.ports import NoticeQueue
 
 if TYPE_CHECKING:
-    import azure.functions as func
     from azure.core.credentials import TokenCredential
+
+__all__ = [
+    "MessageSender",
+    "ServiceBusQueue",
+    "application_properties",
+    "map_servicebus_error",
+    "notice_from_message",
+    "to_message",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -89,25 +98,6 @@ def to_message(notice: Notice) -> ServiceBusMessage:
         content_type=CONTENT_TYPE,
         application_properties=application_properties(notice),  # type: ignore[arg-type]
     )
-
-
-def notice_from_message(msg: func.ServiceBusMessage) -> Notice:
-    """The notice carried by a message the Functions host delivered.
-
-    Raises BadRequestError when the body is not a notice; the message says which fields are
-    wrong, never their values (they may hold email addresses).
-    """
-    body = msg.get_body()
-    if not body:
-        raise BadRequestError("the message body is empty: not a notice")
-    try:
-        return Notice.from_json(body)
-    except PydanticValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in error['loc']) or 'body'}: {error['msg']}"
-            for error in exc.errors(include_input=False, include_url=False)[:5]
-        )
-        raise BadRequestError(f"the message body is not a valid notice: {problems}") from exc
 
 
 class ServiceBusQueue(NoticeQueue):

@@ -1,10 +1,23 @@
 """Dynamics catch-up sweep: find leads and contacts changed since the checkpoint, queue notices.
 
 Webhooks are fast but not guaranteed (Dataverse retries a failed call once, then gives up), so a
-slower timer repairs whatever they missed. Where the table has change tracking the sweep follows
-its delta link (which also reports deletions); otherwise it queries ``modifiedon`` since a
-watermark, re-reading a small overlap because rows committed late can carry an earlier
-``modifiedon``. Same discipline as the poller: queue first, then advance the checkpoint.
+slower timer repairs whatever they missed. Two modes, per table:
+
+- change tracking (where the table has it on, the default): follow the stored delta link, which
+  answers the rows created or changed since (current values) and the ids deleted since. A delta
+  link Dataverse no longer accepts (expired after the retention period, by default 7 days)
+  restarts tracking, and the rows of that full read modified since the last good sweep (with an
+  overlap) are queued: deletions in that gap are the only thing lost, and the worker still
+  notices them when it next reads the record.
+- ``modifiedon`` otherwise (or when ``use_change_tracking=False``): query the rows modified
+  since a watermark, re-reading a small overlap because a row committed late can carry an earlier
+  ``modifiedon``. Deletions are not visible in this mode.
+
+Same discipline as the poller: queue first, then advance the checkpoint (conditionally on its
+etag), one checkpoint per table. A crash in between repeats the same notices: a changed row's
+notice is named by its row version (the same id the webhook gave that change, so the queue drops
+whichever comes second), a deletion's by the delta link that reported it. One sweep at a time
+(a lease). The first sweep of a table only records where to start: nothing older is queued.
 """
 
 from __future__ import annotations
@@ -18,9 +31,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from shared.dataverse.client import DataverseClient
-from shared.errors import ConflictError
+from shared.errors import AccessDeniedError, ConflictError, PermanentError
 from shared.mapping import FieldMapping
-from shared.notices import Entity, Kind, Notice, Source
+from shared.notices import Entity, Kind, Notice, Source, safe_text
 from shared.ports import Checkpoint, NoticeQueue, StateStore
 
 log = logging.getLogger(__name__)
@@ -28,6 +41,8 @@ log = logging.getLogger(__name__)
 ENTITY_SETS = {"lead": "leads", "contact": "contacts"}
 LEASE = "dynamics-sweep"
 OVERLAP = timedelta(minutes=2)
+CHANGE_TRACKING = "change-tracking"
+MODIFIEDON = "modifiedon"
 
 
 @dataclass(frozen=True)
@@ -37,15 +52,26 @@ class SweepResult:
     skipped: str | None = None
 
 
-def _modified(row: dict[str, Any]) -> datetime:
+def _modified(row: dict[str, Any]) -> datetime | None:
     value = str(row.get("modifiedon") or "")
     try:
-        return datetime.fromisoformat(value.replace("Z", "+00:00"))
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
-        return datetime.now(UTC)
+        return None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _lower_id(value: Any) -> str | None:
+    try:
+        return str(uuid.UUID(str(value))) if value else None
+    except ValueError:
+        return None
 
 
 class DynamicsSweep:
+    """One sweep run over leads and contacts. ``use_change_tracking``: None follows each table's
+    setting, False forces the ``modifiedon`` mode."""
+
     def __init__(
         self,
         dataverse: DataverseClient,
@@ -55,6 +81,7 @@ class DynamicsSweep:
         *,
         sync_user_ids: frozenset[str] = frozenset(),
         lease_seconds: float = 900.0,
+        use_change_tracking: bool | None = None,
     ) -> None:
         self.dataverse = dataverse
         self.state = state
@@ -62,6 +89,7 @@ class DynamicsSweep:
         self.mapping = mapping
         self.sync_user_ids = sync_user_ids
         self.lease_seconds = lease_seconds
+        self.use_change_tracking = use_change_tracking
 
     def run(self, now: datetime | None = None) -> SweepResult:
         owner = uuid.uuid4().hex
@@ -78,33 +106,38 @@ class DynamicsSweep:
             self.state.release_lease(LEASE, owner)
 
     def _select(self, entity: str) -> list[str]:
-        extra = ["modifiedon", "versionnumber", "_modifiedby_value"]
+        extra = [f"{entity}id", "modifiedon", "versionnumber", "_modifiedby_value"]
         if entity == "contact":
             extra.append("_originatingleadid_value")
         return sorted(set(self.mapping.dynamics_columns(entity)) | set(extra))
 
-    def _notice(self, entity: str, row: dict[str, Any], kind: Kind = Kind.UPDATED) -> Notice:
-        key = f"{entity}id"
-        actor = str(row.get("_modifiedby_value") or "").lower() or None
-        version = row.get("versionnumber")
+    def _notice(self, entity: str, row: dict[str, Any]) -> Notice:
+        actor = _lower_id(row.get("_modifiedby_value"))
+        version = str(row.get("versionnumber") or "")
+        email = row.get("emailaddress1")
         return Notice(
             source=Source.DYNAMICS,
             entity=Entity(entity),
-            record_id=str(row[key]),
-            kind=kind,
-            version=str(version) if version is not None else None,
-            occurred_at=_modified(row),
+            record_id=str(row[f"{entity}id"]),
+            kind=Kind.UPDATED,
+            # The row version, the same the webhook reports for this change (one dedup id).
+            version=version if version.isascii() and version.isdigit() and len(version) <= 64 else None,
+            occurred_at=_modified(row) or datetime.now(UTC),
             actor=actor,
             own_write=actor is not None and actor in self.sync_user_ids,
-            email=row.get("emailaddress1") if isinstance(row.get("emailaddress1"), str) else None,
+            originating_lead_id=_lower_id(row.get("_originatingleadid_value")),
+            email=safe_text(email) if isinstance(email, str) and len(email) <= 320 else None,
         )
 
     def _sweep(self, entity: str, now: datetime) -> tuple[int, str]:
         name = f"dynamics-sweep:{entity}"
         checkpoint = self.state.get_checkpoint(name)
-        if self.dataverse.change_tracking_enabled(entity):
-            return self._delta(entity, name, checkpoint), "change-tracking"
-        return self._watermark(entity, name, checkpoint, now), "modifiedon"
+        tracking = self.use_change_tracking
+        if tracking is None:
+            tracking = self.dataverse.change_tracking_enabled(entity)
+        if tracking:
+            return self._delta(entity, name, checkpoint, now), CHANGE_TRACKING
+        return self._watermark(entity, name, checkpoint, now), MODIFIEDON
 
     def _advance(self, name: str, value: dict[str, str], checkpoint: Checkpoint | None) -> bool:
         try:
@@ -114,36 +147,60 @@ class DynamicsSweep:
             return False
         return True
 
-    def _delta(self, entity: str, name: str, checkpoint: Checkpoint | None) -> int:
+    # --- change tracking ------------------------------------------------------------------------
+
+    def _delta(self, entity: str, name: str, checkpoint: Checkpoint | None, now: datetime) -> int:
         stored = json.loads(checkpoint.value) if checkpoint else {}
         link = stored.get("delta_link")
         if not link:
-            # First run: take the current state as the starting point, queue nothing (no flood).
-            page = self.dataverse.track_changes(ENTITY_SETS[entity], [f"{entity}id"])
-            self._advance(name, {"delta_link": page.delta_link}, checkpoint)
-            return 0
-        page = self.dataverse.follow_delta(link)
+            # First run (or the table was swept by modifiedon so far): start tracking.
+            return self._track(entity, name, checkpoint, _last_good(stored), now)
+        try:
+            page = self.dataverse.follow_delta(link)
+        except AccessDeniedError:
+            raise
+        except PermanentError as exc:
+            log.warning("delta link for %s refused (%s); restarting change tracking", entity, exc)
+            return self._track(entity, name, checkpoint, _last_good(stored), now)
         notices = [self._notice(entity, row) for row in page.changed]
+        # A deletion has no version; the link that reported it names it (the same on a re-run).
+        tag = "d-" + hashlib.sha256(link.encode()).hexdigest()[:30]
         notices += [
             Notice(
                 source=Source.DYNAMICS,
                 entity=Entity(entity),
                 record_id=record_id,
                 kind=Kind.DELETED,
-                version="d-" + hashlib.sha256(link.encode()).hexdigest()[:30],
-                occurred_at=datetime.now(UTC),
+                version=tag,
+                occurred_at=now,
             )
             for record_id in page.deleted
         ]
         self.queue.send(notices)
-        self._advance(name, {"delta_link": page.delta_link}, checkpoint)
+        self._advance(name, {"delta_link": page.delta_link, "at": now.isoformat()}, checkpoint)
         return len(notices)
 
+    def _track(
+        self, entity: str, name: str, checkpoint: Checkpoint | None, since: datetime | None, now: datetime
+    ) -> int:
+        """Start change tracking: one full read gives the delta link. Rows of it modified since
+        the last good sweep (with an overlap) are queued; on a first run nothing is (no flood)."""
+        page = self.dataverse.track_changes(ENTITY_SETS[entity], self._select(entity))
+        notices = []
+        if since is not None:
+            cutoff = since - OVERLAP
+            notices = [self._notice(entity, r) for r in page.changed if (_modified(r) or now) >= cutoff]
+        self.queue.send(notices)
+        self._advance(name, {"delta_link": page.delta_link, "at": now.isoformat()}, checkpoint)
+        return len(notices)
+
+    # --- modifiedon -----------------------------------------------------------------------------
+
     def _watermark(self, entity: str, name: str, checkpoint: Checkpoint | None, now: datetime) -> int:
-        if checkpoint is None:
-            self._advance(name, {"since": now.isoformat()}, None)
+        since = _last_good(json.loads(checkpoint.value)) if checkpoint else None
+        if since is None:
+            self._advance(name, {"since": now.isoformat()}, checkpoint)
             return 0
-        since = datetime.fromisoformat(json.loads(checkpoint.value)["since"])
         stamp = (since - OVERLAP).astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         rows = list(
             self.dataverse.query(
@@ -155,6 +212,21 @@ class DynamicsSweep:
         )
         notices = [self._notice(entity, row) for row in rows]
         self.queue.send(notices)
-        newest = max((_modified(r) for r in rows), default=since)
+        newest = max((m for m in (_modified(r) for r in rows) if m is not None), default=since)
         self._advance(name, {"since": max(newest, since).isoformat()}, checkpoint)
         return len(notices)
+
+
+def _last_good(stored: dict[str, Any]) -> datetime | None:
+    """When the table was last swept, from either mode's checkpoint."""
+    return _parse_time(stored.get("since")) or _parse_time(stored.get("at"))
+
+
+def _parse_time(value: Any) -> datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)

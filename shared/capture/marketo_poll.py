@@ -1,12 +1,30 @@
 """Marketo change capture: read lead changes and deleted persons since the checkpoint, queue notices.
 
 Marketo has no push for person changes, so a timer polls Get Lead Changes (New Lead and Change
-Data Value activities for the mapped fields) and Get Deleted Leads with paging tokens. The order
-is what makes it lossless: queue a page's notices, and only after the whole run advance the
-checkpoint, conditionally on its etag. A crash in between makes the next run read the same pages
-again; the notices carry the same dedup ids (one per person per page, from the activity GUIDs),
-so the queue drops the repeats. An overlapping run cannot take the lease, and a run that lost the
-lease anyway fails its conditional checkpoint write: either way the checkpoint stays put.
+Data Value activities for the mapped fields) and Get Deleted Leads with paging tokens.
+
+Lossless by order. A run queues each page's notices as it reads them and writes the checkpoint
+(both paging tokens) once, at the end, conditionally on the etag it read. A crash in between
+leaves the old checkpoint: the next run reads the same pages again, and their notices carry the
+same dedup ids (one notice per person per page, its id made of the page's activity GUIDs for that
+person), so the queue drops the repeats. Pages are read until Marketo says there is no more or
+the run's page budget is spent (the rest waits for the next run); the deleted-persons read always
+gets at least one page, so a busy change feed cannot starve it.
+
+One run at a time. A run takes a lease; an overlapping run finds it held and does nothing. A run
+that outlived its lease fails its conditional checkpoint write and leaves the checkpoint to the
+run that moved it. The first run ever only records where to start (now, or ``start_at``):
+history before it is not replayed.
+
+Own writes are a hint, never a decision. Marketo records the Source "Web service API" on every
+change made through the REST API, by mdsync or by any other integration, so a notice whose
+activities all carry it is marked ``own_write`` but may well be another integration's real
+change. The worker therefore skips such a notice only when every value it reports already
+equals the shadow (the values mdsync last synced). Then, whoever wrote them, Marketo holds for
+those fields what the shadow holds, and reconciling would write nothing for them either; a
+change on the Dynamics side has its own notice (or the sweep's). Any other own-write notice is
+reconciled like every notice. Marking nothing own-write would give the same end state, with
+more reads.
 """
 
 from __future__ import annotations
@@ -14,8 +32,9 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -23,8 +42,9 @@ from typing import Any
 from shared.errors import ConflictError
 from shared.mapping import FieldMapping
 from shared.marketo.client import Activity, MarketoClient
-from shared.notices import Entity, FieldChange, Kind, Notice, Source
-from shared.ports import NoticeQueue, StateStore
+from shared.marketo.models import ActivityPage
+from shared.notices import Entity, FieldChange, FieldValue, Kind, Notice, Source, fit_changes, safe_text
+from shared.ports import Checkpoint, NoticeQueue, StateStore
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +53,7 @@ LEASE = "marketo-poll"
 NEW_LEAD = 12
 CHANGE_DATA_VALUE = 13
 API_SOURCE = "Web service API"
+MAX_VERSION = 64  # Notice.version
 
 
 @dataclass(frozen=True)
@@ -58,13 +79,52 @@ class _Tokens:
         return cls(changes=str(data["changes"]), deleted=str(data["deleted"]))
 
 
-def _attribute(activity: Activity, name: str) -> Any:
-    return next((a.get("value") for a in activity.attributes if a.get("name") == name), None)
+@dataclass
+class _Feed:
+    """Where one activity feed got to in this run."""
+
+    token: str
+    pages: int = 0
+    notices: int = 0
+    activities: int = 0
+    drained: bool = False
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:40]
 
 
 def _dedup(kind: str, lead_id: int, guids: Iterable[str]) -> str:
-    digest = hashlib.sha256("|".join(sorted(guids)).encode()).hexdigest()[:40]
-    return f"m{kind[0]}-{lead_id}-{digest}"
+    return f"m{kind[0]}-{lead_id}-{_digest('|'.join(sorted(guids)))}"
+
+
+def _version(guid: str) -> str:
+    """The activity GUID, or a digest of it if a notice cannot carry it as it is."""
+    return guid if len(guid) <= MAX_VERSION and safe_text(guid) == guid else "h-" + _digest(guid)
+
+
+def _value(raw: Any) -> FieldValue:
+    """A change value as a notice carries it (Marketo sends strings; anything else is shown)."""
+    if raw is None or isinstance(raw, bool | int):
+        return raw
+    if isinstance(raw, str):
+        return raw  # fit_changes bounds it and makes it UTF-8 safe
+    if isinstance(raw, float):
+        return raw if math.isfinite(raw) else str(raw)
+    return json.dumps(raw, sort_keys=True, default=str)
+
+
+def _merged_changes(items: Sequence[Activity], mapped: frozenset[str]) -> dict[str, FieldChange]:
+    """Per mapped field: the first old value and the last new value in activity order."""
+    changes: dict[str, FieldChange] = {}
+    for activity in items:
+        for change in activity.fields:
+            name = str(change.get("name", ""))
+            if name in mapped:
+                first = changes.get(name)
+                old = first.old if first else _value(change.get("oldValue"))
+                changes[name] = FieldChange(old=old, new=_value(change.get("newValue")))
+    return changes
 
 
 def notices_from_changes(activities: Sequence[Activity], mapped: frozenset[str]) -> list[Notice]:
@@ -75,15 +135,8 @@ def notices_from_changes(activities: Sequence[Activity], mapped: frozenset[str])
             by_lead.setdefault(activity.lead_id, []).append(activity)
     notices = []
     for lead_id, items in by_lead.items():
-        changes: dict[str, FieldChange] = {}
         created = any(a.activity_type_id == NEW_LEAD for a in items)
-        for activity in items:
-            for change in activity.fields:
-                name = str(change.get("name", ""))
-                if name in mapped:
-                    first = changes.get(name)
-                    old = first.old if first else change.get("oldValue")
-                    changes[name] = FieldChange(old=old, new=change.get("newValue"))
+        changes, cut = fit_changes(_merged_changes(items, mapped))
         if not created and not changes:
             continue  # only unmapped fields changed
         last = items[-1]
@@ -94,10 +147,11 @@ def notices_from_changes(activities: Sequence[Activity], mapped: frozenset[str])
                 record_id=str(lead_id),
                 kind=Kind.CREATED if created else Kind.UPDATED,
                 changes=changes,
-                version=last.marketo_guid,
+                version=_version(last.marketo_guid),
                 occurred_at=last.activity_date,
-                actor=str(_attribute(last, "Source") or "")[:64] or None,
-                own_write=all(_attribute(a, "Source") == API_SOURCE for a in items),
+                actor=safe_text(str(last.attribute("Source") or "")[:64]) or None,
+                own_write=all(a.attribute("Source") == API_SOURCE for a in items),
+                trimmed=cut,
                 dedup_id=_dedup("changes", lead_id, (a.marketo_guid for a in items)),
             )
         )
@@ -111,7 +165,7 @@ def notices_from_deletes(activities: Sequence[Activity]) -> list[Notice]:
             entity=Entity.PERSON,
             record_id=str(a.lead_id),
             kind=Kind.DELETED,
-            version=a.marketo_guid,
+            version=_version(a.marketo_guid),
             occurred_at=a.activity_date,
             dedup_id=_dedup("deleted", a.lead_id, [a.marketo_guid]),
         )
@@ -120,7 +174,8 @@ def notices_from_deletes(activities: Sequence[Activity]) -> list[Notice]:
 
 
 class MarketoPoller:
-    """One poll run. ``max_pages`` bounds a run (the rest waits for the next run)."""
+    """One poll run. ``max_pages`` bounds a run (the rest waits for the next run); ``start_at``
+    is where the very first run starts reading (default: now, nothing older)."""
 
     def __init__(
         self,
@@ -133,6 +188,8 @@ class MarketoPoller:
         start_at: datetime | None = None,
         lease_seconds: float = 300.0,
     ) -> None:
+        if max_pages < 2:
+            raise ValueError("max_pages must be at least 2 (one for changes, one for deletions)")
         self.marketo = marketo
         self.state = state
         self.queue = queue
@@ -151,46 +208,79 @@ class MarketoPoller:
         finally:
             self.state.release_lease(LEASE, owner)
 
+    def _start(self, now: datetime) -> Checkpoint | PollResult:
+        """The first run: record where reading starts."""
+        since = self.start_at or now
+        token = self.marketo.get_paging_token(since)
+        try:
+            checkpoint = self.state.put_checkpoint(CHECKPOINT, _Tokens(token, token).dump(), etag=None)
+        except ConflictError:
+            return PollResult(0, 0, 0, drained=False, skipped="checkpoint created by another run")
+        if self.start_at is None:
+            log.info("first poll: starting from now (%s), not from the beginning", since.isoformat())
+            return PollResult(0, 0, 0, drained=True)
+        return checkpoint
+
     def _run(self, now: datetime) -> PollResult:
         checkpoint = self.state.get_checkpoint(CHECKPOINT)
         if checkpoint is None:
-            since = self.start_at or now
-            token = self.marketo.get_paging_token(since)
-            tokens = _Tokens(token, token)
-            try:
-                checkpoint = self.state.put_checkpoint(CHECKPOINT, tokens.dump(), etag=None)
-            except ConflictError:
-                return PollResult(0, 0, 0, drained=False, skipped="checkpoint created by another run")
-            if self.start_at is None:
-                log.info("first poll: starting from now (%s), not from the beginning", since.isoformat())
-                return PollResult(0, 0, 0, drained=True)
+            started = self._start(now)
+            if isinstance(started, PollResult):
+                return started
+            checkpoint = started
         tokens = _Tokens.load(checkpoint.value)
         fields = sorted(self.mapped)
-        queued = activities = pages = 0
-        changes_token, drained = tokens.changes, False
-        while pages < self.max_pages:
-            page = self.marketo.get_lead_changes(changes_token, fields)
-            pages += 1
-            notices = notices_from_changes(page.activities, self.mapped)
-            self.queue.send(notices)
-            queued, activities = queued + len(notices), activities + len(page.activities)
-            changes_token = page.next_page_token or changes_token
-            if not page.more_result:
-                drained = True
-                break
-        deleted_token = tokens.deleted
-        while pages < self.max_pages:
-            page = self.marketo.get_deleted_leads(deleted_token)
-            pages += 1
-            notices = notices_from_deletes(page.activities)
-            self.queue.send(notices)
-            queued, activities = queued + len(notices), activities + len(page.activities)
-            deleted_token = page.next_page_token or deleted_token
-            if not page.more_result:
-                break
-        else:
-            drained = False
-        self.state.put_checkpoint(
-            CHECKPOINT, _Tokens(changes_token, deleted_token).dump(), etag=checkpoint.etag
+        changes = self._drain(
+            tokens.changes,
+            self.max_pages - 1,
+            lambda token: self.marketo.get_lead_changes(token, fields),
+            lambda page: notices_from_changes(page.activities, self.mapped),
         )
-        return PollResult(queued, activities, pages, drained=drained)
+        deletes = self._drain(
+            tokens.deleted,
+            self.max_pages - changes.pages,
+            self.marketo.get_deleted_leads,
+            lambda page: notices_from_deletes(page.activities),
+        )
+        try:
+            self.state.put_checkpoint(
+                CHECKPOINT, _Tokens(changes.token, deletes.token).dump(), etag=checkpoint.etag
+            )
+        except ConflictError:
+            # Another run moved it (this one outlived its lease): what we queued is harmless.
+            log.warning("poll checkpoint moved under this run; leaving it to the other run")
+            return PollResult(
+                changes.notices + deletes.notices,
+                changes.activities + deletes.activities,
+                changes.pages + deletes.pages,
+                drained=False,
+                skipped="the checkpoint was moved by another run",
+            )
+        return PollResult(
+            changes.notices + deletes.notices,
+            changes.activities + deletes.activities,
+            changes.pages + deletes.pages,
+            drained=changes.drained and deletes.drained,
+        )
+
+    def _drain(
+        self,
+        token: str,
+        budget: int,
+        read: Callable[[str], ActivityPage],
+        to_notices: Callable[[ActivityPage], list[Notice]],
+    ) -> _Feed:
+        """Read one activity feed from ``token`` for up to ``budget`` pages, queueing each page."""
+        feed = _Feed(token)
+        while feed.pages < budget:
+            page = read(feed.token)
+            notices = to_notices(page)
+            self.queue.send(notices)
+            feed.pages += 1
+            feed.notices += len(notices)
+            feed.activities += len(page.activities)
+            feed.token = page.next_page_token or feed.token
+            if not page.more_result:
+                feed.drained = True
+                break
+        return feed

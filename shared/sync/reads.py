@@ -43,9 +43,10 @@ class DynamicsReader:
         self.mapping = mapping
         self._columns: dict[str, Mapping[str, Column]] = {}
         self._lock = threading.Lock()
+        self._own_user: str | None = None
 
     def select(self, entity: str) -> list[str]:
-        extra = {f"{entity}id", "modifiedon", "versionnumber", "statecode"}
+        extra = {f"{entity}id", "modifiedon", "versionnumber", "statecode", "_modifiedby_value"}
         if entity == "contact":
             extra.add("_originatingleadid_value")
         return sorted(set(self.mapping.dynamics_columns(entity)) | extra)
@@ -72,6 +73,30 @@ class DynamicsReader:
             ):
                 found[str(row["_originatingleadid_value"]).lower()] = row
         return found
+
+    def unlinked_by_email(self, entity: str, emails: Iterable[str]) -> dict[str, dict[str, Any]]:
+        """Open, unlinked rows with these email addresses (lower-cased email -> the oldest row)."""
+        wanted = sorted({e.lower() for e in emails if e})
+        found: dict[str, dict[str, Any]] = {}
+        link_column = self.mapping.links.dynamics_marketo_id
+        for start in range(0, len(wanted), IDS_PER_QUERY):
+            chunk = wanted[start : start + IDS_PER_QUERY]
+            clause = odata.and_(
+                odata.in_("emailaddress1", chunk), odata.eq(link_column, None), odata.eq("statecode", 0)
+            )
+            rows = self.dataverse.query(
+                ENTITY_SETS[entity], select=self.select(entity), filter=clause, orderby="createdon asc"
+            )
+            for row in rows:
+                found.setdefault(str(row.get("emailaddress1") or "").lower(), row)
+        return found
+
+    def own_user_id(self) -> str:
+        """The systemuserid mdsync writes as (WhoAmI, once per process)."""
+        with self._lock:
+            if self._own_user is None:
+                self._own_user = self.dataverse.whoami().lower()
+            return self._own_user
 
     def columns(self, entity: str) -> Mapping[str, Column]:
         """The table's column metadata, read once per process (it changes with customisation)."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Protocol
 
 from shared.notices import FieldValue
@@ -20,6 +21,8 @@ _STRING_TYPES = frozenset({"String", "Memo"})
 _NUMBER_TYPES = frozenset({"Decimal", "Double", "Money"})
 _INTEGER_TYPES = frozenset({"Integer", "BigInt"})
 _OPTION_TYPES = frozenset({"Picklist", "State", "Status"})
+# References to other rows: written through navigation properties (@odata.bind), never as a value.
+_LOOKUP_TYPES = frozenset({"Lookup", "Customer", "Owner"})
 
 
 class Column(Protocol):
@@ -47,8 +50,22 @@ class Problem:
     message: str
 
 
+def _is_datetime(value: FieldValue) -> bool:
+    if not isinstance(value, str):
+        return False
+    try:
+        datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return False
+    return True
+
+
 def _type_problem(column: Column, value: FieldValue) -> str | None:
     kind = column.attribute_type
+    if kind in _LOOKUP_TYPES:
+        return "is a reference to another row and cannot be synced as a value"
+    if kind == "DateTime" and not _is_datetime(value):
+        return f"expects an ISO 8601 date and time, got {value!r}"
     if kind in _STRING_TYPES:
         if not isinstance(value, str):
             return f"expects text, got {type(value).__name__}"

@@ -43,13 +43,16 @@ def test_stop_waits_for_the_batch_in_progress_and_settles_it(
     make_host: HostFactory, recorder: Recorder, queue: SqliteQueue
 ) -> None:
     recorder.hold = threading.Event()
+    others = set(threading.enumerate())  # a session-wide local system may run hosts of its own
     host = make_host().start()
+    servers = [t for t in threading.enumerate() if t not in others and t.name == "devhost-thread"]
+    assert len(servers) == 1
     queue.send([notice("slow")])
     host.wake()
     wait_for(lambda: recorder.batches, what="the delivery to start")
 
     def release_once_the_server_is_down() -> None:
-        wait_for(lambda: "devhost-thread" not in _host_threads(), timeout=30, what="the HTTP server to stop")
+        wait_for(lambda: not servers[0].is_alive(), timeout=30, what="the HTTP server to stop")
         assert recorder.hold is not None
         recorder.hold.set()
 

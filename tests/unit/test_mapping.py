@@ -13,14 +13,29 @@ def test_default_mapping_has_the_standard_fields_and_rules() -> None:
     assert mapping.lead.collision_winner is Side.MARKETO
     assert mapping.contact.collision_winner is Side.DYNAMICS
     names = {f.marketo for f in mapping.lead.fields}
-    assert {"firstName", "lastName", "email", "company", "title", "phone", "mobilePhone", "city", "country", "leadSource", "msftDoNotEmail"} <= names
+    assert {
+        "firstName",
+        "lastName",
+        "email",
+        "company",
+        "title",
+        "phone",
+        "mobilePhone",
+        "city",
+        "country",
+        "leadSource",
+        "msftDoNotEmail",
+    } <= names
 
 
 @pytest.mark.parametrize(
     ("text", "message"),
     [
         ("lead: [", "not valid YAML"),
-        ("lead: {collision_winner: marketo, fields: [{marketo: email, dynamics: emailaddress1}]}\ncontact: {}", "contact"),
+        (
+            "lead: {collision_winner: marketo, fields: [{marketo: email, dynamics: emailaddress1}]}\ncontact: {}",
+            "contact",
+        ),
         (
             "lead: {collision_winner: marketo, fields: [{marketo: firstName, dynamics: firstname}]}\n"
             "contact: {collision_winner: dynamics, fields: [{marketo: email, dynamics: emailaddress1, type: email}]}",

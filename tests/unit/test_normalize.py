@@ -23,7 +23,9 @@ raw_values = st.one_of(
     st.booleans(),
     st.integers(min_value=-(10**12), max_value=10**12),
     st.floats(allow_nan=True, allow_infinity=True),
-    st.sampled_from([" Web ", "web", "8", "#8", "#77", "true", "FALSE", "2026-11-20T09:14:02Z", "2026-11-20"]),
+    st.sampled_from(
+        [" Web ", "web", "8", "#8", "#77", "true", "FALSE", "2026-11-20T09:14:02Z", "2026-11-20"]
+    ),
     st.datetimes(),
 )
 

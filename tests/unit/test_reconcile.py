@@ -81,7 +81,12 @@ def test_a_collision_goes_to_the_side_the_rule_names(base: object, m: object, d:
 def test_one_sided_change_is_copied_and_blocked_direction_is_respected() -> None:
     entity = _entity(Direction.TO_DYNAMICS, Side.MARKETO)
     shadow = {"email": "a@b.example", "firstName": "Ana"}
-    plan = reconcile(entity, {"email": "a@b.example", "firstName": "Ana"}, {"emailaddress1": "a@b.example", "firstname": "Anna"}, shadow)
+    plan = reconcile(
+        entity,
+        {"email": "a@b.example", "firstName": "Ana"},
+        {"emailaddress1": "a@b.example", "firstname": "Anna"},
+        shadow,
+    )
     decision = plan.decisions[1]
     assert decision.action is Action.BLOCKED
     assert plan.shadow_after(wrote_marketo=True, wrote_dynamics=True)["firstName"] == "Ana"
@@ -90,13 +95,23 @@ def test_one_sided_change_is_copied_and_blocked_direction_is_respected() -> None
 def test_shadow_only_advances_for_what_was_written() -> None:
     entity = MAPPING.lead
     shadow = {"firstName": "Ana", "email": "a@b.example"}
-    plan = reconcile(entity, {"firstName": "Anna", "email": "a@b.example"}, {"firstname": "Ana", "emailaddress1": "a@b.example"}, shadow)
+    plan = reconcile(
+        entity,
+        {"firstName": "Anna", "email": "a@b.example"},
+        {"firstname": "Ana", "emailaddress1": "a@b.example"},
+        shadow,
+    )
     assert [d.field.marketo for d in plan.writes(Action.TO_DYNAMICS)] == ["firstName"]
     assert plan.shadow_after(wrote_marketo=True, wrote_dynamics=False)["firstName"] == "Ana"
     assert plan.shadow_after(wrote_marketo=True, wrote_dynamics=True)["firstName"] == "Anna"
 
 
 def test_first_sync_fills_empty_side_without_collision() -> None:
-    plan = reconcile(MAPPING.contact, {"email": "a@b.example", "title": None}, {"emailaddress1": "a@b.example", "jobtitle": "CTO"}, None)
+    plan = reconcile(
+        MAPPING.contact,
+        {"email": "a@b.example", "title": None},
+        {"emailaddress1": "a@b.example", "jobtitle": "CTO"},
+        None,
+    )
     title = next(d for d in plan.decisions if d.field.marketo == "title")
     assert title.action is Action.TO_MARKETO and not title.collision and title.value == "CTO"

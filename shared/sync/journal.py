@@ -1,0 +1,149 @@
+"""What a batch did, told three ways: the sync log (per person, for ``mdsync log``), the failures
+for the persons' Activity Logs in Marketo, and the counters (the batch result and the metrics).
+
+The sync log says what changed (field names, never values), in which direction, which side won
+each collision and why, and every failure with the service's own code and message. Messages are
+redacted: no email address reaches the log.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from shared import telemetry
+from shared.notices import Notice
+from shared.ports import Link, LogEntry
+from shared.reconcile import FieldDecision
+from shared.redaction import redact
+from shared.sync.activity_log import Failure
+
+
+@dataclass
+class BatchResult:
+    notices: int = 0
+    persons: int = 0
+    skipped_echoes: int = 0
+    to_marketo: int = 0
+    to_dynamics: int = 0
+    created_in_marketo: int = 0
+    created_in_dynamics: int = 0
+    linked: int = 0
+    unlinked: int = 0
+    collisions: dict[str, int] = field(default_factory=dict)
+    failures: int = 0
+    failure_reasons: dict[str, int] = field(default_factory=dict)
+    rescheduled: int = 0
+    parked: int = 0
+    marketo_calls: int = 0
+    dataverse_calls: int = 0
+
+
+def _count(counts: dict[str, int], key: str, n: int = 1) -> None:
+    counts[key] = counts.get(key, 0) + n
+
+
+class Journal:
+    def __init__(self, notices: int) -> None:
+        self.result = BatchResult(notices=notices)
+        self.entries: list[LogEntry] = []
+        self.failures: list[Failure] = []
+        self._writes: list[tuple[str, str, list[Notice]]] = []
+
+    # --- the sync log ---------------------------------------------------------------------------
+
+    def note(self, who: Link, action: str, detail: str, fields: Iterable[str] = ()) -> None:
+        self.entries.append(
+            LogEntry(
+                who.marketo_id or None,
+                who.dynamics_id or None,
+                who.entity,
+                action,
+                redact(detail),
+                tuple(fields),
+                datetime.now(UTC),
+            )
+        )
+
+    def wrote(
+        self,
+        who: Link,
+        direction: str,
+        written: Iterable[str],
+        decisions: Iterable[FieldDecision],
+        notices: list[Notice],
+    ) -> None:
+        """One successful write to one side: which fields, and why each one moved."""
+        names = sorted(written)
+        why = [f"{d.field.marketo} ({d.reason})" for d in decisions]
+        target = "Marketo" if direction == "to_marketo" else "Dynamics"
+        detail = f"wrote to {target}: " + (", ".join(why) if why else "link fields")
+        others = [n for n in names if not any(n in (d.field.marketo, d.field.dynamics) for d in decisions)]
+        if why and others:
+            detail += f"; link fields {', '.join(others)}"
+        self.note(who, direction, detail, names)
+        if direction == "to_marketo":
+            self.result.to_marketo += 1
+        else:
+            self.result.to_dynamics += 1
+        self._writes.append((direction, who.entity, notices))
+
+    def collision(self, who: Link, decision: FieldDecision) -> None:
+        winner = decision.winner.value if decision.winner else "?"
+        _count(self.result.collisions, winner)
+        telemetry.collisions.add(1, {"winner": winner, "entity": who.entity})
+        self.note(who, "collision", f"{decision.field.marketo}: {decision.reason}", (decision.field.marketo,))
+
+    def failed(
+        self,
+        who: Link,
+        reason: str,
+        code: str,
+        message: str,
+        fields: Iterable[str] = (),
+        *,
+        direction: str = "to_dynamics",
+        activity: bool = True,
+    ) -> None:
+        """A write that was refused (or would be). ``reason`` is a small fixed class for the
+        metrics; ``activity`` puts it on the person's Activity Log in Marketo too."""
+        names = tuple(fields)
+        target = "Dynamics" if direction == "to_dynamics" else "Marketo"
+        self.note(who, "failed", f"{target} refused the write [{code}]: {message}", names)
+        if activity and who.marketo_id:
+            self.failures.append(
+                Failure(who.marketo_id, who.entity, who.dynamics_id or None, code, message, names, direction)
+            )
+        self.result.failures += 1
+        _count(self.result.failure_reasons, reason)
+        telemetry.failures.add(1, {"reason": reason, "direction": direction})
+
+    def linked(self, who: Link, action: str, detail: str) -> None:
+        self.note(who, action, detail)
+        self.result.linked += 1
+
+    def unlinked(self, who: Link, detail: str) -> None:
+        self.note(who, "unlinked", detail)
+        self.result.unlinked += 1
+
+    def created(self, who: Link, direction: str, detail: str, fields: Iterable[str]) -> None:
+        action = "created_in_marketo" if direction == "to_marketo" else "created_in_dynamics"
+        self.note(who, action, detail, fields)
+        if direction == "to_marketo":
+            self.result.created_in_marketo += 1
+        else:
+            self.result.created_in_dynamics += 1
+        telemetry.writes.add(1, {"direction": direction, "kind": "create"})
+
+    # --- metrics --------------------------------------------------------------------------------
+
+    def emit(self) -> None:
+        """Batch-level metrics, once the batch is done (writes counted as they happened)."""
+        now = datetime.now(UTC)
+        telemetry.persons_synced.add(self.result.persons)
+        for direction, entity, notices in self._writes:
+            telemetry.writes.add(1, {"direction": direction, "kind": "update", "entity": entity})
+            if notices:
+                first = min(n.occurred_at for n in notices)
+                telemetry.lag.record(max((now - first).total_seconds(), 0.0), {"direction": direction})

@@ -1,0 +1,245 @@
+"""Dynamics records no person is linked to: link a person, or create one.
+
+A new lead or contact (that passes the sync filter) is linked to the Marketo person with the same
+email when one is free, else a person is created for it. When every person with that email is
+already linked to another record, a duplicate is created (``createDuplicate``): in Dynamics two
+records may share an email, and each one gets its own person. All of it in bulk: one email
+lookup per 300 records, one Sync Leads call per 300 creations.
+
+Not every unlinked record is new. These are left alone:
+
+* a qualified lead: its person followed it to the contact (see ``loading``);
+* a record whose only change is our own (the echo of clearing its Marketo id when its person was
+  deleted in Marketo): the person is created when someone changes the record later;
+* a record excluded by the sync filter.
+
+A record that still names a live, unlinked person in its Marketo-id column is relinked to it
+(the state store lost the link, or a write of it failed).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from shared.errors import PermanentError, ServiceUnavailableError, TransientError
+from shared.mapping import FieldMapping, Side
+from shared.marketo.client import MarketoClient, Reason
+from shared.normalize import canonical, to_marketo
+from shared.notices import Kind, Notice, Source
+from shared.ports import Link, Shadow, StateStore
+from shared.reconcile import initial_values
+from shared.sync.batch import Batch, Orphan, Pair, Row
+from shared.sync.journal import Journal
+from shared.sync.planning import Planner, excluded, link_fields
+from shared.sync.reads import DynamicsReader, MarketoReader
+
+QUALIFIED = 1
+ALREADY_EXISTS = "1005"
+
+
+def adopt(
+    batch: Batch,
+    planner: Planner,
+    link: Link,
+    sides: tuple[Row, Row],
+    journal: Journal,
+    *,
+    why: str,
+    notices: Iterable[Notice] = (),
+    shadow: Shadow | None = None,
+) -> Pair:
+    """Link an existing person and an existing record, and reconcile them: a first sync, unless
+    a shadow survives from a link that was lost."""
+    pair = batch.attach(link, notices)
+    pair.notices.extend(batch.unlinked_persons.pop(link.marketo_id, []))
+    (pair.marketo, pair.dynamics), pair.shadow, pair.new_link = sides, shadow, True
+    journal.linked(link, "linked", why)
+    planner.reconcile(pair, journal)
+    return pair
+
+
+Adoption = tuple[Orphan, Row, str]
+
+
+class OrphanLinker:
+    def __init__(
+        self,
+        marketo: MarketoClient,
+        people: MarketoReader,
+        rows: DynamicsReader,
+        state: StateStore,
+        *,
+        mapping: FieldMapping,
+        planner: Planner,
+    ) -> None:
+        self.marketo = marketo
+        self.people = people
+        self.rows = rows
+        self.state = state
+        self.mapping = mapping
+        self.planner = planner
+
+    def link(self, batch: Batch, journal: Journal) -> None:
+        pending = [o for o in batch.orphans.values() if self._wanted(o, journal)]
+        adoptions, pending = self._recover(batch, pending)
+        emails = {o.record_id: self._email(o) for o in pending}
+        wanted = {e for e in emails.values() if e}
+        matches = self.people.by_emails(wanted) if wanted else {}
+        taken = self._taken(batch, matches) | {int(person["id"]) for _, person, _ in adoptions}
+        fresh: list[Orphan] = []
+        duplicates: list[Orphan] = []
+        claimed: set[str] = set()
+        for orphan in pending:
+            email = emails[orphan.record_id]
+            free = [m for m in matches.get(email or "", []) if int(m["id"]) not in taken]
+            if free:
+                person = min(free, key=lambda m: int(m["id"]))
+                taken.add(int(person["id"]))
+                adoptions.append((orphan, person, "linked to the Marketo person with the same email"))
+            elif email and not matches.get(email) and email not in claimed:
+                claimed.add(email)
+                fresh.append(orphan)
+            else:
+                duplicates.append(orphan)  # no email, or every person with it has its record
+        self._adopt_all(batch, adoptions, journal)
+        self._create(batch, fresh, "createOnly", journal)
+        self._create(batch, duplicates, "createDuplicate", journal)
+
+    # --- which orphans -------------------------------------------------------------------------
+
+    def _wanted(self, orphan: Orphan, journal: Journal) -> bool:
+        row = orphan.row
+        if row is None:
+            return False  # gone already: there is nothing to link
+        if excluded(self.mapping, row):
+            journal.note(
+                orphan.who, "skipped", f"excluded by the sync filter ({self.mapping.options.sync_filter})"
+            )
+            return False
+        if orphan.entity == "lead" and row.get("statecode") == QUALIFIED:
+            journal.note(orphan.who, "skipped", "qualified lead: its person follows the contact")
+            return False
+        if not self._changed_by_someone(orphan, row):
+            journal.note(
+                orphan.who, "skipped", "unlinked; its last change was ours: waiting for a change in Dynamics"
+            )
+            return False
+        return True
+
+    def _changed_by_someone(self, orphan: Orphan, row: Row) -> bool:
+        """Whether anyone but mdsync changed the record: the notices say so when they carry the
+        changed columns; otherwise the record's last modifier does."""
+        link_column = self.mapping.links.dynamics_marketo_id
+        for notice in orphan.notices:
+            if notice.source is Source.OPERATOR:
+                return True
+            if notice.own_write or notice.kind is Kind.DELETED:
+                continue
+            if notice.changes and not notice.trimmed:
+                if set(notice.changes) - {link_column}:
+                    return True
+                continue
+            if notice.kind in (Kind.CREATED, Kind.QUALIFIED):
+                return True
+            if str(row.get("_modifiedby_value") or "").lower() != self.rows.own_user_id():
+                return True
+        return False
+
+    def _recover(self, batch: Batch, orphans: list[Orphan]) -> tuple[list[Adoption], list[Orphan]]:
+        """Records whose Marketo-id column names a live person that has no link get it back."""
+        column = self.mapping.links.dynamics_marketo_id
+        named = {o.record_id: str((o.row or {}).get(column) or "") for o in orphans}
+        ids = {int(v) for v in named.values() if v.isdigit()}
+        if not ids:
+            return [], orphans
+        linked = set(self.state.get_links_by_marketo(ids)) | set(batch.pairs)
+        alive = self.people.by_ids(ids - linked)
+        adoptions: list[Adoption] = []
+        rest = []
+        for orphan in orphans:
+            value = named[orphan.record_id]
+            person = alive.pop(int(value), None) if value.isdigit() else None  # one record each
+            if person is None:
+                rest.append(orphan)
+            else:
+                adoptions.append((orphan, person, f"relinked: the record names Marketo person {value}"))
+        return adoptions, rest
+
+    def _email(self, orphan: Orphan) -> str | None:
+        field = self.mapping.entity(orphan.entity).email
+        value = canonical(field, (orphan.row or {}).get(field.dynamics), Side.DYNAMICS)
+        return str(value) if value else None
+
+    def _taken(self, batch: Batch, matches: dict[str, list[Row]]) -> set[int]:
+        ids = {int(m["id"]) for found in matches.values() for m in found}
+        return set(self.state.get_links_by_marketo(ids)) | set(batch.pairs)
+
+    # --- linking and creating ------------------------------------------------------------------
+
+    def _adopt_all(self, batch: Batch, adoptions: list[Adoption], journal: Journal) -> None:
+        shadows = self.state.get_shadows(int(p["id"]) for _, p, _ in adoptions) if adoptions else {}
+        for orphan, person, why in adoptions:
+            assert orphan.row is not None
+            batch.orphans.pop((orphan.entity, orphan.record_id), None)
+            link = Link(int(person["id"]), orphan.entity, orphan.record_id)
+            shadow = shadows.get(link.marketo_id)
+            sides = (person, orphan.row)
+            adopt(batch, self.planner, link, sides, journal, why=why, notices=orphan.notices, shadow=shadow)
+
+    def _create(self, batch: Batch, orphans: Sequence[Orphan], action: str, journal: Journal) -> None:
+        if not orphans:
+            return
+        records, values = zip(*(self._person_record(o) for o in orphans), strict=True)
+        try:
+            results = self.marketo.push_leads(list(records), action=action, lookup_field="email")
+        except TransientError as exc:
+            for orphan in orphans:
+                batch.defer(orphan.notices, exc, orphan.who)
+            return
+        except PermanentError as exc:
+            for orphan in orphans:
+                code = exc.code or exc.service
+                journal.failed(
+                    orphan.who, "refused", code, exc.message, direction="to_marketo", activity=False
+                )
+                batch.park(orphan.notices, str(exc), orphan.who)
+            return
+        for index, orphan in enumerate(orphans):
+            result = results[index] if index < len(results) else None
+            if result is None or result.id is None:
+                reasons = result.reasons if result is not None else ()
+                self._not_created(batch, orphan, reasons, journal)
+                continue
+            self._created(batch, orphan, int(result.id), values[index], journal)
+
+    def _person_record(self, orphan: Orphan) -> tuple[dict[str, Any], dict[str, Any]]:
+        assert orphan.row is not None
+        entity = self.mapping.entity(orphan.entity)
+        values = initial_values(entity, orphan.row, Side.DYNAMICS)
+        record = {f.marketo: to_marketo(f, values[f.marketo]) for f in entity.fields if f.marketo in values}
+        record.update(link_fields(self.mapping, Link(0, orphan.entity, orphan.record_id), {}))
+        return record, values
+
+    def _created(
+        self, batch: Batch, orphan: Orphan, marketo_id: int, values: dict[str, Any], journal: Journal
+    ) -> None:
+        batch.orphans.pop((orphan.entity, orphan.record_id), None)
+        link = Link(marketo_id, orphan.entity, orphan.record_id)
+        pair = batch.attach(link, orphan.notices)
+        pair.dynamics, pair.created_values = orphan.row, values
+        pair.new_link = pair.settled = True
+        pair.dynamics_changes[self.mapping.links.dynamics_marketo_id] = str(marketo_id)
+        detail = f"new {orphan.entity} in Dynamics: Marketo person {marketo_id} created"
+        journal.created(link, "to_marketo", detail, values)
+
+    def _not_created(self, batch: Batch, orphan: Orphan, reasons: Sequence[Reason], journal: Journal) -> None:
+        if not reasons or any(r.code == ALREADY_EXISTS for r in reasons):
+            # Created by someone meanwhile (or no answer): the next attempt finds and links it.
+            exc = ServiceUnavailableError("person not created; will look again", service="marketo")
+            batch.defer(orphan.notices, exc, orphan.who)
+            return
+        message = "; ".join(f"{r.code} {r.message}" for r in reasons)
+        journal.failed(
+            orphan.who, "marketo", reasons[0].code, message, direction="to_marketo", activity=False
+        )

@@ -1,0 +1,130 @@
+"""Read both sides of every person in the batch, in bulk, and follow lead qualifications.
+
+Dynamics first (rows by id, 250 ids a query), because a lead that reads back qualified moves its
+person to the contact it became, and a new contact that originates from a linked lead is that
+person's contact: both decide which Dynamics record a person is linked to. Then Marketo (persons
+by id, 300 a call) for every person the batch now concerns.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from shared.mapping import FieldMapping
+from shared.ports import Link, StateStore
+from shared.sync.batch import Batch, Pair, Row
+from shared.sync.journal import Journal
+from shared.sync.reads import DynamicsReader, MarketoReader
+
+QUALIFIED = 1  # lead statecode
+Rows = dict[str, dict[str, Row]]
+
+
+class Loader:
+    def __init__(
+        self,
+        marketo: MarketoReader,
+        dynamics: DynamicsReader,
+        state: StateStore,
+        mapping: FieldMapping,
+    ) -> None:
+        self.marketo = marketo
+        self.dynamics = dynamics
+        self.state = state
+        self.mapping = mapping
+
+    def load(self, batch: Batch, journal: Journal) -> dict[int, Row]:
+        """Fill in both sides of every pair and the rows of the orphans; returns the Marketo
+        persons read (unlinked ones included when automatic creation is on)."""
+        rows = self._rows(batch)
+        before = set(batch.pairs)
+        self._follow_qualified_leads(batch, rows, journal)
+        self._adopt_qualified_contacts(batch, rows, journal)
+        self._load_shadows(batch, set(batch.pairs) - before)
+        for pair in batch.pairs.values():
+            pair.dynamics = rows[pair.entity].get(pair.dynamics_id.lower())
+        for (entity, record_id), orphan in batch.orphans.items():
+            orphan.row = rows[entity].get(record_id)
+        wanted = set(batch.pairs)
+        if self.mapping.options.auto_create_in_dynamics:
+            wanted |= set(batch.unlinked_persons)
+        people = self.marketo.by_ids(wanted)
+        for marketo_id, pair in batch.pairs.items():
+            pair.marketo = people.get(marketo_id)
+        return people
+
+    def _rows(self, batch: Batch) -> Rows:
+        wanted: dict[str, set[str]] = {"lead": set(), "contact": set()}
+        for pair in batch.pairs.values():
+            wanted[pair.entity].add(pair.dynamics_id.lower())
+        for entity, record_id in batch.orphans:
+            wanted[entity].add(record_id)
+        return {entity: self.dynamics.by_ids(entity, ids) for entity, ids in wanted.items()}
+
+    def _load_shadows(self, batch: Batch, marketo_ids: set[int]) -> None:
+        if marketo_ids:
+            shadows = self.state.get_shadows(marketo_ids)
+            for marketo_id in marketo_ids:
+                batch.pairs[marketo_id].shadow = shadows.get(marketo_id)
+
+    def _follow_qualified_leads(self, batch: Batch, rows: Rows, journal: Journal) -> None:
+        """A linked lead that reads back qualified: its person follows it to its contact, even if
+        the contact's own notice was lost."""
+        qualified = [
+            p
+            for p in batch.pairs.values()
+            if p.entity == "lead" and _statecode(rows["lead"].get(p.dynamics_id.lower())) == QUALIFIED
+        ]
+        if not qualified:
+            return
+        contacts = self.dynamics.by_originating_lead(p.dynamics_id for p in qualified)
+        ids = {str(c["contactid"]).lower() for c in contacts.values()}
+        taken = self.state.get_links_by_dynamics("contact", ids)
+        for pair in qualified:
+            contact = contacts.get(pair.dynamics_id.lower())
+            if contact is None:
+                continue  # qualified without a contact: the person stays with its lead
+            contact_id = str(contact["contactid"]).lower()
+            owner = taken.get(contact_id)
+            if owner is not None and owner.marketo_id != pair.marketo_id:
+                journal.note(
+                    pair.link, "skipped", f"contact {contact_id} is linked to person {owner.marketo_id}"
+                )
+                continue
+            rows["contact"][contact_id] = contact
+            orphan = batch.orphans.pop(("contact", contact_id), None)
+            relink(pair, contact_id, journal)
+            if orphan is not None:
+                pair.notices.extend(orphan.notices)
+
+    def _adopt_qualified_contacts(self, batch: Batch, rows: Rows, journal: Journal) -> None:
+        """An unlinked contact that originates from a linked lead is that person's contact."""
+        origins: dict[str, str] = {}
+        for entity, record_id in batch.orphans:
+            row = rows[entity].get(record_id)
+            origin = str((row or {}).get("_originatingleadid_value") or "").lower()
+            if entity == "contact" and origin:
+                origins[record_id] = origin
+        if not origins:
+            return
+        leads = self.state.get_links_by_dynamics("lead", set(origins.values()))
+        for contact_id, origin in origins.items():
+            link = leads.get(origin)
+            if link is None:
+                continue
+            orphan = batch.orphans.pop(("contact", contact_id))
+            pair = batch.attach(link, orphan.notices)
+            if pair.entity == "lead" and pair.dynamics_id.lower() == origin:
+                relink(pair, contact_id, journal)
+
+
+def relink(pair: Pair, contact_id: str, journal: Journal) -> None:
+    """Qualification: the person now follows the contact; contact rules apply from here on."""
+    old = pair.link
+    pair.link = Link(old.marketo_id, "contact", contact_id)
+    pair.new_link = True
+    journal.linked(pair.link, "relinked", f"lead {old.dynamics_id} qualified into contact {contact_id}")
+
+
+def _statecode(row: dict[str, Any] | None) -> object:
+    return (row or {}).get("statecode")

@@ -1,0 +1,150 @@
+"""Bulk writes and what became of each record.
+
+Marketo: one Sync Leads call per 300 persons (``updateOnly`` by id); each record's outcome comes
+back on its own. Dataverse: UpdateMultiple per table, up to ``DATAVERSE_CHUNK`` rows a call. It is
+all-or-nothing, so when Dataverse refuses a chunk it is split until the refused row is alone, and
+only that row's sync fails, with Dataverse's own code and message.
+
+Outcomes: written (the shadow may advance); refused for the person's data (sync log and the
+person's Activity Log, not retried blindly); transient (the notices are rescheduled); refused for
+any other reason (parked, replayable).
+"""
+
+from __future__ import annotations
+
+from shared.dataverse.client import DataverseClient
+from shared.errors import (
+    ConflictError,
+    NotFoundError,
+    PermanentError,
+    ServiceUnavailableError,
+    TransientError,
+    ValidationError,
+)
+from shared.marketo.client import MarketoClient, PushResult
+from shared.reconcile import Action
+from shared.sync.batch import Batch, Pair
+from shared.sync.journal import Journal
+
+ENTITY_SETS = {"lead": "leads", "contact": "contacts"}
+# UpdateMultiple has no fixed row limit; Microsoft suggests hundreds per call, and a smaller
+# call also bounds the time one refused row costs to isolate.
+DATAVERSE_CHUNK = 500
+PERSON_GONE = "1004"
+
+
+def defer(batch: Batch, pair: Pair, exc: TransientError) -> None:
+    pair.retry = True
+    batch.defer(pair.notices, exc, pair.link)
+
+
+class Writer:
+    def __init__(self, marketo: MarketoClient, dataverse: DataverseClient) -> None:
+        self.marketo = marketo
+        self.dataverse = dataverse
+
+    # --- Marketo --------------------------------------------------------------------------------
+
+    def write_marketo(self, batch: Batch, journal: Journal) -> None:
+        pairs = [p for p in batch.pairs.values() if p.marketo_changes and p.marketo is not None]
+        if not pairs:
+            return
+        records = [{"id": p.marketo_id, **p.marketo_changes} for p in pairs]
+        try:
+            results = self.marketo.push_leads(records, action="updateOnly", lookup_field="id")
+        except TransientError as exc:
+            for pair in pairs:
+                pair.wrote_marketo = False
+                defer(batch, pair, exc)
+            return
+        except PermanentError as exc:
+            for pair in pairs:
+                self._refused_call(batch, pair, exc, journal, to_marketo=True)
+            return
+        answers: list[PushResult | None] = [*results[: len(pairs)]]
+        answers += [None] * (len(pairs) - len(answers))
+        for pair, result in zip(pairs, answers, strict=True):
+            self._marketo_outcome(batch, pair, result, journal)
+
+    def _marketo_outcome(self, batch: Batch, pair: Pair, result: PushResult | None, journal: Journal) -> None:
+        if result is not None and result.id is not None:
+            decisions = pair.plan.writes(Action.TO_MARKETO) if pair.plan else ()
+            journal.wrote(pair.link, "to_marketo", pair.marketo_changes, decisions, pair.notices)
+            return
+        pair.wrote_marketo = False
+        reasons = result.reasons if result is not None else ()
+        if result is None or any(r.code == PERSON_GONE for r in reasons):
+            # No answer for it, or the person vanished since it was read: look again later.
+            defer(
+                batch,
+                pair,
+                ServiceUnavailableError("person not updated; will read it again", service="marketo"),
+            )
+            return
+        code = reasons[0].code if reasons else result.status
+        message = "; ".join(f"{r.code} {r.message}" for r in reasons) or result.status
+        journal.failed(pair.link, "marketo", code, message, pair.marketo_changes, direction="to_marketo")
+
+    # --- Dataverse ------------------------------------------------------------------------------
+
+    def write_dynamics(self, batch: Batch, journal: Journal) -> None:
+        for entity in ENTITY_SETS:
+            pairs = [
+                p
+                for p in batch.pairs.values()
+                if p.entity == entity and p.dynamics_changes and p.dynamics is not None
+            ]
+            for start in range(0, len(pairs), DATAVERSE_CHUNK):
+                self._update(batch, entity, pairs[start : start + DATAVERSE_CHUNK], journal)
+
+    def _update(self, batch: Batch, entity: str, pairs: list[Pair], journal: Journal) -> None:
+        key = f"{entity}id"
+        records = [{key: p.dynamics_id, **p.dynamics_changes} for p in pairs]
+        try:
+            self.dataverse.update_multiple(ENTITY_SETS[entity], entity, records)
+        except TransientError as exc:
+            for pair in pairs:
+                pair.wrote_dynamics = False
+                defer(batch, pair, exc)
+        except (ValidationError, ConflictError, NotFoundError) as exc:
+            if len(pairs) > 1:
+                middle = len(pairs) // 2
+                self._update(batch, entity, pairs[:middle], journal)
+                self._update(batch, entity, pairs[middle:], journal)
+            else:
+                self._refused_row(batch, pairs[0], exc, journal)
+        except PermanentError as exc:
+            for pair in pairs:
+                self._refused_call(batch, pair, exc, journal, to_marketo=False)
+        else:
+            for pair in pairs:
+                decisions = pair.plan.writes(Action.TO_DYNAMICS) if pair.plan else ()
+                journal.wrote(pair.link, "to_dynamics", pair.dynamics_changes, decisions, pair.notices)
+
+    def _refused_row(self, batch: Batch, pair: Pair, exc: PermanentError, journal: Journal) -> None:
+        pair.wrote_dynamics = False
+        if isinstance(exc, NotFoundError):
+            # Deleted since it was read: the next attempt sees it gone and unlinks.
+            defer(
+                batch,
+                pair,
+                ServiceUnavailableError(f"{pair.entity} not found on update", service="dataverse"),
+            )
+            return
+        fields = getattr(exc, "fields", ()) or tuple(pair.dynamics_changes)
+        journal.failed(pair.link, "rejected", exc.code or "dataverse", exc.message, fields)
+
+    def _refused_call(
+        self, batch: Batch, pair: Pair, exc: PermanentError, journal: Journal, *, to_marketo: bool
+    ) -> None:
+        """Refused for a reason that is not this person's data (a permission, a broken request):
+        the notices are parked, to replay once the cause is fixed."""
+        if to_marketo:
+            pair.wrote_marketo = False
+        else:
+            pair.wrote_dynamics = False
+        direction = "to_marketo" if to_marketo else "to_dynamics"
+        changes = pair.marketo_changes if to_marketo else pair.dynamics_changes
+        code = exc.code or exc.service
+        journal.failed(pair.link, "refused", code, exc.message, changes, direction=direction, activity=False)
+        batch.park(pair.notices, str(exc), pair.link)

@@ -1,0 +1,246 @@
+"""The marketo_poller function and the MarketoPoller behind it, against the Marketo simulator.
+
+The checkpoint discipline is observed through subclasses of the real SQLite adapters: a state
+store that counts (or fails) its checkpoint writes, and a queue that records what was sent.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from functions.marketo_poller import marketo_poller
+from shared.adapters.sqlite_queue import SqliteQueue
+from shared.adapters.sqlite_state import SqliteStateStore
+from shared.capture.marketo_poll import CHECKPOINT, LEASE, MarketoPoller
+from shared.errors import ServiceUnavailableError
+from shared.notices import FieldChange, Kind
+
+from .conftest import App, CountingState, RecordingQueue, timer, utc_now
+
+CHANGES = "GET /rest/v1/activities/leadchanges.json"
+DELETED = "GET /rest/v1/activities/deletedleads.json"
+
+
+def seed(app: App, count: int) -> list[int]:
+    """Persons that exist before the poller starts (seeded silently: no activities)."""
+    return app.stack.marketo.state.seed(
+        [{"email": f"person{i}@example.com", "firstName": f"P{i}"} for i in range(count)]
+    )
+
+
+def edit_all(app: App, ids: Sequence[int]) -> dict[str, str]:
+    titles = {}
+    for i, lead_id in enumerate(ids):
+        titles[str(lead_id)] = f"Title {i}"
+        app.stack.marketo.state.user_edit(lead_id, {"title": titles[str(lead_id)]})
+    return titles
+
+
+def poller(app: App, state: SqliteStateStore, queue: SqliteQueue, **options: object) -> MarketoPoller:
+    return MarketoPoller(app.deps.marketo, state, queue, app.deps.mapping, **options)  # type: ignore[arg-type]
+
+
+def test_a_thousand_changes_over_several_pages_are_queued_once(
+    app: App, caplog: pytest.LogCaptureFixture
+) -> None:
+    ids = seed(app, 1000)
+    marketo_poller(timer())  # the first run only records where to start
+    assert app.queued() == []
+    started = app.deps.state.get_checkpoint(CHECKPOINT)
+    assert started is not None
+    titles = edit_all(app, ids)
+    calls = app.deps.marketo.calls.snapshot()
+
+    with caplog.at_level(logging.INFO, logger="functions.marketo_poller"):
+        marketo_poller(timer())
+
+    notices = app.notices()
+    assert sorted(int(n.record_id) for n in notices) == sorted(ids)
+    assert len({n.dedup_id for n in notices}) == 1000
+    for notice in notices:
+        assert notice.kind is Kind.UPDATED
+        assert notice.changes == {"title": FieldChange(old=None, new=titles[notice.record_id])}
+        assert not notice.own_write  # a user's edit
+    read = app.deps.marketo.calls.snapshot()
+    assert read[CHANGES] - calls.get(CHANGES, 0) == 4  # 300 + 300 + 300 + 100
+    assert read[DELETED] - calls.get(DELETED, 0) == 1
+    moved = app.deps.state.get_checkpoint(CHECKPOINT)
+    assert moved is not None
+    assert moved.etag != started.etag
+    assert "1000 notices from 1000 activities in 5 pages" in caplog.text
+
+    marketo_poller(timer())  # nothing new since
+    assert app.queued() == []
+
+
+def test_the_checkpoint_is_written_once_per_run_and_a_budget_splits_the_work(
+    app: App, tmp_path: Path
+) -> None:
+    state, queue = CountingState(tmp_path / "state.sqlite3"), RecordingQueue(tmp_path / "queue.sqlite3")
+    ids = seed(app, 1000)
+    run = poller(app, state, queue, max_pages=3)
+    run.run()
+    assert state.writes == 1  # the first run creates it
+    edit_all(app, ids)
+
+    first = run.run()
+    assert (first.pages, first.notices, first.drained) == (3, 600, False)  # 2 change pages + deletions
+    assert state.writes == 2
+    second = run.run()
+    assert (second.notices, second.drained) == (400, True)
+    assert state.writes == 3
+    third = run.run()
+    assert (third.notices, third.drained) == (0, True)
+    assert state.writes == 4
+
+    assert len(queue.sent) == len(set(queue.sent)) == 1000
+    assert sorted(int(n.record_id) for n in queue.drain()) == sorted(ids)
+
+
+def test_a_crash_between_queueing_and_checkpointing_loses_nothing(app: App, tmp_path: Path) -> None:
+    state, queue = CountingState(tmp_path / "state.sqlite3"), RecordingQueue(tmp_path / "queue.sqlite3")
+    ids = seed(app, 450)
+    run = poller(app, state, queue)
+    run.run()
+    before = state.get_checkpoint(CHECKPOINT)
+    edit_all(app, ids)
+    state.crashes = 1
+
+    with pytest.raises(RuntimeError):
+        run.run()
+
+    assert state.get_checkpoint(CHECKPOINT) == before  # not moved
+    crashed = list(queue.sent)
+    assert len(crashed) == 450
+    assert queue.active_count() == 450
+    assert state.acquire_lease(LEASE, "someone else", 1)  # the crashed run let go of its lease
+    state.release_lease(LEASE, "someone else")
+
+    queue.sent.clear()
+    rerun = run.run()
+    assert queue.sent == crashed  # the same pages, the same dedup ids
+    assert queue.active_count() == 450  # which the queue dropped as duplicates
+    assert rerun.notices == 450
+    assert state.get_checkpoint(CHECKPOINT) != before
+
+    queue.sent.clear()
+    assert run.run().notices == 0
+    assert queue.sent == []
+    assert sorted(int(n.record_id) for n in queue.drain()) == sorted(ids)
+
+
+def test_a_run_that_fails_midway_leaves_the_checkpoint_and_the_next_run_resumes(
+    app: App, tmp_path: Path
+) -> None:
+    state = CountingState(tmp_path / "state.sqlite3")
+    queue = RecordingQueue(tmp_path / "queue.sqlite3", fail_on_send=2)
+    ids = seed(app, 700)
+    run = poller(app, state, queue)
+    run.run()
+    before = state.get_checkpoint(CHECKPOINT)
+    edit_all(app, ids)
+
+    with pytest.raises(ServiceUnavailableError):
+        run.run()  # page 1 queued, page 2 could not be
+    assert state.get_checkpoint(CHECKPOINT) == before
+    assert queue.active_count() == 300
+
+    assert run.run().notices == 700
+    assert queue.active_count() == 700
+    assert sorted(int(n.record_id) for n in queue.drain()) == sorted(ids)
+
+
+def test_a_marketo_fault_defers_the_run_and_keeps_the_checkpoint(app: App) -> None:
+    [lead_id] = seed(app, 1)
+    marketo_poller(timer())
+    before = app.deps.state.get_checkpoint(CHECKPOINT)
+    app.stack.marketo.state.user_edit(lead_id, {"title": "CTO"})
+    app.stack.marketo.state.inject_fault("607", 1)  # daily quota spent
+
+    marketo_poller(timer())  # logs and returns: the timer is not failed
+
+    assert app.deps.state.get_checkpoint(CHECKPOINT) == before
+    assert app.queued() == []
+    marketo_poller(timer())
+    [notice] = app.notices()
+    assert notice.changes == {"title": FieldChange(old=None, new="CTO")}
+
+
+def test_an_overlapping_run_does_nothing(app: App, tmp_path: Path) -> None:
+    state, queue = CountingState(tmp_path / "state.sqlite3"), RecordingQueue(tmp_path / "queue.sqlite3")
+    [lead_id] = seed(app, 1)
+    run = poller(app, state, queue)
+    run.run()
+    app.stack.marketo.state.user_edit(lead_id, {"title": "CTO"})
+    assert state.acquire_lease(LEASE, "the run in progress", 300)
+    calls = app.deps.marketo.calls.total
+
+    result = run.run()
+
+    assert result.skipped == "another poll run holds the lease"
+    assert app.deps.marketo.calls.total == calls
+    assert (state.writes, queue.sends) == (1, 0)
+    state.release_lease(LEASE, "the run in progress")
+    assert run.run().notices == 1
+
+
+def test_the_first_run_starts_now_unless_told_where(app: App, tmp_path: Path) -> None:
+    [lead_id] = seed(app, 1)
+    start = utc_now() - timedelta(seconds=5)
+    app.stack.marketo.state.user_edit(lead_id, {"title": "before the first run"})
+
+    now_queue = RecordingQueue(tmp_path / "now.sqlite3")
+    from_now = poller(app, CountingState(tmp_path / "now-state.sqlite3"), now_queue).run()
+    assert (from_now.notices, now_queue.sent) == (0, [])
+
+    told_queue = RecordingQueue(tmp_path / "told.sqlite3")
+    told = poller(app, CountingState(tmp_path / "told-state.sqlite3"), told_queue, start_at=start).run()
+    assert told.notices == 1
+    [notice] = told_queue.drain()
+    assert notice.changes == {"title": FieldChange(old=None, new="before the first run")}
+
+
+def test_new_deleted_and_own_changes(app: App) -> None:
+    [kept, gone] = seed(app, 2)
+    marketo_poller(timer())
+    created = app.stack.marketo.state.user_create({"email": "new@example.com", "firstName": "Nia"})
+    app.stack.marketo.state.user_edit(kept, {"title": "CTO"})
+    app.stack.marketo.state.user_edit(kept, {"title": "CEO", "firstName": "Kim"})
+    app.stack.marketo.state.user_edit(gone, {"unsubscribed": True})  # not a mapped field
+    app.stack.marketo.state.user_delete(gone)
+    [pushed] = app.deps.marketo.push_leads(
+        [{"id": kept, "city": "Lyon"}], action="updateOnly", lookup_field="id"
+    )
+    assert pushed.id == kept
+
+    marketo_poller(timer())
+
+    notices = {(n.record_id, n.kind): n for n in app.notices()}
+    assert set(notices) == {
+        (str(created), Kind.CREATED),
+        (str(kept), Kind.UPDATED),
+        (str(gone), Kind.DELETED),
+    }
+    # One notice per person per page: first old value, last new value; the API write among the
+    # user's edits does not make the notice own_write.
+    edited = notices[str(kept), Kind.UPDATED]
+    assert edited.changes == {
+        "title": FieldChange(old=None, new="CEO"),
+        "firstName": FieldChange(old="P0", new="Kim"),
+        "city": FieldChange(old=None, new="Lyon"),
+    }
+    assert not edited.own_write
+    # New Lead carries no field values: the worker reads the person.
+    assert notices[str(created), Kind.CREATED].changes == {}
+
+    app.deps.marketo.push_leads([{"id": kept, "city": "Paris"}], action="updateOnly", lookup_field="id")
+    marketo_poller(timer())
+    [echo] = app.notices()
+    assert echo.own_write  # every activity came through the REST API: a hint only
+    assert echo.actor == "Web service API"
+    assert echo.changes == {"city": FieldChange(old="Lyon", new="Paris")}

@@ -6,6 +6,7 @@ import logging
 
 import azure.functions as func
 
+from shared import telemetry
 from shared.bootstrap import container
 from shared.capture.dynamics_sweep import DynamicsSweep
 from shared.errors import TransientError
@@ -29,6 +30,7 @@ def dynamics_sweep(timer: func.TimerRequest) -> None:
     )
     try:
         result = sweep.run()
+        telemetry.notices_received.add(result.notices, {"source": "dynamics", "via": "sweep"})
     except TransientError as exc:
         log.warning("Dynamics sweep deferred to the next run: %s", exc)
         return

@@ -18,6 +18,7 @@ import logging
 import azure.functions as func
 
 from functions._http import error, is_json, json_response
+from shared import telemetry
 from shared.auth import secret_matches
 from shared.bootstrap import container
 from shared.capture.dataverse_context import Ignored, parse_context
@@ -65,5 +66,8 @@ def dynamics_webhook(req: func.HttpRequest) -> func.HttpResponse:
         outcome.kind.value,
         outcome.entity.value,
         outcome.record_id,
+    )
+    telemetry.notices_received.add(
+        1, {"source": "dynamics", "entity": outcome.entity.value, "via": "webhook"}
     )
     return json_response(202, {"status": "queued", "id": outcome.dedup_id})

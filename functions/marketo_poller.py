@@ -6,6 +6,7 @@ import logging
 
 import azure.functions as func
 
+from shared import telemetry
 from shared.bootstrap import container
 from shared.capture.marketo_poll import MarketoPoller
 from shared.errors import TransientError
@@ -20,9 +21,17 @@ bp = func.Blueprint()
 )
 def marketo_poller(timer: func.TimerRequest) -> None:
     deps = container()
-    poller = MarketoPoller(deps.marketo, deps.state, deps.queue, deps.mapping)
+    poller = MarketoPoller(
+        deps.marketo,
+        deps.state,
+        deps.queue,
+        deps.mapping,
+        max_pages=deps.settings.marketo_poll_max_pages,
+        start_at=deps.settings.marketo_poll_start,
+    )
     try:
         result = poller.run()
+        telemetry.notices_received.add(result.notices, {"source": "marketo", "via": "poll"})
     except TransientError as exc:
         # The checkpoint did not move: the next run reads the same changes again.
         log.warning("Marketo poll deferred to the next run: %s", exc)

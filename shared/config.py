@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+from datetime import datetime
 from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
@@ -138,6 +139,10 @@ class Settings(BaseSettings):
     # --- Schedules (NCRONTAB, six fields) ------------------------------------------------------
     marketo_poll_schedule: str = Field(default="0 */1 * * * *", alias="MARKETO_POLL_SCHEDULE")
     dynamics_sweep_schedule: str = Field(default="0 */15 * * * *", alias="DYNAMICS_SWEEP_SCHEDULE")
+    # Where the very first poll starts (ISO 8601 with a zone); unset = from the first run on.
+    marketo_poll_start: datetime | None = Field(default=None, alias="MARKETO_POLL_START")
+    # Pages of Marketo activities one poll run reads at most (the rest waits for the next run).
+    marketo_poll_max_pages: int = Field(default=50, alias="MARKETO_POLL_MAX_PAGES", ge=2, le=1000)
 
     @field_validator("marketo_poll_schedule", "dynamics_sweep_schedule")
     @classmethod
@@ -146,6 +151,13 @@ class Settings(BaseSettings):
             raise ValueError(
                 "must be an NCRONTAB expression with six fields (sec min hour day month weekday)"
             )
+        return value
+
+    @field_validator("marketo_poll_start")
+    @classmethod
+    def _aware(cls, value: datetime | None) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            raise ValueError("must carry a time zone, e.g. 2026-11-20T00:00:00Z")
         return value
 
     @field_validator("extra_ca_file")

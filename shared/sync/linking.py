@@ -131,10 +131,13 @@ class OrphanLinker:
         """Whether anyone but mdsync changed the record: the notices say so when they carry the
         changed columns; otherwise the record's last modifier does."""
         link_column = self.mapping.links.dynamics_marketo_id
+        # Who "we" are comes from Dataverse itself (WhoAmI), not from the own_write hint, which
+        # rests on configuration (DYNAMICS_SYNC_USER_IDS) and must not decide what syncs.
+        own = self.rows.own_user_id()
         for notice in orphan.notices:
             if notice.source is Source.OPERATOR:
                 return True
-            if notice.own_write or notice.kind is Kind.DELETED:
+            if notice.kind is Kind.DELETED or (notice.actor or "").lower() == own:
                 continue
             if notice.changes and not notice.trimmed:
                 if set(notice.changes) - {link_column}:

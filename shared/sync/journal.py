@@ -8,6 +8,7 @@ redacted: no email address reaches the log.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -18,6 +19,8 @@ from shared.ports import Link, LogEntry
 from shared.reconcile import FieldDecision
 from shared.redaction import redact
 from shared.sync.activity_log import Failure
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -53,17 +56,31 @@ class Journal:
 
     # --- the sync log ---------------------------------------------------------------------------
 
-    def note(self, who: Link, action: str, detail: str, fields: Iterable[str] = ()) -> None:
-        self.entries.append(
-            LogEntry(
-                who.marketo_id or None,
-                who.dynamics_id or None,
-                who.entity,
-                action,
-                redact(detail),
-                tuple(fields),
-                datetime.now(UTC),
-            )
+    def note(
+        self, who: Link, action: str, detail: str, fields: Iterable[str] = (), notices: Iterable[Notice] = ()
+    ) -> None:
+        notice_ids = [n.dedup_id for n in notices]
+        entry = LogEntry(
+            who.marketo_id or None,
+            who.dynamics_id or None,
+            who.entity,
+            action,
+            redact(detail),
+            tuple(fields),
+            datetime.now(UTC),
+            notice_ids[0] if notice_ids else None,
+        )
+        self.entries.append(entry)
+        person = f"marketo:{who.marketo_id}" if who.marketo_id else f"{who.entity}:{who.dynamics_id}"
+        log.info(
+            "%s %s %s:%s notices=%s: %s",
+            action,
+            person,
+            who.entity,
+            who.dynamics_id or "-",
+            ",".join(notice_ids) or "-",
+            entry.detail,
+            extra={"person_key": person, "notice_ids": notice_ids, "sync_action": action},
         )
 
     def wrote(
@@ -82,7 +99,7 @@ class Journal:
         others = [n for n in names if not any(n in (d.field.marketo, d.field.dynamics) for d in decisions)]
         if why and others:
             detail += f"; link fields {', '.join(others)}"
-        self.note(who, direction, detail, names)
+        self.note(who, direction, detail, names, notices)
         if direction == "to_marketo":
             self.result.to_marketo += 1
         else:

@@ -1,9 +1,9 @@
 """Check a Dataverse write against the table's metadata before sending it. Pure: no I/O.
 
-Dataverse rejects a whole CreateMultiple/UpdateMultiple when one row is invalid, so catching
-what the metadata already tells us (system-required columns, maximum length, type, option set;
-business-required columns when the mapping asks for it) keeps one bad person from failing a
-batch, and gives the person's Activity Log a reason a marketer can act on.
+Catching what the metadata already tells us (system-required columns, maximum length, type,
+option set; business-required columns when the mapping asks for it) saves a request, keeps one
+bad person from failing an all-or-nothing CreateMultiple, and gives the person's Activity Log a
+reason a marketer can act on.
 """
 
 from __future__ import annotations

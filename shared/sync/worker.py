@@ -15,7 +15,7 @@ One batch goes through these phases, each in its own module:
    reconciled field by field, with the Dynamics write validated before it is sent;
 4. ``linking``: new Dynamics records link a person with the same email or create one;
    ``auto_create``: new Marketo persons get a lead only when the mapping opts in;
-5. ``writes``: Marketo Sync Leads (300 a call), then Dataverse UpdateMultiple;
+5. ``writes``: Marketo Sync Leads (300 a call), then Dataverse ``$batch`` (ETag-guarded rows);
 6. here: links, shadows (conditional on their etag), the Activity Log, the sync log, and the
    notices to try again (``retry``) or to park.
 """

@@ -1,9 +1,12 @@
 """Bulk writes and what became of each record.
 
 Marketo: one Sync Leads call per 300 persons (``updateOnly`` by id); each record's outcome comes
-back on its own. Dataverse: UpdateMultiple per table, up to ``DATAVERSE_CHUNK`` rows a call. It is
-all-or-nothing, so when Dataverse refuses a chunk it is split until the refused row is alone, and
-only that row's sync fails, with Dataverse's own code and message.
+back on its own. Dataverse: one ``$batch`` per ``DATAVERSE_CHUNK`` rows, each row its own PATCH
+with ``If-Match`` set to the ETag the worker read, and ``odata.continue-on-error``. A ``$batch``
+counts as one request for the service-protection limits, like UpdateMultiple, but unlike it each
+row succeeds or fails alone, and the ETag closes the lost-update window: a user's edit landing
+between the worker's read and its write makes that row answer 412, so the person is read again
+and the edit takes part in the collision rule instead of being overwritten.
 
 Outcomes: written (the shadow may advance); refused for the person's data (sync log and the
 person's Activity Log, not retried blindly); transient (the notices are rescheduled); refused for
@@ -13,6 +16,7 @@ any other reason (parked, replayable).
 from __future__ import annotations
 
 from shared.dataverse.client import DataverseClient
+from shared.dataverse.models import BatchRequest, BatchResponse
 from shared.errors import (
     ConflictError,
     NotFoundError,
@@ -27,8 +31,8 @@ from shared.sync.batch import Batch, Pair
 from shared.sync.journal import Journal
 
 ENTITY_SETS = {"lead": "leads", "contact": "contacts"}
-# UpdateMultiple has no fixed row limit; Microsoft suggests hundreds per call, and a smaller
-# call also bounds the time one refused row costs to isolate.
+# A $batch takes up to 1,000 requests; Microsoft suggests keeping batches small enough that one
+# call's execution time stays modest.
 DATAVERSE_CHUNK = 500
 PERSON_GONE = "1004"
 
@@ -98,28 +102,57 @@ class Writer:
                 self._update(batch, entity, pairs[start : start + DATAVERSE_CHUNK], journal)
 
     def _update(self, batch: Batch, entity: str, pairs: list[Pair], journal: Journal) -> None:
-        key = f"{entity}id"
-        records = [{key: p.dynamics_id, **p.dynamics_changes} for p in pairs]
+        entity_set = ENTITY_SETS[entity]
+        parts = [
+            BatchRequest(
+                "PATCH",
+                f"{entity_set}({pair.dynamics_id})",
+                body=pair.dynamics_changes,
+                headers={"If-Match": str((pair.dynamics or {}).get("@odata.etag") or "*")},
+            )
+            for pair in pairs
+        ]
         try:
-            self.dataverse.update_multiple(ENTITY_SETS[entity], entity, records)
+            answers = self.dataverse.batch(parts, continue_on_error=True)
         except TransientError as exc:
             for pair in pairs:
                 pair.wrote_dynamics = False
                 defer(batch, pair, exc)
-        except (ValidationError, ConflictError, NotFoundError) as exc:
-            if len(pairs) > 1:
-                middle = len(pairs) // 2
-                self._update(batch, entity, pairs[:middle], journal)
-                self._update(batch, entity, pairs[middle:], journal)
-            else:
-                self._refused_row(batch, pairs[0], exc, journal)
+            return
         except PermanentError as exc:
             for pair in pairs:
                 self._refused_call(batch, pair, exc, journal, to_marketo=False)
+            return
+        for pair, answer in zip(pairs, [*answers, *[None] * (len(pairs) - len(answers))], strict=True):
+            self._row_outcome(batch, pair, answer, journal)
+
+    def _row_outcome(self, batch: Batch, pair: Pair, answer: BatchResponse | None, journal: Journal) -> None:
+        if answer is not None and answer.error is None:
+            decisions = pair.plan.writes(Action.TO_DYNAMICS) if pair.plan else ()
+            journal.wrote(pair.link, "to_dynamics", pair.dynamics_changes, decisions, pair.notices)
+            return
+        error = answer.error if answer is not None else None
+        if error is None or isinstance(error, TransientError):
+            pair.wrote_dynamics = False
+            defer(batch, pair, error or ServiceUnavailableError("no answer for the row", service="dataverse"))
+        elif isinstance(error, ConflictError) and answer is not None and answer.status == 412:
+            # Changed in Dynamics since we read it: read both sides again, soon.
+            pair.wrote_dynamics = False
+            defer(
+                batch,
+                pair,
+                ServiceUnavailableError(
+                    f"{pair.entity} changed in Dynamics while syncing; reading it again",
+                    service="dataverse",
+                    retry_after=1.0,
+                ),
+            )
+        elif isinstance(error, ValidationError | NotFoundError | ConflictError):
+            self._refused_row(batch, pair, error, journal)
+        elif isinstance(error, PermanentError):
+            self._refused_call(batch, pair, error, journal, to_marketo=False)
         else:
-            for pair in pairs:
-                decisions = pair.plan.writes(Action.TO_DYNAMICS) if pair.plan else ()
-                journal.wrote(pair.link, "to_dynamics", pair.dynamics_changes, decisions, pair.notices)
+            self._refused_row(batch, pair, ValidationError(str(error), service="dataverse"), journal)
 
     def _refused_row(self, batch: Batch, pair: Pair, exc: PermanentError, journal: Journal) -> None:
         pair.wrote_dynamics = False

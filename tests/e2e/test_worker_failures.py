@@ -66,9 +66,7 @@ def test_a_value_the_metadata_refuses_is_never_sent(system: LocalSystem) -> None
     sent = system.deps.dataverse.calls.snapshot()
     system.marketo_admin.user_edit(marketo_id, {"title": "T" * 150, "leadSource": "Billboard"})
     system.sync()
-    assert system.deps.dataverse.calls.snapshot().get("POST leads/UpdateMultiple") == sent.get(
-        "POST leads/UpdateMultiple"
-    )
+    assert system.deps.dataverse.calls.snapshot().get("POST $batch") == sent.get("POST $batch")
     assert row(system, "lead", lead_id)["jobtitle"] == "Engineer"
     (activity,) = failure_activities(system, marketo_id)
     assert activity["errorCode"] == "mdsync-validation"
@@ -86,10 +84,10 @@ def test_a_failed_write_does_not_block_the_other_persons_of_the_batch(system: Lo
     )
     system.marketo_admin.user_edit(first, {"company": None})
     system.marketo_admin.user_edit(second, {"company": "Fabrikam"})
-    updates = system.deps.dataverse.calls.snapshot().get("POST leads/UpdateMultiple", 0)
+    updates = system.deps.dataverse.calls.snapshot().get("POST $batch", 0)
     system.sync()  # one poll: both persons in one batch
-    # One UpdateMultiple for both, refused; then one each.
-    assert system.deps.dataverse.calls.snapshot().get("POST leads/UpdateMultiple", 0) - updates == 3
+    # One $batch for both rows: each row succeeds or fails alone.
+    assert system.deps.dataverse.calls.snapshot().get("POST $batch", 0) - updates == 1
     assert row(system, "lead", first_id)["companyname"] == "Contoso"
     assert row(system, "lead", second_id)["companyname"] == "Fabrikam"
     assert len(failure_activities(system, first)) == 1
@@ -167,7 +165,7 @@ def test_a_throttled_write_is_rescheduled_after_retry_after(rig: Rig) -> None:
     system, lead_id, marketo_id = rig.system, rig.lead_id, rig.marketo_id
     system.marketo_admin.user_edit(marketo_id, {"title": "CTO"})
     update_as_user(system, "lead", lead_id, firstname="Anna")
-    system.dataverse_admin.throttle(1, retry_after=60, path="UpdateMultiple")
+    system.dataverse_admin.throttle(1, retry_after=60, path="$batch")
     result = rig.worker.process(_notices(marketo_id, lead_id))
     assert result.rescheduled == 2
     # Marketo was written, Dynamics was not; the shadow knows exactly that.
@@ -200,7 +198,7 @@ def test_a_read_fault_reschedules_the_whole_batch(rig: Rig) -> None:
 def test_a_notice_is_parked_after_the_last_attempt(rig: Rig) -> None:
     system, lead_id, marketo_id = rig.system, rig.lead_id, rig.marketo_id
     system.marketo_admin.user_edit(marketo_id, {"title": "CTO"})
-    system.dataverse_admin.throttle(10, retry_after=30, path="UpdateMultiple")
+    system.dataverse_admin.throttle(10, retry_after=30, path="$batch")
     notices = _notices(marketo_id, lead_id)[:1]
     for attempt in range(1, rig.worker.max_attempts):
         result = rig.worker.process(notices)

@@ -1,0 +1,210 @@
+"""What the API limits allow: the throughput ceiling and the daily capacity model. Pure.
+
+Ceiling. A synced change needs, at the very least, a share of a few batched calls: the sync
+reconciles (it reads both sides, then writes the target), so per change it needs
+
+* Dynamics -> Marketo: Marketo read 1/300 + Marketo write 1/300; Dataverse read 1/250;
+* Marketo -> Dynamics: Marketo activity page 1/300 + Marketo read 1/300; Dataverse read 1/250
+  + Dataverse write 1/1000 (UpdateMultiple, the documented guidance of up to 1000 a request).
+
+(300 is Marketo's batch size; 250 GUIDs is what fits a Dataverse ``$filter`` URL of about
+10 KB.) A system allowing ``R`` calls per second then caps a direction at ``R / calls per
+change``, and the ceiling is the smaller of the two systems:
+
+    ceiling = min(marketo_rate / marketo_calls_per_change, dataverse_rate / dataverse_calls_per_change)
+
+With Marketo's 100 calls / 20 s (5 per second) and Dataverse's 6000 / 300 s (20 per second),
+Marketo binds both directions at 5 x 150 = 750 changes per second. The daily quota (50,000
+calls) binds sooner over a day: 50,000 x 150 = 7.5 M changes a day, 86.8 per second on average.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Any
+
+SECONDS_PER_DAY = 86_400
+
+
+@dataclass(frozen=True)
+class ApiLimits:
+    marketo_calls: int = 100
+    marketo_window_seconds: float = 20.0
+    marketo_daily_quota: int = 50_000
+    marketo_batch: int = 300
+    dataverse_requests: int = 6_000
+    dataverse_window_seconds: float = 300.0
+    dataverse_read_ids: int = 250
+    dataverse_write_batch: int = 1_000
+
+    @property
+    def marketo_rate(self) -> float:
+        return self.marketo_calls / self.marketo_window_seconds
+
+    @property
+    def dataverse_rate(self) -> float:
+        return self.dataverse_requests / self.dataverse_window_seconds
+
+
+@dataclass(frozen=True)
+class MinimalCalls:
+    """The least calls per synced change each system must see, for one direction."""
+
+    direction: str
+    marketo: float
+    dataverse: float
+
+
+def minimal_calls(limits: ApiLimits) -> dict[str, MinimalCalls]:
+    batch = limits.marketo_batch
+    read = 1 / limits.dataverse_read_ids
+    return {
+        "to_marketo": MinimalCalls("to_marketo", 2 / batch, read),
+        "to_dynamics": MinimalCalls("to_dynamics", 2 / batch, read + 1 / limits.dataverse_write_batch),
+    }
+
+
+@dataclass(frozen=True)
+class Ceiling:
+    direction: str
+    changes_per_second: float
+    bound_by: str
+    marketo_calls_per_change: float
+    dataverse_calls_per_change: float
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def ceiling(limits: ApiLimits, direction: str, *, marketo_share: float = 1.0) -> Ceiling:
+    """The sustained ceiling of one direction; ``marketo_share`` is the part of Marketo's rate
+    the client allows itself (MARKETO_MAX_CALLS_PER_20S / 100)."""
+    calls = minimal_calls(limits)[direction]
+    by_marketo = limits.marketo_rate * marketo_share / calls.marketo
+    by_dataverse = limits.dataverse_rate / calls.dataverse
+    bound = "marketo" if by_marketo <= by_dataverse else "dataverse"
+    return Ceiling(direction, min(by_marketo, by_dataverse), bound, calls.marketo, calls.dataverse)
+
+
+def daily_ceiling(limits: ApiLimits) -> float:
+    """Changes a day the Marketo quota allows at the minimal calls per change."""
+    per_change = minimal_calls(limits)["to_marketo"].marketo
+    return limits.marketo_daily_quota / per_change
+
+
+@dataclass(frozen=True)
+class Deployment:
+    """The settings the daily cost depends on (the shipped defaults)."""
+
+    poll_seconds: float = 60.0  # MARKETO_POLL_SCHEDULE
+    sweep_seconds: float = 900.0  # DYNAMICS_SWEEP_SCHEDULE
+    batch_wait_seconds: float = 1.0  # host.json maxBatchWaitTime
+    min_batch: int = 100  # host.json minMessageBatchSize
+
+
+@dataclass(frozen=True)
+class CapacityRow:
+    changes_per_day: int
+    to_marketo_batch: float  # notices per worker invocation, Dynamics -> Marketo
+    marketo_calls_per_day: float
+    marketo_quota_used: float  # fraction of the daily quota
+    dataverse_requests_per_day: float
+    dataverse_rows_written_per_day: float  # what the Power Platform entitlement counts
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _per_batch(batch: float, size: int) -> float:
+    """Calls for one batch of ``batch`` records, ``size`` records a call."""
+    return float(math.ceil(batch / size)) if batch > 0 else 0.0
+
+
+def webhook_batch(rate: float, deployment: Deployment) -> float:
+    """Notices per invocation when Dynamics changes arrive at ``rate`` per second, one webhook
+    each: the first opens the host's batch window, those arriving within it join, and a full
+    minimum batch leaves early. A busy worker only makes batches larger, so this is the
+    expensive case."""
+    return min(float(deployment.min_batch), 1.0 + rate * deployment.batch_wait_seconds)
+
+
+def capacity(
+    changes_per_day: int,
+    *,
+    to_marketo_share: float = 0.5,
+    deployment: Deployment | None = None,
+    limits: ApiLimits | None = None,
+) -> CapacityRow:
+    """API calls a day for ``changes_per_day`` changes arriving evenly, ``to_marketo_share`` of
+    them made in Dynamics, the rest in Marketo.
+
+    Dynamics -> Marketo: per worker invocation one Marketo read and one write per 300 persons
+    and one Dataverse read per 250 rows; the poller later pages through the activities of those
+    writes (one page per 300). Marketo -> Dynamics: every poll run reads the lead-change pages
+    (one per 300 activities, at least one) and one deleted-leads page; its notices are synced
+    as one invocation: a Marketo read per 300, a Dataverse read per 250 and an UpdateMultiple
+    per 1000. The sweep follows two delta links per run."""
+    deployment = deployment or Deployment()
+    limits = limits or ApiLimits()
+    to_marketo = changes_per_day * to_marketo_share
+    to_dynamics = changes_per_day - to_marketo
+    batch = webhook_batch(to_marketo / SECONDS_PER_DAY, deployment)
+    invocations = to_marketo / batch if to_marketo else 0.0
+    polls = SECONDS_PER_DAY / deployment.poll_seconds
+    per_poll = to_dynamics / polls
+    size = limits.marketo_batch
+    marketo = (
+        invocations * 2 * _per_batch(batch, size)
+        + to_marketo / size
+        + polls * (max(1.0, _per_batch(per_poll, size)) + 1 + _per_batch(per_poll, size))
+    )
+    dataverse = (
+        invocations * _per_batch(batch, limits.dataverse_read_ids)
+        + polls
+        * (
+            _per_batch(per_poll, limits.dataverse_read_ids)
+            + _per_batch(per_poll, limits.dataverse_write_batch)
+        )
+        + 2 * SECONDS_PER_DAY / deployment.sweep_seconds
+    )
+    return CapacityRow(
+        changes_per_day,
+        batch,
+        marketo,
+        marketo / limits.marketo_daily_quota,
+        dataverse,
+        to_dynamics,
+    )
+
+
+def changes_within_quota(to_marketo_share: float, *, deployment: Deployment | None = None) -> int:
+    """The most changes a day (arriving evenly) whose calls fit Marketo's daily quota."""
+    low, high = 0, 100_000_000
+    while high - low > 1_000:
+        middle = (low + high) // 2
+        used = capacity(middle, to_marketo_share=to_marketo_share, deployment=deployment).marketo_quota_used
+        low, high = (middle, high) if used <= 1.0 else (low, middle)
+    return low
+
+
+def sustained(
+    measured_rate: float,
+    marketo_per_change: float | None,
+    dataverse_per_change: float | None,
+    *,
+    marketo_rate: float,
+    dataverse_rate: float,
+) -> float:
+    """The rate a syncer keeps up once its rate windows are full: what it did (``measured_rate``)
+    or what its measured calls per change allow within the rates it may use, whichever is less.
+
+    A burst shorter than one rate window can beat the limits (it spends a budget that was idle
+    before), so the measured rate alone says nothing about a long burst; the calls per change
+    do."""
+    limits = [measured_rate]
+    if marketo_per_change:
+        limits.append(marketo_rate / marketo_per_change)
+    if dataverse_per_change:
+        limits.append(dataverse_rate / dataverse_per_change)
+    return min(limits)

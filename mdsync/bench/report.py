@@ -1,0 +1,123 @@
+"""The bench's verdict: targets against measurements, the JSON document and the rich tables."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    target: str
+    measured: float | None
+    met: bool | None
+    unit: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "target": self.target, "measured": self.measured, "met": self.met}
+
+
+def at_least(name: str, measured: float | None, target: float, unit: str = "") -> Check:
+    met = None if measured is None else measured >= target
+    return Check(name, f">= {target:g}{unit}", measured, met, unit)
+
+
+def at_most(name: str, measured: float | None, target: float, unit: str = "") -> Check:
+    met = None if measured is None else measured <= target
+    return Check(name, f"<= {target:g}{unit}", measured, met, unit)
+
+
+def _fmt(value: float | None, digits: int = 3) -> str:
+    if value is None:
+        return "-"
+    if abs(value) >= 100:
+        return f"{value:,.0f}"
+    return f"{value:.{digits}g}"
+
+
+def _verdict(met: bool | None) -> str:
+    return {True: "[green]met[/green]", False: "[red]missed[/red]", None: "[yellow]n/a[/yellow]"}[met]
+
+
+SHORT = {
+    "naive_to_marketo": "naive D->M",
+    "naive_to_dynamics": "naive M->D",
+    "burst_to_marketo": "burst D->M",
+    "burst_to_dynamics": "burst M->D",
+    "collisions": "collisions",
+    "steady": "steady mix",
+}
+
+
+def _throughput(results: dict[str, Any]) -> Table:
+    table = Table(title="Throughput and API calls per synced change")
+    headers = ("workload", "changes", "s", "/s", "sustained/s", "of ceiling", "MK/chg", "DV/chg", "lost")
+    for header in headers:
+        table.add_column(header, justify="left" if header == "workload" else "right")
+    for key, workload in results["workloads"].items():
+        table.add_row(
+            SHORT.get(key, key),
+            str(workload["changes"]),
+            _fmt(workload["seconds"]),
+            _fmt(workload["changes_per_second"]),
+            _fmt(workload.get("sustained_changes_per_second")),
+            _fmt(workload.get("fraction_of_ceiling"), 2),
+            _fmt(workload["marketo_calls_per_change"], 2),
+            _fmt(workload["dataverse_calls_per_change"], 2),
+            str(workload["lost"]),
+            end_section=key == "steady",
+        )
+    return table
+
+
+def _latency(results: dict[str, Any]) -> Table:
+    table = Table(title="Latency (ms)")
+    for header in ("path", "count", "p50", "p95", "p99", "max"):
+        table.add_column(header, justify="left" if header == "path" else "right")
+    for label, summary in results["latency"].items():
+        values = (_fmt(summary.get(k)) for k in ("p50_ms", "p95_ms", "p99_ms", "max_ms"))
+        table.add_row(label, str(summary["count"]), *values)
+    return table
+
+
+def _targets(checks: list[Check]) -> Table:
+    table = Table(title="Targets")
+    for header in ("target", "wanted", "measured", ""):
+        table.add_column(header)
+    for check in checks:
+        table.add_row(check.name, check.target, _fmt(check.measured) + check.unit, _verdict(check.met))
+    return table
+
+
+def print_report(results: dict[str, Any], checks: list[Check], console: Console) -> None:
+    ceiling = results["ceiling"]["api"]
+    console.print(_throughput(results))
+    console.print(
+        "ceiling (API limits, minimal calls per change): "
+        f"D->M {ceiling['to_marketo']['changes_per_second']:.0f}/s, "
+        f"M->D {ceiling['to_dynamics']['changes_per_second']:.0f}/s; "
+        "sustained = min(measured, rate allowed / calls per change)"
+    )
+    console.print(_latency(results))
+    cold, worker = results.get("cold_start", {}), results.get("worker_process", {})
+    if cold:
+        console.print(f"import function_app: {cold['import_function_app_ms_median']:.0f} ms (median)")
+    if "process_peak_rss_bytes" in worker:
+        console.print(
+            f"worker process: peak RSS {worker['process_peak_rss_bytes'] / 2**20:.0f} MiB, "
+            f"peak traced during a {worker['batch_size']}-notice batch "
+            f"{worker['batch_peak_traced_bytes'] / 2**20:.1f} MiB"
+        )
+    quota = results.get("capacity", {}).get("quota_allows_changes_per_day")
+    if quota:
+        console.print(
+            "Marketo daily quota allows, changes arriving evenly: "
+            f"{quota['half_from_each_side']:,} a day half from each side, "
+            f"{quota['all_from_dynamics']:,} all from Dynamics, "
+            f"{quota['all_from_marketo']:,} all from Marketo"
+        )
+    console.print(_targets(checks))

@@ -1,0 +1,288 @@
+"""``mdsync bench``: every workload against the simulators with their documented limits on.
+
+One LocalSystem (simulators, the local host running function_app.py, SQLite queue and state) is
+started with the simulators' default limits, which are the documented ones (Marketo 100 calls per
+20 s, 300 records a call, 10 concurrent, 50,000 a day; Dataverse 6000 requests per 300 s, 52
+concurrent, 20 minutes of execution per 300 s). mdsync runs with its shipped settings. The
+workloads run one after the other; in the full run the bench waits between them until
+Marketo's rate window is empty, so each starts with the whole budget.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import asdict
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from mdsync.bench import capacity as cap
+from mdsync.bench.config import (
+    BURST_POLL_SECONDS,
+    FULL,
+    MARKETO_WINDOW_SECONDS,
+    QUICK,
+    STEADY_POLL_SECONDS,
+    BenchSizes,
+)
+from mdsync.bench.flowstep import flow_step_latency
+from mdsync.bench.meter import settle
+from mdsync.bench.naive import naive_to_dynamics, naive_to_marketo
+from mdsync.bench.process import cold_start, worker_probe
+from mdsync.bench.report import Check, at_least, at_most, print_report
+from mdsync.bench.seed import seed_pairs
+from mdsync.bench.workloads import WorkloadResult, burst_to_dynamics, burst_to_marketo, collisions, steady
+from mdsync.harness import HarnessConfig, LocalSystem
+from simulators.dataverse.config import DataverseSimConfig
+from simulators.dataverse.limits import ServiceLimits
+from simulators.marketo.config import Limits, MarketoSimConfig
+from simulators.stack import StackConfig
+
+CAPACITY_LEVELS = (10_000, 50_000, 100_000, 1_000_000, 3_000_000)
+DIRECTIONS = {
+    "naive_to_marketo": "to_marketo",
+    "naive_to_dynamics": "to_dynamics",
+    "burst_to_marketo": "to_marketo",
+    "burst_to_dynamics": "to_dynamics",
+}
+LABELS = {"to_marketo": "Dynamics -> Marketo", "to_dynamics": "Marketo -> Dynamics"}
+
+
+class _Run:
+    def __init__(self, system: LocalSystem, sizes: BenchSizes, quick: bool, console: Console) -> None:
+        self.system = system
+        self.sizes = sizes
+        self.console = console
+        self.window: float | None = None if quick else MARKETO_WINDOW_SECONDS
+        self.workloads: dict[str, WorkloadResult] = {}
+        self.extra: dict[str, Any] = {}
+
+    def say(self, text: str) -> None:
+        self.console.print(f"[dim]{time.strftime('%H:%M:%S')}[/dim] {text}")
+
+    def run(self) -> None:
+        sizes, system = self.sizes, self.system
+        self.say(f"seeding {sizes.leads} linked leads and {sizes.contacts} linked contacts")
+        leads = seed_pairs(system, "lead", sizes.leads, tag="lead")
+        contacts = seed_pairs(system, "contact", sizes.contacts, tag="contact")
+        settle(system, window=self.window)
+        burst = leads[: sizes.burst]
+        self._workload("burst_to_marketo", lambda: burst_to_marketo(system, burst, "bm"))
+        self._workload(
+            "burst_to_dynamics",
+            lambda: burst_to_dynamics(system, burst, "bd", poll_seconds=BURST_POLL_SECONDS),
+        )
+        half = sizes.collisions // 2
+        clashing = [*leads[:half], *contacts[: sizes.collisions - half]]
+        self._workload(
+            "collisions", lambda: collisions(system, clashing, "cx", poll_seconds=BURST_POLL_SECONDS)
+        )
+        self._workload(
+            "steady",
+            lambda: steady(
+                system,
+                leads,
+                "st",
+                rate=sizes.steady_rate,
+                seconds=sizes.steady_seconds,
+                poll_seconds=STEADY_POLL_SECONDS,
+            ),
+        )
+        # The naive baseline's sustained rate does not depend on the rate window it starts with
+        # (see _project), so it runs after the workloads whose measured rate does.
+        naive = sizes.naive
+        self._workload("naive_to_marketo", lambda: naive_to_marketo(system, leads[:naive], "nm"))
+        self._workload("naive_to_dynamics", lambda: naive_to_dynamics(system, leads[naive : 2 * naive], "nd"))
+        self.say(f"flow step: {sizes.flow_steps} paced calls that create a lead")
+        self.extra["flow_step"] = flow_step_latency(
+            system, sizes.flow_steps, "fs", burst=sizes.flow_step_burst
+        )
+        settle(system, window=self.window)
+        # Last: its held webhooks are released as the system stops, nothing waits for them.
+        self.say(f"worker process: memory and CPU profile of {sizes.profile_batch}-notice batches")
+        self.extra["worker_process"] = worker_probe(system, leads, sizes.profile_batch, "wp")
+
+    def _workload(self, key: str, run: Callable[[], WorkloadResult]) -> None:
+        self.say(f"{key.replace('_', ' ')} ...")
+        result = run()
+        self.workloads[key] = result
+        batches = result.extra.get("worker_batches", {})
+        invocations = (
+            f", {batches['invocations']} worker invocations (median {batches['median_notices']} notices)"
+            if batches.get("invocations")
+            else ""
+        )
+        self.say(
+            f"  {result.changes} changes in {result.seconds:.1f} s = {result.rate:.1f}/s, "
+            f"{result.calls.marketo} Marketo and {result.calls.dataverse} Dataverse calls"
+            f"{invocations}, {result.changes - result.landed} not landed"
+        )
+        settle(self.system, window=self.window)
+
+
+def _ceilings(worker_share: float) -> dict[str, Any]:
+    limits = cap.ApiLimits()
+    directions = ("to_marketo", "to_dynamics")
+    return {
+        "limits": asdict(limits),
+        "formula": "min(marketo_rate / marketo_calls_per_change, "
+        "dataverse_rate / dataverse_calls_per_change), at the minimal calls per change",
+        "api": {d: cap.ceiling(limits, d).to_json() for d in directions},
+        "worker_share_of_marketo_rate": worker_share,
+        "at_worker_share": {
+            d: cap.ceiling(limits, d, marketo_share=worker_share).to_json() for d in directions
+        },
+        "daily_changes_at_quota": cap.daily_ceiling(limits),
+    }
+
+
+def _project(workloads: dict[str, dict[str, Any]], ceilings: dict[str, Any]) -> None:
+    """Sustained rate (see capacity.sustained) and its fraction of the API ceiling.
+
+    The naive baseline gets the benefit of the doubt: its sustained rate is what its calls per
+    change allow, as if nothing else (its own speed, a rate window already half used by the
+    workload before) ever slowed it down. Ratios against it are therefore conservative."""
+    limits = cap.ApiLimits()
+    marketo_rate = limits.marketo_rate * ceilings["worker_share_of_marketo_rate"]
+    for key, workload in workloads.items():
+        measured = float("inf") if key.startswith("naive") else workload["changes_per_second"]
+        workload["sustained_changes_per_second"] = cap.sustained(
+            measured,
+            workload["marketo_calls_per_change"],
+            workload["dataverse_calls_per_change"],
+            marketo_rate=marketo_rate,
+            dataverse_rate=limits.dataverse_rate,
+        )
+        if key in DIRECTIONS:
+            limit = ceilings["api"][DIRECTIONS[key]]["changes_per_second"]
+            workload["fraction_of_ceiling"] = workload["sustained_changes_per_second"] / limit
+
+
+def _direction_checks(workloads: dict[str, dict[str, Any]]) -> list[Check]:
+    checks: list[Check] = []
+    for way, label in LABELS.items():
+        burst, naive = workloads.get(f"burst_{way}"), workloads.get(f"naive_{way}")
+        if burst is None:
+            continue
+        checks.append(at_least(f"{label} burst, sustained / API ceiling", burst["fraction_of_ceiling"], 0.9))
+        if naive:
+            ratio = burst["sustained_changes_per_second"] / naive["sustained_changes_per_second"]
+            burst["speedup_vs_naive"] = ratio
+            checks.append(at_least(f"{label} burst vs naive (sustained)", ratio, 20, "x"))
+        marketo, dataverse = burst["marketo_calls_per_change"], burst["dataverse_calls_per_change"]
+        checks.append(at_most(f"{label} burst, Marketo calls/change", marketo, 0.02))
+        checks.append(at_most(f"{label} burst, Dataverse calls/change", dataverse, 0.01))
+    return checks
+
+
+def _summarise(run: _Run, worker_share: float) -> tuple[dict[str, Any], list[Check]]:
+    ceilings = _ceilings(worker_share)
+    workloads = {k: w.to_json() for k, w in run.workloads.items()}
+    _project(workloads, ceilings)
+    checks = _direction_checks(workloads)
+    latency: dict[str, Any] = {}
+    if "steady" in workloads:
+        latency["D->M webhook (steady)"] = workloads["steady"]["latency"]["to_marketo"]
+        latency["M->D poll (steady)"] = workloads["steady"]["latency"]["to_dynamics"]
+        p50 = latency["D->M webhook (steady)"]["p50_ms"]
+        checks.append(at_most("Dynamics -> Marketo p50", None if p50 is None else p50 / 1000, 2.0, " s"))
+    flow = run.extra.get("flow_step")
+    if flow:
+        latency["flow step create (paced)"] = flow["paced"]["webhook_call"]
+        if "burst" in flow:
+            latency["flow step create (burst)"] = flow["burst"]["webhook_call"]
+        checks.append(at_most("flow step create p50", flow["paced"]["webhook_call"]["p50_ms"], 300, " ms"))
+    cold = run.extra.get("cold_start")
+    if cold:
+        checks.append(
+            at_most("import function_app (median)", cold["import_function_app_ms_median"], 1000, " ms")
+        )
+    wrong = workloads.get("collisions", {}).get("winner_rule_violations")
+    if wrong is not None:
+        checks.append(at_most("collisions won by the wrong side", wrong, 0))
+    lost = sum(w["lost"] for k, w in workloads.items() if not k.startswith("naive"))
+    checks.append(at_most("changes lost (mdsync workloads)", lost, 0))
+    results = {
+        "ceiling": ceilings,
+        "workloads": workloads,
+        "latency": latency,
+        "capacity": _capacity(workloads),
+        **run.extra,
+        "targets": [c.to_json() for c in checks],
+    }
+    return results, checks
+
+
+def _capacity(workloads: dict[str, Any]) -> dict[str, Any]:
+    """The daily model (see capacity.capacity) at several change rates, and the calls per change
+    the bench measured, against which the model can be checked."""
+    measured = {
+        key: {"marketo": w["marketo_calls_per_change"], "dataverse": w["dataverse_calls_per_change"]}
+        for key, w in workloads.items()
+        if not key.startswith("naive")
+    }
+    return {
+        "deployment": asdict(cap.Deployment()),
+        "half_from_each_side": [cap.capacity(n).to_json() for n in CAPACITY_LEVELS],
+        "all_from_dynamics": [cap.capacity(n, to_marketo_share=1.0).to_json() for n in CAPACITY_LEVELS],
+        "all_from_marketo": [cap.capacity(n, to_marketo_share=0.0).to_json() for n in CAPACITY_LEVELS],
+        "quota_allows_changes_per_day": {
+            "half_from_each_side": cap.changes_within_quota(0.5),
+            "all_from_dynamics": cap.changes_within_quota(1.0),
+            "all_from_marketo": cap.changes_within_quota(0.0),
+        },
+        "measured_calls_per_change": measured,
+    }
+
+
+def _meta(quick: bool, sizes: BenchSizes, system: LocalSystem) -> dict[str, Any]:
+    settings = system.deps.settings
+    return {
+        "quick": quick,
+        "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "cpus": os.cpu_count(),
+        "sizes": asdict(sizes),
+        "marketo_max_calls_per_20s": settings.marketo_max_calls_per_20s,
+        "marketo_flow_step_calls_per_20s": settings.marketo_flow_step_calls_per_20s,
+        "marketo_max_concurrency": settings.marketo_max_concurrency,
+        "dataverse_max_concurrency": settings.dataverse_max_concurrency,
+        "poll": "triggered by the bench: every "
+        f"{BURST_POLL_SECONDS:g} s in bursts and collisions, {STEADY_POLL_SECONDS:g} s in the steady load",
+        "window_settled_between_workloads": not quick,
+    }
+
+
+def run_bench(quick: bool, output: Path, console: Console) -> int:
+    sizes = QUICK if quick else FULL
+    stack = StackConfig(
+        marketo=MarketoSimConfig(limits=Limits()), dataverse=DataverseSimConfig(limits=ServiceLimits())
+    )
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="mdsync-bench-") as folder:
+        system = LocalSystem(HarnessConfig(workdir=Path(folder), stack=stack))
+        with system:
+            run = _Run(system, sizes, quick, console)
+            meta = _meta(quick, sizes, system)
+            # The worker's Marketo client gets what the flow step's reserved share leaves.
+            worker_calls = meta["marketo_max_calls_per_20s"] - meta["marketo_flow_step_calls_per_20s"]
+            run.run()
+    run.say(f"cold start: importing function_app in {sizes.import_runs} fresh interpreters")
+    run.extra["cold_start"] = cold_start(sizes.import_runs)
+    results, checks = _summarise(run, worker_calls / cap.ApiLimits().marketo_calls)
+    meta["seconds"] = round(time.monotonic() - started, 1)
+    document = {"meta": meta, **results}
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(document, indent=2, default=str) + "\n", encoding="utf-8")
+    print_report(document, checks, console)
+    console.print(f"results written to {output} ({meta['seconds']:.0f} s)")
+    correctness = [c for c in checks if c.name.startswith(("collisions", "changes lost")) and c.met is False]
+    return 1 if correctness else 0

@@ -1,0 +1,121 @@
+"""When did a change land? A thread that watches the simulators' in-process state.
+
+Every expected value is registered with the moment its edit was made; the watcher checks the
+outstanding ones against the target simulator's state on a short period and notes the first
+moment each holds the value. Reading in-process state costs no API call, so watching never
+changes what is measured. Resolution is the watch period (default 20 ms).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Hashable
+from dataclasses import dataclass
+from typing import Any
+
+from mdsync.harness import LocalSystem
+
+
+@dataclass(frozen=True)
+class Target:
+    """A value expected on one side: Marketo (``entity`` "person") or a Dynamics table."""
+
+    side: str  # "marketo" or "dynamics"
+    entity: str  # "person", "lead" or "contact"
+    record_id: str
+    field: str
+    value: Any
+
+
+@dataclass
+class _Pending:
+    target: Target
+    since: float
+    label: str
+
+
+class Watcher:
+    def __init__(self, system: LocalSystem, *, period: float = 0.02) -> None:
+        self._marketo = system.stack.marketo.state
+        self._dataverse = system.stack.dataverse.state
+        self._period = period
+        self._lock = threading.Lock()
+        self._pending: dict[Hashable, _Pending] = {}
+        self._landed: dict[str, list[float]] = {}
+        self._last = 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="bench-watcher", daemon=True)
+
+    def __enter__(self) -> Watcher:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+    def expect(self, target: Target, since: float, label: str) -> None:
+        """``target`` should appear; its latency counts from ``since`` (time.monotonic)."""
+        key = (target.side, target.entity, target.record_id, target.field)
+        with self._lock:
+            self._pending[key] = _Pending(target, since, label)
+
+    def outstanding(self) -> int:
+        with self._lock:
+            return len(self._pending)
+
+    def latencies(self, label: str) -> list[float]:
+        with self._lock:
+            return list(self._landed.get(label, []))
+
+    def wait(self, timeout: float, *, stall: float = 120.0) -> bool:
+        """Until nothing is outstanding; False after ``timeout``, or after ``stall`` seconds in
+        which nothing landed (something is broken: waiting longer would not help)."""
+        started = time.monotonic()
+        while self.outstanding():
+            now = time.monotonic()
+            if now - started > timeout or now - max(started, self.last_landing()) > stall:
+                return False
+            time.sleep(self._period)
+        return True
+
+    def last_landing(self) -> float:
+        """When the latest value landed (time.monotonic)."""
+        with self._lock:
+            return self._last
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._period):
+            self.check()
+
+    def check(self) -> None:
+        with self._lock:
+            pending = list(self._pending.items())
+        if not pending:
+            return
+        now = time.monotonic()
+        landed = self._landed_now(pending)
+        with self._lock:
+            for key, item in landed:
+                if self._pending.get(key) is item:
+                    del self._pending[key]
+                    self._landed.setdefault(item.label, []).append(now - item.since)
+                    self._last = now
+
+    def _landed_now(self, pending: list[tuple[Hashable, _Pending]]) -> list[tuple[Hashable, _Pending]]:
+        # One lock acquisition per simulator and check, not one per target.
+        marketo = [(k, p) for k, p in pending if p.target.side == "marketo"]
+        dynamics = [(k, p) for k, p in pending if p.target.side != "marketo"]
+        landed = []
+        with self._marketo.lock:
+            for key, item in marketo:
+                person = self._marketo.persons.get(int(item.target.record_id))
+                if person is not None and person.get(item.target.field) == item.target.value:
+                    landed.append((key, item))
+        with self._dataverse.store.lock:
+            for key, item in dynamics:
+                row = self._dataverse.store.get(item.target.entity, item.target.record_id.lower())
+                if row is not None and row.get(item.target.field) == item.target.value:
+                    landed.append((key, item))
+        return landed

@@ -1,0 +1,26 @@
+"""One small seeded chaos scenario, so CI runs the fault-injection path end to end.
+
+``mdsync chaos`` runs bigger ones; the same checks decide both (mdsync/chaos/checks.py).
+"""
+
+from __future__ import annotations
+
+from mdsync.chaos import ScenarioSize, run_scenario
+from mdsync.chaos.plan import make_plan
+from mdsync.harness import LocalSystem
+
+SMALL = ScenarioSize(leads=16, contacts=8, rounds=2, edits_per_round=14, collisions_per_round=3)
+SEED = 7
+
+
+def test_the_plan_is_reproducible_from_its_seed() -> None:
+    assert make_plan(SEED, SMALL) == make_plan(SEED, SMALL)
+    assert make_plan(SEED, SMALL) != make_plan(SEED + 1, SMALL)
+
+
+def test_a_seeded_scenario_converges_with_every_rule_holding(system: LocalSystem) -> None:
+    report = run_scenario(system, SEED, SMALL)
+    assert report.rounds == SMALL.rounds
+    assert report.collisions == SMALL.rounds * SMALL.collisions_per_round
+    assert report.faults, "the scenario armed no fault"
+    assert [f"{v.rule}: {v.detail}" for v in report.violations] == []

@@ -131,7 +131,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from mdsync.demo import run_demo
 
     wide = Console(highlight=False, width=max(console.width, 120))
-    return run_demo(keep_running=args.keep_running, console=wide)
+    return run_demo(keep_running=args.keep_running, ephemeral=args.ephemeral, console=wide)
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
@@ -190,6 +190,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = commands.add_parser("demo", help="the end-to-end demo on the local simulators")
     demo.add_argument("--keep-running", action="store_true", help="leave simulators and host up afterwards")
+    demo.add_argument("--ephemeral", action="store_true", help="free ports instead of 7071 and 7443-7445")
     demo.set_defaults(run=cmd_demo)
 
     bench = commands.add_parser("bench", help="measure throughput, API calls per change, latency, cold start")

@@ -379,11 +379,11 @@ def _reason(activity: dict[str, Any]) -> str:
     return _short(activity)
 
 
-def run_demo(*, keep_running: bool, console: Console) -> int:
+def run_demo(*, keep_running: bool, console: Console, ephemeral: bool = False) -> int:
     config = HarnessConfig(
         workdir=Path(".mdsync"),
-        fixed_ports=True,
-        host_port=7071,
+        fixed_ports=not ephemeral,
+        host_port=0 if ephemeral else 7071,
         poll_schedule="*/1 * * * * *",
         stack=StackConfig(tls_dir=Path(".mdsync/tls")),
     )

@@ -208,7 +208,10 @@ class LocalSystem:
         """Until Dataverse delivered its webhooks and the queue is empty (retries included)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            delivered = self.dataverse_admin.wait_for_webhooks(timeout=max(0.1, deadline - time.monotonic()))
+            # Short waits per loop: the admin client's own HTTP timeout is 30 s.
+            delivered = self.dataverse_admin.wait_for_webhooks(
+                timeout=min(10.0, max(0.1, deadline - time.monotonic()))
+            )
             if delivered and self.queue.active_count() == 0:
                 return True
             if self.host is not None:

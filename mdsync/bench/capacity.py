@@ -5,7 +5,7 @@ reconciles (it reads both sides, then writes the target), so per change it needs
 
 * Dynamics -> Marketo: Marketo read 1/300 + Marketo write 1/300; Dataverse read 1/250;
 * Marketo -> Dynamics: Marketo activity page 1/300 + Marketo read 1/300; Dataverse read 1/250
-  + Dataverse write 1/1000 (UpdateMultiple, the documented guidance of up to 1000 a request).
+  + Dataverse write 1/1000 (a ``$batch`` or UpdateMultiple carries up to 1000 rows).
 
 (300 is Marketo's batch size; 250 GUIDs is what fits a Dataverse ``$filter`` URL of about
 10 KB.) A system allowing ``R`` calls per second then caps a direction at ``R / calls per
@@ -101,6 +101,7 @@ class Deployment:
     sweep_seconds: float = 900.0  # DYNAMICS_SWEEP_SCHEDULE
     batch_wait_seconds: float = 1.0  # host.json maxBatchWaitTime
     min_batch: int = 100  # host.json minMessageBatchSize
+    dataverse_write_chunk: int = 500  # rows per $batch the worker writes (shared/sync/writes.py)
 
 
 @dataclass(frozen=True)
@@ -143,8 +144,8 @@ def capacity(
     and one Dataverse read per 250 rows; the poller later pages through the activities of those
     writes (one page per 300). Marketo -> Dynamics: every poll run reads the lead-change pages
     (one per 300 activities, at least one) and one deleted-leads page; its notices are synced
-    as one invocation: a Marketo read per 300, a Dataverse read per 250 and an UpdateMultiple
-    per 1000. The sweep follows two delta links per run."""
+    as one invocation: a Marketo read per 300, a Dataverse read per 250 and a Dataverse write
+    request per ``dataverse_write_chunk`` rows. The sweep follows two delta links per run."""
     deployment = deployment or Deployment()
     limits = limits or ApiLimits()
     to_marketo = changes_per_day * to_marketo_share
@@ -164,7 +165,7 @@ def capacity(
         + polls
         * (
             _per_batch(per_poll, limits.dataverse_read_ids)
-            + _per_batch(per_poll, limits.dataverse_write_batch)
+            + _per_batch(per_poll, deployment.dataverse_write_chunk)
         )
         + 2 * SECONDS_PER_DAY / deployment.sweep_seconds
     )

@@ -1,10 +1,12 @@
 """A Dynamics edit made while the worker is in the middle of a batch for the same person.
 
-The worker reads the contact, reads the person, writes Marketo, then writes the contact with
-UpdateMultiple, which carries no ETag. A user who changes the same field in Dynamics after the
-worker's read and before its write has made a collision (the field changed on both sides since
-the last sync), which Dynamics wins for contacts; instead the worker's write, decided on the
-stale read, overwrites the user's value and the next notice finds both sides equal.
+The worker reads the contact, reads the person, writes Marketo, then writes the contact. A user
+who changes the same field in Dynamics after the worker's read and before its write has made a
+collision (the field changed on both sides since the last sync), which Dynamics wins for
+contacts. Found by the chaos work: with UpdateMultiple, which carries no ETag, the worker's
+write, decided on the stale read, overwrote the user's value and the next notice found both
+sides equal. The worker now writes each row with If-Match on the ETag it read; this test keeps
+it that way.
 
 Marketo latency (two calls, 1.5 s each) widens the window between the worker's Dataverse read and
 its Dataverse write, whichever order the worker reads the two systems in; the test waits for the
@@ -14,8 +16,6 @@ worker's read to complete (mdsync's own call counter) before the user edits.
 from __future__ import annotations
 
 import time
-
-import pytest
 
 from mdsync.bench.meter import sync_quietly
 from mdsync.bench.seed import seed_pairs

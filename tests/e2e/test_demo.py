@@ -27,7 +27,8 @@ ROWS = [
 
 def test_demo_exits_zero_and_shows_each_behaviour(tmp_path: Path) -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "mdsync.cli", "demo"],
+        # Free ports: the fixed ones (7071, 7443-7445) may be taken on a developer's machine.
+        [sys.executable, "-m", "mdsync.cli", "demo", "--ephemeral"],
         cwd=tmp_path,
         capture_output=True,
         text=True,

@@ -159,7 +159,9 @@ def test_two_persons_sharing_an_email_cannot_both_take_one_record(
         state.close()
 
     assert sorted((o.status, o.entity) for o in outcomes) == [("created", "lead"), ("exists", "contact")]
-    assert flow.dataverse.calls["PATCH contacts()"] == 2  # both tried to link; the ETag refused one
+    # Usually both try to link and the ETag refuses one; under load the second may already see
+    # the first's link. Either way exactly one person gets the contact.
+    assert flow.dataverse.calls["PATCH contacts()"] in (1, 2)
     winner, loser = (first, second) if outcomes[0].entity == "contact" else (second, first)
     contact = system.dataverse_admin.row("contact", contact_id)
     assert contact is not None

@@ -143,12 +143,7 @@ class Notice(BaseModel):
 
     def retry(self, attempt: int) -> Notice:
         """The same notice for another attempt (a new dedup id, so the queue keeps it)."""
-        return self.model_copy(update={"attempt": attempt, "dedup_id": ""}).recompute()
-
-    def recompute(self) -> Notice:
-        data = self.model_dump()
-        data["dedup_id"] = ""
-        return Notice.model_validate(data)
+        return Notice.model_validate({**self.model_dump(), "attempt": attempt, "dedup_id": ""})
 
     @property
     def person_key(self) -> str:

@@ -33,6 +33,7 @@ from simulators.dataverse.faults import (
 from simulators.dataverse.odata import KeySegment, parse_datetime, parse_key, split_name_and_key
 from simulators.dataverse.plugins import PluginRule
 from simulators.dataverse.schema import (
+    EDM_TYPES,
     INT_TYPES,
     LOOKUP_TYPES,
     OPTION_TYPES,
@@ -222,7 +223,7 @@ class Engine:
     def convert(self, table: Table, column: Column, raw: Any) -> Any:
         if raw is None:
             return None
-        edm = _EDM[column.type]
+        edm = EDM_TYPES[column.type]
         ok = {
             "str": isinstance(raw, str),
             "int": isinstance(raw, int) and not isinstance(raw, bool),
@@ -553,22 +554,6 @@ class Engine:
         return created
 
 
-_EDM = {
-    AttrType.STRING: "Edm.String",
-    AttrType.MEMO: "Edm.String",
-    AttrType.PICKLIST: "Edm.Int32",
-    AttrType.STATE: "Edm.Int32",
-    AttrType.STATUS: "Edm.Int32",
-    AttrType.INTEGER: "Edm.Int32",
-    AttrType.BIGINT: "Edm.Int64",
-    AttrType.BOOLEAN: "Edm.Boolean",
-    AttrType.MONEY: "Edm.Decimal",
-    AttrType.DATETIME: "Edm.DateTimeOffset",
-    AttrType.UNIQUEIDENTIFIER: "Edm.Guid",
-    AttrType.LOOKUP: "Edm.Guid",
-    AttrType.OWNER: "Edm.Guid",
-    AttrType.CUSTOMER: "Edm.Guid",
-}
 _JSON_KIND = {
     **dict.fromkeys(INT_TYPES, "int"),
     AttrType.STRING: "str",

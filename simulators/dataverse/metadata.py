@@ -15,7 +15,7 @@ from xml.sax.saxutils import escape
 from simulators.dataverse.faults import odata_error
 from simulators.dataverse.messages import ApiRequest, ApiResponse
 from simulators.dataverse.odata import evaluate, parse_filter, parse_key, parse_select, split_name_and_key
-from simulators.dataverse.schema import LOOKUP_TYPES, OPTION_TYPES, AttrType, Column, Table
+from simulators.dataverse.schema import EDM_TYPES, LOOKUP_TYPES, OPTION_TYPES, AttrType, Column, Table
 
 NS = "Microsoft.Dynamics.CRM."
 CAST_BY_TYPE = {
@@ -356,21 +356,6 @@ class MetadataApi:
         return ApiResponse.json(200, {"@odata.context": context, "value": items})
 
 
-_EDM_TYPES = {
-    AttrType.STRING: "Edm.String",
-    AttrType.MEMO: "Edm.String",
-    AttrType.PICKLIST: "Edm.Int32",
-    AttrType.STATE: "Edm.Int32",
-    AttrType.STATUS: "Edm.Int32",
-    AttrType.INTEGER: "Edm.Int32",
-    AttrType.BIGINT: "Edm.Int64",
-    AttrType.BOOLEAN: "Edm.Boolean",
-    AttrType.MONEY: "Edm.Decimal",
-    AttrType.DATETIME: "Edm.DateTimeOffset",
-    AttrType.UNIQUEIDENTIFIER: "Edm.Guid",
-}
-
-
 def csdl(tables: dict[str, Table]) -> bytes:
     """A small CSDL document: entity types, keys, properties, navigation, entity sets."""
     types, sets = [], []
@@ -383,7 +368,7 @@ def csdl(tables: dict[str, Table]) -> bytes:
                     if target in tables:
                         props.append(f'<NavigationProperty Name="{nav}" Type="mscrm.{target}" />')
             else:
-                props.append(f'<Property Name="{column.name}" Type="{_EDM_TYPES[column.type]}" />')
+                props.append(f'<Property Name="{column.name}" Type="{EDM_TYPES[column.type]}" />')
         types.append(f'<EntityType Name="{table.logical_name}">{"".join(props)}</EntityType>')
         sets.append(
             f'<EntitySet Name="{table.entity_set}" EntityType="mscrm.{escape(table.logical_name)}" />'

@@ -526,3 +526,22 @@ SYSTEM_MESSAGES = (
     "UpsertMultiple",
     "QualifyLead",
 )
+
+
+# The OData type of each column type ($metadata, and typed literals in $filter).
+EDM_TYPES = {
+    AttrType.STRING: "Edm.String",
+    AttrType.MEMO: "Edm.String",
+    AttrType.PICKLIST: "Edm.Int32",
+    AttrType.STATE: "Edm.Int32",
+    AttrType.STATUS: "Edm.Int32",
+    AttrType.INTEGER: "Edm.Int32",
+    AttrType.BIGINT: "Edm.Int64",
+    AttrType.BOOLEAN: "Edm.Boolean",
+    AttrType.MONEY: "Edm.Decimal",
+    AttrType.DATETIME: "Edm.DateTimeOffset",
+    AttrType.UNIQUEIDENTIFIER: "Edm.Guid",
+    AttrType.LOOKUP: "Edm.Guid",
+    AttrType.OWNER: "Edm.Guid",
+    AttrType.CUSTOMER: "Edm.Guid",
+}

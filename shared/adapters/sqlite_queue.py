@@ -61,6 +61,8 @@ CREATE TABLE IF NOT EXISTS queue_dedup (
     sent_at REAL NOT NULL,
     PRIMARY KEY (queue, message_id)
 );
+-- Every send forgets the ids older than the duplicate window: without this, a scan per send.
+CREATE INDEX IF NOT EXISTS queue_dedup_age ON queue_dedup (queue, sent_at);
 """
 
 _READY = """

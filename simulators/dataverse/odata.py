@@ -8,6 +8,7 @@ the SQL LIKE wildcards ``% _ [] [^]``.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Callable, Sequence
@@ -166,6 +167,11 @@ class InList:
     prop: Prop
     values: tuple[str, ...]
     negate: bool
+
+    @functools.cached_property
+    def folded(self) -> frozenset[str]:
+        # Folded once per query, not once per row: a 250-GUID In() is checked against every row.
+        return frozenset(_fold(v) for v in self.values)
 
 
 @dataclass(frozen=True)
@@ -494,7 +500,7 @@ def evaluate(node: Node, row: Any, get: Getter) -> bool:
         return isinstance(value, str) and node.pattern.fullmatch(value) is not None
     value = get(row, node.prop.path)
     text = _fold(str(value).lower() if isinstance(value, bool) else str(value)) if value is not None else None
-    found = text is not None and text in {_fold(v) for v in node.values}
+    found = text is not None and text in node.folded
     return found != node.negate
 
 

@@ -329,6 +329,14 @@ class DevHost:
         function never overlap). The function's exception propagates."""
         self._timer(name).run_now(past_due=past_due)
 
+    def hold_queue(self, held: bool) -> None:
+        """Stop (True) or resume (False) handing queued messages to the Service Bus functions."""
+        for pump in self._pumps:
+            if held:
+                pump.hold()
+            else:
+                pump.release()
+
     def wake(self) -> None:
         """Make the Service Bus pumps poll now (call after sending to the local queue)."""
         for pump in self._pumps:

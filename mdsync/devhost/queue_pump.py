@@ -74,6 +74,8 @@ class QueuePump:
         self._reason = f"New ServiceBus message detected on '{spec.trigger.queue_name}'."
         self._stop = threading.Event()
         self._wake = threading.Event()
+        self._released = threading.Event()
+        self._released.set()
         self._pool = (
             None
             if self.many
@@ -88,10 +90,20 @@ class QueuePump:
         """Poll now (a sender in this process just queued something)."""
         self._wake.set()
 
+    def hold(self) -> None:
+        """Receive nothing until release(); the invocation in progress finishes. Messages wait
+        in the queue, as they would while a function app is stopped."""
+        self._released.clear()
+
+    def release(self) -> None:
+        self._released.set()
+        self._wake.set()
+
     def stop(self, timeout: float = 30.0) -> None:
         """Stop receiving; the invocation in progress finishes and is settled."""
         self._stop.set()
         self._wake.set()
+        self._released.set()
         if self._thread.is_alive():
             self._thread.join(timeout)
         if self._pool is not None:
@@ -99,6 +111,9 @@ class QueuePump:
 
     def _loop(self) -> None:
         while not self._stop.is_set():
+            if not self._released.is_set():
+                self._released.wait()
+                continue
             self._wake.clear()
             received = self._collect()
             if not received:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 from mdsync.devhost import DevHost
@@ -117,3 +118,20 @@ def test_cardinality_one_delivers_single_messages_side_by_side(queue: SqliteQueu
         wait_for(lambda: queue.active_count() == 0, what="both messages completed")
     assert len(seen) == 2
     assert queue.dead_letters() == []
+
+
+def test_a_held_queue_builds_a_backlog_that_release_hands_over(
+    host: DevHost, queue: SqliteQueue, recorder: Recorder
+) -> None:
+    host.hold_queue(True)
+    sent = [notice(f"held{i}") for i in range(5)]
+    queue.send(sent)
+    host.wake()
+    time.sleep(0.5)  # several idle polls of a pump that was not held
+    assert recorder.batches == []
+    assert queue.active_count() == 5
+
+    host.hold_queue(False)
+    wait_for(lambda: queue.active_count() == 0, what="the backlog synced")
+    assert recorder.delivered_ids() == {n.dedup_id for n in sent}
+    assert [len(batch) for batch in recorder.batches] == [5]  # handed over as one backlog

@@ -137,7 +137,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def cmd_bench(args: argparse.Namespace) -> int:
     from mdsync.bench import run_bench
 
-    return run_bench(quick=args.quick, output=Path(args.output), console=console)
+    wide = Console(highlight=False, width=max(console.width, 160))
+    return run_bench(quick=args.quick, output=Path(args.output), console=wide)
 
 
 def cmd_chaos(args: argparse.Namespace) -> int:

@@ -12,7 +12,8 @@ import json
 import os
 import sqlite3
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -189,6 +190,36 @@ class LocalSystem:
             },
             response_mappings={"status": "mdsyncFlowStepStatus", "dynamicsId": "mdsyncFlowStepDynamicsId"},
         )
+
+    @contextmanager
+    def worker_held(self) -> Iterator[None]:
+        """Notices queue up but the worker gets none until the block ends (a backlog)."""
+        assert self.host is not None
+        self.host.hold_queue(True)
+        try:
+            yield
+        finally:
+            self.host.hold_queue(False)
+
+    @contextmanager
+    def settings_changed(self, overrides: Mapping[str, str]) -> Iterator[None]:
+        """mdsync runs with ``overrides`` on top of its settings inside the block (its clients
+        are rebuilt, as on an app restart after a settings change), and as before after it."""
+        previous = {name: os.environ.get(name) for name in overrides}
+        self._apply(overrides)
+        try:
+            yield
+        finally:
+            self._apply(previous)
+
+    def _apply(self, values: Mapping[str, str | None]) -> None:
+        self.wait_idle(timeout=30, quiet=True)
+        for name, value in values.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        reset_container()
 
     # --- driving --------------------------------------------------------------------------------
 

@@ -96,7 +96,8 @@ class PollDriver:
 _IDLE_STEP = 20.0
 
 
-def _idle(system: LocalSystem, timeout: float) -> None:
+def idle(system: LocalSystem, timeout: float) -> None:
+    """Webhooks delivered and the queue empty, for waits of any length."""
     deadline = time.monotonic() + timeout
     while True:
         step = min(_IDLE_STEP, max(0.1, deadline - time.monotonic()))
@@ -111,9 +112,9 @@ def _idle(system: LocalSystem, timeout: float) -> None:
 
 def sync_quietly(system: LocalSystem, timeout: float = 300.0) -> None:
     """What LocalSystem.sync does (webhooks, a poll, queue empty), for waits of any length."""
-    _idle(system, timeout)
+    idle(system, timeout)
     system.poll()
-    _idle(system, timeout)
+    idle(system, timeout)
 
 
 def settle(system: LocalSystem, *, window: float | None, timeout: float = 300.0) -> None:

@@ -48,6 +48,8 @@ SHORT = {
     "naive_to_dynamics": "naive M->D",
     "burst_to_marketo": "burst D->M",
     "burst_to_dynamics": "burst M->D",
+    "burst_to_marketo_whole_api": "burst D->M, whole API",
+    "burst_to_dynamics_whole_api": "burst M->D, whole API",
     "collisions": "collisions",
     "steady": "steady mix",
 }
@@ -55,7 +57,19 @@ SHORT = {
 
 def _throughput(results: dict[str, Any]) -> Table:
     table = Table(title="Throughput and API calls per synced change")
-    headers = ("workload", "changes", "s", "/s", "sustained/s", "of ceiling", "MK/chg", "DV/chg", "lost")
+    headers = (
+        "workload",
+        "changes",
+        "s",
+        "/s",
+        "MK calls/20 s",
+        "sustained/s",
+        "of ceiling",
+        "of its share",
+        "MK/chg",
+        "DV/chg",
+        "lost",
+    )
     for header in headers:
         table.add_column(header, justify="left" if header == "workload" else "right")
     for key, workload in results["workloads"].items():
@@ -64,8 +78,10 @@ def _throughput(results: dict[str, Any]) -> Table:
             str(workload["changes"]),
             _fmt(workload["seconds"]),
             _fmt(workload["changes_per_second"]),
+            str(workload.get("worker_marketo_calls_per_20s", "-")),
             _fmt(workload.get("sustained_changes_per_second")),
             _fmt(workload.get("fraction_of_ceiling"), 2),
+            _fmt(workload.get("fraction_of_ceiling_at_share"), 2),
             _fmt(workload["marketo_calls_per_change"], 2),
             _fmt(workload["dataverse_calls_per_change"], 2),
             str(workload["lost"]),
@@ -97,10 +113,11 @@ def print_report(results: dict[str, Any], checks: list[Check], console: Console)
     ceiling = results["ceiling"]["api"]
     console.print(_throughput(results))
     console.print(
-        "ceiling (API limits, minimal calls per change): "
+        "ceiling (API limits, minimal calls per change, the echo page included): "
         f"D->M {ceiling['to_marketo']['changes_per_second']:.0f}/s, "
         f"M->D {ceiling['to_dynamics']['changes_per_second']:.0f}/s; "
-        "sustained = min(measured, rate allowed / calls per change)"
+        "sustained = min(measured, rate allowed / calls per change); "
+        "'of its share': of the ceiling at the Marketo calls per 20 s the sync's client had"
     )
     console.print(_latency(results))
     cold, worker = results.get("cold_start", {}), results.get("worker_process", {})

@@ -82,6 +82,7 @@ class MarketoClient:
         for suffix in ("/rest", "/identity"):
             base = base.removesuffix(suffix)
         self.base_url = base
+        self.max_calls_per_20s = max_calls_per_20s
         self.calls = CallCounter(uncounted=[IDENTITY_ENDPOINT])
         session = session or requests.Session()
         self._tokens = TokenCache(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 
 import azure.functions as func
 
@@ -28,6 +29,7 @@ def marketo_poller(timer: func.TimerRequest) -> None:
         deps.mapping,
         max_pages=deps.settings.marketo_poll_max_pages,
         start_at=deps.settings.marketo_poll_start,
+        deletes_every=timedelta(seconds=deps.settings.marketo_deletes_poll_seconds),
     )
     try:
         result = poller.run()

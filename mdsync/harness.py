@@ -88,6 +88,8 @@ class LocalSystem:
             "SERVICEBUS_QUEUE_NAME": "mdsync-notices",
             "MARKETO_POLL_SCHEDULE": self.config.poll_schedule,
             "DYNAMICS_SWEEP_SCHEDULE": self.config.sweep_schedule,
+            # Polls run when the harness says; each shows a deletion made before it.
+            "MARKETO_DELETES_POLL_SECONDS": "0",
             "FUNCTIONS_WORKER_RUNTIME": "python",
             **self.config.extra_settings,
         }

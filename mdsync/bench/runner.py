@@ -40,6 +40,7 @@ from mdsync.bench.report import Check, at_least, at_most, print_report
 from mdsync.bench.seed import Pair, seed_pairs
 from mdsync.bench.workloads import WorkloadResult, burst_to_dynamics, burst_to_marketo, collisions, steady
 from mdsync.harness import HarnessConfig, LocalSystem
+from shared.config import Settings
 from simulators.dataverse.config import DataverseSimConfig
 from simulators.dataverse.limits import ServiceLimits
 from simulators.marketo.config import Limits, MarketoSimConfig
@@ -50,6 +51,10 @@ CAPACITY_LEVELS = (10_000, 50_000, 100_000, 1_000_000, 3_000_000)
 # the sync's client then allowed 95 of Marketo's 100 calls per 20 s (5 left for the flow step).
 WHOLE_API = {"MARKETO_MAX_CALLS_PER_20S": "100", "MARKETO_FLOW_STEP_CALLS_PER_20S": "5"}
 WHOLE_API_SUFFIX = "_whole_api"
+# The harness reads deletions on every poll it triggers; the bench polls as shipped.
+SHIPPED_POLL = {
+    "MARKETO_DELETES_POLL_SECONDS": str(Settings.model_fields["marketo_deletes_poll_seconds"].default)
+}
 DIRECTIONS = {
     "naive_to_marketo": "to_marketo",
     "naive_to_dynamics": "to_dynamics",
@@ -301,7 +306,7 @@ def run_bench(quick: bool, output: Path, console: Console) -> int:
     )
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="mdsync-bench-") as folder:
-        system = LocalSystem(HarnessConfig(workdir=Path(folder), stack=stack))
+        system = LocalSystem(HarnessConfig(workdir=Path(folder), stack=stack, extra_settings=SHIPPED_POLL))
         with system:
             run = _Run(system, sizes, quick, console)
             meta = _meta(quick, sizes, system)

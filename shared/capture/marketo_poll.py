@@ -11,6 +11,12 @@ person), so the queue drops the repeats. Pages are read until Marketo says there
 the run's page budget is spent (the rest waits for the next run); the deleted-persons read always
 gets at least one page, so a busy change feed cannot starve it.
 
+Deletions are read at most every ``deletes_every`` seconds (MARKETO_DELETES_POLL_SECONDS), not
+on every run: a deletion only drops a link, and the worker copes with a person that is gone when
+it meets one, while a Get Deleted Leads call on every run of a short schedule would spend a
+sizeable part of the daily quota (every 10 s: 8,640 calls a day) on a feed that is nearly
+always empty.
+
 One run at a time. A run takes a lease; an overlapping run finds it held and does nothing. A run
 that outlived its lease fails its conditional checkpoint write and leaves the checkpoint to the
 run that moved it. The first run ever only records where to start (now, or ``start_at``):
@@ -36,7 +42,7 @@ import math
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from shared.errors import ConflictError
@@ -69,14 +75,25 @@ class PollResult:
 class _Tokens:
     changes: str
     deleted: str
+    # When the deletions were last read; None: never (read them on the next run).
+    deleted_read_at: datetime | None = None
 
     def dump(self) -> str:
-        return json.dumps({"changes": self.changes, "deleted": self.deleted})
+        read_at = self.deleted_read_at.isoformat() if self.deleted_read_at else None
+        return json.dumps({"changes": self.changes, "deleted": self.deleted, "deleted_read_at": read_at})
 
     @classmethod
     def load(cls, value: str) -> _Tokens:
         data = json.loads(value)
-        return cls(changes=str(data["changes"]), deleted=str(data["deleted"]))
+        read_at = data.get("deleted_read_at")  # absent in checkpoints written before it existed
+        return cls(
+            changes=str(data["changes"]),
+            deleted=str(data["deleted"]),
+            deleted_read_at=datetime.fromisoformat(read_at) if read_at else None,
+        )
+
+    def deletes_due(self, now: datetime, every: timedelta) -> bool:
+        return self.deleted_read_at is None or now - self.deleted_read_at >= every
 
 
 @dataclass
@@ -187,6 +204,7 @@ class MarketoPoller:
         max_pages: int = 50,
         start_at: datetime | None = None,
         lease_seconds: float = 300.0,
+        deletes_every: timedelta = timedelta(0),
     ) -> None:
         if max_pages < 2:
             raise ValueError("max_pages must be at least 2 (one for changes, one for deletions)")
@@ -197,6 +215,7 @@ class MarketoPoller:
         self.max_pages = max_pages
         self.start_at = start_at
         self.lease_seconds = lease_seconds
+        self.deletes_every = deletes_every
         self.mapped = frozenset(f.marketo for e in (mapping.lead, mapping.contact) for f in e.fields)
 
     def run(self, now: datetime | None = None) -> PollResult:
@@ -236,16 +255,20 @@ class MarketoPoller:
             lambda token: self.marketo.get_lead_changes(token, fields),
             lambda page: notices_from_changes(page.activities, self.mapped),
         )
-        deletes = self._drain(
-            tokens.deleted,
-            self.max_pages - changes.pages,
-            self.marketo.get_deleted_leads,
-            lambda page: notices_from_deletes(page.activities),
-        )
-        try:
-            self.state.put_checkpoint(
-                CHECKPOINT, _Tokens(changes.token, deletes.token).dump(), etag=checkpoint.etag
+        deleted_read_at: datetime | None
+        if tokens.deletes_due(now, self.deletes_every):
+            deletes = self._drain(
+                tokens.deleted,
+                self.max_pages - changes.pages,
+                self.marketo.get_deleted_leads,
+                lambda page: notices_from_deletes(page.activities),
             )
+            deleted_read_at = now
+        else:
+            deletes, deleted_read_at = _Feed(tokens.deleted, drained=True), tokens.deleted_read_at
+        moved = _Tokens(changes.token, deletes.token, deleted_read_at)
+        try:
+            self.state.put_checkpoint(CHECKPOINT, moved.dump(), etag=checkpoint.etag)
         except ConflictError:
             # Another run moved it (this one outlived its lease): what we queued is harmless.
             log.warning("poll checkpoint moved under this run; leaving it to the other run")

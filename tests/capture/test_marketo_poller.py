@@ -6,9 +6,10 @@ store that counts (or fails) its checkpoint writes, and a queue that records wha
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -244,3 +245,49 @@ def test_new_deleted_and_own_changes(app: App) -> None:
     assert echo.own_write  # every activity came through the REST API: a hint only
     assert echo.actor == "Web service API"
     assert echo.changes == {"city": FieldChange(old="Lyon", new="Paris")}
+
+
+def test_deletions_are_read_at_most_every_deletes_interval(app: App, tmp_path: Path) -> None:
+    [kept, gone] = seed(app, 2)
+    state = CountingState(tmp_path / "state.sqlite3")
+    queue = RecordingQueue(tmp_path / "queue.sqlite3")
+    every = timedelta(minutes=5)
+
+    def run_at(at: datetime) -> dict[str, int]:
+        before = app.deps.marketo.calls.snapshot()
+        poller(app, state, queue, deletes_every=every).run(now=at)  # a new poller each run, as the timer
+        after = app.deps.marketo.calls.snapshot()
+        return {k: after[k] - before.get(k, 0) for k in (CHANGES, DELETED) if k in after}
+
+    start = utc_now()
+    run_at(start)  # the first run only records where to start
+    assert run_at(start + timedelta(minutes=1)) == {CHANGES: 1, DELETED: 1}  # never read yet
+    app.stack.marketo.state.user_delete(gone)
+    app.stack.marketo.state.user_edit(kept, {"title": "still polled"})
+
+    assert run_at(start + timedelta(minutes=2)) == {CHANGES: 1, DELETED: 0}
+    assert [(n.record_id, n.kind) for n in queue.drain()] == [(str(kept), Kind.UPDATED)]
+
+    assert run_at(start + timedelta(minutes=6)) == {CHANGES: 1, DELETED: 1}  # five minutes on
+    assert [(n.record_id, n.kind) for n in queue.drain()] == [(str(gone), Kind.DELETED)]
+
+
+def test_a_checkpoint_from_before_the_deletes_interval_reads_deletions_next(app: App, tmp_path: Path) -> None:
+    [gone] = seed(app, 1)
+    state = CountingState(tmp_path / "state.sqlite3")
+    queue = RecordingQueue(tmp_path / "queue.sqlite3")
+    every = timedelta(minutes=5)
+    poller(app, state, queue, deletes_every=every).run()
+    checkpoint = state.get_checkpoint(CHECKPOINT)
+    assert checkpoint is not None
+    tokens = json.loads(checkpoint.value)
+    state.put_checkpoint(
+        CHECKPOINT,
+        json.dumps({"changes": tokens["changes"], "deleted": tokens["deleted"]}),
+        etag=checkpoint.etag,
+    )
+    app.stack.marketo.state.user_delete(gone)
+
+    poller(app, state, queue, deletes_every=every).run()
+
+    assert [(n.record_id, n.kind) for n in queue.drain()] == [(str(gone), Kind.DELETED)]

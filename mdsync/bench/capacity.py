@@ -106,6 +106,7 @@ class Deployment:
     """The settings the daily cost depends on (the shipped defaults)."""
 
     poll_seconds: float = 60.0  # MARKETO_POLL_SCHEDULE
+    deletes_seconds: float = 300.0  # MARKETO_DELETES_POLL_SECONDS (at most once per poll run)
     sweep_seconds: float = 900.0  # DYNAMICS_SWEEP_SCHEDULE
     batch_wait_seconds: float = 2.0  # host.json maxBatchWaitTime
     min_batch: int = 300  # host.json minMessageBatchSize
@@ -151,7 +152,8 @@ def capacity(
     Dynamics -> Marketo: per worker invocation one Marketo read and one write per 300 persons
     and one Dataverse read per 250 rows; the poller later pages through the activities of those
     writes (one page per 300). Marketo -> Dynamics: every poll run reads the lead-change pages
-    (one per 300 activities, at least one) and one deleted-leads page; its notices are synced
+    (one per 300 activities, at least one), and a deleted-leads page every ``deletes_seconds``
+    (or every run, if runs are further apart); its notices are synced
     as one invocation: a Marketo read per 300, a Dataverse read per 250 and a Dataverse write
     request per ``dataverse_write_chunk`` rows. The sweep follows two delta links per run."""
     deployment = deployment or Deployment()
@@ -161,12 +163,14 @@ def capacity(
     batch = webhook_batch(to_marketo / SECONDS_PER_DAY, deployment)
     invocations = to_marketo / batch if to_marketo else 0.0
     polls = SECONDS_PER_DAY / deployment.poll_seconds
+    deletes = SECONDS_PER_DAY / max(deployment.poll_seconds, deployment.deletes_seconds)
     per_poll = to_dynamics / polls
     size = limits.marketo_batch
     marketo = (
         invocations * 2 * _per_batch(batch, size)
         + to_marketo / size
-        + polls * (max(1.0, _per_batch(per_poll, size)) + 1 + _per_batch(per_poll, size))
+        + polls * (max(1.0, _per_batch(per_poll, size)) + _per_batch(per_poll, size))
+        + deletes
     )
     dataverse = (
         invocations * _per_batch(batch, limits.dataverse_read_ids)

@@ -11,6 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from mdsync.bench import capacity as cap
+from shared.config import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 LIMITS = cap.ApiLimits()
@@ -56,6 +57,17 @@ def test_sustained_is_the_least_of_what_was_measured_and_what_each_rate_allows(
 def test_a_webhook_batch_holds_at_least_one_notice_and_at_most_the_minimum(rate: float) -> None:
     batch = cap.webhook_batch(rate, cap.Deployment())
     assert 1 <= batch <= cap.Deployment().min_batch
+
+
+def test_the_model_uses_the_shipped_poll_settings() -> None:
+    fields = Settings.model_fields
+    deployment = cap.Deployment()
+    assert deployment.deletes_seconds == fields["marketo_deletes_poll_seconds"].default
+    assert fields["marketo_poll_schedule"].default == "0 */1 * * * *"  # every 60 s
+    assert deployment.poll_seconds == 60
+    # Nothing changes: a lead-change page per run every minute, a deleted-leads page every five.
+    idle = cap.capacity(0)
+    assert idle.marketo_calls_per_day == 1_440 + 288
 
 
 def test_the_model_uses_the_batch_window_host_json_ships() -> None:

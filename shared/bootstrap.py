@@ -88,6 +88,8 @@ class Container:
                 self.mapping,
                 activity_log=self.activity_log,
                 max_attempts=self.settings.max_attempts,
+                base_delay_seconds=self.settings.retry_base_seconds,
+                max_delay_seconds=self.settings.retry_max_seconds,
             ),
         )
 

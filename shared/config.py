@@ -111,6 +111,9 @@ class Settings(BaseSettings):
     max_delivery_count: int = Field(default=10, alias="MDSYNC_MAX_DELIVERY_COUNT", ge=1, le=2000)
     # Attempts of a notice whose sync hit transient faults before it is parked for replay.
     max_attempts: int = Field(default=8, alias="MDSYNC_MAX_ATTEMPTS", ge=1, le=100)
+    # The backoff between those attempts: base doubling per attempt, capped (Retry-After wins).
+    retry_base_seconds: float = Field(default=5.0, alias="MDSYNC_RETRY_BASE_SECONDS", gt=0, le=3600)
+    retry_max_seconds: float = Field(default=900.0, alias="MDSYNC_RETRY_MAX_SECONDS", gt=0, le=86_400)
 
     # --- State store -----------------------------------------------------------------------
     state_backend: StateBackend = Field(default=StateBackend.TABLE, alias="MDSYNC_STATE_BACKEND")
@@ -182,6 +185,8 @@ class Settings(BaseSettings):
     def _backends_have_connections(self) -> Settings:
         if self.marketo_flow_step_calls_per_20s >= self.marketo_max_calls_per_20s:
             raise ValueError("MARKETO_FLOW_STEP_CALLS_PER_20S must be smaller than MARKETO_MAX_CALLS_PER_20S")
+        if self.retry_max_seconds < self.retry_base_seconds:
+            raise ValueError("MDSYNC_RETRY_MAX_SECONDS must not be smaller than MDSYNC_RETRY_BASE_SECONDS")
         if self.queue_backend is QueueBackend.SERVICEBUS and not (
             self.servicebus_connection_string or self.servicebus_namespace
         ):

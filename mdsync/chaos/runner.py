@@ -8,9 +8,10 @@ whatever they did not use up, and converges: webhooks delivered, a poll, the que
 (retries included), a sweep (which finds what dropped webhooks lost), the queue empty again.
 Then the checks of ``checks.py`` run.
 
-The worker's retry backoff is shortened for the run (0.2 s doubling up to 2 s instead of 5 s up
-to 15 min; Retry-After is still honoured), so that rescheduled notices come back within the
-round: only time is compressed, the path a retry takes is the same.
+The worker's retry backoff is shortened for the run (``MDSYNC_RETRY_BASE_SECONDS`` 0.2 and
+``MDSYNC_RETRY_MAX_SECONDS`` 2 instead of 5 s and 15 min; Retry-After is still honoured), so that
+rescheduled notices come back within the round: only time is compressed, the path a retry takes
+is the same.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import random
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +38,7 @@ from shared.mapping import Side
 
 POLL_SECONDS = 2.0
 CONVERGE_TIMEOUT = 120.0
-FAST_RETRY = {"base_delay_seconds": 0.2, "max_delay_seconds": 2.0}
+FAST_RETRY = {"MDSYNC_RETRY_BASE_SECONDS": "0.2", "MDSYNC_RETRY_MAX_SECONDS": "2"}
 
 
 @dataclass
@@ -54,18 +55,6 @@ class ScenarioReport:
     violations: list[Violation] = field(default_factory=list)
 
 
-def fast_retries(system: LocalSystem) -> None:
-    """Shorten the worker's backoff (see the module docstring)."""
-    worker: Any = system.deps.worker
-    if hasattr(worker, "policy"):
-        policy = replace(worker.policy, **FAST_RETRY)
-        worker.policy = policy
-        if hasattr(worker, "rescheduler"):
-            worker.rescheduler.policy = policy
-    else:  # the worker keeps its delays as attributes
-        worker.base_delay, worker.max_delay = FAST_RETRY.values()
-
-
 class _Scenario:
     def __init__(self, system: LocalSystem, seed: int, size: ScenarioSize) -> None:
         self.system = system
@@ -80,7 +69,6 @@ class _Scenario:
     def prepare(self) -> None:
         system, size, seed = self.system, self.plan.size, self.plan.seed
         system.reset()
-        fast_retries(system)
         for entity in ("lead", "contact"):
             system.dataverse_admin.add_plugin(
                 f"chaos-{entity}-city",
@@ -224,14 +212,15 @@ def run_scenario(
 ) -> ScenarioReport:
     """One seeded scenario on ``system`` (emptied first); the report lists every violation."""
     started = time.monotonic()
-    scenario = _Scenario(system, seed, size or ScenarioSize())
-    scenario.prepare()
-    with CrashAfterWrite(system.deps.state) as crash:
-        for number, plan in enumerate(scenario.plan.rounds):
-            say(f"seed {seed} round {number + 1}: faults {', '.join(f.describe() for f in plan.faults)}")
-            scenario.round(number, plan, crash)
-        scenario.report.crashes = crash.crashes
-    scenario.finish()
+    with system.settings_changed(FAST_RETRY):
+        scenario = _Scenario(system, seed, size or ScenarioSize())
+        scenario.prepare()
+        with CrashAfterWrite(system.deps.state) as crash:
+            for number, plan in enumerate(scenario.plan.rounds):
+                say(f"seed {seed} round {number + 1}: faults {', '.join(f.describe() for f in plan.faults)}")
+                scenario.round(number, plan, crash)
+            scenario.report.crashes = crash.crashes
+        scenario.finish()
     scenario.report.seconds = time.monotonic() - started
     return scenario.report
 

@@ -33,6 +33,7 @@ from shared.errors import (
 SERVICE = "marketo"
 AUTH_CODES = frozenset({"600", "601", "602"})
 RATE_CODES = frozenset({"606", "615"})
+RATE_WINDOW_CODE = "606"  # the instance's calls per 20 s exceeded (615: too many in flight)
 UNAVAILABLE_CODES = frozenset(
     {"500", "502", "604", "608", "611", "614", "713", "1014", "1016", "1019", "1022", "1029"}
 )

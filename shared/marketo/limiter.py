@@ -2,6 +2,12 @@
 
 Marketo's limits are per instance and shared by all its integrations (100 calls per rolling
 20 s, 10 in flight); a client stays under its own smaller share so that it rarely sees 606/615.
+
+A share is a promise nobody else checks: other integrations, and other Function instances of
+mdsync each with their own client, spend the same 100 calls. So a 606 (the instance's rate
+exceeded) halves this client's rate, and it grows back by a tenth of its share per quiet window:
+clients that do not know of each other settle, between them, near what Marketo allows, the way
+TCP senders share a link.
 """
 
 from __future__ import annotations
@@ -30,11 +36,37 @@ class CallLimiter:
             raise ValueError("limits must be at least 1")
         self.max_calls = max_calls
         self.window = window
+        # After a 606: the rate it was cut to, and when (None: never cut).
+        self._cut_to = max_calls
+        self._cut_at: float | None = None
+        self._regrowth = max(1, max_calls // 10)
         self._clock = clock
         self._sleep = sleep
         self._stamps: deque[float] = deque()
         self._lock = threading.Lock()
         self._slots = threading.BoundedSemaphore(max_concurrency)
+
+    def allowed(self) -> int:
+        """Calls this client may make per window now (``max_calls`` unless Marketo said 606)."""
+        with self._lock:
+            return self._allowed(self._clock())
+
+    def saw_rate_limit(self) -> int | None:
+        """Marketo answered 606: halve the rate. The 606s of the same burst (within a quarter of
+        a window of the cut) cut once; returns the new rate, or None for those."""
+        with self._lock:
+            now = self._clock()
+            if self._cut_at is not None and now - self._cut_at < self.window / 4:
+                return None
+            self._cut_to = max(1, self._allowed(now) // 2)
+            self._cut_at = now
+            return self._cut_to
+
+    def _allowed(self, now: float) -> int:
+        if self._cut_at is None:
+            return self.max_calls
+        windows = int((now - self._cut_at) // self.window)
+        return min(self.max_calls, self._cut_to + windows * self._regrowth)
 
     @contextmanager
     def slot(self) -> Iterator[None]:
@@ -48,7 +80,7 @@ class CallLimiter:
                 now = self._clock()
                 while self._stamps and self._stamps[0] <= now - self.window:
                     self._stamps.popleft()
-                if len(self._stamps) < self.max_calls:
+                if len(self._stamps) < self._allowed(now):
                     self._stamps.append(now)
                     return
                 wait = self._stamps[0] + self.window - now

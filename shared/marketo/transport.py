@@ -28,7 +28,14 @@ from shared.errors import (
     ServiceUnavailableError,
     TransientError,
 )
-from shared.marketo.codes import AUTH_CODES, NOT_EXECUTED_CODES, SERVICE, RequestNotSentError, error_for
+from shared.marketo.codes import (
+    AUTH_CODES,
+    NOT_EXECUTED_CODES,
+    RATE_WINDOW_CODE,
+    SERVICE,
+    RequestNotSentError,
+    error_for,
+)
 from shared.marketo.limiter import CallLimiter
 from shared.marketo.tokens import TokenCache
 from shared.redaction import redact
@@ -113,8 +120,22 @@ class Transport:
                 raise AuthExpiredError(message, service=SERVICE, code=code)
         if body.get("success") is not True:
             code, message = _first_error(body)
+            if code == RATE_WINDOW_CODE:
+                self._slow_down()
             raise error_for(code, message)
         return body
+
+    def _slow_down(self) -> None:
+        rate = self._limiter.saw_rate_limit()
+        if rate is not None:
+            log.warning(
+                "marketo: instance rate limit exceeded (606), shared with other integrations and "
+                "instances; this client now makes at most %d calls per %.0f s (of %d), growing back "
+                "while Marketo accepts them",
+                rate,
+                self._limiter.window,
+                self._limiter.max_calls,
+            )
 
     def _send(self, call: Call, token: str) -> dict[str, Any]:
         method, params, form = call.method, list(call.params), None

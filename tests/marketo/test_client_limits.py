@@ -49,6 +49,26 @@ def test_606_is_backed_off_and_retried(start_marketo: Callable[..., Marketo], cl
     assert calls["byEndpoint"]["GET /rest/v1/leads/describe.json"] == 25 + calls["byErrorCode"]["606"]
 
 
+def test_clients_that_share_an_instance_settle_at_its_rate(
+    start_marketo: Callable[..., Marketo], clock: FakeClock
+) -> None:
+    # Two clients each allowed 8 calls per 20 s on an instance that takes 10: like two Function
+    # instances of the worker, or mdsync and another integration. Each halves its rate on a 606
+    # and grows back slowly, so together they run at the instance's rate. (With fixed shares the
+    # same 120 calls met 56 answers 606 and took 327 s.)
+    m = start_marketo(clock=clock, rate_limit=10)
+    first = m.client(max_calls_per_20s=8, retry_budget_seconds=120)
+    second = m.client(max_calls_per_20s=8, retry_budget_seconds=120)
+    started = clock.time()
+    for _ in range(60):
+        first.describe_leads()
+        second.describe_leads()
+    calls = m.admin.calls()
+    assert calls["byEndpoint"][DESCRIBE] - calls["byErrorCode"]["606"] == 120
+    assert calls["byErrorCode"]["606"] <= 10
+    assert clock.time() - started <= 120 / 10 * 20 * 1.1  # within 10 % of the instance's rate
+
+
 def test_rate_limit_beyond_the_budget_raises(timed: Marketo, clock: FakeClock) -> None:
     client = timed.client(retry_budget_seconds=10)
     timed.admin.inject_fault("606", count=1000)

@@ -174,3 +174,51 @@ def test_response_paths() -> None:
     assert extract(document, "orders[0].orderDate") == (True, "2026-01-02")
     assert extract(document, "a b.c-d") == (True, 1)
     assert extract(document, "orders[1].orderDate") == (False, None)
+
+
+def _limiter(max_calls: int) -> tuple[CallLimiter, list[float]]:
+    now = [1_000.0]
+
+    def sleep(seconds: float) -> None:
+        now[0] += seconds
+
+    return CallLimiter(max_calls, 4, clock=lambda: now[0], sleep=sleep), now
+
+
+def test_a_606_halves_the_rate_once_per_burst_and_it_grows_back() -> None:
+    limiter, now = _limiter(80)
+    assert limiter.saw_rate_limit() == 40
+    now[0] += 4.0
+    assert limiter.saw_rate_limit() is None  # another answer of the same burst
+    assert limiter.allowed() == 40
+    now[0] += 20.0
+    assert limiter.allowed() == 48  # a tenth of the share per quiet window
+    assert limiter.saw_rate_limit() == 24  # halved from where it had got to
+    now[0] += 20.0 * 20
+    assert limiter.allowed() == 80  # never above the configured share
+
+
+@given(
+    st.lists(
+        st.tuples(st.sampled_from(["call", "606", "wait"]), st.floats(min_value=0, max_value=30)),
+        max_size=80,
+    ),
+    st.integers(1, 100),
+)
+@settings(max_examples=60, deadline=None)
+def test_the_rate_stays_between_one_call_and_the_share(
+    events: list[tuple[str, float]], max_calls: int
+) -> None:
+    limiter, now = _limiter(max_calls)
+    stamps: list[float] = []
+    for event, seconds in events:
+        if event == "606":
+            limiter.saw_rate_limit()
+        elif event == "wait":
+            now[0] += seconds
+        else:
+            with limiter.slot():
+                stamps.append(now[0])
+        assert 1 <= limiter.allowed() <= max_calls
+    for i, start in enumerate(stamps):
+        assert len([s for s in stamps[i:] if s < start + 20.0]) <= max_calls

@@ -105,11 +105,18 @@ class TimeBudget:
     total_seconds: float = 25.0
     attempt_timeout_seconds: float = 6.0
     retry_seconds: float = 4.0
+    # How long a Marketo call may wait for the step's reserved rate before answering 503: the
+    # first read still fits with the rest of the step, and a burst is slowed to the rate.
+    rate_wait_seconds: float = 12.0
 
     @property
     def call_seconds(self) -> float:
         """The longest one client call can take: retries, then a last attempt that times out."""
         return self.retry_seconds + self.attempt_timeout_seconds
+
+    def seconds_for(self, service: str) -> float:
+        """The longest one call to ``service`` can take; a Marketo call may first wait its turn."""
+        return self.call_seconds + (self.rate_wait_seconds if service == "marketo" else 0.0)
 
 
 class _Deadline:
@@ -118,12 +125,12 @@ class _Deadline:
         self._clock = clock
         self._end = clock() + budget.total_seconds
 
-    def allows_call(self) -> bool:
-        return self._end - self._clock() >= self._budget.call_seconds
+    def allows_call(self, service: str) -> bool:
+        return self._end - self._clock() >= self._budget.seconds_for(service)
 
     def require(self, service: str, step: str) -> None:
         """Raise (-> 503) rather than start a call that could outlive the webhook."""
-        if not self.allows_call():
+        if not self.allows_call(service):
             raise ServiceUnavailableError(
                 f"no time left to {step} within the flow step's {self._budget.total_seconds:.0f} s budget",
                 service=service,
@@ -382,7 +389,7 @@ class SyncPersonToMicrosoft:
 
     def _push(self, link: Link, changes: dict[str, Any], deadline: _Deadline) -> str | None:
         """Write the person's link fields (and the new lead's defaults); a note if not written."""
-        if not deadline.allows_call():
+        if not deadline.allows_call("marketo"):
             return "Marketo fields left to the sync (no time left)"
         try:
             (result,) = self.marketo.push_leads(
@@ -416,7 +423,7 @@ class SyncPersonToMicrosoft:
         self, marketo_id: int, code: str, message: str, fields: tuple[str, ...], deadline: _Deadline
     ) -> FlowStepOutcome:
         detail = f"flow step: Dynamics refused the lead [{code}]: {message}"
-        if not deadline.allows_call():
+        if not deadline.allows_call("marketo"):
             detail += " (not added to the Activity Log: no time left)"
         else:
             try:
@@ -456,6 +463,7 @@ def build_flow_step(
         max_concurrency=settings.marketo_max_concurrency,
         timeout=budget.attempt_timeout_seconds,
         retry_budget_seconds=budget.retry_seconds,
+        max_rate_wait_seconds=budget.rate_wait_seconds,
     )
     tokens = MsalTokenProvider(
         settings.dataverse_authority,

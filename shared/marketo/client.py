@@ -61,7 +61,9 @@ class MarketoClient:
 
     ``max_calls_per_20s`` and ``max_concurrency`` are this client's share of the instance's
     limits (100 per rolling 20 s and 10 in flight, for all integrations together).
-    ``retry_budget_seconds`` bounds the time one call may spend backing off and retrying.
+    ``retry_budget_seconds`` bounds the time one call may spend backing off and retrying;
+    ``max_rate_wait_seconds``, the time it may wait for the client's share of the rate (None: as
+    long as it takes; after it, RateShareSpentError without sending).
     ``clock``/``sleep`` exist so tests can drive time."""
 
     def __init__(
@@ -75,6 +77,7 @@ class MarketoClient:
         max_concurrency: int = 8,
         timeout: float = 30.0,
         retry_budget_seconds: float = 10.0,
+        max_rate_wait_seconds: float | None = None,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
@@ -104,6 +107,7 @@ class MarketoClient:
             retry_budget=retry_budget_seconds,
             clock=clock,
             sleep=sleep,
+            max_rate_wait=max_rate_wait_seconds,
         )
 
     def __repr__(self) -> str:

@@ -17,7 +17,14 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
+from shared.errors import RateLimitedError
+
 IDENTITY_ENDPOINT = "GET /identity/oauth/token"
+
+
+class RateShareSpentError(RateLimitedError):
+    """This client's own share of the rate is spent for longer than the caller may wait. Nothing
+    was sent, and retrying at once cannot help: ``retry_after`` says when a slot frees."""
 
 
 class CallLimiter:
@@ -69,20 +76,33 @@ class CallLimiter:
         return min(self.max_calls, self._cut_to + windows * self._regrowth)
 
     @contextmanager
-    def slot(self) -> Iterator[None]:
+    def slot(self, max_wait: float | None = None) -> Iterator[None]:
+        """A call may start. With ``max_wait``, a caller with a deadline (the flow step) waits at
+        most that long for the rate, then gets RateShareSpentError: like a lock taken with a
+        timeout, it still slows its callers down to the rate, but answers in time."""
         with self._slots:
-            self._take_rate_slot()
+            self._take_rate_slot(None if max_wait is None else self._clock() + max_wait)
             yield
 
-    def _take_rate_slot(self) -> None:
+    def _take_rate_slot(self, give_up_at: float | None) -> None:
         while True:
             with self._lock:
                 now = self._clock()
                 while self._stamps and self._stamps[0] <= now - self.window:
                     self._stamps.popleft()
-                if len(self._stamps) < self._allowed(now):
+                allowed = self._allowed(now)
+                if len(self._stamps) < allowed:
                     self._stamps.append(now)
                     return
-                wait = self._stamps[0] + self.window - now
+                wait = self._stamps[len(self._stamps) - allowed] + self.window - now
+            if give_up_at is not None:
+                if now >= give_up_at:
+                    raise RateShareSpentError(
+                        f"this client's share of the rate ({allowed} calls per {self.window:.0f} s) "
+                        f"is spent for the next {wait:.0f} s",
+                        service="marketo",
+                        retry_after=wait,
+                    )
+                wait = min(wait, give_up_at - now)
             # Sleep outside the lock so other threads can still count and release.
             self._sleep(max(wait, 0.001))

@@ -36,7 +36,7 @@ from shared.marketo.codes import (
     RequestNotSentError,
     error_for,
 )
-from shared.marketo.limiter import CallLimiter
+from shared.marketo.limiter import CallLimiter, RateShareSpentError
 from shared.marketo.tokens import TokenCache
 from shared.redaction import redact
 
@@ -76,8 +76,10 @@ class Transport:
         retry_budget: float,
         clock: Callable[[], float],
         sleep: Callable[[float], None],
+        max_rate_wait: float | None = None,
     ) -> None:
         self._base = base_url
+        self._max_rate_wait = max_rate_wait
         self._tokens = tokens
         self._session = session
         self._limiter = limiter
@@ -143,7 +145,7 @@ class Transport:
             # Long queries go as a POST with the query string in a form body (414 otherwise).
             method, form, params = "POST", params, [("_method", "GET")]
         headers = {"Authorization": f"Bearer {token}"}
-        with self._limiter.slot():
+        with self._limiter.slot(self._max_rate_wait):
             wall = time.perf_counter()
             try:
                 response = self._session.request(
@@ -205,6 +207,8 @@ def _first_error(body: dict[str, Any]) -> tuple[str, str]:
 
 
 def _retryable(exc: BaseException, call: Call) -> bool:
+    if isinstance(exc, RateShareSpentError):
+        return False  # waiting was what the caller could not afford
     if isinstance(exc, RateLimitedError | RequestNotSentError):
         return True
     if isinstance(exc, ServiceUnavailableError):

@@ -9,7 +9,8 @@ import pytest
 
 from mdsync.harness import LocalSystem
 from shared.errors import TransientError
-from shared.flow_step import SyncPersonToMicrosoft, TimeBudget
+from shared.flow_step import SyncPersonToMicrosoft, TimeBudget, build_flow_step
+from shared.marketo.limiter import RateShareSpentError
 
 from .conftest import failures_logged, leads, linked, new_person, post, snapshot
 
@@ -119,6 +120,10 @@ def test_the_flow_steps_clients_retry_well_inside_marketos_30_seconds(flow: Sync
     budget = flow.budget
     assert budget.total_seconds <= 25
     assert budget.call_seconds <= budget.total_seconds / 2
+    # A Marketo call may first wait for the step's reserved rate, and the first one still fits.
+    assert budget.seconds_for("marketo") == budget.call_seconds + budget.rate_wait_seconds
+    assert budget.seconds_for("marketo") < budget.total_seconds
+    assert flow.marketo._transport._max_rate_wait == budget.rate_wait_seconds
     # The clients really carry that budget (the worker's clients retry for 10 s, time out at 30 s).
     assert flow.dataverse._transport.retry_budget_seconds == budget.retry_seconds
     assert flow.dataverse._transport.timeout == budget.attempt_timeout_seconds
@@ -175,4 +180,27 @@ def test_a_refusal_that_is_not_the_persons_data_answers_502(system: LocalSystem)
 
     assert answer.status == 502
     assert "dataverse" in answer.body["error"]
+    assert snapshot(system) == before
+
+
+def test_a_spent_marketo_share_answers_503_in_time_and_changes_nothing(system: LocalSystem) -> None:
+    """A campaign calls the step faster than its reserved rate allows: the call waits for the
+    rate only as long as its budget says, then answers 503 without sending, instead of an answer
+    Marketo would no longer wait for."""
+    deps = system.deps
+    # A share of 2 calls per 20 s: one create (a read and a write-back) spends it.
+    settings = deps.settings.model_copy(update={"marketo_flow_step_calls_per_20s": 2})
+    budget = TimeBudget(rate_wait_seconds=0.5)
+    flow = build_flow_step(settings, deps.session, deps.state, deps.mapping, budget=budget)
+    assert flow.run(new_person(system, email="first@fabrikam.example")).status == "created"
+    second = new_person(system, email="second@fabrikam.example")
+    before, sent = snapshot(system), flow.marketo.calls.total
+
+    with pytest.raises(RateShareSpentError) as spent:
+        flow.run(second)
+
+    assert "share of the rate (2 calls per 20 s) is spent" in str(spent.value)
+    assert spent.value.retry_after is not None
+    assert spent.value.retry_after > budget.rate_wait_seconds
+    assert flow.marketo.calls.total == sent  # nothing sent to Marketo
     assert snapshot(system) == before

@@ -24,7 +24,7 @@ from shared.errors import (
 )
 from shared.marketo.client import BATCH, MAX_BODY_BYTES, _write_chunks
 from shared.marketo.codes import error_for, seconds_until_quota_reset
-from shared.marketo.limiter import CallLimiter
+from shared.marketo.limiter import CallLimiter, RateShareSpentError
 from shared.marketo.models import Activity
 from simulators.marketo.activities import Cursor
 from simulators.marketo.faults import MarketoFault
@@ -222,3 +222,17 @@ def test_the_rate_stays_between_one_call_and_the_share(
         assert 1 <= limiter.allowed() <= max_calls
     for i, start in enumerate(stamps):
         assert len([s for s in stamps[i:] if s < start + 20.0]) <= max_calls
+
+
+def test_a_caller_with_a_deadline_waits_that_long_then_is_told_when_to_come_back() -> None:
+    limiter, now = _limiter(2)
+    for _ in range(2):
+        with limiter.slot(max_wait=5.0):
+            now[0] += 1.0
+    with pytest.raises(RateShareSpentError) as spent, limiter.slot(max_wait=5.0):
+        pass
+    assert now[0] == pytest.approx(1_007.0)  # it waited its 5 s
+    assert spent.value.retry_after == pytest.approx(13.0)  # the first call's stamp leaves at 20 s
+    with limiter.slot(max_wait=13.5):  # long enough: it gets the slot
+        pass
+    assert now[0] == pytest.approx(1_020.0)

@@ -142,6 +142,24 @@ def _system_columns(owned: bool) -> list[Column]:
     return columns
 
 
+def _active_inactive() -> list[Column]:
+    """statecode/statuscode of a table that is only Active (1) or Inactive (2)."""
+    return [
+        Column(
+            "statecode",
+            AttrType.STATE,
+            required="SystemRequired",
+            options={0: "Active", 1: "Inactive"},
+            state_default_status={0: 1, 1: 2},
+            valid_create=False,
+            default=0,
+        ),
+        Column(
+            "statuscode", AttrType.STATUS, options={1: "Active", 2: "Inactive"}, status_state={1: 0, 2: 1}
+        ),
+    ]
+
+
 def _sync_columns() -> list[Column]:
     # The two custom columns the mdsync solution adds to lead and contact.
     return [
@@ -245,21 +263,7 @@ def _contact() -> Table:
         _s("address1_city", 80),
         _s("address1_country", 80),
         _memo("description"),
-        Column(
-            "statecode",
-            AttrType.STATE,
-            required="SystemRequired",
-            options={0: "Active", 1: "Inactive"},
-            state_default_status={0: 1, 1: 2},
-            valid_create=False,
-            default=0,
-        ),
-        Column(
-            "statuscode",
-            AttrType.STATUS,
-            options={1: "Active", 2: "Inactive"},
-            status_state={1: 0, 2: 1},
-        ),
+        *_active_inactive(),
         Column("donotemail", AttrType.BOOLEAN, bool_labels=("Allow", "Do Not Allow"), default=False),
         _lookup(
             "parentcustomerid",
@@ -292,21 +296,7 @@ def _account() -> Table:
         _s("address1_city", 80),
         _s("address1_country", 80),
         _memo("description"),
-        Column(
-            "statecode",
-            AttrType.STATE,
-            required="SystemRequired",
-            options={0: "Active", 1: "Inactive"},
-            state_default_status={0: 1, 1: 2},
-            valid_create=False,
-            default=0,
-        ),
-        Column(
-            "statuscode",
-            AttrType.STATUS,
-            options={1: "Active", 2: "Inactive"},
-            status_state={1: 0, 2: 1},
-        ),
+        *_active_inactive(),
         _lookup("primarycontactid", {"primarycontactid": "contact"}),
         _lookup("originatingleadid", {"originatingleadid": "lead"}, valid_update=False),
         *_system_columns(owned=True),

@@ -47,8 +47,8 @@ from typing import Any
 
 from shared.errors import ConflictError
 from shared.mapping import FieldMapping
-from shared.marketo.client import Activity, MarketoClient
-from shared.marketo.models import ActivityPage
+from shared.marketo.client import MarketoClient
+from shared.marketo.models import Activity, ActivityPage
 from shared.notices import Entity, FieldChange, FieldValue, Kind, Notice, Source, fit_changes, safe_text
 from shared.ports import Checkpoint, NoticeQueue, StateStore
 

@@ -28,22 +28,11 @@ from shared.marketo.models import (
     CustomActivityTypeSpec,
     FieldDescription,
     PushResult,
-    Reason,
 )
 from shared.marketo.tokens import TokenCache
 from shared.marketo.transport import Call, Transport
 
-__all__ = [
-    "Activity",
-    "ActivityPage",
-    "CustomActivityResult",
-    "CustomActivityType",
-    "CustomActivityTypeSpec",
-    "FieldDescription",
-    "MarketoClient",
-    "PushResult",
-    "Reason",
-]
+__all__ = ["MarketoClient"]
 
 log = logging.getLogger(__name__)
 

@@ -11,7 +11,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from shared.marketo.client import CustomActivityTypeSpec, MarketoClient
+from shared.marketo.client import MarketoClient
+from shared.marketo.models import CustomActivityTypeSpec
 
 FAILURE_TYPE = CustomActivityTypeSpec(
     api_name="mdsyncMicrosoftSyncFailed",

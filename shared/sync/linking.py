@@ -24,7 +24,8 @@ from typing import Any
 
 from shared.errors import PermanentError, ServiceUnavailableError, TransientError
 from shared.mapping import FieldMapping, Side
-from shared.marketo.client import MarketoClient, Reason
+from shared.marketo.client import MarketoClient
+from shared.marketo.models import Reason
 from shared.normalize import canonical, to_marketo
 from shared.notices import Kind, Notice, Source
 from shared.ports import Link, Shadow, StateStore

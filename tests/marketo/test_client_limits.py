@@ -180,7 +180,7 @@ def test_read_timeout_is_retried_for_reads_only(
 
 
 def _approved_type(client: MarketoClient) -> int:
-    from shared.marketo.client import CustomActivityTypeSpec
+    from shared.marketo.models import CustomActivityTypeSpec
 
     spec = CustomActivityTypeSpec("t1", "T one", "T fires", "T fired", ("p", "P"))
     return client.ensure_custom_activity_type(spec)

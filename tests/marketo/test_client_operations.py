@@ -8,7 +8,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from shared.marketo.client import CustomActivityTypeSpec, MarketoClient
+from shared.marketo.client import MarketoClient
+from shared.marketo.models import CustomActivityTypeSpec
 from tests.marketo.conftest import Marketo
 
 FAILURE = CustomActivityTypeSpec(

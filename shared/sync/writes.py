@@ -15,6 +15,9 @@ any other reason (parked, replayable).
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+from typing import TypeVar
+
 from shared.dataverse.client import DataverseClient
 from shared.dataverse.models import BatchRequest, BatchResponse
 from shared.errors import (
@@ -25,7 +28,8 @@ from shared.errors import (
     TransientError,
     ValidationError,
 )
-from shared.marketo.client import MarketoClient, PushResult
+from shared.marketo.client import MarketoClient
+from shared.marketo.models import PushResult
 from shared.reconcile import Action
 from shared.sync.batch import Batch, Pair
 from shared.sync.journal import Journal
@@ -37,9 +41,24 @@ DATAVERSE_CHUNK = 500
 PERSON_GONE = "1004"
 
 
+T = TypeVar("T")
+
+
 def defer(batch: Batch, pair: Pair, exc: TransientError) -> None:
     pair.retry = True
     batch.defer(pair.notices, exc, pair.link)
+
+
+def _not_written(pair: Pair, to_marketo: bool) -> None:
+    if to_marketo:
+        pair.wrote_marketo = False
+    else:
+        pair.wrote_dynamics = False
+
+
+def _per_pair(answers: Sequence[T], pairs: Sequence[Pair]) -> list[T | None]:
+    """One answer per pair, in order; None for a pair the service did not answer for."""
+    return [*answers[: len(pairs)], *[None] * (len(pairs) - len(answers))]
 
 
 class Writer:
@@ -54,21 +73,16 @@ class Writer:
         if not pairs:
             return
         records = [{"id": p.marketo_id, **p.marketo_changes} for p in pairs]
-        try:
-            results = self.marketo.push_leads(records, action="updateOnly", lookup_field="id")
-        except TransientError as exc:
-            for pair in pairs:
-                pair.wrote_marketo = False
-                defer(batch, pair, exc)
-            return
-        except PermanentError as exc:
-            for pair in pairs:
-                self._refused_call(batch, pair, exc, journal, to_marketo=True)
-            return
-        answers: list[PushResult | None] = [*results[: len(pairs)]]
-        answers += [None] * (len(pairs) - len(answers))
-        for pair, result in zip(pairs, answers, strict=True):
-            self._marketo_outcome(batch, pair, result, journal)
+        results = self._one_call(
+            batch,
+            pairs,
+            journal,
+            lambda: self.marketo.push_leads(records, action="updateOnly", lookup_field="id"),
+            to_marketo=True,
+        )
+        if results is not None:
+            for pair, result in zip(pairs, _per_pair(results, pairs), strict=True):
+                self._marketo_outcome(batch, pair, result, journal)
 
     def _marketo_outcome(self, batch: Batch, pair: Pair, result: PushResult | None, journal: Journal) -> None:
         if result is not None and result.id is not None:
@@ -112,19 +126,16 @@ class Writer:
             )
             for pair in pairs
         ]
-        try:
-            answers = self.dataverse.batch(parts, continue_on_error=True)
-        except TransientError as exc:
-            for pair in pairs:
-                pair.wrote_dynamics = False
-                defer(batch, pair, exc)
-            return
-        except PermanentError as exc:
-            for pair in pairs:
-                self._refused_call(batch, pair, exc, journal, to_marketo=False)
-            return
-        for pair, answer in zip(pairs, [*answers, *[None] * (len(pairs) - len(answers))], strict=True):
-            self._row_outcome(batch, pair, answer, journal)
+        answers = self._one_call(
+            batch,
+            pairs,
+            journal,
+            lambda: self.dataverse.batch(parts, continue_on_error=True),
+            to_marketo=False,
+        )
+        if answers is not None:
+            for pair, answer in zip(pairs, _per_pair(answers, pairs), strict=True):
+                self._row_outcome(batch, pair, answer, journal)
 
     def _row_outcome(self, batch: Batch, pair: Pair, answer: BatchResponse | None, journal: Journal) -> None:
         if answer is not None and answer.error is None:
@@ -167,15 +178,34 @@ class Writer:
         fields = getattr(exc, "fields", ()) or tuple(pair.dynamics_changes)
         journal.failed(pair.link, "rejected", exc.code or "dataverse", exc.message, fields)
 
+    def _one_call(
+        self,
+        batch: Batch,
+        pairs: list[Pair],
+        journal: Journal,
+        call: Callable[[], list[T]],
+        *,
+        to_marketo: bool,
+    ) -> list[T] | None:
+        """The answers of the one call that writes ``pairs``, or None when the call itself failed:
+        then every pair is deferred (transient) or parked (refused), none written."""
+        try:
+            return call()
+        except TransientError as exc:
+            for pair in pairs:
+                _not_written(pair, to_marketo)
+                defer(batch, pair, exc)
+        except PermanentError as exc:
+            for pair in pairs:
+                self._refused_call(batch, pair, exc, journal, to_marketo=to_marketo)
+        return None
+
     def _refused_call(
         self, batch: Batch, pair: Pair, exc: PermanentError, journal: Journal, *, to_marketo: bool
     ) -> None:
         """Refused for a reason that is not this person's data (a permission, a broken request):
         the notices are parked, to replay once the cause is fixed."""
-        if to_marketo:
-            pair.wrote_marketo = False
-        else:
-            pair.wrote_dynamics = False
+        _not_written(pair, to_marketo)
         direction = "to_marketo" if to_marketo else "to_dynamics"
         changes = pair.marketo_changes if to_marketo else pair.dynamics_changes
         code = exc.code or exc.service

@@ -6,10 +6,8 @@ import logging
 
 import azure.functions as func
 
-from shared.adapters.messages import notice_from_message
+from shared.adapters.messages import read_messages
 from shared.bootstrap import container
-from shared.errors import BadRequestError
-from shared.notices import Notice
 
 log = logging.getLogger(__name__)
 bp = func.Blueprint()
@@ -24,13 +22,13 @@ bp = func.Blueprint()
 )
 def sync_worker(messages: list[func.ServiceBusMessage]) -> None:
     deps = container()
-    notices: list[Notice] = []
-    for message in messages:
-        try:
-            notices.append(notice_from_message(message))
-        except BadRequestError as exc:
-            # Not a notice: nothing to sync, and redelivering it would not help.
-            log.error("dropping unreadable message %s: %s", message.message_id, exc)
+    notices, unreadable = read_messages(messages)
+    if unreadable:
+        # Kept with its raw body for `mdsync replay`; if that write fails, this raises and the
+        # host abandons the batch: nothing is dropped.
+        deps.state.park(unreadable)
+        for item in unreadable:
+            log.error("parked unreadable message %s: %s", item.dedup_id, item.reason)
     # Raises only when rescheduled notices could not be queued: the host then abandons the
     # batch and Service Bus redelivers it.
     result = deps.worker.process(notices)

@@ -124,7 +124,9 @@ def cmd_log(args: argparse.Namespace) -> int:
 def cmd_replay(args: argparse.Namespace) -> int:
     from mdsync.operations import replay
 
-    return replay(console=console, dry_run=args.dry_run)
+    return replay(
+        console=console, dry_run=args.dry_run, only=args.ids, discard=args.discard, limit=args.limit
+    )
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -185,8 +187,15 @@ def build_parser() -> argparse.ArgumentParser:
     log.add_argument("--limit", type=int, default=50)
     log.set_defaults(run=cmd_log)
 
-    replay = commands.add_parser("replay", help="re-queue parked notices and dead letters")
-    replay.add_argument("--dry-run", action="store_true")
+    replay = commands.add_parser(
+        "replay", help="re-queue what the sync gave up on: parked notices and dead letters"
+    )
+    replay.add_argument("ids", nargs="*", help="only these items (the ids --dry-run lists); default: all")
+    replay.add_argument("--dry-run", action="store_true", help="list the items, change nothing")
+    replay.add_argument(
+        "--discard", action="store_true", help="remove the items without replaying them (unreadable ones)"
+    )
+    replay.add_argument("--limit", type=int, default=1000, help="at most this many items per store")
     replay.set_defaults(run=cmd_replay)
 
     demo = commands.add_parser("demo", help="the end-to-end demo on the local simulators")

@@ -145,6 +145,15 @@ class LogEntry:
 
 
 @dataclass(frozen=True)
+class LeaseState:
+    """Who holds a lease, and until when (UTC)."""
+
+    name: str
+    owner: str
+    expires_at: datetime
+
+
+@dataclass(frozen=True)
 class ParkedNotice:
     """A notice that ran out of attempts; replayable with ``mdsync replay``."""
 
@@ -245,12 +254,20 @@ class StateStore(abc.ABC):
         self, *, marketo_id: int | None = None, dynamics_id: str | None = None, limit: int = 200
     ) -> list[LogEntry]: ...
 
-    # leases (one poller or sweep run at a time)
+    # leases (one poller or sweep run at a time; see shared/capture/lease.py)
     @abc.abstractmethod
-    def acquire_lease(self, name: str, owner: str, seconds: float) -> bool: ...
+    def acquire_lease(self, name: str, owner: str, seconds: float, *, replacing: str | None = None) -> bool:
+        """Hold ``name`` for ``seconds`` from now, when it is free, expired, already ``owner``'s
+        (a renewal), or still held by ``replacing`` (a holder known to be gone). Atomic: of
+        several callers at once, one wins."""
 
     @abc.abstractmethod
-    def release_lease(self, name: str, owner: str) -> None: ...
+    def get_lease(self, name: str) -> LeaseState | None:
+        """The lease as stored (it may have expired), or None when nobody holds it."""
+
+    @abc.abstractmethod
+    def release_lease(self, name: str, owner: str) -> None:
+        """Let go of the lease if ``owner`` still holds it (else nothing happens)."""
 
     # parked notices
     @abc.abstractmethod

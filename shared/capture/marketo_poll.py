@@ -17,10 +17,11 @@ it meets one, while a Get Deleted Leads call on every run of a short schedule wo
 sizeable part of the daily quota (every 10 s: 8,640 calls a day) on a feed that is nearly
 always empty.
 
-One run at a time. A run takes a lease; an overlapping run finds it held and does nothing. A run
-that outlived its lease fails its conditional checkpoint write and leaves the checkpoint to the
-run that moved it. The first run ever only records where to start (now, or ``start_at``):
-history before it is not replayed.
+One run at a time. A run takes a short lease, renewed while it goes on (``lease``); an
+overlapping run finds it held and does nothing, and a crashed run's lease is taken back by the
+restarted host at once (or lapses within 30 s). A run that lost its lease anyway fails its
+conditional checkpoint write and leaves the checkpoint to the run that moved it. The first run
+ever only records where to start (now, or ``start_at``): history before it is not replayed.
 
 Own writes are a hint, never a decision. Marketo records the Source "Web service API" on every
 change made through the REST API, by mdsync or by any other integration, so a notice whose
@@ -39,12 +40,12 @@ import hashlib
 import json
 import logging
 import math
-import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from shared.capture.lease import LEASE_SECONDS, Lease
 from shared.errors import ConflictError
 from shared.mapping import FieldMapping
 from shared.marketo.client import MarketoClient
@@ -203,7 +204,7 @@ class MarketoPoller:
         *,
         max_pages: int = 50,
         start_at: datetime | None = None,
-        lease_seconds: float = 300.0,
+        lease_seconds: float = LEASE_SECONDS,
         deletes_every: timedelta = timedelta(0),
     ) -> None:
         if max_pages < 2:
@@ -219,13 +220,10 @@ class MarketoPoller:
         self.mapped = frozenset(f.marketo for e in (mapping.lead, mapping.contact) for f in e.fields)
 
     def run(self, now: datetime | None = None) -> PollResult:
-        owner = uuid.uuid4().hex
-        if not self.state.acquire_lease(LEASE, owner, self.lease_seconds):
-            return PollResult(0, 0, 0, drained=False, skipped="another poll run holds the lease")
-        try:
+        with Lease(self.state, LEASE, seconds=self.lease_seconds) as lease:
+            if not lease.held:
+                return PollResult(0, 0, 0, drained=False, skipped="another poll run holds the lease")
             return self._run(now or datetime.now(UTC))
-        finally:
-            self.state.release_lease(LEASE, owner)
 
     def _start(self, now: datetime) -> Checkpoint | PollResult:
         """The first run: record where reading starts."""

@@ -14,6 +14,7 @@ from rich.table import Table
 
 from shared.config import DEFAULT_LOCAL_SETTINGS, LOCAL_SETTINGS_ENV
 from shared.errors import ConfigurationError, MdsyncError
+from shared.redaction import install_log_redaction
 
 console = Console(highlight=False)
 
@@ -216,6 +217,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    install_log_redaction()
     args = build_parser().parse_args(argv)
     try:
         code: int = args.run(args)

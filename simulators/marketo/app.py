@@ -144,6 +144,9 @@ async def _rest(state: SimState, request: Request) -> Response:
             if resolution.route.json_body:
                 incoming.call.body = _json_body(incoming)
             with state.lock:
+                refusal = state.gate.content_refusal(_content(incoming))
+                if refusal is not None:
+                    raise refusal
                 result = resolution.route.handler(state, incoming.call)
         finally:
             with state.lock:
@@ -200,6 +203,14 @@ async def _read(request: Request) -> _Incoming:
                 params.setdefault(key, []).extend(values)
     params.pop("_method", None)
     return _Incoming(method, override, RestCall(params=params), body, content_type)
+
+
+def _content(incoming: _Incoming) -> str:
+    """What a call carries, as text: its parameters and its body (JSON escapes decoded)."""
+    params = " ".join(f"{k}={v}" for k, values in incoming.call.params.items() for v in values)
+    body = incoming.call.body
+    text = json.dumps(body, ensure_ascii=False) if body is not None else ""
+    return f"{params} {text}"
 
 
 def _bearer(request: Request) -> str | None:

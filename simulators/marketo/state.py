@@ -93,6 +93,10 @@ class SimState:
         with self.lock:
             self.gate.inject(code, count)
 
+    def refuse_content(self, text: str, code: str = "1003", count: int | None = None) -> None:
+        with self.lock:
+            self.gate.refuse_content(text, code, count)
+
     def inject_latency(self, seconds: float, count: int = 1) -> None:
         with self.lock:
             self.gate.inject_latency(seconds, count)

@@ -9,7 +9,12 @@ A scenario is a few rounds. In each round some faults are armed, then:
 * concurrent edits, while webhooks flow and the poller runs: one side only, both sides on
   different fields, the same field twice on one side, new leads in Dynamics;
 * in the first round, poison edits: Marketo values Dynamics must refuse (a title longer than
-  the column allows, a city a business-rule plug-in rejects).
+  the column allows, a city a business-rule plug-in rejects), and new leads whose emails
+  Marketo's filter cannot take (a space, a comma, a foreign letter) among the good new leads;
+* in one round, a capture run killed mid-run (the sweep or the poll, on this host instance or
+  another) before anything else: capture must resume within one schedule period;
+* in one round, the writes to Dynamics of one batch refused for a permission (403), so its
+  notices are parked, then replayed at once, well within the queue's duplicate window.
 
 Within a round a field of a pair is edited from one side only (collisions aside), and every
 round ends converged, so each expected value is unambiguous.
@@ -74,12 +79,25 @@ class Create:
     email: str
 
 
+@dataclass(frozen=True)
+class Kill:
+    """A capture run killed mid-run (``run``: "dynamics-sweep" or "marketo-poll"); with
+    ``elsewhere`` it ran on another host instance, so its lease must lapse."""
+
+    run: str
+    elsewhere: bool = False
+
+
 @dataclass
 class Round:
     faults: list[Fault] = field(default_factory=list)
     collisions: list[tuple[Edit, Edit]] = field(default_factory=list)
     edits: list[Edit | Create] = field(default_factory=list)
     poison: list[Edit] = field(default_factory=list)
+    # New leads whose email Marketo's filter cannot carry: reported and parked, never linked.
+    bad_creates: list[Create] = field(default_factory=list)
+    kill: Kill | None = None
+    park_and_replay: bool = False
 
 
 @dataclass(frozen=True)
@@ -130,6 +148,8 @@ class _Planner:
         if not self.active:
             raise ValueError("the scenario needs more pairs than its collisions use")
         self.serial = 0
+        self.kill_round = self.rng.randrange(size.rounds)
+        self.replay_round = self.rng.randrange(size.rounds)
 
     def value(self, tag: str) -> str:
         self.serial += 1
@@ -149,7 +169,22 @@ class _Planner:
             plan.edits.extend(self._concurrent(owner))
         if number == 0:
             plan.poison = self._poison()
+            plan.bad_creates = self._bad_creates()
+        if number == self.kill_round:
+            run = self.rng.choice(("dynamics-sweep", "marketo-poll"))
+            plan.kill = Kill(run, elsewhere=self.rng.random() < 0.25)
+        plan.park_and_replay = number == self.replay_round
         return plan
+
+    def _bad_creates(self) -> list[Create]:
+        n = self.value("bad")
+        forms = (
+            f"{n} lopez@chaos.example",  # a space
+            f"jos\u00e9-{n}@chaos.example",  # not ASCII
+            f"{n},x@chaos.example",  # a comma: two values to Marketo's filter
+            f"{n}@chaos.example,victim@chaos.example",  # a comma and another person's address
+        )
+        return [Create("Chaos", f"{n}-{i}", email) for i, email in enumerate(self.rng.sample(forms, 2))]
 
     def _concurrent(self, owner: dict[tuple[tuple[str, int], str], str]) -> list[Edit | Create]:
         roll = self.rng.random()

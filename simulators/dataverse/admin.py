@@ -161,6 +161,10 @@ class DataverseAdmin:
             {"kind": "refuse", "contains": contains, "status": status, "count": count, "path": path},
         )
 
+    def faults(self) -> list[dict[str, Any]]:
+        """The fault rules still armed (a rule with a count goes once used up)."""
+        return list(self._call("GET", "faults")["rules"])
+
     def drop_webhooks(self, count: int = 1) -> None:
         self._call("POST", "faults", {"kind": "drop_webhooks", "count": count})
 

@@ -8,10 +8,9 @@ from rich.console import Console
 from rich.table import Table
 
 from shared.bootstrap import container
-from shared.notices import Notice
 from shared.ports import GivenUp, LogEntry
 from shared.redaction import mask_email, redact
-from shared.replay import DEFAULT_LIMIT, list_given_up
+from shared.replay import DEFAULT_LIMIT, list_given_up, subject
 from shared.replay import replay as replay_given_up
 
 
@@ -60,18 +59,10 @@ def _given_up_table(items: Sequence[GivenUp], title: str) -> Table:
             item.store,
             item.item_id,
             item.at.strftime("%Y-%m-%d %H:%M:%S"),
-            _about(item.body),
+            subject(item.body) or "unreadable message",
             redact(item.reason),
         )
     return table
-
-
-def _about(body: str) -> str:
-    try:
-        notice = Notice.from_json(body)
-    except ValueError:
-        return "unreadable message"
-    return f"{notice.source.value} {notice.entity.value} {notice.record_id} ({notice.kind.value})"
 
 
 def replay(

@@ -57,6 +57,15 @@ class ParkedNotices(GivenUpStore):
         self.state.unpark(item.item_id for item in items)
 
 
+def subject(body: str) -> str | None:
+    """What a given-up body is about (``dynamics lead <id>``), or None when it is no notice."""
+    try:
+        notice = Notice.from_json(body)
+    except ValueError:
+        return None
+    return f"{notice.source.value} {notice.entity.value} {notice.record_id}"
+
+
 def replacement(item: GivenUp, token: str | None = None) -> RawMessage:
     """The message that replays ``item``: its notice with a replay token (attempts start again),
     or, when the body is not a notice this code can read, the body as it is under a new id."""

@@ -23,7 +23,7 @@ from mdsync.bench.seed import Pair
 from mdsync.harness import LocalSystem
 from shared.mapping import Side
 from shared.normalize import canonical
-from shared.notices import Notice
+from shared.replay import subject
 from shared.sync.activity_log import FAILURE_TYPE
 
 PairKey = tuple[str, int]
@@ -156,14 +156,6 @@ def bad_records_reported(system: LocalSystem, bad: Mapping[str, str]) -> list[Vi
     return found
 
 
-def _subject(body: str) -> str:
-    try:
-        notice = Notice.from_json(body)
-    except ValueError:
-        return "?"
-    return f"{notice.source.value} {notice.entity.value} {notice.record_id}"
-
-
 def parked_and_dead(
     system: LocalSystem, poisoned: Iterable[Pair], bad: Mapping[str, str], already: set[str]
 ) -> list[Violation]:
@@ -179,11 +171,11 @@ def parked_and_dead(
         if ident in already:
             continue
         already.add(ident)
-        subject = _subject(body)
-        record = subject.split(" ")[-1].lower()
+        about = subject(body) or "?"
+        record = about.split(" ")[-1].lower()
         if "validation" in reason.lower() and record in allowed:
             continue
         if "email" in reason and record in unfilterable:
             continue
-        found.append(Violation("parked or dead-lettered", f"{subject}: {reason}"))
+        found.append(Violation("parked or dead-lettered", f"{about}: {reason}"))
     return found

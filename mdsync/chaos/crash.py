@@ -68,7 +68,7 @@ def _held_up(system: LocalSystem, name: str) -> bool:
     """Whether the run is inside its held call (the latency armed for it was taken)."""
     if name == "dynamics-sweep":
         return not any(rule["kind"] == "latency" for rule in system.dataverse_admin.faults())
-    return int(system.marketo_admin.calls()["inFlight"]) > 0
+    return not system.marketo_admin.faults()["latency"]
 
 
 def resume_seconds(system: LocalSystem, name: str, *, tick: float = 0.25, within: float = 120.0) -> float:

@@ -77,6 +77,10 @@ class MarketoAdmin:
     def inject_latency(self, milliseconds: float, count: int = 1) -> None:
         self._call("POST", "/faults", {"latencyMs": milliseconds, "count": count})
 
+    def faults(self) -> dict[str, Any]:
+        """The faults still armed: ``codes``, ``latency``, ``refusals``."""
+        return dict(self._call("GET", "/faults"))
+
     def clear_faults(self) -> None:
         self._call("DELETE", "/faults")
 

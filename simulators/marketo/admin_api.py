@@ -125,6 +125,8 @@ class _AdminApi:
             return _limits_json(asdict(self.state.gate.limits))
 
     async def faults(self, request: Request) -> dict[str, Any]:
+        if request.method == "GET":
+            return self.state.faults()
         if request.method == "DELETE":
             self.state.clear_faults()
             return {}
@@ -185,7 +187,7 @@ def admin_routes(state: SimState) -> list[Route]:
         ("/ui/persons/{lead_id:int}", api.user_edit, ["PATCH"]),
         ("/ui/persons/{lead_id:int}", api.user_delete, ["DELETE"]),
         ("/limits", api.limits, ["GET", "PUT"]),
-        ("/faults", api.faults, ["POST", "DELETE"]),
+        ("/faults", api.faults, ["GET", "POST", "DELETE"]),
         ("/tokens/expire", api.expire_tokens, ["POST"]),
         ("/quota", api.quota, ["PUT"]),
         ("/calls", api.calls, ["GET", "DELETE"]),

@@ -68,6 +68,14 @@ class Gate:
         self._latency.clear()
         self._refusals.clear()
 
+    def armed(self) -> dict[str, object]:
+        """The faults still armed (a fault with a count goes once used up)."""
+        return {
+            "codes": list(self._faults),
+            "latency": [{"seconds": f.seconds, "count": f.remaining} for f in self._latency],
+            "refusals": [{"text": r.text, "code": r.code, "count": r.remaining} for r in self._refusals],
+        }
+
     def content_refusal(self, content: str) -> MarketoFault | None:
         """The refusal for a call carrying ``content`` (its query and body), if one is armed."""
         for rule in self._refusals:

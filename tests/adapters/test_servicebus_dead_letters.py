@@ -11,6 +11,7 @@ SDK's own code. The replacements go out through ``ServiceBusQueue`` and the ``Fa
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 from azure.servicebus import ServiceBusMessage, ServiceBusReceivedMessage
@@ -19,6 +20,8 @@ from azure.servicebus._transport._pyamqp_transport import PyamqpTransport
 
 from shared.adapters.servicebus_dead_letters import ServiceBusDeadLetters
 from shared.adapters.servicebus_queue import ServiceBusQueue
+from shared.bootstrap import Container
+from shared.config import load_settings
 from shared.errors import ServiceUnavailableError
 from shared.notices import Notice
 from shared.replay import ParkedNotices, list_given_up, replay
@@ -188,3 +191,22 @@ def test_the_operator_sees_parked_notices_and_dead_letters_in_one_list(tmp_path)
         ("dead-letter", "m-garbage"),
     ]
     state.close()
+
+
+def test_in_azure_mode_replay_reads_the_service_bus_dead_letters(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The composition root gives `mdsync replay` the parked notices and, with the Service Bus
+    queue, its dead-letter sub-queue (nothing connects until it is read)."""
+    monkeypatch.setenv("MDSYNC_QUEUE_BACKEND", "servicebus")
+    monkeypatch.setenv("ServiceBusConnection__fullyQualifiedNamespace", "mdsync.servicebus.windows.net")
+    monkeypatch.setenv("MDSYNC_STATE_BACKEND", "sqlite")
+    monkeypatch.setenv("MDSYNC_SQLITE_PATH", str(tmp_path / "mdsync.sqlite3"))
+    container = Container(load_settings())
+    try:
+        parked, dead = container.given_up
+        assert isinstance(parked, ParkedNotices)
+        assert isinstance(dead, ServiceBusDeadLetters)
+        assert dead.queue_name == container.settings.queue_name
+    finally:
+        container.close()

@@ -101,7 +101,7 @@ class ActivityLog:
             raise failure
         for piece in pieces:
             if piece.error is not None:
-                not_taken.append((piece.items[0], Refusal.of(piece.error).reason))
+                not_taken += [(item, Refusal.of(piece.error).reason) for item in piece.items]
                 continue
             for item, result in zip(piece.items, per_item(piece.answer or [], piece.items), strict=True):
                 if result is None or result.status != "added":

@@ -46,8 +46,9 @@ def _read_split(keys: Sequence[K], call: Callable[[list[K]], Iterable[Row]], rea
     for piece in pieces:
         if piece.answer is not None:
             rows += piece.answer
-        elif piece.error is not None:
-            read.refused[piece.items[0]] = Refusal.of(piece.error)
+        elif piece.error is not None:  # refused alone, or together once the split budget was spent
+            for key in piece.items:
+                read.refused[key] = Refusal.of(piece.error)
     return rows
 
 

@@ -64,13 +64,18 @@ class Piece(Generic[T, R]):
     error: ServiceError | None = None
 
     @property
-    def refused_alone(self) -> bool:
+    def refused(self) -> bool:
+        """Refused for its content: one item, or several left together once the split budget
+        was spent."""
         return (
             self.error is not None
-            and len(self.items) == 1
             and not isinstance(self.error, TransientError)
             and refused_for_content(self.error)
         )
+
+    @property
+    def refused_alone(self) -> bool:
+        return self.refused and len(self.items) == 1
 
 
 def send_split(
@@ -111,7 +116,7 @@ def per_item(answers: Sequence[R], items: Sequence[T]) -> list[R | None]:
 def first_failure(pieces: Iterable[Piece[T, R]]) -> ServiceError | None:
     """The error of a piece that failed for a reason other than its own content (transient, a
     permission): for a read, the whole batch waits for it or is parked, as before splitting."""
-    return next((p.error for p in pieces if p.error is not None and not p.refused_alone), None)
+    return next((p.error for p in pieces if p.error is not None and not p.refused), None)
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,7 @@ from shared.errors import (
     ConflictError,
     NotFoundError,
     PermanentError,
+    ServiceError,
     ServiceUnavailableError,
     TransientError,
     ValidationError,
@@ -200,14 +201,7 @@ class Writer:
             elif piece.refused_alone:
                 self._refused_alone(batch, pair, Refusal.of(error), journal, to_marketo=to_marketo)
             else:
-                permanent = (
-                    error
-                    if isinstance(error, PermanentError)
-                    else PermanentError(
-                        error.message, service=error.service, code=error.code, status=error.status
-                    )
-                )
-                self._refused_call(batch, pair, permanent, journal, to_marketo=to_marketo)
+                self._refused_call(batch, pair, error, journal, to_marketo=to_marketo)
 
     def _refused_alone(
         self, batch: Batch, pair: Pair, refusal: Refusal, journal: Journal, *, to_marketo: bool
@@ -229,7 +223,7 @@ class Writer:
         )
 
     def _refused_call(
-        self, batch: Batch, pair: Pair, exc: PermanentError, journal: Journal, *, to_marketo: bool
+        self, batch: Batch, pair: Pair, exc: ServiceError, journal: Journal, *, to_marketo: bool
     ) -> None:
         """Refused for a reason that is not this person's data (a permission, a broken request):
         the notices are parked, to replay once the cause is fixed."""

@@ -169,7 +169,7 @@ def _chunked_post(url: str, path: str, total: int, chunk: int = 64 * 1024) -> by
 
 
 def test_a_chunked_body_over_the_limit_is_refused_before_it_is_read_whole(make_host: HostFactory) -> None:
-    """Fault 7: a chunked body had no limit at all (a 220 MB body grew the host by 440 MB)."""
+    """Issue 12, fault 7: a chunked body had no limit at all (a 220 MB body grew the host by 440 MB)."""
     host = make_host(max_body_bytes=LIMIT).start()
     answer = _chunked_post(host.url, "/api/items/1", total=16 * LIMIT)
     assert answer.startswith(b"HTTP/1.1 413"), answer[:200]

@@ -12,6 +12,7 @@ from mdsync.harness import LocalSystem
 
 @pytest.mark.parametrize("name", ["dynamics-sweep", "marketo-poll"])
 def test_the_first_run_after_a_crash_is_not_locked_out(system: LocalSystem, name: str) -> None:
+    """Issue 12, fault 3: the restarted host could not take the lease back for 15 or 5 minutes."""
     kill_mid_run(system, name)
     assert system.deps.state.get_lease(name) is not None, "the killed run left its lease"
 

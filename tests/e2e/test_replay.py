@@ -40,7 +40,7 @@ def _park_one_change(system: LocalSystem) -> tuple[str, int]:
 
 
 def test_a_replay_within_the_dedup_window_is_queued_and_synced(system: LocalSystem) -> None:
-    """Fault 1: replay rebuilt the first attempt's dedup id, which the queue dropped as a
+    """Issue 12, fault 1: replay rebuilt the first attempt's dedup id, which the queue dropped as a
     duplicate within its 10-minute window, and then deleted the parked notice anyway."""
     _, marketo_id = _park_one_change(system)
 
@@ -100,7 +100,7 @@ def test_a_dead_letter_is_replayed_through_the_same_path(system: LocalSystem) ->
 
 
 def test_an_unreadable_message_is_parked_with_its_body_and_the_rest_syncs(system: LocalSystem) -> None:
-    """Fault 4: the worker dropped what it could not read (in Azure) while the local queue
+    """Issue 12, fault 4: the worker dropped what it could not read (in Azure) while the local queue
     dead-lettered it before delivery, so no test saw the difference."""
     lead_id, marketo_id = create_linked(system, "lead", jobtitle="Engineer")
     with system.worker_held():
@@ -159,7 +159,7 @@ def test_the_function_parks_unreadable_messages_as_azure_delivers_them(system: L
 
 
 def test_a_notice_from_a_newer_version_is_read(system: LocalSystem) -> None:
-    """Fault 4: an older worker (a rollback, a slot swap) refused every notice a newer one wrote."""
+    """Issue 12, fault 4: an older worker (a rollback, a slot swap) refused every notice a newer one wrote."""
     lead_id, marketo_id = create_linked(system, "lead", jobtitle="Engineer")
     newer = json.loads(
         Notice(

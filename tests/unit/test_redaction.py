@@ -54,6 +54,7 @@ def leaked(local: str, domain: str, text: str) -> bool:
 @settings(max_examples=300)
 @given(local=local_parts, domain=domains, form=st.sampled_from(sorted(FORMS)))
 def test_no_form_of_an_address_survives_redaction(local: str, domain: str, form: str) -> None:
+    """Issue 12, fault 5: URL-encoded and non-ASCII addresses reached the logs (half-masked)."""
     text = FORMS[form](local, domain)
     assert not leaked(local, domain, redact(text)), redact(text)
 
@@ -94,6 +95,7 @@ def log_text() -> Iterator[io.StringIO]:
 @settings(max_examples=50)
 @given(local=local_parts, domain=domains)
 def test_every_logger_is_redacted_request_lines_and_exceptions_included(local: str, domain: str) -> None:
+    """Issue 12, fault 5: exception messages echoing a refused value were logged unredacted."""
     with log_text() as text:
         _log_everywhere(f"{local}@{domain}")
     logged = text.getvalue()

@@ -98,7 +98,8 @@ class MarketoAdmin:
     def set_bulk(self, **settings: Any) -> dict[str, Any]:
         """camelCase keys: maxProcessing, maxQueued, exportDailyQuotaBytes, importMaxBytes,
         maxDateRangeDays, fileRetentionDays, statusRetentionDays, unsupportedFilters,
-        extractRowsPerSecond, importRowsPerSecond, startDelaySeconds; and paused, exportUsedBytes."""
+        extractRowsPerSecond, importRowsPerSecond, startDelaySeconds; and paused, exportUsedBytes,
+        cutDownloads (the next whole-file downloads break after so many bytes each)."""
         return dict(self._call("PUT", "/bulk", settings))
 
     def pause_bulk(self, paused: bool = True) -> None:

@@ -170,11 +170,12 @@ class _AdminApi:
 
     async def bulk(self, request: Request) -> dict[str, Any]:
         """Bulk jobs and their settings; PUT changes settings (camelCase), ``paused`` (jobs
-        start but make no progress) and ``exportUsedBytes`` (today's export quota spent)."""
+        start but make no progress), ``exportUsedBytes`` (today's export quota spent) and
+        ``cutDownloads`` (the next file downloads break after so many bytes each)."""
         bulk = self.state.bulk
         if request.method == "PUT":
             body = await _json(request)
-            unknown = set(body) - set(_BULK_KEYS) - {"paused", "exportUsedBytes"}
+            unknown = set(body) - set(_BULK_KEYS) - {"paused", "exportUsedBytes", "cutDownloads"}
             if unknown:
                 raise ValueError(f"unknown bulk settings: {sorted(unknown)}")
             changes = {_BULK_KEYS[k]: v for k, v in body.items() if k in _BULK_KEYS}
@@ -186,6 +187,8 @@ class _AdminApi:
                     bulk.pause(bool(body["paused"]))
                 if "exportUsedBytes" in body:
                     bulk.set_export_used(int(body["exportUsedBytes"]))
+                if "cutDownloads" in body:
+                    bulk.cut_downloads.extend(int(n) for n in body["cutDownloads"])
         with self.state.lock:
             limits = {k: getattr(bulk.limits, v) for k, v in _BULK_KEYS.items()}
             limits["unsupportedFilters"] = sorted(limits["unsupportedFilters"])

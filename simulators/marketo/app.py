@@ -213,7 +213,8 @@ async def _read(request: Request, max_body: int) -> _Incoming:
             for key, values in form.items():
                 params.setdefault(key, []).extend(values)
     params.pop("_method", None)
-    return _Incoming(method, override, RestCall(params=params), body, content_type)
+    headers = {k.lower(): v for k, v in request.headers.items()}
+    return _Incoming(method, override, RestCall(params=params, headers=headers), body, content_type)
 
 
 def _bearer(request: Request) -> str | None:

@@ -101,6 +101,8 @@ class BulkState:
         self.import_jobs: dict[int, Any] = {}
         self.next_batch_id = 1001
         self.paused = False
+        # Injected faults: the next file downloads break after this many bytes each.
+        self.cut_downloads: deque[int] = deque()
         self._export_day: date = self._today()
         self._export_used = 0
         self._dir: Path | None = None
@@ -187,6 +189,7 @@ class BulkState:
             self.import_jobs.clear()
             self.limits = limits
             self.paused = False
+            self.cut_downloads.clear()
             self.set_export_used(0)
 
     def close(self) -> None:

@@ -29,7 +29,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import IO, Any
 
-from starlette.responses import FileResponse
+from starlette.responses import FileResponse, Response, StreamingResponse
 
 from simulators.marketo.activities import Cursor
 from simulators.marketo.bulk import DAY, DELIMITERS, BulkState
@@ -253,14 +253,36 @@ def cancel(state: SimState, call: RestCall) -> Envelope:
     return {"result": [job.to_json()]}
 
 
-def file(state: SimState, call: RestCall) -> FileResponse:
+def file(state: SimState, call: RestCall) -> Response:
     job = _visible(state).get(call.path_params["exportId"])
     if job is None or job.status != "Completed":
         raise HttpFault(404, "Export job not found or not completed")
     assert job.finished_on is not None
     if state.clock() - job.finished_on > state.bulk.limits.file_retention_days * DAY or not job.path.exists():
         raise HttpFault(404, "Export file has expired")
-    return FileResponse(job.path, media_type="text/csv", headers={"Accept-Ranges": "bytes"})
+    if state.bulk.cut_downloads:
+        return _cut(job.path, call.headers.get("range"), state.bulk.cut_downloads.popleft())
+    return FileResponse(job.path, media_type="text/csv")
+
+
+def _cut(path: Path, byte_range: str | None, after: int) -> Response:
+    """A download that breaks after ``after`` bytes (an injected fault): the length announced
+    is the whole answer's, the connection closes short of it. ``bytes=a-`` ranges are served."""
+    size = path.stat().st_size
+    start = 0
+    if byte_range and byte_range.startswith("bytes=") and byte_range.endswith("-"):
+        start = int(byte_range[6:-1] or 0)
+
+    async def body() -> Any:
+        with path.open("rb") as source:
+            source.seek(start)
+            yield source.read(after)
+
+    headers = {"Content-Length": str(size - start), "Accept-Ranges": "bytes"}
+    if start:
+        headers["Content-Range"] = f"bytes {start}-{size - 1}/{size}"
+    status = 206 if start else 200
+    return StreamingResponse(body(), status_code=status, media_type="text/csv", headers=headers)
 
 
 def list_jobs(state: SimState, call: RestCall) -> Envelope:

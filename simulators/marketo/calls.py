@@ -17,6 +17,7 @@ class RestCall:
     # A multipart/form-data body (Bulk Lead Import): its fields and its files.
     form: dict[str, str] = field(default_factory=dict)
     files: dict[str, bytes] = field(default_factory=dict)
+    headers: dict[str, str] = field(default_factory=dict)  # lower-case names
 
     def values(self, name: str) -> list[str]:
         """A list parameter, as comma-separated text and/or repeated keys."""

@@ -17,12 +17,9 @@ allowance QuotaExhaustedError, both with ``retry_after``.
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import io
 import logging
-import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -30,16 +27,16 @@ from typing import Any
 import requests
 
 from shared.errors import ConflictError, ServiceUnavailableError
+from shared.marketo.bulk import DELIMITERS, BulkJobClient, parse_records
 from shared.marketo.codes import SERVICE
 from shared.marketo.models import parse_datetime
-from shared.marketo.transport import Call, Transport
+from shared.marketo.transport import Call
 
 log = logging.getLogger(__name__)
 
 EXPORTS = "/bulk/v1/leads/export"
 JOB = f"{EXPORTS}/{{exportId}}"
 MAX_WINDOW_DAYS = 31
-DELIMITERS = {"CSV": ",", "TSV": "\t", "SSV": ";"}
 FINISHED = frozenset({"Completed", "Failed", "Cancelled"})
 CHUNK_BYTES = 256 * 1024
 MAX_RESUMES = 5
@@ -146,24 +143,8 @@ class RecordSplitter:
         self._pending = b""
 
 
-def parse_records(block: bytes, delimiter: str) -> Iterator[list[str]]:
-    """The records of a block of whole records (UTF-8)."""
-    yield from csv.reader(io.StringIO(block.decode("utf-8"), newline=""), delimiter=delimiter)
-
-
-class LeadExportClient:
+class LeadExportClient(BulkJobClient):
     """Bulk Lead Extract calls of one :class:`~shared.marketo.MarketoClient` (its ``exports``)."""
-
-    def __init__(
-        self,
-        transport: Transport,
-        *,
-        clock: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], None] = time.sleep,
-    ) -> None:
-        self._transport = transport
-        self._clock = clock
-        self._sleep = sleep
 
     def create(
         self,
@@ -224,14 +205,7 @@ class LeadExportClient:
         self, export_id: str, *, poll_seconds: float = STATUS_POLL_SECONDS, timeout: float | None = None
     ) -> ExportJob:
         """Poll until the job is Completed, Failed or Cancelled (TimeoutError after ``timeout``)."""
-        started = self._clock()
-        while True:
-            job = self.status(export_id)
-            if job.finished:
-                return job
-            if timeout is not None and self._clock() - started + poll_seconds > timeout:
-                raise TimeoutError(f"export {export_id} still {job.status} after {timeout:.0f} s")
-            self._sleep(poll_seconds)
+        return self._poll(lambda: self.status(export_id), f"export {export_id}", poll_seconds, timeout)
 
     def rows(self, job: ExportJob, *, chunk_bytes: int = CHUNK_BYTES) -> Iterator[dict[str, str | None]]:
         """The Completed job's file, one person at a time (header names -> values)."""

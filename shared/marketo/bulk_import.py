@@ -17,14 +17,13 @@ from __future__ import annotations
 
 import csv
 import io
-import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from shared.errors import NotFoundError
-from shared.marketo.bulk_extract import DELIMITERS, parse_records
-from shared.marketo.transport import Call, Transport
+from shared.marketo.bulk import DELIMITERS, BulkJobClient, parse_records
+from shared.marketo.transport import Call
 
 IMPORTS = "/bulk/v1/leads.json"
 BATCH = "/bulk/v1/leads/batch/{batchId}"
@@ -126,19 +125,8 @@ class ImportIssue:
     reason: str
 
 
-class LeadImportClient:
+class LeadImportClient(BulkJobClient):
     """Bulk Lead Import calls of one :class:`~shared.marketo.MarketoClient` (its ``imports``)."""
-
-    def __init__(
-        self,
-        transport: Transport,
-        *,
-        clock: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], None] = time.sleep,
-    ) -> None:
-        self._transport = transport
-        self._clock = clock
-        self._sleep = sleep
 
     def submit(
         self,
@@ -175,14 +163,7 @@ class LeadImportClient:
         self, batch_id: int, *, poll_seconds: float = STATUS_POLL_SECONDS, timeout: float | None = None
     ) -> ImportJob:
         """Poll until the job is Complete or Failed (TimeoutError after ``timeout``)."""
-        started = self._clock()
-        while True:
-            job = self.status(batch_id)
-            if job.finished:
-                return job
-            if timeout is not None and self._clock() - started + poll_seconds > timeout:
-                raise TimeoutError(f"import {batch_id} still {job.status} after {timeout:.0f} s")
-            self._sleep(poll_seconds)
+        return self._poll(lambda: self.status(batch_id), f"import {batch_id}", poll_seconds, timeout)
 
     def failures(self, batch_id: int, *, format: str = "csv") -> Iterator[ImportIssue]:
         """The rows Marketo could not import, with their ``Import Failure Reason``."""

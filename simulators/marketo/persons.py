@@ -8,6 +8,7 @@ wrote: the REST API ("Web service API"), a Marketo user, or a webhook response m
 from __future__ import annotations
 
 import bisect
+import functools
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -36,6 +37,13 @@ class Origin:
 
 API = Origin("Web service API", "Web service API", "Web service API")
 USER = Origin("New person", "Changed by user", "Person Details Page")
+
+
+@functools.cache
+def _change_attributes(origin: Origin) -> tuple[dict[str, str], dict[str, str]]:
+    """The Reason and Source attributes of an origin's Change Data Value activities: one pair
+    shared by all of them (activities only ever copy them out), not a pair per activity."""
+    return {"name": "Reason", "value": origin.reason}, {"name": "Source", "value": origin.source}
 
 
 def webhook_origin(name: str) -> Origin:
@@ -176,11 +184,7 @@ class PersonStore:
                         "oldValue": change_text(old),
                     },
                 ),
-                attributes=(
-                    {"name": "Reason", "value": origin.reason},
-                    {"name": "Source", "value": origin.source},
-                    {"name": "Lead ID", "value": lead_id},
-                ),
+                attributes=(*_change_attributes(origin), {"name": "Lead ID", "value": lead_id}),
             )
         if changed:
             person["updatedAt"] = format_datetime(now)

@@ -13,7 +13,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from shared.marketo.bulk_extract import RecordSplitter, date_windows, parse_records
+from shared.marketo.bulk import parse_records
+from shared.marketo.bulk_extract import RecordSplitter, date_windows
 from shared.marketo.bulk_import import cell, import_files
 
 moments = st.datetimes(min_value=datetime(2000, 1, 1), max_value=datetime(2040, 1, 1), timezones=st.just(UTC))

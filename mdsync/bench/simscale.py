@@ -61,6 +61,7 @@ class Phase:
     seconds: float
     rss_mib: float
     calls: dict[str, int] = field(default_factory=dict)
+    details: dict[str, int] = field(default_factory=dict)  # windows, files, bytes
 
     @property
     def calls_per_million(self) -> float:
@@ -75,7 +76,13 @@ def rss_mib() -> float:
     return 0.0
 
 
-def timed(name: str, records: int, counter: CallCounter | None, work: Callable[[], int]) -> Phase:
+def timed(
+    name: str,
+    records: int,
+    counter: CallCounter | None,
+    work: Callable[[], int],
+    details: dict[str, int] | None = None,
+) -> Phase:
     before = counter.snapshot() if counter is not None else {}
     started = time.perf_counter()
     done = work()
@@ -84,20 +91,16 @@ def timed(name: str, records: int, counter: CallCounter | None, work: Callable[[
         raise AssertionError(f"{name}: {done} records, expected {records}")
     after = counter.snapshot() if counter is not None else {}
     calls = {k: n - before.get(k, 0) for k, n in after.items() if n - before.get(k, 0)}
-    return Phase(name, records, round(seconds, 1), round(rss_mib(), 0), calls)
+    return Phase(name, records, round(seconds, 1), round(rss_mib(), 0), calls, dict(details or {}))
 
 
-def created_at(i: int, count: int) -> str:
-    moment = START + SPAN * (i / max(count, 1))
-    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def person(i: int, count: int) -> dict[str, Any]:
+def person(i: int, count: int, span: timedelta) -> dict[str, Any]:
+    created = START + span * (i / max(count, 1))
     return {
         "email": f"person{i}@scale.example",
         "firstName": f"First{i}",
         "lastName": f"Last{i}",
-        "createdAt": created_at(i, count),
+        "createdAt": created.strftime("%Y-%m-%dT%H:%M:%SZ"),
     }
 
 
@@ -116,8 +119,9 @@ def chunks(count: int) -> Iterator[range]:
         yield range(start, min(count, start + SEED_CHUNK))
 
 
-def run(count: int) -> list[Phase]:
-    with tempfile.TemporaryDirectory() as tls_dir, SimulatorStack(StackConfig(tls_dir=Path(tls_dir))) as stack:
+def run(count: int, *, poll_seconds: float = 0.5, span: timedelta = SPAN) -> list[Phase]:
+    """The phases for ``count`` records created over ``span``; jobs polled every ``poll_seconds``."""
+    with tempfile.TemporaryDirectory() as tmp, SimulatorStack(StackConfig(tls_dir=Path(tmp))) as stack:
         session = make_session(extra_ca_file=stack.tls.ca_file, pool_size=4)
         urls = stack.urls
         marketo_admin = MarketoAdmin(urls["marketo"], session)
@@ -130,39 +134,45 @@ def run(count: int) -> list[Phase]:
             f"{urls['dataverse']}/.default",
             session=session,
         )
-        dataverse = DataverseClient(f"{urls['dataverse']}/api/data/v9.2", tokens, session=session, timeout=300)
+        api = f"{urls['dataverse']}/api/data/v9.2"
+        dataverse = DataverseClient(api, tokens, session=session, timeout=300)
         phases = [timed("baseline", 0, None, lambda: 0)]
 
         def seed_marketo() -> int:
-            return sum(len(marketo_admin.seed_persons([person(i, count) for i in part])) for part in chunks(count))
+            seeded = (
+                marketo_admin.seed_persons([person(i, count, span) for i in part]) for part in chunks(count)
+            )
+            return sum(len(ids) for ids in seeded)
 
         phases.append(timed("marketo_seed", count, None, seed_marketo))
-        found: list[int] = []
+        extracted: dict[str, int] = {"windows": 0, "file_bytes": 0}
 
         def extract() -> int:
             seen = 0
-            for start, end in date_windows(START, START + SPAN):
+            for start, end in date_windows(START, START + span):
                 job = marketo.exports.create(FIELDS, created=(start, end))
                 marketo.exports.enqueue(job.export_id)
-                job = marketo.exports.wait(job.export_id, poll_seconds=0.5, timeout=600)
-                for row in marketo.exports.rows(job):
-                    seen += 1
-                    if seen <= 3:
-                        found.append(int(row["id"] or 0))
+                job = marketo.exports.wait(job.export_id, poll_seconds=poll_seconds, timeout=600)
+                seen += sum(1 for _ in marketo.exports.rows(job))
+                extracted["windows"] += 1
+                extracted["file_bytes"] += job.file_size or 0
             return seen
 
-        phases.append(timed("marketo_extract", count, marketo.calls, extract))
+        phases.append(timed("marketo_extract", count, marketo.calls, extract, extracted))
+        imported_files: dict[str, int] = {"files": 0, "file_bytes": 0}
 
         def import_all() -> int:
             imported = 0
             records = ({"id": 1001 + i, "lastName": f"Imported{i}"} for i in range(count))
             for file in import_files(["id", "lastName"], records):
                 job = marketo.imports.submit(file, lookup_field="id")
-                job = marketo.imports.wait(job.batch_id, poll_seconds=0.5, timeout=600)
+                job = marketo.imports.wait(job.batch_id, poll_seconds=poll_seconds, timeout=600)
                 imported += job.leads_processed
+                imported_files["files"] += 1
+                imported_files["file_bytes"] += len(file.data)
             return imported
 
-        phases.append(timed("marketo_import", count, marketo.calls, import_all))
+        phases.append(timed("marketo_import", count, marketo.calls, import_all, imported_files))
 
         def seed_dataverse() -> int:
             return sum(len(dataverse_admin.seed("lead", [lead(i) for i in part])) for part in chunks(count))
@@ -197,7 +207,7 @@ def main(argv: list[str] | None = None) -> int:
         calls = sum(phase.calls.values())
         print(
             f"{phase.name:18} {phase.records:>9,} {phase.seconds:>8.1f} {phase.rss_mib:>8.0f} "
-            f"{calls:>7,} {phase.calls_per_million:>9,.0f}"
+            f"{calls:>7,} {phase.calls_per_million:>9,.0f}  {phase.details or ''}"
         )
     args.output.parent.mkdir(parents=True, exist_ok=True)
     results = [{**asdict(p), "calls_per_million": round(p.calls_per_million, 1)} for p in phases]

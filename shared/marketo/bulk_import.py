@@ -85,9 +85,12 @@ def import_files(
 
 
 def _line(values: list[str], delimiter: str) -> bytes:
+    """One record, ended by ``\n``. The writer is told the terminator is CRLF so that it quotes a
+    value holding a lone ``\r`` too (with ``\n`` alone it would not, and a reader would split
+    the record there)."""
     buffer = io.StringIO()
-    csv.writer(buffer, delimiter=delimiter, lineterminator="\n").writerow(values)
-    return buffer.getvalue().encode("utf-8")
+    csv.writer(buffer, delimiter=delimiter, lineterminator="\r\n").writerow(values)
+    return (buffer.getvalue()[:-2] + "\n").encode("utf-8")
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,8 @@ temporary directory and served from disk (with ``Range``), so their size costs n
 
 from __future__ import annotations
 
+import csv
+import io
 import shutil
 import tempfile
 import threading
@@ -32,6 +34,21 @@ from simulators.marketo.gate import CENTRAL
 # SSV "space-separated"; the simulator uses a semicolon for both).
 DELIMITERS = {"CSV": ",", "TSV": "\t", "SSV": ";"}
 DAY = 86_400.0
+
+
+def csv_text(rows: list[list[str]], delimiter: str) -> str:
+    """Rows as delimited text, each ended by ``\n``, quoted as RFC 4180 says: a value holding the
+    delimiter, a quote, ``\n`` or ``\r`` is quoted (the csv module quotes a lone ``\r`` only when
+    the terminator it is given contains one, hence CRLF, cut back to LF)."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, delimiter=delimiter, lineterminator="\r\n")
+    lines = []
+    for row in rows:
+        buffer.seek(0)
+        buffer.truncate()
+        writer.writerow(row)
+        lines.append(buffer.getvalue()[:-2])
+    return "".join(f"{line}\n" for line in lines)
 
 
 class Job(Protocol):

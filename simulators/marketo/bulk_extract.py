@@ -18,9 +18,7 @@ before that, and after the retention period).
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import io
 import threading
 import time
 import uuid
@@ -32,7 +30,7 @@ from typing import IO, Any
 from starlette.responses import FileResponse, Response, StreamingResponse
 
 from simulators.marketo.activities import Cursor
-from simulators.marketo.bulk import DAY, DELIMITERS, BulkState
+from simulators.marketo.bulk import DAY, DELIMITERS, BulkState, csv_text
 from simulators.marketo.calls import RestCall
 from simulators.marketo.faults import HttpFault, MarketoFault
 from simulators.marketo.fields import Value, format_datetime
@@ -157,9 +155,7 @@ class ExportJob:
         return rows
 
     def _write(self, rows: list[list[str]]) -> None:
-        buffer = io.StringIO()
-        csv.writer(buffer, delimiter=DELIMITERS[self.format], lineterminator="\n").writerows(rows)
-        data = buffer.getvalue().encode("utf-8")
+        data = csv_text(rows, DELIMITERS[self.format]).encode("utf-8")
         with self._io:
             if self._out is None:
                 return  # dropped meanwhile

@@ -34,7 +34,7 @@ from typing import Any
 
 from starlette.responses import Response
 
-from simulators.marketo.bulk import DAY, DELIMITERS
+from simulators.marketo.bulk import DAY, DELIMITERS, csv_text
 from simulators.marketo.calls import RestCall
 from simulators.marketo.faults import HttpFault, MarketoFault
 from simulators.marketo.fields import FieldDef, coerce
@@ -192,11 +192,7 @@ class ImportJob:
         self._rows = []
 
     def file(self, issues: list[list[str]], reason: str) -> bytes:
-        buffer = io.StringIO()
-        writer = csv.writer(buffer, delimiter=DELIMITERS[self.format], lineterminator="\n")
-        writer.writerow([*self.header, reason])
-        writer.writerows(issues)
-        return buffer.getvalue().encode("utf-8")
+        return csv_text([[*self.header, reason], *issues], DELIMITERS[self.format]).encode("utf-8")
 
     def discard(self) -> None:
         if self.running:

@@ -61,7 +61,7 @@ def test_a_year_of_persons_comes_back_through_31_day_windows(marketo: Marketo) -
 def test_the_file_is_streamed_and_resumed_where_the_download_broke(marketo: Marketo) -> None:
     marketo.admin.seed_persons(
         [
-            {"email": f"p{i}@x.example", "company": f'Co, "{i}"\nLtd', "createdAt": "2026-03-02T00:00:00Z"}
+            {"email": f"p{i}@x.example", "company": f'Co, "{i}"\r\nLtd\r', "createdAt": "2026-03-02T00:00:00Z"}
             for i in range(2_000)
         ]
     )
@@ -73,7 +73,7 @@ def test_the_file_is_streamed_and_resumed_where_the_download_broke(marketo: Mark
     marketo.admin.set_bulk(cutDownloads=[job.file_size // 3, job.file_size // 2])
     rows = list(client.exports.rows(job, chunk_bytes=4_096))
     assert len(rows) == 2_000
-    assert rows[1_999] == {"id": "3000", "company": 'Co, "1999"\nLtd'}
+    assert rows[1_999] == {"id": "3000", "company": 'Co, "1999"\r\nLtd\r'}
     assert client.calls[FILE] == 3  # two broken downloads, each resumed from the last whole row
 
 

@@ -66,6 +66,17 @@ class Job(Protocol):
 
 
 J = TypeVar("J", bound=Job)
+K = TypeVar("K")
+
+
+def kept(jobs: dict[K, Any], days: float, now: float) -> dict[K, Any]:
+    """``jobs``, having forgotten (and dropped the files of) those finished over ``days`` ago."""
+    horizon = now - days * DAY
+    for key, job in list(jobs.items()):
+        if job.finished_on is not None and job.finished_on < horizon:
+            job.discard()
+            del jobs[key]
+    return jobs
 
 
 class JobQueue(Generic[J]):

@@ -30,7 +30,7 @@ from typing import IO, Any
 from starlette.responses import FileResponse, Response, StreamingResponse
 
 from simulators.marketo.activities import Cursor
-from simulators.marketo.bulk import DAY, DELIMITERS, BulkState, csv_text
+from simulators.marketo.bulk import DAY, DELIMITERS, BulkState, csv_text, kept
 from simulators.marketo.calls import RestCall
 from simulators.marketo.faults import HttpFault, MarketoFault
 from simulators.marketo.fields import Value, format_datetime
@@ -374,13 +374,7 @@ def _check_quota(bulk: BulkState) -> None:
 
 def _visible(state: SimState) -> dict[str, ExportJob]:
     """The jobs whose status is still kept (30 days after they finished)."""
-    jobs: dict[str, ExportJob] = state.bulk.export_jobs
-    horizon = state.clock() - state.bulk.limits.status_retention_days * DAY
-    for export_id, job in list(jobs.items()):
-        if job.finished_on is not None and job.finished_on < horizon:
-            job.discard()
-            del jobs[export_id]
-    return jobs
+    return kept(state.bulk.export_jobs, state.bulk.limits.status_retention_days, state.clock())
 
 
 def _job(state: SimState, call: RestCall) -> ExportJob:

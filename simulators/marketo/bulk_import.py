@@ -34,7 +34,7 @@ from typing import Any
 
 from starlette.responses import Response
 
-from simulators.marketo.bulk import DAY, DELIMITERS, csv_text
+from simulators.marketo.bulk import DELIMITERS, csv_text, kept
 from simulators.marketo.calls import RestCall
 from simulators.marketo.faults import HttpFault, MarketoFault
 from simulators.marketo.fields import FieldDef, coerce
@@ -260,12 +260,7 @@ def _issues_file(state: SimState, call: RestCall, *, warnings: bool) -> Response
 
 def _visible(state: SimState) -> dict[int, ImportJob]:
     """Jobs are kept seven days after they finished (``batchId`` validity)."""
-    jobs: dict[int, ImportJob] = state.bulk.import_jobs
-    horizon = state.clock() - state.bulk.limits.file_retention_days * DAY
-    for batch_id, job in list(jobs.items()):
-        if job.finished_on is not None and job.finished_on < horizon:
-            del jobs[batch_id]
-    return jobs
+    return kept(state.bulk.import_jobs, state.bulk.limits.file_retention_days, state.clock())
 
 
 def _batch_id(call: RestCall) -> int:

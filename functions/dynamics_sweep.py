@@ -6,10 +6,11 @@ import logging
 
 import azure.functions as func
 
+from functions._faults import log_fault
 from shared import telemetry
 from shared.bootstrap import container
 from shared.capture.dynamics_sweep import DynamicsSweep
-from shared.errors import TransientError
+from shared.errors import ConfigurationError, TransientError
 
 log = logging.getLogger(__name__)
 bp = func.Blueprint()
@@ -20,6 +21,13 @@ bp = func.Blueprint()
     arg_name="timer", schedule="%DYNAMICS_SWEEP_SCHEDULE%", run_on_startup=False, use_monitor=True
 )
 def dynamics_sweep(timer: func.TimerRequest) -> None:
+    try:
+        _run()
+    except ConfigurationError as exc:
+        log_fault("dynamics_sweep", exc)
+
+
+def _run() -> None:
     deps = container()
     sweep = DynamicsSweep(
         deps.dataverse,

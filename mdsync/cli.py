@@ -105,7 +105,7 @@ def cmd_register_webhook(args: argparse.Namespace) -> int:
     deps = container()
     headers = {
         "x-functions-key": args.function_key,
-        deps.settings.dynamics_webhook_header: deps.settings.dynamics_webhook_secret.get_secret_value(),
+        deps.settings.dynamics_webhook_header: deps.settings.dynamics_webhook_key(),
     }
     registration = deps.dataverse.register_webhook(args.name, args.url, headers, webhook_steps(deps.mapping))
     console.print(

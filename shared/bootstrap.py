@@ -208,7 +208,10 @@ def container() -> Container:
     global _container  # noqa: PLW0603 - one container per process is the point
     with _container_lock:
         if _container is None:
+            from shared import telemetry
+
             _container = Container(get_settings())
+            telemetry.configure_from_environment()
         return _container
 
 

@@ -17,7 +17,7 @@ WORKER := azure-functions-runtime==1.3.0
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet -e '.[dev]' --config-settings editable_mode=compat
 	$(PY) -m pip install --quiet --no-deps --ignore-requires-python '$(WORKER)'
 	touch $@
 

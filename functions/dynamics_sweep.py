@@ -37,6 +37,7 @@ def _run() -> None:
         sync_user_ids=deps.settings.dynamics_sync_user_ids,
     )
     try:
+        deps.verify_instance()
         result = sweep.run()
         telemetry.notices_received.add(result.notices, {"source": "dynamics", "via": "sweep"})
     except TransientError as exc:

@@ -99,6 +99,7 @@ def _handle(req: func.HttpRequest) -> func.HttpResponse:
     except BadRequestError as exc:
         return error(exc.status, str(exc))
     try:
+        deps.verify_instance()
         outcome = deps.flow_step.run(marketo_id)
     except PersonNotFound as exc:
         return error(404, str(exc))

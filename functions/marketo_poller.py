@@ -41,6 +41,7 @@ def _run() -> None:
         deletes_every=timedelta(seconds=deps.settings.marketo_deletes_poll_seconds),
     )
     try:
+        deps.verify_instance()
         result = poller.run()
         telemetry.notices_received.add(result.notices, {"source": "marketo", "via": "poll"})
     except TransientError as exc:

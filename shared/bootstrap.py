@@ -158,6 +158,20 @@ class Container:
             s, self.session, max_calls_per_20s=s.marketo_max_calls_per_20s - s.marketo_flow_step_calls_per_20s
         )
 
+    def verify_instance(self) -> None:
+        """Refuse state that belongs to another Marketo instance or Dataverse organization
+        (shared/instance.py); once per process. Functions that follow checkpoints or links
+        call it before they do."""
+        from shared.instance import Instance, check_binding
+
+        with self._lock:
+            if "instance" in self._built:
+                return
+        current = Instance.of(self.settings.marketo().base_url, self.dataverse.organization_id())
+        check_binding(self.state, current)
+        with self._lock:
+            self._built["instance"] = current
+
     def close(self) -> None:
         for item in self._built.values():
             close = getattr(item, "close", None)

@@ -173,6 +173,10 @@ class DataverseClient:
         """The systemuserid of the calling application user."""
         return str(self._get_json("WhoAmI")["UserId"])
 
+    def organization_id(self) -> str:
+        """The organization's id (WhoAmI): what the state store is bound to."""
+        return str(self._get_json("WhoAmI")["OrganizationId"])
+
     # --- single-row writes ------------------------------------------------------------------
 
     def create(

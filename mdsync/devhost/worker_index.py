@@ -44,7 +44,7 @@ class Indexed:
     bindings: tuple[str, ...]
 
 
-class WorkerRefused(Exception):  # noqa: N818 - it reads as what happened
+class WorkerRefused(Exception):
     """The worker refuses a function; the message is the worker's own."""
 
 

@@ -7,7 +7,8 @@ column. A new organization has none of them. From the field mapping, mdsync need
 1. a publisher whose customization prefix starts the link column's name (``mdsync`` for
    ``mdsync_marketoid``), and an unmanaged solution of that publisher to hold the columns;
 2. on each synced table (lead, contact): the link column (single line of text), the
-   sync-filter column (Yes/No, default No) when ``options.sync_filter`` names one, and an
+   sync-filter column when ``options.sync_filter`` names one (Yes/No, default Yes: a record is
+   synced unless someone sets it to No; rows older than the column are empty, also synced), an
    alternate key on the link column, whose index Dataverse builds in the background (the key
    is usable once its ``EntityKeyIndexStatus`` is Active).
 
@@ -73,7 +74,7 @@ class Item:
             case "solution":
                 return f"unmanaged solution '{self.name}'"
             case "column" if self.yes_no:
-                return f"{self.entity}: Yes/No column {self.name} ('{self.label}', default No)"
+                return f"{self.entity}: Yes/No column {self.name} ('{self.label}', default Yes)"
             case "column":
                 return (
                     f"{self.entity}: text column {self.name} ('{self.label}', single line of text, "
@@ -102,7 +103,7 @@ class Item:
                 "@odata.type": f"{NS}BooleanAttributeMetadata",
                 "AttributeType": "Boolean",
                 "AttributeTypeName": {"Value": "BooleanType"},
-                "DefaultValue": False,
+                "DefaultValue": True,
                 "OptionSet": {
                     "@odata.type": f"{NS}BooleanOptionSetMetadata",
                     "TrueOption": {"Value": 1, "Label": _label("Yes")},

@@ -126,8 +126,9 @@ def create_attribute(engine: Engine, table: Table, req: ApiRequest) -> ApiRespon
         if logical in table.columns:
             raise _invalid(f"An attribute with the name {schema_name} already exists on {table.logical_name}.")
         table.columns[logical] = column
+        # Rows that existed before the column have no value in it (null), whatever its default.
         for row in engine.store.rows[table.logical_name].values():
-            row.setdefault(logical, column.default)
+            row.setdefault(logical, None)
     entity_id = (
         f"{req.service_root}/EntityDefinitions(LogicalName='{table.logical_name}')/Attributes({column.metadata_id})"
     )

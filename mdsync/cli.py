@@ -22,6 +22,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from shared.config import DEFAULT_LOCAL_SETTINGS, LOCAL_SETTINGS_ENV, is_loopback
@@ -97,7 +98,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
         deps = container()
     except ConfigurationError as exc:
         fix = ", ".join(exc.settings)
-        console.print(f"[red]FAIL[/red] settings: {exc.line} -> fix: {fix}", soft_wrap=True)
+        console.print(f"[red]FAIL[/red] settings: {escape(exc.line)} -> fix: {escape(fix)}", soft_wrap=True)
         return 1
     doctor = Doctor(deps, webhook_name=args.webhook_name)
     if args.rebind_state:
@@ -116,8 +117,8 @@ def _print_check(check: object) -> None:
 
     assert isinstance(check, Check)
     mark = "[green]ok  [/green]" if check.ok else "[red]FAIL[/red]"
-    fix = f" [yellow]-> fix: {check.fix}[/yellow]" if check.fix and not check.ok else ""
-    console.print(f"{mark} {check.name}: {check.detail}{fix}", soft_wrap=True, markup=True)
+    fix = f" [yellow]-> fix: {escape(check.fix)}[/yellow]" if check.fix and not check.ok else ""
+    console.print(f"{mark} {check.name}: {escape(check.detail)}{fix}", soft_wrap=True)
 
 
 def cmd_dynamics_setup(args: argparse.Namespace) -> int:
@@ -149,7 +150,7 @@ def cmd_dynamics_setup(args: argparse.Namespace) -> int:
 
 
 def _print_step(action: str, what: str, detail: str) -> None:
-    console.print(f"  {action:>12}  {what}" + (f" ({detail})" if detail else ""), soft_wrap=True)
+    console.print(escape(f"  {action:>12}  {what}" + (f" ({detail})" if detail else "")), soft_wrap=True)
 
 
 def cmd_register_webhook(args: argparse.Namespace) -> int:
@@ -178,7 +179,7 @@ def cmd_fields_check(args: argparse.Namespace) -> int:
         mapping = load_mapping(Path(args.mapping)) if args.mapping else container().mapping
     except ConfigurationError as exc:
         # A mapping that does not even parse is a problem of the mapping: exit 1, as documented.
-        console.print(f"[red]error[/red] {exc}")
+        console.print(f"[red]error[/red] {escape(str(exc))}", soft_wrap=True)
         return 1
     deps = container()
     marketo_fields = deps.marketo.describe_leads()
@@ -189,7 +190,7 @@ def cmd_fields_check(args: argparse.Namespace) -> int:
         console.print(f"[green]ok[/green]: {count} mapped fields match Marketo and Dataverse metadata")
         return 0
     for problem in problems:
-        console.print(f"[red]error[/red] {problem}", soft_wrap=True)
+        console.print(f"[red]error[/red] {escape(str(problem))}", soft_wrap=True)
     console.print(f"{len(problems)} problem(s) in the field mapping")
     return 1
 
@@ -250,11 +251,11 @@ def cmd_devhost(args: argparse.Namespace) -> int:
     os.environ.setdefault(LOCAL_SETTINGS_ENV, str(Path(args.root) / DEFAULT_LOCAL_SETTINGS))
     if args.reset_state:
         for path in reset_local_state():
-            console.print(f"removed {path}", soft_wrap=True)
+            console.print(escape(f"removed {path}"), soft_wrap=True)
     else:
         warning = check_local_state()
         if warning:
-            console.print(f"[yellow]warning[/yellow]: {warning}", soft_wrap=True)
+            console.print(f"[yellow]warning[/yellow]: {escape(warning)}", soft_wrap=True)
     host = DevHost.for_project(
         Path(args.root),
         queue=local_queue(),
@@ -416,19 +417,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         code: int = args.run(args)
     except ConfigurationError as exc:
-        console.print(f"[red]configuration error[/red]\n{exc}", soft_wrap=True)
+        console.print(f"[red]configuration error[/red]\n{escape(str(exc))}", soft_wrap=True)
         return 2
     except OSError as exc:
         if exc.errno != errno.EADDRINUSE:
             raise
         console.print(
-            f"[red]error[/red]: {exc.strerror}: stop what listens there (another mdsync simulate, "
+            f"[red]error[/red]: {escape(str(exc.strerror))}: stop what listens there (another mdsync simulate, "
             "devhost or demo?), or choose other ports (--port, --ephemeral)",
             soft_wrap=True,
         )
         return 2
     except MdsyncError as exc:
-        console.print(f"[red]error[/red]: {exc}", soft_wrap=True)
+        console.print(f"[red]error[/red]: {escape(str(exc))}", soft_wrap=True)
         return 1
     return code
 

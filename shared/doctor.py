@@ -25,6 +25,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from shared.bootstrap import make_dataverse_client, make_marketo_client
 from shared.capture.registration import webhook_steps
 from shared.dataverse import odata
 from shared.dataverse.provisioning import plan
@@ -42,9 +43,13 @@ from shared.instance import Instance, bind, bound_instance
 
 if TYPE_CHECKING:
     from shared.bootstrap import Container
+    from shared.dataverse.client import DataverseClient
     from shared.dataverse.models import StepSpec
+    from shared.marketo.client import MarketoClient
 
 SETUP = "mdsync dynamics setup"
+# One attempt per request, 15 s to answer: a fault is reported, not retried away.
+QUICK = {"timeout": 15.0, "retry_budget_seconds": 0.0}
 REGISTER = (
     "mdsync dynamics register-webhook --url https://<app>.azurewebsites.net/api/dynamics/webhook "
     "--function-key <key>"
@@ -65,23 +70,52 @@ class Check:
 
 
 class Doctor:
-    """Runs the checks against the container's settings and clients."""
+    """Runs the checks with the container's settings, mapping, queue and state, and clients of its
+    own that try each request once (a diagnosis reports a fault; it does not wait it out)."""
 
     def __init__(self, deps: Container, *, webhook_name: str = "mdsync") -> None:
         self.deps = deps
         self.webhook_name = webhook_name
+        self._marketo: MarketoClient | None = None
+        self._dataverse: DataverseClient | None = None
+        self.reached: set[str] = set()
+
+    @property
+    def marketo_client(self) -> MarketoClient:
+
+        if self._marketo is None:
+            s = self.deps.settings
+            self._marketo = make_marketo_client(
+                s, self.deps.session, max_calls_per_20s=s.marketo_max_calls_per_20s, **QUICK
+            )
+        return self._marketo
+
+    @property
+    def dataverse(self) -> DataverseClient:
+
+        if self._dataverse is None:
+            self._dataverse = make_dataverse_client(
+                self.deps.settings, self.deps.session, self.deps.dataverse_tokens, **QUICK
+            )
+        return self._dataverse
 
     def run(self) -> Iterator[Check]:
-        for check in (
-            self.marketo,
-            self.dataverse_token,
-            self.dataverse_org,
-            self.setup,
-            self.mapping,
-            self.webhook,
-            self.queue,
-            self.state,
+        """Every check; those that need a service that did not answer say so instead."""
+        for check, needs in (
+            (self.marketo, ()),
+            (self.dataverse_token, ()),
+            (self.dataverse_org, ("entra",)),
+            (self.setup, ("dataverse",)),
+            (self.mapping, ("marketo", "dataverse")),
+            (self.webhook, ("dataverse",)),
+            (self.queue, ()),
+            (self.state, ("marketo", "dataverse")),
         ):
+            missing = [n for n in needs if n not in self.reached]
+            if missing:
+                name = check.__name__.replace("_", " ")
+                yield Check(name, False, f"not checked: {' and '.join(missing)} did not answer (see above)")
+                continue
             yield from _guard(check)
 
     # --- the services -------------------------------------------------------------------------
@@ -89,7 +123,7 @@ class Doctor:
     def marketo(self) -> Iterator[Check]:
         url = self.deps.settings.marketo().base_url
         try:
-            fields = self.deps.marketo.describe_leads()
+            fields = self.marketo_client.describe_leads()
         except AccessDeniedError as exc:
             yield Check(
                 "Marketo credentials",
@@ -101,6 +135,7 @@ class Doctor:
         except TransientError as exc:
             yield Check("Marketo", False, f"{url} did not answer: {exc}", _url_fix("MARKETO_BASE_URL", exc))
             return
+        self.reached.add("marketo")
         yield Check("Marketo", True, f"{url} answered; {len(fields)} person fields described")
 
     def dataverse_token(self) -> Iterator[Check]:
@@ -115,6 +150,7 @@ class Doctor:
                 _url_fix("DATAVERSE_AUTHORITY_HOST", exc),
             )
             return
+        self.reached.add("entra")
         yield Check(
             "Dataverse credential", True, f"{access.credential.value} obtained a token for {access.url}"
         )
@@ -122,7 +158,7 @@ class Doctor:
     def dataverse_org(self) -> Iterator[Check]:
         url = self.deps.settings.dataverse().url
         try:
-            user = self.deps.dataverse.whoami()
+            user = self.dataverse.whoami()
         except (AuthExpiredError, AccessDeniedError) as exc:
             yield Check(
                 "Dataverse organization",
@@ -140,12 +176,13 @@ class Doctor:
                 _url_fix("DATAVERSE_URL", exc),
             )
             return
+        self.reached.add("dataverse")
         yield Check("Dataverse organization", True, f"{url} answered as application user {user}")
 
     # --- what mdsync needs there ----------------------------------------------------------------
 
     def setup(self) -> Iterator[Check]:
-        missing = [s for s in plan(self.deps.dataverse, self.deps.mapping) if s.action != "exists"]
+        missing = [s for s in plan(self.dataverse, self.deps.mapping) if s.action != "exists"]
         if not missing:
             yield Check("Dataverse set-up", True, "columns, alternate keys, publisher and solution are there")
             return
@@ -169,7 +206,7 @@ class Doctor:
             yield Check("field mapping", False, str(problem), _mapping_fix(problem))
 
     def webhook(self) -> Iterator[Check]:
-        registered = _registered_steps(self.deps, self.webhook_name)
+        registered = _registered_steps(self.dataverse, self.webhook_name)
         if registered is None:
             yield Check(
                 "Dataverse webhook", False, f"no service endpoint named {self.webhook_name!r}", REGISTER
@@ -227,7 +264,7 @@ class Doctor:
         return current
 
     def _current_instance(self) -> Instance:
-        return Instance.of(self.deps.settings.marketo().base_url, self.deps.dataverse.organization_id())
+        return Instance.of(self.deps.settings.marketo().base_url, self.dataverse.organization_id())
 
 
 def _guard(check: Callable[[], Iterator[Check]]) -> Iterator[Check]:
@@ -271,9 +308,8 @@ def _step_key(spec: StepSpec) -> tuple[str, str, tuple[str, ...], tuple[str, ...
 
 
 def _registered_steps(
-    deps: Container, name: str
+    client: DataverseClient, name: str
 ) -> set[tuple[str, str, tuple[str, ...], tuple[str, ...], tuple[str, ...]]] | None:
-    client = deps.dataverse
     endpoints = list(
         client.query("serviceendpoints", select=["serviceendpointid"], filter=odata.eq("name", name))
     )

@@ -339,6 +339,7 @@ def _wait_for_keys(
     pending = list(items)
     outcomes: list[Step] = []
     deadline = time.monotonic() + wait_seconds
+    interval = min(0.5, poll_seconds)  # an index on a small table is quick; a big one takes minutes
     while pending:
         still = []
         statuses = {
@@ -367,5 +368,6 @@ def _wait_for_keys(
             ]
             break
         if pending:
-            sleep(poll_seconds)
+            sleep(interval)
+            interval = min(interval * 2, poll_seconds)
     return outcomes

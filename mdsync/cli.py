@@ -170,6 +170,15 @@ def cmd_register_webhook(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_webhook_steps(args: argparse.Namespace) -> int:
+    from shared.bootstrap import container
+    from shared.capture.registration import steps_markdown, webhook_steps
+
+    # The mapping only: no Dataverse call, so an admin can print it before anything is set up.
+    print(steps_markdown(webhook_steps(container().mapping)))
+    return 0
+
+
 def cmd_fields_check(args: argparse.Namespace) -> int:
     from shared.bootstrap import container
     from shared.field_check import check_mapping
@@ -348,6 +357,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     register.add_argument("--name", default="mdsync", help="service endpoint name (default: mdsync)")
     register.set_defaults(run=cmd_register_webhook)
+    steps = dynamics_commands.add_parser(
+        "webhook-steps", help="print the steps and images register-webhook registers (for the PRT)"
+    )
+    steps.set_defaults(run=cmd_webhook_steps)
 
     fields = commands.add_parser("fields", help="field mapping tools")
     fields_commands = fields.add_subparsers(dest="fields_command", required=True, metavar="command")

@@ -371,3 +371,42 @@ def _wait_for_keys(
             sleep(interval)
             interval = min(interval * 2, poll_seconds)
     return outcomes
+
+
+def maker_portal_markdown(items: list[Item]) -> str:
+    """The same steps for an admin who prefers the Power Apps maker portal (docs/deploying.md)."""
+    owner = next((i.publisher for i in items if i.kind == "solution"), "")
+    lines = []
+    for number, item in enumerate(items, start=1):
+        where = "In the solution"
+        if item.prefix != owner:
+            where = f"In a solution whose publisher's prefix is `{item.prefix}` (names take it)"
+        match item.kind:
+            case "publisher":
+                how = (
+                    f"*Solutions > Publishers > New publisher*: display name and name `{item.name}`, "
+                    f"prefix `{item.name}` (skip if a publisher with this prefix exists)."
+                )
+            case "solution":
+                how = (
+                    f"*Solutions > New solution*: display name and name `{item.name}`, publisher: the "
+                    f"one with prefix `{item.publisher}`."
+                )
+            case "column" if item.yes_no:
+                how = (
+                    f"{where}, *Tables > {item.entity.capitalize()} > Columns > New column*: "
+                    f"display name *{item.label}*, name `{item.name}`, data type *Yes/No*, default *Yes*."
+                )
+            case "column":
+                how = (
+                    f"{where}, *Tables > {item.entity.capitalize()} > Columns > New column*: "
+                    f"display name *{item.label}*, name `{item.name}`, data type *Single line of text*, "
+                    f"maximum length {LINK_MAX_LENGTH}."
+                )
+            case _:
+                how = (
+                    f"*Tables > {item.entity.capitalize()} > Keys > New key*: display name *{item.label}*, "
+                    f"name `{item.name}`, column `{item.column}`; wait until its status is *Active*."
+                )
+        lines.append(f"{number}. {how}")
+    return "\n".join(lines)

@@ -115,7 +115,7 @@ class LocalSettingsSource(PydanticBaseSettingsSource):
             values = document.get("Values", {}) if isinstance(document, dict) else {}
             if not isinstance(values, dict):
                 raise ConfigurationError(f"{path}: 'Values' must be an object")
-            self.values = {str(k): str(v) for k, v in values.items()}
+            self.values = {str(k): str(v) for k, v in values.items() if str(v) != ""}
 
     def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
         name = field.alias or field_name
@@ -133,7 +133,8 @@ class LocalSettingsSource(PydanticBaseSettingsSource):
 class Settings(BaseSettings):
     """Every setting mdsync reads. Names are the app-setting names (case-sensitive in Azure)."""
 
-    model_config = SettingsConfigDict(populate_by_name=True, extra="ignore", frozen=True)
+    # An empty value is no value: Bicep writes "" for a setting that does not apply.
+    model_config = SettingsConfigDict(populate_by_name=True, extra="ignore", frozen=True, env_ignore_empty=True)
 
     # --- Marketo -------------------------------------------------------------------------
     marketo_base_url: AnyHttpUrl | None = Field(default=None, alias="MARKETO_BASE_URL")

@@ -48,6 +48,7 @@ class DataverseCredential(StrEnum):
     WORKLOAD_IDENTITY = "workload_identity"  # federated token file (AKS, other clouds' CI)
     CERTIFICATE = "certificate"  # an app registration's certificate
     CLIENT_SECRET = "client_secret"  # noqa: S105 - a name; an app registration's secret (local runs)
+    AZURE_CLI = "azure_cli"  # your own `az login`: operator commands (setup, doctor) on your machine
 
 
 @dataclass(frozen=True)

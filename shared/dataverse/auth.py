@@ -10,6 +10,8 @@ Which credential is a setting (``DATAVERSE_CREDENTIAL``, docs/configuration.md):
 * ``certificate``: an app registration and its certificate.
 * ``client_secret``: an app registration and its secret; what local runs against the Entra ID
   simulator use (its authority is the simulator, reached over HTTPS with the test CA).
+* ``azure_cli``: the signed-in user of the Azure CLI (``az login``), for an administrator running
+  ``mdsync dynamics setup``, ``register-webhook`` or ``doctor`` from their own machine.
 
 azure-identity caches tokens inside the credential and renews them before they expire. When
 Dataverse still refuses a token (revoked, or the clocks disagree), :meth:`invalidate` replaces
@@ -185,6 +187,8 @@ def credential_factory(
                 authority=access.authority_host,
                 **options,
             )
+        if kind is DataverseCredential.AZURE_CLI:
+            return identity.AzureCliCredential(tenant_id=access.tenant_id or "")
         # The managed identity endpoint keeps azure-identity's own retries (IMDS has its rules).
         return identity.ManagedIdentityCredential(client_id=access.client_id)
 
@@ -211,5 +215,6 @@ def dataverse_tokens(access: DataverseAccess, *, ca_file: Path | None = None) ->
         ),
         # managed_identity works only where Azure provides one (the Function App, a VM).
         DataverseCredential.MANAGED_IDENTITY: ("DATAVERSE_CREDENTIAL", "DATAVERSE_CLIENT_ID"),
+        DataverseCredential.AZURE_CLI: ("DATAVERSE_CREDENTIAL", "DATAVERSE_TENANT_ID"),
     }[access.credential]
     return CredentialTokens(credential_factory(access, ca_file=ca_file), access.scope, fix=fix)

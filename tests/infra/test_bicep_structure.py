@@ -308,7 +308,7 @@ def test_parameters_file_matches_main_bicep() -> None:
     required = {name for name, default in declared.items() if default is None}
     assert required <= set(supplied), required - set(supplied)
     for name, entry in supplied.items():
-        assert re.fullmatch(r"\$\{[A-Z_]+\}", entry["value"]), name
+        assert re.fullmatch(r"\$\{[A-Z_]+(=[a-z_]+)?\}", entry["value"]), name
     assert supplied["environmentName"]["value"] == "${AZURE_ENV_NAME}"
     assert supplied["location"]["value"] == "${AZURE_LOCATION}"
 

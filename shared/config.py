@@ -135,7 +135,9 @@ class Settings(BaseSettings):
     """Every setting mdsync reads. Names are the app-setting names (case-sensitive in Azure)."""
 
     # An empty value is no value: Bicep writes "" for a setting that does not apply.
-    model_config = SettingsConfigDict(populate_by_name=True, extra="ignore", frozen=True, env_ignore_empty=True)
+    model_config = SettingsConfigDict(
+        populate_by_name=True, extra="ignore", frozen=True, env_ignore_empty=True
+    )
 
     # --- Marketo -------------------------------------------------------------------------
     marketo_base_url: AnyHttpUrl | None = Field(default=None, alias="MARKETO_BASE_URL")

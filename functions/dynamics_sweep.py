@@ -29,6 +29,7 @@ def dynamics_sweep(timer: func.TimerRequest) -> None:
 
 def _run() -> None:
     deps = container()
+    deps.app_started()
     sweep = DynamicsSweep(
         deps.dataverse,
         deps.state,

@@ -42,6 +42,7 @@ def dynamics_webhook(req: func.HttpRequest) -> func.HttpResponse:
 
 def _handle(req: func.HttpRequest) -> func.HttpResponse:
     deps = container()
+    deps.app_started()
     settings = deps.settings
     if not secret_matches(req.headers.get(settings.dynamics_webhook_header), settings.dynamics_webhook_key()):
         return error(401, f"missing or wrong {settings.dynamics_webhook_header} header")

@@ -91,6 +91,7 @@ def sync_person_to_microsoft(req: func.HttpRequest) -> func.HttpResponse:
 
 def _handle(req: func.HttpRequest) -> func.HttpResponse:
     deps = container()
+    deps.app_started()
     settings = deps.settings
     if not secret_matches(req.headers.get(settings.flow_step_header), settings.flow_step_key()):
         return error(401, f"missing or wrong {settings.flow_step_header} header")

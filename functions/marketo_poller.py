@@ -31,6 +31,7 @@ def marketo_poller(timer: func.TimerRequest) -> None:
 
 def _run() -> None:
     deps = container()
+    deps.app_started()
     poller = MarketoPoller(
         deps.marketo,
         deps.state,

@@ -38,6 +38,7 @@ def sync_worker(messages: typing.List[func.ServiceBusMessage]) -> None:  # noqa:
 
 def _run(messages: list[func.ServiceBusMessage]) -> None:
     deps = container()
+    deps.app_started()
     deps.verify_instance()
     notices: list[Notice] = []
     for message in messages:

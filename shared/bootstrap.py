@@ -158,6 +158,12 @@ class Container:
             s, self.session, max_calls_per_20s=s.marketo_max_calls_per_20s - s.marketo_flow_step_calls_per_20s
         )
 
+    def app_started(self) -> None:
+        """Called by every function: the first call of a process starts the start-up checks."""
+        from shared.startup import check_in_background
+
+        check_in_background(self)
+
     def verify_instance(self) -> None:
         """Refuse state that belongs to another Marketo instance or Dataverse organization
         (shared/instance.py); once per process. Functions that follow checkpoints or links
@@ -232,8 +238,11 @@ def container() -> Container:
 def reset_container() -> None:
     """Forget the container and the settings (tests and the local host change the environment)."""
     global _container  # noqa: PLW0603
+    from shared import startup
+
     with _container_lock:
         if _container is not None:
             _container.close()
         _container = None
         get_settings.cache_clear()
+        startup.forget()

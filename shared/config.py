@@ -194,6 +194,9 @@ class Settings(BaseSettings):
     )
     sqlite_path: Path = Field(default=Path(".mdsync/mdsync.sqlite3"), alias="MDSYNC_SQLITE_PATH")
 
+    # The doctor's checks on a background thread at a process's first invocation (shared/startup.py).
+    startup_checks: bool = Field(default=True, alias="MDSYNC_STARTUP_CHECKS")
+
     # --- Sync behaviour ----------------------------------------------------------------------
     field_mapping_file: Path | None = Field(default=None, alias="MDSYNC_FIELD_MAPPING")
 

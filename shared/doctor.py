@@ -101,22 +101,21 @@ class Doctor:
 
     def run(self) -> Iterator[Check]:
         """Every check; those that need a service that did not answer say so instead."""
-        for check, needs in (
-            (self.marketo, ()),
-            (self.dataverse_token, ()),
-            (self.dataverse_org, ("entra",)),
-            (self.setup, ("dataverse",)),
-            (self.mapping, ("marketo", "dataverse")),
-            (self.webhook, ("dataverse",)),
-            (self.queue, ()),
-            (self.state, ("marketo", "dataverse")),
+        for name, check, needs in (
+            ("Marketo", self.marketo, ()),
+            ("Dataverse credential", self.dataverse_token, ()),
+            ("Dataverse organization", self.dataverse_org, ("entra",)),
+            ("Dataverse set-up", self.setup, ("dataverse",)),
+            ("field mapping", self.mapping, ("marketo", "dataverse")),
+            ("Dataverse webhook", self.webhook, ("dataverse",)),
+            ("queue", self.queue, ()),
+            ("state", self.state, ("marketo", "dataverse")),
         ):
             missing = [n for n in needs if n not in self.reached]
             if missing:
-                name = check.__name__.replace("_", " ")
                 yield Check(name, False, f"not checked: {' and '.join(missing)} did not answer (see above)")
                 continue
-            yield from _guard(check)
+            yield from _guard(name, check)
 
     # --- the services -------------------------------------------------------------------------
 
@@ -267,9 +266,8 @@ class Doctor:
         return Instance.of(self.deps.settings.marketo().base_url, self.dataverse.organization_id())
 
 
-def _guard(check: Callable[[], Iterator[Check]]) -> Iterator[Check]:
+def _guard(name: str, check: Callable[[], Iterator[Check]]) -> Iterator[Check]:
     """A check that cannot run says why, with the setting that stopped it."""
-    name = check.__name__.replace("_", " ")
     try:
         yield from check()
     except ConfigurationError as exc:

@@ -9,6 +9,7 @@ import pytest
 
 from mdsync.cli import main
 from mdsync.harness import WEBHOOK_NAME, LocalSystem
+from shared import startup
 from shared.bootstrap import container, reset_container
 from shared.instance import Instance, bind
 from tests.flow_step.conftest import post
@@ -67,8 +68,30 @@ def test_state_of_another_organization_is_refused_and_named(
         assert "MDSYNC_SQLITE_PATH" in line
         assert main(["doctor", "--webhook-name", WEBHOOK_NAME]) == 1
         out = " ".join(capsys.readouterr().out.split())
-        assert "FAIL state: belongs to Marketo 123-abc-456.mktorest.com and Dataverse organization elsewhere" in out
+        assert (
+            "FAIL state: belongs to Marketo 123-abc-456.mktorest.com and Dataverse organization elsewhere"
+            in out
+        )
         assert "--rebind-state" in out
         assert main(["doctor", "--webhook-name", WEBHOOK_NAME, "--rebind-state"]) == 0
     finally:
         system.reset()
+
+
+def test_the_app_runs_the_doctors_checks_when_it_starts(
+    system: LocalSystem, caplog: pytest.LogCaptureFixture
+) -> None:
+    """At a process's first invocation the checks run in the background: a wrong secret is
+    named with its fix in the log before anyone runs `mdsync doctor`."""
+    with system.settings_changed({"MDSYNC_STARTUP_CHECKS": "true", **WRONG}), caplog.at_level(logging.INFO):
+        thread = startup.check_in_background(container())  # what the first invocation does
+        assert thread is not None
+        assert startup.check_in_background(container()) is None  # once per process
+        thread.join(timeout=60)
+        assert not thread.is_alive()
+    lines = [r.getMessage() for r in caplog.records if r.name == "mdsync.startup"]
+    assert any(
+        "FAIL Dataverse credential" in line and "fix: DATAVERSE_CLIENT_SECRET" in line for line in lines
+    ), lines
+    assert lines[-1].startswith("start-up checks: ")
+    assert "problem(s)" in lines[-1]

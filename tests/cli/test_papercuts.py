@@ -98,3 +98,37 @@ def test_log_finds_a_deleted_persons_entries_by_email_and_prints_json(
     assert entries
     assert {e["dynamics_id"] for e in entries} == {lead_id}
     assert all(e["marketo_id"] == int(person[0]["id"]) for e in entries)
+
+
+def test_ids_are_never_cut_in_a_narrow_terminal(system: LocalSystem) -> None:
+    from rich.console import Console
+
+    from mdsync.operations import print_log
+
+    lead_id = system.dataverse_admin.create_as(
+        "Jane Doe", "leads", {"lastname": "Narrow", "emailaddress1": "narrow@fabrikam.example"}
+    )
+    system.until(lambda: [p for p in system.marketo_admin.persons() if p.get("msftLeadId") == lead_id])
+    system.wait_idle()
+    narrow = Console(width=60, record=True, highlight=False)
+    assert print_log(lead_id, limit=5, console=narrow) == 0
+    text = narrow.export_text()
+    assert "…" not in text  # folded onto more lines, never cut with an ellipsis
+    for part in lead_id.split("-"):
+        assert part in text
+
+
+def test_the_demo_says_how_to_call_what_it_leaves_running(system: LocalSystem) -> None:
+    from rich.console import Console
+
+    from mdsync.demo import _print_what_keeps_running
+    from mdsync.harness import HOST_KEY
+    from simulators.stack import FLOW_STEP_SECRET
+
+    out = Console(width=300, record=True, highlight=False)
+    _print_what_keeps_running(system, out)
+    text = out.export_text()
+    assert f"x-functions-key: {HOST_KEY}" in text
+    assert f"x-mdsync-key: {FLOW_STEP_SECRET}" in text
+    assert "/api/marketo/sync-person" in text
+    assert "MDSYNC_SQLITE_PATH=" in text and "mdsync log" in text

@@ -12,6 +12,7 @@ fails this test.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,8 @@ import pytest
 from tests.deploy.package import REPO, copy_package
 from tests.isolated_venv import isolated_python, run
 
-WORKER = "azure-functions-runtime==1.3.0"
+# The same pinned worker `make setup` installs for the local host: one place, the Makefile.
+WORKER = re.search(r"^WORKER := (\S+)$", (REPO / "Makefile").read_text(encoding="utf-8"), re.M).group(1)  # type: ignore[union-attr]
 INDEXER = REPO / "mdsync" / "devhost" / "worker_index.py"
 FUNCTIONS = {"dynamics_webhook", "marketo_poller", "dynamics_sweep", "sync_worker", "sync_person_to_microsoft"}
 

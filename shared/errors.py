@@ -34,7 +34,18 @@ class MdsyncError(Exception):
 
 
 class ConfigurationError(MdsyncError):
-    """A setting or the field mapping is missing or invalid."""
+    """A setting or the field mapping is missing or invalid.
+
+    ``settings`` names the app settings at fault (empty when it is not one setting's fault, e.g.
+    a mapping file); :attr:`line` is the message on one line, for a log."""
+
+    def __init__(self, message: str, *, settings: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.settings = settings
+
+    @property
+    def line(self) -> str:
+        return " ".join(part.strip() for part in str(self).splitlines() if part.strip())
 
 
 class BadRequestError(MdsyncError):

@@ -103,6 +103,7 @@ class SimulatorStack:
             "MARKETO_CLIENT_ID": MARKETO_CLIENT_ID,
             "MARKETO_CLIENT_SECRET": MARKETO_CLIENT_SECRET,
             "DATAVERSE_URL": urls["dataverse"],
+            "DATAVERSE_CREDENTIAL": "client_secret",
             "DATAVERSE_TENANT_ID": TENANT_ID,
             "DATAVERSE_CLIENT_ID": DATAVERSE_CLIENT_ID,
             "DATAVERSE_CLIENT_SECRET": DATAVERSE_CLIENT_SECRET,

@@ -32,7 +32,8 @@ from pathlib import Path
 from typing import Any
 
 from shared.calls import CallCounter
-from shared.dataverse.auth import MsalTokenProvider
+from shared.config import DataverseAccess, DataverseCredential
+from shared.dataverse.auth import dataverse_tokens
 from shared.dataverse.client import DataverseClient
 from shared.http import make_session
 from shared.marketo import MarketoClient, date_windows, import_files
@@ -127,13 +128,15 @@ def run(count: int, *, poll_seconds: float = 0.5, span: timedelta = SPAN) -> lis
         marketo_admin = MarketoAdmin(urls["marketo"], session)
         dataverse_admin = DataverseAdmin(urls["dataverse"], session, timeout=300)
         marketo = MarketoClient(urls["marketo"], MARKETO_CLIENT_ID, MARKETO_CLIENT_SECRET, session=session)
-        tokens = MsalTokenProvider(
-            f"{urls['entra']}/{TENANT_ID}",
-            DATAVERSE_CLIENT_ID,
-            DATAVERSE_CLIENT_SECRET,
-            f"{urls['dataverse']}/.default",
-            session=session,
+        access = DataverseAccess(
+            url=urls["dataverse"],
+            credential=DataverseCredential.CLIENT_SECRET,
+            authority_host=urls["entra"],
+            tenant_id=TENANT_ID,
+            client_id=DATAVERSE_CLIENT_ID,
+            client_secret=DATAVERSE_CLIENT_SECRET,
         )
+        tokens = dataverse_tokens(access, ca_file=stack.tls.ca_file)
         api = f"{urls['dataverse']}/api/data/v9.2"
         dataverse = DataverseClient(api, tokens, session=session, timeout=300)
         phases = [timed("baseline", 0, None, lambda: 0)]

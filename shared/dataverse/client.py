@@ -35,6 +35,7 @@ from shared.dataverse.models import (
     BatchResponse,
     DeltaPage,
     EntityMetadata,
+    KeyInfo,
     RowPage,
     RowResult,
     StepSpec,
@@ -94,6 +95,10 @@ def _label(method: str, path: str) -> str:
         name = segment.split("(", 1)[0].removeprefix(NS)
         parts.append(name + ("()" if "(" in segment else ""))
     return f"{method} {'/'.join(parts)}"
+
+
+def _definition(logical_name: str) -> str:
+    return f"EntityDefinitions(LogicalName={odata.string(odata.prop(logical_name))})"
 
 
 class DataverseClient:
@@ -241,6 +246,10 @@ class DataverseClient:
     def whoami(self) -> str:
         """The systemuserid of the calling application user."""
         return str(self._get_json("WhoAmI")["UserId"])
+
+    def organization_id(self) -> str:
+        """The organization's id (WhoAmI): what the state store is bound to."""
+        return str(self._get_json("WhoAmI")["OrganizationId"])
 
     # --- single-row writes ------------------------------------------------------------------
 
@@ -513,7 +522,7 @@ class DataverseClient:
             cached = self._tables.get(logical_name)
         if cached is not None:
             return cached
-        path = f"EntityDefinitions(LogicalName={odata.string(odata.prop(logical_name))})"
+        path = _definition(logical_name)
         info = metadata.table_info(self._get_json(path, {"$select": metadata.TABLE_SELECT}))
         with self._lock:
             self._tables[logical_name] = info
@@ -529,7 +538,7 @@ class DataverseClient:
         if cached is not None:
             return cached
         table = self.table_info(logical_name)
-        base = f"EntityDefinitions(LogicalName={odata.string(odata.prop(logical_name))})/Attributes"
+        base = f"{_definition(logical_name)}/Attributes"
         attributes = self._get_json(base, {"$select": metadata.ATTRIBUTE_SELECT})["value"]
         casts: list[dict[str, Any]] = []
         for cast, params in metadata.CAST_QUERIES:
@@ -538,6 +547,34 @@ class DataverseClient:
         with self._lock:
             self._metadata[logical_name] = result
         return result
+
+    def keys(self, logical_name: str) -> list[KeyInfo]:
+        """The table's alternate keys with their index status (never cached: it changes)."""
+        path = f"{_definition(logical_name)}/Keys"
+        rows = self._get_json(path, {"$select": "LogicalName,KeyAttributes,EntityKeyIndexStatus"})["value"]
+        return [
+            KeyInfo(
+                str(k["LogicalName"]), tuple(k.get("KeyAttributes") or ()), str(k.get("EntityKeyIndexStatus"))
+            )
+            for k in rows
+        ]
+
+    def create_column(
+        self, logical_name: str, definition: Mapping[str, Any], *, solution: str | None
+    ) -> None:
+        """POST an ``AttributeMetadata`` (its ``@odata.type`` says which) on the table; with
+        ``solution``, the column joins that unmanaged solution (MSCRM.SolutionUniqueName)."""
+        self._create_definition(f"{_definition(logical_name)}/Attributes", definition, solution)
+
+    def create_key(self, logical_name: str, definition: Mapping[str, Any], *, solution: str | None) -> None:
+        """POST an ``EntityKeyMetadata``; the key is Pending until its index is built."""
+        self._create_definition(f"{_definition(logical_name)}/Keys", definition, solution)
+
+    def _create_definition(self, path: str, definition: Mapping[str, Any], solution: str | None) -> None:
+        headers = {"MSCRM.SolutionUniqueName": solution} if solution else None
+        self._request("POST", path, idempotent=False, json=dict(definition), headers=headers)
+        with self._lock:
+            self._metadata.clear()
 
     # --- change tracking -----------------------------------------------------------------
 

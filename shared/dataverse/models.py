@@ -33,6 +33,19 @@ class AttributeMetadata:
 
 
 @dataclass(frozen=True)
+class KeyInfo:
+    """An alternate key (``EntityKeyMetadata``); usable only when ``status`` is ``Active``."""
+
+    logical_name: str
+    columns: tuple[str, ...]
+    status: str  # Pending, InProgress, Active, Failed
+
+    @property
+    def active(self) -> bool:
+        return self.status == "Active"
+
+
+@dataclass(frozen=True)
 class TableInfo:
     logical_name: str
     entity_set: str

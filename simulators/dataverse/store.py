@@ -107,6 +107,10 @@ class Store:
                 entries.append((name, _fold_key(values)))
         return entries
 
+    def index_row(self, logical: str, row_id: str, row: Row) -> None:
+        """Add a row to the indexes of the table's keys (a key that has just become active)."""
+        self._index(logical, row_id, row)
+
     def _index(self, logical: str, row_id: str, row: Row) -> None:
         for name, key in self._key_entries(logical, row):
             index = self.key_index.setdefault((logical, name), {})

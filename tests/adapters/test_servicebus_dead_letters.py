@@ -21,7 +21,7 @@ from azure.servicebus._transport._pyamqp_transport import PyamqpTransport
 from shared.adapters.servicebus_dead_letters import ServiceBusDeadLetters
 from shared.adapters.servicebus_queue import ServiceBusQueue
 from shared.bootstrap import Container
-from shared.config import load_settings
+from shared.config import Settings, load_settings
 from shared.errors import ServiceUnavailableError
 from shared.notices import Notice
 from shared.replay import ParkedNotices, list_given_up, replay
@@ -198,6 +198,10 @@ def test_in_azure_mode_replay_reads_the_service_bus_dead_letters(
 ) -> None:
     """The composition root gives `mdsync replay` the parked notices and, with the Service Bus
     queue, its dead-letter sub-queue (nothing connects until it is read)."""
+    for field in Settings.model_fields.values():  # only what this test sets
+        if field.alias:
+            monkeypatch.delenv(field.alias, raising=False)
+    monkeypatch.setenv("MDSYNC_LOCAL_SETTINGS", str(tmp_path / "no-local.settings.json"))
     monkeypatch.setenv("MDSYNC_QUEUE_BACKEND", "servicebus")
     monkeypatch.setenv("ServiceBusConnection__fullyQualifiedNamespace", "mdsync.servicebus.windows.net")
     monkeypatch.setenv("MDSYNC_STATE_BACKEND", "sqlite")

@@ -1,5 +1,5 @@
 """Lead Database endpoints: Get Leads by Filter Type, Get Lead by Id, Sync Leads, Delete
-Leads, Describe Lead and Describe Lead2."""
+Leads, Merge Leads, Describe Lead and Describe Lead2."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from simulators.marketo.persons import API
 from simulators.marketo.state import SimState
 
 ACTIONS = frozenset({"createOnly", "updateOnly", "createOrUpdate", "createDuplicate"})
+MAX_MERGE_LOSERS = 25
 Envelope = dict[str, Any]
 
 
@@ -139,6 +140,26 @@ def delete_leads(state: SimState, call: RestCall) -> Envelope:
                 }
             )
     return {"result": results}
+
+
+def merge_leads(state: SimState, call: RestCall) -> Envelope:
+    """``POST /rest/v1/leads/{id}/merge.json?leadId=`` or ``leadIds=``: the path names the
+    winner. The answer has no ``result``. More than 25 losers is 1080; an unknown id is 1004."""
+    try:
+        winner = int(call.path_params["id"])
+    except ValueError:
+        raise MarketoFault("1003", "Invalid lead id") from None
+    losers = call.int_list("leadIds", 10_000) or call.int_list("leadId", 1)
+    if not losers:
+        raise MarketoFault("701", "leadId cannot be blank")
+    if len(losers) > MAX_MERGE_LOSERS:
+        raise MarketoFault("1080", f"Number of losing leads exceeds {MAX_MERGE_LOSERS}")
+    losers = [i for i in dict.fromkeys(losers) if i != winner]
+    for lead_id in (winner, *losers):
+        if state.persons.get(lead_id) is None:
+            raise MarketoFault("1004", f"Lead '{lead_id}' not found")
+    state.persons.merge(winner, losers)
+    return {}
 
 
 def describe(state: SimState, call: RestCall) -> Envelope:

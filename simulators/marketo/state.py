@@ -83,6 +83,31 @@ class SimState:
         with self.lock:
             return self.persons.delete(lead_id)
 
+    def user_merge(self, winner: int, losers: Iterable[int]) -> list[str]:
+        """Merge People in the UI: the winner stays, the losers are merged into it."""
+        with self.lock:
+            ids = [i for i in dict.fromkeys(losers) if i != winner]
+            for lead_id in (winner, *ids):
+                if self.persons.get(lead_id) is None:
+                    raise KeyError(lead_id)
+            return self.persons.merge(winner, ids)
+
+    # --- field management --------------------------------------------------------------------
+
+    def block_field_updates(self, name: str, sources: Iterable[str]) -> None:
+        """Block Field Updates for ``sources`` (e.g. "Web service API"); none lifts the block."""
+        with self.lock:
+            self.catalog.require(name)
+            blocked = frozenset(sources)
+            if blocked:
+                self.persons.blocked[name] = blocked
+            else:
+                self.persons.blocked.pop(name, None)
+
+    def blocked_fields(self) -> dict[str, list[str]]:
+        with self.lock:
+            return {name: sorted(sources) for name, sources in self.persons.blocked.items()}
+
     # --- limits and faults ---------------------------------------------------------------
 
     def set_limits(self, **changes: Any) -> dict[str, Any]:

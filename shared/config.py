@@ -145,7 +145,7 @@ class Settings(BaseSettings):
     # Where the very first poll starts (ISO 8601 with a zone); unset = from the first run on.
     marketo_poll_start: datetime | None = Field(default=None, alias="MARKETO_POLL_START")
     # Pages of Marketo activities one poll run reads at most (the rest waits for the next run).
-    marketo_poll_max_pages: int = Field(default=50, alias="MARKETO_POLL_MAX_PAGES", ge=2, le=1000)
+    marketo_poll_max_pages: int = Field(default=50, alias="MARKETO_POLL_MAX_PAGES", ge=3, le=1000)
     # Deletions are read on a poll run at most this often (0: every run).
     marketo_deletes_poll_seconds: int = Field(
         default=300, alias="MARKETO_DELETES_POLL_SECONDS", ge=0, le=86_400

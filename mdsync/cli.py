@@ -87,14 +87,23 @@ def cmd_fields_check(args: argparse.Namespace) -> int:
     mapping = load_mapping(Path(args.mapping)) if args.mapping else deps.mapping
     marketo_fields = deps.marketo.describe_leads()
     columns = {e: deps.dataverse.entity_metadata(e).attributes for e in ("lead", "contact")}
-    problems = check_mapping(mapping, marketo_fields, columns)
-    if not problems:
-        count = len(mapping.lead.fields) + len(mapping.contact.fields)
-        console.print(f"[green]ok[/green]: {count} mapped fields match Marketo and Dataverse metadata")
-        return 0
+    currencies = {
+        str(r.get("isocurrencycode"))
+        for r in deps.dataverse.query("transactioncurrencies", select=["isocurrencycode"])
+    }
+    problems = check_mapping(mapping, marketo_fields, columns, currencies)
+    errors = [p for p in problems if p.severity == "error"]
     for problem in problems:
-        console.print(f"[red]error[/red] {problem}")
-    console.print(f"{len(problems)} problem(s) in the field mapping")
+        label = "[red]error[/red]" if problem.severity == "error" else "[yellow]warning[/yellow]"
+        console.print(f"{label} {problem}")
+    if not errors:
+        count = len(mapping.lead.fields) + len(mapping.contact.fields)
+        warned = f" ({len(problems)} warning(s))" if problems else ""
+        console.print(
+            f"[green]ok[/green]: {count} mapped fields match Marketo and Dataverse metadata{warned}"
+        )
+        return 0
+    console.print(f"{len(errors)} problem(s) in the field mapping")
     return 1
 
 

@@ -42,6 +42,13 @@ FLOW_STEP_FIELDS = (
         "mdsyncFlowStepDynamicsId", "mdsync Flow Step Dynamics Id", soap_name="mdsyncFlowStepDynamicsId"
     ),
 )
+# Custom person fields a customer typically adds, for mappings beyond the defaults (the tests
+# and the chaos scenarios map them): a notes text area, a short notes string, a close date.
+CUSTOMER_FIELDS = (
+    ExtraField("personNotes", "Person Notes", "text", length=None),
+    ExtraField("salesNotes", "Sales Notes", "string", length=255),
+    ExtraField("estimatedCloseDate", "Estimated Close Date", "date", length=None),
+)
 
 
 @dataclass
@@ -281,5 +288,5 @@ def _with_fields(config: Any) -> Any:
     from dataclasses import replace
 
     names = {f.name for f in config.extra_fields}
-    extra = tuple(f for f in FLOW_STEP_FIELDS if f.name not in names)
+    extra = tuple(f for f in (*FLOW_STEP_FIELDS, *CUSTOMER_FIELDS) if f.name not in names)
     return replace(config, extra_fields=(*config.extra_fields, *extra))

@@ -172,7 +172,7 @@ def _merged_changes(items: Sequence[Activity], mapped: frozenset[str]) -> dict[s
 
 
 def _from_api(activity: Activity) -> bool:
-    return activity.attribute("Source") == API_SOURCE
+    return bool(activity.attribute("Source") == API_SOURCE)
 
 
 def notices_from_changes(activities: Sequence[Activity], mapped: frozenset[str]) -> list[Notice]:

@@ -16,6 +16,10 @@ subordinate is deactivated; its person follows the master, as the native sync do
   master's pair is reconciled;
 * the master has no person -> the subordinate's person is relinked to it (a first link).
 
+Either way the subordinate's Marketo-id column is cleared first (one request per merge): the
+column is an alternate key, which the master cannot take while the subordinate still holds it.
+A notice about a subordinate whose person has moved on reconciles the master's pair.
+
 Both run before the persons are read from Marketo, so what is read is what the merge left.
 """
 
@@ -29,7 +33,7 @@ from shared.ports import Link, StateStore
 from shared.sync.batch import Batch, Pair
 from shared.sync.journal import Journal
 from shared.sync.reads import DynamicsReader
-from shared.sync.writes import defer
+from shared.sync.writes import ENTITY_SETS, defer
 
 Rows = dict[str, dict[str, dict[str, object]]]
 
@@ -106,24 +110,56 @@ class MergeFollower:
             for p in batch.pairs.values()
             if (master := (rows[p.entity].get(p.dynamics_id.lower()) or {}).get("_masterid_value"))
         }
-        if not merged:
+        orphans = {
+            key: str(master).lower()
+            for key in batch.orphans
+            if (master := (rows[key[0]].get(key[1]) or {}).get("_masterid_value"))
+        }
+        if not merged and not orphans:
             return
         by_entity: dict[str, set[str]] = {}
         for marketo_id, master in merged.items():
             by_entity.setdefault(batch.pairs[marketo_id].entity, set()).add(master)
+        for (entity, _), master in orphans.items():
+            by_entity.setdefault(entity, set()).add(master)
         for entity, masters in by_entity.items():
             missing = [m for m in masters if m not in rows[entity]]
             rows[entity].update(self.rows.by_ids(entity, missing))
-        owners = {
-            entity: self.state.get_links_by_dynamics(entity, masters) for entity, masters in by_entity.items()
-        }
+        owners = {e: self.state.get_links_by_dynamics(e, masters) for e, masters in by_entity.items()}
         for marketo_id, master in merged.items():
             pair = batch.pairs[marketo_id]
             owner = _owner(batch, pair.entity, master) or owners[pair.entity].get(master)
+            if owner is not None and owner.marketo_id == pair.marketo_id:
+                continue
+            if not self._release(batch, pair, rows):
+                continue
             if owner is None:
                 self._relink_to_master(pair, master, journal)
-            elif owner.marketo_id != pair.marketo_id:
+            else:
                 self._merge_persons(batch, pair, owner, journal)
+        for (entity, record_id), master in orphans.items():
+            owner = _owner(batch, entity, master) or owners[entity].get(master)
+            if owner is not None:
+                # A notice about a record merged away (a retry, the Merge itself): its person is
+                # the master's now, and the master's pair is what to reconcile.
+                batch.attach(owner, batch.orphans.pop((entity, record_id)).notices)
+
+    def _release(self, batch: Batch, pair: Pair, rows: Rows) -> bool:
+        """Clear the subordinate's Marketo-id column (an alternate key the master is to take)."""
+        column = self.mapping.links.dynamics_marketo_id
+        row = rows[pair.entity].get(pair.dynamics_id.lower()) or {}
+        if str(row.get(column) or "") != str(pair.marketo_id):
+            return True
+        try:
+            self.rows.dataverse.update(ENTITY_SETS[pair.entity], pair.dynamics_id, {column: None})
+        except TransientError as exc:
+            pair.settled = True
+            defer(batch, pair, exc)
+            return False
+        except PermanentError:
+            return True  # gone or refused: the master's write will say so
+        row[column] = None
+        return True
 
     def _relink_to_master(self, pair: Pair, master: str, journal: Journal) -> None:
         old = pair.link

@@ -68,6 +68,15 @@ class MarketoAdmin:
     def unblock_field_updates(self, name: str) -> None:
         self._call("DELETE", f"/fields/{name}/block")
 
+    # --- partitions ----------------------------------------------------------------------------
+
+    def move_to_partition(self, lead_ids: Sequence[int], partition: int) -> None:
+        self._call("POST", "/partitions/move", {"ids": list(lead_ids), "partition": partition})
+
+    def set_api_partitions(self, partitions: Sequence[int] | None) -> None:
+        """The partitions the API user reaches (None: all): a role or workspace change."""
+        self._call("PUT", "/api-partitions", {"partitions": None if partitions is None else list(partitions)})
+
     # --- limits, faults, counts ----------------------------------------------------------------
 
     def limits(self) -> dict[str, Any]:

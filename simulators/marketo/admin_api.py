@@ -121,6 +121,15 @@ class _AdminApi:
         winner = int(request.path_params["lead_id"])
         return {"taken": self.state.user_merge(winner, [int(i) for i in losers])}
 
+    async def partitions(self, request: Request) -> dict[str, Any]:
+        body = await _json(request)
+        if request.url.path.endswith("/move"):
+            self.state.move_to_partition([int(i) for i in body.get("ids", [])], int(body["partition"]))
+            return {}
+        reach = body.get("partitions")
+        self.state.set_api_partitions(None if reach is None else [int(p) for p in reach])
+        return {"partitions": reach}
+
     async def field_block(self, request: Request) -> dict[str, Any]:
         name = request.path_params["name"]
         if request.method == "PUT":
@@ -198,6 +207,8 @@ def admin_routes(state: SimState) -> list[Route]:
         ("/ui/persons/{lead_id:int}", api.user_delete, ["DELETE"]),
         ("/ui/persons/{lead_id:int}/merge", api.user_merge, ["POST"]),
         ("/fields/{name}/block", api.field_block, ["GET", "PUT", "DELETE"]),
+        ("/partitions/move", api.partitions, ["POST"]),
+        ("/api-partitions", api.partitions, ["PUT"]),
         ("/limits", api.limits, ["GET", "PUT"]),
         ("/faults", api.faults, ["POST", "DELETE"]),
         ("/tokens/expire", api.expire_tokens, ["POST"]),

@@ -44,7 +44,7 @@ def get_leads(state: SimState, call: RestCall) -> Envelope:
     size = call.batch_size(limits.max_batch)
     token = call.first("nextPageToken")
     offset = Cursor.decode(token).position if token else 0
-    matches = state.persons.find(field, values)
+    matches = [p for p in state.persons.find(field, values) if state.visible(p)]
     if len(matches) > limits.max_filter_matches:
         raise MarketoFault("1003", "Too many results match the filter")
     page = matches[offset : offset + size]
@@ -65,7 +65,8 @@ def get_lead(state: SimState, call: RestCall) -> Envelope:
         raise MarketoFault("1003", "Invalid lead id") from None
     fields = _read_fields(state, call)
     person = state.persons.get(lead_id)
-    return {"result": [state.persons.render(person, fields)] if person else []}
+    seen = person is not None and state.visible(person)
+    return {"result": [state.persons.render(person, fields)] if person and seen else []}
 
 
 def sync_leads(state: SimState, call: RestCall) -> Envelope:
@@ -105,6 +106,8 @@ def _apply(state: SimState, item: object, action: str, lookup: FieldDef) -> tupl
         return persons.create(values, API), "created"
     if len(matches) > 1:
         raise MarketoFault("1007", "Multiple leads match the lookup criteria")
+    if matches and not state.visible(matches[0]):
+        raise MarketoFault("1008", f"Access denied to partition '{matches[0].get('leadPartitionId')}'")
     if not matches:
         if action == "updateOnly" or lookup.name == "id":
             raise MarketoFault("1004", "Lead not found")

@@ -35,6 +35,13 @@ class SimState:
         self.gate = Gate(config.limits, self.clock)
         self.stats = CallStats()
         self.webhooks: dict[str, Webhook] = {}
+        # The person partitions the API user's role reaches (None: all). Persons elsewhere are
+        # not returned by reads, and writes to them answer 1008.
+        self.api_partitions: frozenset[int] | None = None
+
+    def visible(self, person: Mapping[str, Any]) -> bool:
+        """Whether the API user can see this person (its partition is in the user's reach)."""
+        return self.api_partitions is None or person.get("leadPartitionId") in self.api_partitions
 
     def reset(self) -> None:
         """Back to an empty instance with the configured limits (tokens are kept)."""
@@ -45,6 +52,7 @@ class SimState:
             self.gate.reset(self.config.limits)
             self.stats.reset()
             self.webhooks.clear()
+            self.api_partitions = None
 
     # --- persons, as seeded or as a Marketo user sees them -----------------------------------
 
@@ -91,6 +99,23 @@ class SimState:
                 if self.persons.get(lead_id) is None:
                     raise KeyError(lead_id)
             return self.persons.merge(winner, ids)
+
+    # --- partitions ------------------------------------------------------------------------------
+
+    def move_to_partition(self, lead_ids: Iterable[int], partition: int) -> None:
+        """Admin > Person Partitions: move persons (silently: no activity)."""
+        with self.lock:
+            for lead_id in lead_ids:
+                person = self.persons.get(lead_id)
+                if person is None:
+                    raise KeyError(lead_id)
+                person["leadPartitionId"] = partition
+
+    def set_api_partitions(self, partitions: Iterable[int] | None) -> None:
+        """The partitions the API user's role reaches (None: all), as a changed role or
+        workspace would leave them."""
+        with self.lock:
+            self.api_partitions = None if partitions is None else frozenset(partitions)
 
     # --- field management --------------------------------------------------------------------
 

@@ -114,6 +114,9 @@ class Settings(BaseSettings):
     # The backoff between those attempts: base doubling per attempt, capped (Retry-After wins).
     retry_base_seconds: float = Field(default=5.0, alias="MDSYNC_RETRY_BASE_SECONDS", gt=0, le=3600)
     retry_max_seconds: float = Field(default=900.0, alias="MDSYNC_RETRY_MAX_SECONDS", gt=0, le=86_400)
+    # After writing Marketo values, when to look whether Marketo took them if no echo (Change
+    # Data Value, read by the poller) confirmed them by then: a few poll intervals.
+    confirm_seconds: int = Field(default=180, alias="MDSYNC_CONFIRM_SECONDS", ge=0, le=86_400)
 
     # --- State store -----------------------------------------------------------------------
     state_backend: StateBackend = Field(default=StateBackend.TABLE, alias="MDSYNC_STATE_BACKEND")

@@ -41,6 +41,9 @@ class Kind(StrEnum):
     # Merged into another record (``merged_into``): a Marketo person merged away (Merge Leads),
     # or a Dynamics record merged into another (the Merge message).
     MERGED = "merged"
+    # mdsync's own: it wrote values to this person in Marketo; if no echo has confirmed them
+    # by now, read the person and see whether Marketo took them.
+    CONFIRM = "confirm"
 
 
 class FieldChange(BaseModel):

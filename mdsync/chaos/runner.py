@@ -1,12 +1,15 @@
 """``mdsync chaos``: seeded scenarios of concurrent edits and injected faults that must converge.
 
 Each scenario starts from an empty system: linked pairs are seeded, a business-rule plug-in is
-installed (it refuses cities starting with REJECT), the sweep takes its first checkpoint. Then
+installed (it refuses cities starting with REJECT), Marketo blocks updates of the country field
+for the API (Block Field Updates), the mapping adds the notes field (which a qualification does
+not copy to the contact), the sweep takes its first checkpoint. Then
 every round arms its faults, makes its collisions (webhooks held), makes its other edits while
 webhooks flow and the poller runs, lets that traffic sync with the faults still armed, clears
 whatever they did not use up, and converges: webhooks delivered, a poll, the queue empty
 (retries included), a sweep (which finds what dropped webhooks lost), the queue empty again.
-Then the checks of ``checks.py`` run.
+Then the checks of ``checks.py`` and ``events.py`` run. Link-moving events (qualifications,
+merges on both sides, races) are played with the round's edits (``events.py``).
 
 The worker's retry backoff is shortened for the run (``MDSYNC_RETRY_BASE_SECONDS`` 0.2 and
 ``MDSYNC_RETRY_MAX_SECONDS`` 2 instead of 5 s and 15 min; Retry-After is still honoured), so that
@@ -19,26 +22,46 @@ from __future__ import annotations
 import random
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
+import yaml
 from rich.console import Console
 from rich.table import Table
 
 from mdsync.bench.meter import PollDriver, sync_quietly
 from mdsync.bench.seed import Pair, seed_pairs
 from mdsync.chaos import checks
-from mdsync.chaos.checks import PairKey, Violation
+from mdsync.chaos.checks import Expectation, PairKey, Violation
+from mdsync.chaos.events import LinkEvents, lost_updates_restored
 from mdsync.chaos.faults import CrashAfterWrite, arm, clear
-from mdsync.chaos.plan import REJECTED_PREFIX, Create, Edit, Round, ScenarioSize, make_plan
+from mdsync.chaos.plan import BLOCKED, REJECTED_PREFIX, Create, Edit, Round, ScenarioSize, make_plan
 from mdsync.harness import HarnessConfig, LocalSystem
 from shared.mapping import Side
 
 POLL_SECONDS = 2.0
 CONVERGE_TIMEOUT = 120.0
 FAST_RETRY = {"MDSYNC_RETRY_BASE_SECONDS": "0.2", "MDSYNC_RETRY_MAX_SECONDS": "2"}
+# The scenario's mapping: the default one, plus the notes a qualification leaves behind.
+NOTES = {"marketo": "personNotes", "dynamics": "description"}
+API = "Web service API"
+
+
+@contextmanager
+def chaos_mapping() -> Iterator[Path]:
+    document = yaml.safe_load(
+        resources.files("shared").joinpath("default_mapping.yaml").read_text(encoding="utf-8")
+    )
+    for entity in ("lead", "contact"):
+        document[entity]["fields"].append(dict(NOTES))
+    with tempfile.TemporaryDirectory(prefix="mdsync-chaos-mapping-") as folder:
+        path = Path(folder) / "mapping.yaml"
+        path.write_text(yaml.safe_dump(document), encoding="utf-8")
+        yield path
 
 
 @dataclass
@@ -65,6 +88,9 @@ class _Scenario:
         self.poisoned: dict[PairKey, Pair] = {}
         self.created: dict[str, tuple[str, str, str]] = {}
         self.seen_parked: set[str] = set()
+        self.events = LinkEvents(system, self.pairs, seed)
+        # Blocked fields whose two sides differ on purpose (Marketo did not take Dynamics' value).
+        self.held: set[tuple[PairKey, str]] = set()
 
     def prepare(self) -> None:
         system, size, seed = self.system, self.plan.size, self.plan.seed
@@ -78,6 +104,7 @@ class _Scenario:
                 pattern=f"(?!{REJECTED_PREFIX}).*",
                 message="Cities starting with REJECT are not accepted (chaos business rule).",
             )
+        system.marketo_admin.block_field_updates(BLOCKED[0], [API])
         counts = {"lead": size.leads, "contact": size.contacts}
         for entity, count in counts.items():
             for index, pair in enumerate(seed_pairs(system, entity, count, tag=f"chaos{seed}{entity}")):
@@ -86,6 +113,7 @@ class _Scenario:
         self.poisoned = {key: self.pairs[key] for key in poisoned}
         # A sweep, so that later ones see only what the scenario does, and a converged start.
         system.sweep()
+        self.events.prepare(self.plan.rounds)
         problems = self._converge(sweep=False)
         if problems:
             raise RuntimeError(f"the seeded system did not converge: {problems}")
@@ -97,25 +125,30 @@ class _Scenario:
         self.report.faults.extend(f.describe() for f in plan.faults)
         for fault in plan.faults:
             arm(system, fault, crash)
-        expected: dict[tuple[PairKey, str, str], str] = {}
+        expected: dict[tuple[PairKey, str, str], Expectation] = {}
         winners = self._collide(plan)
         with PollDriver(system, POLL_SECONDS):
             for item in [*plan.edits, *plan.poison]:
                 self._apply(item, expected if item not in plan.poison else {})
                 time.sleep(self.rng.uniform(0, 0.02))
+            after = self.events.apply(plan, expected)
         # The faults stay armed while the round's own traffic is synced; whatever they did not
         # use up is cleared only then.
         problems = self._converge(sweep=False)
         clear(system, crash)
         problems += self._converge(sweep=True)
+        self.events.settle(after)
         problems += self._check(expected, winners)
+        problems += self.events.check(after)
         for problem in problems:
             self.report.violations.append(Violation(problem.rule, f"round {number + 1}: {problem.detail}"))
         self.report.rounds += 1
 
-    def _collide(self, plan: Round) -> dict[tuple[PairKey, str, str], str]:
-        """Both sides of fresh pairs edited while the webhooks are held: a true collision."""
-        winners = {}
+    def _collide(self, plan: Round) -> dict[tuple[PairKey, str, str], Expectation]:
+        """Both sides of fresh pairs edited while the webhooks are held: a true collision. On the
+        blocked field, Dynamics winning (a contact) is a value Marketo does not take: each side
+        keeps its own."""
+        winners: dict[tuple[PairKey, str, str], Expectation] = {}
         mapping = self.system.deps.mapping
         self.system.dataverse_admin.pause_webhooks(True)
         try:
@@ -126,13 +159,18 @@ class _Scenario:
                 fmap = entity.by_marketo(in_marketo.marketo_field)
                 assert fmap is not None
                 won = in_marketo if entity.winner(fmap) is Side.MARKETO else in_dynamics
-                winners[(won.pair, won.marketo_field, won.dynamics_column)] = won.value
+                key = (won.pair, won.marketo_field, won.dynamics_column)
+                if won is in_dynamics and in_marketo.marketo_field == BLOCKED[0]:
+                    winners[key] = (in_marketo.value, in_dynamics.value)
+                    self.held.add((won.pair, BLOCKED[0]))
+                else:
+                    winners[key] = won.value
                 self.report.collisions += 1
         finally:
             self.system.dataverse_admin.pause_webhooks(False)
         return winners
 
-    def _apply(self, item: Edit | Create, expected: dict[tuple[PairKey, str, str], str]) -> None:
+    def _apply(self, item: Edit | Create, expected: dict[tuple[PairKey, str, str], Expectation]) -> None:
         system = self.system
         if isinstance(item, Create):
             lead_id = system.dataverse_admin.create_as(
@@ -149,14 +187,28 @@ class _Scenario:
             self.report.creates += 1
             return
         pair = self.pairs[item.pair]
+        key = (item.pair, item.marketo_field, item.dynamics_column)
         if item.side == "dynamics":
             system.dataverse_admin.update_as(
                 "Jane Doe", f"{pair.entity}s", pair.dynamics_id, {item.dynamics_column: item.value}
             )
+            expected[key] = self._dynamics_edit(pair, item)
         else:
             system.stack.marketo.state.user_edit(pair.marketo_id, {item.marketo_field: item.value})
-        expected[(item.pair, item.marketo_field, item.dynamics_column)] = item.value
+            self.held.discard((item.pair, item.marketo_field))
+            expected[key] = item.value
         self.report.edits += 1
+
+    def _dynamics_edit(self, pair: Pair, item: Edit) -> Expectation:
+        """What a Dynamics edit leaves: the value on both sides, unless Marketo blocks the field
+        for the API and holds a value already (the seed gives every person a country)."""
+        if item.marketo_field != BLOCKED[0]:
+            return item.value
+        held = (self.system.stack.marketo.state.person(pair.marketo_id) or {}).get(item.marketo_field)
+        if held is None:
+            return item.value
+        self.held.add((item.pair, item.marketo_field))
+        return (str(held), item.value)
 
     def _converge(self, *, sweep: bool) -> list[Violation]:
         """Webhooks delivered, a poll, the queue empty; with ``sweep``, then a sweep (it finds
@@ -172,14 +224,17 @@ class _Scenario:
         return []
 
     def _check(
-        self, expected: dict[tuple[PairKey, str, str], str], winners: dict[tuple[PairKey, str, str], str]
+        self,
+        expected: dict[tuple[PairKey, str, str], Expectation],
+        winners: dict[tuple[PairKey, str, str], Expectation],
     ) -> list[Violation]:
         system, pairs = self.system, self.pairs
         created_pairs = self._created_pairs()
         return [
             *checks.expected_values(system, pairs, expected, "no change lost"),
             *checks.expected_values(system, pairs, winners, "collision winner"),
-            *checks.converged(system, {**pairs, **created_pairs}, set(self.poisoned)),
+            *checks.converged(system, {**pairs, **created_pairs}, set(self.poisoned), self.held),
+            *checks.refusals_reported(system, pairs, self.held),
             *checks.links_intact(system, pairs),
             *checks.created_linked(system, self.created),
             *checks.parked_and_dead(system, self.poisoned.values(), self.seen_parked),
@@ -197,6 +252,8 @@ class _Scenario:
         calls = self.system.stack.marketo.state.calls()
         jobs = self.system.dataverse_admin.jobs()
         self.report.effects = {
+            "lost_updates_restored": lost_updates_restored(self.system),
+            "values_held": len(self.held),
             "marketo_error_codes": calls["byErrorCode"],
             "webhooks_dropped": sum(1 for j in jobs if j.get("dropped")),
             "webhooks_duplicated": sum(1 for j in jobs if j.get("duplicated")),
@@ -212,7 +269,7 @@ def run_scenario(
 ) -> ScenarioReport:
     """One seeded scenario on ``system`` (emptied first); the report lists every violation."""
     started = time.monotonic()
-    with system.settings_changed(FAST_RETRY):
+    with chaos_mapping() as mapping, system.settings_changed({**FAST_RETRY, "MDSYNC_FIELD_MAPPING": str(mapping)}):
         scenario = _Scenario(system, seed, size or ScenarioSize())
         scenario.prepare()
         with CrashAfterWrite(system.deps.state) as crash:

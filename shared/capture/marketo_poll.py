@@ -6,9 +6,10 @@ Data Value activities for the mapped fields), Get Lead Activities for Merge Lead
 Deleted Leads with paging tokens.
 
 Changes are grouped per person and per writer: the changes made through the REST API (mdsync's
-own writes, most likely) make a notice of their own, apart from a user's or a campaign's. The
-echo of a write then reports the value the field held just before it, which tells whether
-someone changed the field between mdsync's read and its write (``shared.reconcile``).
+own writes, most likely) make a notice of their own, apart from a user's or a campaign's, and
+report for each field the value it held just before the last write to it. The echo of a write
+then tells whether someone changed the field between mdsync's read and its write
+(``shared.reconcile``).
 
 Merges: a Merge Leads activity (on the winner, "Merge IDs" naming the losers) becomes a
 ``merged`` notice per loser, naming the winner; the worker moves the loser's link to the winner
@@ -158,15 +159,18 @@ def _value(raw: Any) -> FieldValue:
     return json.dumps(raw, sort_keys=True, default=str)
 
 
-def _merged_changes(items: Sequence[Activity], mapped: frozenset[str]) -> dict[str, FieldChange]:
-    """Per mapped field: the first old value and the last new value in activity order."""
+def _merged_changes(
+    items: Sequence[Activity], mapped: frozenset[str], *, last_old: bool = False
+) -> dict[str, FieldChange]:
+    """Per mapped field: the first old value (``last_old``: the old value of the last change)
+    and the last new value, in activity order."""
     changes: dict[str, FieldChange] = {}
     for activity in items:
         for change in activity.fields:
             name = str(change.get("name", ""))
             if name in mapped:
                 first = changes.get(name)
-                old = first.old if first else _value(change.get("oldValue"))
+                old = first.old if first and not last_old else _value(change.get("oldValue"))
                 changes[name] = FieldChange(old=old, new=_value(change.get("newValue")))
     return changes
 
@@ -185,7 +189,9 @@ def notices_from_changes(activities: Sequence[Activity], mapped: frozenset[str])
     notices = []
     for (lead_id, from_api), items in groups.items():
         created = any(a.activity_type_id == NEW_LEAD for a in items)
-        changes, cut = fit_changes(_merged_changes(items, mapped))
+        # An API notice reports what each field held just before the last write to it: what
+        # mdsync's unconfirmed write is checked against (several of its writes may share a page).
+        changes, cut = fit_changes(_merged_changes(items, mapped, last_old=from_api))
         if not created and not changes:
             continue  # only unmapped fields changed
         last = items[-1]

@@ -26,6 +26,8 @@ def group(notices: Sequence[Notice], state: StateStore, journal: Journal) -> Bat
     """Sort the notices into pairs, orphans and unlinked persons; load the pairs' shadows."""
     batch = Batch(list(notices))
     persons = {m for n in notices if n.entity is Entity.PERSON and (m := _marketo_id(n)) is not None}
+    # A merged-away person's notice may come back (a retry) after its record moved to the winner.
+    persons |= {int(w) for n in notices if n.kind is Kind.MERGED and (w := n.merged_into or "").isdigit()}
     records = {
         entity: {n.record_id.lower() for n in notices if n.entity.value == entity}
         for entity in ("lead", "contact")
@@ -55,9 +57,11 @@ def _place_person(batch: Batch, notice: Notice, links: dict[int, Link], journal:
         journal.note(Link(0, "-", ""), "skipped", f"notice {notice.dedup_id}: not a Marketo person id")
         return
     link = links.get(marketo_id)
+    if link is None and notice.kind is Kind.MERGED and (notice.merged_into or "").isdigit():
+        link = links.get(int(notice.merged_into or 0))  # its record follows the winner already
     if link is not None:
         batch.attach(link, [notice])
-    else:
+    elif notice.kind is not Kind.CONFIRM:  # a confirmation for a link since dropped: nothing to do
         batch.unlinked_persons.setdefault(marketo_id, []).append(notice)
 
 
@@ -71,18 +75,21 @@ def drop_echoes(batch: Batch, mapping: FieldMapping, entity_of: EntityOf, journa
 
     A Marketo echo also confirms the writes it reports (their shadow entries stop being
     unconfirmed, ``batch.confirmed``); one that leaves an unconfirmed write unreported is no
-    echo: Marketo may not have taken that value, and the reconcile looks."""
+    echo: Marketo may not have taken that value, and the reconcile looks. mdsync's own
+    ``confirm`` notice is set aside the same way once every write it asks about is confirmed."""
     for marketo_id, pair in list(batch.pairs.items()):
         shadow = pair.shadow
         if shadow is None or not pair.notices:
             continue
         entity = entity_of(pair.link.entity)
         link_column = mapping.links.dynamics_marketo_id
-        if not all(is_echo(n, pair.link, shadow, entity, link_column) for n in pair.notices):
+        notices = [n for n in pair.notices if n.kind is not Kind.CONFIRM]
+        if not all(is_echo(n, pair.link, shadow, entity, link_column) for n in notices):
             continue
-        reported = {name for n in pair.notices if n.source is Source.MARKETO for name in n.changes}
+        reported = {name for n in notices if n.source is Source.MARKETO for name in n.changes}
         pending = memory_of.pending_fields(shadow.values)
-        if any(n.source is Source.MARKETO for n in pair.notices) and not pending <= reported:
+        asked = len(notices) < len(pair.notices)
+        if (asked or any(n.source is Source.MARKETO for n in notices)) and not pending <= reported:
             continue
         del batch.pairs[marketo_id]
         journal.result.skipped_echoes += len(pair.notices)

@@ -39,9 +39,12 @@ Rows = dict[str, dict[str, dict[str, object]]]
 
 
 def _merged_into(pair: Pair) -> int | None:
+    """The person this pair's person was merged into (a notice about the winner's own pair,
+    come back after the move, says nothing more)."""
     for notice in pair.notices:
         into = notice.merged_into or ""
-        if notice.source is Source.MARKETO and notice.kind is Kind.MERGED and into.isdigit():
+        mine = notice.record_id == str(pair.marketo_id)
+        if mine and notice.source is Source.MARKETO and notice.kind is Kind.MERGED and into.isdigit():
             return int(into)
     return None
 

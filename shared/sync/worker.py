@@ -19,8 +19,10 @@ One batch goes through these phases, each in its own module:
 4. ``linking``: new Dynamics records link a person with the same email or create one;
    ``auto_create``: new Marketo persons get a lead only when the mapping opts in;
 5. ``writes``: Marketo Sync Leads (300 a call), then Dataverse ``$batch`` (ETag-guarded rows);
-6. here: links, shadows (conditional on their etag), the Activity Log, the sync log, and the
-   notices to try again (``retry``) or to park.
+6. here: links, shadows (conditional on their etag), a ``confirm`` notice for the persons whose
+   Marketo values are to be seen taken (MDSYNC_CONFIRM_SECONDS later; their echo usually
+   confirms them first, and the notice then costs no call), the Activity Log, the sync log, and
+   the notices to try again (``retry``) or to park.
 """
 
 from __future__ import annotations
@@ -28,12 +30,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 
 from shared.dataverse.client import DataverseClient
 from shared.errors import ConflictError, PermanentError, ServiceUnavailableError, TransientError
-from shared.mapping import FieldMapping
+from shared.mapping import FieldMapping, Side
 from shared.marketo.client import MarketoClient
-from shared.notices import Notice
+from shared.notices import Entity, Kind, Notice, Source
 from shared.ports import NoticeQueue, Shadow, StateStore
 from shared.sync.activity_log import ActivityLog
 from shared.sync.auto_create import LeadCreator
@@ -68,6 +71,7 @@ class SyncWorker:
         base_delay_seconds: float = 5.0,
         max_delay_seconds: float = 900.0,
         vanished_retry_seconds: float = 300.0,
+        confirm_seconds: float = 180.0,
     ) -> None:
         self.marketo = marketo
         self.dataverse = dataverse
@@ -77,6 +81,8 @@ class SyncWorker:
         self.policy = RetryPolicy(max_attempts, base_delay_seconds, max_delay_seconds)
         self.rescheduler = Rescheduler(queue, state, self.policy)
         self.vanished_retry_seconds = vanished_retry_seconds
+        self.confirm_seconds = confirm_seconds
+        self.queue = queue
         self.marketo_reader = MarketoReader(marketo, mapping)
         self.dynamics_reader = DynamicsReader(dataverse, mapping)
         columns = self.dynamics_reader.columns
@@ -135,6 +141,7 @@ class SyncWorker:
         self.writer.write_dynamics(batch, journal)
         self._store_links(batch, journal)
         self._store_shadows(batch)
+        self._ask_confirmation(batch)
         return batch
 
     # --- bookkeeping ----------------------------------------------------------------------------
@@ -175,6 +182,37 @@ class SyncWorker:
                     pair = batch.pairs[marketo_id]
                     exc = ServiceUnavailableError("shadow changed by a concurrent run", service="state")
                     batch.defer(pair.notices, exc, pair.link)
+
+    def _ask_confirmation(self, batch: Batch) -> None:
+        """A ``confirm`` notice per person whose mapped values were written to Marketo: a write
+        of values Marketo did not take has no echo, and this is when that shows. Not sent, the
+        refusal is still found at the person's next change."""
+        now = datetime.now(UTC)
+        notices = [
+            Notice(
+                source=Source.MARKETO,
+                entity=Entity.PERSON,
+                record_id=str(p.marketo_id),
+                kind=Kind.CONFIRM,
+                occurred_at=now,
+                actor="mdsync",
+                own_write=True,
+            )
+            for p in batch.pairs.values()
+            if p.plan is not None
+            and p.wrote_marketo
+            and not p.retry
+            and {d.field.marketo for d in p.plan.towards(Side.MARKETO)} - p.dropped
+        ]
+        if not notices:
+            return
+        try:
+            if self.confirm_seconds > 0:
+                self.queue.schedule(notices, now + timedelta(seconds=self.confirm_seconds))
+            else:
+                self.queue.send(notices)
+        except Exception as exc:  # a lost confirmation only delays a report, never a value
+            log.warning("could not queue %d confirmations: %s", len(notices), exc)
 
     def _store_confirmations(self, batch: Batch) -> None:
         """Echoes confirmed some Marketo writes; a shadow moved meanwhile keeps them unconfirmed

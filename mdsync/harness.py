@@ -97,8 +97,8 @@ class LocalSystem:
             "DYNAMICS_SWEEP_SCHEDULE": self.config.sweep_schedule,
             # Polls run when the harness says; each shows a deletion made before it.
             "MARKETO_DELETES_POLL_SECONDS": "0",
-            # No poll echoes a Marketo write until the harness polls: the worker looks at once
-            # whether Marketo took what it wrote (a read per write batch production rarely pays).
+            # No poll runs until the harness says, so a confirmation would come before every
+            # echo and cost a read production does not pay: off (the echoes confirm writes).
             "MDSYNC_CONFIRM_SECONDS": "0",
             "FUNCTIONS_WORKER_RUNTIME": "python",
             **self.config.extra_settings,

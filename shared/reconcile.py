@@ -18,9 +18,12 @@ shadow remembers (``shared.shadow``), all canonical (``shared.normalize.same`` c
 Marketo has no conditional update and may not store what it is sent, so a value written to
 Marketo stays unconfirmed in the shadow until its echo is seen, and a reconcile then tells:
 
-* Marketo still holds its old value, or a truncation of the value sent -> it did not take it
-  (Block Field Updates for the API, field length): reported once, the field is *held* (the two
-  sides differ on purpose) and nothing is copied back over the Dynamics value;
+* Marketo still holds its old value, or a truncation of the value sent, and no echo confirmed
+  the write, no later change shows it was taken (a change whose old value is the one sent), and
+  Marketo's activities since the write have been read -> it did not take it (Block Field
+  Updates for the API, field length): reported once, the field is *held* (the two sides differ
+  on purpose) and nothing is copied back over the Dynamics value (until the activities are
+  read, the field waits: nothing is written for it);
 * the echo's old value is not what mdsync read -> someone changed the field in Marketo between
   mdsync's read and its write, and the write overwrote it: a collision after the fact, decided
   by the field's rule (Marketo wins for leads: the user's value is restored on both sides).
@@ -40,6 +43,20 @@ from shared.shadow import Memory
 
 # Marketo field name -> the (old, new) values its own-write echoes reported, raw.
 Echoes = Mapping[str, Sequence[tuple[object, object]]]
+
+
+@dataclass(frozen=True)
+class MarketoNews:
+    """What a batch's notices say about one person in Marketo, beyond its current values:
+    ``echoes``, the changes written through the API (mdsync's own, most likely); ``others``, the
+    changes anyone else made (both per field, (old, new), raw); ``seen``: whether Marketo's
+    activities since mdsync's last write have been read (an echo of this person, or mdsync's
+    ``confirm`` notice, which comes after a poll). Without ``seen``, a value that looks refused
+    may be a user's edit not yet read."""
+
+    echoes: Echoes = field(default_factory=dict)
+    others: Echoes = field(default_factory=dict)
+    seen: bool = False
 
 
 class Action(StrEnum):
@@ -103,11 +120,15 @@ class Plan:
         self, *, wrote_marketo: bool, wrote_dynamics: bool, dropped: Collection[str] = ()
     ) -> dict[str, FieldValue]:
         """The shadow to store: settled fields always, written fields only if the write succeeded
-        (``dropped``: fields, by Marketo name, whose value was left out of the write)."""
+        (``dropped``: fields, by Marketo name, whose value was left out of the write and
+        reported; they are held, each side's value remembered, so nothing is reported or tried
+        again until one side changes)."""
         values = dict(self.shadow_base)
         for decision in self.decisions:
             name = decision.field.marketo
             if name in dropped:
+                # Left out and reported: held until one side changes, so it is reported once.
+                memory_of.diverge(values, name, decision.dynamics, decision.marketo)
                 continue
             action = decision.action
             if action is Action.IN_SYNC:
@@ -274,6 +295,34 @@ def _restore(
     return FieldDecision(field_map, Action.IN_SYNC, marketo, True, winner, reason)
 
 
+def _pending(
+    mapping: EntityMapping,
+    field_map: FieldMap,
+    values: tuple[FieldValue, FieldValue],
+    memory: Memory,
+    news: tuple[Sequence[tuple[FieldValue, FieldValue]], Sequence[tuple[FieldValue, FieldValue]], bool],
+) -> FieldDecision:
+    """The field's last write to Marketo is unconfirmed: what do Marketo's value and the news
+    (echoes, others' changes, activities read) say of it?"""
+    marketo, dynamics = values
+    echoes, others, seen = news
+    confirmed, lost, found = _echo_of_write(field_map, memory, echoes)
+    if found and same(field_map, marketo, memory.value):
+        return _restore(mapping, field_map, lost, marketo)
+    # Someone changed the field from the value sent: Marketo had taken it.
+    taken = confirmed or any(same(field_map, old, memory.value) for old, _ in others)
+    marketo_shadow, refused = memory.value, ""
+    if not same(field_map, marketo, memory.value) and not taken:
+        refused = _refusal(field_map, marketo, memory)
+        if refused and not seen:
+            # Not taken, or a user's change not read yet: wait for the echo or the confirmation.
+            return FieldDecision(field_map, Action.HELD, dynamics, reason="waiting for Marketo's echo")
+        marketo_shadow = marketo if refused else memory.value
+    decision = _changed(mapping, field_map, values, (marketo_shadow, memory.value))
+    keep = same(field_map, marketo, memory.value) and not taken and decision.action is Action.IN_SYNC
+    return replace(decision, refused=refused, keep_before=keep)
+
+
 def decide_field(
     mapping: EntityMapping,
     field_map: FieldMap,
@@ -283,31 +332,18 @@ def decide_field(
     *,
     first_link: Side = Side.DYNAMICS,
     echoes: Sequence[tuple[FieldValue, FieldValue]] = (),
+    others: Sequence[tuple[FieldValue, FieldValue]] = (),
+    seen: bool = False,
 ) -> FieldDecision:
-    """The rule for one field; values and echoes canonical (``memory`` None: never synced)."""
+    """The rule for one field; values, echoes and others' changes canonical (``memory`` None:
+    never synced); ``seen``: see :class:`MarketoNews`."""
     if memory is None:
         return decide_first_link(field_map, marketo, dynamics, first_link)
-    marketo_shadow = memory.marketo
-    refused, keep_before = "", False
     if memory.pending:
-        confirmed, lost, found = _echo_of_write(field_map, memory, echoes)
-        if found and same(field_map, marketo, memory.value):
-            decision = _restore(mapping, field_map, lost, marketo)
-            return replace(decision, marketo=marketo, dynamics=dynamics)
-        if same(field_map, marketo, memory.value):
-            keep_before = not confirmed
-        else:
-            refused = _refusal(field_map, marketo, memory)
-            marketo_shadow = marketo if refused else memory.value
-    decision = _changed(mapping, field_map, (marketo, dynamics), (marketo_shadow, memory.value))
-    return replace(
-        decision,
-        marketo=marketo,
-        dynamics=dynamics,
-        refused=refused,
-        keep_before=keep_before and decision.action is Action.IN_SYNC,
-        before=memory.before,
-    )
+        decision = _pending(mapping, field_map, (marketo, dynamics), memory, (echoes, others, seen))
+    else:
+        decision = _changed(mapping, field_map, (marketo, dynamics), (memory.marketo, memory.value))
+    return replace(decision, marketo=marketo, dynamics=dynamics, before=memory.before)
 
 
 def reconcile(
@@ -317,27 +353,40 @@ def reconcile(
     shadow: Mapping[str, FieldValue] | None,
     *,
     first_link: Side = Side.DYNAMICS,
-    echoes: Echoes | None = None,
+    news: MarketoNews | None = None,
 ) -> Plan:
     """Decide every mapped field of one linked pair.
 
     ``marketo`` is keyed by Marketo REST names, ``dynamics`` by Dynamics logical names, raw as
     each API returns them; ``shadow`` by Marketo names, canonical (None: never synced, a first
-    link); ``echoes``: the changes Marketo reported for mdsync's own writes, raw.
+    link); ``news``: what the batch's notices say about the person in Marketo.
     """
     decisions = []
     values = shadow or {}
+    news = news or MarketoNews()
     for field_map in mapping.fields:
         m = canonical(field_map, marketo.get(field_map.marketo), Side.MARKETO)
         d = canonical(field_map, dynamics.get(field_map.dynamics), Side.DYNAMICS)
-        raw = (echoes or {}).get(field_map.marketo, ())
-        seen = [
-            (canonical(field_map, old, Side.MARKETO), canonical(field_map, new, Side.MARKETO))
-            for old, new in raw
-        ]
-        memory = memory_of.recall(values, field_map.marketo)
-        decisions.append(decide_field(mapping, field_map, m, d, memory, first_link=first_link, echoes=seen))
+        decision = decide_field(
+            mapping,
+            field_map,
+            m,
+            d,
+            memory_of.recall(values, field_map.marketo),
+            first_link=first_link,
+            echoes=_canonical_changes(field_map, news.echoes),
+            others=_canonical_changes(field_map, news.others),
+            seen=news.seen,
+        )
+        decisions.append(decision)
     return Plan(tuple(decisions), dict(values))
+
+
+def _canonical_changes(field_map: FieldMap, changes: Echoes) -> list[tuple[FieldValue, FieldValue]]:
+    return [
+        (canonical(field_map, old, Side.MARKETO), canonical(field_map, new, Side.MARKETO))
+        for old, new in changes.get(field_map.marketo, ())
+    ]
 
 
 def first_link_plan(

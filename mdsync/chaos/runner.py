@@ -46,6 +46,9 @@ from shared.mapping import Side
 POLL_SECONDS = 2.0
 CONVERGE_TIMEOUT = 120.0
 FAST_RETRY = {"MDSYNC_RETRY_BASE_SECONDS": "0.2", "MDSYNC_RETRY_MAX_SECONDS": "2"}
+# Writes confirmed (or found refused) a few seconds after they were made: longer than the
+# round's poll interval, so the echo usually comes first, as in production.
+CONFIRM = {"MDSYNC_CONFIRM_SECONDS": "5"}
 # The scenario's mapping: the default one, plus the notes a qualification leaves behind.
 NOTES = {"marketo": "personNotes", "dynamics": "description"}
 API = "Web service API"
@@ -269,7 +272,8 @@ def run_scenario(
 ) -> ScenarioReport:
     """One seeded scenario on ``system`` (emptied first); the report lists every violation."""
     started = time.monotonic()
-    with chaos_mapping() as mapping, system.settings_changed({**FAST_RETRY, "MDSYNC_FIELD_MAPPING": str(mapping)}):
+    settings = {**FAST_RETRY, **CONFIRM}
+    with chaos_mapping() as mapping, system.settings_changed({**settings, "MDSYNC_FIELD_MAPPING": str(mapping)}):
         scenario = _Scenario(system, seed, size or ScenarioSize())
         scenario.prepare()
         with CrashAfterWrite(system.deps.state) as crash:

@@ -329,19 +329,7 @@ class MarketoPoller:
         if due:
             if merges_token is None:  # a checkpoint from before merges were read
                 merges_token = self.marketo.get_paging_token(tokens.deleted_read_at or now)
-            losers: set[int] = set()
-            merges = self._drain(
-                merges_token,
-                self.max_pages - changes.pages - 1,
-                lambda token: self.marketo.get_lead_activities(token, [MERGE_LEADS]),
-                lambda page: _noting(notices_from_merges(page.activities), losers),
-            )
-            deletes = self._drain(
-                tokens.deleted,
-                self.max_pages - changes.pages - merges.pages,
-                self.marketo.get_deleted_leads,
-                lambda page: notices_from_deletes(page.activities, losers),
-            )
+            merges, deletes = self._merges_and_deletions(merges_token, tokens.deleted, changes.pages)
             merges_token, deleted_read_at = merges.token, now
         else:
             merges = _Feed(merges_token or "", drained=True)
@@ -360,6 +348,40 @@ class MarketoPoller:
                 notices, activities, pages, drained=False, skipped="the checkpoint was moved by another run"
             )
         return PollResult(notices, activities, pages, drained=all(f.drained for f in feeds))
+
+    def _merges_and_deletions(self, merges_token: str, deleted_token: str, used: int) -> tuple[_Feed, _Feed]:
+        """Merges first, then deletions; a deletion of a person not known merged away reads the
+        merges feed on before it is queued: a merge made while this run read the deletions has
+        its Merge Leads activity recorded before its losers' deletions, so the loser is then
+        known, and queued as merged, not deleted."""
+        losers: set[int] = set()
+        merges = _Feed(merges_token)
+        budget = self.max_pages - used - 1
+
+        def read_merges() -> None:
+            more = self._drain(
+                merges.token,
+                budget - merges.pages,
+                lambda token: self.marketo.get_lead_activities(token, [MERGE_LEADS]),
+                lambda page: _noting(notices_from_merges(page.activities), losers),
+            )
+            merges.token, merges.drained = more.token, more.drained
+            merges.pages, merges.notices, merges.activities = (
+                merges.pages + more.pages,
+                merges.notices + more.notices,
+                merges.activities + more.activities,
+            )
+
+        def deletions(page: ActivityPage) -> list[Notice]:
+            if any(a.lead_id not in losers for a in page.activities):
+                read_merges()
+            return notices_from_deletes(page.activities, losers)
+
+        read_merges()
+        deletes = self._drain(
+            deleted_token, self.max_pages - used - merges.pages, self.marketo.get_deleted_leads, deletions
+        )
+        return merges, deletes
 
     def _drain(
         self,

@@ -20,11 +20,11 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from shared.mapping import EntityMapping, FieldMap, FieldMapping, FieldType
+from shared.mapping import EntityMapping, FieldMap, FieldMapping, FieldType, Side
 from shared.normalize import UnmappedOptionError, to_dynamics, to_marketo
 from shared.notices import Kind, Notice, Source
 from shared.ports import Link
-from shared.reconcile import Echoes, FieldDecision, reconcile
+from shared.reconcile import FieldDecision, MarketoNews, reconcile
 from shared.sync.batch import Pair, Row
 from shared.sync.journal import Journal
 from shared.sync.reads import MARKETO_STRING_LENGTH, DynamicsReader, MarketoReader
@@ -80,15 +80,24 @@ def currency_binding(
     return {}
 
 
-def marketo_echoes(notices: Sequence[Notice]) -> Echoes:
-    """What Marketo reported of writes made through the API (mdsync's own, most likely): per
-    field, the old and new values of each such notice."""
+def marketo_news(notices: Sequence[Notice]) -> MarketoNews:
+    """What the notices say about the person in Marketo: the changes written through the API
+    (mdsync's own, most likely), the changes anyone else made, and whether Marketo's activities
+    since mdsync's last write have been read."""
     echoes: dict[str, list[tuple[object, object]]] = {}
+    others: dict[str, list[tuple[object, object]]] = {}
+    seen = False
     for notice in notices:
-        if notice.source is Source.MARKETO and notice.own_write and notice.kind is Kind.UPDATED:
-            for name, change in notice.changes.items():
-                echoes.setdefault(name, []).append((change.old, change.new))
-    return echoes
+        if notice.source is not Source.MARKETO:
+            continue
+        if notice.kind is Kind.CONFIRM:
+            seen = True
+            continue
+        mine = notice.own_write and notice.kind is Kind.UPDATED
+        seen = seen or mine
+        for name, change in notice.changes.items():
+            (echoes if mine else others).setdefault(name, []).append((change.old, change.new))
+    return MarketoNews(echoes, others, seen)
 
 
 class Planner:
@@ -152,7 +161,7 @@ class Planner:
             pair.dynamics,
             shadow,
             first_link=self.mapping.options.first_link,
-            echoes=marketo_echoes(pair.notices),
+            news=marketo_news(pair.notices),
         )
         to_marketo: list[Problem] = []
         to_dynamics: list[Problem] = []
@@ -169,9 +178,9 @@ class Planner:
                     direction="to_marketo",
                 )
             if decision.to_marketo:
-                self._for_marketo(pair, decision, to_marketo)
+                self._copy(pair, decision, Side.MARKETO, to_marketo)
             if decision.to_dynamics:
-                self._for_dynamics(pair, decision, to_dynamics)
+                self._copy(pair, decision, Side.DYNAMICS, to_dynamics)
         pair.marketo_changes.update(link_fields(self.mapping, pair.link, pair.marketo))
         column = self.mapping.links.dynamics_marketo_id
         if str(pair.dynamics.get(column) or "") != str(pair.marketo_id):
@@ -180,23 +189,34 @@ class Planner:
             self._report(pair, to_marketo, journal, direction="to_marketo")
         self.validate(pair, to_dynamics, journal)
 
-    def _for_marketo(self, pair: Pair, decision: FieldDecision, problems: list[Problem]) -> None:
+    def _copy(self, pair: Pair, decision: FieldDecision, side: Side, problems: list[Problem]) -> None:
+        """Convert the decided value for ``side`` and add it to the write, unless ``side``
+        cannot take it as it is (then it is a problem, reported)."""
         fmap = decision.field
+        towards_marketo = side is Side.MARKETO
+        name = fmap.marketo if towards_marketo else fmap.dynamics
         try:
-            value = to_marketo(fmap, decision.value)
+            value = to_marketo(fmap, decision.value) if towards_marketo else to_dynamics(fmap, decision.value)
         except UnmappedOptionError as exc:
-            problems.append(Problem(fmap.marketo, str(exc)))
+            problems.append(Problem(name, str(exc)))
             return
-        why = self._marketo_cannot_hold(pair, fmap, value)
+        why = self._cannot_hold(pair, fmap, value, side)
         if why:
-            problems.append(Problem(fmap.marketo, why))
+            problems.append(Problem(name, why))
             return
-        pair.marketo_changes[fmap.marketo] = value
+        if towards_marketo:
+            pair.marketo_changes[name] = value
+            return
+        if fmap.type is FieldType.MONEY and value is not None:
+            self._bind_currency(pair, fmap)
+        pair.dynamics_changes[name] = value
 
-    def _marketo_cannot_hold(self, pair: Pair, fmap: FieldMap, value: object) -> str:
+    def _cannot_hold(self, pair: Pair, fmap: FieldMap, value: object, side: Side) -> str:
+        """Why ``side`` cannot take ``value`` as it is ("" when it can). Dataverse's own limits
+        are checked with the whole write against its metadata (``validate``)."""
         if fmap.type is FieldType.MONEY and value is not None:
             return self._currency_problem(pair, fmap)
-        if isinstance(value, str) and len(value) > MARKETO_STRING_LENGTH:
+        if side is Side.MARKETO and isinstance(value, str) and len(value) > MARKETO_STRING_LENGTH:
             length = self.people.length(fmap.marketo)
             if length is not None and len(value) > length:
                 return (
@@ -204,21 +224,6 @@ class Planner:
                     f"{length}: not copied (Marketo would cut it)"
                 )
         return ""
-
-    def _for_dynamics(self, pair: Pair, decision: FieldDecision, problems: list[Problem]) -> None:
-        fmap = decision.field
-        try:
-            value = to_dynamics(fmap, decision.value)
-        except UnmappedOptionError as exc:
-            problems.append(Problem(fmap.dynamics, str(exc)))
-            return
-        if fmap.type is FieldType.MONEY and value is not None:
-            why = self._currency_problem(pair, fmap)
-            if why:
-                problems.append(Problem(fmap.dynamics, why))
-                return
-            self._bind_currency(pair, fmap)
-        pair.dynamics_changes[fmap.dynamics] = value
 
     # --- money -----------------------------------------------------------------------------------
 

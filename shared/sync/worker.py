@@ -186,7 +186,9 @@ class SyncWorker:
     def _ask_confirmation(self, batch: Batch) -> None:
         """A ``confirm`` notice per person whose mapped values were written to Marketo: a write
         of values Marketo did not take has no echo, and this is when that shows. Not sent, the
-        refusal is still found at the person's next change."""
+        refusal is still found at the person's next change (or echo). 0 seconds: none sent."""
+        if self.confirm_seconds <= 0:
+            return
         now = datetime.now(UTC)
         notices = [
             Notice(
@@ -207,10 +209,7 @@ class SyncWorker:
         if not notices:
             return
         try:
-            if self.confirm_seconds > 0:
-                self.queue.schedule(notices, now + timedelta(seconds=self.confirm_seconds))
-            else:
-                self.queue.send(notices)
+            self.queue.schedule(notices, now + timedelta(seconds=self.confirm_seconds))
         except Exception as exc:  # a lost confirmation only delays a report, never a value
             log.warning("could not queue %d confirmations: %s", len(notices), exc)
 

@@ -273,7 +273,8 @@ def test_deletions_are_read_at_most_every_deletes_interval(app: App, tmp_path: P
     assert run_at(start + timedelta(minutes=2)) == {CHANGES: 1, DELETED: 0, MERGES: 0}
     assert [(n.record_id, n.kind) for n in queue.drain()] == [(str(kept), Kind.UPDATED)]
 
-    assert run_at(start + timedelta(minutes=6)) == {CHANGES: 1, DELETED: 1, MERGES: 1}  # five minutes on
+    # Five minutes on; a deletion of a person not known merged away reads the merges on first.
+    assert run_at(start + timedelta(minutes=6)) == {CHANGES: 1, DELETED: 1, MERGES: 2}
     assert [(n.record_id, n.kind) for n in queue.drain()] == [(str(gone), Kind.DELETED)]
 
 
@@ -332,3 +333,28 @@ def test_a_checkpoint_from_before_merges_were_read_starts_their_feed_where_delet
     poller(app, state, queue).run()
 
     assert [(n.record_id, n.kind) for n in queue.drain()] == [(str(loser), Kind.MERGED)]
+
+
+def test_a_merge_made_while_a_run_reads_the_deletions_is_queued_as_a_merge(app: App, tmp_path: Path) -> None:
+    [winner, loser] = seed(app, 2)
+    state, queue = CountingState(tmp_path / "state.sqlite3"), RecordingQueue(tmp_path / "queue.sqlite3")
+    run = poller(app, state, queue)
+    run.run()
+    marketo = app.deps.marketo
+    read_merges = marketo.get_lead_activities
+
+    def merge_then_read(*args: object, **kwargs: object) -> object:
+        page = read_merges(*args, **kwargs)  # type: ignore[arg-type]
+        if not getattr(merge_then_read, "done", False):
+            merge_then_read.done = True  # type: ignore[attr-defined]
+            app.stack.marketo.state.user_merge(winner, [loser])  # after this run read the merges
+        return page
+
+    marketo.get_lead_activities = merge_then_read  # type: ignore[method-assign]
+    try:
+        run.run()
+    finally:
+        del marketo.get_lead_activities
+    assert [(n.record_id, n.kind, n.merged_into) for n in queue.drain()] == [
+        (str(loser), Kind.MERGED, str(winner))
+    ]

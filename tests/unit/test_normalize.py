@@ -18,7 +18,9 @@ FIELDS = list(MAPPING.lead.fields) + [
     FieldMap(marketo="birthday", dynamics="birthdate", type=FieldType.DATE),
     FieldMap(marketo="lastSeen", dynamics="mkt_lastseen", type=FieldType.DATETIME),
     *(
-        FieldMap(marketo="closeDate", dynamics="estimatedclosedate", type=t, dynamics_date=b, time_zone=BERLIN)
+        FieldMap(
+            marketo="closeDate", dynamics="estimatedclosedate", type=t, dynamics_date=b, time_zone=BERLIN
+        )
         for t in (FieldType.DATE, FieldType.DATETIME)
         for b in DateBehavior
         # A date-only column cannot hold a time: fields check refuses that mapping.

@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 
 from shared.mapping import Direction, EntityMapping, FieldMap, FieldType, Side, load_mapping
 from shared.normalize import canonical, to_dynamics, to_marketo
-from shared.reconcile import Action, reconcile
+from shared.reconcile import Action, MarketoNews, reconcile
 
 MAPPING = load_mapping()
 values = st.sampled_from([None, "Ana", "ana ", "Bo", "Web", "Seminar", "x@y.example", True, False])
@@ -149,7 +149,20 @@ def test_a_value_marketo_did_not_take_is_reported_once_and_never_copied_back(
         return
     marketo = {"email": "a@b.example", "firstName": held}
     dynamics = {"emailaddress1": "a@b.example", "firstname": sent}
-    plan = reconcile(entity, marketo, dynamics, shadow)
+    # Before Marketo's activities since the write are read, it might be a user's edit: it waits.
+    early = reconcile(entity, marketo, dynamics, shadow)
+    assert [d.action for d in early.decisions if d.field.marketo == "firstName"] == [Action.HELD]
+    assert not early.refusals and not early.towards(Side.DYNAMICS)
+    assert early.shadow_after(wrote_marketo=True, wrote_dynamics=True) == shadow
+    # Read (an echo of the person, or the confirmation): not taken, unless a later change shows
+    # Marketo had taken it (a user changed the field from the value sent).
+    reverted = MarketoNews(others={"firstName": [(sent, held)]}, seen=True)
+    touched = reconcile(entity, marketo, dynamics, shadow, news=reverted)
+    assert [d.value for d in touched.towards(Side.DYNAMICS)] == [held]
+    # A user's change from before the write, read only now, shows nothing of the kind.
+    earlier = MarketoNews(others={"firstName": [("Zed", before)]}, seen=True)
+    assert reconcile(entity, marketo, dynamics, shadow, news=earlier).refusals
+    plan = reconcile(entity, marketo, dynamics, shadow, news=MarketoNews(seen=True))
     (decision,) = [d for d in plan.decisions if d.field.marketo == "firstName"]
     assert decision.action is Action.HELD
     assert decision.refused  # reported now
@@ -181,7 +194,7 @@ def test_a_marketo_edit_overwritten_by_mdsyncs_write_follows_the_collision_rule(
         echoes = {"firstName": [(typed, sent)]}
         marketo = {"email": "a@b.example", "firstName": sent}
         dynamics = {"emailaddress1": "a@b.example", "firstname": sent}
-        plan = reconcile(entity, marketo, dynamics, shadow, echoes=echoes)
+        plan = reconcile(entity, marketo, dynamics, shadow, news=MarketoNews(echoes, seen=True))
         (decision,) = [d for d in plan.decisions if d.field.marketo == "firstName"]
         assert decision.collision and decision.winner is winner
         if winner is Side.MARKETO:
@@ -189,6 +202,8 @@ def test_a_marketo_edit_overwritten_by_mdsyncs_write_follows_the_collision_rule(
         else:
             assert decision.action is Action.IN_SYNC and decision.value == sent
         # Its own echo (old value = what mdsync read) confirms the write instead.
-        mine = reconcile(entity, marketo, dynamics, shadow, echoes={"firstName": [(before, sent)]})
+        mine = reconcile(
+            entity, marketo, dynamics, shadow, news=MarketoNews({"firstName": [(before, sent)]}, seen=True)
+        )
         assert not mine.collisions and not mine.towards(Side.MARKETO)
         assert "firstName@before" not in mine.shadow_after(wrote_marketo=True, wrote_dynamics=True)

@@ -74,6 +74,8 @@ class ScenarioReport:
     edits: int = 0
     collisions: int = 0
     creates: int = 0
+    moves: int = 0  # qualifications and merges on both sides
+    races: int = 0
     faults: list[str] = field(default_factory=list)
     crashes: int = 0
     seconds: float = 0.0
@@ -135,6 +137,8 @@ class _Scenario:
                 self._apply(item, expected if item not in plan.poison else {})
                 time.sleep(self.rng.uniform(0, 0.02))
             after = self.events.apply(plan, expected)
+        self.report.moves += len(plan.qualifications) + len(plan.marketo_merges) + len(plan.dynamics_merges)
+        self.report.races += len(plan.races)
         # The faults stay armed while the round's own traffic is synced; whatever they did not
         # use up is cleared only then.
         problems = self._converge(sweep=False)
@@ -288,7 +292,8 @@ def run_scenario(
 
 def _summary(reports: list[ScenarioReport]) -> Table:
     table = Table(title="Chaos scenarios")
-    for header in ("seed", "rounds", "edits", "collisions", "new leads", "crashes", "s", "violations"):
+    headers = ("seed", "rounds", "edits", "collisions", "new leads", "moves", "races", "crashes", "s", "violations")
+    for header in headers:
         table.add_column(header, justify="right")
     for r in reports:
         verdict = "[green]0[/green]" if not r.violations else f"[red]{len(r.violations)}[/red]"
@@ -298,6 +303,8 @@ def _summary(reports: list[ScenarioReport]) -> Table:
             str(r.edits),
             str(r.collisions),
             str(r.creates),
+            str(r.moves),
+            str(r.races),
             str(r.crashes),
             f"{r.seconds:.0f}",
             verdict,

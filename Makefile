@@ -9,10 +9,16 @@ LINT_PATHS := function_app.py functions shared
 
 setup: $(VENV)/.installed
 
+# The Azure Functions Python worker (azure-functions-runtime) lets the local host index the app
+# with the worker's own checks. It is published for Python 3.13+ only; its indexing code is the
+# 3.11 worker's, hence --ignore-requires-python. Development only: never in requirements.txt.
+WORKER := azure-functions-runtime==1.3.0
+
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet -e '.[dev]' --config-settings editable_mode=compat
+	$(PY) -m pip install --quiet --no-deps --ignore-requires-python '$(WORKER)'
 	touch $@
 
 $(AZURITE):

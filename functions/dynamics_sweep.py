@@ -6,10 +6,11 @@ import logging
 
 import azure.functions as func
 
+from functions._faults import log_fault
 from shared import telemetry
 from shared.bootstrap import container
 from shared.capture.dynamics_sweep import DynamicsSweep
-from shared.errors import TransientError
+from shared.errors import ConfigurationError, TransientError
 
 log = logging.getLogger(__name__)
 bp = func.Blueprint()
@@ -20,7 +21,15 @@ bp = func.Blueprint()
     arg_name="timer", schedule="%DYNAMICS_SWEEP_SCHEDULE%", run_on_startup=False, use_monitor=True
 )
 def dynamics_sweep(timer: func.TimerRequest) -> None:
+    try:
+        _run()
+    except ConfigurationError as exc:
+        log_fault("dynamics_sweep", exc)
+
+
+def _run() -> None:
     deps = container()
+    deps.app_started()
     sweep = DynamicsSweep(
         deps.dataverse,
         deps.state,
@@ -29,6 +38,7 @@ def dynamics_sweep(timer: func.TimerRequest) -> None:
         sync_user_ids=deps.settings.dynamics_sync_user_ids,
     )
     try:
+        deps.verify_instance()
         result = sweep.run()
         telemetry.notices_received.add(result.notices, {"source": "dynamics", "via": "sweep"})
     except TransientError as exc:

@@ -6,9 +6,9 @@ docs/change-capture.md.
 
 Answers: 401 wrong or missing secret; 415 not JSON; 413/400 malformed (the parser's message);
 200 ``{"status": "ignored"}`` for a table or message mdsync does not sync; 202 only once the
-notice is durably queued; 503 with Retry-After when the queue cannot take it (Dataverse retries
-a 503 once, and the sweep catches what is still missed). Nothing is queued unless the answer
-is 202.
+notice is durably queued; 503 with Retry-After when the queue cannot take it or mdsync is
+misconfigured (Dataverse retries a 503 once, and the sweep catches what is still missed).
+Nothing is queued unless the answer is 202.
 """
 
 from __future__ import annotations
@@ -17,12 +17,13 @@ import logging
 
 import azure.functions as func
 
+from functions._faults import misconfigured
 from functions._http import error, is_json, json_response
 from shared import telemetry
 from shared.auth import secret_matches
 from shared.bootstrap import container
 from shared.capture.dataverse_context import Ignored, parse_context
-from shared.errors import BadRequestError, MdsyncError, TransientError
+from shared.errors import BadRequestError, ConfigurationError, MdsyncError, TransientError
 
 log = logging.getLogger(__name__)
 bp = func.Blueprint()
@@ -33,11 +34,17 @@ SIZE_EXCEEDED = "x-ms-dynamics-msg-size-exceeded"
 @bp.function_name("dynamics_webhook")
 @bp.route(route="dynamics/webhook", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
 def dynamics_webhook(req: func.HttpRequest) -> func.HttpResponse:
+    try:
+        return _handle(req)
+    except ConfigurationError as exc:
+        return misconfigured("dynamics_webhook", exc)
+
+
+def _handle(req: func.HttpRequest) -> func.HttpResponse:
     deps = container()
+    deps.app_started()
     settings = deps.settings
-    if not secret_matches(
-        req.headers.get(settings.dynamics_webhook_header), settings.dynamics_webhook_secret
-    ):
+    if not secret_matches(req.headers.get(settings.dynamics_webhook_header), settings.dynamics_webhook_key()):
         return error(401, f"missing or wrong {settings.dynamics_webhook_header} header")
     if not is_json(req):
         return error(415, "Content-Type must be application/json (a RemoteExecutionContext)")

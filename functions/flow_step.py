@@ -3,7 +3,8 @@
 Marketo sends the person's id (and email) as JSON or form-encoded, with the function key and
 the shared secret in custom headers. The answer is JSON for the webhook's response mappings:
 200 with ``created``/``exists``/``failed``; 4xx for a bad key or a malformed request (nothing
-changed); 503 when Dataverse or Marketo stayed unavailable within the time budget.
+changed); 503 when Dataverse or Marketo stayed unavailable within the time budget, or when
+mdsync is misconfigured (the body names the setting, never its value).
 """
 
 from __future__ import annotations
@@ -17,10 +18,11 @@ from urllib.parse import parse_qs
 
 import azure.functions as func
 
+from functions._faults import misconfigured
 from functions._http import error, is_json, json_response
 from shared.auth import secret_matches
 from shared.bootstrap import container
-from shared.errors import BadRequestError, PermanentError, TransientError
+from shared.errors import BadRequestError, ConfigurationError, PermanentError, TransientError
 from shared.flow_step import PersonNotFound
 from shared.redaction import redact
 
@@ -81,15 +83,24 @@ def marketo_id_from(req: func.HttpRequest) -> int:
 @bp.function_name("sync_person_to_microsoft")
 @bp.route(route="marketo/sync-person", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
 def sync_person_to_microsoft(req: func.HttpRequest) -> func.HttpResponse:
+    try:
+        return _handle(req)
+    except ConfigurationError as exc:
+        return misconfigured("sync_person_to_microsoft", exc)
+
+
+def _handle(req: func.HttpRequest) -> func.HttpResponse:
     deps = container()
+    deps.app_started()
     settings = deps.settings
-    if not secret_matches(req.headers.get(settings.flow_step_header), settings.flow_step_secret):
+    if not secret_matches(req.headers.get(settings.flow_step_header), settings.flow_step_key()):
         return error(401, f"missing or wrong {settings.flow_step_header} header")
     try:
         marketo_id = marketo_id_from(req)
     except BadRequestError as exc:
         return error(exc.status, str(exc))
     try:
+        deps.verify_instance()
         outcome = deps.flow_step.run(marketo_id)
     except PersonNotFound as exc:
         return error(404, str(exc))

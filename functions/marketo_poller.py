@@ -7,10 +7,11 @@ from datetime import timedelta
 
 import azure.functions as func
 
+from functions._faults import log_fault
 from shared import telemetry
 from shared.bootstrap import container
 from shared.capture.marketo_poll import MarketoPoller
-from shared.errors import TransientError
+from shared.errors import ConfigurationError, TransientError
 
 log = logging.getLogger(__name__)
 bp = func.Blueprint()
@@ -21,7 +22,16 @@ bp = func.Blueprint()
     arg_name="timer", schedule="%MARKETO_POLL_SCHEDULE%", run_on_startup=False, use_monitor=True
 )
 def marketo_poller(timer: func.TimerRequest) -> None:
+    try:
+        _run()
+    except ConfigurationError as exc:
+        # The checkpoint did not move: once the setting is fixed, the next run reads from it.
+        log_fault("marketo_poller", exc)
+
+
+def _run() -> None:
     deps = container()
+    deps.app_started()
     poller = MarketoPoller(
         deps.marketo,
         deps.state,
@@ -32,6 +42,7 @@ def marketo_poller(timer: func.TimerRequest) -> None:
         deletes_every=timedelta(seconds=deps.settings.marketo_deletes_poll_seconds),
     )
     try:
+        deps.verify_instance()
         result = poller.run()
         telemetry.notices_received.add(result.notices, {"source": "marketo", "via": "poll"})
     except TransientError as exc:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import logging
+import typing
 
 import azure.functions as func
 
+from functions._faults import BatchNotRun, log_fault
 from shared.adapters.messages import notice_from_message
 from shared.bootstrap import container
-from shared.errors import BadRequestError
+from shared.errors import BadRequestError, ConfigurationError
 from shared.notices import Notice
 
 log = logging.getLogger(__name__)
@@ -22,8 +24,22 @@ bp = func.Blueprint()
     connection="ServiceBusConnection",
     cardinality="many",
 )
-def sync_worker(messages: list[func.ServiceBusMessage]) -> None:
+# typing.List, not list: the Python worker refuses a PEP 585 annotation on a binding parameter
+# ("invalid non-type annotation") and then loads no function at all. Keep ruff's UP006 away.
+def sync_worker(messages: typing.List[func.ServiceBusMessage]) -> None:  # noqa: UP006
+    try:
+        _run(messages)
+    except ConfigurationError as exc:
+        # One line for the batch, then the host abandons it: the notices wait in the queue (or,
+        # after the delivery count, in its dead-letter queue, for `mdsync replay`).
+        log_fault("sync_worker", exc)
+        raise BatchNotRun("configuration fault; batch handed back to the queue") from None
+
+
+def _run(messages: list[func.ServiceBusMessage]) -> None:
     deps = container()
+    deps.app_started()
+    deps.verify_instance()
     notices: list[Notice] = []
     for message in messages:
         try:

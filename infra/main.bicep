@@ -44,16 +44,21 @@ param marketoClientSecret string
 @description('Dataverse environment URL, e.g. https://contoso.crm.dynamics.com.')
 param dataverseUrl string
 
-@description('Entra ID tenant of the Dataverse app registration; empty means this subscription\'s tenant.')
+@allowed([
+  'managed_identity'
+  'client_secret'
+])
+@description('How the app signs in to Dataverse: managed_identity (default; the app\'s identity is the Dataverse application user, no secret) or client_secret (an app registration).')
+param dataverseCredential string = 'managed_identity'
+
+@description('Entra ID tenant of the Dataverse organization; empty means this subscription\'s tenant.')
 param dataverseTenantId string = ''
 
-@minLength(1)
-@description('Application (client) id of the Entra ID app registration bound to the Dataverse application user.')
-param dataverseClientId string
+@description('client_secret only: application (client) id of the app registration bound to the Dataverse application user.')
+param dataverseClientId string = ''
 
 @secure()
-@minLength(1)
-@description('Client secret of that app registration (stored in Key Vault).')
+@description('client_secret only: client secret of that app registration (stored in Key Vault); empty otherwise.')
 param dataverseClientSecret string
 
 @description('systemuserid(s) of the Dataverse application user mdsync writes as, comma-separated; lets the app recognise echoes of its own writes early. Optional.')
@@ -93,13 +98,25 @@ param instanceMemoryMB int = 2048
 @description('Scale-out ceiling of the function app (Flex Consumption accepts 40 to 1000).')
 param maximumInstanceCount int = 40
 
-@description('State tables created up front (STATE_TABLE_PREFIX is mdsync by default).')
+@description('Object id of the person (or group) operating mdsync: granted the data-plane roles `mdsync log`, `replay` and `doctor` need (azd fills it with the signed-in user). Empty grants nothing.')
+param operatorPrincipalId string = ''
+
+@allowed([
+  'User'
+  'Group'
+  'ServicePrincipal'
+])
+@description('Kind of operatorPrincipalId.')
+param operatorPrincipalType string = 'User'
+
+@description('State tables created up front: STATE_TABLE_PREFIX (mdsync) + the kinds in shared/adapters/table_state.py TABLES.')
 param stateTableNames array = [
-  'mdsyncCheckpoints'
-  'mdsyncLinks'
-  'mdsyncShadows'
-  'mdsyncLog'
-  'mdsyncParked'
+  'mdsynccheckpoints'
+  'mdsynclinks'
+  'mdsyncshadows'
+  'mdsynclog'
+  'mdsyncleases'
+  'mdsyncparked'
 ]
 
 var resourceToken = toLower(uniqueString(subscription().id, environmentName, location))
@@ -178,7 +195,7 @@ module keyVault 'core/keyvault.bicep' = {
     location: location
     tags: tags
     marketoClientSecret: marketoClientSecret
-    dataverseClientSecret: dataverseClientSecret
+    dataverseClientSecret: dataverseCredential == 'client_secret' ? dataverseClientSecret : ''
     dynamicsWebhookSecret: dynamicsWebhookSecret
     flowStepSecret: flowStepSecret
   }
@@ -193,6 +210,8 @@ module rbac 'app/rbac.bicep' = {
     serviceBusNamespaceName: serviceBus.outputs.namespaceName
     keyVaultName: keyVault.outputs.name
     applicationInsightsName: monitoring.outputs.applicationInsightsName
+    operatorPrincipalId: operatorPrincipalId
+    operatorPrincipalType: operatorPrincipalType
   }
 }
 
@@ -222,8 +241,10 @@ module api 'app/api.bicep' = {
     marketoBaseUrl: marketoBaseUrl
     marketoClientId: marketoClientId
     dataverseUrl: dataverseUrl
+    dataverseCredential: dataverseCredential
     dataverseTenantId: !empty(dataverseTenantId) ? dataverseTenantId : tenant().tenantId
-    dataverseClientId: dataverseClientId
+    // With the managed identity, the identity's client id is the application user's.
+    dataverseClientId: dataverseCredential == 'managed_identity' ? identity.outputs.clientId : dataverseClientId
     dynamicsSyncUserIds: dynamicsSyncUserIds
     marketoPollSchedule: marketoPollSchedule
     dynamicsSweepSchedule: dynamicsSweepSchedule
@@ -243,6 +264,8 @@ output SERVICE_API_NAME string = api.outputs.name
 output SERVICE_API_URI string = 'https://${api.outputs.defaultHostName}'
 output DYNAMICS_WEBHOOK_URL string = 'https://${api.outputs.defaultHostName}/api/dynamics/webhook'
 output AZURE_CLIENT_ID string = identity.outputs.clientId
+// Add this id as the Dataverse application user (docs/deploying.md, step 3).
+output DATAVERSE_APPLICATION_ID string = dataverseCredential == 'managed_identity' ? identity.outputs.clientId : dataverseClientId
 output AZURE_KEY_VAULT_NAME string = keyVault.outputs.name
 output AZURE_KEY_VAULT_ENDPOINT string = keyVault.outputs.uri
 output AZURE_STORAGE_ACCOUNT_NAME string = storage.outputs.name

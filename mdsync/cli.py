@@ -1,18 +1,31 @@
-"""The ``mdsync`` command: local simulators and host, operator tools, demo, bench and chaos."""
+"""The ``mdsync`` command: set-up and checks, operator tools, and the local tooling.
+
+Set-up and checks (need only the settings they use): ``doctor``, ``dynamics setup``,
+``dynamics register-webhook``, ``fields check``. Operator tools: ``log``, ``replay``. Local
+tooling, from the ``local`` extra (``pip install 'mdsync[local]'``): ``simulate``, ``devhost``,
+``demo``, ``bench``, ``chaos``.
+
+Exit codes: 0 done; 1 a check or command found problems; 2 a setting is missing or invalid, or
+a port is taken (the message names which).
+"""
 
 from __future__ import annotations
 
 import argparse
+import errno
+import importlib.util
 import os
 import sys
 import threading
 from collections.abc import Sequence
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
-from shared.config import DEFAULT_LOCAL_SETTINGS, LOCAL_SETTINGS_ENV
+from shared.config import DEFAULT_LOCAL_SETTINGS, LOCAL_SETTINGS_ENV, is_loopback
 from shared.errors import ConfigurationError, MdsyncError
 
 console = Console(highlight=False)
@@ -21,6 +34,16 @@ console = Console(highlight=False)
 LOCAL_FUNCTION_KEY = "local-function-key-0123456789"
 LOCAL_HOST_KEY = "local-host-key-0123456789"
 LOCAL_MASTER_KEY = "local-master-key-0123456789"
+LOCAL_TOOLING = ("starlette", "uvicorn", "trustme", "croniter")
+
+
+def _local_tooling(command: str) -> None:
+    missing = [name for name in LOCAL_TOOLING if importlib.util.find_spec(name) is None]
+    if missing:
+        raise ConfigurationError(
+            f"`mdsync {command}` needs the local tooling ({', '.join(missing)} not installed): "
+            "pip install 'mdsync[local]'"
+        )
 
 
 def _wait_for_ctrl_c() -> None:
@@ -32,15 +55,190 @@ def _wait_for_ctrl_c() -> None:
         console.print("stopping")
 
 
+# --- argument types ---------------------------------------------------------------------------
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
+def port_number(text: str) -> int:
+    value = positive_int(text)
+    if value > 65535:
+        raise argparse.ArgumentTypeError(f"{value} is not a TCP port (1-65535)")
+    return value
+
+
+def webhook_url(text: str) -> str:
+    """An absolute https:// URL (http:// only for this machine), as Dataverse will call it."""
+    parts = urlsplit(text)
+    if parts.scheme not in ("https", "http") or not parts.hostname:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a URL; expected https://<app>.azurewebsites.net/api/dynamics/webhook"
+        )
+    if parts.scheme == "http" and not is_loopback(parts.hostname):
+        raise argparse.ArgumentTypeError(f"{text!r}: Dataverse must call an https:// URL")
+    return text
+
+
+# --- set-up and checks ------------------------------------------------------------------------
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from shared.bootstrap import container
+    from shared.doctor import Doctor
+
+    try:
+        deps = container()
+    except ConfigurationError as exc:
+        fix = ", ".join(exc.settings)
+        console.print(f"[red]FAIL[/red] settings: {escape(exc.line)} -> fix: {escape(fix)}", soft_wrap=True)
+        return 1
+    doctor = Doctor(deps, webhook_name=args.webhook_name)
+    if args.rebind_state:
+        bound = doctor.rebind_state()
+        console.print(f"the state store now belongs to {bound.describe()}", soft_wrap=True)
+    failed = 0
+    for check in doctor.run():
+        failed += not check.ok
+        _print_check(check)
+    console.print(f"{failed} problem(s)" if failed else "[green]everything mdsync needs is in place[/green]")
+    return 1 if failed else 0
+
+
+def _print_check(check: object) -> None:
+    from shared.doctor import Check
+
+    assert isinstance(check, Check)
+    mark = "[green]ok  [/green]" if check.ok else "[red]FAIL[/red]"
+    fix = f" [yellow]-> fix: {escape(check.fix)}[/yellow]" if check.fix and not check.ok else ""
+    console.print(f"{mark} {check.name}: {escape(check.detail)}{fix}", soft_wrap=True)
+
+
+def cmd_dynamics_setup(args: argparse.Namespace) -> int:
+    from shared.bootstrap import container
+    from shared.dataverse import provisioning
+
+    deps = container()
+    mapping = deps.mapping
+    if args.dry_run:
+        steps = provisioning.plan(deps.dataverse, mapping, solution=args.solution)
+        for step in steps:
+            action = "would create" if step.action == "create" else step.action
+            _print_step(action, step.item.describe(), step.detail)
+        todo = sum(s.action == "create" for s in steps)
+        console.print(f"dry run: {todo} step(s) to create, nothing sent")
+        return 0
+    result = provisioning.apply(
+        deps.dataverse,
+        mapping,
+        solution=args.solution,
+        report=lambda step: _print_step(step.action, step.item.describe(), step.detail),
+        key_wait_seconds=args.key_wait,
+    )
+    if result.ok:
+        console.print("[green]Dataverse has everything mdsync needs[/green]")
+        return 0
+    console.print("[red]set-up is not complete[/red]: see the steps above")
+    return 1
+
+
+def _print_step(action: str, what: str, detail: str) -> None:
+    console.print(escape(f"  {action:>12}  {what}" + (f" ({detail})" if detail else "")), soft_wrap=True)
+
+
+def cmd_register_webhook(args: argparse.Namespace) -> int:
+    from shared.bootstrap import container
+    from shared.capture.registration import webhook_steps
+
+    deps = container()
+    headers = {
+        "x-functions-key": args.function_key,
+        deps.settings.dynamics_webhook_header: deps.settings.dynamics_webhook_key(),
+    }
+    registration = deps.dataverse.register_webhook(args.name, args.url, headers, webhook_steps(deps.mapping))
+    console.print(
+        f"registered service endpoint {registration.service_endpoint_id} ({args.name}) with "
+        f"{len(registration.step_ids)} steps and {len(registration.image_ids)} images"
+    )
+    return 0
+
+
+def cmd_webhook_steps(args: argparse.Namespace) -> int:
+    from shared.bootstrap import container
+    from shared.capture.registration import steps_markdown, webhook_steps
+
+    # The mapping only: no Dataverse call, so an admin can print it before anything is set up.
+    print(steps_markdown(webhook_steps(container().mapping)))
+    return 0
+
+
+def cmd_fields_check(args: argparse.Namespace) -> int:
+    from shared.bootstrap import container
+    from shared.field_check import check_mapping
+    from shared.mapping import load_mapping
+    from shared.sync.reads import DynamicsReader
+
+    try:
+        mapping = load_mapping(Path(args.mapping)) if args.mapping else container().mapping
+    except ConfigurationError as exc:
+        # A mapping that does not even parse is a problem of the mapping: exit 1, as documented.
+        console.print(f"[red]error[/red] {escape(str(exc))}", soft_wrap=True)
+        return 1
+    deps = container()
+    marketo_fields = deps.marketo.describe_leads()
+    columns = {e: deps.dataverse.entity_metadata(e).attributes for e in ("lead", "contact")}
+    currencies = DynamicsReader(deps.dataverse, mapping).currency_codes()
+    problems = check_mapping(mapping, marketo_fields, columns, currencies)
+    errors = [p for p in problems if p.severity == "error"]
+    for problem in problems:
+        label = "[red]error[/red]" if problem.severity == "error" else "[yellow]warning[/yellow]"
+        console.print(f"{label} {escape(str(problem))}", soft_wrap=True)
+    if not errors:
+        count = len(mapping.lead.fields) + len(mapping.contact.fields)
+        warned = f" ({len(problems)} warning(s))" if problems else ""
+        console.print(
+            f"[green]ok[/green]: {count} mapped fields match Marketo and Dataverse metadata{warned}"
+        )
+        return 0
+    console.print(f"{len(errors)} problem(s) in the field mapping")
+    return 1
+
+
+# --- operator tools ---------------------------------------------------------------------------
+
+
+def cmd_log(args: argparse.Namespace) -> int:
+    from mdsync.operations import print_log
+
+    return print_log(args.person, limit=args.limit, as_json=args.json, console=console)
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    from mdsync.operations import replay
+
+    return replay(console=console, dry_run=args.dry_run)
+
+
+# --- local tooling ----------------------------------------------------------------------------
+
+
 def cmd_simulate(args: argparse.Namespace) -> int:
+    _local_tooling("simulate")
     from simulators.stack import FIXED_PORTS, SimulatorStack, StackConfig
 
     stack = SimulatorStack(StackConfig(ports=dict(FIXED_PORTS) if not args.ephemeral else {}))
     with stack:
         table = Table(title="mdsync simulators (Ctrl-C to stop)")
         table.add_column("simulator")
-        table.add_column("URL")
-        table.add_column("admin API")
+        table.add_column("URL", overflow="fold")
+        table.add_column("admin API", overflow="fold")
         table.add_row("Entra ID", stack.urls["entra"], f"{stack.urls['entra']}/admin")
         table.add_row(
             "Dataverse", f"{stack.urls['dataverse']}/api/data/v9.2", f"{stack.urls['dataverse']}/admin"
@@ -50,17 +248,30 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         for name, url in stack.urls.items():
             console.print(f"{name}: {url}", soft_wrap=True)
         console.print(f"trusted CA: {stack.tls.ca_file}", soft_wrap=True)
+        console.print(
+            "a new organization and instance: state from an earlier run does not belong to them "
+            "(`mdsync devhost --reset-state` starts fresh)",
+            soft_wrap=True,
+        )
         sys.stdout.flush()
         _wait_for_ctrl_c()
     return 0
 
 
 def cmd_devhost(args: argparse.Namespace) -> int:
+    _local_tooling("devhost")
     from mdsync.devhost import DevHost, as_rich_table
-    from mdsync.local import local_queue
+    from mdsync.local import check_local_state, local_queue, reset_local_state
 
     # Like `func start`: the project's local.settings.json holds the app settings.
     os.environ.setdefault(LOCAL_SETTINGS_ENV, str(Path(args.root) / DEFAULT_LOCAL_SETTINGS))
+    if args.reset_state:
+        for path in reset_local_state():
+            console.print(escape(f"removed {path}"), soft_wrap=True)
+    else:
+        warning = check_local_state()
+        if warning:
+            console.print(f"[yellow]warning[/yellow]: {escape(warning)}", soft_wrap=True)
     host = DevHost.for_project(
         Path(args.root),
         queue=local_queue(),
@@ -78,65 +289,8 @@ def cmd_devhost(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_fields_check(args: argparse.Namespace) -> int:
-    from shared.bootstrap import container
-    from shared.field_check import check_mapping
-    from shared.mapping import load_mapping
-
-    deps = container()
-    mapping = load_mapping(Path(args.mapping)) if args.mapping else deps.mapping
-    marketo_fields = deps.marketo.describe_leads()
-    columns = {e: deps.dataverse.entity_metadata(e).attributes for e in ("lead", "contact")}
-    currencies = {
-        str(r.get("isocurrencycode"))
-        for r in deps.dataverse.query("transactioncurrencies", select=["isocurrencycode"])
-    }
-    problems = check_mapping(mapping, marketo_fields, columns, currencies)
-    errors = [p for p in problems if p.severity == "error"]
-    for problem in problems:
-        label = "[red]error[/red]" if problem.severity == "error" else "[yellow]warning[/yellow]"
-        console.print(f"{label} {problem}")
-    if not errors:
-        count = len(mapping.lead.fields) + len(mapping.contact.fields)
-        warned = f" ({len(problems)} warning(s))" if problems else ""
-        console.print(
-            f"[green]ok[/green]: {count} mapped fields match Marketo and Dataverse metadata{warned}"
-        )
-        return 0
-    console.print(f"{len(errors)} problem(s) in the field mapping")
-    return 1
-
-
-def cmd_register_webhook(args: argparse.Namespace) -> int:
-    from shared.bootstrap import container
-    from shared.capture.registration import webhook_steps
-
-    deps = container()
-    headers = {
-        "x-functions-key": args.function_key,
-        deps.settings.dynamics_webhook_header: deps.settings.dynamics_webhook_secret.get_secret_value(),
-    }
-    registration = deps.dataverse.register_webhook(args.name, args.url, headers, webhook_steps(deps.mapping))
-    console.print(
-        f"registered service endpoint {registration.service_endpoint_id} ({args.name}) with "
-        f"{len(registration.step_ids)} steps and {len(registration.image_ids)} images"
-    )
-    return 0
-
-
-def cmd_log(args: argparse.Namespace) -> int:
-    from mdsync.operations import print_log
-
-    return print_log(args.person, limit=args.limit, console=console)
-
-
-def cmd_replay(args: argparse.Namespace) -> int:
-    from mdsync.operations import replay
-
-    return replay(console=console, dry_run=args.dry_run)
-
-
 def cmd_demo(args: argparse.Namespace) -> int:
+    _local_tooling("demo")
     from mdsync.demo import run_demo
 
     wide = Console(highlight=False, width=max(console.width, 120))
@@ -144,6 +298,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
+    _local_tooling("bench")
     from mdsync.bench import run_bench
 
     wide = Console(highlight=False, width=max(console.width, 160))
@@ -151,66 +306,128 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def cmd_chaos(args: argparse.Namespace) -> int:
+    _local_tooling("chaos")
     from mdsync.chaos import run_chaos
 
     return run_chaos(seed=args.seed, scenarios=args.scenarios, console=console)
 
 
+# --- the parser -------------------------------------------------------------------------------
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="mdsync", description=__doc__)
-    commands = parser.add_subparsers(dest="command", required=True)
+    parser = argparse.ArgumentParser(
+        prog="mdsync", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="command")
 
-    simulate = commands.add_parser("simulate", help="run the Entra ID, Dataverse and Marketo simulators")
-    simulate.add_argument("--ephemeral", action="store_true", help="ephemeral ports instead of 7443-7445")
-    simulate.set_defaults(run=cmd_simulate)
+    doctor = commands.add_parser(
+        "doctor", help="check settings, credentials, Dataverse set-up, mapping, webhook, queue and state"
+    )
+    doctor.add_argument(
+        "--webhook-name", default="mdsync", help="name of the Dataverse service endpoint (default: mdsync)"
+    )
+    doctor.add_argument(
+        "--rebind-state",
+        action="store_true",
+        help="record the configured Marketo and Dataverse as the state's owners (same systems, new address)",
+    )
+    doctor.set_defaults(run=cmd_doctor)
 
-    devhost = commands.add_parser("devhost", help="serve function_app.py locally, like `func start`")
-    devhost.add_argument("--port", type=int, default=7071)
-    devhost.add_argument("--root", default=".", help="project folder (host.json, function_app.py)")
-    devhost.set_defaults(run=cmd_devhost)
+    dynamics = commands.add_parser("dynamics", help="Dataverse set-up: columns, alternate key, webhook")
+    dynamics_commands = dynamics.add_subparsers(dest="dynamics_command", required=True, metavar="command")
+    setup = dynamics_commands.add_parser(
+        "setup", help="create the columns, alternate keys, publisher and solution mdsync needs (idempotent)"
+    )
+    setup.add_argument("--dry-run", action="store_true", help="print each step; create nothing")
+    setup.add_argument(
+        "--solution", default="mdsync", help="unique name of the unmanaged solution to create them in"
+    )
+    setup.add_argument(
+        "--key-wait",
+        type=float,
+        default=600.0,
+        help="seconds to wait for Dataverse to build the alternate keys' indexes (default: 600)",
+    )
+    setup.set_defaults(run=cmd_dynamics_setup)
+    register = dynamics_commands.add_parser(
+        "register-webhook", help="register (or replace) the webhook service endpoint, steps and images"
+    )
+    register.add_argument(
+        "--url",
+        required=True,
+        type=webhook_url,
+        help="the function's URL: https://<app>.azurewebsites.net/api/dynamics/webhook",
+    )
+    register.add_argument(
+        "--function-key", required=True, help="a function key of dynamics_webhook (sent as x-functions-key)"
+    )
+    register.add_argument("--name", default="mdsync", help="service endpoint name (default: mdsync)")
+    register.set_defaults(run=cmd_register_webhook)
+    steps = dynamics_commands.add_parser(
+        "webhook-steps", help="print the steps and images register-webhook registers (for the PRT)"
+    )
+    steps.set_defaults(run=cmd_webhook_steps)
 
     fields = commands.add_parser("fields", help="field mapping tools")
-    fields_commands = fields.add_subparsers(dest="fields_command", required=True)
+    fields_commands = fields.add_subparsers(dest="fields_command", required=True, metavar="command")
     check = fields_commands.add_parser(
-        "check", help="validate a mapping against live Marketo and Dataverse metadata"
+        "check", help="validate a mapping against live Marketo and Dataverse metadata (exit 1 on problems)"
     )
     check.add_argument(
         "--mapping", help="mapping YAML (default: MDSYNC_FIELD_MAPPING or the shipped default)"
     )
     check.set_defaults(run=cmd_fields_check)
 
-    dynamics = commands.add_parser("dynamics", help="Dataverse set-up")
-    dynamics_commands = dynamics.add_subparsers(dest="dynamics_command", required=True)
-    register = dynamics_commands.add_parser(
-        "register-webhook", help="register (or replace) the webhook service endpoint, steps and images"
-    )
-    register.add_argument("--url", required=True, help="https://<app>.azurewebsites.net/api/dynamics/webhook")
-    register.add_argument("--function-key", required=True, help="a function key of dynamics_webhook")
-    register.add_argument("--name", default="mdsync")
-    register.set_defaults(run=cmd_register_webhook)
-
     log = commands.add_parser("log", help="print the sync log of a person (email, Marketo id or Dynamics id)")
-    log.add_argument("person")
-    log.add_argument("--limit", type=int, default=50)
+    log.add_argument("person", help="an email address, a Marketo person id, or a Dynamics lead/contact id")
+    log.add_argument("--limit", type=positive_int, default=50, help="newest entries to show (default: 50)")
+    log.add_argument("--json", action="store_true", help="print the entries as JSON")
     log.set_defaults(run=cmd_log)
 
     replay = commands.add_parser("replay", help="re-queue parked notices and dead letters")
-    replay.add_argument("--dry-run", action="store_true")
+    replay.add_argument(
+        "--dry-run", action="store_true", help="count what would be re-queued; change nothing"
+    )
     replay.set_defaults(run=cmd_replay)
 
-    demo = commands.add_parser("demo", help="the end-to-end demo on the local simulators")
+    simulate = commands.add_parser(
+        "simulate", help="run the Entra ID, Dataverse and Marketo simulators (local extra)"
+    )
+    simulate.add_argument("--ephemeral", action="store_true", help="free ports instead of 7443-7445")
+    simulate.set_defaults(run=cmd_simulate)
+
+    devhost = commands.add_parser(
+        "devhost", help="serve function_app.py locally, like `func start` (local extra)"
+    )
+    devhost.add_argument("--port", type=port_number, default=7071, help="port to listen on (default: 7071)")
+    devhost.add_argument("--root", default=".", help="project folder (host.json, function_app.py)")
+    devhost.add_argument(
+        "--reset-state",
+        action="store_true",
+        help="delete the local SQLite queue and state first (after restarting the simulators)",
+    )
+    devhost.set_defaults(run=cmd_devhost)
+
+    demo = commands.add_parser("demo", help="the end-to-end demo on the local simulators (local extra)")
     demo.add_argument("--keep-running", action="store_true", help="leave simulators and host up afterwards")
     demo.add_argument("--ephemeral", action="store_true", help="free ports instead of 7071 and 7443-7445")
     demo.set_defaults(run=cmd_demo)
 
-    bench = commands.add_parser("bench", help="measure throughput, API calls per change, latency, cold start")
+    bench = commands.add_parser(
+        "bench", help="measure throughput, API calls per change, latency, cold start (local extra)"
+    )
     bench.add_argument("--quick", action="store_true", help="small workloads, under two minutes")
-    bench.add_argument("--output", default="bench/results.json")
+    bench.add_argument("--output", default="bench/results.json", help="where to write the JSON results")
     bench.set_defaults(run=cmd_bench)
 
-    chaos = commands.add_parser("chaos", help="seeded fault-injection scenarios that must converge")
-    chaos.add_argument("--seed", type=int, default=1)
-    chaos.add_argument("--scenarios", type=int, default=5)
+    chaos = commands.add_parser(
+        "chaos", help="seeded fault-injection scenarios that must converge (local extra)"
+    )
+    chaos.add_argument("--seed", type=int, default=1, help="random seed of the scenarios (default: 1)")
+    chaos.add_argument(
+        "--scenarios", type=positive_int, default=5, help="how many scenarios to run (default: 5)"
+    )
     chaos.set_defaults(run=cmd_chaos)
     return parser
 
@@ -220,10 +437,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         code: int = args.run(args)
     except ConfigurationError as exc:
-        console.print(f"[red]configuration error[/red]\n{exc}")
+        console.print(f"[red]configuration error[/red]\n{escape(str(exc))}", soft_wrap=True)
+        return 2
+    except OSError as exc:
+        if exc.errno != errno.EADDRINUSE:
+            raise
+        console.print(
+            f"[red]error[/red]: {escape(str(exc.strerror))}: stop what listens there (another mdsync simulate, "
+            "devhost or demo?), or choose other ports (--port, --ephemeral)",
+            soft_wrap=True,
+        )
         return 2
     except MdsyncError as exc:
-        console.print(f"[red]error[/red]: {exc}")
+        console.print(f"[red]error[/red]: {escape(str(exc))}", soft_wrap=True)
         return 1
     return code
 

@@ -1,10 +1,13 @@
-"""`make demo`: every row of the behaviour table, live, on one machine.
+"""`make demo`: day one in a new tenant, then every row of the behaviour table, live.
 
-Starts the simulators and the local host (the real function_app.py) on the ports the local
-settings name, registers the Dataverse webhook and the Marketo flow-step webhook against the
-host, and plays a narrated scenario. The Marketo poller runs every second on its timer, webhooks
-arrive over HTTP, the worker drains the SQLite queue in batches. Each step checks its outcome;
-the demo exits non-zero if any behaviour did not happen.
+Starts the simulators (a fresh Dataverse organization, without mdsync's columns) and the local
+host (the real function_app.py) on the ports the local settings name. Day one, as docs/deploying.md
+walks it: ``mdsync dynamics setup --dry-run`` shows the steps, ``mdsync dynamics setup`` creates
+the columns and keys, the Dataverse webhook and the Marketo flow-step webhook are registered
+against the host, and ``mdsync doctor`` checks everything. Then a narrated scenario plays: the
+Marketo poller runs every second on its timer, webhooks arrive over HTTP, the worker drains the
+SQLite queue in batches. Each step checks its outcome; the demo exits non-zero if any behaviour
+did not happen.
 """
 
 from __future__ import annotations
@@ -19,8 +22,10 @@ from rich.console import Console
 from rich.panel import Panel
 from rich.table import Table
 
-from mdsync.harness import HarnessConfig, LocalSystem
-from simulators.stack import StackConfig
+from mdsync import cli
+from mdsync.harness import FLOW_STEP_WEBHOOK, HOST_KEY, WEBHOOK_NAME, HarnessConfig, LocalSystem
+from simulators.dataverse import DataverseSimConfig
+from simulators.stack import FLOW_STEP_SECRET, StackConfig
 
 USER = "Jane Doe"  # a salesperson in Dynamics
 CUSTOM_ACTIVITY = "Microsoft Sync Failed"
@@ -83,9 +88,31 @@ class Demo:
         self.console.print()
         self.console.rule(f"[bold]{text}")
 
+    # --- day one ------------------------------------------------------------------------------
+
+    def day_one(self) -> None:
+        """What an admin does in a new tenant, with the real commands (docs/deploying.md)."""
+        self.heading("0. Day one: set Dataverse up, register the webhooks, check everything")
+        self.say("$ mdsync dynamics setup --dry-run")
+        code = cli.main(["dynamics", "setup", "--dry-run"])
+        self.record(
+            "setup --dry-run lists the steps",
+            code == 0,
+            "the columns, keys, publisher and solution to create",
+        )
+        self.say("$ mdsync dynamics setup")
+        code = cli.main(["dynamics", "setup", "--key-wait", "60"])
+        self.record("dynamics setup creates them", code == 0, "columns created, alternate keys Active")
+        self.say("the Dataverse webhook and the Marketo flow-step webhook are registered against the host")
+        self.s.prime()
+        self.say(f"$ mdsync doctor --webhook-name {WEBHOOK_NAME}")
+        code = cli.main(["doctor", "--webhook-name", WEBHOOK_NAME])
+        self.record("doctor finds everything in place", code == 0, "every check passed")
+
     # --- the scenario -----------------------------------------------------------------------
 
     def run(self) -> None:
+        self.day_one()
         lead_id, ana = self.lead_reaches_marketo()
         self.edits_flow_both_ways(lead_id, ana)
         self.lead_collision(lead_id, ana)
@@ -379,19 +406,61 @@ def _reason(activity: dict[str, Any]) -> str:
     return _short(activity)
 
 
+def _print_what_keeps_running(system: LocalSystem, console: Console) -> None:
+    """The URLs, keys and settings needed to call what the demo leaves running."""
+    assert system.host is not None
+    urls = system.stack.urls
+    table = Table(title="still running (Ctrl-C stops)")
+    table.add_column("what")
+    table.add_column("how to call it", overflow="fold")
+    table.add_row("functions", f"{system.host.url}/api/...  header x-functions-key: {HOST_KEY}")
+    table.add_row(
+        "flow step",
+        f"POST {system.host.function_url('sync_person_to_microsoft')}  headers x-functions-key: {HOST_KEY}, "
+        f'x-mdsync-key: {FLOW_STEP_SECRET}  body {{"marketoId": <id>}}',
+    )
+    table.add_row("Marketo flow-step webhook", f"{urls['marketo']}/admin (webhook {FLOW_STEP_WEBHOOK!r})")
+    table.add_row(
+        "simulators' admin APIs",
+        f"{urls['entra']}/admin · {urls['dataverse']}/admin · {urls['marketo']}/admin",
+    )
+    table.add_row("trusted CA", str(system.stack.tls.ca_file))
+    console.print(table)
+    settings = system.settings()
+    exports = " ".join(
+        f"{name}={settings[name]}"
+        for name in (
+            "MDSYNC_LOCAL_SETTINGS",
+            "MDSYNC_SQLITE_PATH",
+            "MDSYNC_QUEUE_BACKEND",
+            "MDSYNC_STATE_BACKEND",
+        )
+    )
+    others = " ".join(f"{name}={value}" for name, value in system.stack.settings().items())
+    console.print(
+        f"the mdsync commands see this system with these settings, e.g.\n  env {exports} {others} "
+        "mdsync log ana.lopez@fabrikam.example",
+        soft_wrap=True,
+    )
+
+
 def run_demo(*, keep_running: bool, console: Console, ephemeral: bool = False) -> int:
     config = HarnessConfig(
-        workdir=Path(".mdsync"),
+        # Its own state: `mdsync devhost` afterwards keeps .mdsync/mdsync*.sqlite3 to itself.
+        workdir=Path(".mdsync/demo"),
         fixed_ports=not ephemeral,
         host_port=0 if ephemeral else 7071,
         poll_schedule="*/1 * * * * *",
-        stack=StackConfig(tls_dir=Path(".mdsync/tls")),
+        stack=StackConfig(
+            tls_dir=Path(".mdsync/tls"),
+            # A new tenant: none of the columns and keys `mdsync dynamics setup` creates.
+            dataverse=DataverseSimConfig(provisioned=False),
+        ),
     )
     console.print(Panel.fit("mdsync demo — Marketo ⇄ Dynamics 365, on the local simulators", style="bold"))
     system = LocalSystem(config)
-    system.start()
+    system.start(prime=False)
     try:
-        system.reset()
         urls = system.stack.urls
         console.print(
             f"Entra ID {urls['entra']} · Dataverse {urls['dataverse']} · Marketo {urls['marketo']} · "
@@ -401,9 +470,7 @@ def run_demo(*, keep_running: bool, console: Console, ephemeral: bool = False) -
         demo.run()
         ok = demo.summary()
         if keep_running:
-            console.print(
-                "everything keeps running; try `mdsync log ana.lopez@fabrikam.example` in another shell. Ctrl-C stops."
-            )
+            _print_what_keeps_running(system, console)
             try:
                 while True:
                     time.sleep(1)

@@ -100,12 +100,20 @@ class LocalSystem:
             # No poll runs until the harness says, so a confirmation would come before every
             # echo and cost a read production does not pay: off (the echoes confirm writes).
             "MDSYNC_CONFIRM_SECONDS": "0",
+            # The tests count the simulators' calls; the demo runs `mdsync doctor` itself.
+            "MDSYNC_STARTUP_CHECKS": "false",
             "FUNCTIONS_WORKER_RUNTIME": "python",
             **self.config.extra_settings,
         }
 
-    def start(self) -> LocalSystem:
+    def start(self, *, prime: bool = True) -> LocalSystem:
+        """Start the simulators and the local host on fresh local state; with ``prime``, also
+        register the webhooks and set the capture checkpoints (:meth:`prime`)."""
         self.config.workdir.mkdir(parents=True, exist_ok=True)
+        # The simulators start empty, as new systems: state from an earlier run belongs elsewhere.
+        for path in (self.queue_path, self.queue_path.with_suffix(".state.sqlite3")):
+            for leftover in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+                leftover.unlink(missing_ok=True)
         self.stack.start()
         urls = self.stack.urls
         self.dataverse_admin = DataverseAdmin(urls["dataverse"], self.session)
@@ -129,11 +137,16 @@ class LocalSystem:
         )
         self.host.start()
         self.queue = queue
+        if prime:
+            self.prime()
+        return self
+
+    def prime(self) -> None:
+        """Register the webhooks; the first capture runs only set the checkpoints, so changes
+        from now on are captured. (A fresh organization needs `mdsync dynamics setup` first.)"""
         self.register_webhooks()
-        # The first runs only set the checkpoints: changes from now on are captured.
         self.poll()
         self.sweep()
-        return self
 
     def _host_json(self) -> Path:
         if self.config.batch_wait is None:

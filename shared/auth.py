@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import hmac
 
-from pydantic import SecretStr
 
-
-def secret_matches(presented: str | None, expected: SecretStr) -> bool:
+def secret_matches(presented: str | None, expected: str) -> bool:
     """True when ``presented`` equals the configured secret; timing does not reveal how close."""
     if not presented:
         return False
-    return hmac.compare_digest(presented.encode("utf-8"), expected.get_secret_value().encode("utf-8"))
+    return hmac.compare_digest(presented.encode("utf-8"), expected.encode("utf-8"))

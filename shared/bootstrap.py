@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from shared.config import QueueBackend, Settings, StateBackend, get_settings
 from shared.mapping import FieldMapping, load_mapping
@@ -17,6 +17,7 @@ from shared.mapping import FieldMapping, load_mapping
 if TYPE_CHECKING:
     import requests
 
+    from shared.dataverse.auth import TokenProvider
     from shared.dataverse.client import DataverseClient
     from shared.flow_step import SyncPersonToMicrosoft
     from shared.marketo.client import MarketoClient
@@ -64,8 +65,20 @@ class Container:
         return self._once("marketo", self._build_marketo)
 
     @property
+    def dataverse_tokens(self) -> TokenProvider:
+        """One credential (and token cache) for every Dataverse client of the process."""
+        from shared.dataverse.auth import dataverse_tokens
+
+        return self._once(
+            "dataverse_tokens",
+            lambda: dataverse_tokens(self.settings.dataverse(), ca_file=self.settings.extra_ca_file),
+        )
+
+    @property
     def dataverse(self) -> DataverseClient:
-        return self._once("dataverse", self._build_dataverse)
+        return self._once(
+            "dataverse", lambda: make_dataverse_client(self.settings, self.session, self.dataverse_tokens)
+        )
 
     @property
     def activity_log(self) -> ActivityLog:
@@ -102,11 +115,15 @@ class Container:
         from shared.flow_step import build_flow_step
 
         return self._once(
-            "flow_step", lambda: build_flow_step(self.settings, self.session, self.state, self.mapping)
+            "flow_step",
+            lambda: build_flow_step(
+                self.settings, self.session, self.state, self.mapping, tokens=self.dataverse_tokens
+            ),
         )
 
     def _build_queue(self) -> NoticeQueue:
         s = self.settings
+        s.require_queue_connection()
         if s.queue_backend is QueueBackend.SQLITE:
             from shared.adapters.sqlite_queue import SqliteQueue
 
@@ -124,6 +141,7 @@ class Container:
 
     def _build_state(self) -> StateStore:
         s = self.settings
+        s.require_state_connection()
         if s.state_backend is StateBackend.SQLITE:
             from shared.adapters.sqlite_state import SqliteStateStore
 
@@ -138,33 +156,30 @@ class Container:
         )
 
     def _build_marketo(self) -> MarketoClient:
-        from shared.marketo.client import MarketoClient
-
         s = self.settings
-        return MarketoClient(
-            str(s.marketo_base_url).rstrip("/"),
-            s.marketo_client_id,
-            s.marketo_client_secret.get_secret_value(),
-            session=self.session,
-            max_calls_per_20s=s.marketo_max_calls_per_20s - s.marketo_flow_step_calls_per_20s,
-            max_concurrency=s.marketo_max_concurrency,
+        return make_marketo_client(
+            s, self.session, max_calls_per_20s=s.marketo_max_calls_per_20s - s.marketo_flow_step_calls_per_20s
         )
 
-    def _build_dataverse(self) -> DataverseClient:
-        from shared.dataverse.auth import MsalTokenProvider
-        from shared.dataverse.client import DataverseClient
+    def app_started(self) -> None:
+        """Called by every function: the first call of a process starts the start-up checks."""
+        from shared.startup import check_in_background
 
-        s = self.settings
-        tokens = MsalTokenProvider(
-            s.dataverse_authority,
-            s.dataverse_client_id,
-            s.dataverse_client_secret.get_secret_value(),
-            f"{str(s.dataverse_url).rstrip('/')}/.default",
-            session=self.session,
-        )
-        return DataverseClient(
-            s.dataverse_api_url, tokens, session=self.session, max_concurrency=s.dataverse_max_concurrency
-        )
+        check_in_background(self)
+
+    def verify_instance(self) -> None:
+        """Refuse state that belongs to another Marketo instance or Dataverse organization
+        (shared/instance.py); once per process. Functions that follow checkpoints or links
+        call it before they do."""
+        from shared.instance import Instance, check_binding
+
+        with self._lock:
+            if "instance" in self._built:
+                return
+        current = Instance.of(self.settings.marketo().base_url, self.dataverse.organization_id())
+        check_binding(self.state, current)
+        with self._lock:
+            self._built["instance"] = current
 
     def close(self) -> None:
         for item in self._built.values():
@@ -172,6 +187,39 @@ class Container:
             if callable(close):
                 close()
         self._built.clear()
+
+
+def make_marketo_client(
+    settings: Settings, session: requests.Session, *, max_calls_per_20s: int, **options: Any
+) -> MarketoClient:
+    """A Marketo client for the settings; ``options``: timeouts and retry budgets."""
+    from shared.marketo.client import MarketoClient
+
+    access = settings.marketo()
+    return MarketoClient(
+        access.base_url,
+        access.client_id,
+        access.client_secret,
+        session=session,
+        max_calls_per_20s=max_calls_per_20s,
+        max_concurrency=settings.marketo_max_concurrency,
+        **options,
+    )
+
+
+def make_dataverse_client(
+    settings: Settings, session: requests.Session, tokens: TokenProvider, **options: Any
+) -> DataverseClient:
+    """A Dataverse client for the settings; ``options``: timeouts and retry budgets."""
+    from shared.dataverse.client import DataverseClient
+
+    return DataverseClient(
+        settings.dataverse().api_url,
+        tokens,
+        session=session,
+        max_concurrency=settings.dataverse_max_concurrency,
+        **options,
+    )
 
 
 _container: Container | None = None
@@ -183,15 +231,21 @@ def container() -> Container:
     global _container  # noqa: PLW0603 - one container per process is the point
     with _container_lock:
         if _container is None:
+            from shared import telemetry
+
             _container = Container(get_settings())
+            telemetry.configure_from_environment()
         return _container
 
 
 def reset_container() -> None:
     """Forget the container and the settings (tests and the local host change the environment)."""
     global _container  # noqa: PLW0603
+    from shared import startup
+
     with _container_lock:
         if _container is not None:
             _container.close()
         _container = None
         get_settings.cache_clear()
+        startup.forget()

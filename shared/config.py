@@ -1,15 +1,19 @@
 """Settings, read once from app settings (environment variables) or ``local.settings.json``.
 
 Environment variables win over ``local.settings.json`` (its ``Values`` object, the file the
-Functions tooling uses). A missing or invalid setting raises :class:`ConfigurationError` naming
-every faulty setting and every place that was looked in. ``docs/configuration.md`` documents each
-setting; keep the two in step.
+Functions tooling uses). A value that is set but invalid raises :class:`ConfigurationError` at
+load, naming every faulty setting and every place that was looked in. A setting that is simply
+not set is asked for only by what uses it (:meth:`Settings.marketo`, :meth:`Settings.dataverse`,
+the inbound keys, the queue and state connections): ``mdsync log`` needs the state store, not
+every secret of the app. ``docs/configuration.md`` documents each setting; keep the two in step.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
+from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from functools import lru_cache
@@ -37,6 +41,62 @@ class StateBackend(StrEnum):
     SQLITE = "sqlite"
 
 
+class DataverseCredential(StrEnum):
+    """How mdsync proves who it is to Dataverse (azure-identity credentials)."""
+
+    MANAGED_IDENTITY = "managed_identity"  # Azure: no secret to store or rotate
+    WORKLOAD_IDENTITY = "workload_identity"  # federated token file (AKS, other clouds' CI)
+    CERTIFICATE = "certificate"  # an app registration's certificate
+    CLIENT_SECRET = "client_secret"  # noqa: S105 - a name; an app registration's secret (local runs)
+    AZURE_CLI = "azure_cli"  # your own `az login`: operator commands (setup, doctor) on your machine
+
+
+@dataclass(frozen=True)
+class MarketoAccess:
+    """What the Marketo client needs, every piece present."""
+
+    base_url: str  # no trailing slash
+    client_id: str
+    client_secret: str = field(repr=False)
+
+
+@dataclass(frozen=True)
+class DataverseAccess:
+    """What the Dataverse client and its credential need, checked for the chosen credential."""
+
+    url: str  # the organization URL, no trailing slash
+    credential: DataverseCredential
+    authority_host: str
+    tenant_id: str | None
+    client_id: str | None
+    client_secret: str | None = field(default=None, repr=False)
+    certificate_path: Path | None = None
+    certificate_password: str | None = field(default=None, repr=False)
+
+    @property
+    def api_url(self) -> str:
+        return f"{self.url}/api/data/v9.2"
+
+    @property
+    def scope(self) -> str:
+        return f"{self.url}/.default"
+
+    @property
+    def authority(self) -> str:
+        return f"{self.authority_host}/{self.tenant_id}"
+
+
+def is_loopback(host: str | None) -> bool:
+    if not host:
+        return False
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
 def local_settings_path() -> Path:
     return Path(os.environ.get(LOCAL_SETTINGS_ENV, DEFAULT_LOCAL_SETTINGS))
 
@@ -56,7 +116,7 @@ class LocalSettingsSource(PydanticBaseSettingsSource):
             values = document.get("Values", {}) if isinstance(document, dict) else {}
             if not isinstance(values, dict):
                 raise ConfigurationError(f"{path}: 'Values' must be an object")
-            self.values = {str(k): str(v) for k, v in values.items()}
+            self.values = {str(k): str(v) for k, v in values.items() if str(v) != ""}
 
     def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
         name = field.alias or field_name
@@ -64,8 +124,8 @@ class LocalSettingsSource(PydanticBaseSettingsSource):
 
     def __call__(self) -> dict[str, Any]:
         found: dict[str, Any] = {}
-        for field_name, field in self.settings_cls.model_fields.items():
-            value, key, _ = self.get_field_value(field, field_name)
+        for field_name, info in self.settings_cls.model_fields.items():
+            value, key, _ = self.get_field_value(info, field_name)
             if value is not None:
                 found[key] = value
         return found
@@ -74,12 +134,15 @@ class LocalSettingsSource(PydanticBaseSettingsSource):
 class Settings(BaseSettings):
     """Every setting mdsync reads. Names are the app-setting names (case-sensitive in Azure)."""
 
-    model_config = SettingsConfigDict(populate_by_name=True, extra="ignore", frozen=True)
+    # An empty value is no value: Bicep writes "" for a setting that does not apply.
+    model_config = SettingsConfigDict(
+        populate_by_name=True, extra="ignore", frozen=True, env_ignore_empty=True
+    )
 
     # --- Marketo -------------------------------------------------------------------------
-    marketo_base_url: AnyHttpUrl = Field(alias="MARKETO_BASE_URL")
-    marketo_client_id: str = Field(alias="MARKETO_CLIENT_ID", min_length=1)
-    marketo_client_secret: SecretStr = Field(alias="MARKETO_CLIENT_SECRET")
+    marketo_base_url: AnyHttpUrl | None = Field(default=None, alias="MARKETO_BASE_URL")
+    marketo_client_id: str | None = Field(default=None, alias="MARKETO_CLIENT_ID", min_length=1)
+    marketo_client_secret: SecretStr | None = Field(default=None, alias="MARKETO_CLIENT_SECRET")
     marketo_max_calls_per_20s: int = Field(default=80, alias="MARKETO_MAX_CALLS_PER_20S", ge=1, le=100)
     marketo_max_concurrency: int = Field(default=8, alias="MARKETO_MAX_CONCURRENCY", ge=1, le=10)
     # Of MARKETO_MAX_CALLS_PER_20S, the share reserved for the real-time flow step, so a sync
@@ -89,10 +152,17 @@ class Settings(BaseSettings):
     )
 
     # --- Dataverse and Entra ID ------------------------------------------------------------
-    dataverse_url: AnyHttpUrl = Field(alias="DATAVERSE_URL")
-    dataverse_tenant_id: str = Field(alias="DATAVERSE_TENANT_ID", min_length=1)
-    dataverse_client_id: str = Field(alias="DATAVERSE_CLIENT_ID", min_length=1)
-    dataverse_client_secret: SecretStr = Field(alias="DATAVERSE_CLIENT_SECRET")
+    dataverse_url: AnyHttpUrl | None = Field(default=None, alias="DATAVERSE_URL")
+    # Unset: client_secret when DATAVERSE_CLIENT_SECRET is set, else managed_identity.
+    dataverse_credential: DataverseCredential | None = Field(default=None, alias="DATAVERSE_CREDENTIAL")
+    dataverse_tenant_id: str | None = Field(default=None, alias="DATAVERSE_TENANT_ID", min_length=1)
+    # The app registration's client id; with a managed identity, a user-assigned identity's.
+    dataverse_client_id: str | None = Field(default=None, alias="DATAVERSE_CLIENT_ID", min_length=1)
+    dataverse_client_secret: SecretStr | None = Field(default=None, alias="DATAVERSE_CLIENT_SECRET")
+    dataverse_certificate_path: Path | None = Field(default=None, alias="DATAVERSE_CLIENT_CERTIFICATE_PATH")
+    dataverse_certificate_password: SecretStr | None = Field(
+        default=None, alias="DATAVERSE_CLIENT_CERTIFICATE_PASSWORD"
+    )
     dataverse_authority_host: AnyHttpUrl = Field(
         default=AnyHttpUrl("https://login.microsoftonline.com"), alias="DATAVERSE_AUTHORITY_HOST"
     )
@@ -127,16 +197,19 @@ class Settings(BaseSettings):
     )
     sqlite_path: Path = Field(default=Path(".mdsync/mdsync.sqlite3"), alias="MDSYNC_SQLITE_PATH")
 
+    # The doctor's checks on a background thread at a process's first invocation (shared/startup.py).
+    startup_checks: bool = Field(default=True, alias="MDSYNC_STARTUP_CHECKS")
+
     # --- Sync behaviour ----------------------------------------------------------------------
     field_mapping_file: Path | None = Field(default=None, alias="MDSYNC_FIELD_MAPPING")
 
     # --- Inbound keys ----------------------------------------------------------------------
     # The HttpHeader secret configured on the Dataverse service endpoint.
     dynamics_webhook_header: str = Field(default="x-mdsync-key", alias="DYNAMICS_WEBHOOK_HEADER")
-    dynamics_webhook_secret: SecretStr = Field(alias="DYNAMICS_WEBHOOK_SECRET")
+    dynamics_webhook_secret: SecretStr | None = Field(default=None, alias="DYNAMICS_WEBHOOK_SECRET")
     # The custom header Marketo's "Call Webhook" sends on the flow step.
     flow_step_header: str = Field(default="x-mdsync-key", alias="FLOW_STEP_HEADER")
-    flow_step_secret: SecretStr = Field(alias="FLOW_STEP_SECRET")
+    flow_step_secret: SecretStr | None = Field(default=None, alias="FLOW_STEP_SECRET")
 
     # systemuserids of mdsync's own Dataverse application users (comma-separated): notices they
     # caused are marked so the worker can skip echoes cheaply. Correctness never depends on it.
@@ -179,9 +252,24 @@ class Settings(BaseSettings):
 
     @field_validator("dynamics_webhook_secret", "flow_step_secret")
     @classmethod
-    def _strong_secret(cls, value: SecretStr) -> SecretStr:
-        if len(value.get_secret_value()) < 16:
+    def _strong_secret(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < 16:
             raise ValueError("must be at least 16 characters")
+        return value
+
+    @field_validator("marketo_base_url", "dataverse_url", "dataverse_authority_host")
+    @classmethod
+    def _https(cls, value: AnyHttpUrl | None) -> AnyHttpUrl | None:
+        # Secrets and tokens travel to these hosts: plain HTTP only to this machine.
+        if value is not None and value.scheme != "https" and not is_loopback(value.host):
+            raise ValueError("must be an https:// URL (http:// is accepted for localhost only)")
+        return value
+
+    @field_validator("dataverse_certificate_path")
+    @classmethod
+    def _certificate_exists(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.is_file():
+            raise ValueError(f"{value} does not exist (a PEM or PKCS12 file with the private key)")
         return value
 
     @model_validator(mode="after")
@@ -190,32 +278,94 @@ class Settings(BaseSettings):
             raise ValueError("MARKETO_FLOW_STEP_CALLS_PER_20S must be smaller than MARKETO_MAX_CALLS_PER_20S")
         if self.retry_max_seconds < self.retry_base_seconds:
             raise ValueError("MDSYNC_RETRY_MAX_SECONDS must not be smaller than MDSYNC_RETRY_BASE_SECONDS")
-        if self.queue_backend is QueueBackend.SERVICEBUS and not (
-            self.servicebus_connection_string or self.servicebus_namespace
-        ):
-            raise ValueError(
-                "MDSYNC_QUEUE_BACKEND=servicebus needs ServiceBusConnection (a connection string) "
-                "or ServiceBusConnection__fullyQualifiedNamespace (identity-based)"
-            )
-        if self.state_backend is StateBackend.TABLE and not (
-            self.state_connection_string or self.state_table_endpoint
-        ):
-            raise ValueError(
-                "MDSYNC_STATE_BACKEND=table needs STATE_CONNECTION_STRING or STATE_TABLE_ENDPOINT"
-            )
         return self
 
     @property
     def dynamics_sync_user_ids(self) -> frozenset[str]:
         return frozenset(u.strip().lower() for u in self.dynamics_sync_user_ids_raw.split(",") if u.strip())
 
-    @property
-    def dataverse_api_url(self) -> str:
-        return f"{str(self.dataverse_url).rstrip('/')}/api/data/v9.2"
+    # --- what each part of mdsync needs: asked for on use, so a command needs only its own --------
+
+    def marketo(self) -> MarketoAccess:
+        """The Marketo connection; ConfigurationError names whatever is not set."""
+        url, client_id, secret = self.marketo_base_url, self.marketo_client_id, self.marketo_client_secret
+        if url is None or client_id is None or secret is None:
+            raise _missing(
+                "the Marketo client",
+                MARKETO_BASE_URL=url,
+                MARKETO_CLIENT_ID=client_id,
+                MARKETO_CLIENT_SECRET=secret,
+            )
+        return MarketoAccess(str(url).rstrip("/"), client_id, secret.get_secret_value())
 
     @property
-    def dataverse_authority(self) -> str:
-        return f"{str(self.dataverse_authority_host).rstrip('/')}/{self.dataverse_tenant_id}"
+    def dataverse_credential_kind(self) -> DataverseCredential:
+        if self.dataverse_credential is not None:
+            return self.dataverse_credential
+        if self.dataverse_client_secret is not None:
+            return DataverseCredential.CLIENT_SECRET
+        return DataverseCredential.MANAGED_IDENTITY
+
+    def dataverse(self) -> DataverseAccess:
+        """The Dataverse connection with the settings its credential needs (see
+        docs/configuration.md); ConfigurationError names whatever is not set."""
+        kind = self.dataverse_credential_kind
+        needed: dict[str, object] = {"DATAVERSE_URL": self.dataverse_url}
+        if kind is DataverseCredential.CLIENT_SECRET:
+            needed.update(
+                DATAVERSE_TENANT_ID=self.dataverse_tenant_id,
+                DATAVERSE_CLIENT_ID=self.dataverse_client_id,
+                DATAVERSE_CLIENT_SECRET=self.dataverse_client_secret,
+            )
+        elif kind is DataverseCredential.CERTIFICATE:
+            needed.update(
+                DATAVERSE_TENANT_ID=self.dataverse_tenant_id,
+                DATAVERSE_CLIENT_ID=self.dataverse_client_id,
+                DATAVERSE_CLIENT_CERTIFICATE_PATH=self.dataverse_certificate_path,
+            )
+        if any(value is None for value in needed.values()):
+            raise _missing(f"the Dataverse client with DATAVERSE_CREDENTIAL={kind.value}", **needed)
+        secret, password = self.dataverse_client_secret, self.dataverse_certificate_password
+        return DataverseAccess(
+            url=str(self.dataverse_url).rstrip("/"),
+            credential=kind,
+            authority_host=str(self.dataverse_authority_host).rstrip("/"),
+            tenant_id=self.dataverse_tenant_id,
+            client_id=self.dataverse_client_id,
+            client_secret=secret.get_secret_value() if secret else None,
+            certificate_path=self.dataverse_certificate_path,
+            certificate_password=password.get_secret_value() if password else None,
+        )
+
+    def dynamics_webhook_key(self) -> str:
+        if self.dynamics_webhook_secret is None:
+            raise _missing("the Dataverse webhook", DYNAMICS_WEBHOOK_SECRET=None)
+        return self.dynamics_webhook_secret.get_secret_value()
+
+    def flow_step_key(self) -> str:
+        if self.flow_step_secret is None:
+            raise _missing("the flow step", FLOW_STEP_SECRET=None)
+        return self.flow_step_secret.get_secret_value()
+
+    def require_queue_connection(self) -> None:
+        if self.queue_backend is QueueBackend.SERVICEBUS and not (
+            self.servicebus_connection_string or self.servicebus_namespace
+        ):
+            raise ConfigurationError(
+                "MDSYNC_QUEUE_BACKEND=servicebus needs ServiceBusConnection (a connection string) or "
+                f"ServiceBusConnection__fullyQualifiedNamespace (identity-based); looked in: {_where()}",
+                settings=("ServiceBusConnection__fullyQualifiedNamespace",),
+            )
+
+    def require_state_connection(self) -> None:
+        if self.state_backend is StateBackend.TABLE and not (
+            self.state_connection_string or self.state_table_endpoint
+        ):
+            raise ConfigurationError(
+                "MDSYNC_STATE_BACKEND=table needs STATE_TABLE_ENDPOINT (identity-based) or "
+                f"STATE_CONNECTION_STRING; looked in: {_where()}",
+                settings=("STATE_TABLE_ENDPOINT",),
+            )
 
     @classmethod
     def settings_customise_sources(
@@ -229,26 +379,42 @@ class Settings(BaseSettings):
         return (init_settings, env_settings, LocalSettingsSource(settings_cls))
 
 
-def _describe(error: PydanticValidationError) -> str:
-    lines = []
+def _where() -> str:
+    return f"environment variables, then {local_settings_path().resolve()} ('Values')"
+
+
+def _missing(purpose: str, **values: object) -> ConfigurationError:
+    """The error naming which of ``values`` are not set."""
+    missing = tuple(name for name, value in values.items() if value is None)
+    verb = "is" if len(missing) == 1 else "are"
+    return ConfigurationError(
+        f"{', '.join(missing)} {verb} not set (needed by {purpose}); looked in: {_where()}",
+        settings=missing,
+    )
+
+
+def _describe(error: PydanticValidationError) -> tuple[str, tuple[str, ...]]:
+    lines, names = [], []
     for problem in error.errors():
         name = ".".join(str(part) for part in problem["loc"]) or "(settings)"
-        field = Settings.model_fields.get(name)
-        setting = (field.alias if field and field.alias else name) if problem["loc"] else "(settings)"
+        info = Settings.model_fields.get(name)
+        setting = (info.alias if info and info.alias else name) if problem["loc"] else "(settings)"
+        names.append(setting)
         if problem["type"] == "missing":
             lines.append(f"  {setting}: missing")
         else:
             lines.append(f"  {setting}: {problem['msg']}")
-    where = f"environment variables, then {local_settings_path().resolve()} ('Values')"
-    return "invalid configuration:\n" + "\n".join(lines) + f"\nlooked in: {where}"
+    text = "invalid configuration:\n" + "\n".join(lines) + f"\nlooked in: {_where()}"
+    return text, tuple(n for n in names if n != "(settings)")
 
 
 def load_settings(**overrides: Any) -> Settings:
-    """Read and validate every setting; raise ConfigurationError naming each faulty one."""
+    """Read and validate every setting that is set; raise ConfigurationError naming each faulty one."""
     try:
         return Settings(**overrides)
     except PydanticValidationError as exc:
-        raise ConfigurationError(_describe(exc)) from None
+        message, names = _describe(exc)
+        raise ConfigurationError(message, settings=names) from None
 
 
 @lru_cache(maxsize=1)

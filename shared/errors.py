@@ -3,16 +3,21 @@
     MdsyncError
     ├── ConfigurationError            a setting or mapping is missing or invalid; fix and restart
     ├── TransientError                the request may not have been processed; safe to try again later
-    │   ├── RateLimitedError          429 / Marketo 606, 615; carries retry_after (seconds) when known
+    │   ├── RateLimitedError          429 / Marketo 606, 615; a full bulk job queue (1016, 1029);
+    │   │                             carries retry_after (seconds) when known
     │   ├── ServiceUnavailableError   5xx, Marketo 604/608/611/713, timeouts, connection failures
     │   ├── AuthExpiredError          token expired or rejected after one refresh (601/602/401)
-    │   └── QuotaExhaustedError       Marketo 607: daily quota spent; retry_after = until the reset
+    │   └── QuotaExhaustedError       Marketo 607 (calls) or 1029 (bulk export bytes): the daily
+    │                                 quota is spent; retry_after = until the reset
     ├── PermanentError                the service answered "no"; retrying the same request is useless
     │   ├── ValidationError           the target rejected the values (Dataverse 400 / IsvAborted,
     │   │                             Marketo 1001/1003/1006); **goes to the person's Activity Log**
     │   ├── NotFoundError             the record does not exist (Dataverse 404, Marketo 1004)
-    │   ├── ConflictError             precondition failed: ETag mismatch or create-only hit (412)
-    │   └── AccessDeniedError         403 / Marketo 603: the API user lacks a permission
+    │   ├── ConflictError             precondition failed: ETag mismatch or create-only hit (412),
+    │   │                             a bulk job already queued (Marketo 1029)
+    │   ├── AccessDeniedError         403 / Marketo 603: the API user lacks a permission
+    │   └── UnsupportedError          the subscription lacks the feature (Marketo 703; 1035: a bulk
+    │                                 extract filter); ask the vendor, or do without it
     └── BadRequestError               an inbound request (webhook, flow step) is malformed: a 4xx
 
 Transient errors are rescheduled by the worker with backoff (honouring ``retry_after``) and
@@ -29,7 +34,18 @@ class MdsyncError(Exception):
 
 
 class ConfigurationError(MdsyncError):
-    """A setting or the field mapping is missing or invalid."""
+    """A setting or the field mapping is missing or invalid.
+
+    ``settings`` names the app settings at fault (empty when it is not one setting's fault, e.g.
+    a mapping file); :attr:`line` is the message on one line, for a log."""
+
+    def __init__(self, message: str, *, settings: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.settings = settings
+
+    @property
+    def line(self) -> str:
+        return " ".join(part.strip() for part in str(self).splitlines() if part.strip())
 
 
 class BadRequestError(MdsyncError):
@@ -132,3 +148,7 @@ class ConflictError(PermanentError):
 
 class AccessDeniedError(PermanentError):
     """The API user is not allowed to do this."""
+
+
+class UnsupportedError(PermanentError):
+    """The subscription does not have this feature (Marketo 703, 1035)."""

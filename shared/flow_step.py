@@ -44,8 +44,9 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import quote
 
+from shared.bootstrap import make_dataverse_client, make_marketo_client
 from shared.dataverse import odata
-from shared.dataverse.auth import MsalTokenProvider
+from shared.dataverse.auth import dataverse_tokens
 from shared.dataverse.client import DataverseClient
 from shared.dataverse.models import BatchRequest
 from shared.errors import (
@@ -69,6 +70,7 @@ if TYPE_CHECKING:
     import requests
 
     from shared.config import Settings
+    from shared.dataverse.auth import TokenProvider
 
 log = logging.getLogger(__name__)
 
@@ -517,38 +519,30 @@ def build_flow_step(
     mapping: FieldMapping,
     *,
     budget: TimeBudget | None = None,
+    tokens: TokenProvider | None = None,
 ) -> SyncPersonToMicrosoft:
     """The flow step with its own Marketo and Dataverse clients, whose timeouts and retry budgets
-    fit the webhook's 30 s (the worker's clients may retry for longer).
+    fit the webhook's 30 s (the worker's clients may retry for longer). ``tokens``: the process's
+    Dataverse token provider (one credential for every client), else one from the settings.
 
     The Marketo client has its own limiter with the share of the instance's rate reserved for
     the flow step (MARKETO_FLOW_STEP_CALLS_PER_20S; the worker's client gets the rest), so the
     real-time call never queues behind a background backlog and together they stay under
     MARKETO_MAX_CALLS_PER_20S."""
     budget = budget or TimeBudget()
-    marketo = MarketoClient(
-        str(settings.marketo_base_url).rstrip("/"),
-        settings.marketo_client_id,
-        settings.marketo_client_secret.get_secret_value(),
-        session=session,
+    marketo = make_marketo_client(
+        settings,
+        session,
         max_calls_per_20s=settings.marketo_flow_step_calls_per_20s,
-        max_concurrency=settings.marketo_max_concurrency,
         timeout=budget.attempt_timeout_seconds,
         retry_budget_seconds=budget.retry_seconds,
         max_rate_wait_seconds=budget.rate_wait_seconds,
     )
-    tokens = MsalTokenProvider(
-        settings.dataverse_authority,
-        settings.dataverse_client_id,
-        settings.dataverse_client_secret.get_secret_value(),
-        f"{str(settings.dataverse_url).rstrip('/')}/.default",
-        session=session,
-    )
-    dataverse = DataverseClient(
-        settings.dataverse_api_url,
+    tokens = tokens or dataverse_tokens(settings.dataverse(), ca_file=settings.extra_ca_file)
+    dataverse = make_dataverse_client(
+        settings,
+        session,
         tokens,
-        session=session,
-        max_concurrency=settings.dataverse_max_concurrency,
         timeout=budget.attempt_timeout_seconds,
         retry_budget_seconds=budget.retry_seconds,
     )

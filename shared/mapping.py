@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from enum import StrEnum
 from importlib import resources
 from pathlib import Path
-from typing import Self
+from typing import Any, Self
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
@@ -263,10 +263,24 @@ def parse_mapping(text: str, *, origin: str = "<mapping>") -> FieldMapping:
     try:
         return FieldMapping.model_validate(document)
     except PydanticValidationError as exc:
-        problems = "\n".join(
-            f"  {'.'.join(str(p) for p in e['loc']) or '(root)'}: {e['msg']}" for e in exc.errors()
-        )
+        problems = "\n".join(f"  {_where(document, e['loc'])}: {e['msg']}" for e in exc.errors())
         raise ConfigurationError(f"{origin}: invalid field mapping:\n{problems}") from None
+
+
+def _where(document: Any, loc: tuple[int | str, ...]) -> str:
+    """``lead.fields[firstName]`` rather than ``lead.fields.3``: a list entry is named by its
+    Marketo field (else its Dynamics column, else its position)."""
+    parts: list[str] = []
+    node = document
+    for part in loc:
+        if isinstance(part, int) and isinstance(node, list) and 0 <= part < len(node):
+            node = node[part]
+            name = node.get("marketo") or node.get("dynamics") if isinstance(node, dict) else None
+            parts[-1:] = [f"{parts[-1] if parts else ''}[{name if name else part}]"]
+            continue
+        node = node.get(part) if isinstance(node, dict) else None
+        parts.append(str(part))
+    return ".".join(parts) or "(root)"
 
 
 def load_mapping(path: Path | None = None) -> FieldMapping:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import socket
 import threading
@@ -24,6 +25,15 @@ class _QuietShutdown(logging.Filter):
 logging.getLogger("uvicorn.error").addFilter(_QuietShutdown())
 
 
+class PortInUse(OSError):  # noqa: N818 - it reads as what happened
+    """The port is taken (another simulator, local host or demo is running)."""
+
+    def __init__(self, name: str, port: int) -> None:
+        super().__init__(errno.EADDRINUSE, f"{name}: port {port} on 127.0.0.1 is already in use")
+        self.name = name
+        self.port = port
+
+
 class ServerThread:
     """Run ``app`` with uvicorn on 127.0.0.1:``port`` (0 = ephemeral) until :meth:`stop`."""
 
@@ -33,7 +43,13 @@ class ServerThread:
         self.name = name
         self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self._sock.bind(("127.0.0.1", port))
+        try:
+            self._sock.bind(("127.0.0.1", port))
+        except OSError as exc:
+            self._sock.close()
+            if exc.errno == errno.EADDRINUSE:
+                raise PortInUse(name, port) from None
+            raise
         self.port: int = self._sock.getsockname()[1]
         config = uvicorn.Config(
             app,

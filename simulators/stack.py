@@ -61,8 +61,12 @@ class SimulatorStack:
         ports = self.config.ports
         self.servers = {
             "entra": ServerThread(self.entra.app, port=ports.get("entra", 0), tls=self.tls, name="entra"),
-            "dataverse": ServerThread(self.dataverse.app, port=ports.get("dataverse", 0), tls=self.tls, name="dataverse"),
-            "marketo": ServerThread(self.marketo.app, port=ports.get("marketo", 0), tls=self.tls, name="marketo"),
+            "dataverse": ServerThread(
+                self.dataverse.app, port=ports.get("dataverse", 0), tls=self.tls, name="dataverse"
+            ),
+            "marketo": ServerThread(
+                self.marketo.app, port=ports.get("marketo", 0), tls=self.tls, name="marketo"
+            ),
         }
 
     def start(self) -> SimulatorStack:
@@ -79,6 +83,7 @@ class SimulatorStack:
     def stop(self) -> None:
         for server in self.servers.values():
             server.stop()
+        self.marketo.close()
 
     def __enter__(self) -> SimulatorStack:
         return self.start()
@@ -98,6 +103,7 @@ class SimulatorStack:
             "MARKETO_CLIENT_ID": MARKETO_CLIENT_ID,
             "MARKETO_CLIENT_SECRET": MARKETO_CLIENT_SECRET,
             "DATAVERSE_URL": urls["dataverse"],
+            "DATAVERSE_CREDENTIAL": "client_secret",
             "DATAVERSE_TENANT_ID": TENANT_ID,
             "DATAVERSE_CLIENT_ID": DATAVERSE_CLIENT_ID,
             "DATAVERSE_CLIENT_SECRET": DATAVERSE_CLIENT_SECRET,

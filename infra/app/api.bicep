@@ -39,7 +39,15 @@ param maximumInstanceCount int = 40
 param marketoBaseUrl string
 param marketoClientId string
 param dataverseUrl string
+
+@allowed([
+  'managed_identity'
+  'client_secret'
+])
+param dataverseCredential string = 'managed_identity'
 param dataverseTenantId string
+
+@description('The application user\'s client id: the user-assigned identity\'s, or the app registration\'s.')
 param dataverseClientId string
 param dynamicsSyncUserIds string = ''
 param marketoPollSchedule string
@@ -57,22 +65,21 @@ resource appInsights 'Microsoft.Insights/components@2020-02-02' existing = {
 
 // Every setting the app reads (names fixed by shared/config.py, see docs/configuration.md) plus
 // the platform settings for identity-based host storage, Service Bus trigger and telemetry.
-// This list is the app's complete set: settings changed elsewhere are replaced on provisioning.
-var appSettings = [
+// These lists are the app's complete set: settings changed elsewhere are replaced on provisioning.
+var baseSettings = [
   { name: 'AzureWebJobsStorage__accountName', value: storageAccountName }
   { name: 'AzureWebJobsStorage__credential', value: 'managedidentity' }
   { name: 'AzureWebJobsStorage__clientId', value: identityClientId }
   { name: 'APPLICATIONINSIGHTS_CONNECTION_STRING', value: appInsights.properties.ConnectionString }
   { name: 'APPLICATIONINSIGHTS_AUTHENTICATION_STRING', value: 'ClientId=${identityClientId};Authorization=AAD' }
-  { name: 'PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY', value: 'true' }
   { name: 'AZURE_CLIENT_ID', value: identityClientId }
   { name: 'MARKETO_BASE_URL', value: marketoBaseUrl }
   { name: 'MARKETO_CLIENT_ID', value: marketoClientId }
   { name: 'MARKETO_CLIENT_SECRET', value: '@Microsoft.KeyVault(SecretUri=${marketoClientSecretUri})' }
   { name: 'DATAVERSE_URL', value: dataverseUrl }
+  { name: 'DATAVERSE_CREDENTIAL', value: dataverseCredential }
   { name: 'DATAVERSE_TENANT_ID', value: dataverseTenantId }
   { name: 'DATAVERSE_CLIENT_ID', value: dataverseClientId }
-  { name: 'DATAVERSE_CLIENT_SECRET', value: '@Microsoft.KeyVault(SecretUri=${dataverseClientSecretUri})' }
   { name: 'DYNAMICS_SYNC_USER_IDS', value: dynamicsSyncUserIds }
   { name: 'MDSYNC_QUEUE_BACKEND', value: 'servicebus' }
   { name: 'SERVICEBUS_QUEUE_NAME', value: serviceBusQueueName }
@@ -87,6 +94,13 @@ var appSettings = [
   { name: 'MARKETO_POLL_SCHEDULE', value: marketoPollSchedule }
   { name: 'DYNAMICS_SWEEP_SCHEDULE', value: dynamicsSweepSchedule }
 ]
+
+// Only an app registration has a Dataverse secret; the managed identity has none to store.
+var dataverseSecretSettings = dataverseCredential == 'client_secret' ? [
+  { name: 'DATAVERSE_CLIENT_SECRET', value: '@Microsoft.KeyVault(SecretUri=${dataverseClientSecretUri})' }
+] : []
+
+var appSettings = concat(baseSettings, dataverseSecretSettings)
 
 resource plan 'Microsoft.Web/serverfarms@2024-04-01' = {
   name: planName

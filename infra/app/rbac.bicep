@@ -10,6 +10,16 @@ param serviceBusNamespaceName string
 param keyVaultName string
 param applicationInsightsName string
 
+@description('Object id of the person or group operating mdsync (`mdsync log`, `replay`, `doctor` from their machine); empty grants nothing.')
+param operatorPrincipalId string = ''
+
+@allowed([
+  'User'
+  'Group'
+  'ServicePrincipal'
+])
+param operatorPrincipalType string = 'User'
+
 var roles = {
   serviceBusDataSender: '69a216fc-b8fb-44d8-bc22-1f3c2cd27a39'
   serviceBusDataReceiver: '4f6d3b9b-027b-4f4c-9142-0e5a2a2247e0'
@@ -95,3 +105,39 @@ resource metricsPublisher 'Microsoft.Authorization/roleAssignments@2022-04-01' =
     principalType: 'ServicePrincipal'
   }
 }
+
+// The operator's data-plane roles, so the commands run with their own sign-in (az login):
+// Table Data Contributor for the sync log, parked notices and the state checks; Service Bus
+// Sender and Receiver to read dead letters and queue them again.
+var operatorStorageRoles = !empty(operatorPrincipalId) ? [
+  roles.storageTableDataContributor
+] : []
+
+var operatorServiceBusRoles = !empty(operatorPrincipalId) ? [
+  roles.serviceBusDataSender
+  roles.serviceBusDataReceiver
+] : []
+
+resource operatorStorageAssignments 'Microsoft.Authorization/roleAssignments@2022-04-01' = [
+  for roleId in operatorStorageRoles: {
+    name: guid(storage.id, operatorPrincipalId, roleId)
+    scope: storage
+    properties: {
+      roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roleId)
+      principalId: operatorPrincipalId
+      principalType: operatorPrincipalType
+    }
+  }
+]
+
+resource operatorServiceBusAssignments 'Microsoft.Authorization/roleAssignments@2022-04-01' = [
+  for roleId in operatorServiceBusRoles: {
+    name: guid(serviceBus.id, operatorPrincipalId, roleId)
+    scope: serviceBus
+    properties: {
+      roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roleId)
+      principalId: operatorPrincipalId
+      principalType: operatorPrincipalType
+    }
+  }
+]

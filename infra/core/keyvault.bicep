@@ -1,4 +1,5 @@
-// Key Vault for the four secrets mdsync needs. RBAC authorization (no access policies), soft
+// Key Vault for the secrets mdsync needs (three with the managed identity, four with a Dataverse
+// client secret). RBAC authorization (no access policies), soft
 // delete and purge protection. The app never reads the vault itself: its app settings are Key
 // Vault references that the platform resolves with the app's managed identity.
 
@@ -11,7 +12,7 @@ param tags object = {}
 param marketoClientSecret string
 
 @secure()
-@description('Client secret of the Entra ID app registration bound to the Dataverse application user.')
+@description('Client secret of the Entra ID app registration bound to the Dataverse application user; empty with the managed identity (no secret is stored).')
 param dataverseClientSecret string
 
 @secure()
@@ -65,11 +66,12 @@ resource marketoSecret 'Microsoft.KeyVault/vaults/secrets@2023-07-01' = {
   }
 }
 
-resource dataverseSecret 'Microsoft.KeyVault/vaults/secrets@2023-07-01' = {
+resource dataverseSecret 'Microsoft.KeyVault/vaults/secrets@2023-07-01' = if (!empty(dataverseClientSecret)) {
   parent: vault
   name: secretNames.dataverse
   properties: {
     // checkov:skip=CKV_AZURE_41:Same reason as marketo-client-secret; the Entra ID client secret has its own expiry. See docs/deploying.md.
+    // checkov:skip=CKV_AZURE_114:contentType is set below; checkov 3.3.30 does not read the properties of a conditional (if) resource. See docs/deploying.md.
     value: dataverseClientSecret
     contentType: 'text/plain'
   }

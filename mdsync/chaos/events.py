@@ -61,7 +61,9 @@ class LinkEvents:
                 admin.update_as(USER, "leads", pair.dynamics_id, {"description": self._notes(key)})
             for merged, _ in plan.dynamics_merges:
                 pair = self.pairs[merged]
-                admin.update_as(USER, "contacts", pair.dynamics_id, {"telephone1": f"+1 555 {number}{merged[1]:04d}"})
+                admin.update_as(
+                    USER, "contacts", pair.dynamics_id, {"telephone1": f"+1 555 {number}{merged[1]:04d}"}
+                )
 
     def _notes(self, key: PairKey) -> str:
         return f"Notes of {key[0]} {key[1]} (seed {self.seed})"
@@ -98,8 +100,12 @@ class LinkEvents:
                 USER, "leads", pair.dynamics_id, {in_dynamics.dynamics_column: in_dynamics.value}
             )
             time.sleep(self.rng.uniform(*RACE_PAUSE))
-            system.stack.marketo.state.user_edit(pair.marketo_id, {in_marketo.marketo_field: in_marketo.value})
-            expected[(in_marketo.pair, in_marketo.marketo_field, in_marketo.dynamics_column)] = in_marketo.value
+            system.stack.marketo.state.user_edit(
+                pair.marketo_id, {in_marketo.marketo_field: in_marketo.value}
+            )
+            expected[(in_marketo.pair, in_marketo.marketo_field, in_marketo.dynamics_column)] = (
+                in_marketo.value
+            )
         return after
 
     def settle(self, after: Expected) -> None:
@@ -121,7 +127,9 @@ class LinkEvents:
             found += self._merged_in_dynamics(key, phone)
         for key, gone in after.gone.items():
             if self.system.stack.marketo.state.person(gone.marketo_id) is not None:
-                found.append(Violation("merged", f"contact {key[1]}: person {gone.marketo_id} survived its merge"))
+                found.append(
+                    Violation("merged", f"contact {key[1]}: person {gone.marketo_id} survived its merge")
+                )
             if self.system.deps.state.get_links_by_dynamics("contact", [gone.dynamics_id]):
                 found.append(Violation("merged", f"contact {key[1]}: the merged-away record is still linked"))
         return found
@@ -132,7 +140,9 @@ class LinkEvents:
         row = self.system.dataverse_admin.row("contact", pair.dynamics_id) or {}
         if (person.get("personNotes"), row.get("description")) != (notes, notes):
             got = (person.get("personNotes"), row.get("description"))
-            return [Violation("no change lost", f"qualified lead {key[1]}: notes (Marketo, contact) are {got}")]
+            return [
+                Violation("no change lost", f"qualified lead {key[1]}: notes (Marketo, contact) are {got}")
+            ]
         return []
 
     def _merged_in_marketo(self, key: PairKey, before: dict[str, object], mobile: str) -> list[Violation]:
@@ -149,7 +159,9 @@ class LinkEvents:
                 )
         if row.get("mobilephone") != mobile:
             found.append(
-                Violation("no change lost", f"lead {key[1]}: the duplicate's mobile {mobile!r} did not reach it")
+                Violation(
+                    "no change lost", f"lead {key[1]}: the duplicate's mobile {mobile!r} did not reach it"
+                )
             )
         return found
 

@@ -185,7 +185,8 @@ class _Planner:
         plan.qualifications = [self.event_leads.pop() for _ in range(size.qualifications_per_round)]
         plan.marketo_merges = [self.event_leads.pop() for _ in range(size.marketo_merges_per_round)]
         plan.dynamics_merges = [
-            (self.event_contacts.pop(), self.event_contacts.pop()) for _ in range(size.dynamics_merges_per_round)
+            (self.event_contacts.pop(), self.event_contacts.pop())
+            for _ in range(size.dynamics_merges_per_round)
         ]
         for _ in range(size.races_per_round):
             pair = self.event_leads.pop()

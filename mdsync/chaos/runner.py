@@ -277,7 +277,10 @@ def run_scenario(
     """One seeded scenario on ``system`` (emptied first); the report lists every violation."""
     started = time.monotonic()
     settings = {**FAST_RETRY, **CONFIRM}
-    with chaos_mapping() as mapping, system.settings_changed({**settings, "MDSYNC_FIELD_MAPPING": str(mapping)}):
+    with (
+        chaos_mapping() as mapping,
+        system.settings_changed({**settings, "MDSYNC_FIELD_MAPPING": str(mapping)}),
+    ):
         scenario = _Scenario(system, seed, size or ScenarioSize())
         scenario.prepare()
         with CrashAfterWrite(system.deps.state) as crash:
@@ -292,7 +295,18 @@ def run_scenario(
 
 def _summary(reports: list[ScenarioReport]) -> Table:
     table = Table(title="Chaos scenarios")
-    headers = ("seed", "rounds", "edits", "collisions", "new leads", "moves", "races", "crashes", "s", "violations")
+    headers = (
+        "seed",
+        "rounds",
+        "edits",
+        "collisions",
+        "new leads",
+        "moves",
+        "races",
+        "crashes",
+        "s",
+        "violations",
+    )
     for header in headers:
         table.add_column(header, justify="right")
     for r in reports:

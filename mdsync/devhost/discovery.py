@@ -4,6 +4,9 @@ The worker imports ``function_app.py``, finds the single top-level ``FunctionReg
 ``get_functions()`` once, reads each function's ``function.json`` equivalent and checks that the
 Python parameters are exactly the binding names (``context`` aside). We read the same
 ``get_function_json()`` output, so a decorator mistake fails here as it would fail in Azure.
+Where the worker package is installed (the dev environment), the functions also go through the
+worker's own indexing (:mod:`mdsync.devhost.worker_index`), so an annotation the worker refuses
+stops the local host exactly as it stops the app in Azure.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import azure.functions as func
 
 from mdsync.devhost.keys import AuthLevel
 from mdsync.devhost.settings import resolve
+from mdsync.devhost.worker_index import WorkerRefused, index, worker_available
 from shared.errors import ConfigurationError
 
 HTTP_TRIGGER = "httpTrigger"
@@ -127,9 +131,19 @@ def _import(script: Path) -> ModuleType:
 def discover(app: func.FunctionRegister, env: Mapping[str, str] | None = None) -> list[FunctionSpec]:
     """Call ``app.get_functions()`` (once: a second call raises) and describe each function.
 
-    ``%Setting%`` expressions are resolved from ``env`` (default: ``os.environ``).
+    ``%Setting%`` expressions are resolved from ``env`` (default: ``os.environ``). With the
+    worker package installed, the worker indexes them first and its refusal stops the host.
     """
-    return [_spec(function, env) for function in app.get_functions()]
+    functions = app.get_functions()
+    if worker_available():
+        try:
+            index(functions)
+        except WorkerRefused as exc:
+            raise ConfigurationError(
+                f"the Azure Functions Python worker would refuse this app (and load none of its "
+                f"functions): {exc}"
+            ) from None
+    return [_spec(function, env) for function in functions]
 
 
 def _spec(function: func.Function, env: Mapping[str, str] | None) -> FunctionSpec:

@@ -154,6 +154,11 @@ class ServiceBusQueue(NoticeQueue):
                 sender.schedule_messages(messages, at)
         logger.debug("queue %s: scheduled %d notice(s)", self.queue_name, len(notices))
 
+    def probe(self) -> None:
+        """Open the sender's link (connect and authenticate) without sending: `mdsync doctor`."""
+        with self._lock, self._errors():
+            self._get_sender().create_message_batch()
+
     def close(self) -> None:
         with self._lock:
             self._drop_connection()

@@ -4,7 +4,9 @@ Per synced table: Create (post-image), Update filtered on the mapped columns and
 (pre- and post-image, so a notice carries old and new values; a lead's qualification and a
 merged record's deactivation show as a state change), Delete (pre-image) and Merge (the record
 merged away moves its person to the master), all asynchronous post-operation steps.
-``mdsync dynamics register-webhook`` and the demo register exactly these.
+``mdsync dynamics register-webhook`` and the demo register exactly these; :func:`steps_markdown`
+prints them for an admin registering by hand (``mdsync dynamics webhook-steps``), and
+docs/dataverse-webhook.md carries that table for the default mapping.
 """
 
 from __future__ import annotations
@@ -28,3 +30,24 @@ def webhook_steps(mapping: FieldMapping) -> list[StepSpec]:
             StepSpec(entity, "Merge"),
         ]
     return steps
+
+
+def steps_markdown(steps: list[StepSpec]) -> str:
+    """The steps as the Markdown table docs/dataverse-webhook.md shows (Dataverse allows no
+    pre-image on Create and no post-image on Delete, so none is listed)."""
+
+    def columns(names: tuple[str, ...] | None) -> str:
+        return ", ".join(f"`{n}`" for n in names) if names else "-"
+
+    rows = [
+        "| Message | Table | Filtering attributes | `PreImage` columns | `PostImage` columns |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for step in steps:
+        pre = None if step.message == "Create" else step.pre_image
+        post = None if step.message == "Delete" else step.post_image
+        filtering = step.filtering_attributes if step.message == "Update" else None
+        rows.append(
+            f"| {step.message} | {step.entity} | {columns(filtering)} | {columns(pre)} | {columns(post)} |"
+        )
+    return "\n".join(rows)

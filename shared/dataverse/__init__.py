@@ -1,6 +1,6 @@
 """The Dataverse (Dynamics 365) Web API client: tokens, OData literals, reads, writes, webhooks."""
 
-from shared.dataverse.auth import MsalTokenProvider, TokenProvider
+from shared.dataverse.auth import CredentialTokens, TokenProvider
 from shared.dataverse.client import DataverseClient
 from shared.dataverse.models import (
     AttributeMetadata,
@@ -17,10 +17,10 @@ __all__ = [
     "AttributeMetadata",
     "BatchRequest",
     "BatchResponse",
+    "CredentialTokens",
     "DataverseClient",
     "DeltaPage",
     "EntityMetadata",
-    "MsalTokenProvider",
     "StepSpec",
     "TableInfo",
     "TokenProvider",

@@ -5,6 +5,12 @@ through one :class:`~shared.dataverse.transport.Transport` (token, counting, 401
 budget), so :attr:`calls` counts everything sent. Verbs mean one thing: ``create`` fails if the
 row exists, ``update`` fails if it is missing, ``upsert_by_key`` does either, ``get`` raises
 NotFoundError, ``delete`` succeeds when the row is already gone.
+
+For whole tables (the initial sync), :meth:`~DataverseClient.read_table` streams pages of 5,000
+rows with only the selected columns, and :meth:`~DataverseClient.update_rows` /
+:meth:`~DataverseClient.upsert_rows` write any number of rows 1,000 a request (UpdateMultiple /
+UpsertMultiple, or ``$batch`` where a table lacks them) with an outcome per row. Both take and
+give iterators, so memory stays bounded whatever the table's size.
 """
 
 from __future__ import annotations
@@ -12,8 +18,9 @@ from __future__ import annotations
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from datetime import datetime
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import requests
@@ -28,16 +35,55 @@ from shared.dataverse.models import (
     BatchResponse,
     DeltaPage,
     EntityMetadata,
+    KeyInfo,
+    RowPage,
+    RowResult,
     StepSpec,
     TableInfo,
     WebhookRegistration,
 )
 from shared.dataverse.transport import Transport
-from shared.errors import NotFoundError, ServiceUnavailableError
+from shared.errors import NotFoundError, PermanentError, ServiceUnavailableError
 
 MAX_PAGE_SIZE = 5000
+MAX_BULK_ROWS = 1000  # rows per UpdateMultiple/UpsertMultiple request, as Microsoft advises
+T = TypeVar("T")
 NS = "Microsoft.Dynamics.CRM."
 Key = str | uuid.UUID | Mapping[str, odata.Value]
+
+
+def _check_bulk_size(items: Sequence[Any]) -> None:
+    if len(items) > MAX_BULK_ROWS:
+        raise ValueError(f"at most {MAX_BULK_ROWS} rows a request, not {len(items)}")
+
+
+def bulk_chunks(
+    items: Iterable[T], key: Callable[[T], str], size: int = MAX_BULK_ROWS
+) -> Iterator[list[tuple[int, T]]]:
+    """``(index, item)`` lists of at most ``size``; a key seen again starts a new list, since a
+    bulk message takes a key once (UpdateMultiple ignores a repeat, UpsertMultiple fails)."""
+    chunk: list[tuple[int, T]] = []
+    keys: set[str] = set()
+    for index, item in enumerate(items):
+        item_key = key(item)
+        if len(chunk) == size or item_key in keys:
+            yield chunk
+            chunk, keys = [], set()
+        chunk.append((index, item))
+        keys.add(item_key)
+    if chunk:
+        yield chunk
+
+
+def _update_part(entity_set: str, logical_name: str, record: Mapping[str, Any]) -> BatchRequest:
+    key = f"{logical_name}id"
+    body = {k: v for k, v in record.items() if k != key}
+    return BatchRequest("PATCH", odata.key_path(entity_set, str(record[key])), body, {"If-Match": "*"})
+
+
+def _upsert_part(entity_set: str, key: Mapping[str, odata.Value], record: Mapping[str, Any]) -> BatchRequest:
+    body = {k: v for k, v in record.items() if k not in key}
+    return BatchRequest("PATCH", odata.key_path(entity_set, key), body)
 
 
 def _label(method: str, path: str) -> str:
@@ -49,6 +95,10 @@ def _label(method: str, path: str) -> str:
         name = segment.split("(", 1)[0].removeprefix(NS)
         parts.append(name + ("()" if "(" in segment else ""))
     return f"{method} {'/'.join(parts)}"
+
+
+def _definition(logical_name: str) -> str:
+    return f"EntityDefinitions(LogicalName={odata.string(odata.prop(logical_name))})"
 
 
 class DataverseClient:
@@ -149,12 +199,41 @@ class DataverseClient:
         if annotations:
             prefer.append(f'odata.include-annotations="{annotations}"')
         headers = {"Prefer": ",".join(prefer)} if prefer else {}
-        data = self._get_json(odata.prop(entity_set), params, headers)
+        for page in self._pages(odata.prop(entity_set), params, headers):
+            yield from page.rows
+
+    def read_table(
+        self,
+        entity_set: str,
+        select: Sequence[str],
+        *,
+        modified_since: datetime | None = None,
+        page_size: int = MAX_PAGE_SIZE,
+        resume_from: str | None = None,
+    ) -> Iterator[RowPage]:
+        """A whole table (or the rows modified since a moment), ``select`` columns only, one
+        page of up to 5,000 rows at a time, in primary-key order. Each page carries the link to
+        the next: keep it, and ``resume_from=`` that link continues after the page (a crash
+        between pages re-reads at most one page)."""
+        headers = {"Prefer": f"odata.maxpagesize={min(page_size, MAX_PAGE_SIZE)}"}
+        if resume_from is not None:
+            yield from self._pages(resume_from, None, headers)
+            return
+        params = {"$select": ",".join(select)}
+        if modified_since is not None:
+            params["$filter"] = odata.compare("modifiedon", "ge", modified_since)
+        yield from self._pages(odata.prop(entity_set), params, headers)
+
+    def _pages(
+        self, path: str, params: Mapping[str, str] | None, headers: Mapping[str, str]
+    ) -> Iterator[RowPage]:
+        data = self._get_json(path, params, headers)
         while True:
-            yield from data.get("value", [])
             next_link = data.get("@odata.nextLink")
+            yield RowPage(list(data.get("value", [])), str(next_link) if next_link else None)
             if not next_link:
                 return
+            # The link is followed as given (never re-encoded), with the same preferences.
             data = self._get_json(next_link, None, headers)
 
     def get(self, entity_set: str, key: Key, *, select: Sequence[str]) -> dict[str, Any]:
@@ -167,6 +246,10 @@ class DataverseClient:
     def whoami(self) -> str:
         """The systemuserid of the calling application user."""
         return str(self._get_json("WhoAmI")["UserId"])
+
+    def organization_id(self) -> str:
+        """The organization's id (WhoAmI): what the state store is bound to."""
+        return str(self._get_json("WhoAmI")["OrganizationId"])
 
     # --- single-row writes ------------------------------------------------------------------
 
@@ -307,21 +390,12 @@ class DataverseClient:
     def update_multiple(
         self, entity_set: str, logical_name: str, records: Sequence[Mapping[str, Any]]
     ) -> None:
-        """Update rows (each carries its primary key) in one all-or-nothing call."""
+        """Update up to 1,000 rows (each carries its primary key) in one all-or-nothing call."""
+        _check_bulk_size(records)
         if not records:
             return
         if not self.supports_multiple(logical_name):
-            key = f"{logical_name}id"
-            parts = [
-                BatchRequest(
-                    "PATCH",
-                    odata.key_path(entity_set, str(r[key])),
-                    {k: v for k, v in r.items() if k != key},
-                    {"If-Match": "*"},
-                )
-                for r in records
-            ]
-            self._change_set(parts)
+            self._change_set([_update_part(entity_set, logical_name, r) for r in records])
             return
         self._request(
             "POST",
@@ -336,8 +410,12 @@ class DataverseClient:
         logical_name: str,
         items: Sequence[tuple[Mapping[str, odata.Value], Mapping[str, Any]]],
     ) -> None:
-        """Upsert rows addressed by alternate key, in one all-or-nothing call."""
+        """Upsert up to 1,000 rows addressed by alternate key, in one all-or-nothing call."""
+        _check_bulk_size(items)
         if not items:
+            return
+        if not self.supports_multiple(logical_name):
+            self._change_set([_upsert_part(entity_set, key, record) for key, record in items])
             return
         targets = [
             {
@@ -353,6 +431,55 @@ class DataverseClient:
             idempotent=True,
             json={"Targets": targets},
         )
+
+    def update_rows(
+        self, entity_set: str, logical_name: str, records: Iterable[Mapping[str, Any]]
+    ) -> Iterator[RowResult]:
+        """Update any number of rows (each carries its primary key), 1,000 a request, with an
+        outcome per row in input order (see :meth:`upsert_rows`)."""
+        key = f"{logical_name}id"
+        for chunk in bulk_chunks(records, lambda r: str(r[key]).lower()):
+            yield from self._per_row(
+                chunk,
+                lambda rows: self.update_multiple(entity_set, logical_name, [r for _, r in rows]),
+                lambda index, record: _update_part(entity_set, logical_name, record),
+            )
+
+    def upsert_rows(
+        self,
+        entity_set: str,
+        logical_name: str,
+        items: Iterable[tuple[Mapping[str, odata.Value], Mapping[str, Any]]],
+    ) -> Iterator[RowResult]:
+        """Upsert any number of rows by alternate key, 1,000 a request, with an outcome per row
+        in input order. A request is all-or-nothing, so one bad row fails its 1,000: those are
+        then sent again as one ``$batch`` that carries on past errors, and only the bad rows
+        come back with their error. A transient failure (after retries) raises: the rows of
+        the outcomes already yielded are written, the others are not."""
+        for chunk in bulk_chunks(items, lambda item: odata.key_segment(item[0]).lower()):
+            yield from self._per_row(
+                chunk,
+                lambda rows: self.upsert_multiple(entity_set, logical_name, [item for _, item in rows]),
+                lambda index, item: _upsert_part(entity_set, item[0], item[1]),
+            )
+
+    def _per_row(
+        self,
+        chunk: list[tuple[int, T]],
+        send_all: Callable[[list[tuple[int, T]]], None],
+        part: Callable[[int, T], BatchRequest],
+    ) -> Iterator[RowResult]:
+        try:
+            send_all(chunk)
+        except PermanentError:
+            answers = self.batch([part(i, item) for i, item in chunk], continue_on_error=True)
+            for (index, _), answer in zip(chunk, answers, strict=False):
+                yield RowResult(index, answer.error)
+            for index, _ in chunk[len(answers) :]:
+                yield RowResult(index, ServiceUnavailableError("no answer for this row", service=SERVICE))
+            return
+        for index, _ in chunk:
+            yield RowResult(index)
 
     # --- $batch --------------------------------------------------------------------------
 
@@ -395,7 +522,7 @@ class DataverseClient:
             cached = self._tables.get(logical_name)
         if cached is not None:
             return cached
-        path = f"EntityDefinitions(LogicalName={odata.string(odata.prop(logical_name))})"
+        path = _definition(logical_name)
         info = metadata.table_info(self._get_json(path, {"$select": metadata.TABLE_SELECT}))
         with self._lock:
             self._tables[logical_name] = info
@@ -411,7 +538,7 @@ class DataverseClient:
         if cached is not None:
             return cached
         table = self.table_info(logical_name)
-        base = f"EntityDefinitions(LogicalName={odata.string(odata.prop(logical_name))})/Attributes"
+        base = f"{_definition(logical_name)}/Attributes"
         attributes = self._get_json(base, {"$select": metadata.ATTRIBUTE_SELECT})["value"]
         casts: list[dict[str, Any]] = []
         for cast, params in metadata.CAST_QUERIES:
@@ -420,6 +547,34 @@ class DataverseClient:
         with self._lock:
             self._metadata[logical_name] = result
         return result
+
+    def keys(self, logical_name: str) -> list[KeyInfo]:
+        """The table's alternate keys with their index status (never cached: it changes)."""
+        path = f"{_definition(logical_name)}/Keys"
+        rows = self._get_json(path, {"$select": "LogicalName,KeyAttributes,EntityKeyIndexStatus"})["value"]
+        return [
+            KeyInfo(
+                str(k["LogicalName"]), tuple(k.get("KeyAttributes") or ()), str(k.get("EntityKeyIndexStatus"))
+            )
+            for k in rows
+        ]
+
+    def create_column(
+        self, logical_name: str, definition: Mapping[str, Any], *, solution: str | None
+    ) -> None:
+        """POST an ``AttributeMetadata`` (its ``@odata.type`` says which) on the table; with
+        ``solution``, the column joins that unmanaged solution (MSCRM.SolutionUniqueName)."""
+        self._create_definition(f"{_definition(logical_name)}/Attributes", definition, solution)
+
+    def create_key(self, logical_name: str, definition: Mapping[str, Any], *, solution: str | None) -> None:
+        """POST an ``EntityKeyMetadata``; the key is Pending until its index is built."""
+        self._create_definition(f"{_definition(logical_name)}/Keys", definition, solution)
+
+    def _create_definition(self, path: str, definition: Mapping[str, Any], solution: str | None) -> None:
+        headers = {"MSCRM.SolutionUniqueName": solution} if solution else None
+        self._request("POST", path, idempotent=False, json=dict(definition), headers=headers)
+        with self._lock:
+            self._metadata.clear()
 
     # --- change tracking -----------------------------------------------------------------
 

@@ -1,4 +1,5 @@
-"""Typed results of Dataverse calls: metadata, delta pages, batch parts, webhook registration."""
+"""Typed results of Dataverse calls: metadata, pages, bulk-write outcomes, delta pages, batch
+parts, webhook registration."""
 
 from __future__ import annotations
 
@@ -36,6 +37,19 @@ class AttributeMetadata:
 
 
 @dataclass(frozen=True)
+class KeyInfo:
+    """An alternate key (``EntityKeyMetadata``); usable only when ``status`` is ``Active``."""
+
+    logical_name: str
+    columns: tuple[str, ...]
+    status: str  # Pending, InProgress, Active, Failed
+
+    @property
+    def active(self) -> bool:
+        return self.status == "Active"
+
+
+@dataclass(frozen=True)
 class TableInfo:
     logical_name: str
     entity_set: str
@@ -66,6 +80,26 @@ class DeltaPage:
     changed: list[dict[str, Any]]
     deleted: list[str]
     delta_link: str
+
+
+@dataclass(frozen=True)
+class RowPage:
+    """One page of a table read: its rows, and the link to the next page (None on the last)."""
+
+    rows: list[dict[str, Any]]
+    next_link: str | None
+
+
+@dataclass(frozen=True)
+class RowResult:
+    """One row of a bulk write: its position in the input, and its error if it was not written."""
+
+    index: int
+    error: ServiceError | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,7 @@
-"""The Marketo Engage REST client (Lead Database, Activities, custom activities)."""
+"""The Marketo Engage REST client (Lead Database, Activities, custom activities, bulk APIs)."""
 
+from shared.marketo.bulk_extract import ExportJob, LeadExportClient, date_windows
+from shared.marketo.bulk_import import ImportFile, ImportIssue, ImportJob, LeadImportClient, import_files
 from shared.marketo.client import MarketoClient
 from shared.marketo.models import (
     Activity,
@@ -18,8 +20,16 @@ __all__ = [
     "CustomActivityResult",
     "CustomActivityType",
     "CustomActivityTypeSpec",
+    "ExportJob",
     "FieldDescription",
+    "ImportFile",
+    "ImportIssue",
+    "ImportJob",
+    "LeadExportClient",
+    "LeadImportClient",
     "MarketoClient",
     "PushResult",
     "Reason",
+    "date_windows",
+    "import_files",
 ]

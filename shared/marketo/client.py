@@ -1,7 +1,9 @@
 """MarketoClient: the Lead Database, Activities and custom-activity calls mdsync makes.
 
 Reads and writes are batched at Marketo's 300 records a call; every call goes through one
-transport (limiter, token, envelope, bounded retries) and is counted in :attr:`calls`.
+transport (limiter, token, envelope, bounded retries) and is counted in :attr:`calls`. The bulk
+APIs are its :attr:`exports` (Bulk Lead Extract, ``shared/marketo/bulk_extract.py``) and
+:attr:`imports` (Bulk Lead Import, ``shared/marketo/bulk_import.py``), on the same transport.
 Record-level outcomes (skipped with reasons) come back as results; a response-level error
 raises the typed error of ``shared.errors`` carrying Marketo's code.
 """
@@ -19,6 +21,8 @@ import requests
 
 from shared.calls import CallCounter
 from shared.errors import ConflictError
+from shared.marketo.bulk_extract import LeadExportClient
+from shared.marketo.bulk_import import LeadImportClient
 from shared.marketo.limiter import IDENTITY_ENDPOINT, CallLimiter
 from shared.marketo.models import (
     Activity,
@@ -98,6 +102,9 @@ class MarketoClient:
             sleep=sleep,
             max_rate_wait=max_rate_wait_seconds,
         )
+        # The bulk APIs, through the same transport (counted, limited and retried alike).
+        self.exports = LeadExportClient(self._transport, clock=clock, sleep=sleep)
+        self.imports = LeadImportClient(self._transport, clock=clock, sleep=sleep)
 
     def __repr__(self) -> str:
         return f"MarketoClient({self.base_url!r})"

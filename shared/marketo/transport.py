@@ -5,6 +5,11 @@ slot, sends, and reads the envelope; a 601/602 answer renews the token once and 
 is retried: 606/615 (rate, concurrency) and the transient 6xx/7xx codes, which Marketo answers
 before running anything, so they are safe even for writes; connection failures before the
 request left; and, for idempotent calls only, timeouts and HTTP 5xx (the request may have run).
+A full bulk queue (BulkQueueFullError) is not waited for here: a slot frees in minutes.
+
+Besides JSON calls, the transport uploads a multipart file (Bulk Lead Import) and downloads a
+bulk file as a streamed response (:meth:`Transport.download`), with the same slot, token,
+counting and retries; a file that is not there answers HTTP 404 in plain text (NotFoundError).
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from tenacity import RetryCallState, Retrying, retry_if_exception
 from shared.calls import CallCounter
 from shared.errors import (
     AuthExpiredError,
+    NotFoundError,
     PermanentError,
     RateLimitedError,
     ServiceUnavailableError,
@@ -33,6 +39,7 @@ from shared.marketo.codes import (
     NOT_EXECUTED_CODES,
     RATE_WINDOW_CODE,
     SERVICE,
+    BulkQueueFullError,
     RequestNotSentError,
     error_for,
 )
@@ -57,6 +64,8 @@ class Call:
     json_body: Any = None
     idempotent: bool = True
     template: str | None = None
+    # A multipart/form-data upload (Bulk Lead Import): part name -> (file name, bytes, type).
+    files: dict[str, tuple[str, bytes, str]] | None = None
 
     @property
     def endpoint(self) -> str:
@@ -91,6 +100,30 @@ class Transport:
 
     def request(self, call: Call) -> dict[str, Any]:
         """The envelope of a successful call; a typed MdsyncError otherwise."""
+        return self._retrying(call)(self._checked, call, self._send)
+
+    def download(self, call: Call, *, offset: int = 0) -> requests.Response:
+        """A bulk file from byte ``offset`` on, as a streamed response the caller reads and
+        closes (HTTP 200, or 206 for a range). A file that is not ready, not there or expired
+        answers HTTP 404 with plain text: NotFoundError. A token or limit error comes back as
+        the usual JSON envelope and is handled like any call's; retried like any idempotent call."""
+        opened: list[requests.Response] = []
+
+        def send(call: Call, token: str) -> dict[str, Any]:
+            headers = {"Range": f"bytes={offset}-"} if offset else {}
+            response = self._exchange(call, token, stream=True, headers=headers)
+            if response.status_code in (200, 206) and not _is_json(response):
+                opened.append(response)
+                return {"success": True}
+            try:
+                return _file_answer(response, call)
+            finally:
+                response.close()
+
+        self._retrying(call)(self._checked, call, send)
+        return opened[-1]
+
+    def _retrying(self, call: Call) -> Retrying:
         started = self._clock()
 
         def out_of_budget(state: RetryCallState) -> bool:
@@ -100,7 +133,7 @@ class Transport:
             remaining = max(self._budget - (self._clock() - started), 0.0)
             return min(_backoff(state), remaining)
 
-        retrying = Retrying(
+        return Retrying(
             retry=retry_if_exception(lambda exc: _retryable(exc, call)),
             stop=out_of_budget,
             wait=wait,
@@ -108,15 +141,16 @@ class Transport:
             before_sleep=_log_retry(call),
             reraise=True,
         )
-        return retrying(self._authorised, call)
 
-    def _authorised(self, call: Call) -> dict[str, Any]:
+    def _checked(self, call: Call, send: Callable[[Call, str], dict[str, Any]]) -> dict[str, Any]:
+        """``send`` with the cached token (a 601/602 renews it once and resends); an error
+        envelope raises its typed error."""
         token = self._tokens.get()
-        body = self._send(call, token)
+        body = send(call, token)
         if _code(body) in AUTH_CODES:
             log.info("marketo %s: token refused (%s), renewing once", call.endpoint, _code(body))
             self._tokens.invalidate(token)
-            body = self._send(call, self._tokens.get())
+            body = send(call, self._tokens.get())
             if _code(body) in AUTH_CODES:
                 code, message = _first_error(body)
                 raise AuthExpiredError(message, service=SERVICE, code=code)
@@ -140,28 +174,34 @@ class Transport:
             )
 
     def _send(self, call: Call, token: str) -> dict[str, Any]:
+        return _envelope(self._exchange(call, token), call)
+
+    def _exchange(
+        self, call: Call, token: str, *, stream: bool = False, headers: dict[str, str] | None = None
+    ) -> requests.Response:
+        """One HTTP request inside a limiter slot, counted; the response as it came."""
         method, params, form = call.method, list(call.params), None
         if method == "GET" and len(call.path) + len(urlencode(params)) + 1 > MAX_URI:
             # Long queries go as a POST with the query string in a form body (414 otherwise).
             method, form, params = "POST", params, [("_method", "GET")]
-        headers = {"Authorization": f"Bearer {token}"}
         with self._limiter.slot(self._max_rate_wait):
             wall = time.perf_counter()
             try:
-                response = self._session.request(
+                return self._session.request(
                     method,
                     self._base + call.path,
                     params=params or None,
                     data=form,
-                    json=call.json_body if form is None else None,
-                    headers=headers,
+                    json=call.json_body if form is None and call.files is None else None,
+                    files=call.files,
+                    headers={"Authorization": f"Bearer {token}", **(headers or {})},
                     timeout=self._timeout,
+                    stream=stream,
                 )
             except requests.RequestException as exc:
                 raise _transport_error(exc) from None
             finally:
                 self._counter.record(call.endpoint, time.perf_counter() - wall)
-        return _envelope(response, call)
 
 
 def _envelope(response: requests.Response, call: Call) -> dict[str, Any]:
@@ -181,6 +221,29 @@ def _envelope(response: requests.Response, call: Call) -> dict[str, Any]:
             f"{call.endpoint}: unexpected answer (HTTP {status})", service=SERVICE, status=status
         )
     return body
+
+
+def _is_json(response: requests.Response) -> bool:
+    return response.headers.get("Content-Type", "").startswith("application/json")
+
+
+def _file_answer(response: requests.Response, call: Call) -> dict[str, Any]:
+    """What a file request answered instead of the file: an envelope (token, limits), or 404."""
+    if _is_json(response):
+        return _envelope(response, call)
+    if response.status_code == 404:
+        raise NotFoundError(
+            f"{call.endpoint}: {redact(response.text[:200]) or 'not found'}", service=SERVICE, status=404
+        )
+    if response.status_code >= 500:
+        raise ServiceUnavailableError(
+            f"{call.endpoint}: HTTP {response.status_code}", service=SERVICE, status=response.status_code
+        )
+    raise PermanentError(
+        f"{call.endpoint}: unexpected answer (HTTP {response.status_code})",
+        service=SERVICE,
+        status=response.status_code,
+    )
 
 
 def _transport_error(exc: requests.RequestException) -> ServiceUnavailableError:
@@ -207,8 +270,8 @@ def _first_error(body: dict[str, Any]) -> tuple[str, str]:
 
 
 def _retryable(exc: BaseException, call: Call) -> bool:
-    if isinstance(exc, RateShareSpentError):
-        return False  # waiting was what the caller could not afford
+    if isinstance(exc, RateShareSpentError | BulkQueueFullError):
+        return False  # waiting is the caller's to afford: a slot frees in seconds or minutes
     if isinstance(exc, RateLimitedError | RequestNotSentError):
         return True
     if isinstance(exc, ServiceUnavailableError):

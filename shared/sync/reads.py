@@ -114,6 +114,13 @@ class DynamicsReader:
             self._currencies = found
         return found
 
+    def currency_codes(self) -> list[str]:
+        """The ISO codes of the organization's currencies when the mapping has a money field (the
+        field check compares them with the mapping's); none read otherwise."""
+        entities = (self.mapping.lead, self.mapping.contact)
+        mapped = any(f.type is FieldType.MONEY for e in entities for f in e.fields)
+        return sorted(set(self.currencies().values())) if mapped else []
+
     def by_ids(self, entity: str, ids: Iterable[str]) -> dict[str, dict[str, Any]]:
         key = f"{entity}id"
         wanted = sorted({i.lower() for i in ids})

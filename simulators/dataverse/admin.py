@@ -124,7 +124,12 @@ class DataverseAdmin:
         return dict(self._call("PUT", f"columns/{logical}/{column}", body))
 
     def merge_as(
-        self, user: str, entity: str, target_id: str, subordinate_id: str, update: dict[str, Any] | None = None
+        self,
+        user: str,
+        entity: str,
+        target_id: str,
+        subordinate_id: str,
+        update: dict[str, Any] | None = None,
     ) -> None:
         """The Merge action as a user: ``subordinate_id`` merged into ``target_id``."""
         kind = f"Microsoft.Dynamics.CRM.{entity}"

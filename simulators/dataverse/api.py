@@ -18,6 +18,7 @@ from simulators.dataverse.faults import (
     payload_error,
 )
 from simulators.dataverse.messages import ApiRequest, ApiResponse
+from simulators.dataverse.customization import activate_due_keys
 from simulators.dataverse.metadata import MetadataApi, csdl
 from simulators.dataverse.odata import KeySegment, parse_key, split_name_and_key, split_segments
 from simulators.dataverse.query import CollectionQuery, count_rows, get_row, selected_columns
@@ -46,15 +47,17 @@ class WebApi:
         bulk_tables: set[str],
         who_am_i: Callable[[str], dict[str, Any]],
         count: Callable[[str], None],
+        key_activation_seconds: float = 0.0,
     ) -> None:
         self.engine = engine
-        self.metadata = MetadataApi(engine.tables)
+        self.metadata = MetadataApi(engine, key_activation_seconds=key_activation_seconds)
         self.bulk_tables = bulk_tables
         self.who_am_i = who_am_i
         self.count = count
 
     def dispatch(self, req: ApiRequest) -> ApiResponse:
         """Answer one request; a DataverseFault becomes the error envelope."""
+        activate_due_keys(self.engine)
         try:
             return self._route(req)
         except DataverseFault as fault:

@@ -44,7 +44,7 @@ class DataverseState:
     def __init__(self, config: DataverseSimConfig, verifier: TokenVerifier) -> None:
         self.config = config
         self.verifier = verifier
-        self.store = Store(default_tables())
+        self.store = Store(default_tables(provisioned=config.provisioned))
         self.engine = Engine(self.store)
         self.limiter = Limiter(ServiceLimits(**config.limits.to_json()))
         self.faults = Faults()
@@ -60,7 +60,13 @@ class DataverseState:
             size_limit=config.webhook_size_limit,
         )
         self.store.on_commit = self.webhooks.on_events
-        self.api = WebApi(self.engine, bulk_tables=self.bulk_tables, who_am_i=self.who_am_i, count=self.count)
+        self.api = WebApi(
+            self.engine,
+            bulk_tables=self.bulk_tables,
+            who_am_i=self.who_am_i,
+            count=self.count,
+            key_activation_seconds=config.key_activation_seconds,
+        )
         self.seed_system_rows()
 
     # --- identity and bookkeeping --------------------------------------------------------
@@ -182,7 +188,46 @@ class DataverseState:
                     ),
                 )
             self.engine.base_currency = _sid("currency", CURRENCIES[0][0])
+            self._seed_solutions(tx)
             tx.events.clear()
+
+    def _seed_solutions(self, tx: Any) -> None:
+        """The Default Publisher and Default Solution every organization has; a provisioned one
+        also has the mdsync publisher and solution that `mdsync dynamics setup` creates."""
+        publishers = [("DefaultPublisher", "Default Publisher", self.config.default_publisher_prefix, 10000)]
+        solutions = [("Default", "Default Solution", "DefaultPublisher")]
+        if self.config.provisioned:
+            publishers.append(("mdsync", "mdsync", "mdsync", 72840))
+            solutions.append(("mdsync", "mdsync", "mdsync"))
+        for unique, friendly, prefix, option_prefix in publishers:
+            tx.insert(
+                "publisher",
+                self._system_row(
+                    "publisher",
+                    {
+                        "publisherid": _sid("publisher", unique),
+                        "uniquename": unique,
+                        "friendlyname": friendly,
+                        "customizationprefix": prefix,
+                        "customizationoptionvalueprefix": option_prefix,
+                    },
+                ),
+            )
+        for unique, friendly, publisher in solutions:
+            tx.insert(
+                "solution",
+                self._system_row(
+                    "solution",
+                    {
+                        "solutionid": _sid("solution", unique),
+                        "uniquename": unique,
+                        "friendlyname": friendly,
+                        "version": "1.0.0.0",
+                        "ismanaged": False,
+                        "publisherid": Ref("publisher", _sid("publisher", publisher)),
+                    },
+                ),
+            )
 
     def _insert_filter(self, tx: Any, logical: str, message: str) -> None:
         tx.insert(
@@ -216,7 +261,7 @@ class DataverseState:
         """Back to the configured initial state (rows, customisations, limits, faults, counts)."""
         self.webhooks.reset()
         with self.store.lock:
-            fresh = default_tables()
+            fresh = default_tables(provisioned=self.config.provisioned)
             self.store.tables.clear()
             self.store.tables.update(fresh)
             self.engine.by_set = {t.entity_set: t for t in fresh.values()}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -31,7 +32,9 @@ class DataverseSimConfig:
     # The organization URL: token audience and x-ms-dynamics-organization. None = the URL the
     # simulator is reached at (https://localhost:<port>), which is what a local client uses.
     org_url: str | None = None
-    organization_id: str = "6042beb1-a93a-ef11-8e4b-00224802c699"
+    # Each simulator instance is a new organization (WhoAmI's OrganizationId), as a restarted
+    # simulator holds none of the old one's rows: state kept from another run is detectable.
+    organization_id: str = field(default_factory=lambda: str(uuid.uuid4()))
     organization_name: str = "unq6042beb1a93aef118e4b00224802c"
     business_unit_id: str = "a3c20b02-4e38-ef11-a315-000d3a5a54dc"
     tenant_id: str = DEFAULT_TENANT
@@ -43,3 +46,10 @@ class DataverseSimConfig:
     webhook_ca_file: Path | None = None
     webhook_timeout: float = 60.0
     webhook_size_limit: int = 256 * 1024
+    # True: lead and contact already carry what `mdsync dynamics setup` creates (the columns,
+    # the alternate key, the mdsync publisher and solution); False: a fresh organization.
+    provisioned: bool = True
+    # Seconds the system job takes to build a new alternate key's index (Pending, then Active).
+    key_activation_seconds: float = 0.2
+    # The Default Publisher's customization prefix (recent organizations have "cr" + 3 chars).
+    default_publisher_prefix: str = "new"

@@ -324,7 +324,11 @@ class Engine:
         is written and the row has none, the organization's base currency (the caller's own
         default currency comes first in Dataverse; simulated users have none). The exchange rate
         and every ``<column>_base`` (value / rate) follow each write of a currency value."""
-        money = [c for c in table.columns.values() if c.type is AttrType.MONEY and f"{c.name}_base" in table.columns]
+        money = [
+            c
+            for c in table.columns.values()
+            if c.type is AttrType.MONEY and f"{c.name}_base" in table.columns
+        ]
         if not money or not (set(values) & ({c.name for c in money} | {"transactioncurrencyid"})):
             return
         if row.get("transactioncurrencyid") is None and any(row.get(c.name) is not None for c in money):
@@ -655,7 +659,9 @@ def _date_value(table: Table, column: Column, raw: str) -> datetime:
     kept as midnight UTC; TimeZoneIndependent the digits as written, whatever the offset."""
     if column.date_behavior == "DateOnly":
         if not _DATE_ONLY.match(raw):
-            raise payload_error(table.entity_set, f"Cannot convert the literal '{raw}' to the expected type 'Edm.Date'.")
+            raise payload_error(
+                table.entity_set, f"Cannot convert the literal '{raw}' to the expected type 'Edm.Date'."
+            )
         return parse_datetime(raw)
     try:
         if column.date_behavior == "TimeZoneIndependent":

@@ -3,8 +3,10 @@
 Supported: ``EntityDefinitions`` (with ``$select``/``$filter``), ``EntityDefinitions(LogicalName='x')``
 or ``(<MetadataId>)``, ``/Attributes`` with or without a cast segment
 (``Microsoft.Dynamics.CRM.StringAttributeMetadata`` ...), ``/Attributes(LogicalName='x')``,
-``$expand=OptionSet``, ``.../OptionSet``, and ``/Keys``. Type-specific properties (MaxLength,
-FormatName...) can be selected only under their cast segment, as in the real service.
+``$expand=OptionSet``, ``.../OptionSet``, and ``/Keys`` (with ``EntityKeyIndexStatus``).
+Type-specific properties (MaxLength, FormatName...) can be selected only under their cast
+segment, as in the real service. ``POST`` on ``/Attributes`` and ``/Keys`` creates a column or an
+alternate key (:mod:`simulators.dataverse.customization`).
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ from __future__ import annotations
 from typing import Any
 from xml.sax.saxutils import escape
 
+from simulators.dataverse.customization import create_attribute, create_key, keys_json
+from simulators.dataverse.engine import Engine
 from simulators.dataverse.faults import odata_error
 from simulators.dataverse.messages import ApiRequest, ApiResponse
 from simulators.dataverse.odata import evaluate, parse_filter, parse_key, parse_select, split_name_and_key
@@ -262,9 +266,14 @@ def _expand(item: dict[str, Any], table: Table, column: Column, req: ApiRequest)
             item["GlobalOptionSet"] = None
 
 
+KEY_PROPS = ("MetadataId", "LogicalName", "SchemaName", "KeyAttributes", "EntityKeyIndexStatus", "IsManaged")
+
+
 class MetadataApi:
-    def __init__(self, tables: dict[str, Table]) -> None:
-        self.tables = tables
+    def __init__(self, engine: Engine, *, key_activation_seconds: float = 0.0) -> None:
+        self.engine = engine
+        self.tables = engine.tables
+        self.key_activation_seconds = key_activation_seconds
 
     def _table(self, key_text: str) -> Table:
         key = parse_key(key_text)
@@ -277,8 +286,10 @@ class MetadataApi:
         return found
 
     def handle(self, segments: list[str], req: ApiRequest) -> ApiResponse:
+        if req.method == "POST" and len(segments) == 2:
+            return self._create(segments, req)
         if req.method != "GET":
-            raise odata_error("Metadata changes are not supported by this simulator.", status=405)
+            raise odata_error("This metadata change is not supported by this simulator.", status=405)
         root = f"{req.service_root}/$metadata#EntityDefinitions"
         _, key_text = split_name_and_key(segments[0])
         select = parse_select(req.query["$select"]) if req.query.get("$select") else None
@@ -293,21 +304,23 @@ class MetadataApi:
             return ApiResponse.json(200, {"@odata.context": f"{root}/$entity", **body})
         nav, attr_key = split_name_and_key(segments[1])
         if nav == "Keys":
-            keys = [
-                {
-                    "LogicalName": n,
-                    "SchemaName": n,
-                    "KeyAttributes": list(c),
-                    "EntityKeyIndexStatus": "Active",
-                }
-                for n, c in table.alternate_keys.items()
-            ]
+            keys = [_project(k, select, set(KEY_PROPS), "EntityKeyMetadata") for k in keys_json(table)]
             return ApiResponse.json(
                 200, {"@odata.context": f"{root}('{table.logical_name}')/Keys", "value": keys}
             )
         if nav != "Attributes":
             raise odata_error(f"Resource not found for the segment '{nav}'.", status=404)
         return self._attributes(table, attr_key, segments[2:], select, req)
+
+    def _create(self, segments: list[str], req: ApiRequest) -> ApiResponse:
+        _, key_text = split_name_and_key(segments[0])
+        nav, attr_key = split_name_and_key(segments[1])
+        if key_text is None or attr_key is not None or nav not in ("Attributes", "Keys"):
+            raise odata_error("This metadata change is not supported by this simulator.", status=405)
+        table = self._table(key_text)
+        if nav == "Attributes":
+            return create_attribute(self.engine, table, req)
+        return create_key(self.engine, table, req, activation_seconds=self.key_activation_seconds)
 
     def _attributes(
         self,

@@ -10,7 +10,8 @@ carries ``@odata.deltaLink`` with it, and the delta link returns rows written si
 from __future__ import annotations
 
 import base64
-import functools
+import bisect
+import itertools
 import json
 import re
 from collections.abc import Callable
@@ -23,6 +24,7 @@ from simulators.dataverse.faults import CHANGE_TRACKING_NOT_ENABLED, DataverseFa
 from simulators.dataverse.messages import ApiRequest, ApiResponse
 from simulators.dataverse.odata import Getter, Node, evaluate, parse_filter, parse_orderby, parse_select
 from simulators.dataverse.representation import AnnotationFilter, represent, resolve_select
+from simulators.dataverse.scan import narrow
 from simulators.dataverse.schema import LOOKUP_TYPES, AttrType, Column, Table
 from simulators.dataverse.store import Ref, Row
 
@@ -203,41 +205,86 @@ class CollectionQuery:
     def run(self) -> ApiResponse:
         if "$deltatoken" in self.req.query:
             return self._delta(_parse_delta_token(self.req.query["$deltatoken"]))
-        with self.engine.store.lock:
-            rows = [
-                r
-                for r in self.engine.store.rows[self.table.logical_name].values()
-                if self.filter is None or evaluate(self.filter, r, self.getter)
-            ]
-            snapshot = self.engine.store.version
-            total = len(rows)
-            descending = [d for _, d in self.order] + [False]
-            compare = _comparator(descending)
-            keyed = sorted(
-                ((self._key(r), r) for r in rows), key=functools.cmp_to_key(lambda a, b: compare(a[0], b[0]))
-            )
+        store = self.engine.store
+        with store.lock:
+            snapshot = store.version
             page_number = 1
+            last: list[Any] | None = None
             token = self.req.query.get("$skiptoken")
             if token:
                 last, page_number, cookie_snapshot = _decode_cookie(token)
                 snapshot = cookie_snapshot if cookie_snapshot is not None else snapshot
-                keyed = [item for item in keyed if compare(item[0], last) > 0]
                 page_number += 1
             size = self.page_size
+            limit = size + 1  # one more than a page tells whether there is a next page
             if self.top is not None and "odata.maxpagesize" not in self.prefer:
-                keyed = keyed[: self.top]
                 size = min(self.top, MAX_PAGE) or MAX_PAGE
-            page, more = keyed[:size], len(keyed) > size
+                limit = min(self.top, size + 1)
+            found = self._ordered_page(last, limit) if self.order else self._keyset_page(last, limit)
+            page, more = found[:size], len(found) > size
             body: dict[str, Any] = {"@odata.context": self._context()}
             if self.req.query.get("$count") == "true":
-                body["@odata.count"] = min(total, MAX_PAGE)
-            body["value"] = [self._present(r) for _, r in page]
-        if more:
-            cookie = _encode_cookie(page[-1][0], page_number, snapshot if self.tracking else None)
+                body["@odata.count"] = min(self._count(), MAX_PAGE)
+            body["value"] = [self._present(r) for r in page]
+            last_key = self._key(page[-1]) if page else None
+        if more and last_key is not None:
+            cookie = _encode_cookie(last_key, page_number, snapshot if self.tracking else None)
             body["@odata.nextLink"] = self._link(**{"$skiptoken": cookie})
         elif self.tracking:
             body["@odata.deltaLink"] = self._link(**{"$deltatoken": _delta_token(snapshot)})
         return ApiResponse.json(200, body, self._applied())
+
+    # A read walks rows in key order from where the last page stopped and evaluates the filter
+    # only until the page is full: paging through a whole table costs one pass over it, not one
+    # pass (and a sort) per page. Rows named by an In() or eq on the key or an indexed column
+    # are looked up instead of scanned for.
+
+    def _matches(self, row: Row) -> bool:
+        return self.filter is None or evaluate(self.filter, row, self.getter)
+
+    def _candidates(self) -> list[str]:
+        """Ids of the rows the filter can match, in key order (skip ids with no row)."""
+        store, logical = self.engine.store, self.table.logical_name
+        narrowed = narrow(self.filter, self.table, store) if self.filter is not None else None
+        return sorted(narrowed) if narrowed is not None else store.ordered_ids(logical)
+
+    def _keyset_page(self, last: list[Any] | None, limit: int) -> list[Row]:
+        rows = self.engine.store.rows[self.table.logical_name]
+        ids = self._candidates()
+        start = bisect.bisect_right(ids, last[-1][1]) if last else 0
+        page: list[Row] = []
+        for row_id in itertools.islice(ids, start, None):
+            row = rows.get(row_id)
+            if row is not None and self._matches(row):
+                page.append(row)
+                if len(page) >= limit:
+                    break
+        return page
+
+    def _ordered_page(self, last: list[Any] | None, limit: int) -> list[Row]:
+        rows = self.engine.store.rows[self.table.logical_name]
+        matching = [
+            r for r in (rows.get(i) for i in self._candidates()) if r is not None and self._matches(r)
+        ]
+        # Stable sorts from the last sort key to the first: the order $orderby asks for, with
+        # the primary key (already the order of the candidates) breaking ties.
+        for name, descending in reversed(self.order):
+            matching.sort(key=lambda r, n=name: _sortable(self.getter(r, (n,))), reverse=descending)
+        if last is not None:
+            compare = _comparator([d for _, d in self.order] + [False])
+            low, high = 0, len(matching)
+            while low < high:
+                middle = (low + high) // 2
+                if compare(self._key(matching[middle]), last) > 0:
+                    high = middle
+                else:
+                    low = middle + 1
+            matching = matching[low:]
+        return matching[:limit]
+
+    def _count(self) -> int:
+        rows = self.engine.store.rows[self.table.logical_name]
+        return sum(1 for r in (rows.get(i) for i in self._candidates()) if r is not None and self._matches(r))
 
     def _applied(self) -> dict[str, str]:
         applied = []

@@ -71,6 +71,19 @@ class Column:
 
 
 @dataclass
+class KeyJob:
+    """An alternate key whose index is not (yet) usable: ``Pending`` until ``ready_at`` (the
+    system job building the index), or ``Failed`` (duplicate values). Active keys live in
+    :attr:`Table.alternate_keys`, where lookups and uniqueness use them."""
+
+    columns: tuple[str, ...]
+    schema_name: str
+    metadata_id: str
+    ready_at: float
+    status: str = "Pending"
+
+
+@dataclass
 class Table:
     logical_name: str
     entity_set: str
@@ -79,6 +92,7 @@ class Table:
     columns: dict[str, Column]
     object_type_code: int
     alternate_keys: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    key_jobs: dict[str, KeyJob] = field(default_factory=dict)
     change_tracking: bool = False
     user_owned: bool = True
     custom: bool = False
@@ -191,6 +205,11 @@ def _active_inactive() -> list[Column]:
     ]
 
 
+# What `mdsync dynamics setup` creates on lead and contact. A "provisioned" organization (the
+# default, for the demo and most tests) starts with them; a fresh one has none of them.
+SYNC_KEYS = {"mdsync_marketoid_key": ("mdsync_marketoid",)}
+
+
 def _sync_columns() -> list[Column]:
     # The two custom columns the mdsync solution adds to lead and contact.
     return [
@@ -213,7 +232,7 @@ LEAD_SOURCES = {
 }
 
 
-def _lead() -> Table:
+def _lead(provisioned: bool) -> Table:
     columns = [
         Column("leadid", AttrType.UNIQUEIDENTIFIER, required="SystemRequired", valid_update=False),
         _s("firstname", 50, required="Recommended"),
@@ -269,7 +288,7 @@ def _lead() -> Table:
             AttrType.CUSTOMER,
         ),
         *_system_columns(owned=True),
-        *_sync_columns(),
+        *(_sync_columns() if provisioned else []),
     ]
     return Table(
         "lead",
@@ -278,12 +297,12 @@ def _lead() -> Table:
         "fullname",
         {c.name: c for c in columns},
         object_type_code=4,
-        alternate_keys={"mdsync_marketoid_key": ("mdsync_marketoid",)},
+        alternate_keys=dict(SYNC_KEYS) if provisioned else {},
         change_tracking=True,
     )
 
 
-def _contact() -> Table:
+def _contact(provisioned: bool) -> Table:
     columns = [
         Column("contactid", AttrType.UNIQUEIDENTIFIER, required="SystemRequired", valid_update=False),
         _s("firstname", 50, required="Recommended"),
@@ -311,7 +330,7 @@ def _contact() -> Table:
         ),
         _lookup("originatingleadid", {"originatingleadid": "lead"}, valid_update=False),
         *_system_columns(owned=True),
-        *_sync_columns(),
+        *(_sync_columns() if provisioned else []),
     ]
     return Table(
         "contact",
@@ -320,7 +339,7 @@ def _contact() -> Table:
         "fullname",
         {c.name: c for c in columns},
         object_type_code=2,
-        alternate_keys={"mdsync_marketoid_key": ("mdsync_marketoid",)},
+        alternate_keys=dict(SYNC_KEYS) if provisioned else {},
         change_tracking=True,
     )
 
@@ -345,7 +364,9 @@ def _account() -> Table:
 
 def _transactioncurrency() -> Table:
     columns = [
-        Column("transactioncurrencyid", AttrType.UNIQUEIDENTIFIER, required="SystemRequired", valid_update=False),
+        Column(
+            "transactioncurrencyid", AttrType.UNIQUEIDENTIFIER, required="SystemRequired", valid_update=False
+        ),
         _s("isocurrencycode", 5, required="SystemRequired"),
         _s("currencyname", 100, required="SystemRequired"),
         _s("currencysymbol", 10, required="SystemRequired"),
@@ -548,8 +569,49 @@ def _registration_tables() -> list[Table]:
     return [endpoint, message, message_filter, step, image]
 
 
-def default_tables() -> dict[str, Table]:
-    tables = [_lead(), _contact(), _account(), _transactioncurrency(), _systemuser(), *_registration_tables()]
+def _solution_tables() -> list[Table]:
+    """Publishers (whose customization prefix starts every custom schema name) and solutions."""
+    publisher = _org_table(
+        "publisher",
+        "publishers",
+        "friendlyname",
+        7101,
+        [
+            _s("uniquename", 256, required="SystemRequired"),
+            _s("friendlyname", 256, required="SystemRequired"),
+            _s("customizationprefix", 8, required="SystemRequired"),
+            Column("customizationoptionvalueprefix", AttrType.INTEGER, required="SystemRequired"),
+            _s("description", 2000),
+        ],
+    )
+    solution = _org_table(
+        "solution",
+        "solutions",
+        "friendlyname",
+        7100,
+        [
+            _s("uniquename", 65, required="SystemRequired"),
+            _s("friendlyname", 256, required="SystemRequired"),
+            _s("version", 256, required="SystemRequired"),
+            _s("description", 2000),
+            Column("ismanaged", AttrType.BOOLEAN, default=False, valid_create=False, valid_update=False),
+            _lookup("publisherid", {"publisherid": "publisher"}, required="SystemRequired"),
+        ],
+    )
+    return [publisher, solution]
+
+
+def default_tables(*, provisioned: bool = True) -> dict[str, Table]:
+    """A new organization's tables; ``provisioned`` adds what `mdsync dynamics setup` creates."""
+    tables = [
+        _lead(provisioned),
+        _contact(provisioned),
+        _account(),
+        _transactioncurrency(),
+        _systemuser(),
+        *_registration_tables(),
+        *_solution_tables(),
+    ]
     for table in tables:
         table.metadata_id = _mid(table.logical_name)
         table.schema_name = table.schema_name or table.logical_name.capitalize()

@@ -4,12 +4,18 @@ A transaction keeps an undo log, so a change set, a bulk message or a qualificat
 half-way leaves nothing behind; the events it raised (for webhooks) are released only on commit.
 Every write takes the next value of one global row-version counter (``versionnumber``, the ETag),
 and deletes leave tombstones, which is what change tracking reads.
+
+A million rows must not make a read slow (the initial sync pages through whole tables while the
+ongoing sync keeps querying by id and email), so the store keeps, besides the rows, what a
+database would: the ids of each table in key order (:class:`OrderedIds`, for keyset paging) and
+value indexes on the columns mdsync looks rows up by (:data:`INDEXED_COLUMNS`).
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
+from bisect import bisect_left
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
@@ -18,6 +24,13 @@ from simulators.dataverse.faults import DUPLICATE_RECORD_ENTITY_KEY, DataverseFa
 from simulators.dataverse.schema import Table
 
 Row = dict[str, Any]
+
+# Columns with a value index, per table: the ones mdsync filters on with eq / In() besides the
+# primary key (which the rows dict is) and the alternate keys (which ``key_index`` is).
+INDEXED_COLUMNS: dict[str, tuple[str, ...]] = {
+    "lead": ("emailaddress1", "mdsync_marketoid"),
+    "contact": ("emailaddress1", "mdsync_marketoid", "originatingleadid"),
+}
 
 
 class Ref(NamedTuple):
@@ -55,6 +68,11 @@ class Store:
         self.tombstones: dict[str, list[tuple[int, str]]] = {name: [] for name in tables}
         self.version = 1_000_000
         self.on_commit: Callable[[list[Event]], None] = lambda events: None
+        self.ordered: dict[str, OrderedIds] = {name: OrderedIds() for name in tables}
+        self.value_index: dict[str, dict[str, dict[Any, set[str]]]] = {
+            name: {column: {} for column in INDEXED_COLUMNS.get(name, ()) if column in table.columns}
+            for name, table in tables.items()
+        }
 
     def next_version(self) -> int:
         with self.lock:
@@ -67,6 +85,22 @@ class Store:
     def find_by_key(self, logical: str, key_name: str, values: tuple[Any, ...]) -> str | None:
         return self.key_index.get((logical, key_name), {}).get(_fold_key(values))
 
+    def indexed(self, logical: str, column: str) -> bool:
+        return column in self.value_index[logical]
+
+    def find_by_value(self, logical: str, column: str, values: Iterable[Any]) -> set[str]:
+        """Ids of the rows whose ``column`` equals one of ``values`` (case-insensitively; a
+        lookup's value is the referenced id). Only for an :meth:`indexed` column."""
+        index = self.value_index[logical][column]
+        found: set[str] = set()
+        for value in values:
+            found.update(index.get(_fold(value), ()))
+        return found
+
+    def ordered_ids(self, logical: str) -> list[str]:
+        """The table's row ids in key order (may name rows deleted since: skip those)."""
+        return self.ordered[logical].ids(self.rows[logical])
+
     def _key_entries(self, logical: str, row: Row) -> list[tuple[str, tuple[Any, ...]]]:
         entries = []
         for name, columns in self.tables[logical].alternate_keys.items():
@@ -74,6 +108,10 @@ class Store:
             if all(v is not None for v in values):
                 entries.append((name, _fold_key(values)))
         return entries
+
+    def index_row(self, logical: str, row_id: str, row: Row) -> None:
+        """Add a row to the indexes of the table's keys (a key that has just become active)."""
+        self._index(logical, row_id, row)
 
     def _index(self, logical: str, row_id: str, row: Row) -> None:
         for name, key in self._key_entries(logical, row):
@@ -89,12 +127,23 @@ class Store:
                     "Try modifying one or more values and then saving again.",
                 )
             index[key] = row_id
+        for column, values in self.value_index[logical].items():
+            value = row.get(column)
+            if value is not None:
+                values.setdefault(_fold(value), set()).add(row_id)
 
     def _unindex(self, logical: str, row_id: str, row: Row) -> None:
         for name, key in self._key_entries(logical, row):
             index = self.key_index.get((logical, name), {})
             if index.get(key) == row_id:
                 del index[key]
+        for column, values in self.value_index[logical].items():
+            value = row.get(column)
+            holders = values.get(_fold(value)) if value is not None else None
+            if holders is not None:
+                holders.discard(row_id)
+                if not holders:
+                    del values[_fold(value)]
 
     @contextmanager
     def transaction(self) -> Iterator[Transaction]:
@@ -117,6 +166,10 @@ class Store:
                 self.rows[name].clear()
                 self.tombstones[name].clear()
             self.key_index.clear()
+            for name in self.rows:
+                self.ordered[name] = OrderedIds()
+                for values in self.value_index[name].values():
+                    values.clear()
 
 
 class Transaction:
@@ -130,6 +183,7 @@ class Transaction:
         row_id = row[table.primary_id]
         self.store._index(logical, row_id, row)
         self.store.rows[logical][row_id] = row
+        self.store.ordered[logical].added(row_id)
         self.undo.append(lambda: self._remove(logical, row_id))
 
     def replace(self, logical: str, row: Row) -> None:
@@ -148,6 +202,7 @@ class Transaction:
     def delete(self, logical: str, row_id: str) -> None:
         old = self.store.rows[logical].pop(row_id)
         self.store._unindex(logical, row_id, old)
+        self.store.ordered[logical].removed()
         stone = (self.store.next_version(), row_id)
         self.store.tombstones[logical].append(stone)
 
@@ -161,11 +216,14 @@ class Transaction:
         row = self.store.rows[logical].pop(row_id, None)
         if row is not None:
             self.store._unindex(logical, row_id, row)
+            self.store.ordered[logical].removed()
 
     def _restore(self, logical: str, row_id: str, row: Row) -> None:
         current = self.store.rows[logical].get(row_id)
         if current is not None:
             self.store._unindex(logical, row_id, current)
+        else:
+            self.store.ordered[logical].added(row_id)
         self.store.rows[logical][row_id] = row
         self.store._index(logical, row_id, row)
 
@@ -190,6 +248,51 @@ class Transaction:
             del self.undo[mark_undo:]
             del self.events[mark_events:]
             raise
+
+
+class OrderedIds:
+    """A table's row ids in key order, kept up to date lazily: a new id waits in a set until the
+    next read merges it in (or re-sorts, after many), and a deleted id stays until a re-sort
+    (readers skip ids with no row). So a million seeded rows are sorted once, not per page, and
+    writes between pages cost a read almost nothing."""
+
+    def __init__(self) -> None:
+        self._sorted: list[str] | None = None
+        self._pending: set[str] = set()
+        self._stale = 0
+
+    def added(self, row_id: str) -> None:
+        if self._sorted is not None:
+            self._pending.add(row_id)
+
+    def removed(self) -> None:
+        if self._sorted is not None:
+            self._stale += 1
+
+    def ids(self, rows: dict[str, Row]) -> list[str]:
+        current = self._sorted
+        if (
+            current is None
+            or len(self._pending) > max(1_000, len(current) // 20)
+            or self._stale > len(current) // 4 + 1_000
+        ):
+            self._sorted = sorted(rows)
+            self._pending.clear()
+            self._stale = 0
+            return self._sorted
+        for row_id in self._pending:
+            at = bisect_left(current, row_id)
+            if at == len(current) or current[at] != row_id:
+                current.insert(at, row_id)
+        self._pending.clear()
+        return current
+
+
+def _fold(value: Any) -> Any:
+    # Comparisons follow the SQL collation (case-insensitive); a lookup compares by the id.
+    if isinstance(value, Ref):
+        return value.id
+    return value.casefold() if isinstance(value, str) else value
 
 
 def _fold_key(values: tuple[Any, ...]) -> tuple[Any, ...]:

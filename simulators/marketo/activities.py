@@ -90,7 +90,7 @@ STANDARD_TYPES: tuple[dict[str, Any], ...] = (
 )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Activity:
     seq: int
     activity_id: int

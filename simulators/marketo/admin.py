@@ -110,6 +110,24 @@ class MarketoAdmin:
     def reset_calls(self) -> None:
         self._call("DELETE", "/calls")
 
+    # --- bulk jobs -------------------------------------------------------------------------------
+
+    def bulk(self) -> dict[str, Any]:
+        """Bulk settings (camelCase), ``paused``, ``exportUsedBytes``, and every job's status:
+        ``exports`` (as Get Export Lead Job Status shows them) and ``imports``."""
+        return dict(self._call("GET", "/bulk"))
+
+    def set_bulk(self, **settings: Any) -> dict[str, Any]:
+        """camelCase keys: maxProcessing, maxQueued, exportDailyQuotaBytes, importMaxBytes,
+        maxDateRangeDays, fileRetentionDays, statusRetentionDays, unsupportedFilters,
+        extractRowsPerSecond, importRowsPerSecond, startDelaySeconds; and paused, exportUsedBytes,
+        cutDownloads (the next whole-file downloads break after so many bytes each)."""
+        return dict(self._call("PUT", "/bulk", settings))
+
+    def pause_bulk(self, paused: bool = True) -> None:
+        """Held jobs still start (up to the processing limit) but make no progress."""
+        self._call("PUT", "/bulk", {"paused": paused})
+
     # --- webhooks ------------------------------------------------------------------------------
 
     def define_webhook(

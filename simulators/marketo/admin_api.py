@@ -31,6 +31,19 @@ _LIMIT_KEYS = {
     "maxFilterMatches": "max_filter_matches",
     "activityScanLimit": "activity_scan_limit",
 }
+_BULK_KEYS = {
+    "maxProcessing": "max_processing",
+    "maxQueued": "max_queued",
+    "exportDailyQuotaBytes": "export_daily_quota_bytes",
+    "importMaxBytes": "import_max_bytes",
+    "maxDateRangeDays": "max_date_range_days",
+    "fileRetentionDays": "file_retention_days",
+    "statusRetentionDays": "status_retention_days",
+    "unsupportedFilters": "unsupported_filters",
+    "extractRowsPerSecond": "extract_rows_per_second",
+    "importRowsPerSecond": "import_rows_per_second",
+    "startDelaySeconds": "start_delay_seconds",
+}
 
 
 def _error(status: int, message: str, code: str | None = None) -> JSONResponse:
@@ -182,6 +195,38 @@ class _AdminApi:
             return {}
         return self.state.calls()
 
+    async def bulk(self, request: Request) -> dict[str, Any]:
+        """Bulk jobs and their settings; PUT changes settings (camelCase), ``paused`` (jobs
+        start but make no progress), ``exportUsedBytes`` (today's export quota spent) and
+        ``cutDownloads`` (the next file downloads break after so many bytes each)."""
+        bulk = self.state.bulk
+        if request.method == "PUT":
+            body = await _json(request)
+            unknown = set(body) - set(_BULK_KEYS) - {"paused", "exportUsedBytes", "cutDownloads"}
+            if unknown:
+                raise ValueError(f"unknown bulk settings: {sorted(unknown)}")
+            changes = {_BULK_KEYS[k]: v for k, v in body.items() if k in _BULK_KEYS}
+            if "unsupported_filters" in changes:
+                changes["unsupported_filters"] = frozenset(changes["unsupported_filters"])
+            with self.state.lock:
+                bulk.configure(**changes)
+                if "paused" in body:
+                    bulk.pause(bool(body["paused"]))
+                if "exportUsedBytes" in body:
+                    bulk.set_export_used(int(body["exportUsedBytes"]))
+                if "cutDownloads" in body:
+                    bulk.cut_downloads.extend(int(n) for n in body["cutDownloads"])
+        with self.state.lock:
+            limits = {k: getattr(bulk.limits, v) for k, v in _BULK_KEYS.items()}
+            limits["unsupportedFilters"] = sorted(limits["unsupportedFilters"])
+            return {
+                **limits,
+                "paused": bulk.paused,
+                "exportUsedBytes": bulk.export_used,
+                "exports": [j.to_json() for j in bulk.export_jobs.values()],
+                "imports": [j.to_json() for j in bulk.import_jobs.values()],
+            }
+
     async def webhooks(self, request: Request) -> dict[str, Any]:
         if request.method == "POST":
             return self.state.define_webhook(await _json(request)).to_json()
@@ -214,6 +259,7 @@ def admin_routes(state: SimState) -> list[Route]:
         ("/tokens/expire", api.expire_tokens, ["POST"]),
         ("/quota", api.quota, ["PUT"]),
         ("/calls", api.calls, ["GET", "DELETE"]),
+        ("/bulk", api.bulk, ["GET", "PUT"]),
         ("/webhooks", api.webhooks, ["GET", "POST"]),
         ("/webhooks/{name}/fire", api.fire_webhook, ["POST"]),
     ]

@@ -1,10 +1,11 @@
 """The simulated Marketo instance as an ASGI app: identity, the REST API, the admin API.
 
 Every REST call goes through one pipeline, in the order a real instance decides:
-URI/body size (HTTP 414/413) -> access token (600/601/602) -> path and method (610/605) ->
-injected faults -> concurrency (615), rate (606), daily quota (607) -> content type and JSON
-(612/609) -> the handler (response-level 6xx/7xx/1xxx errors or a result). Every answer is
-HTTP 200 with the JSON envelope except 413/414.
+URI/body size (HTTP 414/413; 10 MB for a bulk import) -> access token (600/601/602) -> path
+and method (610/605) -> injected faults -> concurrency (615), rate (606), daily quota (607) ->
+content type and JSON (612/609; 612/613 for a multipart body) -> the handler (response-level
+6xx/7xx/1xxx errors or a result). Every answer is HTTP 200 with the JSON envelope except
+413/414 and the bulk files (the file itself, or 404 with a plain-text body).
 """
 
 from __future__ import annotations
@@ -24,10 +25,11 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Mount, Route
 
 from simulators.marketo.admin_api import admin_routes
+from simulators.marketo.bulk_import import parse_form
 from simulators.marketo.calls import RestCall
 from simulators.marketo.config import MarketoSimConfig
 from simulators.marketo.faults import HttpFault, MarketoFault, fault
-from simulators.marketo.routing import resolve
+from simulators.marketo.routing import IMPORT_PATH, resolve
 from simulators.marketo.state import SimState
 from simulators.marketo.stats import SeenRequest
 
@@ -41,6 +43,10 @@ log = logging.getLogger(__name__)
 class MarketoSim:
     app: Starlette
     state: SimState
+
+    def close(self) -> None:
+        """Stop the bulk worker and delete the bulk files."""
+        self.state.close()
 
 
 def create_app(config: MarketoSimConfig | None = None) -> MarketoSim:
@@ -127,7 +133,7 @@ async def _rest(state: SimState, request: Request) -> Response:
     status = 200
     incoming: _Incoming | None = None
     try:
-        incoming = await _read(request)
+        incoming = await _read(request, _body_limit(state, request.method, path))
         resolution = resolve(incoming.method, path)
         if resolution.route:
             endpoint = resolution.route.key
@@ -143,11 +149,15 @@ async def _rest(state: SimState, request: Request) -> Response:
                 await asyncio.sleep(delay)
             if resolution.route.json_body:
                 incoming.call.body = _json_body(incoming)
+            if resolution.route.multipart:
+                incoming.call.form, incoming.call.files = parse_form(incoming.raw_body, incoming.content_type)
             with state.lock:
                 result = resolution.route.handler(state, incoming.call)
         finally:
             with state.lock:
                 state.gate.release()
+        if isinstance(result, Response):
+            return result
         return JSONResponse({"requestId": request_id(), "success": True, **result})
     except MarketoFault as why:
         code = why.code
@@ -176,15 +186,19 @@ async def _rest(state: SimState, request: Request) -> Response:
             )
 
 
-async def _read(request: Request) -> _Incoming:
+def _body_limit(state: SimState, method: str, path: str) -> int:
+    return state.bulk.limits.import_max_bytes if (method, path) == ("POST", IMPORT_PATH) else MAX_BODY
+
+
+async def _read(request: Request, max_body: int) -> _Incoming:
     target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
     if request.method == "GET" and len(target.encode()) > MAX_URI:
         raise HttpFault(414, "Request-URI Too Long")
     declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > MAX_BODY:
+    if declared and declared.isdigit() and int(declared) > max_body:
         raise HttpFault(413, "Request Entity Too Large")
     body = await request.body()
-    if len(body) > MAX_BODY:
+    if len(body) > max_body:
         raise HttpFault(413, "Request Entity Too Large")
     params = parse_qs(request.url.query, keep_blank_values=True)
     content_type = request.headers.get("content-type", "").lower()
@@ -199,7 +213,8 @@ async def _read(request: Request) -> _Incoming:
             for key, values in form.items():
                 params.setdefault(key, []).extend(values)
     params.pop("_method", None)
-    return _Incoming(method, override, RestCall(params=params), body, content_type)
+    headers = {k.lower(): v for k, v in request.headers.items()}
+    return _Incoming(method, override, RestCall(params=params, headers=headers), body, content_type)
 
 
 def _bearer(request: Request) -> str | None:

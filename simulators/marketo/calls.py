@@ -14,6 +14,10 @@ class RestCall:
     params: dict[str, list[str]] = field(default_factory=dict)
     body: Any = None
     path_params: dict[str, str] = field(default_factory=dict)
+    # A multipart/form-data body (Bulk Lead Import): its fields and its files.
+    form: dict[str, str] = field(default_factory=dict)
+    files: dict[str, bytes] = field(default_factory=dict)
+    headers: dict[str, str] = field(default_factory=dict)  # lower-case names
 
     def values(self, name: str) -> list[str]:
         """A list parameter, as comma-separated text and/or repeated keys."""

@@ -36,6 +36,30 @@ class Limits:
 
 
 @dataclass(frozen=True)
+class BulkLimits:
+    """Bulk Lead Extract and Bulk Lead Import: the documented limits, and the pace of the jobs.
+
+    Marketo documents the limits (2 jobs processing and 10 queued per queue, 500 MB of export
+    files a day, files kept 7 days and statuses 30, date filters of at most 31 days, import files
+    under 10 MB) but not how fast a job runs, so the pace is a setting: rows per second per job
+    (0 = as fast as the simulator can go) and the wait before a queued job starts. Tests keep the
+    fast defaults; a bench can slow them down to what it wants to model."""
+
+    max_processing: int = 2
+    max_queued: int = 10  # including the processing ones
+    export_daily_quota_bytes: int = 500 * 1024 * 1024
+    import_max_bytes: int = 10 * 1024 * 1024
+    max_date_range_days: int = 31
+    file_retention_days: float = 7.0
+    status_retention_days: float = 30.0
+    # Filters this subscription lacks (1035): some of "updatedAt", "smartListId", "smartListName".
+    unsupported_filters: frozenset[str] = frozenset()
+    extract_rows_per_second: float = 0.0
+    import_rows_per_second: float = 0.0
+    start_delay_seconds: float = 0.0
+
+
+@dataclass(frozen=True)
 class MarketoSimConfig:
     client_id: str = "mdsync-client"
     client_secret: str = "mdsync-secret-0123456789"
@@ -50,3 +74,4 @@ class MarketoSimConfig:
     # expiry and the rolling rate window can be exercised without waiting.
     clock: Callable[[], float] = time.time
     first_lead_id: int = 1001
+    bulk: BulkLimits = field(default_factory=BulkLimits)

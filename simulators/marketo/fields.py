@@ -221,5 +221,6 @@ def change_text(value: Value) -> str | None:
 def lookup_key(field: FieldDef, value: Value) -> Value:
     """The comparison form for filterType / lookupField matches (text is case-insensitive)."""
     if isinstance(value, str) and field.data_type in STRING_TYPES:
-        return value.casefold()
+        folded = value.casefold()
+        return value if folded == value else folded  # an index keeps one copy of the text
     return value

@@ -12,6 +12,8 @@ filled, as the documentation says), records nothing, and the write still answers
 
 from __future__ import annotations
 
+import bisect
+import functools
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -42,6 +44,13 @@ API = Origin("Web service API", "Web service API", "Web service API")
 USER = Origin("New person", "Changed by user", "Person Details Page")
 
 
+@functools.cache
+def _change_attributes(origin: Origin) -> tuple[dict[str, str], dict[str, str]]:
+    """The Reason and Source attributes of an origin's Change Data Value activities: one pair
+    shared by all of them (activities only ever copy them out), not a pair per activity."""
+    return {"name": "Reason", "value": origin.reason}, {"name": "Source", "value": origin.source}
+
+
 def webhook_origin(name: str) -> Origin:
     return Origin("Webhook", f"Webhook response mapping: {name}", "Call Webhook")
 
@@ -57,10 +66,12 @@ class PersonStore:
         self._persons: dict[int, Person] = {}
         # Field -> the input sources (Change Data Value "Source") whose updates it blocks.
         self.blocked: dict[str, frozenset[str]] = {}
-        # Searchable field -> lookup key -> person ids, so lookups do not scan every person.
-        self._index: dict[str, dict[Value, set[int]]] = {
+        # Searchable field -> lookup key -> the person id (a set only when several share it), so
+        # lookups do not scan every person and a million unique emails cost no million sets.
+        self._index: dict[str, dict[Value, int | set[int]]] = {
             f.name: {} for f in catalog.fields if f.searchable and f.name != "id"
         }
+        self._created = _CreatedOrder()
 
     # --- reading ---------------------------------------------------------------------------
 
@@ -70,6 +81,15 @@ class PersonStore:
     def all(self) -> list[Person]:
         return [dict(p) for _, p in sorted(self._persons.items())]
 
+    def ids(self) -> list[int]:
+        """Every person id, in id order."""
+        return sorted(self._persons)
+
+    def created_between(self, start: str, end: str) -> list[int]:
+        """Ids of the persons whose ``createdAt`` is in [start, end] (Marketo datetime text,
+        which sorts as it reads), in id order: what a bulk extract's createdAt filter selects."""
+        return self._created.between(start, end, self._persons)
+
     def find(self, field: FieldDef, values: Iterable[Value]) -> list[Person]:
         """Persons whose ``field`` equals one of ``values``, in id order."""
         keys = {lookup_key(field, v) for v in values if v is not None}
@@ -77,7 +97,9 @@ class PersonStore:
             ids = {k for k in keys if isinstance(k, int) and k in self._persons}
         elif field.name in self._index:
             index = self._index[field.name]
-            ids = set().union(*(index.get(k, set()) for k in keys))
+            ids = set()
+            for key in keys:
+                ids.update(_holders(index.get(key)))
         else:
             ids = {
                 i
@@ -92,9 +114,9 @@ class PersonStore:
             return
         field = self.catalog.require(name)
         if old is not None:
-            index.get(lookup_key(field, old), set()).discard(lead_id)
+            _unfile(index, lookup_key(field, old), lead_id)
         if new is not None:
-            index.setdefault(lookup_key(field, new), set()).add(lead_id)
+            _file(index, lookup_key(field, new), lead_id)
 
     def render(self, person: Person, fields: Iterable[str]) -> dict[str, Value]:
         return {name: person.get(name) for name in fields}
@@ -125,6 +147,7 @@ class PersonStore:
         stamp = format_datetime(now)
         person.update(id=lead_id, createdAt=stamp, updatedAt=stamp, leadPartitionId=1)
         self._persons[lead_id] = person
+        self._created.added(lead_id)
         for name in self._index:
             self._reindex(lead_id, name, None, person.get(name))
         if origin is not None:
@@ -170,11 +193,7 @@ class PersonStore:
                         "oldValue": change_text(old),
                     },
                 ),
-                attributes=(
-                    {"name": "Reason", "value": origin.reason},
-                    {"name": "Source", "value": origin.source},
-                    {"name": "Lead ID", "value": lead_id},
-                ),
+                attributes=(*_change_attributes(origin), {"name": "Lead ID", "value": lead_id}),
             )
         if changed:
             person["updatedAt"] = format_datetime(now)
@@ -237,6 +256,65 @@ class PersonStore:
         self._persons.clear()
         for index in self._index.values():
             index.clear()
+        self._created = _CreatedOrder()
+
+
+class _CreatedOrder:
+    """(createdAt, id) of every person in order, kept lazily: new ids wait until the next read
+    merges them in (or re-sorts, after many); deleted ids are skipped when read. A read reads
+    ``createdAt`` from the person itself when it merges, so a seed may set it after create."""
+
+    def __init__(self) -> None:
+        self._sorted: list[tuple[str, int]] | None = None
+        self._pending: list[int] = []
+
+    def added(self, lead_id: int) -> None:
+        if self._sorted is not None:
+            self._pending.append(lead_id)
+
+    def between(self, start: str, end: str, persons: Mapping[int, Person]) -> list[int]:
+        entries = self._entries(persons)
+        low = bisect.bisect_left(entries, (start, -1))
+        high = bisect.bisect_right(entries, (end, float("inf")))
+        return sorted(i for _, i in entries[low:high] if i in persons)
+
+    def _entries(self, persons: Mapping[int, Person]) -> list[tuple[str, int]]:
+        if self._sorted is None or len(self._pending) > max(1_000, len(self._sorted) // 20):
+            self._sorted = sorted((str(p["createdAt"]), i) for i, p in persons.items())
+            self._pending.clear()
+            return self._sorted
+        for lead_id in self._pending:
+            person = persons.get(lead_id)
+            if person is not None:
+                bisect.insort(self._sorted, (str(person["createdAt"]), lead_id))
+        self._pending.clear()
+        return self._sorted
+
+
+def _holders(entry: int | set[int] | None) -> set[int] | tuple[int, ...]:
+    if entry is None:
+        return ()
+    return entry if isinstance(entry, set) else (entry,)
+
+
+def _file(index: dict[Value, int | set[int]], key: Value, lead_id: int) -> None:
+    entry = index.get(key)
+    if entry is None:
+        index[key] = lead_id
+    elif isinstance(entry, set):
+        entry.add(lead_id)
+    elif entry != lead_id:
+        index[key] = {entry, lead_id}
+
+
+def _unfile(index: dict[Value, int | set[int]], key: Value, lead_id: int) -> None:
+    entry = index.get(key)
+    if entry == lead_id:
+        del index[key]
+    elif isinstance(entry, set):
+        entry.discard(lead_id)
+        if len(entry) == 1:
+            index[key] = next(iter(entry))
 
 
 def _full_name(person: Person) -> str:

@@ -11,13 +11,16 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from simulators.marketo import bulk_extract as extract
+from simulators.marketo import bulk_import as imports
 from simulators.marketo import rest_activities as activities
 from simulators.marketo import rest_custom as custom
 from simulators.marketo import rest_leads as leads
 from simulators.marketo.calls import RestCall
 from simulators.marketo.state import SimState
 
-Handler = Callable[[SimState, RestCall], dict[str, Any]]
+# A handler answers the envelope's members (a dict), or a whole response (a bulk file).
+Handler = Callable[[SimState, RestCall], Any]
 
 
 @dataclass(frozen=True)
@@ -26,6 +29,7 @@ class Route:
     template: str
     handler: Handler
     json_body: bool = False
+    multipart: bool = False
     pattern: re.Pattern[str] = field(init=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -39,6 +43,10 @@ class Route:
 
 V1 = "/rest/v1"
 EXT = f"{V1}/activities/external"
+BULK = "/bulk/v1/leads"
+EXPORT = f"{BULK}/export/{{exportId}}"
+BATCH = f"{BULK}/batch/{{batchId}}"
+IMPORT_PATH = f"{BULK}.json"
 ROUTES: tuple[Route, ...] = (
     Route("GET", f"{V1}/leads.json", leads.get_leads),
     Route("POST", f"{V1}/leads.json", leads.sync_leads, json_body=True),
@@ -59,6 +67,16 @@ ROUTES: tuple[Route, ...] = (
     Route("POST", f"{EXT}/type/{{apiName}}/attributes/create.json", custom.create_attributes, json_body=True),
     Route("POST", f"{EXT}/type/{{apiName}}/approve.json", custom.approve_type, json_body=True),
     Route("POST", f"{EXT}.json", custom.add_activities, json_body=True),
+    Route("POST", f"{BULK}/export/create.json", extract.create, json_body=True),
+    Route("POST", f"{EXPORT}/enqueue.json", extract.enqueue),
+    Route("GET", f"{EXPORT}/status.json", extract.status),
+    Route("GET", f"{EXPORT}/file.json", extract.file),
+    Route("POST", f"{EXPORT}/cancel.json", extract.cancel),
+    Route("GET", f"{BULK}/export.json", extract.list_jobs),
+    Route("POST", IMPORT_PATH, imports.submit, multipart=True),
+    Route("GET", f"{BATCH}.json", imports.status),
+    Route("GET", f"{BATCH}/failures.json", imports.failures),
+    Route("GET", f"{BATCH}/warnings.json", imports.warnings),
 )
 
 

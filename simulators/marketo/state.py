@@ -12,9 +12,10 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from simulators.marketo.activities import ActivityLog
+from simulators.marketo.bulk import BulkState
 from simulators.marketo.config import MarketoSimConfig
 from simulators.marketo.custom_activities import CustomTypes
-from simulators.marketo.fields import FieldCatalog
+from simulators.marketo.fields import FieldCatalog, coerce
 from simulators.marketo.gate import Gate
 from simulators.marketo.persons import USER, Person, PersonStore
 from simulators.marketo.stats import CallStats
@@ -35,6 +36,7 @@ class SimState:
         self.gate = Gate(config.limits, self.clock)
         self.stats = CallStats()
         self.webhooks: dict[str, Webhook] = {}
+        self.bulk = BulkState(config.bulk, self.clock, self.lock)
         # The person partitions the API user's role reaches (None: all). Persons elsewhere are
         # not returned by reads, and writes to them answer 1008.
         self.api_partitions: frozenset[int] | None = None
@@ -53,14 +55,28 @@ class SimState:
             self.stats.reset()
             self.webhooks.clear()
             self.api_partitions = None
+            self.bulk.reset(self.config.bulk)
+
+    def close(self) -> None:
+        """Stop the bulk worker and delete the bulk files (the instance is not used again)."""
+        self.bulk.close()
 
     # --- persons, as seeded or as a Marketo user sees them -----------------------------------
 
     def seed(self, records: Iterable[Mapping[str, Any]]) -> list[int]:
-        """Create persons silently (no activities): the instance as it was before the test."""
+        """Create persons silently (no activities): the instance as it was before the test.
+        ``createdAt``/``updatedAt`` may be given, as for data that is years old."""
         with self.lock:
-            clean = [self.persons.validate(r) for r in records]
-            return [self.persons.create(values, None) for values in clean]
+            stamped = [_stamps(self.catalog, r) for r in records]
+            clean = [(self.persons.validate(r), stamps) for r, stamps in stamped]
+            ids = []
+            for values, stamps in clean:
+                lead_id = self.persons.create(values, None)
+                person = self.persons.get(lead_id)
+                assert person is not None
+                person.update(stamps)
+                ids.append(lead_id)
+            return ids
 
     def person(self, lead_id: int) -> Person | None:
         with self.lock:
@@ -187,3 +203,17 @@ class SimState:
                 hook = parse_webhook(existing.webhook_id, dict(body), self.catalog)
             self.webhooks[hook.name] = hook
             return hook
+
+
+_STAMPS = ("createdAt", "updatedAt")
+
+
+def _stamps(catalog: FieldCatalog, record: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A seed record without its timestamps, and the timestamps in Marketo's stored form."""
+    rest = {k: v for k, v in record.items() if k not in _STAMPS}
+    stamps = {
+        name: coerce(catalog.require(name), record[name]) for name in _STAMPS if record.get(name) is not None
+    }
+    if "createdAt" in stamps and "updatedAt" not in stamps:
+        stamps["updatedAt"] = stamps["createdAt"]
+    return rest, stamps

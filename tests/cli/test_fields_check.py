@@ -46,10 +46,23 @@ def test_unknown_read_only_and_mistyped_fields_are_named(
     assert "jobtitle is String, not usable as boolean" in out
 
 
-def test_an_invalid_mapping_file_is_a_configuration_error(
+def test_an_invalid_mapping_file_is_a_problem_of_the_mapping(
     system: LocalSystem, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     mapping = tmp_path / "broken.yaml"
     mapping.write_text("lead: [")
-    assert main(["fields", "check", "--mapping", str(mapping)]) == 2
+    assert main(["fields", "check", "--mapping", str(mapping)]) == 1  # as docs/fields.md says
     assert "not valid YAML" in " ".join(capsys.readouterr().out.split())
+
+
+def test_a_faulty_entry_is_named_by_its_field_not_its_position(
+    system: LocalSystem, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    mapping = tmp_path / "typo.yaml"
+    mapping.write_text(
+        BAD_MAPPING.replace("{marketo: company, dynamics: new_nosuchcolumn}", "{marketo: company}")
+    )
+    assert main(["fields", "check", "--mapping", str(mapping)]) == 1
+    out = " ".join(capsys.readouterr().out.split())
+    assert "lead.fields[company].dynamics: Field required" in out
+    assert "fields.4" not in out

@@ -20,7 +20,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from shared.dataverse.auth import MsalTokenProvider
+from shared.config import DataverseAccess, DataverseCredential
+from shared.dataverse.auth import CredentialTokens, dataverse_tokens
 from shared.dataverse.client import DataverseClient
 from shared.http import make_session
 from simulators.dataverse import DataverseSim, DataverseSimConfig, create_app
@@ -92,11 +93,24 @@ def entra_admin(sims: Sims, http: requests.Session, admin: DataverseAdmin) -> En
     return EntraAdmin(sims.entra_url, http)
 
 
-@pytest.fixture
-def tokens(sims: Sims, http: requests.Session, admin: DataverseAdmin) -> MsalTokenProvider:
-    return MsalTokenProvider(
-        sims.authority, DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, f"{sims.url}/.default", session=http
+def client_secret_tokens(
+    sims: Sims, tls: TlsFiles, *, secret: str = DEFAULT_CLIENT_SECRET, org_url: str | None = None
+) -> CredentialTokens:
+    """azure-identity's ClientSecretCredential against the Entra ID simulator, as mdsync builds it."""
+    access = DataverseAccess(
+        url=org_url or sims.url,
+        credential=DataverseCredential.CLIENT_SECRET,
+        authority_host=sims.entra_url,
+        tenant_id=DEFAULT_TENANT,
+        client_id=DEFAULT_CLIENT_ID,
+        client_secret=secret,
     )
+    return dataverse_tokens(access, ca_file=tls.ca_file)
+
+
+@pytest.fixture
+def tokens(sims: Sims, tls: TlsFiles, admin: DataverseAdmin) -> CredentialTokens:
+    return client_secret_tokens(sims, tls)
 
 
 @pytest.fixture
@@ -107,7 +121,7 @@ def sleeps() -> list[float]:
 
 @pytest.fixture
 def client(
-    sims: Sims, http: requests.Session, tokens: MsalTokenProvider, sleeps: list[float]
+    sims: Sims, http: requests.Session, tokens: CredentialTokens, sleeps: list[float]
 ) -> DataverseClient:
     return DataverseClient(sims.api_url, tokens, session=http, retry_budget_seconds=10.0, sleep=sleeps.append)
 

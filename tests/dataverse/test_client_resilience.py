@@ -7,7 +7,7 @@ import threading
 import pytest
 import requests
 
-from shared.dataverse.auth import MsalTokenProvider
+from shared.dataverse.auth import CredentialTokens
 from shared.dataverse.client import DataverseClient
 from shared.errors import (
     AuthExpiredError,
@@ -16,9 +16,10 @@ from shared.errors import (
     ServiceUnavailableError,
 )
 from simulators.dataverse.admin import DataverseAdmin
-from simulators.entra import DEFAULT_CLIENT_ID, EntraAdmin
+from simulators.entra import EntraAdmin
+from simulators.tls import TlsFiles
 
-from .conftest import Sims, lead
+from .conftest import Sims, client_secret_tokens, lead
 
 
 def test_revoked_token_is_refreshed_once_and_the_call_succeeds(
@@ -28,15 +29,15 @@ def test_revoked_token_is_refreshed_once_and_the_call_succeeds(
     entra_admin.reset_calls()
     assert entra_admin.revoke_all() >= 1
     client.create("leads", lead())
-    # One 401, one fresh token, one resend.
+    # One 401, one fresh credential and token, one resend.
     assert client.calls["POST leads"] == 3
-    assert entra_admin.calls() == {"POST token": 1}
+    assert entra_admin.calls()["POST token"] == 1
     assert len(admin.rows("lead")) == 2
 
 
 def test_expired_token_is_refreshed(client: DataverseClient, entra_admin: EntraAdmin) -> None:
     client.create("leads", lead())
-    # Dataverse's clock moves past the token's exp; msal's cache still thinks it is fresh.
+    # Dataverse's clock moves past the token's exp; the credential's cache still thinks it is fresh.
     entra_admin.advance_clock(3600)
     row = client.create("leads", lead(), select=["leadid"])
     assert row["leadid"]
@@ -76,15 +77,9 @@ def test_unauthenticated_request_gets_the_challenge(
 
 
 def test_token_for_another_audience_is_rejected(
-    sims: Sims, http: requests.Session, admin: DataverseAdmin
+    sims: Sims, http: requests.Session, tls: TlsFiles, admin: DataverseAdmin
 ) -> None:
-    other = MsalTokenProvider(
-        sims.authority,
-        DEFAULT_CLIENT_ID,
-        "local-simulator-secret-value-0001",
-        "https://contoso.crm.dynamics.com/.default",
-        session=http,
-    )
+    other = client_secret_tokens(sims, tls, org_url="https://contoso.crm.dynamics.com")
     response = http.get(
         f"{sims.api_url}/leads", headers={"Authorization": f"Bearer {other.get_token()}"}, timeout=10
     )
@@ -93,27 +88,20 @@ def test_token_for_another_audience_is_rejected(
 
 
 def test_wrong_client_secret_is_a_configuration_error(
-    sims: Sims, http: requests.Session, admin: DataverseAdmin
+    sims: Sims, http: requests.Session, tls: TlsFiles, admin: DataverseAdmin
 ) -> None:
-    wrong = MsalTokenProvider(
-        sims.authority, DEFAULT_CLIENT_ID, "wrong", f"{sims.url}/.default", session=http
-    )
+    wrong = client_secret_tokens(sims, tls, secret="wrong-secret-0123")
     with pytest.raises(ConfigurationError) as caught:
         wrong.get_token()
     assert "AADSTS7000215" in str(caught.value)
-    assert "wrong" not in str(caught.value).replace("wrong client", "")
+    assert "wrong-secret-0123" not in str(caught.value)
+    assert caught.value.settings[0] == "DATAVERSE_CLIENT_SECRET"
 
 
 def test_token_endpoint_outage_is_transient(
-    sims: Sims, http: requests.Session, entra_admin: EntraAdmin, sleeps: list[float]
+    sims: Sims, tls: TlsFiles, entra_admin: EntraAdmin, sleeps: list[float]
 ) -> None:
-    provider = MsalTokenProvider(
-        sims.authority,
-        DEFAULT_CLIENT_ID,
-        "local-simulator-secret-value-0001",
-        f"{sims.url}/.default",
-        session=http,
-    )
+    provider = client_secret_tokens(sims, tls)
     entra_admin.fail_next(1, status=503)
     with pytest.raises(ServiceUnavailableError) as caught:
         provider.get_token()
@@ -164,7 +152,7 @@ def test_server_errors_are_not_retried_for_a_plain_create(
 
 
 def test_persistent_server_errors_stop_at_the_budget(
-    sims: Sims, http: requests.Session, tokens: MsalTokenProvider, admin: DataverseAdmin
+    sims: Sims, http: requests.Session, tokens: CredentialTokens, admin: DataverseAdmin
 ) -> None:
     waited: list[float] = []
     client = DataverseClient(
@@ -179,7 +167,7 @@ def test_persistent_server_errors_stop_at_the_budget(
 
 
 def test_connection_refused_is_transient(
-    http: requests.Session, tokens: MsalTokenProvider, sleeps: list[float]
+    http: requests.Session, tokens: CredentialTokens, sleeps: list[float]
 ) -> None:
     import socket
 
@@ -196,7 +184,7 @@ def test_connection_refused_is_transient(
 
 
 def test_request_window_limit_answers_429_with_the_documented_code(
-    sims: Sims, http: requests.Session, tokens: MsalTokenProvider, admin: DataverseAdmin
+    sims: Sims, http: requests.Session, tokens: CredentialTokens, admin: DataverseAdmin
 ) -> None:
     admin.set_limits(requests=3, window_seconds=60)
     headers = {"Authorization": f"Bearer {tokens.get_token()}"}
@@ -211,7 +199,7 @@ def test_request_window_limit_answers_429_with_the_documented_code(
 
 
 def test_concurrency_limit_trips_immediately(
-    sims: Sims, http: requests.Session, tokens: MsalTokenProvider, admin: DataverseAdmin
+    sims: Sims, http: requests.Session, tokens: CredentialTokens, admin: DataverseAdmin
 ) -> None:
     admin.set_limits(concurrent=2)
     admin.slow(1.0, count=None, path="leads")

@@ -16,7 +16,7 @@ from PowerPlatform.Dataverse.client import DataverseClient as SdkClient
 from PowerPlatform.Dataverse.core.errors import HttpError
 from PowerPlatform.Dataverse.models.upsert import UpsertItem
 
-from shared.dataverse.auth import MsalTokenProvider
+from shared.dataverse.auth import CredentialTokens
 from simulators.dataverse.admin import DataverseAdmin
 from simulators.tls import TlsFiles
 
@@ -24,9 +24,9 @@ from .conftest import APP_USER, Sims
 
 
 class ProviderCredential:
-    """azure-core's TokenCredential protocol over our msal token provider."""
+    """azure-core's TokenCredential protocol over our azure-identity token provider."""
 
-    def __init__(self, provider: MsalTokenProvider) -> None:
+    def __init__(self, provider: CredentialTokens) -> None:
         self.provider = provider
         self.scopes: list[str] = []
 
@@ -37,7 +37,7 @@ class ProviderCredential:
 
 @pytest.fixture
 def sdk(
-    sims: Sims, tls: TlsFiles, tokens: MsalTokenProvider, monkeypatch: pytest.MonkeyPatch
+    sims: Sims, tls: TlsFiles, tokens: CredentialTokens, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[tuple[SdkClient, ProviderCredential]]:
     # The SDK makes its own requests.Session; requests trusts REQUESTS_CA_BUNDLE for it.
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(tls.ca_file))

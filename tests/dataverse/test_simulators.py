@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 import requests
 
-from shared.dataverse.auth import MsalTokenProvider
+from shared.dataverse.auth import CredentialTokens
 from simulators.dataverse.admin import AdminError, DataverseAdmin
 from simulators.entra import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, DEFAULT_TENANT
 
@@ -16,7 +16,7 @@ from .conftest import Sims, lead
 
 
 @pytest.fixture
-def api(sims: Sims, http: requests.Session, tokens: MsalTokenProvider, admin: DataverseAdmin) -> Any:
+def api(sims: Sims, http: requests.Session, tokens: CredentialTokens, admin: DataverseAdmin) -> Any:
     headers = {"Authorization": f"Bearer {tokens.get_token()}", "Accept": "application/json"}
 
     def call(method: str, path: str, body: Any = None, **extra: Any) -> requests.Response:

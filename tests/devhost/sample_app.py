@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+import typing
 from dataclasses import dataclass, field
 
 import azure.functions as func
@@ -117,7 +118,8 @@ def build_app(recorder: Recorder) -> func.FunctionApp:
         queue_name="%NOTICE_QUEUE%",
         cardinality=func.Cardinality.MANY,
     )
-    def consume(msgs: list[func.ServiceBusMessage]) -> None:
+    # typing.List: the Python worker refuses list[...] on a binding (the host checks it too).
+    def consume(msgs: typing.List[func.ServiceBusMessage]) -> None:  # noqa: UP006
         notices = [Notice.from_json(m.get_body()) for m in msgs]
         with recorder.lock:
             recorder.batches.append(list(msgs))

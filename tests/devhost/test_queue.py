@@ -6,6 +6,8 @@ import json
 import time
 from pathlib import Path
 
+import azure.functions as func
+
 from mdsync.devhost import DevHost
 from shared.adapters.sqlite_queue import MAX_DELIVERY_COUNT_EXCEEDED, SqliteQueue
 from shared.notices import Notice
@@ -96,8 +98,6 @@ def test_functions_on_other_queues_are_not_fed(host: DevHost) -> None:
 
 def test_cardinality_one_delivers_single_messages_side_by_side(queue: SqliteQueue, tmp_path: Path) -> None:
     import threading
-
-    import azure.functions as func
 
     seen: list[str] = []
     lock = threading.Lock()

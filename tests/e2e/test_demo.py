@@ -7,6 +7,9 @@ import sys
 from pathlib import Path
 
 ROWS = [
+    "setup --dry-run lists the steps",
+    "dynamics setup creates them",
+    "doctor finds everything in place",
     "new Dynamics lead → Marketo person",
     "Dynamics edit → Marketo (webhook)",
     "Marketo edit → Dynamics (poll)",
@@ -40,3 +43,7 @@ def test_demo_exits_zero_and_shows_each_behaviour(tmp_path: Path) -> None:
     missing = [row for row in ROWS if f"✓ {row}" not in output]
     assert missing == []
     assert "✗" not in output
+    # Day one, as the commands print it: the dry run's steps, then every doctor check passing.
+    assert "would create lead: alternate key mdsync_marketoid_key on mdsync_marketoid" in output
+    assert "ok Dataverse set-up: columns, alternate keys, publisher and solution are there" in output
+    assert "FAIL" not in output

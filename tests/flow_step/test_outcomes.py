@@ -28,7 +28,9 @@ def test_creates_a_lead_from_the_persons_fields_and_links_both_ways(system: Loca
     assert answer.body["dynamicsId"] == lead["leadid"]
     assert lead["mdsync_marketoid"] == str(pid)
     assert (lead["firstname"], lead["lastname"], lead["companyname"]) == ("Ana", "Lopez", "Fabrikam")
-    assert lead["emailaddress1"] == "Ana.Lopez@Fabrikam.example"  # read from Marketo (as typed), not the request
+    assert (
+        lead["emailaddress1"] == "Ana.Lopez@Fabrikam.example"
+    )  # read from Marketo (as typed), not the request
     assert (lead["jobtitle"], lead["telephone1"], lead["leadsourcecode"]) == ("CTO", "+1 425 555 0100", 8)
     person = system.marketo_admin.person(pid)
     assert (person["msftType"], person["msftLeadId"]) == ("Lead", lead["leadid"])

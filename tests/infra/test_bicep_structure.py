@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
+from typing import get_args
 
+import pytest
 import yaml
 from pydantic import SecretStr
 from pydantic.fields import FieldInfo
-from pydantic_core import PydanticUndefined
 
 from shared.config import Settings
 from tests.infra.bicep_text import (
@@ -36,7 +38,6 @@ PLATFORM_SETTINGS = {
     "ServiceBusConnection__clientId": "Service Bus trigger connection, identity-based",
     "APPLICATIONINSIGHTS_CONNECTION_STRING": "telemetry destination",
     "APPLICATIONINSIGHTS_AUTHENTICATION_STRING": "telemetry with Entra ID (local auth is off)",
-    "PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY": "Python worker's OpenTelemetry export",
     "AZURE_CLIENT_ID": "azure-identity picks the user-assigned identity",
 }
 
@@ -65,7 +66,12 @@ ROLE_IDS = {
 
 
 def _app_settings() -> dict[str, str]:
-    return name_values(block(read("app/api.bicep"), r"^var appSettings = \["))
+    """Every setting the Bicep may write: the base list and the Dataverse secret's."""
+    text = read("app/api.bicep")
+    assert "var appSettings = concat(baseSettings, dataverseSecretSettings)" in text
+    settings = name_values(block(text, r"^var baseSettings = \["))
+    settings.update(name_values(block(text, r"^var dataverseSecretSettings = .+\? \[")))
+    return settings
 
 
 def _settings_aliases() -> dict[str, FieldInfo]:
@@ -137,15 +143,97 @@ def test_app_settings_are_read_by_the_app_or_documented_platform_settings() -> N
     assert not unknown, f"app settings neither in shared/config.py Settings nor platform: {unknown}"
 
 
-def test_every_required_setting_is_provided() -> None:
-    required = sorted(
-        alias
-        for alias, field in _settings_aliases().items()
-        if field.default is PydanticUndefined and field.default_factory is None
+@pytest.mark.parametrize("credential", ["managed_identity", "client_secret"])
+def test_every_setting_the_app_uses_in_azure_is_provided(
+    credential: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Settings built from what the Bicep writes (a placeholder for each expression) satisfy
+    everything the functions ask for, with either Dataverse credential."""
+    written = {name: _placeholder(name, value) for name, value in _app_settings().items()}
+    written["DATAVERSE_CREDENTIAL"] = credential
+    if credential == "managed_identity":
+        written.pop("DATAVERSE_CLIENT_SECRET")
+    for alias in _settings_aliases():
+        monkeypatch.delenv(alias, raising=False)
+    monkeypatch.setenv("MDSYNC_LOCAL_SETTINGS", str(tmp_path / "none.json"))
+    settings = Settings(**written)
+    settings.marketo()
+    access = settings.dataverse()
+    assert access.credential.value == credential
+    assert access.client_id  # the user-assigned identity's or the app registration's
+    settings.dynamics_webhook_key()
+    settings.flow_step_key()
+    settings.require_queue_connection()
+    settings.require_state_connection()
+
+
+def _placeholder(name: str, value: str) -> str:
+    if value.startswith("'") and "${" not in value:
+        return value.strip("'")
+    if name.endswith("URL"):
+        return "https://placeholder.example"
+    if "SCHEDULE" in name:
+        return "0 */5 * * * *"
+    if "COUNT" in name:
+        return "10"
+    return "placeholder-value-of-32-characters"
+
+
+def test_the_dataverse_secret_is_written_only_for_an_app_registration() -> None:
+    text = read("app/api.bicep")
+    assert "var dataverseSecretSettings = dataverseCredential == 'client_secret' ? [" in text
+    assert params(read("main.bicep"))["dataverseCredential"] == "'managed_identity'"
+    vault = read("core/keyvault.bicep")
+    assert (
+        "resource dataverseSecret 'Microsoft.KeyVault/vaults/secrets@2023-07-01' = if (!empty(dataverseClientSecret))"
+        in vault
     )
-    assert required, "Settings has no required field: the alias lookup is broken"
-    missing = sorted(set(required) - set(_app_settings()))
-    assert not missing, f"required settings the Bicep does not set: {missing}"
+
+
+def test_state_tables_are_the_ones_the_code_uses() -> None:
+    from shared.adapters.table_state import TABLES
+
+    main = read("main.bicep")
+    listed = re.findall(r"'([a-z]+)'", block(main, r"^param stateTableNames array = \["))
+    prefix = Settings.model_fields["state_table_prefix"].default
+    assert listed == [prefix + kind for kind in TABLES]
+
+
+def test_the_operator_can_be_granted_the_data_roles_of_the_commands() -> None:
+    main = read("main.bicep")
+    assert params(main)["operatorPrincipalId"] == "''"
+    document = json.loads((INFRA / "main.parameters.json").read_text(encoding="utf-8"))
+    assert document["parameters"]["operatorPrincipalId"]["value"] == "${AZURE_PRINCIPAL_ID}"
+    rbac = read("app/rbac.bicep")
+    storage = block(rbac, r"^var operatorStorageRoles = !empty\(operatorPrincipalId\) \? \[")
+    service_bus = block(rbac, r"^var operatorServiceBusRoles = !empty\(operatorPrincipalId\) \? \[")
+    assert "roles.storageTableDataContributor" in storage
+    assert "roles.serviceBusDataSender" in service_bus
+    assert "roles.serviceBusDataReceiver" in service_bus
+    assert rbac.count("principalType: operatorPrincipalType") == 2
+
+
+def test_host_json_fits_every_batch_inside_the_queue_lock() -> None:
+    """Batch triggers get no lock renewal: waiting for the batch plus running it must end
+    before the lock does, and the wait may be at most half the lock (reference section 1)."""
+    host = json.loads((REPO / "host.json").read_text(encoding="utf-8"))
+    lock = _seconds(prop(resource(read("core/servicebus.bicep"), "queue"), "lockDuration").strip("'"))
+    assert lock == 300  # the maximum Service Bus allows
+    wait = _timespan(host["extensions"]["serviceBus"]["maxBatchWaitTime"])
+    timeout = _timespan(host["functionTimeout"])
+    assert wait <= lock / 2
+    assert wait + timeout <= lock - 30  # a margin for settling the messages
+
+
+def _seconds(iso: str) -> float:
+    match = re.fullmatch(r"PT(?:(\d+)M)?(?:(\d+)S)?", iso)
+    assert match, iso
+    return int(match.group(1) or 0) * 60 + int(match.group(2) or 0)
+
+
+def _timespan(value: str) -> float:
+    hours, minutes, seconds = value.split(":")
+    return int(hours) * 3600 + int(minutes) * 60 + float(seconds)
 
 
 def test_secret_settings_are_key_vault_references() -> None:
@@ -153,7 +241,7 @@ def test_secret_settings_are_key_vault_references() -> None:
     secret_aliases = [
         alias
         for alias, field in _settings_aliases().items()
-        if field.annotation is SecretStr and alias in settings
+        if SecretStr in (field.annotation, *get_args(field.annotation)) and alias in settings
     ]
     assert len(secret_aliases) == 4, secret_aliases
     for alias in secret_aliases:
@@ -220,7 +308,7 @@ def test_parameters_file_matches_main_bicep() -> None:
     required = {name for name, default in declared.items() if default is None}
     assert required <= set(supplied), required - set(supplied)
     for name, entry in supplied.items():
-        assert re.fullmatch(r"\$\{[A-Z_]+\}", entry["value"]), name
+        assert re.fullmatch(r"\$\{[A-Z_]+(=[a-z_]+)?\}", entry["value"]), name
     assert supplied["environmentName"]["value"] == "${AZURE_ENV_NAME}"
     assert supplied["location"]["value"] == "${AZURE_LOCATION}"
 

@@ -1,9 +1,9 @@
 """checkov (PyPI) over infra/: every .bicep file parses, and no check fails.
 
 checkov's dependencies would fight ours, so it lives in its own virtualenv under
-.mdsync/checkov-venv, built on first use and reused afterwards. Severities come from the
-vendor's online mapping, which we do not download (BC_SKIP_MAPPING, --skip-download), so
-the bar is the strictest one: no failed check at all. Every skip is an inline
+.mdsync/checkov-venv (tests/isolated_venv.py), built on first use and reused afterwards.
+Severities come from the vendor's online mapping, which we do not download (BC_SKIP_MAPPING,
+--skip-download), so the bar is the strictest one: no failed check at all. Every skip is an inline
 ``checkov:skip=ID:reason`` comment, explained in docs/deploying.md.
 """
 
@@ -11,19 +11,15 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.infra.bicep_text import INFRA, REPO, bicep_files, inline_skips
+from tests.isolated_venv import isolated_python, run
 
 CHECKOV_VERSION = "3.3.30"
-VENV = REPO / ".mdsync" / "checkov-venv"
-INSTALLED_MARKER = VENV / f".installed-checkov-{CHECKOV_VERSION}"
 
 # Lists what checkov's own Bicep parser makes of each file (run inside the checkov venv).
 PARSE_SCRIPT = """
@@ -83,39 +79,9 @@ MUST_PASS = {
 }
 
 
-def _run(command: list[str], **kwargs: Any) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(command, capture_output=True, text=True, check=False, **kwargs)  # noqa: S603
-
-
-def _build_venv() -> None:
-    """Create the venv next to its final place and move it in only once checkov is installed,
-    so an interrupted or concurrent first run never leaves a half-built venv behind."""
-    staging = VENV.with_name(f"{VENV.name}.building-{os.getpid()}")
-    shutil.rmtree(staging, ignore_errors=True)
-    created = _run([sys.executable, "-m", "venv", str(staging)])
-    assert created.returncode == 0, f"python -m venv failed:\n{created.stderr}"
-    python = str(staging / "bin" / "python")
-    pip = [python, "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
-    installed = _run([*pip, f"checkov=={CHECKOV_VERSION}"])
-    if installed.returncode != 0:
-        shutil.rmtree(staging, ignore_errors=True)
-        pytest.fail(f"pip install checkov=={CHECKOV_VERSION} failed:\n{installed.stderr[-4000:]}")
-    (staging / INSTALLED_MARKER.name).touch()
-    shutil.rmtree(VENV, ignore_errors=True)
-    try:
-        staging.rename(VENV)
-    except OSError:
-        # Another run finished first; its venv is as good as ours.
-        shutil.rmtree(staging, ignore_errors=True)
-
-
 @pytest.fixture(scope="session")
 def checkov_python() -> Path:
-    if not INSTALLED_MARKER.is_file():
-        VENV.parent.mkdir(parents=True, exist_ok=True)
-        _build_venv()
-    assert INSTALLED_MARKER.is_file(), f"{VENV} has no checkov {CHECKOV_VERSION}"
-    return VENV / "bin" / "python"
+    return isolated_python("checkov-venv", [[f"checkov=={CHECKOV_VERSION}"]])
 
 
 def _checkov_env() -> dict[str, str]:
@@ -153,7 +119,7 @@ def checkov_report(checkov_python: Path) -> dict[str, Any]:
         "--skip-download",
         "--output", "json",
     ]  # fmt: skip
-    completed = _run(command, cwd=REPO, env=_checkov_env(), timeout=600)
+    completed = run(command, cwd=REPO, env=_checkov_env(), timeout=600)
     try:
         report = json.loads(completed.stdout)
     except json.JSONDecodeError:
@@ -169,7 +135,7 @@ def checkov_report(checkov_python: Path) -> dict[str, Any]:
 def test_checkov_parser_reads_every_bicep_file(checkov_python: Path) -> None:
     files = [str(path) for path in bicep_files()]
     assert len(files) == len(EXPECTED_TYPES), sorted(files)
-    completed = _run([str(checkov_python), "-c", PARSE_SCRIPT, *files], cwd=REPO, timeout=300)
+    completed = run([str(checkov_python), "-c", PARSE_SCRIPT, *files], cwd=REPO, timeout=300)
     assert completed.returncode == 0, completed.stderr[-4000:]
     parsed = json.loads(completed.stdout)
     assert parsed["errors"] == []

@@ -103,6 +103,7 @@ def clock() -> FakeClock:
 def start_marketo(tls: TlsFiles, session: requests.Session) -> Iterator[Callable[..., Marketo]]:
     """``start_marketo(clock=None, **limits_or_config)`` -> a running simulated instance."""
     running: list[ServerThread] = []
+    sims: list[MarketoSim] = []
 
     def start(clock: FakeClock | None = None, **overrides: Any) -> Marketo:
         limit_names = set(Limits.__dataclass_fields__)
@@ -116,6 +117,7 @@ def start_marketo(tls: TlsFiles, session: requests.Session) -> Iterator[Callable
             **({"clock": clock.time} if clock else {}),
         )
         sim = create_app(config)
+        sims.append(sim)
         server = ServerThread(sim.app, tls=tls, name="marketo-sim").start()
         running.append(server)
         return Marketo(sim, server, session, clock)
@@ -127,6 +129,8 @@ def start_marketo(tls: TlsFiles, session: requests.Session) -> Iterator[Callable
     gc.collect()
     for server in running:
         server.stop()
+    for sim in sims:
+        sim.close()
 
 
 @pytest.fixture

@@ -20,10 +20,11 @@ from shared.errors import (
     QuotaExhaustedError,
     RateLimitedError,
     ServiceUnavailableError,
+    UnsupportedError,
     ValidationError,
 )
 from shared.marketo.client import BATCH, MAX_BODY_BYTES, _write_chunks
-from shared.marketo.codes import error_for, seconds_until_quota_reset
+from shared.marketo.codes import BulkQueueFullError, error_for, seconds_until_quota_reset
 from shared.marketo.limiter import CallLimiter, RateShareSpentError
 from shared.marketo.models import Activity
 from simulators.marketo.activities import Cursor
@@ -159,6 +160,32 @@ def test_codes_map_to_the_error_tree(code: str, kind: type[Exception]) -> None:
     error = error_for(code, "message")
     assert type(error) is kind
     assert (error.code, error.service) == (code, "marketo")
+
+
+@pytest.mark.parametrize(
+    ("code", "message", "kind", "retry_after"),
+    [
+        ("1016", "Too many imports", BulkQueueFullError, 30.0),
+        ("1029", "Too many jobs in queue", BulkQueueFullError, 60.0),
+        ("1029", "Export daily quota exceeded", QuotaExhaustedError, None),
+        ("1029", "Job already queued", ConflictError, None),
+        ("1035", "Unsupported filter type for target subscription", UnsupportedError, None),
+        ("703", "The feature is not enabled for the subscription", UnsupportedError, None),
+    ],
+)
+def test_bulk_codes_map_by_code_and_message(
+    code: str, message: str, kind: type[Exception], retry_after: float | None
+) -> None:
+    error = error_for(code, message)
+    assert type(error) is kind
+    assert error.code == code
+    if retry_after is not None:
+        assert isinstance(error, RateLimitedError)
+        assert error.retry_after == retry_after
+    if kind is QuotaExhaustedError:
+        assert isinstance(error, QuotaExhaustedError)
+        assert error.retry_after is not None
+        assert 0 < error.retry_after <= 25 * 3600
 
 
 def test_activity_dates_in_both_documented_forms() -> None:

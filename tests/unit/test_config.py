@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from shared.config import Settings, load_settings
+from shared.config import DataverseCredential, Settings, load_settings
 from shared.errors import ConfigurationError
 
 REQUIRED = {
@@ -46,16 +46,59 @@ def test_the_defaults_are_the_documented_ones(env: pytest.MonkeyPatch) -> None:
 
 
 def test_every_faulty_setting_is_named_in_one_message(env: pytest.MonkeyPatch) -> None:
-    env.delenv("MARKETO_CLIENT_ID")
+    env.setenv("MARKETO_BASE_URL", "not a url")
     env.setenv("DYNAMICS_WEBHOOK_SECRET", "short")
     env.setenv("MARKETO_DELETES_POLL_SECONDS", "-1")
     with pytest.raises(ConfigurationError) as raised:
         load_settings()
     message = str(raised.value)
-    assert "MARKETO_CLIENT_ID: missing" in message
+    assert "MARKETO_BASE_URL:" in message
     assert "DYNAMICS_WEBHOOK_SECRET: Value error, must be at least 16 characters" in message
     assert "MARKETO_DELETES_POLL_SECONDS:" in message
     assert "looked in: environment variables, then" in message
+    assert set(raised.value.settings) == {
+        "MARKETO_BASE_URL",
+        "DYNAMICS_WEBHOOK_SECRET",
+        "MARKETO_DELETES_POLL_SECONDS",
+    }
+
+
+def test_a_missing_setting_is_asked_for_only_by_what_uses_it(env: pytest.MonkeyPatch) -> None:
+    """`mdsync log` reads the state store: it needs no Marketo or Dataverse secret."""
+    for name in ("MARKETO_CLIENT_SECRET", "DATAVERSE_CLIENT_SECRET", "FLOW_STEP_SECRET"):
+        env.delenv(name)
+    settings = load_settings()
+    settings.require_state_connection()
+    with pytest.raises(ConfigurationError) as raised:
+        settings.marketo()
+    assert raised.value.settings == ("MARKETO_CLIENT_SECRET",)
+    assert "MARKETO_CLIENT_SECRET is not set (needed by the Marketo client)" in str(raised.value)
+    with pytest.raises(ConfigurationError, match="FLOW_STEP_SECRET is not set"):
+        settings.flow_step_key()
+    assert settings.dynamics_webhook_key() == REQUIRED["DYNAMICS_WEBHOOK_SECRET"]
+
+
+def test_the_dataverse_credential_decides_which_settings_it_needs(env: pytest.MonkeyPatch) -> None:
+    assert load_settings().dataverse().credential is DataverseCredential.CLIENT_SECRET
+    env.delenv("DATAVERSE_CLIENT_SECRET")
+    env.delenv("DATAVERSE_TENANT_ID")
+    managed = load_settings().dataverse()  # no secret at all: the managed identity
+    assert managed.credential is DataverseCredential.MANAGED_IDENTITY
+    assert managed.scope == "https://contoso.crm.dynamics.com/.default"
+    env.setenv("DATAVERSE_CREDENTIAL", "certificate")
+    with pytest.raises(ConfigurationError) as raised:
+        load_settings().dataverse()
+    assert raised.value.settings == ("DATAVERSE_TENANT_ID", "DATAVERSE_CLIENT_CERTIFICATE_PATH")
+
+
+@pytest.mark.parametrize("name", ["MARKETO_BASE_URL", "DATAVERSE_URL", "DATAVERSE_AUTHORITY_HOST"])
+def test_service_urls_must_be_https_except_on_this_machine(env: pytest.MonkeyPatch, name: str) -> None:
+    env.setenv(name, "http://contoso.example")
+    with pytest.raises(ConfigurationError, match=f"{name}: Value error, must be an https:// URL"):
+        load_settings()
+    for local in ("http://localhost:7444", "http://127.0.0.1:7444", "http://[::1]:7444"):
+        env.setenv(name, local)
+        load_settings()
 
 
 @pytest.mark.parametrize(

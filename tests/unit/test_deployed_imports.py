@@ -44,6 +44,10 @@ def test_function_app_imports_no_local_tooling_or_heavy_library() -> None:
     assert "function_app" in modules
     offenders = sorted(m for m in modules if m.split(".")[0] in FORBIDDEN)
     assert offenders == []
+    # Telemetry's exporter loads only when Application Insights is configured, on first use;
+    # the Python worker's own package is a development tool.
+    lazy = ("azure.monitor", "opentelemetry.sdk", "azure.identity", "azure_functions_runtime")
+    assert sorted(m for m in modules if m.startswith(lazy)) == []
 
 
 REGISTRATION = """

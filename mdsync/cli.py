@@ -184,6 +184,7 @@ def cmd_fields_check(args: argparse.Namespace) -> int:
     from shared.bootstrap import container
     from shared.field_check import check_mapping
     from shared.mapping import load_mapping
+    from shared.sync.reads import DynamicsReader
 
     try:
         mapping = load_mapping(Path(args.mapping)) if args.mapping else container().mapping
@@ -194,14 +195,20 @@ def cmd_fields_check(args: argparse.Namespace) -> int:
     deps = container()
     marketo_fields = deps.marketo.describe_leads()
     columns = {e: deps.dataverse.entity_metadata(e).attributes for e in ("lead", "contact")}
-    problems = check_mapping(mapping, marketo_fields, columns)
-    if not problems:
-        count = len(mapping.lead.fields) + len(mapping.contact.fields)
-        console.print(f"[green]ok[/green]: {count} mapped fields match Marketo and Dataverse metadata")
-        return 0
+    currencies = DynamicsReader(deps.dataverse, mapping).currency_codes()
+    problems = check_mapping(mapping, marketo_fields, columns, currencies)
+    errors = [p for p in problems if p.severity == "error"]
     for problem in problems:
-        console.print(f"[red]error[/red] {escape(str(problem))}", soft_wrap=True)
-    console.print(f"{len(problems)} problem(s) in the field mapping")
+        label = "[red]error[/red]" if problem.severity == "error" else "[yellow]warning[/yellow]"
+        console.print(f"{label} {escape(str(problem))}", soft_wrap=True)
+    if not errors:
+        count = len(mapping.lead.fields) + len(mapping.contact.fields)
+        warned = f" ({len(problems)} warning(s))" if problems else ""
+        console.print(
+            f"[green]ok[/green]: {count} mapped fields match Marketo and Dataverse metadata{warned}"
+        )
+        return 0
+    console.print(f"{len(errors)} problem(s) in the field mapping")
     return 1
 
 

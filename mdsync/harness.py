@@ -42,6 +42,13 @@ FLOW_STEP_FIELDS = (
         "mdsyncFlowStepDynamicsId", "mdsync Flow Step Dynamics Id", soap_name="mdsyncFlowStepDynamicsId"
     ),
 )
+# Custom person fields a customer typically adds, for mappings beyond the defaults (the tests
+# and the chaos scenarios map them): a notes text area, a short notes string, a close date.
+CUSTOMER_FIELDS = (
+    ExtraField("personNotes", "Person Notes", "text", length=None),
+    ExtraField("salesNotes", "Sales Notes", "string", length=255),
+    ExtraField("estimatedCloseDate", "Estimated Close Date", "date", length=None),
+)
 
 
 @dataclass
@@ -90,6 +97,9 @@ class LocalSystem:
             "DYNAMICS_SWEEP_SCHEDULE": self.config.sweep_schedule,
             # Polls run when the harness says; each shows a deletion made before it.
             "MARKETO_DELETES_POLL_SECONDS": "0",
+            # No poll runs until the harness says, so a confirmation would come before every
+            # echo and cost a read production does not pay: off (the echoes confirm writes).
+            "MDSYNC_CONFIRM_SECONDS": "0",
             # The tests count the simulators' calls; the demo runs `mdsync doctor` itself.
             "MDSYNC_STARTUP_CHECKS": "false",
             "FUNCTIONS_WORKER_RUNTIME": "python",
@@ -294,5 +304,5 @@ def _with_fields(config: Any) -> Any:
     from dataclasses import replace
 
     names = {f.name for f in config.extra_fields}
-    extra = tuple(f for f in FLOW_STEP_FIELDS if f.name not in names)
+    extra = tuple(f for f in (*FLOW_STEP_FIELDS, *CUSTOMER_FIELDS) if f.name not in names)
     return replace(config, extra_fields=(*config.extra_fields, *extra))

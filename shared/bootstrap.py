@@ -109,6 +109,9 @@ class Container:
                 max_attempts=self.settings.max_attempts,
                 base_delay_seconds=self.settings.retry_base_seconds,
                 max_delay_seconds=self.settings.retry_max_seconds,
+                # A vanished person's deletion is confirmed once the poller read the deletions.
+                vanished_retry_seconds=float(self.settings.marketo_deletes_poll_seconds),
+                confirm_seconds=float(self.settings.confirm_seconds),
             ),
         )
 

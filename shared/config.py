@@ -184,6 +184,9 @@ class Settings(BaseSettings):
     # The backoff between those attempts: base doubling per attempt, capped (Retry-After wins).
     retry_base_seconds: float = Field(default=5.0, alias="MDSYNC_RETRY_BASE_SECONDS", gt=0, le=3600)
     retry_max_seconds: float = Field(default=900.0, alias="MDSYNC_RETRY_MAX_SECONDS", gt=0, le=86_400)
+    # After writing Marketo values, when to look whether Marketo took them if no echo (Change
+    # Data Value, read by the poller) confirmed them by then: a few poll intervals.
+    confirm_seconds: int = Field(default=180, alias="MDSYNC_CONFIRM_SECONDS", ge=0, le=86_400)
 
     # --- State store -----------------------------------------------------------------------
     state_backend: StateBackend = Field(default=StateBackend.TABLE, alias="MDSYNC_STATE_BACKEND")
@@ -218,7 +221,7 @@ class Settings(BaseSettings):
     # Where the very first poll starts (ISO 8601 with a zone); unset = from the first run on.
     marketo_poll_start: datetime | None = Field(default=None, alias="MARKETO_POLL_START")
     # Pages of Marketo activities one poll run reads at most (the rest waits for the next run).
-    marketo_poll_max_pages: int = Field(default=50, alias="MARKETO_POLL_MAX_PAGES", ge=2, le=1000)
+    marketo_poll_max_pages: int = Field(default=50, alias="MARKETO_POLL_MAX_PAGES", ge=3, le=1000)
     # Deletions are read on a poll run at most this often (0: every run).
     marketo_deletes_poll_seconds: int = Field(
         default=300, alias="MARKETO_DELETES_POLL_SECONDS", ge=0, le=86_400

@@ -40,6 +40,7 @@ from shared.errors import (
 from shared.field_check import FieldProblem, check_mapping
 from shared.instance import FIX as STATE_FIX
 from shared.instance import Instance, bind, bound_instance
+from shared.sync.reads import DynamicsReader
 
 if TYPE_CHECKING:
     from shared.bootstrap import Container
@@ -194,14 +195,19 @@ class Doctor:
         columns = {
             e: self.deps.dataverse.entity_metadata(e, refresh=True).attributes for e in ("lead", "contact")
         }
-        problems = check_mapping(mapping, fields, columns)
-        if not problems:
+        currencies = DynamicsReader(self.deps.dataverse, mapping).currency_codes()
+        problems = check_mapping(mapping, fields, columns, currencies)
+        errors = [p for p in problems if p.severity == "error"]
+        for problem in problems:
+            if problem.severity == "warning":
+                yield Check("field mapping", True, f"warning: {problem}")
+        if not errors:
             count = len(mapping.lead.fields) + len(mapping.contact.fields)
             yield Check(
                 "field mapping", True, f"{count} mapped fields exist on both sides with compatible types"
             )
             return
-        for problem in problems:
+        for problem in errors:
             yield Check("field mapping", False, str(problem), _mapping_fix(problem))
 
     def webhook(self) -> Iterator[Check]:

@@ -1,14 +1,24 @@
 """Check a field mapping against both systems' live metadata. Pure: the caller fetches.
 
-Names every mapped field that does not exist, whose type cannot hold the other side's values,
-or that mdsync would have to write but cannot (read-only in Marketo, not valid for create or
-update in Dataverse); and the link and sync-filter fields the sync itself relies on.
+Errors (the mapping cannot work as written): every mapped field that does not exist, whose type
+cannot hold the other side's values, or that mdsync would have to write but cannot (read-only
+in Marketo, not valid for create or update in Dataverse); option values missing on either side
+(a map value Dataverse does not have, a Dataverse option the map does not name: it could never
+reach Marketo); a currency column mapped as a bare number, or with a currency the organization
+does not have; a date and time mapped onto a date-only column; and the link and sync-filter
+fields the sync itself relies on.
+
+Warnings (the mapping works; some values will be reported instead of copied): a Dynamics text
+column that holds more characters than its Marketo field (a longer value is not copied to
+Marketo, where it would be cut), and a "User Local" date-only column read in UTC because no
+time zone is configured.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 from shared.dataverse.models import AttributeMetadata
 from shared.mapping import FieldMap, FieldMapping, FieldType
@@ -25,6 +35,7 @@ MARKETO_TYPES: dict[FieldType, frozenset[str]] = {
     FieldType.DATE: frozenset({"date"}),
     FieldType.DATETIME: frozenset({"datetime"}),
     FieldType.OPTION: frozenset({"string"}),
+    FieldType.MONEY: frozenset({"currency", "float"}),
 }
 DATAVERSE_TYPES: dict[FieldType, frozenset[str]] = {
     FieldType.STRING: frozenset({"String", "Memo"}),
@@ -32,11 +43,13 @@ DATAVERSE_TYPES: dict[FieldType, frozenset[str]] = {
     FieldType.PHONE: frozenset({"String"}),
     FieldType.BOOLEAN: frozenset({"Boolean"}),
     FieldType.INTEGER: frozenset({"Integer", "BigInt"}),
-    FieldType.NUMBER: frozenset({"Decimal", "Double", "Money", "Integer"}),
+    FieldType.NUMBER: frozenset({"Decimal", "Double", "Integer"}),
     FieldType.DATE: frozenset({"DateTime"}),
     FieldType.DATETIME: frozenset({"DateTime"}),
     FieldType.OPTION: frozenset({"Picklist", "State", "Status"}),
+    FieldType.MONEY: frozenset({"Money"}),
 }
+TEXT_COLUMNS = frozenset({"String", "Memo"})
 
 
 @dataclass(frozen=True)
@@ -44,6 +57,7 @@ class FieldProblem:
     where: str  # "lead.firstName -> firstname", "links.marketo_lead_id", ...
     system: str  # "marketo" or "dynamics"
     message: str
+    severity: Literal["error", "warning"] = "error"
 
     def __str__(self) -> str:
         return f"{self.where}: {self.system}: {self.message}"
@@ -67,20 +81,35 @@ def _check_marketo(where: str, fmap: FieldMap, fields: Mapping[str, FieldDescrip
     return problems
 
 
+def _type_problem(fmap: FieldMap, column: AttributeMetadata) -> str:
+    if column.attribute_type == "Money" and fmap.type is not FieldType.MONEY:
+        return (
+            f"{fmap.dynamics} is a currency column: map it as type money with its currency "
+            "(a bare number means nothing without the row's currency)"
+        )
+    if column.attribute_type not in DATAVERSE_TYPES[fmap.type]:
+        return f"{fmap.dynamics} is {column.attribute_type}, not usable as {fmap.type.value}"
+    if fmap.type is FieldType.MONEY and fmap.dynamics.endswith("_base"):
+        return f"{fmap.dynamics} is the base-currency copy of {fmap.dynamics[:-5]}: map that column"
+    if fmap.type is FieldType.DATETIME and column.date_behavior == "DateOnly":
+        return f"{fmap.dynamics} holds a date only (DateOnly behaviour): map it as type date"
+    return ""
+
+
 def _check_dynamics(
-    where: str, fmap: FieldMap, columns: Mapping[str, AttributeMetadata]
+    where: str, fmap: FieldMap, columns: Mapping[str, AttributeMetadata], currencies: Collection[str]
 ) -> list[FieldProblem]:
     column = columns.get(fmap.dynamics)
     if column is None:
         return [FieldProblem(where, "dynamics", f"unknown column {fmap.dynamics!r}")]
     problems = []
-    if column.attribute_type not in DATAVERSE_TYPES[fmap.type]:
+    wrong_type = _type_problem(fmap, column)
+    if wrong_type:
+        problems.append(FieldProblem(where, "dynamics", wrong_type))
+    if fmap.currency and currencies and fmap.currency not in currencies:
+        have = ", ".join(sorted(currencies))
         problems.append(
-            FieldProblem(
-                where,
-                "dynamics",
-                f"{fmap.dynamics} is {column.attribute_type}, not usable as {fmap.type.value}",
-            )
+            FieldProblem(where, "dynamics", f"{fmap.currency} is not a currency of the organization ({have})")
         )
     if fmap.direction.to_dynamics and not (column.valid_for_update and column.valid_for_create):
         problems.append(
@@ -94,15 +123,58 @@ def _check_dynamics(
                     where, "dynamics", f"option values {unknown} are not in {fmap.dynamics}'s option set"
                 )
             )
+        unnamed = sorted(column.options - set(fmap.values))
+        if unnamed and fmap.direction.to_marketo:
+            problems.append(
+                FieldProblem(
+                    where,
+                    "dynamics",
+                    f"options {unnamed} of {fmap.dynamics} have no Marketo value in the mapping: they "
+                    "would never reach Marketo (add them to 'values')",
+                )
+            )
     return problems
+
+
+def _check_lengths(
+    where: str, fmap: FieldMap, described: FieldDescription | None, column: AttributeMetadata | None
+) -> list[FieldProblem]:
+    """Where Dynamics holds longer text than Marketo, a longer value is reported, not copied."""
+    if described is None or column is None or column.attribute_type not in TEXT_COLUMNS:
+        return []
+    marketo, dynamics = described.length, column.max_length
+    if not fmap.direction.to_marketo or marketo is None or dynamics is None or dynamics <= marketo:
+        return []
+    message = (
+        f"{fmap.dynamics} holds {dynamics} characters, {fmap.marketo} {marketo}: a longer value is not "
+        "copied to Marketo (which would cut it) and is reported on the person"
+    )
+    return [FieldProblem(where, "marketo", message, "warning")]
+
+
+def _check_zone(
+    where: str, fmap: FieldMap, mapping: FieldMapping, column: AttributeMetadata | None
+) -> list[FieldProblem]:
+    local_date = (
+        column is not None and column.date_behavior == "UserLocal" and column.date_format == "DateOnly"
+    )
+    if fmap.type is FieldType.DATE and local_date and (fmap.time_zone or mapping.options.time_zone) == "UTC":
+        message = (
+            f"{fmap.dynamics} is a User Local date-only column: dates are read in UTC; set "
+            "options.time_zone (or the field's time_zone) to the zone your users type them in"
+        )
+        return [FieldProblem(where, "dynamics", message, "warning")]
+    return []
 
 
 def check_mapping(
     mapping: FieldMapping,
     marketo_fields: Sequence[FieldDescription],
     dynamics_columns: Mapping[str, Mapping[str, AttributeMetadata]],
+    currencies: Collection[str] = (),
 ) -> list[FieldProblem]:
-    """Every problem of ``mapping`` against the live metadata (empty when it is sound)."""
+    """Every problem of ``mapping`` against the live metadata (empty when it is sound);
+    ``currencies``: the ISO codes of the organization's currencies (empty: not checked)."""
     by_name = {f.name: f for f in marketo_fields}
     problems: list[FieldProblem] = []
     for entity in ("lead", "contact"):
@@ -110,7 +182,9 @@ def check_mapping(
         for fmap in mapping.entity(entity).fields:
             where = f"{entity}.{fmap.marketo} -> {fmap.dynamics}"
             problems += _check_marketo(where, fmap, by_name)
-            problems += _check_dynamics(where, fmap, columns)
+            problems += _check_dynamics(where, fmap, columns, currencies)
+            problems += _check_lengths(where, fmap, by_name.get(fmap.marketo), columns.get(fmap.dynamics))
+            problems += _check_zone(where, fmap, mapping, columns.get(fmap.dynamics))
         link_column = columns.get(mapping.links.dynamics_marketo_id)
         if link_column is None or link_column.attribute_type != "String" or not link_column.valid_for_update:
             problems.append(

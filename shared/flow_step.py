@@ -7,7 +7,10 @@ Called from a Marketo trigger campaign's Call Webhook step. It never updates an 
 * a lead or contact already carries the person's id in the Marketo-id column (the state-store
   link was lost, or a concurrent call just created it) -> the link is restored, ``exists``;
 * an unlinked, active lead or contact has the same email (``options.match_on_email``) -> link
-  it (only the Marketo-id column is written), ``exists`` with its id;
+  it (only the Marketo-id column is written), ``exists`` with its id; a record whose Marketo-id
+  column names a person that no longer exists in Marketo (deleted, and the sync has not caught
+  up yet) counts as unlinked: the person deleted and created again gets its old record back,
+  not a second lead;
 * otherwise -> create a lead from the person's mapped fields, read fresh from Marketo, link
   both ways, ``created``. A validation failure answers ``failed`` with Dataverse's reason and
   is added to the person's Activity Log.
@@ -54,11 +57,11 @@ from shared.errors import (
     TransientError,
     ValidationError,
 )
-from shared.mapping import FieldMapping, Side
+from shared.mapping import EntityMapping, FieldMapping, FieldType, Side, bind_dates, date_behavior
 from shared.marketo.client import MarketoClient
 from shared.normalize import UnmappedOptionError, to_dynamics, to_marketo
 from shared.ports import Link, LogEntry, Shadow, StateStore
-from shared.reconcile import Action, Plan, initial_values, reconcile
+from shared.reconcile import Plan, initial_values, reconcile
 from shared.redaction import redact
 from shared.sync.activity_log import ActivityLog, Failure
 from shared.sync.validation import Column, describe, validate_write
@@ -180,7 +183,7 @@ class SyncPersonToMicrosoft:
         deadline.require("marketo", "read the person")
         person = self._read_person(marketo_id)
         deadline.require("dataverse", "look for the person's record")
-        candidate = self._choose(marketo_id, self._lookup(marketo_id, person))
+        candidate = self._choose(marketo_id, self._lookup(marketo_id, person), deadline)
         if candidate is not None:
             outcome = self._adopt(person, candidate, deadline)
             if outcome is not None:
@@ -224,9 +227,9 @@ class SyncPersonToMicrosoft:
         key = self.mapping.links.dynamics_marketo_id
         clause = odata.eq(key, str(marketo_id))
         if email and self.mapping.options.match_on_email:
+            # Unlinked records, and linked ones whose person may no longer exist (see _stale).
             column = self.mapping.entity(entity).email.dynamics
-            free = odata.and_(odata.eq(column, email), odata.eq(key, None), odata.eq("statecode", 0))
-            clause = odata.or_(clause, free)
+            clause = odata.or_(clause, odata.and_(odata.eq(column, email), odata.eq("statecode", 0)))
         query = {
             "$select": f"{entity}id,{key},statecode",
             "$filter": clause,
@@ -246,9 +249,12 @@ class SyncPersonToMicrosoft:
             row.get("@odata.etag"),
         )
 
-    def _choose(self, marketo_id: int, candidates: list[_Candidate]) -> _Candidate | None:
-        """An active record with the person's id; else an unlinked one with its email; else a
-        closed record with its id (its key still blocks a new lead)."""
+    def _choose(
+        self, marketo_id: int, candidates: list[_Candidate], deadline: _Deadline
+    ) -> _Candidate | None:
+        """An active record with the person's id; else an unlinked one with its email; else one
+        with its email whose Marketo id names a person that no longer exists; else a closed
+        record with its id (its key still blocks a new lead)."""
         mine = [c for c in candidates if c.marketo_key == str(marketo_id)]
         for candidate in mine:
             if candidate.active:
@@ -256,7 +262,23 @@ class SyncPersonToMicrosoft:
         free = self._not_linked(c for c in candidates if c.marketo_key is None and c.active)
         if free:
             return free[0]
+        others = [c for c in candidates if c.active and c.marketo_key not in (None, str(marketo_id))]
+        stale = self._stale(others, deadline)
+        if stale:
+            return stale[0]
         return mine[0] if mine else None
+
+    def _stale(self, candidates: list[_Candidate], deadline: _Deadline) -> list[_Candidate]:
+        """Records naming a person Marketo no longer has (one read for all of them)."""
+        named = {int(c.marketo_key) for c in candidates if c.marketo_key and c.marketo_key.isdigit()}
+        if not named or not deadline.allows_call("marketo"):
+            return []
+        alive = {int(p["id"]) for p in self.marketo.get_leads_by_ids(sorted(named), ["id"])}
+        return [
+            c
+            for c in candidates
+            if c.marketo_key and c.marketo_key.isdigit() and int(c.marketo_key) not in alive
+        ]
 
     def _not_linked(self, candidates: Iterable[_Candidate]) -> list[_Candidate]:
         """Drop records the state store links to someone although their column is still empty."""
@@ -281,6 +303,12 @@ class SyncPersonToMicrosoft:
         if not self._take(marketo_id, candidate):
             return None
         why = "linked to the unlinked Dynamics record with the same email"
+        if candidate.marketo_key is not None:
+            self._forget(candidate)
+            why = (
+                f"linked to the Dynamics record with the same email, whose Marketo id named person "
+                f"{candidate.marketo_key}, which no longer exists in Marketo"
+            )
         self._finish(person, link, deadline, action="linked", why=why)
         return FlowStepOutcome("exists", link.dynamics_id, link.entity)
 
@@ -290,8 +318,17 @@ class SyncPersonToMicrosoft:
         self._finish(person, link, deadline, action="linked", why=why)
         return FlowStepOutcome("exists", link.dynamics_id, link.entity)
 
+    def _forget(self, candidate: _Candidate) -> None:
+        """The link of a person that no longer exists ends (the sync would drop it later)."""
+        links = self.state.get_links_by_dynamics(candidate.entity, [candidate.record_id])
+        old = links.get(candidate.record_id)
+        if old is not None and str(old.marketo_id) == candidate.marketo_key:
+            self.state.delete_link(old)
+            self.state.delete_shadow(old.marketo_id)
+
     def _take(self, marketo_id: int, candidate: _Candidate) -> bool:
-        """Write the person's id on an unlinked record, only if nobody wrote it since we read it."""
+        """Write the person's id on a record, only if nobody wrote it since we read it (a record
+        naming a person that no longer exists may still name it)."""
         key = self.mapping.links.dynamics_marketo_id
         entity_set = ENTITY_SETS[candidate.entity]
         etag = candidate.etag
@@ -307,16 +344,38 @@ class SyncPersonToMicrosoft:
                     return False
                 if row.get(key) == str(marketo_id):
                     return True
-                if row.get(key) not in (None, ""):
+                if row.get(key) not in (None, "", candidate.marketo_key):
                     return False
                 etag = row.get("@odata.etag")
         return False
 
     # --- creating the lead ---------------------------------------------------------------------
 
+    def _lead_mapping(self) -> EntityMapping:
+        """The lead mapping with its date columns' behaviours bound (from the cached metadata)."""
+        lead = self.mapping.lead
+        if not any(f.type in (FieldType.DATE, FieldType.DATETIME) for f in lead.fields):
+            return lead
+        columns = self.columns("lead")
+        behaviors = {name: date_behavior(getattr(c, "date_behavior", None)) for name, c in columns.items()}
+        return bind_dates(lead, behaviors, self.mapping.options.time_zone)
+
+    def _currency(self, lead: EntityMapping, record: dict[str, Any]) -> dict[str, str]:
+        """The mapping's currency for a lead created with money (one query, only then)."""
+        money = [f for f in lead.fields if f.type is FieldType.MONEY and record.get(f.dynamics) is not None]
+        if not money:
+            return {}
+        rows = self.dataverse.query(
+            "transactioncurrencies",
+            select=["transactioncurrencyid", "isocurrencycode"],
+            filter=odata.eq("isocurrencycode", money[0].currency),
+        )
+        found = [str(r["transactioncurrencyid"]) for r in rows]
+        return {"transactioncurrencyid@odata.bind": f"/transactioncurrencies({found[0]})"} if found else {}
+
     def _create(self, person: dict[str, Any], deadline: _Deadline) -> FlowStepOutcome:
         marketo_id = int(person["id"])
-        lead = self.mapping.lead
+        lead = self._lead_mapping()
         values = initial_values(lead, person, Side.MARKETO)
         try:
             record = {
@@ -325,6 +384,7 @@ class SyncPersonToMicrosoft:
         except UnmappedOptionError as exc:
             return self._failed(marketo_id, "mdsync-option", str(exc), (), deadline)
         record = {k: v for k, v in record.items() if v is not None}
+        record.update(self._currency(lead, record))
         problems = validate_write(
             self.columns("lead"),
             record,
@@ -376,9 +436,9 @@ class SyncPersonToMicrosoft:
             # The shadow claims Marketo's new values only once they are written: a worker run in
             # between then copies them again (harmless) instead of undoing them in Dynamics.
             self._put_shadow(link, plan, wrote_marketo=False)
-            changes |= {d.field.marketo: to_marketo(d.field, d.value) for d in plan.writes(Action.TO_MARKETO)}
+            changes |= _marketo_values(plan)
         note = self._push(link, changes, deadline) if changes else None
-        if plan is not None and note is None and plan.writes(Action.TO_MARKETO):
+        if plan is not None and note is None and plan.towards(Side.MARKETO):
             self._put_shadow(link, plan, wrote_marketo=True)
         detail = f"{why}; {note}" if note else why
         self.state.append_log(
@@ -438,6 +498,18 @@ class SyncPersonToMicrosoft:
         entry = LogEntry(marketo_id, None, "lead", "failed", detail, fields, datetime.now(UTC))
         self.state.append_log([entry])
         return FlowStepOutcome("failed", reason=message)
+
+
+def _marketo_values(plan: Plan) -> dict[str, Any]:
+    """What the plan copies to Marketo, without the values Marketo cannot take as they are (the
+    worker reports those when it reconciles the lead's create notice)."""
+    values: dict[str, Any] = {}
+    for decision in plan.towards(Side.MARKETO):
+        try:
+            values[decision.field.marketo] = to_marketo(decision.field, decision.value)
+        except UnmappedOptionError:
+            continue
+    return values
 
 
 def build_flow_step(

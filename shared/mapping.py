@@ -3,18 +3,26 @@
 The mapping is a YAML file validated by pydantic (``shared/default_mapping.yaml`` is the default;
 ``MDSYNC_FIELD_MAPPING`` names another). Per Dynamics entity (lead, contact) it lists the synced
 fields with their Marketo REST name, Dynamics logical name, direction, type and, for option sets,
-the value map (Dynamics integer <-> Marketo string).
+the value map (Dynamics integer <-> Marketo string); for money, the currency; for dates, the time
+zone they are typed in. ``options.first_link`` names the side that fills the other when a pair is
+linked for the first time (docs/fields.md states every rule).
+
+Some facts about a field are Dynamics metadata rather than configuration (a date column's
+DateTimeBehavior): :func:`bind_dates` returns the mapping with them filled in, so the value rules
+of ``shared.normalize`` stay pure functions of the field.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from enum import StrEnum
 from importlib import resources
 from pathlib import Path
 from typing import Any, Self
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic import ValidationError as PydanticValidationError
 
 from shared.errors import ConfigurationError
@@ -49,6 +57,32 @@ class FieldType(StrEnum):
     DATE = "date"
     DATETIME = "datetime"
     OPTION = "option"
+    MONEY = "money"
+
+
+class DateBehavior(StrEnum):
+    """A Dataverse date column's DateTimeBehavior: how its values are stored and returned."""
+
+    USER_LOCAL = "UserLocal"  # an instant, returned in UTC (a date-only value is local midnight)
+    DATE_ONLY = "DateOnly"  # a calendar date, returned as yyyy-MM-dd
+    TIME_ZONE_INDEPENDENT = "TimeZoneIndependent"  # a face value, returned with a "Z" that means nothing
+
+
+def date_behavior(value: object) -> DateBehavior | None:
+    """A DateTimeBehavior as the metadata names it, or None (not a date column, or unknown)."""
+    try:
+        return DateBehavior(str(value)) if value else None
+    except ValueError:
+        return None
+
+
+def _zone(name: str | None) -> str | None:
+    if name is not None:
+        try:
+            ZoneInfo(name)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {name!r} (use an IANA name such as Europe/Berlin)") from None
+    return name
 
 
 class FieldMap(BaseModel):
@@ -62,6 +96,17 @@ class FieldMap(BaseModel):
     values: dict[int, str] | None = None
     # Overrides the entity's collision rule for this field.
     collision_winner: Side | None = None
+    # Overrides options.first_link for this field: whose value wins when a pair is linked first.
+    first_link: Side | None = None
+    # Money: the ISO 4217 code of the currency the Marketo field holds (Dynamics rows in another
+    # currency are not copied either way; see docs/fields.md).
+    currency: str | None = Field(default=None, pattern=r"^[A-Z]{3}$")
+    # Dates: the time zone a date is typed in (default options.time_zone), and the Dynamics
+    # column's DateTimeBehavior (read from the metadata unless stated here).
+    time_zone: str | None = None
+    dynamics_date: DateBehavior | None = None
+
+    _valid_zone = field_validator("time_zone")(_zone)
 
     @model_validator(mode="after")
     def _option_values(self) -> Self:
@@ -73,7 +118,13 @@ class FieldMap(BaseModel):
             labels = [label.strip().lower() for label in self.values.values()]
             if len(set(labels)) != len(labels):
                 raise ValueError(f"{self.marketo}: two option values map to the same Marketo string")
+        if (self.type is FieldType.MONEY) != (self.currency is not None):
+            raise ValueError(f"{self.marketo}: a money field needs a 'currency' (and only money has one)")
         return self
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.time_zone or "UTC")
 
     def option_label(self, value: int) -> str | None:
         return (self.values or {}).get(value)
@@ -110,6 +161,10 @@ class EntityMapping(BaseModel):
     def winner(self, field: FieldMap) -> Side:
         return field.collision_winner or self.collision_winner
 
+    def replace_fields(self, fields: Mapping[str, FieldMap]) -> EntityMapping:
+        """This mapping with some fields (by Marketo name) replaced."""
+        return self.model_copy(update={"fields": tuple(fields.get(f.marketo, f) for f in self.fields)})
+
     def by_marketo(self, name: str) -> FieldMap | None:
         return next((f for f in self.fields if f.marketo == name), None)
 
@@ -140,6 +195,15 @@ class Options(BaseModel):
     enforce_business_required: bool = False
     # How the flow step finds an unlinked Dynamics record for a person: by email.
     match_on_email: bool = True
+    # A first link (a record linked to an existing person, a relink after a qualification or a
+    # merge, the initial sync): where both sides hold different values, this side's value fills
+    # the other. A blank never overwrites a value, whichever side this names.
+    first_link: Side = Side.DYNAMICS
+    # The time zone dates are typed in, for Dynamics date columns stored as an instant
+    # ("User Local" date-only columns) or as a face value ("Time Zone Independent").
+    time_zone: str = "UTC"
+
+    _valid_zone = field_validator("time_zone")(_zone)
 
 
 class FieldMapping(BaseModel):
@@ -170,6 +234,22 @@ class FieldMapping(BaseModel):
         if self.options.sync_filter:
             columns.add(self.options.sync_filter)
         return sorted(columns)
+
+
+def bind_dates(
+    entity: EntityMapping, behaviors: Mapping[str, DateBehavior | None], time_zone: str
+) -> EntityMapping:
+    """``entity`` with each date field's DateTimeBehavior (``behaviors``: Dynamics column ->
+    behavior, from the metadata) and time zone filled in where the mapping does not state them."""
+    bound: dict[str, FieldMap] = {}
+    for field in entity.fields:
+        if field.type not in (FieldType.DATE, FieldType.DATETIME):
+            continue
+        behavior = field.dynamics_date or behaviors.get(field.dynamics) or DateBehavior.USER_LOCAL
+        bound[field.marketo] = field.model_copy(
+            update={"dynamics_date": behavior, "time_zone": field.time_zone or time_zone}
+        )
+    return entity.replace_fields(bound) if bound else entity
 
 
 DEFAULT_MAPPING = "default_mapping.yaml"

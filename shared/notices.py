@@ -38,6 +38,12 @@ class Kind(StrEnum):
     UPDATED = "updated"
     DELETED = "deleted"
     QUALIFIED = "qualified"
+    # Merged into another record (``merged_into``): a Marketo person merged away (Merge Leads),
+    # or a Dynamics record merged into another (the Merge message).
+    MERGED = "merged"
+    # mdsync's own: it wrote values to this person in Marketo; if no echo has confirmed them
+    # by now, read the person and see whether Marketo took them.
+    CONFIRM = "confirm"
 
 
 class FieldChange(BaseModel):
@@ -121,6 +127,8 @@ class Notice(BaseModel):
     trimmed: bool = False
     # Lead qualification: the lead the new contact originates from.
     originating_lead_id: RecordId | None = None
+    # A merge: the record (Marketo person id, or Dynamics record id) this one was merged into.
+    merged_into: RecordId | None = None
     email: str | None = Field(default=None, max_length=320)
     # Retry bookkeeping for transient failures in the worker.
     attempt: int = Field(default=0, ge=0)

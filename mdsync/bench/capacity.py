@@ -152,8 +152,8 @@ def capacity(
     Dynamics -> Marketo: per worker invocation one Marketo read and one write per 300 persons
     and one Dataverse read per 250 rows; the poller later pages through the activities of those
     writes (one page per 300). Marketo -> Dynamics: every poll run reads the lead-change pages
-    (one per 300 activities, at least one), and a deleted-leads page every ``deletes_seconds``
-    (or every run, if runs are further apart); its notices are synced
+    (one per 300 activities, at least one), and a deleted-leads page and a merges page every
+    ``deletes_seconds`` (or every run, if runs are further apart); its notices are synced
     as one invocation: a Marketo read per 300, a Dataverse read per 250 and a Dataverse write
     request per ``dataverse_write_chunk`` rows. The sweep follows two delta links per run."""
     deployment = deployment or Deployment()
@@ -170,7 +170,7 @@ def capacity(
         invocations * 2 * _per_batch(batch, size)
         + to_marketo / size
         + polls * (max(1.0, _per_batch(per_poll, size)) + _per_batch(per_poll, size))
-        + deletes
+        + 2 * deletes  # Get Deleted Leads and the Merge Leads activities
     )
     dataverse = (
         invocations * _per_batch(batch, limits.dataverse_read_ids)

@@ -40,6 +40,7 @@ def _person(tag: str, i: int, entity: str) -> dict[str, Any]:
         "lastName": f"Last{i}",
         "title": "seeded",
         "city": "Lisbon",
+        "country": "Portugal",
         "msftDoNotEmail": False,
         "msftType": "Lead" if entity == "lead" else "Contact",
     }
@@ -55,6 +56,7 @@ def _row(person: dict[str, Any], marketo_id: int, entity: str) -> dict[str, Any]
         "emailaddress1": person["email"],
         "jobtitle": person["title"],
         "address1_city": person["city"],
+        "address1_country": person["country"],
         "donotemail": False,
         "mdsync_marketoid": str(marketo_id),
     }

@@ -1,9 +1,11 @@
 """What must hold once a chaos round has converged.
 
 1. Every linked pair holds the same mapped values on both sides (canonically compared), except
-   the pairs poisoned on purpose, whose sync is expected to fail.
+   the pairs poisoned on purpose, whose sync is expected to fail, and the blocked fields Marketo
+   did not take (held: each side keeps its value, and the refusal is in the person's sync log).
 2. Every edit made in the round is there on both sides (no change lost); for a collision, the
-   value of the side the rule names (Marketo for leads, Dynamics for contacts).
+   value of the side the rule names (Marketo for leads, Dynamics for contacts); where Marketo
+   did not take a value, the Dynamics edit is in Dynamics and Marketo kept its own.
 3. Every lead created in Dynamics is linked to a Marketo person holding its values.
 4. Links are intact: each pair is still linked to its own record.
 5. Parked notices and dead letters hold only permanent validation failures of poisoned pairs
@@ -15,7 +17,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,6 +29,8 @@ from shared.replay import subject
 from shared.sync.activity_log import FAILURE_TYPE
 
 PairKey = tuple[str, int]
+# The value both sides must hold, or (Marketo's, Dynamics') where they differ on purpose.
+Expectation = str | tuple[str, str]
 
 
 @dataclass(frozen=True)
@@ -47,7 +51,12 @@ def _row(system: LocalSystem, entity: str, row_id: str) -> dict[str, Any]:
         return dict(store.get(entity, row_id.lower()) or {})
 
 
-def converged(system: LocalSystem, pairs: Mapping[PairKey, Pair], poisoned: set[PairKey]) -> list[Violation]:
+def converged(
+    system: LocalSystem,
+    pairs: Mapping[PairKey, Pair],
+    poisoned: set[PairKey],
+    held: Collection[tuple[PairKey, str]] = (),
+) -> list[Violation]:
     mapping = system.deps.mapping
     found = []
     for key, pair in pairs.items():
@@ -55,6 +64,8 @@ def converged(system: LocalSystem, pairs: Mapping[PairKey, Pair], poisoned: set[
             continue
         person, row = _person(system, pair.marketo_id), _row(system, pair.entity, pair.dynamics_id)
         for fmap in mapping.entity(pair.entity).fields:
+            if (key, fmap.marketo) in held:
+                continue
             left = canonical(fmap, person.get(fmap.marketo), Side.MARKETO)
             right = canonical(fmap, row.get(fmap.dynamics), Side.DYNAMICS)
             if left != right:
@@ -67,23 +78,40 @@ def converged(system: LocalSystem, pairs: Mapping[PairKey, Pair], poisoned: set[
 def expected_values(
     system: LocalSystem,
     pairs: Mapping[PairKey, Pair],
-    expected: Mapping[tuple[PairKey, str, str], str],
+    expected: Mapping[tuple[PairKey, str, str], Expectation],
     rule: str,
 ) -> list[Violation]:
-    """``expected``: (pair, Marketo field, Dynamics column) -> the value both sides must hold."""
+    """``expected``: (pair, Marketo field, Dynamics column) -> the value both sides must hold,
+    or (Marketo's, Dynamics')."""
     found = []
     for (key, field, column), value in expected.items():
         pair = pairs[key]
+        want = value if isinstance(value, tuple) else (value, value)
         in_marketo = _person(system, pair.marketo_id).get(field)
         in_dynamics = _row(system, pair.entity, pair.dynamics_id).get(column)
-        if in_marketo != value or in_dynamics != value:
+        if (in_marketo, in_dynamics) != want:
             found.append(
                 Violation(
                     rule,
-                    f"{pair.entity} {key[1]} {field}: want {value!r}, "
+                    f"{pair.entity} {key[1]} {field}: want {want!r}, "
                     f"Marketo {in_marketo!r}, Dynamics {in_dynamics!r}",
                 )
             )
+    return found
+
+
+def refusals_reported(
+    system: LocalSystem, pairs: Mapping[PairKey, Pair], held: Collection[tuple[PairKey, str]]
+) -> list[Violation]:
+    """Every held field was reported on its person (a value Marketo did not take)."""
+    found = []
+    for key, field in held:
+        pair = pairs.get(key)
+        if pair is None:
+            continue
+        log = system.deps.state.read_log(marketo_id=pair.marketo_id, limit=500)
+        if not any(e.action == "failed" and "did not take" in e.detail and field in e.detail for e in log):
+            found.append(Violation("refusal reported", f"{pair.entity} {key[1]} {field}: not reported"))
     return found
 
 

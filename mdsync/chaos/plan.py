@@ -11,13 +11,21 @@ A scenario is a few rounds. In each round some faults are armed, then:
 * in the first round, poison edits: Marketo values Dynamics must refuse (a title longer than
   the column allows, a city a business-rule plug-in rejects), and new leads whose emails
   Marketo's filter cannot take (a space, a comma, a foreign letter) among the good new leads;
+* events that move links, on pairs set aside for them: leads qualified into contacts (whose
+  notes the contact does not carry), a person merged in Marketo into a duplicate, a contact
+  merged in Dynamics into another, and races: a lead's title edited in Dynamics and, moments
+  later, in Marketo (whichever way the timing falls, Marketo's value must win on a lead);
 * in one round, a capture run killed mid-run (the sweep or the poll, on this host instance or
   another) before anything else: capture must resume within one schedule period;
 * in one round, the writes to Dynamics of one batch refused for a permission (403), so its
   notices are parked, then replayed at once, well within the queue's duplicate window.
 
-Within a round a field of a pair is edited from one side only (collisions aside), and every
-round ends converged, so each expected value is unambiguous.
+The scenario also blocks updates of the country field in Marketo for the API (Block Field
+Updates): a Dynamics edit of a country Marketo already holds is not taken, is reported, and
+the two sides keep their values until one changes again.
+
+Within a round a field of a pair is edited from one side only (collisions and races aside), and
+every round ends converged, so each expected value is unambiguous.
 """
 
 from __future__ import annotations
@@ -45,6 +53,8 @@ FIELDS = {
 }
 REJECTED_PREFIX = "REJECT"  # the plug-in the scenario installs refuses cities starting with it
 TOO_LONG_TITLE = 150  # Dynamics jobtitle holds 100 characters, Marketo's title 255
+BLOCKED = ("country", "address1_country")  # Block Field Updates for the API, in Marketo
+RACED = ("title", "jobtitle")
 
 
 @dataclass(frozen=True)
@@ -79,6 +89,9 @@ class Create:
     email: str
 
 
+PairKey = tuple[str, int]
+
+
 @dataclass(frozen=True)
 class Kill:
     """A capture run killed mid-run (``run``: "dynamics-sweep" or "marketo-poll"); with
@@ -94,6 +107,10 @@ class Round:
     collisions: list[tuple[Edit, Edit]] = field(default_factory=list)
     edits: list[Edit | Create] = field(default_factory=list)
     poison: list[Edit] = field(default_factory=list)
+    qualifications: list[PairKey] = field(default_factory=list)  # leads qualified
+    marketo_merges: list[PairKey] = field(default_factory=list)  # persons merged into a duplicate
+    dynamics_merges: list[tuple[PairKey, PairKey]] = field(default_factory=list)  # (merged, into)
+    races: list[tuple[Edit, Edit]] = field(default_factory=list)  # (Dynamics edit, Marketo edit)
     # New leads whose email Marketo's filter cannot carry: reported and parked, never linked.
     bad_creates: list[Create] = field(default_factory=list)
     kill: Kill | None = None
@@ -107,6 +124,10 @@ class ScenarioSize:
     rounds: int = 3
     edits_per_round: int = 24
     collisions_per_round: int = 4
+    qualifications_per_round: int = 1
+    marketo_merges_per_round: int = 1
+    dynamics_merges_per_round: int = 1
+    races_per_round: int = 1
 
 
 @dataclass
@@ -144,6 +165,17 @@ class _Planner:
         fresh = size.rounds * size.collisions_per_round
         self.poisoned = [p for p in pairs if p[0] == "lead"][:1] + [p for p in pairs if p[0] == "contact"][:1]
         rest = [p for p in pairs if p not in self.poisoned]
+        # Pairs set aside for the events that move links: a lead each per qualification, Marketo
+        # merge and race; two contacts per Dynamics merge.
+        leads_needed = size.rounds * (
+            size.qualifications_per_round + size.marketo_merges_per_round + size.races_per_round
+        )
+        contacts_needed = size.rounds * size.dynamics_merges_per_round * 2
+        self.event_leads = [p for p in rest if p[0] == "lead"][:leads_needed]
+        self.event_contacts = [p for p in rest if p[0] == "contact"][:contacts_needed]
+        if len(self.event_leads) < leads_needed or len(self.event_contacts) < contacts_needed:
+            raise ValueError("the scenario needs more pairs than its events use")
+        rest = [p for p in rest if p not in self.event_leads and p not in self.event_contacts]
         self.fresh, self.active = rest[:fresh], rest[fresh:]
         if not self.active:
             raise ValueError("the scenario needs more pairs than its collisions use")
@@ -170,6 +202,16 @@ class _Planner:
         if number == 0:
             plan.poison = self._poison()
             plan.bad_creates = self._bad_creates()
+        size = self.size
+        plan.qualifications = [self.event_leads.pop() for _ in range(size.qualifications_per_round)]
+        plan.marketo_merges = [self.event_leads.pop() for _ in range(size.marketo_merges_per_round)]
+        plan.dynamics_merges = [
+            (self.event_contacts.pop(), self.event_contacts.pop())
+            for _ in range(size.dynamics_merges_per_round)
+        ]
+        for _ in range(size.races_per_round):
+            pair = self.event_leads.pop()
+            plan.races.append((self.edit("dynamics", pair, RACED), self.edit("marketo", pair, RACED)))
         if number == self.kill_round:
             run = self.rng.choice(("dynamics-sweep", "marketo-poll"))
             plan.kill = Kill(run, elsewhere=self.rng.random() < 0.25)
@@ -226,3 +268,15 @@ def make_plan(seed: int, size: ScenarioSize) -> Scenario:
 
 def poisoned_pairs(scenario: Scenario) -> set[tuple[str, int]]:
     return {edit.pair for r in scenario.rounds for edit in r.poison}
+
+
+def event_pairs(scenario: Scenario) -> dict[PairKey, str]:
+    """The pairs set aside for link-moving events, and the event each is for."""
+    found: dict[PairKey, str] = {}
+    for r in scenario.rounds:
+        found.update({key: "qualified" for key in r.qualifications})
+        found.update({key: "marketo merge" for key in r.marketo_merges})
+        for merged, into in r.dynamics_merges:
+            found.update({merged: "dynamics merge", into: "dynamics merge"})
+        found.update({d.pair: "race" for d, _ in r.races})
+    return found

@@ -35,7 +35,7 @@ from shared.notices import Entity, FieldChange, FieldValue, Kind, Notice, Source
 MAX_BODY_BYTES = 1024 * 1024  # Dataverse trims at 256 KB; anything far above is not Dataverse.
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _DATE = re.compile(r"^/Date\((-?\d{1,15})([+-]\d{4})?\)/$")
-_MESSAGES = {"Create": Kind.CREATED, "Update": Kind.UPDATED, "Delete": Kind.DELETED}
+_MESSAGES = {"Create": Kind.CREATED, "Update": Kind.UPDATED, "Delete": Kind.DELETED, "Merge": Kind.MERGED}
 _ENTITIES = {"lead": Entity.LEAD, "contact": Entity.CONTACT}
 # Columns read besides the mapped ones: the email for logs, qualification, the row version.
 _EXTRA_COLUMNS = frozenset({"emailaddress1", "originatingleadid", "versionnumber"})
@@ -242,6 +242,27 @@ def _changed(
     return {n: FieldChange(old=old.get(n), new=new.get(n)) for n in sorted(names)}
 
 
+def _merge_notice(context: _Context, entity: Entity, sync_user_ids: Collection[str]) -> Notice:
+    """A Merge: the subordinate (SubordinateId) was merged into the target (PrimaryEntityId)."""
+    subordinate = next((p.value for p in context.InputParameters if p.key == "SubordinateId"), None)
+    try:
+        subordinate_id = str(UUID(str(subordinate)))
+    except ValueError:
+        raise BadRequestError("a Merge context needs a SubordinateId (a GUID)") from None
+    actor = str(context.InitiatingUserId or context.UserId or "") or None
+    occurred = parse_date(context.OperationCreatedOn) if context.OperationCreatedOn else datetime.now(UTC)
+    return Notice(
+        source=Source.DYNAMICS,
+        entity=entity,
+        record_id=subordinate_id,
+        kind=Kind.MERGED,
+        merged_into=str(context.PrimaryEntityId),
+        occurred_at=occurred,
+        actor=actor,
+        own_write=actor is not None and actor in {u.lower() for u in sync_user_ids},
+    )
+
+
 def parse_context(
     body: bytes,
     *,
@@ -262,6 +283,8 @@ def parse_context(
         return Ignored(f"table {context.PrimaryEntityName[:64]!r} is not synced")
     if kind is None:
         return Ignored(f"message {context.MessageName[:64]!r} is not synced")
+    if kind is Kind.MERGED:
+        return _merge_notice(context, entity, sync_user_ids)
     mapped = set(columns[entity.value])
     wanted = mapped | _EXTRA_COLUMNS
     target = None if trimmed else _entity_of(context.InputParameters, "Target")

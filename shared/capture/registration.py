@@ -1,10 +1,12 @@
 """The Dataverse webhook steps mdsync needs, derived from the field mapping.
 
-Per synced table: Create (post-image), Update filtered on the mapped columns (pre- and
-post-image, so a notice carries old and new values) and Delete (pre-image), all asynchronous
-post-operation steps. ``mdsync dynamics register-webhook`` and the demo register exactly these;
-:func:`steps_markdown` prints them for an admin registering by hand (``mdsync dynamics
-webhook-steps``), and docs/dataverse-webhook.md carries that table for the default mapping.
+Per synced table: Create (post-image), Update filtered on the mapped columns and ``statecode``
+(pre- and post-image, so a notice carries old and new values; a lead's qualification and a
+merged record's deactivation show as a state change), Delete (pre-image) and Merge (the record
+merged away moves its person to the master), all asynchronous post-operation steps.
+``mdsync dynamics register-webhook`` and the demo register exactly these; :func:`steps_markdown`
+prints them for an admin registering by hand (``mdsync dynamics webhook-steps``), and
+docs/dataverse-webhook.md carries that table for the default mapping.
 """
 
 from __future__ import annotations
@@ -18,13 +20,14 @@ def webhook_steps(mapping: FieldMapping) -> list[StepSpec]:
     for entity in ("lead", "contact"):
         columns = tuple(mapping.dynamics_columns(entity))
         images = tuple(sorted({*columns, "emailaddress1"}))
-        # A lead's qualification shows as an Update of statecode/statuscode.
-        watched = tuple(sorted({*columns, "statecode"})) if entity == "lead" else columns
+        # A lead's qualification, a merged record's deactivation: an Update of statecode.
+        watched = tuple(sorted({*columns, "statecode"}))
         create_image = tuple(sorted({*images, "originatingleadid"})) if entity == "contact" else images
         steps += [
             StepSpec(entity, "Create", post_image=create_image),
             StepSpec(entity, "Update", filtering_attributes=watched, pre_image=images, post_image=images),
             StepSpec(entity, "Delete", pre_image=images),
+            StepSpec(entity, "Merge"),
         ]
     return steps
 

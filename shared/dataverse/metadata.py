@@ -27,6 +27,7 @@ CAST_QUERIES: tuple[tuple[str, dict[str, str]], ...] = (
     ("PicklistAttributeMetadata", OPTIONS),
     ("StateAttributeMetadata", OPTIONS),
     ("StatusAttributeMetadata", OPTIONS),
+    ("DateTimeAttributeMetadata", {"$select": "LogicalName,Format,DateTimeBehavior"}),
 )
 
 
@@ -62,6 +63,9 @@ def build(
             details["max_length"] = int(item["MaxLength"])
         if isinstance(item.get("FormatName"), dict):
             details["format"] = item["FormatName"].get("Value")
+        if isinstance(item.get("DateTimeBehavior"), dict):
+            details["date_behavior"] = item["DateTimeBehavior"].get("Value")
+            details["date_format"] = item.get("Format")
         option_set = item.get("OptionSet")
         if isinstance(option_set, dict):
             details["option_labels"] = {int(o["Value"]): _label(o) for o in option_set.get("Options") or []}

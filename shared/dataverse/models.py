@@ -23,6 +23,10 @@ class AttributeMetadata:
     max_length: int | None = None
     format: str | None = None  # FormatName: Email, Text, Phone, Url, TextArea
     option_labels: Mapping[int, str] = field(default_factory=dict)
+    # DateTime columns: DateTimeBehavior (UserLocal, DateOnly, TimeZoneIndependent) and Format
+    # (DateOnly, DateAndTime).
+    date_behavior: str | None = None
+    date_format: str | None = None
 
     @property
     def options(self) -> frozenset[int] | None:

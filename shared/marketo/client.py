@@ -203,6 +203,21 @@ class MarketoClient:
             )
         return results
 
+    def merge_leads(self, winner: int, losers: Sequence[int]) -> None:
+        """Merge Leads: ``losers`` (at most 25) into ``winner``. The winner keeps its values and
+        takes a loser's where its own is empty; the losers cease to exist. Not resent blindly:
+        a second merge of the same losers fails with 1004."""
+        ids = ",".join(str(int(i)) for i in losers)
+        call = Call(
+            "POST",
+            f"{V1}/leads/{int(winner)}/merge.json",
+            [("leadIds", ids)],
+            json_body={},
+            idempotent=False,
+            template=f"{V1}/leads/{{id}}/merge.json",
+        )
+        self._transport.request(call)
+
     def _record_results(self, call: Call, expected: int) -> list[PushResult]:
         raw = self._transport.request(call).get("result") or []
         results = [PushResult.from_json(r) for r in raw]

@@ -21,14 +21,14 @@ from typing import Any
 from shared.dataverse.client import DataverseClient
 from shared.errors import ConflictError, PermanentError, TransientError, ValidationError
 from shared.mapping import FieldMapping, Side
-from shared.normalize import UnmappedOptionError, canonical, to_dynamics
+from shared.normalize import UnmappedOptionError, email_key, to_dynamics
 from shared.notices import Kind, Notice
 from shared.ports import Link
 from shared.reconcile import initial_values
 from shared.sync.batch import Batch, Row
 from shared.sync.journal import Journal
 from shared.sync.linking import adopt
-from shared.sync.planning import Columns, Planner, excluded, link_fields
+from shared.sync.planning import Columns, Planner, currency_binding, excluded, link_fields
 from shared.sync.reads import DynamicsReader
 from shared.sync.split import Refusal, refuse
 from shared.sync.validation import Problem, describe, validate_write
@@ -90,11 +90,7 @@ class LeadCreator:
         """Link open, unlinked records with the same email (contacts first, as the flow step)."""
         for entity in ("contact", "lead"):
             email_field = self.mapping.entity(entity).email
-            emails = {
-                m: str(e)
-                for m, p in candidates.items()
-                if (e := canonical(email_field, p.get("email"), Side.MARKETO))
-            }
+            emails = {m: e for m, p in candidates.items() if (e := email_key(p.get(email_field.marketo)))}
             if not emails:
                 return
             read = self.rows.unlinked_by_email(entity, emails.values())
@@ -130,7 +126,7 @@ class LeadCreator:
 
     def _new_lead(self, batch: Batch, marketo_id: int, person: Row, journal: Journal) -> NewLead | None:
         notices = batch.unlinked_persons.pop(marketo_id)
-        lead = self.mapping.lead
+        lead = self.planner.entity("lead")
         values = initial_values(lead, person, Side.MARKETO)
         problems: list[Problem] = []
         record: dict[str, Any] = {}
@@ -144,6 +140,7 @@ class LeadCreator:
                 continue
             if value is not None:
                 record[field.dynamics] = value
+        record.update(currency_binding(lead, record, self.rows.currencies))
         record[self.mapping.links.dynamics_marketo_id] = str(marketo_id)
         problems += validate_write(
             self.columns("lead"),

@@ -42,7 +42,13 @@ class Pair:
     wrote_dynamics: bool = True
     # A record this batch created: the values it was created with become the shadow.
     created_values: dict[str, FieldValue] | None = None
+    # Mapped fields (Marketo names) whose value was left out of a write (reported): their
+    # shadow entry stays as it was.
+    dropped: set[str] = field(default_factory=set)
     new_link: bool = False  # store the link (linked, created or relinked in this batch)
+    # A pair linked for the first time (or relinked to another record): the first-link rule
+    # decides, whatever shadow the person has from before.
+    first_link: bool = False
     unlink: str | None = None  # why the link is dropped once the writes are done
     settled: bool = False  # nothing left to decide (created, unlinked or excluded)
     retry: bool = False  # a transient fault: the notices come back later
@@ -63,7 +69,7 @@ class Pair:
         """The shadow after this batch: settled fields, and written ones whose write succeeded."""
         if self.plan is not None:
             values = self.plan.shadow_after(
-                wrote_marketo=self.wrote_marketo, wrote_dynamics=self.wrote_dynamics
+                wrote_marketo=self.wrote_marketo, wrote_dynamics=self.wrote_dynamics, dropped=self.dropped
             )
         elif self.created_values is not None:
             values = dict(self.created_values)
@@ -96,6 +102,11 @@ class Batch:
     unlinked_persons: dict[int, list[Notice]] = field(default_factory=dict)
     retry: dict[str, tuple[Notice, TransientError, Link | None]] = field(default_factory=dict)
     give_up: dict[str, tuple[Notice, str, Link | None]] = field(default_factory=dict)
+    # Shadows of echoes set aside whose writes they confirmed (stored if still unchanged).
+    confirmed: list[Shadow] = field(default_factory=list)
+    # Links that end in this batch because their record moved to another person (merges):
+    # removed, with their shadows, before the new links are stored.
+    dropped_links: list[Link] = field(default_factory=list)
 
     def attach(self, link: Link, notices: Iterable[Notice] = ()) -> Pair:
         """The pair of ``link.marketo_id``, created if new. A pair already relinked to a contact

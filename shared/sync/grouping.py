@@ -7,16 +7,15 @@ two sides of one link land in the same pair, and however many notices a person h
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
-from shared.mapping import FieldMapping, Side
-from shared.normalize import canonical
+from shared import shadow as memory_of
+from shared.mapping import EntityMapping, FieldMapping, Side
+from shared.normalize import canonical, same
 from shared.notices import Entity, Kind, Notice, Source
 from shared.ports import Link, Shadow, StateStore
 from shared.sync.batch import Batch, Orphan
 from shared.sync.journal import Journal
-
-_MISSING = object()
 
 
 def _marketo_id(notice: Notice) -> int | None:
@@ -27,6 +26,8 @@ def group(notices: Sequence[Notice], state: StateStore, journal: Journal) -> Bat
     """Sort the notices into pairs, orphans and unlinked persons; load the pairs' shadows."""
     batch = Batch(list(notices))
     persons = {m for n in notices if n.entity is Entity.PERSON and (m := _marketo_id(n)) is not None}
+    # A merged-away person's notice may come back (a retry) after its record moved to the winner.
+    persons |= {int(w) for n in notices if n.kind is Kind.MERGED and (w := n.merged_into or "").isdigit()}
     records = {
         entity: {n.record_id.lower() for n in notices if n.entity.value == entity}
         for entity in ("lead", "contact")
@@ -56,42 +57,73 @@ def _place_person(batch: Batch, notice: Notice, links: dict[int, Link], journal:
         journal.note(Link(0, "-", ""), "skipped", f"notice {notice.dedup_id}: not a Marketo person id")
         return
     link = links.get(marketo_id)
+    if link is None and notice.kind is Kind.MERGED and (notice.merged_into or "").isdigit():
+        link = links.get(int(notice.merged_into or 0))  # its record follows the winner already
     if link is not None:
         batch.attach(link, [notice])
-    else:
+    elif notice.kind is not Kind.CONFIRM:  # a confirmation for a link since dropped: nothing to do
         batch.unlinked_persons.setdefault(marketo_id, []).append(notice)
 
 
-def drop_echoes(batch: Batch, mapping: FieldMapping, journal: Journal) -> None:
+EntityOf = Callable[[str], EntityMapping]
+
+
+def drop_echoes(batch: Batch, mapping: FieldMapping, entity_of: EntityOf, journal: Journal) -> None:
     """Our own writes come back as notices. When every notice of a pair reports only values the
     shadow already holds, there is nothing to read. Correctness does not depend on this: without
-    the skip, the reconcile would find nothing to write either."""
+    the skip, the reconcile would find nothing to write either.
+
+    A Marketo echo also confirms the writes it reports (their shadow entries stop being
+    unconfirmed, ``batch.confirmed``); one that leaves an unconfirmed write unreported is no
+    echo: Marketo may not have taken that value, and the reconcile looks. mdsync's own
+    ``confirm`` notice is set aside the same way once every write it asks about is confirmed."""
     for marketo_id, pair in list(batch.pairs.items()):
         shadow = pair.shadow
-        if (
-            shadow is not None
-            and pair.notices
-            and all(is_echo(n, pair.link, shadow, mapping) for n in pair.notices)
-        ):
-            del batch.pairs[marketo_id]
-            journal.result.skipped_echoes += len(pair.notices)
+        if shadow is None or not pair.notices:
+            continue
+        entity = entity_of(pair.link.entity)
+        link_column = mapping.links.dynamics_marketo_id
+        notices = [n for n in pair.notices if n.kind is not Kind.CONFIRM]
+        if not all(is_echo(n, pair.link, shadow, entity, link_column) for n in notices):
+            continue
+        reported = {name for n in notices if n.source is Source.MARKETO for name in n.changes}
+        pending = memory_of.pending_fields(shadow.values)
+        asked = len(notices) < len(pair.notices)
+        if (asked or any(n.source is Source.MARKETO for n in notices)) and not pending <= reported:
+            continue
+        del batch.pairs[marketo_id]
+        journal.result.skipped_echoes += len(pair.notices)
+        confirmed = pending & reported
+        if confirmed:
+            values = dict(shadow.values)
+            for name in confirmed:
+                memory_of.confirm(values, name)
+            batch.confirmed.append(Shadow(marketo_id, values, shadow.etag))
 
 
-def is_echo(notice: Notice, link: Link, shadow: Shadow, mapping: FieldMapping) -> bool:
+def is_echo(notice: Notice, link: Link, shadow: Shadow, entity: EntityMapping, link_column: str) -> bool:
     """A notice of our own update whose every reported value is already in the shadow (the
-    Marketo id we wrote into the link column counts as known)."""
+    Marketo id we wrote into the link column counts as known). For a Marketo notice, a field
+    mdsync wrote and has not seen confirmed must also report the old value mdsync read: any other
+    old value means the field changed between mdsync's read and its write."""
     if notice.source is Source.OPERATOR or not notice.own_write or notice.trimmed:
         return False
     if notice.kind is not Kind.UPDATED or not notice.changes:
         return False
-    entity = mapping.entity(link.entity)
     side = Side.MARKETO if notice.source is Source.MARKETO else Side.DYNAMICS
     for name, change in notice.changes.items():
-        if side is Side.DYNAMICS and name == mapping.links.dynamics_marketo_id:
+        if side is Side.DYNAMICS and name == link_column:
             if str(change.new or "") != str(link.marketo_id):
                 return False
             continue
         fmap = entity.by_marketo(name) if side is Side.MARKETO else entity.by_dynamics(name)
-        if fmap is None or canonical(fmap, change.new, side) != shadow.values.get(fmap.marketo, _MISSING):
+        memory = memory_of.recall(shadow.values, fmap.marketo) if fmap is not None else None
+        if fmap is None or memory is None:
+            return False
+        held = memory.marketo if side is Side.MARKETO else memory.value
+        if not same(fmap, canonical(fmap, change.new, side), held):
+            return False
+        old = canonical(fmap, change.old, side)
+        if side is Side.MARKETO and memory.pending and not same(fmap, old, memory.before):
             return False
     return True

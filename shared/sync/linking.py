@@ -16,6 +16,12 @@ Not every unlinked record is new. These are left alone:
 A record that still names a live, unlinked person in its Marketo-id column is relinked to it
 (the state store lost the link, or a write of it failed).
 
+Linking a record to an existing person is a first link: the person's values and the record's
+are reconciled by the first-link rule (``shared.reconcile.decide_first_link``: by default
+Dynamics, the system of record, fills Marketo where both hold a value; a blank never overwrites
+a value), never by a collision rule that would let a stale Marketo value overwrite what sales
+just typed. Emails match without case; each side keeps the case it was typed in.
+
 One record never holds the others back (``split``): an email Marketo's filter cannot carry (a
 comma would make it two addresses, one perhaps another person's) is never looked up, and its
 record is reported and parked instead of being linked or given a person; a lookup or a creation
@@ -28,10 +34,10 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from shared.errors import ServiceUnavailableError, TransientError
-from shared.mapping import FieldMapping, Side
+from shared.mapping import FieldMap, FieldMapping, FieldType, Side
 from shared.marketo.client import MarketoClient
 from shared.marketo.models import PushResult, Reason
-from shared.normalize import canonical, to_marketo
+from shared.normalize import UnmappedOptionError, email_key, to_marketo
 from shared.notices import Kind, Notice, Source
 from shared.ports import Link, Shadow, StateStore
 from shared.reconcile import initial_values
@@ -55,12 +61,15 @@ def adopt(
     why: str,
     notices: Iterable[Notice] = (),
     shadow: Shadow | None = None,
+    restored: bool = False,
 ) -> Pair:
-    """Link an existing person and an existing record, and reconcile them: a first sync, unless
-    a shadow survives from a link that was lost."""
+    """Link an existing person and an existing record, and reconcile them: a first link, unless
+    the link is ``restored`` (the record names the person: a link the state store lost) and a
+    shadow survives from it."""
     pair = batch.attach(link, notices)
     pair.notices.extend(batch.unlinked_persons.pop(link.marketo_id, []))
     (pair.marketo, pair.dynamics), pair.shadow, pair.new_link = sides, shadow, True
+    pair.first_link = not restored or shadow is None
     journal.linked(link, "linked", why)
     planner.reconcile(pair, journal)
     return pair
@@ -127,6 +136,10 @@ class OrphanLinker:
             return False
         if orphan.entity == "lead" and row.get("statecode") == QUALIFIED:
             journal.note(orphan.who, "skipped", "qualified lead: its person follows the contact")
+            return False
+        if row.get("_masterid_value"):
+            master = row["_masterid_value"]
+            journal.note(orphan.who, "skipped", f"merged into {orphan.entity} {master} in Dynamics")
             return False
         if not self._changed_by_someone(orphan, row):
             journal.note(
@@ -200,8 +213,7 @@ class OrphanLinker:
 
     def _email(self, orphan: Orphan) -> str | None:
         field = self.mapping.entity(orphan.entity).email
-        value = canonical(field, (orphan.row or {}).get(field.dynamics), Side.DYNAMICS)
-        return str(value) if value else None
+        return email_key((orphan.row or {}).get(field.dynamics))
 
     def _taken(self, batch: Batch, matches: dict[str, list[Row]]) -> set[int]:
         ids = {int(m["id"]) for found in matches.values() for m in found}
@@ -217,7 +229,18 @@ class OrphanLinker:
             link = Link(int(person["id"]), orphan.entity, orphan.record_id)
             shadow = shadows.get(link.marketo_id)
             sides = (person, orphan.row)
-            adopt(batch, self.planner, link, sides, journal, why=why, notices=orphan.notices, shadow=shadow)
+            restored = why.startswith("relinked")
+            adopt(
+                batch,
+                self.planner,
+                link,
+                sides,
+                journal,
+                why=why,
+                notices=orphan.notices,
+                shadow=shadow,
+                restored=restored,
+            )
 
     def _create(self, batch: Batch, orphans: Sequence[Orphan], action: str, journal: Journal) -> None:
         made = {o.record_id: self._person_record(o) for o in orphans}
@@ -262,12 +285,31 @@ class OrphanLinker:
                 batch.park(orphan.notices, str(error), orphan.who)
 
     def _person_record(self, orphan: Orphan) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The new person's fields: a value Marketo could not take as it is (an option the
+        value map does not name, money in another currency) is left out; the next change of
+        the record reports it."""
         assert orphan.row is not None
-        entity = self.mapping.entity(orphan.entity)
+        entity = self.planner.entity(orphan.entity)
         values = initial_values(entity, orphan.row, Side.DYNAMICS)
-        record = {f.marketo: to_marketo(f, values[f.marketo]) for f in entity.fields if f.marketo in values}
+        record: dict[str, Any] = {}
+        for field in entity.fields:
+            if field.marketo not in values:
+                continue
+            try:
+                value = to_marketo(field, values[field.marketo])
+            except UnmappedOptionError:
+                del values[field.marketo]
+                continue
+            if field.type is FieldType.MONEY and value is not None and self._foreign_currency(orphan, field):
+                del values[field.marketo]
+                continue
+            record[field.marketo] = value
         record.update(link_fields(self.mapping, Link(0, orphan.entity, orphan.record_id), {}))
         return record, values
+
+    def _foreign_currency(self, orphan: Orphan, field: FieldMap) -> bool:
+        currency = str((orphan.row or {}).get("_transactioncurrencyid_value") or "").lower()
+        return bool(currency) and self.rows.currencies().get(currency) != field.currency
 
     def _created(
         self, batch: Batch, orphan: Orphan, marketo_id: int, values: dict[str, Any], journal: Journal

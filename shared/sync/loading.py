@@ -1,9 +1,13 @@
-"""Read both sides of every person in the batch, in bulk, and follow lead qualifications.
+"""Read both sides of every person in the batch, in bulk, and follow qualifications and merges.
 
 Dynamics first (rows by id, 250 ids a query), because a lead that reads back qualified moves its
-person to the contact it became, and a new contact that originates from a linked lead is that
-person's contact: both decide which Dynamics record a person is linked to. Then Marketo (persons
-by id, 300 a call) for every person the batch now concerns.
+person to the contact it became, a new contact that originates from a linked lead is that
+person's contact, and a record merged into another (``masterid``) moves its person to the
+master: all decide which Dynamics record a person is linked to. A relink is a first link of a
+new pair: the first-link rule decides its values, never the shadow of the record before (a
+field the contact does not carry is not "cleared in Dynamics"). Then the persons merged away in
+Marketo follow their winner (``merges``), and Marketo is read (persons by id, 300 a call) for
+every person the batch now concerns.
 
 A record a read could not ask for (an id that is not one, or refused alone when the call was
 split) is taken out of the batch, reported and its notices parked (``split.refuse``): left in,
@@ -18,6 +22,7 @@ from shared.mapping import FieldMapping
 from shared.ports import Link, StateStore
 from shared.sync.batch import Batch, Pair, Row
 from shared.sync.journal import Journal
+from shared.sync.merges import MergeFollower
 from shared.sync.reads import DynamicsReader, MarketoReader
 from shared.sync.split import Refusal, refuse
 
@@ -32,11 +37,13 @@ class Loader:
         dynamics: DynamicsReader,
         state: StateStore,
         mapping: FieldMapping,
+        merges: MergeFollower,
     ) -> None:
         self.marketo = marketo
         self.dynamics = dynamics
         self.state = state
         self.mapping = mapping
+        self.merges = merges
 
     def load(self, batch: Batch, journal: Journal) -> dict[int, Row]:
         """Fill in both sides of every pair and the rows of the orphans; returns the Marketo
@@ -45,12 +52,14 @@ class Loader:
         before = set(batch.pairs)
         self._follow_qualified_leads(batch, rows, journal)
         self._adopt_qualified_contacts(batch, rows, journal)
+        self.merges.follow_dynamics(batch, rows, journal)
         self._load_shadows(batch, set(batch.pairs) - before)
         for pair in batch.pairs.values():
             pair.dynamics = rows[pair.entity].get(pair.dynamics_id.lower())
         for (entity, record_id), orphan in batch.orphans.items():
             orphan.row = rows[entity].get(record_id)
-        wanted = set(batch.pairs)
+        self.merges.follow_marketo(batch, journal)
+        wanted = {m for m, p in batch.pairs.items() if not p.settled}
         if self.mapping.options.auto_create_in_dynamics:
             wanted |= set(batch.unlinked_persons)
         people = self.marketo.by_ids(wanted)
@@ -155,7 +164,7 @@ def relink(pair: Pair, contact_id: str, journal: Journal) -> None:
     """Qualification: the person now follows the contact; contact rules apply from here on."""
     old = pair.link
     pair.link = Link(old.marketo_id, "contact", contact_id)
-    pair.new_link = True
+    pair.new_link = pair.first_link = True
     journal.linked(pair.link, "relinked", f"lead {old.dynamics_id} qualified into contact {contact_id}")
 
 

@@ -1,28 +1,38 @@
 """Decide what to write for each linked person, before anything is written.
 
-* the person is gone from Marketo -> drop the link, clear the Marketo id on the Dynamics record,
-  delete nothing in Dynamics;
+* the person is gone from Marketo (its deletion confirmed: see ``vanished``) -> drop the link,
+  clear the Marketo id on the Dynamics record, delete nothing in Dynamics;
 * the record is gone from Dynamics -> drop the link, set "Microsoft Is Deleted" on the person;
 * the record is excluded by the sync filter -> nothing;
-* otherwise the reconcile rules decide per field, the link fields are kept current on both sides,
-  and the Dynamics write is checked against the table's metadata: a write that would be refused
-  is not sent, and the refusal goes to the person's Activity Log.
+* otherwise the reconcile rules decide per field (a pair linked in this batch is a first link:
+  the first-link rule decides, whatever shadow the person has from an earlier link), and the
+  link fields are kept current on both sides.
+
+Every value is checked before it is sent. One the other side cannot take as it is (an option
+the value map does not name, text longer than the field holds, money in another currency than
+the mapping's, a value Dataverse's metadata refuses) is left out of the write and reported on
+the person, in the sync log and the Activity Log; the person's other fields are written. A value
+Marketo did not take the last time (``shared.reconcile``) is reported the same way, once.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from shared.mapping import FieldMapping
+from shared.mapping import EntityMapping, FieldMap, FieldMapping, FieldType, Side
 from shared.normalize import UnmappedOptionError, to_dynamics, to_marketo
+from shared.notices import Kind, Notice, Source
 from shared.ports import Link
-from shared.reconcile import Action, reconcile
+from shared.reconcile import FieldDecision, MarketoNews, reconcile
 from shared.sync.batch import Pair, Row
 from shared.sync.journal import Journal
+from shared.sync.reads import MARKETO_STRING_LENGTH, DynamicsReader, MarketoReader
 from shared.sync.validation import Column, Problem, describe, validate_write
 
-Columns = Callable[[str], Mapping[str, Column]]
+NOT_COPIED = "mdsync-validation"  # a value checked and left out of the write
+NOT_TAKEN = "mdsync-not-taken"
+CURRENCY_BIND = "transactioncurrencyid@odata.bind"
 
 
 def excluded(mapping: FieldMapping, row: Row) -> bool:
@@ -48,10 +58,59 @@ def link_fields(mapping: FieldMapping, link: Link, person: Row) -> dict[str, Any
     }
 
 
+Columns = Callable[[str], Mapping[str, Column]]
+
+
+def currency_reference(code: str | None, currencies: Callable[[], Mapping[str, str]]) -> dict[str, str]:
+    """The reference that gives a row currency ``code`` (``currencies``: transactioncurrencyid ->
+    ISO code); empty when the organization has no such currency (Dataverse then uses its
+    default, and the next read reports the difference)."""
+    by_code = {iso: currency_id for currency_id, iso in currencies().items()}
+    currency_id = by_code.get(code or "")
+    return {CURRENCY_BIND: f"/transactioncurrencies({currency_id})"} if currency_id else {}
+
+
+def currency_binding(
+    entity: EntityMapping, record: Mapping[str, Any], currencies: Callable[[], Mapping[str, str]]
+) -> dict[str, str]:
+    """For a new row: the reference to the mapping's currency, when it is created with money."""
+    for field in entity.fields:
+        if field.type is FieldType.MONEY and record.get(field.dynamics) is not None:
+            return currency_reference(field.currency, currencies)
+    return {}
+
+
+def marketo_news(notices: Sequence[Notice]) -> MarketoNews:
+    """What the notices say about the person in Marketo: the changes written through the API
+    (mdsync's own, most likely), the changes anyone else made, and whether Marketo's activities
+    since mdsync's last write have been read."""
+    echoes: dict[str, list[tuple[object, object]]] = {}
+    others: dict[str, list[tuple[object, object]]] = {}
+    seen = False
+    for notice in notices:
+        if notice.source is not Source.MARKETO:
+            continue
+        if notice.kind is Kind.CONFIRM:
+            seen = True
+            continue
+        mine = notice.own_write and notice.kind is Kind.UPDATED
+        seen = seen or mine
+        for name, change in notice.changes.items():
+            (echoes if mine else others).setdefault(name, []).append((change.old, change.new))
+    return MarketoNews(echoes, others, seen)
+
+
 class Planner:
-    def __init__(self, mapping: FieldMapping, columns: Columns) -> None:
+    def __init__(self, mapping: FieldMapping, rows: DynamicsReader, people: MarketoReader) -> None:
         self.mapping = mapping
-        self.columns = columns
+        self.rows = rows
+        self.people = people
+
+    def columns(self, entity: str) -> Mapping[str, Column]:
+        return self.rows.columns(entity)
+
+    def entity(self, name: str) -> EntityMapping:
+        return self.rows.entity(name)
 
     def plan(self, pair: Pair, journal: Journal) -> None:
         if pair.settled:
@@ -88,34 +147,110 @@ class Planner:
         }
         pair.marketo_changes.update({k: v for k, v in wanted.items() if pair.marketo.get(k) != v})
 
+    # --- a linked pair ---------------------------------------------------------------------------
+
     def reconcile(self, pair: Pair, journal: Journal) -> None:
-        """Decide every mapped field (no shadow: a first sync), add the link fields, validate."""
+        """Decide every mapped field, add the link fields, check every value before it is sent."""
         assert pair.marketo is not None
         assert pair.dynamics is not None
-        entity = self.mapping.entity(pair.entity)
-        shadow = pair.shadow.values if pair.shadow is not None else None
-        pair.plan = reconcile(entity, pair.marketo, pair.dynamics, shadow)
-        problems: list[Problem] = []
+        entity = self.entity(pair.entity)
+        shadow = pair.shadow.values if pair.shadow is not None and not pair.first_link else None
+        pair.plan = reconcile(
+            entity,
+            pair.marketo,
+            pair.dynamics,
+            shadow,
+            first_link=self.mapping.options.first_link,
+            news=marketo_news(pair.notices),
+        )
+        to_marketo: list[Problem] = []
+        to_dynamics: list[Problem] = []
         for decision in pair.plan.decisions:
             if decision.collision:
                 journal.collision(pair.link, decision)
-            if decision.action is Action.TO_MARKETO:
-                pair.marketo_changes[decision.field.marketo] = to_marketo(decision.field, decision.value)
-            elif decision.action is Action.TO_DYNAMICS:
-                try:
-                    value = to_dynamics(decision.field, decision.value)
-                except UnmappedOptionError as exc:
-                    problems.append(Problem(decision.field.dynamics, str(exc)))
-                    continue
-                pair.dynamics_changes[decision.field.dynamics] = value
+            if decision.refused:
+                journal.failed(
+                    pair.link,
+                    "not taken",
+                    NOT_TAKEN,
+                    decision.refused,
+                    (decision.field.marketo,),
+                    direction="to_marketo",
+                )
+            if decision.to_marketo:
+                self._copy(pair, decision, Side.MARKETO, to_marketo)
+            if decision.to_dynamics:
+                self._copy(pair, decision, Side.DYNAMICS, to_dynamics)
         pair.marketo_changes.update(link_fields(self.mapping, pair.link, pair.marketo))
         column = self.mapping.links.dynamics_marketo_id
         if str(pair.dynamics.get(column) or "") != str(pair.marketo_id):
             pair.dynamics_changes[column] = str(pair.marketo_id)
-        self.validate(pair, problems, journal)
+        if to_marketo:
+            self._report(pair, to_marketo, journal, direction="to_marketo")
+        self.validate(pair, to_dynamics, journal)
+
+    def _copy(self, pair: Pair, decision: FieldDecision, side: Side, problems: list[Problem]) -> None:
+        """Convert the decided value for ``side`` and add it to the write, unless ``side``
+        cannot take it as it is (then it is a problem, reported)."""
+        fmap = decision.field
+        towards_marketo = side is Side.MARKETO
+        name = fmap.marketo if towards_marketo else fmap.dynamics
+        try:
+            value = to_marketo(fmap, decision.value) if towards_marketo else to_dynamics(fmap, decision.value)
+        except UnmappedOptionError as exc:
+            problems.append(Problem(name, str(exc)))
+            return
+        why = self._cannot_hold(pair, fmap, value, side)
+        if why:
+            problems.append(Problem(name, why))
+            return
+        if towards_marketo:
+            pair.marketo_changes[name] = value
+            return
+        if fmap.type is FieldType.MONEY and value is not None:
+            self._bind_currency(pair, fmap)
+        pair.dynamics_changes[name] = value
+
+    def _cannot_hold(self, pair: Pair, fmap: FieldMap, value: object, side: Side) -> str:
+        """Why ``side`` cannot take ``value`` as it is ("" when it can). Dataverse's own limits
+        are checked with the whole write against its metadata (``validate``)."""
+        if fmap.type is FieldType.MONEY and value is not None:
+            return self._currency_problem(pair, fmap)
+        if side is Side.MARKETO and isinstance(value, str) and len(value) > MARKETO_STRING_LENGTH:
+            length = self.people.length(fmap.marketo)
+            if length is not None and len(value) > length:
+                return (
+                    f"{fmap.dynamics} is {len(value)} characters long; Marketo's {fmap.marketo} holds "
+                    f"{length}: not copied (Marketo would cut it)"
+                )
+        return ""
+
+    # --- money -----------------------------------------------------------------------------------
+
+    def _currency_problem(self, pair: Pair, fmap: FieldMap) -> str:
+        """Why a money value cannot move between this pair's two sides ("" when it can): the
+        Dynamics row holds its money in another currency than the mapping names."""
+        row_currency = str((pair.dynamics or {}).get("_transactioncurrencyid_value") or "").lower()
+        if not row_currency:
+            return ""
+        code = self.rows.currencies().get(row_currency, "?")
+        if code == fmap.currency:
+            return ""
+        return (
+            f"{fmap.dynamics} is in {code} on this {pair.entity}; the mapping syncs {fmap.marketo} "
+            f"in {fmap.currency}: not copied"
+        )
+
+    def _bind_currency(self, pair: Pair, fmap: FieldMap) -> None:
+        """A row without a currency gets the mapping's, so the value means what Marketo meant."""
+        if not (pair.dynamics or {}).get("_transactioncurrencyid_value"):
+            pair.dynamics_changes.update(currency_reference(fmap.currency, self.rows.currencies))
+
+    # --- what is left out ------------------------------------------------------------------------
 
     def validate(self, pair: Pair, problems: list[Problem], journal: Journal) -> None:
-        """Refuse the whole Dynamics write of a person if any part of it would be refused."""
+        """Check the Dynamics write against the table's metadata; every column that would be
+        refused is left out (with the ones already found), reported, and the rest is written."""
         if pair.dynamics_changes:
             problems = problems + validate_write(
                 self.columns(pair.entity),
@@ -123,10 +258,21 @@ class Planner:
                 create=False,
                 enforce_business_required=self.mapping.options.enforce_business_required,
             )
-        if not problems:
-            return
-        journal.failed(
-            pair.link, "validation", "mdsync-validation", describe(problems), [p.column for p in problems]
-        )
-        pair.dynamics_changes.clear()
-        pair.wrote_dynamics = False
+        if problems:
+            for problem in problems:
+                pair.dynamics_changes.pop(problem.column, None)
+            self._report(pair, problems, journal, direction="to_dynamics")
+
+    def _report(self, pair: Pair, problems: list[Problem], journal: Journal, *, direction: str) -> None:
+        entity = self.mapping.entity(pair.entity)
+        names = []
+        for problem in problems:
+            fmap = entity.by_marketo(problem.column) if direction == "to_marketo" else None
+            fmap = fmap or entity.by_dynamics(problem.column)
+            if fmap is not None:
+                pair.dropped.add(fmap.marketo)
+            names.append(problem.column)
+        if direction == "to_marketo":
+            for name in names:
+                pair.marketo_changes.pop(name, None)
+        journal.failed(pair.link, "validation", NOT_COPIED, describe(problems), names, direction=direction)

@@ -4,6 +4,11 @@ A key the service could not be asked for (set aside because it cannot be sent, o
 when the call was split, see ``split``) comes back in ``Read.refused`` with why, so the caller
 reports that one record and reads the rest. A read that fails for any other reason raises, and
 the batch waits (transient) or is parked (a permission), as before.
+
+Metadata is read once per process and cached: Dataverse column metadata (validation, date
+behaviours: :meth:`DynamicsReader.entity` is the mapping with them bound), the organization's
+currencies (only when a money field is mapped), and Marketo's field lengths (Describe, only when
+a value longer than any String field holds is about to be sent).
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ from typing import Any, Generic, TypeVar
 
 from shared.dataverse import odata
 from shared.dataverse.client import DataverseClient
-from shared.mapping import FieldMapping
+from shared.mapping import EntityMapping, FieldMapping, FieldType, bind_dates, date_behavior
 from shared.marketo.client import MarketoClient
 from shared.marketo.filters import unsendable
 from shared.redaction import mask_email
@@ -57,10 +62,25 @@ ENTITY_SETS = {"lead": "leads", "contact": "contacts"}
 IDS_PER_QUERY = 250
 
 
+# Marketo's String fields hold 255 characters; longer types (Text Area) more. A value no
+# longer than this fits every text field, so Describe is read only for a longer one.
+MARKETO_STRING_LENGTH = 255
+DATE_TYPES = (FieldType.DATE, FieldType.DATETIME)
+
+
 class MarketoReader:
     def __init__(self, marketo: MarketoClient, mapping: FieldMapping) -> None:
         self.marketo = marketo
         self.fields = mapping.marketo_fields()
+        self._lengths: dict[str, int | None] | None = None
+        self._lock = threading.Lock()
+
+    def length(self, name: str) -> int | None:
+        """The most characters the field holds (Describe Lead, read once per process)."""
+        with self._lock:
+            if self._lengths is None:
+                self._lengths = {f.name: f.length for f in self.marketo.describe_leads()}
+            return self._lengths.get(name)
 
     def by_ids(self, ids: Iterable[int]) -> Read[int, Row]:
         read: Read[int, Row] = Read()
@@ -98,12 +118,61 @@ class DynamicsReader:
         self._columns: dict[str, Mapping[str, Column]] = {}
         self._lock = threading.Lock()
         self._own_user: str | None = None
+        self._entities: dict[str, EntityMapping] = {}
+        self._currencies: dict[str, str] | None = None
 
     def select(self, entity: str) -> list[str]:
-        extra = {f"{entity}id", "modifiedon", "versionnumber", "statecode", "_modifiedby_value"}
+        extra = {
+            f"{entity}id",
+            "modifiedon",
+            "versionnumber",
+            "statecode",
+            "_modifiedby_value",
+            "_masterid_value",  # a record merged into another (Merge) names it here
+        }
         if entity == "contact":
             extra.add("_originatingleadid_value")
+        if any(f.type is FieldType.MONEY for f in self.mapping.entity(entity).fields):
+            extra.add("_transactioncurrencyid_value")
         return sorted(set(self.mapping.dynamics_columns(entity)) | extra)
+
+    def entity(self, name: str) -> EntityMapping:
+        """The entity's mapping with each date field's DateTimeBehavior (from the column
+        metadata) and time zone bound in; the metadata is read only when a date is mapped."""
+        mapping = self.mapping.entity(name)
+        if not any(f.type in DATE_TYPES for f in mapping.fields):
+            return mapping
+        with self._lock:
+            bound = self._entities.get(name)
+        if bound is None:
+            columns = self.columns(name)
+            behaviors = {
+                c.logical_name: date_behavior(getattr(c, "date_behavior", None)) for c in columns.values()
+            }
+            bound = bind_dates(mapping, behaviors, self.mapping.options.time_zone)
+            with self._lock:
+                self._entities[name] = bound
+        return bound
+
+    def currencies(self) -> dict[str, str]:
+        """The organization's currencies: transactioncurrencyid -> ISO code (read once)."""
+        with self._lock:
+            if self._currencies is not None:
+                return self._currencies
+        rows = self.dataverse.query(
+            "transactioncurrencies", select=["transactioncurrencyid", "isocurrencycode"]
+        )
+        found = {str(r["transactioncurrencyid"]).lower(): str(r.get("isocurrencycode") or "") for r in rows}
+        with self._lock:
+            self._currencies = found
+        return found
+
+    def currency_codes(self) -> list[str]:
+        """The ISO codes of the organization's currencies when the mapping has a money field (the
+        field check compares them with the mapping's); none read otherwise."""
+        entities = (self.mapping.lead, self.mapping.contact)
+        mapped = any(f.type is FieldType.MONEY for e in entities for f in e.fields)
+        return sorted(set(self.currencies().values())) if mapped else []
 
     def _in(self, entity_set: str, entity: str, column: str) -> Callable[[list[str]], list[Row]]:
         def query(chunk: list[str]) -> list[Row]:

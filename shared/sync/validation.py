@@ -102,6 +102,8 @@ def validate_write(
     """Every reason Dataverse would (or, with business rules, should) refuse this write."""
     problems = []
     for name, value in values.items():
+        if name.endswith("@odata.bind"):
+            continue  # a reference (a currency): Dataverse checks the row it names
         column = columns.get(name)
         if column is None:
             problems.append(Problem(name, "is not a column of this table"))

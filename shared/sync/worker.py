@@ -8,16 +8,21 @@ harmless, and the echo of our own write finds nothing to do.
 
 One batch goes through these phases, each in its own module:
 
-1. ``grouping``: notices -> persons (links from the state store), echoes set aside;
+1. ``grouping``: notices -> persons (links from the state store), echoes set aside (an echo
+   also confirms the Marketo writes it reports);
 2. ``loading``: Dynamics rows by id (250 a query) and Marketo persons by id (300 a call),
-   following lead qualifications;
+   following lead qualifications and merges on both sides (``merges``); ``vanished``: a linked
+   person Marketo did not return is held until its deletion is confirmed;
 3. ``planning``: per linked person, deleted on one side, excluded by the sync filter, or
-   reconciled field by field, with the Dynamics write validated before it is sent;
+   reconciled field by field (a new pair by the first-link rule), every value checked before
+   it is sent (one that cannot be is left out and reported);
 4. ``linking``: new Dynamics records link a person with the same email or create one;
    ``auto_create``: new Marketo persons get a lead only when the mapping opts in;
 5. ``writes``: Marketo Sync Leads (300 a call), then Dataverse ``$batch`` (ETag-guarded rows);
-6. here: links, shadows (conditional on their etag), the Activity Log, the sync log, and the
-   notices to try again (``retry``) or to park.
+6. here: links, shadows (conditional on their etag), a ``confirm`` notice for the persons whose
+   Marketo values are to be seen taken (MDSYNC_CONFIRM_SECONDS later; their echo usually
+   confirms them first, and the notice then costs no call), the Activity Log, the sync log, and
+   the notices to try again (``retry``) or to park.
 """
 
 from __future__ import annotations
@@ -25,12 +30,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 
 from shared.dataverse.client import DataverseClient
 from shared.errors import ConflictError, PermanentError, ServiceUnavailableError, TransientError
-from shared.mapping import FieldMapping
+from shared.mapping import FieldMapping, Side
 from shared.marketo.client import MarketoClient
-from shared.notices import Notice
+from shared.notices import Entity, Kind, Notice, Source
 from shared.ports import Link, NoticeQueue, Shadow, StateStore
 from shared.sync.activity_log import ActivityLog
 from shared.sync.auto_create import LeadCreator
@@ -39,9 +45,11 @@ from shared.sync.grouping import drop_echoes, group
 from shared.sync.journal import BatchResult, Journal
 from shared.sync.linking import OrphanLinker
 from shared.sync.loading import Loader
+from shared.sync.merges import MergeFollower
 from shared.sync.planning import Planner
 from shared.sync.reads import DynamicsReader, MarketoReader
 from shared.sync.retry import NO_ONE, Rescheduler, RetryPolicy
+from shared.sync.vanished import hold_vanished
 from shared.sync.writes import Writer
 
 __all__ = ["BatchResult", "SyncWorker"]
@@ -62,6 +70,8 @@ class SyncWorker:
         max_attempts: int = 8,
         base_delay_seconds: float = 5.0,
         max_delay_seconds: float = 900.0,
+        vanished_retry_seconds: float = 300.0,
+        confirm_seconds: float = 180.0,
     ) -> None:
         self.marketo = marketo
         self.dataverse = dataverse
@@ -70,11 +80,15 @@ class SyncWorker:
         self.activity_log = activity_log or ActivityLog(marketo)
         self.policy = RetryPolicy(max_attempts, base_delay_seconds, max_delay_seconds)
         self.rescheduler = Rescheduler(queue, state, self.policy)
+        self.vanished_retry_seconds = vanished_retry_seconds
+        self.confirm_seconds = confirm_seconds
+        self.queue = queue
         self.marketo_reader = MarketoReader(marketo, mapping)
         self.dynamics_reader = DynamicsReader(dataverse, mapping)
         columns = self.dynamics_reader.columns
-        self.loader = Loader(self.marketo_reader, self.dynamics_reader, state, mapping)
-        self.planner = Planner(mapping, columns)
+        merges = MergeFollower(marketo, self.dynamics_reader, state, mapping)
+        self.loader = Loader(self.marketo_reader, self.dynamics_reader, state, mapping, merges)
+        self.planner = Planner(mapping, self.dynamics_reader, self.marketo_reader)
         self.linker = OrphanLinker(
             marketo, self.marketo_reader, self.dynamics_reader, state, mapping=mapping, planner=self.planner
         )
@@ -116,8 +130,9 @@ class SyncWorker:
 
     def _sync(self, notices: Sequence[Notice], journal: Journal) -> Batch:
         batch = group(notices, self.state, journal)
-        drop_echoes(batch, self.mapping, journal)
+        drop_echoes(batch, self.mapping, self.dynamics_reader.entity, journal)
         people = self.loader.load(batch, journal)
+        hold_vanished(batch, journal, retry_after=self.vanished_retry_seconds)
         for pair in list(batch.pairs.values()):
             self.planner.plan(pair, journal)
         self.linker.link(batch, journal)
@@ -126,11 +141,16 @@ class SyncWorker:
         self.writer.write_dynamics(batch, journal)
         self._store_links(batch, journal)
         self._store_shadows(batch)
+        self._ask_confirmation(batch)
         return batch
 
     # --- bookkeeping ----------------------------------------------------------------------------
 
     def _store_links(self, batch: Batch, journal: Journal) -> None:
+        for link in batch.dropped_links:
+            # The record moved to another person (a merge): its old link ends first.
+            self.state.delete_link(link)
+            self.state.delete_shadow(link.marketo_id)
         for pair in list(batch.pairs.values()):
             if pair.unlink and not pair.retry:
                 self.state.delete_link(pair.link)
@@ -147,6 +167,7 @@ class SyncWorker:
     def _store_shadows(self, batch: Batch) -> None:
         """Conditional on the etags read: when another run moved a shadow meanwhile, this run's
         view of that person is stale, and the person is tried again."""
+        self._store_confirmations(batch)
         wanted = {
             p.marketo_id: s for p in batch.pairs.values() if not p.unlink and (s := p.shadow_to_store())
         }
@@ -161,6 +182,45 @@ class SyncWorker:
                     pair = batch.pairs[marketo_id]
                     exc = ServiceUnavailableError("shadow changed by a concurrent run", service="state")
                     batch.defer(pair.notices, exc, pair.link)
+
+    def _ask_confirmation(self, batch: Batch) -> None:
+        """A ``confirm`` notice per person whose mapped values were written to Marketo: a write
+        of values Marketo did not take has no echo, and this is when that shows. Not sent, the
+        refusal is still found at the person's next change (or echo). 0 seconds: none sent."""
+        if self.confirm_seconds <= 0:
+            return
+        now = datetime.now(UTC)
+        notices = [
+            Notice(
+                source=Source.MARKETO,
+                entity=Entity.PERSON,
+                record_id=str(p.marketo_id),
+                kind=Kind.CONFIRM,
+                occurred_at=now,
+                actor="mdsync",
+                own_write=True,
+            )
+            for p in batch.pairs.values()
+            if p.plan is not None
+            and p.wrote_marketo
+            and not p.retry
+            and {d.field.marketo for d in p.plan.towards(Side.MARKETO)} - p.dropped
+        ]
+        if not notices:
+            return
+        try:
+            self.queue.schedule(notices, now + timedelta(seconds=self.confirm_seconds))
+        except Exception as exc:  # a lost confirmation only delays a report, never a value
+            log.warning("could not queue %d confirmations: %s", len(notices), exc)
+
+    def _store_confirmations(self, batch: Batch) -> None:
+        """Echoes confirmed some Marketo writes; a shadow moved meanwhile keeps them unconfirmed
+        (harmless: the next reconcile looks at Marketo's value)."""
+        if batch.confirmed:
+            try:
+                self.state.put_shadows(batch.confirmed)
+            except ConflictError:
+                log.info("a confirmed shadow moved meanwhile; the next reconcile confirms it")
 
     def _settle(self, batch: Batch, journal: Journal) -> None:
         """Activity Log, sync log, retries and parking. Raises if the queue cannot take the

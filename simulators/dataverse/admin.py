@@ -109,10 +109,39 @@ class DataverseAdmin:
     # --- customisation and faults ---------------------------------------------------------
 
     def set_column(
-        self, logical: str, column: str, *, required_level: str | None = None, max_length: int | None = None
+        self,
+        logical: str,
+        column: str,
+        *,
+        required_level: str | None = None,
+        max_length: int | None = None,
+        options: dict[int, str] | None = None,
     ) -> dict[str, Any]:
-        body = {"required_level": required_level, "max_length": max_length}
+        """Customise a column: requirement level, MaxLength, choices added (value -> label)."""
+        body: dict[str, Any] = {"required_level": required_level, "max_length": max_length}
+        if options is not None:
+            body["options"] = {str(k): v for k, v in options.items()}
         return dict(self._call("PUT", f"columns/{logical}/{column}", body))
+
+    def merge_as(
+        self,
+        user: str,
+        entity: str,
+        target_id: str,
+        subordinate_id: str,
+        update: dict[str, Any] | None = None,
+    ) -> None:
+        """The Merge action as a user: ``subordinate_id`` merged into ``target_id``."""
+        kind = f"Microsoft.Dynamics.CRM.{entity}"
+        body = {
+            "Target": {f"{entity}id": target_id, "@odata.type": kind},
+            "Subordinate": {f"{entity}id": subordinate_id, "@odata.type": kind},
+            "UpdateContent": {**(update or {}), "@odata.type": kind},
+            "PerformParentingChecks": False,
+        }
+        response = self.as_user(user, "POST", "Merge", body)
+        if response.status_code != 204:
+            raise AdminError(response.status_code, response.text)
 
     def add_plugin(
         self,

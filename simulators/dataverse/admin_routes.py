@@ -22,6 +22,7 @@ from simulators.dataverse.limits import FaultRule
 from simulators.dataverse.messages import ApiRequest, ApiResponse
 from simulators.dataverse.plugins import PluginRule
 from simulators.dataverse.representation import AnnotationFilter, represent
+from simulators.dataverse.schema import OPTION_TYPES
 
 if TYPE_CHECKING:
     from simulators.dataverse.app import DataverseState
@@ -124,13 +125,24 @@ class AdminApi:
         level = body.get("required_level")
         if level is not None and level not in _REQUIRED_LEVELS:
             return _bad(f"required_level must be one of {', '.join(_REQUIRED_LEVELS)}")
+        options = body.get("options")
+        if options is not None and (not isinstance(options, dict) or column.type not in OPTION_TYPES):
+            return _bad("options: an object of value -> label, for a choice column")
         with self.state.store.lock:
             if level is not None:
                 column.required = level
             if body.get("max_length") is not None:
                 column.max_length = int(body["max_length"])
+            if options is not None:
+                # A choice added to the column (customisation): value -> label.
+                column.options.update({int(value): str(label) for value, label in options.items()})
         return JSONResponse(
-            {"column": name, "required_level": column.required, "max_length": column.max_length}
+            {
+                "column": name,
+                "required_level": column.required,
+                "max_length": column.max_length,
+                "options": {str(k): v for k, v in column.options.items()},
+            }
         )
 
     async def plugins(self, request: Request) -> Response:

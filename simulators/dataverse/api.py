@@ -77,6 +77,10 @@ class WebApi:
             return ApiResponse(200, {"Content-Type": "application/xml"}, csdl(self.engine.tables))
         if head.startswith("EntityDefinitions"):
             return self.metadata.handle(segments, req)
+        if head in ("Merge", f"{NS}Merge") and len(segments) == 1:
+            if req.method != "POST":
+                raise _method_not_allowed(req)
+            return self._merge(req)
         if head in ("WhoAmI", "WhoAmI()"):
             return ApiResponse.json(
                 200,
@@ -238,6 +242,12 @@ class WebApi:
                 "value": value,
             },
         )
+
+    def _merge(self, req: ApiRequest) -> ApiResponse:
+        params = req.json("Merge")
+        with self.engine.transaction(req.tx) as tx:
+            self.engine.merge(tx, params, req.caller)
+        return ApiResponse(204, {"OData-Version": "4.0"})
 
     # --- bulk messages ------------------------------------------------------------------
 

@@ -28,6 +28,9 @@ from simulators.dataverse.webhooks import OrgInfo, WebhookSender
 from simulators.entra import TokenError
 
 API_VERSIONS = ("v9.0", "v9.1", "v9.2")
+# The organization's currencies: the base currency first (exchange rate 1), then others, each
+# with its rate to the base (how many of it make one base unit).
+CURRENCIES = (("USD", "US Dollar", "$", 1.0), ("EUR", "Euro", "€", 0.92))
 _BULK = ("CreateMultiple", "UpdateMultiple", "UpsertMultiple")
 
 
@@ -167,6 +170,24 @@ class DataverseState:
                     for message in _BULK:
                         self._insert_filter(tx, logical, message)
             self._insert_filter(tx, "lead", "QualifyLead")
+            for logical in ("lead", "contact", "account"):
+                self._insert_filter(tx, logical, "Merge")
+            for code, name, symbol, rate in CURRENCIES:
+                tx.insert(
+                    "transactioncurrency",
+                    self._system_row(
+                        "transactioncurrency",
+                        {
+                            "transactioncurrencyid": _sid("currency", code),
+                            "isocurrencycode": code,
+                            "currencyname": name,
+                            "currencysymbol": symbol,
+                            "exchangerate": rate,
+                            "currencyprecision": 2,
+                        },
+                    ),
+                )
+            self.engine.base_currency = _sid("currency", CURRENCIES[0][0])
             self._seed_solutions(tx)
             tx.events.clear()
 

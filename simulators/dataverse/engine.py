@@ -71,12 +71,19 @@ class Caller:
         self.request_id = str(uuid.uuid4())
 
 
+# The state a Merge leaves the subordinate in (statecode, statuscode): inactive, or for a lead
+# disqualified as "Canceled" (simulator choice: the documentation says "deactivated").
+_MERGED_STATE = {"lead": (2, 7), "contact": (1, 2), "account": (1, 2)}
+
+
 class Engine:
     def __init__(self, store: Store) -> None:
         self.store = store
         self.tables = store.tables
         self.by_set = {t.entity_set: t for t in self.tables.values()}
         self.plugins: list[PluginRule] = []
+        # The organization's base currency (a transactioncurrency id); set when seeded.
+        self.base_currency: str | None = None
 
     # --- helpers -----------------------------------------------------------------------
 
@@ -238,13 +245,7 @@ class Engine:
                 f"Cannot convert the literal '{shown}' to the expected type '{edm}'.",
             )
         if column.type is AttrType.DATETIME:
-            try:
-                return parse_datetime(str(raw)).replace(microsecond=0)
-            except ValueError as exc:
-                raise payload_error(
-                    table.entity_set,
-                    f"Cannot convert the literal '{raw}' to the expected type '{edm}'.",
-                ) from exc
+            return _date_value(table, column, str(raw))
         if column.type is AttrType.UNIQUEIDENTIFIER:
             if not _GUID.match(str(raw)):
                 raise payload_error(
@@ -318,6 +319,30 @@ class Engine:
                 f"on {table.logical_name} with Id {row_id}.",
             )
 
+    def _currency(self, table: Table, row: Row, values: Row) -> None:
+        """A row with currency columns carries one transaction currency: when a currency value
+        is written and the row has none, the organization's base currency (the caller's own
+        default currency comes first in Dataverse; simulated users have none). The exchange rate
+        and every ``<column>_base`` (value / rate) follow each write of a currency value."""
+        money = [
+            c
+            for c in table.columns.values()
+            if c.type is AttrType.MONEY and f"{c.name}_base" in table.columns
+        ]
+        if not money or not (set(values) & ({c.name for c in money} | {"transactioncurrencyid"})):
+            return
+        if row.get("transactioncurrencyid") is None and any(row.get(c.name) is not None for c in money):
+            if self.base_currency is not None:
+                row["transactioncurrencyid"] = Ref("transactioncurrency", self.base_currency)
+        currency = row.get("transactioncurrencyid")
+        rate = None
+        if isinstance(currency, Ref):
+            rate = (self.store.get("transactioncurrency", currency.id) or {}).get("exchangerate")
+        row["exchangerate"] = rate
+        for column in money:
+            value = row.get(column.name)
+            row[f"{column.name}_base"] = round(value / rate, 2) if value is not None and rate else None
+
     @staticmethod
     def _full_name(table: Table, row: Row) -> None:
         if table.logical_name in ("lead", "contact"):
@@ -359,6 +384,7 @@ class Engine:
             row["statecode"] = 0
             self._state_status(table, row, values, new_id)
         self._full_name(table, row)
+        self._currency(table, row, values)
         self._check_required(table, row)
         self._run_plugins(table, "Create", row, submitted)
         row["versionnumber"] = self.store.next_version()
@@ -407,6 +433,7 @@ class Engine:
             self._state_status(table, row, values, row_id)
         if "firstname" in values or "lastname" in values:
             self._full_name(table, row)
+        self._currency(table, row, values)
         row.update(modifiedon=self.now(), modifiedby=Ref("systemuser", caller.user_id))
         self._check_required(table, row, list(values))
         self._run_plugins(table, "Update", row, submitted)
@@ -500,6 +527,75 @@ class Engine:
                     new = {**row, **cleared, "versionnumber": self.store.next_version()}
                     tx.replace(logical, new)
 
+    # --- Merge -------------------------------------------------------------------------
+
+    def _merge_party(self, params: dict[str, Any], name: str) -> tuple[Table, str]:
+        party = params.get(name)
+        if not isinstance(party, dict):
+            raise odata_error(f"The parameter '{name}' of the action 'Merge' is required.")
+        kind = str(party.get("@odata.type", "")).lstrip("#").removeprefix("Microsoft.Dynamics.CRM.")
+        table = self.tables.get(kind)
+        if not kind or table is None:
+            raise payload_error(
+                "Merge", f"The '{name}' parameter needs an '@odata.type' annotation naming its table."
+            )
+        row_id = str(party.get(table.primary_id) or "").lower()
+        if not _GUID.match(row_id):
+            raise payload_error("Merge", f"The '{name}' parameter needs its '{table.primary_id}'.")
+        if self.store.get(table.logical_name, row_id) is None:
+            raise not_found(table.logical_name, row_id)
+        return table, row_id
+
+    def merge(self, tx: Transaction, params: Any, caller: Caller) -> None:
+        """The Merge action: UpdateContent is written to the target, the subordinate is
+        deactivated with ``merged`` and ``masterid`` set, and a Merge event is raised on the
+        target's table (InputParameters Target, SubordinateId, UpdateContent,
+        PerformParentingChecks). Related rows are not re-parented (not modelled)."""
+        if not isinstance(params, dict):
+            raise payload_error("Merge", "The request body must be a JSON object.")
+        table, target_id = self._merge_party(params, "Target")
+        other, subordinate_id = self._merge_party(params, "Subordinate")
+        if other is not table or table.logical_name not in _MERGED_STATE:
+            raise odata_error("Only two accounts, two contacts or two leads can be merged.")
+        if target_id == subordinate_id:
+            raise odata_error("A record cannot be merged with itself.")
+        if not isinstance(params.get("PerformParentingChecks"), bool):
+            raise odata_error("The parameter 'PerformParentingChecks' of the action 'Merge' is required.")
+        if (self.store.get(table.logical_name, subordinate_id) or {}).get("merged"):
+            raise odata_error("The subordinate record was already merged.")
+        content = dict(params.get("UpdateContent") or {})
+        content.pop("@odata.type", None)
+        values, submitted = self.parse_payload(table, content, creating=False)
+        if values:
+            self.update(tx, table, target_id, values, submitted=submitted, caller=caller)
+        state, status = _MERGED_STATE[table.logical_name]
+        changes = {
+            "statecode": state,
+            "statuscode": status,
+            "merged": True,
+            "masterid": Ref(table.logical_name, target_id),
+        }
+        self.update(tx, table, subordinate_id, changes, submitted=tuple(changes), caller=caller)
+        tx.raise_event(
+            Event(
+                "Merge",
+                table.logical_name,
+                target_id,
+                (),
+                {},
+                None,
+                None,
+                caller.user_id,
+                caller.correlation_id,
+                caller.request_id,
+                inputs={
+                    "SubordinateId": subordinate_id,
+                    "UpdateContent": {k: v for k, v in values.items()},
+                    "PerformParentingChecks": bool(params["PerformParentingChecks"]),
+                },
+            )
+        )
+
     # --- QualifyLead -------------------------------------------------------------------
 
     def qualify(self, tx: Transaction, lead_id: str, params: Any, caller: Caller) -> list[Ref]:
@@ -554,12 +650,37 @@ class Engine:
         return created
 
 
+_DATE_ONLY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+
+def _date_value(table: Table, column: Column, raw: str) -> datetime:
+    """A written date as stored: UserLocal an instant (a value without offset is taken as UTC,
+    as the Web API does: no conversion); DateOnly a calendar date (``yyyy-MM-dd`` only, Edm.Date),
+    kept as midnight UTC; TimeZoneIndependent the digits as written, whatever the offset."""
+    if column.date_behavior == "DateOnly":
+        if not _DATE_ONLY.match(raw):
+            raise payload_error(
+                table.entity_set, f"Cannot convert the literal '{raw}' to the expected type 'Edm.Date'."
+            )
+        return parse_datetime(raw)
+    try:
+        if column.date_behavior == "TimeZoneIndependent":
+            face = datetime.fromisoformat(raw.replace("Z", "+00:00")) if "T" in raw else parse_datetime(raw)
+            return face.replace(tzinfo=UTC, microsecond=0)
+        return parse_datetime(raw).replace(microsecond=0)
+    except ValueError as exc:
+        raise payload_error(
+            table.entity_set, f"Cannot convert the literal '{raw}' to the expected type 'Edm.DateTimeOffset'."
+        ) from exc
+
+
 _JSON_KIND = {
     **dict.fromkeys(INT_TYPES, "int"),
     AttrType.STRING: "str",
     AttrType.MEMO: "str",
     AttrType.BOOLEAN: "bool",
     AttrType.MONEY: "number",
+    AttrType.DECIMAL: "number",
     AttrType.DATETIME: "str",
     AttrType.UNIQUEIDENTIFIER: "str",
 }

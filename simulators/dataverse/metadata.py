@@ -35,6 +35,7 @@ CAST_BY_TYPE = {
     AttrType.DATETIME: "DateTimeAttributeMetadata",
     AttrType.INTEGER: "IntegerAttributeMetadata",
     AttrType.BIGINT: "BigIntAttributeMetadata",
+    AttrType.DECIMAL: "DecimalAttributeMetadata",
     AttrType.MONEY: "MoneyAttributeMetadata",
     AttrType.UNIQUEIDENTIFIER: "UniqueIdentifierAttributeMetadata",
 }
@@ -83,6 +84,7 @@ CAST_PROPS = {
     "DateTimeAttributeMetadata": ("Format", "DateTimeBehavior"),
     "IntegerAttributeMetadata": ("MinValue", "MaxValue", "Format"),
     "BigIntAttributeMetadata": ("MinValue", "MaxValue"),
+    "DecimalAttributeMetadata": ("MinValue", "MaxValue", "Precision"),
     "MoneyAttributeMetadata": ("MinValue", "MaxValue", "Precision"),
     "UniqueIdentifierAttributeMetadata": (),
 }
@@ -206,14 +208,16 @@ def attribute_json(table: Table, column: Column) -> dict[str, Any]:
     elif column.type in LOOKUP_TYPES:
         out["Targets"] = list(column.targets)
     elif column.type is AttrType.DATETIME:
-        out["Format"] = "DateAndTime"
-        out["DateTimeBehavior"] = {"Value": "UserLocal"}
+        out["Format"] = column.date_format
+        out["DateTimeBehavior"] = {"Value": column.date_behavior}
     elif column.type is AttrType.INTEGER:
         out.update(MinValue=-2147483648, MaxValue=2147483647, Format="None")
     elif column.type is AttrType.BIGINT:
         out.update(MinValue=-9223372036854775808, MaxValue=9223372036854775807)
     elif column.type is AttrType.MONEY:
         out.update(MinValue=-922337203685477, MaxValue=922337203685477, Precision=2)
+    elif column.type is AttrType.DECIMAL:
+        out.update(MinValue=-100000000000, MaxValue=100000000000, Precision=10)
     return out
 
 
@@ -381,7 +385,8 @@ def csdl(tables: dict[str, Table]) -> bytes:
                     if target in tables:
                         props.append(f'<NavigationProperty Name="{nav}" Type="mscrm.{target}" />')
             else:
-                props.append(f'<Property Name="{column.name}" Type="{EDM_TYPES[column.type]}" />')
+                edm = "Edm.Date" if column.date_behavior == "DateOnly" else EDM_TYPES[column.type]
+                props.append(f'<Property Name="{column.name}" Type="{edm}" />')
         types.append(f'<EntityType Name="{table.logical_name}">{"".join(props)}</EntityType>')
         sets.append(
             f'<EntitySet Name="{table.entity_set}" EntityType="mscrm.{escape(table.logical_name)}" />'

@@ -39,6 +39,7 @@ _KINDS = {
     AttrType.BIGINT: "long",
     AttrType.BOOLEAN: "bool",
     AttrType.MONEY: "decimal",
+    AttrType.DECIMAL: "decimal",
     AttrType.DATETIME: "datetime",
     AttrType.UNIQUEIDENTIFIER: "guid",
 }

@@ -38,6 +38,8 @@ def formatted(column: Column, value: Any) -> str | None:
     if column.type is AttrType.MONEY:
         return f"${float(value):,.2f}"
     if column.type is AttrType.DATETIME and isinstance(value, datetime):
+        if column.date_format == "DateOnly":
+            return value.astimezone(UTC).strftime("%m/%d/%Y").lstrip("0")
         return value.astimezone(UTC).strftime("%m/%d/%Y %I:%M %p").lstrip("0")
     if column.type in (AttrType.INTEGER,):
         return f"{int(value):,}"
@@ -50,7 +52,9 @@ def json_value(column: Column, value: Any) -> Any:
     if isinstance(value, Ref):
         return value.id
     if isinstance(value, datetime):
-        return iso(value)
+        # A DateOnly column is an Edm.Date; the others are returned with a "Z" (for a
+        # TimeZoneIndependent column the digits as written: no conversion either way).
+        return value.date().isoformat() if column.date_behavior == "DateOnly" else iso(value)
     return value
 
 

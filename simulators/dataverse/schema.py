@@ -25,6 +25,7 @@ class AttrType(StrEnum):
     DATETIME = "DateTime"
     INTEGER = "Integer"
     BIGINT = "BigInt"
+    DECIMAL = "Decimal"
     MONEY = "Money"
     UNIQUEIDENTIFIER = "Uniqueidentifier"
 
@@ -55,6 +56,10 @@ class Column:
     schema_name: str = ""
     display_name: str = ""
     metadata_id: str = ""
+    # DateTime columns: DateTimeBehavior (UserLocal, DateOnly, TimeZoneIndependent) and Format
+    # (DateAndTime, DateOnly).
+    date_behavior: str = "UserLocal"
+    date_format: str = "DateAndTime"
 
     @property
     def targets(self) -> tuple[str, ...]:
@@ -127,6 +132,32 @@ def _memo(name: str, max_length: int = 2000) -> Column:
 
 def _lookup(name: str, navigation: dict[str, str], kind: AttrType = AttrType.LOOKUP, **kw: Any) -> Column:
     return Column(name, kind, navigation=navigation, **kw)
+
+
+def _date(name: str, behavior: str = "UserLocal", fmt: str = "DateOnly") -> Column:
+    return Column(name, AttrType.DATETIME, date_behavior=behavior, date_format=fmt)
+
+
+def _money(name: str) -> list[Column]:
+    """A currency column and its read-only base-currency copy (value / exchange rate)."""
+    return [Column(name, AttrType.MONEY), _readonly(Column(f"{name}_base", AttrType.MONEY))]
+
+
+def _currency_columns() -> list[Column]:
+    """What every table with currency columns carries: the row's transaction currency and the
+    exchange rate (to the base currency) at the last write of a currency column."""
+    return [
+        _lookup("transactioncurrencyid", {"transactioncurrencyid": "transactioncurrency"}),
+        _readonly(Column("exchangerate", AttrType.DECIMAL)),
+    ]
+
+
+def _merge_columns(logical: str) -> list[Column]:
+    """Set on the subordinate of a Merge: the record it was merged into."""
+    return [
+        _readonly(_lookup("masterid", {"masterid": logical})),
+        _readonly(Column("merged", AttrType.BOOLEAN, default=False)),
+    ]
 
 
 def _readonly(column: Column) -> Column:
@@ -244,7 +275,11 @@ def _lead(provisioned: bool) -> Table:
             status_state={1: 0, 2: 0, 3: 1, 4: 2, 5: 2, 6: 2, 7: 2},
         ),
         Column("donotemail", AttrType.BOOLEAN, bool_labels=("Allow", "Do Not Allow"), default=False),
-        Column("revenue", AttrType.MONEY),
+        *_money("revenue"),
+        *_currency_columns(),
+        # Est. Close Date: date-only, and (as shipped) User Local: a local midnight, in UTC.
+        _date("estimatedclosedate"),
+        *_merge_columns("lead"),
         _lookup("parentcontactid", {"parentcontactid": "contact"}),
         _lookup("parentaccountid", {"parentaccountid": "account"}),
         _lookup(
@@ -284,6 +319,10 @@ def _contact(provisioned: bool) -> Table:
         _memo("description"),
         *_active_inactive(),
         Column("donotemail", AttrType.BOOLEAN, bool_labels=("Allow", "Do Not Allow"), default=False),
+        *_money("annualincome"),
+        *_currency_columns(),
+        _date("birthdate", "DateOnly"),
+        *_merge_columns("contact"),
         _lookup(
             "parentcustomerid",
             {"parentcustomerid_account": "account", "parentcustomerid_contact": "contact"},
@@ -321,6 +360,29 @@ def _account() -> Table:
         *_system_columns(owned=True),
     ]
     return Table("account", "accounts", "accountid", "name", {c.name: c for c in columns}, object_type_code=1)
+
+
+def _transactioncurrency() -> Table:
+    columns = [
+        Column(
+            "transactioncurrencyid", AttrType.UNIQUEIDENTIFIER, required="SystemRequired", valid_update=False
+        ),
+        _s("isocurrencycode", 5, required="SystemRequired"),
+        _s("currencyname", 100, required="SystemRequired"),
+        _s("currencysymbol", 10, required="SystemRequired"),
+        Column("exchangerate", AttrType.DECIMAL, required="SystemRequired"),
+        Column("currencyprecision", AttrType.INTEGER, required="SystemRequired", default=2),
+        _readonly(Column("versionnumber", AttrType.BIGINT)),
+    ]
+    return Table(
+        "transactioncurrency",
+        "transactioncurrencies",
+        "transactioncurrencyid",
+        "currencyname",
+        {c.name: c for c in columns},
+        object_type_code=9105,
+        user_owned=False,
+    )
 
 
 def _systemuser() -> Table:
@@ -545,6 +607,7 @@ def default_tables(*, provisioned: bool = True) -> dict[str, Table]:
         _lead(provisioned),
         _contact(provisioned),
         _account(),
+        _transactioncurrency(),
         _systemuser(),
         *_registration_tables(),
         *_solution_tables(),
@@ -574,6 +637,7 @@ SYSTEM_MESSAGES = (
     "UpdateMultiple",
     "UpsertMultiple",
     "QualifyLead",
+    "Merge",
 )
 
 
@@ -586,6 +650,7 @@ EDM_TYPES = {
     AttrType.STATUS: "Edm.Int32",
     AttrType.INTEGER: "Edm.Int32",
     AttrType.BIGINT: "Edm.Int64",
+    AttrType.DECIMAL: "Edm.Decimal",
     AttrType.BOOLEAN: "Edm.Boolean",
     AttrType.MONEY: "Edm.Decimal",
     AttrType.DATETIME: "Edm.DateTimeOffset",

@@ -44,7 +44,7 @@ class Ref(NamedTuple):
 class Event:
     """A platform message raised by a write, for the webhook steps registered on it."""
 
-    message: str  # Create, Update, Delete
+    message: str  # Create, Update, Delete, Merge
     logical: str
     row_id: str
     submitted: tuple[str, ...]  # columns named in the request (filteringattributes match these)
@@ -55,6 +55,8 @@ class Event:
     correlation_id: str
     request_id: str
     key_attributes: dict[str, Any] = field(default_factory=dict)
+    # Other InputParameters of the message (Merge: SubordinateId, UpdateContent, ...).
+    inputs: dict[str, Any] = field(default_factory=dict)
 
 
 class Store:

@@ -215,7 +215,7 @@ def build_context(
     table: Table, event: Event, step: Step, org: OrgInfo, *, operation_id: str
 ) -> dict[str, Any]:
     """The RemoteExecutionContext, keys in DataContract (alphabetical) order."""
-    if event.message == "Delete":
+    if event.message in ("Delete", "Merge"):
         target: Any = {
             "__type": f"EntityReference:{CONTRACTS}",
             "Id": event.row_id,
@@ -236,6 +236,16 @@ def build_context(
             key_attributes=event.key_attributes,
         )
     inputs = [{"key": "Target", "value": target}]
+    if event.message == "Merge":
+        content = event.inputs.get("UpdateContent") or {}
+        inputs += [
+            {"key": "SubordinateId", "value": event.inputs.get("SubordinateId")},
+            {
+                "key": "UpdateContent",
+                "value": entity_json(table, event.row_id, content, typed=True, with_formatted=False),
+            },
+            {"key": "PerformParentingChecks", "value": bool(event.inputs.get("PerformParentingChecks"))},
+        ]
     outputs = [{"key": "id", "value": event.row_id}] if event.message == "Create" else []
     created = datetime.now(UTC)
     pre, post = _images(table, event, step)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import base64
 import binascii
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from simulators.marketo.faults import MarketoFault
@@ -19,6 +19,7 @@ from simulators.marketo.fields import format_datetime
 
 NEW_LEAD = 12
 CHANGE_DATA_VALUE = 13
+MERGE_LEADS = 32
 DELETE_LEAD = 37
 CALL_WEBHOOK = 110
 
@@ -57,6 +58,16 @@ STANDARD_TYPES: tuple[dict[str, Any], ...] = (
             {"name": "Old Value", "dataType": "string"},
             {"name": "Reason", "dataType": "string"},
             {"name": "Source", "dataType": "string"},
+        ],
+    },
+    {
+        "id": MERGE_LEADS,
+        "name": "Merge Leads",
+        "description": "Merge two or more persons",
+        "primaryAttribute": {"name": "Lead ID", "dataType": "integer"},
+        "attributes": [
+            {"name": "Merge IDs", "dataType": "string"},
+            {"name": "Merge Fields", "dataType": "string"},
         ],
     },
     {
@@ -156,6 +167,13 @@ class ActivityLog:
         item = Activity(seq, self._first_id + seq, lead_id, type_id, at, **details)
         self._items.append(item)
         return item
+
+    def move(self, from_leads: list[int], to_lead: int) -> None:
+        """A merge combines the activity logs: the losers' activities now belong to the winner."""
+        moved = set(from_leads)
+        for index, item in enumerate(self._items):
+            if item.lead_id in moved:
+                self._items[index] = replace(item, lead_id=to_lead)
 
     def for_lead(self, lead_id: int, type_ids: frozenset[int] | None = None) -> list[Activity]:
         return [

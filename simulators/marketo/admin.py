@@ -55,6 +55,28 @@ class MarketoAdmin:
     def user_delete(self, lead_id: int) -> None:
         self._call("DELETE", f"/ui/persons/{lead_id}")
 
+    def user_merge(self, winner: int, losers: Sequence[int]) -> list[str]:
+        """Merge People as a Marketo user: ``losers`` into ``winner``; returns the fields taken."""
+        return list(self._call("POST", f"/ui/persons/{winner}/merge", {"losers": list(losers)})["taken"])
+
+    # --- field management ----------------------------------------------------------------------
+
+    def block_field_updates(self, name: str, sources: Sequence[str] = ("Web service API",)) -> None:
+        """Block Field Updates on a person field for these input sources."""
+        self._call("PUT", f"/fields/{name}/block", {"sources": list(sources)})
+
+    def unblock_field_updates(self, name: str) -> None:
+        self._call("DELETE", f"/fields/{name}/block")
+
+    # --- partitions ----------------------------------------------------------------------------
+
+    def move_to_partition(self, lead_ids: Sequence[int], partition: int) -> None:
+        self._call("POST", "/partitions/move", {"ids": list(lead_ids), "partition": partition})
+
+    def set_api_partitions(self, partitions: Sequence[int] | None) -> None:
+        """The partitions the API user reaches (None: all): a role or workspace change."""
+        self._call("PUT", "/api-partitions", {"partitions": None if partitions is None else list(partitions)})
+
     # --- limits, faults, counts ----------------------------------------------------------------
 
     def limits(self) -> dict[str, Any]:

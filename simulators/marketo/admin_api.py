@@ -127,6 +127,33 @@ class _AdminApi:
             raise KeyError(lead_id)
         return {}
 
+    async def user_merge(self, request: Request) -> dict[str, Any]:
+        losers = (await _json(request)).get("losers")
+        if not isinstance(losers, list) or not losers:
+            raise ValueError("'losers' must be a non-empty list of person ids")
+        winner = int(request.path_params["lead_id"])
+        return {"taken": self.state.user_merge(winner, [int(i) for i in losers])}
+
+    async def partitions(self, request: Request) -> dict[str, Any]:
+        body = await _json(request)
+        if request.url.path.endswith("/move"):
+            self.state.move_to_partition([int(i) for i in body.get("ids", [])], int(body["partition"]))
+            return {}
+        reach = body.get("partitions")
+        self.state.set_api_partitions(None if reach is None else [int(p) for p in reach])
+        return {"partitions": reach}
+
+    async def field_block(self, request: Request) -> dict[str, Any]:
+        name = request.path_params["name"]
+        if request.method == "PUT":
+            sources = (await _json(request)).get("sources")
+            if not isinstance(sources, list) or not all(isinstance(x, str) for x in sources):
+                raise ValueError("'sources' must be a list of input source names")
+            self.state.block_field_updates(name, sources)
+        elif request.method == "DELETE":
+            self.state.block_field_updates(name, ())
+        return {"blocked": self.state.blocked_fields().get(name, [])}
+
     async def limits(self, request: Request) -> dict[str, Any]:
         if request.method == "PUT":
             body = await _json(request)
@@ -231,6 +258,10 @@ def admin_routes(state: SimState) -> list[Route]:
         ("/ui/persons", api.user_create, ["POST"]),
         ("/ui/persons/{lead_id:int}", api.user_edit, ["PATCH"]),
         ("/ui/persons/{lead_id:int}", api.user_delete, ["DELETE"]),
+        ("/ui/persons/{lead_id:int}/merge", api.user_merge, ["POST"]),
+        ("/fields/{name}/block", api.field_block, ["GET", "PUT", "DELETE"]),
+        ("/partitions/move", api.partitions, ["POST"]),
+        ("/api-partitions", api.partitions, ["PUT"]),
         ("/limits", api.limits, ["GET", "PUT"]),
         ("/faults", api.faults, ["GET", "POST", "DELETE"]),
         ("/tokens/expire", api.expire_tokens, ["POST"]),

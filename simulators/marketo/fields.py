@@ -65,6 +65,8 @@ STANDARD_FIELDS: tuple[FieldDef, ...] = (
     _f(13, "createdAt", "Created At", "datetime", "CreatedAt", read_only=True),
     _f(14, "updatedAt", "Updated At", "datetime", "UpdatedAt", read_only=True),
     _f(15, "leadPartitionId", "Person Partition Id", "integer", "LeadPartitionId", read_only=True),
+    _f(16, "dateOfBirth", "Date of Birth", "date", "DateofBirth"),
+    _f(17, "annualRevenue", "Annual Revenue", "currency", "AnnualRevenue"),
     # Dynamics-sync fields: ordinary updateable custom fields, since mdsync replaces the native
     # sync (whose own fields would be read-only and crmManaged).
     _f(101, "msftType", "Microsoft Type", "string", "MSFTType", custom=True),
@@ -124,7 +126,8 @@ def invalid(value: object, field: FieldDef) -> MarketoFault:
 def coerce(field: FieldDef, value: object) -> Value:
     """The stored form of ``value`` written to ``field``; MarketoFault 1001 if it does not fit.
 
-    ``null`` and ``""`` are stored as null."""
+    ``null`` and ``""`` are stored as null; text longer than the field's length is cut to it,
+    silently (a String field holds 255 characters, and Sync Leads still answers ``updated``)."""
     if value is None or value == "":
         return None
     kind = field.data_type
@@ -143,6 +146,8 @@ def coerce(field: FieldDef, value: object) -> Value:
     text = str(value).lower() if isinstance(value, bool) else str(value)
     if kind == "email" and not (text.isascii() and _EMAIL.match(text)):
         raise invalid(value, field)
+    if field.length is not None and kind != "email":
+        return text[: field.length]
     return text
 
 

@@ -1,8 +1,13 @@
 """The person database. Every write records the activities Marketo records for it.
 
 New Lead (12) on create, one Change Data Value (13) per field whose value actually changed
-(nothing when a value is written unchanged), Delete Lead (37) on delete. ``Origin`` says who
-wrote: the REST API ("Web service API"), a Marketo user, or a webhook response mapping.
+(nothing when a value is written unchanged), Delete Lead (37) on delete, Merge Leads (32) on the
+winner of a merge. ``Origin`` says who wrote: the REST API ("Web service API"), a Marketo user,
+or a webhook response mapping.
+
+Block Field Updates (Admin > Field Management) is kept per field as the set of input sources it
+blocks: a write from a blocked source leaves a non-empty value as it is (an empty field is still
+filled, as the documentation says), records nothing, and the write still answers ``updated``.
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from simulators.marketo.activities import CHANGE_DATA_VALUE, DELETE_LEAD, NEW_LEAD, ActivityLog
+from simulators.marketo.activities import CHANGE_DATA_VALUE, DELETE_LEAD, MERGE_LEADS, NEW_LEAD, ActivityLog
 from simulators.marketo.faults import MarketoFault
 from simulators.marketo.fields import (
     FieldCatalog,
@@ -59,6 +64,8 @@ class PersonStore:
         self._clock = clock
         self._next_id = first_id
         self._persons: dict[int, Person] = {}
+        # Field -> the input sources (Change Data Value "Source") whose updates it blocks.
+        self.blocked: dict[str, frozenset[str]] = {}
         # Searchable field -> lookup key -> the person id (a set only when several share it), so
         # lookups do not scan every person and a million unique emails cost no million sets.
         self._index: dict[str, dict[Value, int | set[int]]] = {
@@ -166,6 +173,8 @@ class PersonStore:
             old = person.get(name)
             if old == new and type(old) is type(new):
                 continue
+            if old is not None and origin.source in self.blocked.get(name, frozenset()):
+                continue  # Block Field Updates: the value stays, and nothing says so
             person[name] = new
             self._reindex(lead_id, name, old, new)
             changed.append(name)
@@ -204,6 +213,44 @@ class PersonStore:
             primary_attribute_value=_full_name(person),
         )
         return True
+
+    def merge(self, winner: int, losers: list[int]) -> list[str]:
+        """Merge ``losers`` into ``winner``: the winner keeps its values, an empty one takes the
+        first loser's value ("some value is better than no value"); the losers' activities move
+        to the winner, and the losers cease to exist. Returns the fields the winner took.
+
+        Recorded: Merge Leads (32) on the winner (attributes "Merge IDs": the losers' ids,
+        "Merge Fields": the fields taken), and a Delete Lead (37) for each loser, so Get Deleted
+        Leads reports them (simulator choice: the documentation does not say whether it does)."""
+        person = self._persons[winner]
+        taken: list[str] = []
+        for loser_id in losers:
+            loser = self._persons[loser_id]
+            for field in self.catalog.fields:
+                if field.read_only or field.name in taken:
+                    continue
+                if person.get(field.name) is None and loser.get(field.name) is not None:
+                    self._reindex(winner, field.name, None, loser[field.name])
+                    person[field.name] = loser[field.name]
+                    taken.append(field.name)
+        now = self._clock()
+        if taken:
+            person["updatedAt"] = format_datetime(now)
+        self.log.move(losers, winner)
+        self.log.append(
+            winner,
+            MERGE_LEADS,
+            now,
+            primary_attribute_value_id=winner,
+            primary_attribute_value=_full_name(person),
+            attributes=(
+                {"name": "Merge IDs", "value": ",".join(str(i) for i in losers)},
+                {"name": "Merge Fields", "value": ",".join(taken)},
+            ),
+        )
+        for loser_id in losers:
+            self.delete(loser_id)
+        return taken
 
     def clear(self) -> None:
         self._persons.clear()

@@ -1,5 +1,5 @@
 """Lead Database endpoints: Get Leads by Filter Type, Get Lead by Id, Sync Leads, Delete
-Leads, Describe Lead and Describe Lead2."""
+Leads, Merge Leads, Describe Lead and Describe Lead2."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from simulators.marketo.persons import API
 from simulators.marketo.state import SimState
 
 ACTIONS = frozenset({"createOnly", "updateOnly", "createOrUpdate", "createDuplicate"})
+MAX_MERGE_LOSERS = 25
 Envelope = dict[str, Any]
 
 
@@ -43,7 +44,7 @@ def get_leads(state: SimState, call: RestCall) -> Envelope:
     size = call.batch_size(limits.max_batch)
     token = call.first("nextPageToken")
     offset = Cursor.decode(token).position if token else 0
-    matches = state.persons.find(field, values)
+    matches = [p for p in state.persons.find(field, values) if state.visible(p)]
     if len(matches) > limits.max_filter_matches:
         raise MarketoFault("1003", "Too many results match the filter")
     page = matches[offset : offset + size]
@@ -64,7 +65,8 @@ def get_lead(state: SimState, call: RestCall) -> Envelope:
         raise MarketoFault("1003", "Invalid lead id") from None
     fields = _read_fields(state, call)
     person = state.persons.get(lead_id)
-    return {"result": [state.persons.render(person, fields)] if person else []}
+    seen = person is not None and state.visible(person)
+    return {"result": [state.persons.render(person, fields)] if person and seen else []}
 
 
 def sync_leads(state: SimState, call: RestCall) -> Envelope:
@@ -104,6 +106,8 @@ def _apply(state: SimState, item: object, action: str, lookup: FieldDef) -> tupl
         return persons.create(values, API), "created"
     if len(matches) > 1:
         raise MarketoFault("1007", "Multiple leads match the lookup criteria")
+    if matches and not state.visible(matches[0]):
+        raise MarketoFault("1008", f"Access denied to partition '{matches[0].get('leadPartitionId')}'")
     if not matches:
         if action == "updateOnly" or lookup.name == "id":
             raise MarketoFault("1004", "Lead not found")
@@ -139,6 +143,26 @@ def delete_leads(state: SimState, call: RestCall) -> Envelope:
                 }
             )
     return {"result": results}
+
+
+def merge_leads(state: SimState, call: RestCall) -> Envelope:
+    """``POST /rest/v1/leads/{id}/merge.json?leadId=`` or ``leadIds=``: the path names the
+    winner. The answer has no ``result``. More than 25 losers is 1080; an unknown id is 1004."""
+    try:
+        winner = int(call.path_params["id"])
+    except ValueError:
+        raise MarketoFault("1003", "Invalid lead id") from None
+    losers = call.int_list("leadIds", 10_000) or call.int_list("leadId", 1)
+    if not losers:
+        raise MarketoFault("701", "leadId cannot be blank")
+    if len(losers) > MAX_MERGE_LOSERS:
+        raise MarketoFault("1080", f"Number of losing leads exceeds {MAX_MERGE_LOSERS}")
+    losers = [i for i in dict.fromkeys(losers) if i != winner]
+    for lead_id in (winner, *losers):
+        if state.persons.get(lead_id) is None:
+            raise MarketoFault("1004", f"Lead '{lead_id}' not found")
+    state.persons.merge(winner, losers)
+    return {}
 
 
 def describe(state: SimState, call: RestCall) -> Envelope:

@@ -52,6 +52,7 @@ ROUTES: tuple[Route, ...] = (
     Route("POST", f"{V1}/leads.json", leads.sync_leads, json_body=True),
     Route("DELETE", f"{V1}/leads.json", leads.delete_leads, json_body=True),
     Route("POST", f"{V1}/leads/delete.json", leads.delete_leads, json_body=True),
+    Route("POST", f"{V1}/leads/{{id}}/merge.json", leads.merge_leads, json_body=True),
     Route("GET", f"{V1}/lead/{{id}}.json", leads.get_lead),
     Route("GET", f"{V1}/leads/describe.json", leads.describe),
     Route("GET", f"{V1}/leads/describe2.json", leads.describe2),

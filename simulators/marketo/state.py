@@ -37,6 +37,13 @@ class SimState:
         self.stats = CallStats()
         self.webhooks: dict[str, Webhook] = {}
         self.bulk = BulkState(config.bulk, self.clock, self.lock)
+        # The person partitions the API user's role reaches (None: all). Persons elsewhere are
+        # not returned by reads, and writes to them answer 1008.
+        self.api_partitions: frozenset[int] | None = None
+
+    def visible(self, person: Mapping[str, Any]) -> bool:
+        """Whether the API user can see this person (its partition is in the user's reach)."""
+        return self.api_partitions is None or person.get("leadPartitionId") in self.api_partitions
 
     def reset(self) -> None:
         """Back to an empty instance with the configured limits (tokens are kept)."""
@@ -47,6 +54,7 @@ class SimState:
             self.gate.reset(self.config.limits)
             self.stats.reset()
             self.webhooks.clear()
+            self.api_partitions = None
             self.bulk.reset(self.config.bulk)
 
     def close(self) -> None:
@@ -98,6 +106,48 @@ class SimState:
     def user_delete(self, lead_id: int) -> bool:
         with self.lock:
             return self.persons.delete(lead_id)
+
+    def user_merge(self, winner: int, losers: Iterable[int]) -> list[str]:
+        """Merge People in the UI: the winner stays, the losers are merged into it."""
+        with self.lock:
+            ids = [i for i in dict.fromkeys(losers) if i != winner]
+            for lead_id in (winner, *ids):
+                if self.persons.get(lead_id) is None:
+                    raise KeyError(lead_id)
+            return self.persons.merge(winner, ids)
+
+    # --- partitions ------------------------------------------------------------------------------
+
+    def move_to_partition(self, lead_ids: Iterable[int], partition: int) -> None:
+        """Admin > Person Partitions: move persons (silently: no activity)."""
+        with self.lock:
+            for lead_id in lead_ids:
+                person = self.persons.get(lead_id)
+                if person is None:
+                    raise KeyError(lead_id)
+                person["leadPartitionId"] = partition
+
+    def set_api_partitions(self, partitions: Iterable[int] | None) -> None:
+        """The partitions the API user's role reaches (None: all), as a changed role or
+        workspace would leave them."""
+        with self.lock:
+            self.api_partitions = None if partitions is None else frozenset(partitions)
+
+    # --- field management --------------------------------------------------------------------
+
+    def block_field_updates(self, name: str, sources: Iterable[str]) -> None:
+        """Block Field Updates for ``sources`` (e.g. "Web service API"); none lifts the block."""
+        with self.lock:
+            self.catalog.require(name)
+            blocked = frozenset(sources)
+            if blocked:
+                self.persons.blocked[name] = blocked
+            else:
+                self.persons.blocked.pop(name, None)
+
+    def blocked_fields(self) -> dict[str, list[str]]:
+        with self.lock:
+            return {name: sorted(sources) for name, sources in self.persons.blocked.items()}
 
     # --- limits and faults ---------------------------------------------------------------
 

@@ -65,9 +65,10 @@ def test_the_model_uses_the_shipped_poll_settings() -> None:
     assert deployment.deletes_seconds == fields["marketo_deletes_poll_seconds"].default
     assert fields["marketo_poll_schedule"].default == "0 */1 * * * *"  # every 60 s
     assert deployment.poll_seconds == 60
-    # Nothing changes: a lead-change page per run every minute, a deleted-leads page every five.
+    # Nothing changes: a lead-change page per run every minute, a deleted-leads page and a
+    # merges page every five.
     idle = cap.capacity(0)
-    assert idle.marketo_calls_per_day == 1_440 + 288
+    assert idle.marketo_calls_per_day == 1_440 + 2 * 288
 
 
 def test_the_model_uses_the_batch_window_host_json_ships() -> None:

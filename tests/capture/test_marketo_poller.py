@@ -25,6 +25,7 @@ from .conftest import App, CountingState, RecordingQueue, timer, utc_now
 
 CHANGES = "GET /rest/v1/activities/leadchanges.json"
 DELETED = "GET /rest/v1/activities/deletedleads.json"
+MERGES = "GET /rest/v1/activities.json"
 
 
 def seed(app: App, count: int) -> list[int]:
@@ -70,10 +71,11 @@ def test_a_thousand_changes_over_several_pages_are_queued_once(
     read = app.deps.marketo.calls.snapshot()
     assert read[CHANGES] - calls.get(CHANGES, 0) == 4  # 300 + 300 + 300 + 100
     assert read[DELETED] - calls.get(DELETED, 0) == 1
+    assert read[MERGES] - calls.get(MERGES, 0) == 1
     moved = app.deps.state.get_checkpoint(CHECKPOINT)
     assert moved is not None
     assert moved.etag != started.etag
-    assert "1000 notices from 1000 activities in 5 pages" in caplog.text
+    assert "1000 notices from 1000 activities in 6 pages" in caplog.text
 
     marketo_poller(timer())  # nothing new since
     assert app.queued() == []
@@ -90,14 +92,13 @@ def test_the_checkpoint_is_written_once_per_run_and_a_budget_splits_the_work(
     edit_all(app, ids)
 
     first = run.run()
-    assert (first.pages, first.notices, first.drained) == (3, 600, False)  # 2 change pages + deletions
+    assert (first.pages, first.notices, first.drained) == (3, 300, False)  # changes, merges, deletions
     assert state.writes == 2
-    second = run.run()
-    assert (second.notices, second.drained) == (400, True)
-    assert state.writes == 3
-    third = run.run()
-    assert (third.notices, third.drained) == (0, True)
-    assert state.writes == 4
+    for _ in range(3):
+        run.run()
+    assert state.writes == 5
+    last = run.run()
+    assert (last.notices, last.drained) == (0, True)
 
     assert len(queue.sent) == len(set(queue.sent)) == 1000
     assert sorted(int(n.record_id) for n in queue.drain()) == sorted(ids)
@@ -221,23 +222,27 @@ def test_new_deleted_and_own_changes(app: App) -> None:
 
     marketo_poller(timer())
 
-    notices = {(n.record_id, n.kind): n for n in app.notices()}
+    queued = app.notices()
+    notices = {(n.record_id, n.kind, n.own_write): n for n in queued}
+    assert len(queued) == len(notices) == 4
     assert set(notices) == {
-        (str(created), Kind.CREATED),
-        (str(kept), Kind.UPDATED),
-        (str(gone), Kind.DELETED),
+        (str(created), Kind.CREATED, False),
+        (str(kept), Kind.UPDATED, False),
+        (str(kept), Kind.UPDATED, True),
+        (str(gone), Kind.DELETED, False),
     }
-    # One notice per person per page: first old value, last new value; the API write among the
-    # user's edits does not make the notice own_write.
-    edited = notices[str(kept), Kind.UPDATED]
+    # One notice per person per page and per writer: first old value, last new value; the API
+    # write among the user's edits has a notice of its own, whose old value is what the field
+    # held just before it.
+    edited = notices[str(kept), Kind.UPDATED, False]
     assert edited.changes == {
         "title": FieldChange(old=None, new="CEO"),
         "firstName": FieldChange(old="P0", new="Kim"),
-        "city": FieldChange(old=None, new="Lyon"),
     }
-    assert not edited.own_write
+    api = notices[str(kept), Kind.UPDATED, True]
+    assert api.changes == {"city": FieldChange(old=None, new="Lyon")}
     # New Lead carries no field values: the worker reads the person.
-    assert notices[str(created), Kind.CREATED].changes == {}
+    assert notices[str(created), Kind.CREATED, False].changes == {}
 
     app.deps.marketo.push_leads([{"id": kept, "city": "Paris"}], action="updateOnly", lookup_field="id")
     marketo_poller(timer())
@@ -257,18 +262,19 @@ def test_deletions_are_read_at_most_every_deletes_interval(app: App, tmp_path: P
         before = app.deps.marketo.calls.snapshot()
         poller(app, state, queue, deletes_every=every).run(now=at)  # a new poller each run, as the timer
         after = app.deps.marketo.calls.snapshot()
-        return {k: after[k] - before.get(k, 0) for k in (CHANGES, DELETED) if k in after}
+        return {k: after[k] - before.get(k, 0) for k in (CHANGES, DELETED, MERGES) if k in after}
 
     start = utc_now()
     run_at(start)  # the first run only records where to start
-    assert run_at(start + timedelta(minutes=1)) == {CHANGES: 1, DELETED: 1}  # never read yet
+    assert run_at(start + timedelta(minutes=1)) == {CHANGES: 1, DELETED: 1, MERGES: 1}  # never read yet
     app.stack.marketo.state.user_delete(gone)
     app.stack.marketo.state.user_edit(kept, {"title": "still polled"})
 
-    assert run_at(start + timedelta(minutes=2)) == {CHANGES: 1, DELETED: 0}
+    assert run_at(start + timedelta(minutes=2)) == {CHANGES: 1, DELETED: 0, MERGES: 0}
     assert [(n.record_id, n.kind) for n in queue.drain()] == [(str(kept), Kind.UPDATED)]
 
-    assert run_at(start + timedelta(minutes=6)) == {CHANGES: 1, DELETED: 1}  # five minutes on
+    # Five minutes on; a deletion of a person not known merged away reads the merges on first.
+    assert run_at(start + timedelta(minutes=6)) == {CHANGES: 1, DELETED: 1, MERGES: 2}
     assert [(n.record_id, n.kind) for n in queue.drain()] == [(str(gone), Kind.DELETED)]
 
 
@@ -291,3 +297,64 @@ def test_a_checkpoint_from_before_the_deletes_interval_reads_deletions_next(app:
     poller(app, state, queue, deletes_every=every).run()
 
     assert [(n.record_id, n.kind) for n in queue.drain()] == [(str(gone), Kind.DELETED)]
+
+
+def test_a_merge_becomes_a_merged_notice_per_loser_not_a_deletion(app: App) -> None:
+    [winner, loser, other] = seed(app, 3)
+    marketo_poller(timer())
+    app.stack.marketo.state.user_merge(winner, [loser, other])
+
+    marketo_poller(timer())
+
+    notices = sorted(app.notices(), key=lambda n: int(n.record_id))
+    assert [(n.record_id, n.kind, n.merged_into) for n in notices] == [
+        (str(loser), Kind.MERGED, str(winner)),
+        (str(other), Kind.MERGED, str(winner)),
+    ]
+    # Get Deleted Leads also reported the losers (the simulator does): not queued as deletions.
+    assert len({n.dedup_id for n in notices}) == 2
+
+
+def test_a_checkpoint_from_before_merges_were_read_starts_their_feed_where_deletions_were_read(
+    app: App, tmp_path: Path
+) -> None:
+    [winner, loser] = seed(app, 2)
+    state = CountingState(tmp_path / "state.sqlite3")
+    queue = RecordingQueue(tmp_path / "queue.sqlite3")
+    poller(app, state, queue).run()
+    checkpoint = state.get_checkpoint(CHECKPOINT)
+    assert checkpoint is not None
+    tokens = json.loads(checkpoint.value)
+    del tokens["merges"]
+    state.put_checkpoint(CHECKPOINT, json.dumps(tokens), etag=checkpoint.etag)
+
+    poller(app, state, queue).run()  # starts the merges feed, from the last deletions read
+    app.stack.marketo.state.user_merge(winner, [loser])
+    poller(app, state, queue).run()
+
+    assert [(n.record_id, n.kind) for n in queue.drain()] == [(str(loser), Kind.MERGED)]
+
+
+def test_a_merge_made_while_a_run_reads_the_deletions_is_queued_as_a_merge(app: App, tmp_path: Path) -> None:
+    [winner, loser] = seed(app, 2)
+    state, queue = CountingState(tmp_path / "state.sqlite3"), RecordingQueue(tmp_path / "queue.sqlite3")
+    run = poller(app, state, queue)
+    run.run()
+    marketo = app.deps.marketo
+    read_merges = marketo.get_lead_activities
+
+    def merge_then_read(*args: object, **kwargs: object) -> object:
+        page = read_merges(*args, **kwargs)  # type: ignore[arg-type]
+        if not getattr(merge_then_read, "done", False):
+            merge_then_read.done = True  # type: ignore[attr-defined]
+            app.stack.marketo.state.user_merge(winner, [loser])  # after this run read the merges
+        return page
+
+    marketo.get_lead_activities = merge_then_read  # type: ignore[method-assign]
+    try:
+        run.run()
+    finally:
+        del marketo.get_lead_activities
+    assert [(n.record_id, n.kind, n.merged_into) for n in queue.drain()] == [
+        (str(loser), Kind.MERGED, str(winner))
+    ]

@@ -291,8 +291,8 @@ def not_synced(draw: st.DrawFn, base: Base, doc: dict[str, Any]) -> str:
         doc["PrimaryEntityName"] = draw(st.text(max_size=30).filter(lambda t: t not in ("lead", "contact")))
         return "table not synced"
     doc["MessageName"] = draw(
-        st.sampled_from(["Assign", "SetState", "Merge", "QualifyLead", "create", ""])
-        | st.text(max_size=20).filter(lambda t: t not in ("Create", "Update", "Delete"))
+        st.sampled_from(["Assign", "SetState", "QualifyLead", "create", ""])
+        | st.text(max_size=20).filter(lambda t: t not in ("Create", "Update", "Delete", "Merge"))
     )
     return "message not synced"
 

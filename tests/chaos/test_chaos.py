@@ -23,6 +23,8 @@ def test_a_seeded_scenario_converges_with_every_rule_holding(system: LocalSystem
     report = run_scenario(system, SEED, SMALL)
     assert report.rounds == SMALL.rounds
     assert report.collisions == SMALL.rounds * SMALL.collisions_per_round
+    assert report.moves == SMALL.rounds * 3  # a qualification and a merge on each side, per round
+    assert report.races == SMALL.rounds * SMALL.races_per_round
     assert report.faults, "the scenario armed no fault"
     assert [f"{v.rule}: {v.detail}" for v in report.violations] == []
 

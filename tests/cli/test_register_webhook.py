@@ -28,7 +28,7 @@ def test_register_webhook_replaces_the_registration(
         )
         == 0
     )
-    assert "6 steps" in capsys.readouterr().out
+    assert "8 steps" in capsys.readouterr().out  # Create, Update, Delete and Merge on lead and contact
     lead_id = system.dataverse_admin.create_as(
         "Jane Doe", "leads", {"lastname": "Ng", "emailaddress1": "ng@x.example"}
     )

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import itertools
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from importlib import resources
 from pathlib import Path
 from typing import Any
+
+import yaml
 
 from mdsync.harness import LocalSystem
 from shared.bootstrap import reset_container
@@ -86,11 +88,40 @@ def mapping_edited(system: LocalSystem, folder: Path, edits: dict[str, str]) -> 
         text = text.replace(old, new)
     path = folder / "mapping.yaml"
     path.write_text(text, encoding="utf-8")
+    with _mapping_named(path):
+        yield system
+
+
+@contextmanager
+def mapping_extended(
+    system: LocalSystem,
+    folder: Path,
+    *,
+    lead: Sequence[dict[str, Any]] = (),
+    contact: Sequence[dict[str, Any]] = (),
+    options: dict[str, Any] | None = None,
+) -> Iterator[LocalSystem]:
+    """The default mapping with more fields and other options, named by MDSYNC_FIELD_MAPPING
+    as an operator would; the functions build their dependencies again with it."""
+    document = yaml.safe_load(
+        resources.files("shared").joinpath("default_mapping.yaml").read_text(encoding="utf-8")
+    )
+    document["lead"]["fields"].extend(lead)
+    document["contact"]["fields"].extend(contact)
+    document["options"].update(options or {})
+    path = folder / "mapping.yaml"
+    path.write_text(yaml.safe_dump(document), encoding="utf-8")
+    with _mapping_named(path):
+        yield system
+
+
+@contextmanager
+def _mapping_named(path: Path) -> Iterator[None]:
     previous = os.environ.get("MDSYNC_FIELD_MAPPING")
     os.environ["MDSYNC_FIELD_MAPPING"] = str(path)
     reset_container()
     try:
-        yield system
+        yield
     finally:
         if previous is None:
             os.environ.pop("MDSYNC_FIELD_MAPPING", None)

@@ -28,7 +28,9 @@ def test_creates_a_lead_from_the_persons_fields_and_links_both_ways(system: Loca
     assert answer.body["dynamicsId"] == lead["leadid"]
     assert lead["mdsync_marketoid"] == str(pid)
     assert (lead["firstname"], lead["lastname"], lead["companyname"]) == ("Ana", "Lopez", "Fabrikam")
-    assert lead["emailaddress1"] == "ana.lopez@fabrikam.example"  # read from Marketo, not the request
+    assert (
+        lead["emailaddress1"] == "Ana.Lopez@Fabrikam.example"
+    )  # read from Marketo (as typed), not the request
     assert (lead["jobtitle"], lead["telephone1"], lead["leadsourcecode"]) == ("CTO", "+1 425 555 0100", 8)
     person = system.marketo_admin.person(pid)
     assert (person["msftType"], person["msftLeadId"]) == ("Lead", lead["leadid"])
@@ -125,10 +127,11 @@ def test_links_an_unlinked_open_lead_with_the_same_email(system: LocalSystem) ->
 
 def test_records_that_are_linked_closed_or_taken_are_not_matched(system: LocalSystem) -> None:
     email = {"emailaddress1": "ana@fabrikam.example", "lastname": "Lopez"}
+    (other,) = system.marketo_admin.seed_persons([{"email": "ana@fabrikam.example", "lastName": "Other"}])
     other_ids = system.dataverse_admin.seed(
         "lead",
         [
-            {**email, "mdsync_marketoid": "999999"},  # linked to another person
+            {**email, "mdsync_marketoid": str(other)},  # linked to another person, who exists
             {**email, "statecode": LEAD_DISQUALIFIED, "statuscode": 6},  # closed
             email,  # column empty, but linked to another person in the state store
         ],

@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 
 from shared.mapping import Direction, EntityMapping, FieldMap, FieldType, Side, load_mapping
 from shared.normalize import canonical, to_dynamics, to_marketo
-from shared.reconcile import Action, reconcile
+from shared.reconcile import Action, MarketoNews, reconcile
 
 MAPPING = load_mapping()
 values = st.sampled_from([None, "Ana", "ana ", "Bo", "Web", "Seminar", "x@y.example", True, False])
@@ -115,3 +115,95 @@ def test_first_sync_fills_empty_side_without_collision() -> None:
     )
     title = next(d for d in plan.decisions if d.field.marketo == "title")
     assert title.action is Action.TO_MARKETO and not title.collision and title.value == "CTO"
+
+
+# --- what Marketo really holds -----------------------------------------------------------------
+
+texts = st.text(alphabet="abcXY ", min_size=1, max_size=6).map(str.strip).filter(bool)
+
+
+def _sent(entity: EntityMapping, before: str, sent: str) -> dict:  # type: ignore[type-arg]
+    """The shadow after mdsync wrote ``sent`` to Marketo, which held ``before``."""
+    plan = reconcile(
+        entity,
+        {"email": "a@b.example", "firstName": before},
+        {"emailaddress1": "a@b.example", "firstname": sent},
+        {"email": "a@b.example", "firstName": before},
+    )
+    assert [d.value for d in plan.writes(Action.TO_MARKETO)] == [sent]
+    return plan.shadow_after(wrote_marketo=True, wrote_dynamics=True)
+
+
+@given(st.sampled_from(list(Side)), texts, texts, st.booleans())
+def test_a_value_marketo_did_not_take_is_reported_once_and_never_copied_back(
+    winner: Side, before: str, sent: str, truncated: bool
+) -> None:
+    if canonical(FieldMap(marketo="x", dynamics="x"), before, Side.MARKETO) == sent or sent.startswith(
+        before
+    ):
+        return
+    entity = _entity(Direction.BOTH, winner)
+    shadow = _sent(entity, before, sent)
+    held = sent[: len(sent) - 1].strip() if truncated and len(sent) > 1 else before
+    if not held or held == sent:
+        return
+    marketo = {"email": "a@b.example", "firstName": held}
+    dynamics = {"emailaddress1": "a@b.example", "firstname": sent}
+    # Before Marketo's activities since the write are read, it might be a user's edit: it waits.
+    early = reconcile(entity, marketo, dynamics, shadow)
+    assert [d.action for d in early.decisions if d.field.marketo == "firstName"] == [Action.HELD]
+    assert not early.refusals and not early.towards(Side.DYNAMICS)
+    assert early.shadow_after(wrote_marketo=True, wrote_dynamics=True) == shadow
+    # Read (an echo of the person, or the confirmation): not taken, unless a later change shows
+    # Marketo had taken it (a user changed the field from the value sent).
+    reverted = MarketoNews(others={"firstName": [(sent, held)]}, seen=True)
+    touched = reconcile(entity, marketo, dynamics, shadow, news=reverted)
+    assert [d.value for d in touched.towards(Side.DYNAMICS)] == [held]
+    # A user's change from before the write, read only now, shows nothing of the kind.
+    earlier = MarketoNews(others={"firstName": [("Zed", before)]}, seen=True)
+    assert reconcile(entity, marketo, dynamics, shadow, news=earlier).refusals
+    plan = reconcile(entity, marketo, dynamics, shadow, news=MarketoNews(seen=True))
+    (decision,) = [d for d in plan.decisions if d.field.marketo == "firstName"]
+    assert decision.action is Action.HELD
+    assert decision.refused  # reported now
+    assert not plan.towards(Side.DYNAMICS)  # the Dynamics value is never overwritten
+    again = reconcile(entity, marketo, dynamics, plan.shadow_after(wrote_marketo=True, wrote_dynamics=True))
+    (second,) = [d for d in again.decisions if d.field.marketo == "firstName"]
+    assert second.action is Action.HELD and not second.refused  # once; no ping-pong
+    assert not again.towards(Side.MARKETO) and not again.towards(Side.DYNAMICS)
+    # A later change on either side syncs as usual.
+    edited = reconcile(
+        entity,
+        {**marketo, "firstName": "Zed"},
+        dynamics,
+        again.shadow_after(wrote_marketo=True, wrote_dynamics=True),
+    )
+    assert [d.value for d in edited.writes(Action.TO_DYNAMICS) if d.field.marketo == "firstName"] == ["Zed"]
+
+
+@given(texts, texts, texts)
+def test_a_marketo_edit_overwritten_by_mdsyncs_write_follows_the_collision_rule(
+    before: str, sent: str, typed: str
+) -> None:
+    if len({before, sent, typed}) < 3:
+        return
+    for winner in Side:
+        entity = _entity(Direction.BOTH, winner)
+        shadow = _sent(entity, before, sent)
+        # Marketo shows mdsync's value; its echo says the field held ``typed`` just before.
+        echoes = {"firstName": [(typed, sent)]}
+        marketo = {"email": "a@b.example", "firstName": sent}
+        dynamics = {"emailaddress1": "a@b.example", "firstname": sent}
+        plan = reconcile(entity, marketo, dynamics, shadow, news=MarketoNews(echoes, seen=True))
+        (decision,) = [d for d in plan.decisions if d.field.marketo == "firstName"]
+        assert decision.collision and decision.winner is winner
+        if winner is Side.MARKETO:
+            assert decision.action is Action.TO_BOTH and decision.value == typed
+        else:
+            assert decision.action is Action.IN_SYNC and decision.value == sent
+        # Its own echo (old value = what mdsync read) confirms the write instead.
+        mine = reconcile(
+            entity, marketo, dynamics, shadow, news=MarketoNews({"firstName": [(before, sent)]}, seen=True)
+        )
+        assert not mine.collisions and not mine.towards(Side.MARKETO)
+        assert "firstName@before" not in mine.shadow_after(wrote_marketo=True, wrote_dynamics=True)

@@ -1,0 +1,201 @@
+"""Merges: a person merged into another in Marketo, a record merged into another in Dynamics.
+
+Marketo (a Merge Leads activity, read by the poller: a ``merged`` notice naming the winner). The
+loser ceases to exist; its Dynamics record follows the winner:
+
+* the winner has no record -> the record is relinked to the winner (a first link);
+* the winner is linked to another record -> the record is unlinked (its Marketo-id column
+  cleared) and the sync log and the winner's Activity Log say so: one person cannot follow two
+  records, and the duplicate is in Dynamics now (merge the records there to finish).
+
+Dynamics (the Merge message, or the subordinate read back with ``masterid`` set). The
+subordinate is deactivated; its person follows the master, as the native sync does:
+
+* the master has a person -> the two persons are merged in Marketo (Merge Leads, the master's
+  person wins: it keeps its values and takes the other's where its own are empty), and the
+  master's pair is reconciled;
+* the master has no person -> the subordinate's person is relinked to it (a first link).
+
+Either way the subordinate's Marketo-id column is cleared first (one request per merge): the
+column is an alternate key, which the master cannot take while the subordinate still holds it.
+A notice about a subordinate whose person has moved on reconciles the master's pair.
+
+Both run before the persons are read from Marketo, so what is read is what the merge left.
+"""
+
+from __future__ import annotations
+
+from shared.errors import PermanentError, TransientError
+from shared.mapping import FieldMapping
+from shared.marketo.client import MarketoClient
+from shared.notices import Kind, Source
+from shared.ports import Link, StateStore
+from shared.sync.batch import Batch, Pair
+from shared.sync.journal import Journal
+from shared.sync.reads import DynamicsReader
+from shared.sync.writes import ENTITY_SETS, defer
+
+Rows = dict[str, dict[str, dict[str, object]]]
+
+
+def _merged_into(pair: Pair) -> int | None:
+    """The person this pair's person was merged into (a notice about the winner's own pair,
+    come back after the move, says nothing more)."""
+    for notice in pair.notices:
+        into = notice.merged_into or ""
+        mine = notice.record_id == str(pair.marketo_id)
+        if mine and notice.source is Source.MARKETO and notice.kind is Kind.MERGED and into.isdigit():
+            return int(into)
+    return None
+
+
+class MergeFollower:
+    def __init__(
+        self, marketo: MarketoClient, rows: DynamicsReader, state: StateStore, mapping: FieldMapping
+    ) -> None:
+        self.marketo = marketo
+        self.rows = rows
+        self.state = state
+        self.mapping = mapping
+
+    # --- merged in Marketo -----------------------------------------------------------------------
+
+    def follow_marketo(self, batch: Batch, journal: Journal) -> None:
+        merged = {p.marketo_id: w for p in batch.pairs.values() if (w := _merged_into(p)) is not None}
+        if not merged:
+            return
+        links = self.state.get_links_by_marketo(merged.values())
+        for loser_id, winner_id in merged.items():
+            pair = batch.pairs[loser_id]
+            owner = batch.pairs.get(winner_id)
+            winner_link = owner.link if owner is not None else links.get(winner_id)
+            if winner_link is None:
+                self._relink_to_winner(batch, pair, winner_id, journal)
+            elif (winner_link.entity, winner_link.dynamics_id.lower()) == (
+                pair.entity,
+                pair.dynamics_id.lower(),
+            ):
+                batch.dropped_links.append(pair.link)
+                del batch.pairs[loser_id]
+            else:
+                self._unlink_loser(pair, winner_link, journal)
+
+    def _relink_to_winner(self, batch: Batch, pair: Pair, winner_id: int, journal: Journal) -> None:
+        del batch.pairs[pair.marketo_id]
+        batch.dropped_links.append(pair.link)
+        moved = batch.attach(Link(winner_id, pair.entity, pair.dynamics_id), pair.notices)
+        moved.notices.extend(batch.unlinked_persons.pop(winner_id, []))
+        moved.dynamics, moved.new_link, moved.first_link = pair.dynamics, True, True
+        why = f"relinked: person {pair.marketo_id} was merged into person {winner_id} in Marketo"
+        journal.linked(moved.link, "relinked", why)
+
+    def _unlink_loser(self, pair: Pair, winner: Link, journal: Journal) -> None:
+        pair.settled = True
+        pair.unlink = (
+            f"person merged into person {winner.marketo_id} in Marketo, which is linked to "
+            f"{winner.entity} {winner.dynamics_id}: this {pair.entity} is no longer synced"
+        )
+        column = self.mapping.links.dynamics_marketo_id
+        if pair.dynamics is not None and str(pair.dynamics.get(column) or "") == str(pair.marketo_id):
+            pair.dynamics_changes[column] = None
+        message = (
+            f"Person {pair.marketo_id} was merged into this person, whose Dynamics record is "
+            f"{winner.entity} {winner.dynamics_id}; {pair.entity} {pair.dynamics_id} is no longer "
+            "synced (merge the two records in Dynamics)"
+        )
+        journal.failed(winner, "merge", "mdsync-merge", message, direction="to_dynamics")
+
+    # --- merged in Dynamics ----------------------------------------------------------------------
+
+    def follow_dynamics(self, batch: Batch, rows: Rows, journal: Journal) -> None:
+        merged = {
+            p.marketo_id: str(master).lower()
+            for p in batch.pairs.values()
+            if (master := (rows[p.entity].get(p.dynamics_id.lower()) or {}).get("_masterid_value"))
+        }
+        orphans = {
+            key: str(master).lower()
+            for key in batch.orphans
+            if (master := (rows[key[0]].get(key[1]) or {}).get("_masterid_value"))
+        }
+        if not merged and not orphans:
+            return
+        by_entity: dict[str, set[str]] = {}
+        for marketo_id, master in merged.items():
+            by_entity.setdefault(batch.pairs[marketo_id].entity, set()).add(master)
+        for (entity, _), master in orphans.items():
+            by_entity.setdefault(entity, set()).add(master)
+        for entity, masters in by_entity.items():
+            missing = [m for m in masters if m not in rows[entity]]
+            rows[entity].update(self.rows.by_ids(entity, missing).found)
+        owners = {e: self.state.get_links_by_dynamics(e, masters) for e, masters in by_entity.items()}
+        for marketo_id, master in merged.items():
+            pair = batch.pairs[marketo_id]
+            owner = _owner(batch, pair.entity, master) or owners[pair.entity].get(master)
+            if owner is not None and owner.marketo_id == pair.marketo_id:
+                continue
+            if not self._release(batch, pair, rows):
+                continue
+            if owner is None:
+                self._relink_to_master(pair, master, journal)
+            else:
+                self._merge_persons(batch, pair, owner, journal)
+        for (entity, record_id), master in orphans.items():
+            owner = _owner(batch, entity, master) or owners[entity].get(master)
+            if owner is not None:
+                # A notice about a record merged away (a retry, the Merge itself): its person is
+                # the master's now, and the master's pair is what to reconcile.
+                batch.attach(owner, batch.orphans.pop((entity, record_id)).notices)
+
+    def _release(self, batch: Batch, pair: Pair, rows: Rows) -> bool:
+        """Clear the subordinate's Marketo-id column (an alternate key the master is to take)."""
+        column = self.mapping.links.dynamics_marketo_id
+        row = rows[pair.entity].get(pair.dynamics_id.lower()) or {}
+        if str(row.get(column) or "") != str(pair.marketo_id):
+            return True
+        try:
+            self.rows.dataverse.update(ENTITY_SETS[pair.entity], pair.dynamics_id, {column: None})
+        except TransientError as exc:
+            pair.settled = True
+            defer(batch, pair, exc)
+            return False
+        except PermanentError:
+            return True  # gone or refused: the master's write will say so
+        row[column] = None
+        return True
+
+    def _relink_to_master(self, pair: Pair, master: str, journal: Journal) -> None:
+        old = pair.link
+        pair.link = Link(old.marketo_id, old.entity, master)
+        pair.new_link = pair.first_link = True
+        why = f"relinked: {old.entity} {old.dynamics_id} was merged into {old.entity} {master} in Dynamics"
+        journal.linked(pair.link, "relinked", why)
+
+    def _merge_persons(self, batch: Batch, pair: Pair, owner: Link, journal: Journal) -> None:
+        """The subordinate's person is merged into the master's person in Marketo."""
+        try:
+            self.marketo.merge_leads(owner.marketo_id, [pair.marketo_id])
+        except TransientError as exc:
+            pair.settled = True
+            defer(batch, pair, exc)
+            return
+        except PermanentError as exc:
+            pair.settled = True
+            journal.failed(pair.link, "merge", exc.code or "marketo", exc.message, direction="to_marketo")
+            return
+        del batch.pairs[pair.marketo_id]
+        batch.dropped_links.append(pair.link)
+        master = batch.attach(owner, pair.notices)
+        journal.note(
+            master.link,
+            "merged",
+            f"{pair.entity} {pair.dynamics_id} was merged into {owner.entity} {owner.dynamics_id} in "
+            f"Dynamics: person {pair.marketo_id} merged into this person in Marketo",
+        )
+
+
+def _owner(batch: Batch, entity: str, record_id: str) -> Link | None:
+    return next(
+        (p.link for p in batch.pairs.values() if (p.entity, p.dynamics_id.lower()) == (entity, record_id)),
+        None,
+    )

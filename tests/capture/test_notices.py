@@ -96,11 +96,11 @@ def test_every_replay_is_a_message_of_its_own(change: dict[str, object], tokens:
 
 def test_a_notice_written_by_a_newer_version_is_read() -> None:
     """Unknown fields are ignored (a newer writer added them): a rollback strands nothing."""
-    body = notice().model_dump(mode="json") | {"schema_version": 2, "merged_into": 1234, "trace": {"x": 1}}
+    body = notice().model_dump(mode="json") | {"schema_version": 2, "split_from": [1, 2], "trace": {"x": 1}}
     read = Notice.model_validate(body)
     assert read.record_id == notice().record_id
     assert read.schema_version == 2
-    assert "merged_into" not in read.to_json()
+    assert "split_from" not in read.to_json()
     assert notice().schema_version == NOTICE_SCHEMA
 
 

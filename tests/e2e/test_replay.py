@@ -22,7 +22,7 @@ from shared.ports import ParkedNotice, RawMessage
 from shared.replay import ParkedNotices, replay
 from tests.e2e.test_worker_support import create_linked, person, update_as_user
 
-GARBAGE = '{"source": "marketo", "kind": "merged", "note": "a newer notice, or no notice at all"}'
+GARBAGE = '{"source": "marketo", "kind": "teleported", "note": "a newer notice, or no notice at all"}'
 
 
 def _park_one_change(system: LocalSystem) -> tuple[str, int]:
@@ -170,7 +170,7 @@ def test_a_notice_from_a_newer_version_is_read(system: LocalSystem) -> None:
             occurred_at=datetime.now(UTC),
         ).to_json()
     )
-    newer.update(schema_version=2, merged_into=None, trace={"origin": "v2 worker"})
+    newer.update(schema_version=2, split_from=[1, 2], trace={"origin": "v2 worker"})
     system.stack.marketo.state.user_edit(marketo_id, {"title": "VP"})
     system.queue.send_raw([RawMessage("newer-1", json.dumps(newer))])
     system.wait_idle()

@@ -25,9 +25,15 @@ from tests.isolated_venv import isolated_python, run
 # The same pinned worker `make setup` installs for the local host: one place, the Makefile.
 WORKER = re.search(r"^WORKER := (\S+)$", (REPO / "Makefile").read_text(encoding="utf-8"), re.M).group(1)  # type: ignore[union-attr]
 INDEXER = REPO / "mdsync" / "devhost" / "worker_index.py"
-FUNCTIONS = {"dynamics_webhook", "marketo_poller", "dynamics_sweep", "sync_worker", "sync_person_to_microsoft"}
+FUNCTIONS = {
+    "dynamics_webhook",
+    "marketo_poller",
+    "dynamics_sweep",
+    "sync_worker",
+    "sync_person_to_microsoft",
+}
 
-REFUSED_APP = '''
+REFUSED_APP = """
 import azure.functions as func
 
 app = func.FunctionApp()
@@ -36,7 +42,7 @@ app = func.FunctionApp()
 @app.service_bus_queue_trigger(arg_name="messages", queue_name="q", connection="C", cardinality="many")
 def batch(messages: list[func.ServiceBusMessage]) -> None:
     return None
-'''
+"""
 
 
 @pytest.fixture(scope="session")
@@ -69,7 +75,8 @@ def test_the_python_worker_indexes_every_function_of_the_deploy_package(
 ) -> None:
     app = tmp_path / "app"
     files = copy_package(app)
-    assert Path("function_app.py") in files and Path("requirements.txt") in files
+    assert Path("function_app.py") in files
+    assert Path("requirements.txt") in files
     assert not any(f.parts[0] in ("tests", "simulators", "mdsync") for f in files)
     code, result = _index(worker_python, app, tmp_path)
     assert code == 0, result
@@ -87,6 +94,7 @@ def test_the_check_fails_on_an_annotation_the_worker_refuses(worker_python: Path
     (app / "function_app.py").write_text(REFUSED_APP, encoding="utf-8")
     code, result = _index(worker_python, app, tmp_path)
     assert code == 1
-    assert "cannot load the batch function: binding messages has invalid non-type annotation" in (
-        result["refused"]
+    assert (
+        "cannot load the batch function: binding messages has invalid non-type annotation"
+        in (result["refused"])
     )

@@ -2,7 +2,7 @@
 
 import azure.functions as func
 
-from functions import dynamics_sweep, dynamics_webhook, flow_step, marketo_poller, sync_worker
+from functions import dynamics_sweep, dynamics_webhook, flow_step, marketo_change, marketo_poller, sync_worker
 from shared.redaction import install_log_redaction
 
 # Every log record of the process, whatever logger makes it, is redacted (no secret, no email).
@@ -10,6 +10,7 @@ install_log_redaction()
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 app.register_functions(dynamics_webhook.bp)
+app.register_functions(marketo_change.bp)
 app.register_functions(marketo_poller.bp)
 app.register_functions(dynamics_sweep.bp)
 app.register_functions(sync_worker.bp)

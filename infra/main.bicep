@@ -76,6 +76,11 @@ param dynamicsWebhookSecret string
 @description('Shared secret the Marketo flow-step webhook sends in the x-mdsync-key header (stored in Key Vault).')
 param flowStepSecret string
 
+@secure()
+@minLength(16)
+@description('Shared secret the Marketo change campaign\'s webhook sends in the x-mdsync-key header (stored in Key Vault).')
+param marketoWebhookSecret string
+
 // --- Behaviour and scale ------------------------------------------------------------------
 
 @minValue(1)
@@ -198,6 +203,7 @@ module keyVault 'core/keyvault.bicep' = {
     dataverseClientSecret: dataverseCredential == 'client_secret' ? dataverseClientSecret : ''
     dynamicsWebhookSecret: dynamicsWebhookSecret
     flowStepSecret: flowStepSecret
+    marketoWebhookSecret: marketoWebhookSecret
   }
 }
 
@@ -252,6 +258,7 @@ module api 'app/api.bicep' = {
     dataverseClientSecretUri: keyVault.outputs.dataverseClientSecretUri
     dynamicsWebhookSecretUri: keyVault.outputs.dynamicsWebhookSecretUri
     flowStepSecretUri: keyVault.outputs.flowStepSecretUri
+    marketoWebhookSecretUri: keyVault.outputs.marketoWebhookSecretUri
   }
 }
 

@@ -22,12 +22,21 @@ from mdsync.devhost import DevHost
 from mdsync.devhost.discovery import load_function_app
 from shared.adapters.sqlite_queue import SqliteQueue
 from shared.bootstrap import Container, container, reset_container
+from shared.capture.marketo_campaign import webhook_template
+from shared.capture.marketo_poll import API_SOURCE
 from shared.capture.registration import webhook_steps
 from shared.http import make_session
 from simulators.dataverse.admin import DataverseAdmin
 from simulators.marketo.admin import MarketoAdmin
 from simulators.marketo.config import ExtraField
-from simulators.stack import FIXED_PORTS, FLOW_STEP_SECRET, WEBHOOK_SECRET, SimulatorStack, StackConfig
+from simulators.stack import (
+    FIXED_PORTS,
+    FLOW_STEP_SECRET,
+    MARKETO_WEBHOOK_SECRET,
+    WEBHOOK_SECRET,
+    SimulatorStack,
+    StackConfig,
+)
 from simulators.tls import TlsFiles
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -36,6 +45,8 @@ MASTER_KEY = "local-master-key-0123456789"
 NEVER = "0 0 0 1 1 *"  # timers that only run when the harness triggers them
 WEBHOOK_NAME = "mdsync-local"
 FLOW_STEP_WEBHOOK = "Sync Person to Microsoft"
+CHANGE_WEBHOOK = "mdsync change notice"
+CHANGE_CAMPAIGN = "mdsync: person changed"
 FLOW_STEP_FIELDS = (
     ExtraField("mdsyncFlowStepStatus", "mdsync Flow Step Status", soap_name="mdsyncFlowStepStatus"),
     ExtraField(
@@ -212,6 +223,29 @@ class LocalSystem:
                 "x-mdsync-key": FLOW_STEP_SECRET,
             },
             response_mappings={"status": "mdsyncFlowStepStatus", "dynamicsId": "mdsyncFlowStepDynamicsId"},
+        )
+
+    def register_change_campaign(self) -> None:
+        """The Marketo side of real-time capture, as docs/marketo-setup.md sets it up: a webhook
+        to ``marketo_change`` carrying the mapped fields' values, and a trigger campaign calling
+        it on "Data Value Changes" of those fields (not from the REST API: mdsync's own writes)
+        and on "Person is Created"."""
+        assert self.host is not None
+        mapped = self.deps.mapping.marketo_names()
+        names = {f.name: f.display_name for f in self.deps.marketo.describe_leads()}
+        self.marketo_admin.define_webhook(
+            CHANGE_WEBHOOK,
+            self.host.function_url("marketo_change"),
+            template=webhook_template(names, mapped),
+            encoding="json",
+            headers={
+                "Content-Type": "application/json",
+                "x-functions-key": HOST_KEY,
+                "x-mdsync-key": MARKETO_WEBHOOK_SECRET,
+            },
+        )
+        self.marketo_admin.define_campaign(
+            CHANGE_CAMPAIGN, CHANGE_WEBHOOK, changed=sorted(mapped), created=True, source_is_not=[API_SOURCE]
         )
 
     @contextmanager

@@ -210,12 +210,15 @@ class Container:
             self._built["instance"] = current
 
     def close(self) -> None:
-        for item in self._built.values():
+        # A snapshot: the start-up checks may still be building a dependency on their thread.
+        with self._lock:
+            built = list(self._built.values())
+            self._built.clear()
+        for item in built:
             for each in item if isinstance(item, list) else [item]:
                 close = getattr(each, "close", None)
                 if callable(close):
                     close()
-        self._built.clear()
 
 
 def make_marketo_client(

@@ -210,6 +210,9 @@ class Settings(BaseSettings):
     # The custom header Marketo's "Call Webhook" sends on the flow step.
     flow_step_header: str = Field(default="x-mdsync-key", alias="FLOW_STEP_HEADER")
     flow_step_secret: SecretStr | None = Field(default=None, alias="FLOW_STEP_SECRET")
+    # The custom header Marketo's "Call Webhook" sends from the change campaign (marketo_change).
+    marketo_webhook_header: str = Field(default="x-mdsync-key", alias="MARKETO_WEBHOOK_HEADER")
+    marketo_webhook_secret: SecretStr | None = Field(default=None, alias="MARKETO_WEBHOOK_SECRET")
 
     # systemuserids of mdsync's own Dataverse application users (comma-separated): notices they
     # caused are marked so the worker can skip echoes cheaply. Correctness never depends on it.
@@ -250,7 +253,7 @@ class Settings(BaseSettings):
             raise ValueError(f"{value} does not exist (the simulators write it: run `mdsync simulate`)")
         return value
 
-    @field_validator("dynamics_webhook_secret", "flow_step_secret")
+    @field_validator("dynamics_webhook_secret", "flow_step_secret", "marketo_webhook_secret")
     @classmethod
     def _strong_secret(cls, value: SecretStr | None) -> SecretStr | None:
         if value is not None and len(value.get_secret_value()) < 16:
@@ -341,6 +344,11 @@ class Settings(BaseSettings):
         if self.dynamics_webhook_secret is None:
             raise _missing("the Dataverse webhook", DYNAMICS_WEBHOOK_SECRET=None)
         return self.dynamics_webhook_secret.get_secret_value()
+
+    def marketo_webhook_key(self) -> str:
+        if self.marketo_webhook_secret is None:
+            raise _missing("the Marketo change campaign's webhook", MARKETO_WEBHOOK_SECRET=None)
+        return self.marketo_webhook_secret.get_secret_value()
 
     def flow_step_key(self) -> str:
         if self.flow_step_secret is None:

@@ -221,6 +221,10 @@ class FieldMapping(BaseModel):
             return self.contact
         raise ValueError(f"unknown Dynamics entity {name!r}")
 
+    def marketo_names(self) -> frozenset[str]:
+        """The mapped Marketo fields of both entities (what change capture reports)."""
+        return frozenset(f.marketo for e in (self.lead, self.contact) for f in e.fields)
+
     def marketo_fields(self) -> list[str]:
         """Every Marketo field mdsync reads: mapped fields of both entities plus the link fields."""
         names = {f.marketo for f in (*self.lead.fields, *self.contact.fields)}

@@ -125,6 +125,9 @@ class Notice(BaseModel):
     # The values are incomplete: Dataverse trimmed the payload (> 256 KB, no images) or a value
     # had to be altered to be carried (``fit_changes``). Never skipped as an echo; re-read.
     trimmed: bool = False
+    # The changes are the person's values when a Marketo campaign called mdsync (its webhook's
+    # lead tokens), not old -> new: no old value is known, and none is to be read from them.
+    snapshot: bool = False
     # Lead qualification: the lead the new contact originates from.
     originating_lead_id: RecordId | None = None
     # A merge: the record (Marketo person id, or Dynamics record id) this one was merged into.

@@ -29,6 +29,7 @@ MARKETO_CLIENT_ID = "mdsync-local"
 MARKETO_CLIENT_SECRET = "local-marketo-secret-not-for-production"
 WEBHOOK_SECRET = "local-webhook-secret-not-for-production"
 FLOW_STEP_SECRET = "local-flow-step-secret-not-for-production"
+MARKETO_WEBHOOK_SECRET = "local-marketo-webhook-secret-not-for-production"
 FIXED_PORTS = {"entra": 7443, "dataverse": 7444, "marketo": 7445}
 DEFAULT_TLS_DIR = Path(".mdsync/tls")
 
@@ -112,4 +113,5 @@ class SimulatorStack:
             "MDSYNC_CA_FILE": str(self.tls.ca_file),
             "DYNAMICS_WEBHOOK_SECRET": WEBHOOK_SECRET,
             "FLOW_STEP_SECRET": FLOW_STEP_SECRET,
+            "MARKETO_WEBHOOK_SECRET": MARKETO_WEBHOOK_SECRET,
         }

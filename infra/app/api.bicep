@@ -58,6 +58,7 @@ param marketoClientSecretUri string
 param dataverseClientSecretUri string
 param dynamicsWebhookSecretUri string
 param flowStepSecretUri string
+param marketoWebhookSecretUri string
 
 resource appInsights 'Microsoft.Insights/components@2020-02-02' existing = {
   name: applicationInsightsName
@@ -91,6 +92,7 @@ var baseSettings = [
   { name: 'STATE_TABLE_ENDPOINT', value: stateTableEndpoint }
   { name: 'DYNAMICS_WEBHOOK_SECRET', value: '@Microsoft.KeyVault(SecretUri=${dynamicsWebhookSecretUri})' }
   { name: 'FLOW_STEP_SECRET', value: '@Microsoft.KeyVault(SecretUri=${flowStepSecretUri})' }
+  { name: 'MARKETO_WEBHOOK_SECRET', value: '@Microsoft.KeyVault(SecretUri=${marketoWebhookSecretUri})' }
   { name: 'MARKETO_POLL_SCHEDULE', value: marketoPollSchedule }
   { name: 'DYNAMICS_SWEEP_SCHEDULE', value: dynamicsSweepSchedule }
 ]

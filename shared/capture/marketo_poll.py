@@ -283,7 +283,7 @@ class MarketoPoller:
         self.start_at = start_at
         self.lease_seconds = lease_seconds
         self.deletes_every = deletes_every
-        self.mapped = frozenset(f.marketo for e in (mapping.lead, mapping.contact) for f in e.fields)
+        self.mapped = mapping.marketo_names()
 
     def run(self, now: datetime | None = None) -> PollResult:
         with Lease(self.state, LEASE, seconds=self.lease_seconds) as lease:

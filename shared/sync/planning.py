@@ -95,6 +95,8 @@ def marketo_news(notices: Sequence[Notice]) -> MarketoNews:
             continue
         mine = notice.own_write and notice.kind is Kind.UPDATED
         seen = seen or mine
+        if notice.snapshot:
+            continue  # a campaign's values carry no old value to check a write against
         for name, change in notice.changes.items():
             (echoes if mine else others).setdefault(name, []).append((change.old, change.new))
     return MarketoNews(echoes, others, seen)

@@ -155,9 +155,13 @@ class Page:
 class ActivityLog:
     """Append-only log of every activity in the instance (REST writes, user edits, webhooks)."""
 
-    def __init__(self, first_id: int = 900_001) -> None:
+    def __init__(
+        self, first_id: int = 900_001, *, observer: Callable[[Activity], None] | None = None
+    ) -> None:
         self._items: list[Activity] = []
         self._first_id = first_id
+        # Told of every activity as it is recorded (the trigger campaigns listen).
+        self._observer = observer
 
     def __len__(self) -> int:
         return len(self._items)
@@ -166,6 +170,8 @@ class ActivityLog:
         seq = len(self._items)
         item = Activity(seq, self._first_id + seq, lead_id, type_id, at, **details)
         self._items.append(item)
+        if self._observer is not None:
+            self._observer(item)
         return item
 
     def move(self, from_leads: list[int], to_lead: int) -> None:

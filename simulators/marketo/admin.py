@@ -169,3 +169,42 @@ class MarketoAdmin:
         """Run the Call Webhook flow step for one person: status, body, elapsedMs, errorType,
         mappedFields, activityId."""
         return dict(self._call("POST", f"/webhooks/{name}/fire", {"leadId": lead_id}))
+
+    # --- trigger campaigns ---------------------------------------------------------------------
+
+    def define_campaign(
+        self,
+        name: str,
+        webhook: str,
+        *,
+        changed: Sequence[str] = (),
+        created: bool = False,
+        source_is_not: Sequence[str] = (),
+        active: bool = True,
+    ) -> dict[str, Any]:
+        """A trigger campaign calling ``webhook``: "Data Value Changes" on the ``changed``
+        attributes (REST names) and/or "Person is Created", each constrained to sources other
+        than ``source_is_not``. ``active`` False keeps it defined but listening to nothing."""
+        triggers: list[dict[str, Any]] = []
+        if changed:
+            triggers.append(
+                {
+                    "type": "Data Value Changes",
+                    "attributes": list(changed),
+                    "sourceIsNot": list(source_is_not),
+                }
+            )
+        if created:
+            triggers.append({"type": "Person is Created", "sourceIsNot": list(source_is_not)})
+        body = {"name": name, "webhook": webhook, "triggers": triggers, "active": active}
+        return dict(self._call("POST", "/campaigns", body))
+
+    def campaigns(self) -> dict[str, Any]:
+        return dict(self._call("GET", "/campaigns"))
+
+    def pause_campaigns(self, paused: bool = True) -> None:
+        self._call("PUT", "/campaigns", {"paused": paused})
+
+    def wait_for_campaigns(self, timeout: float = 30) -> bool:
+        """Whether every queued campaign run has run within ``timeout`` seconds."""
+        return bool(self._call("POST", "/campaigns/idle", timeout=timeout)["idle"])

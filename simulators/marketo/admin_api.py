@@ -7,6 +7,7 @@ faults, read call counts, define and fire webhooks.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict
@@ -16,6 +17,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from simulators.marketo.campaigns import CampaignDefinitionError
 from simulators.marketo.faults import MarketoFault
 from simulators.marketo.firing import UnknownTarget, fire
 from simulators.marketo.state import SimState
@@ -71,7 +73,7 @@ def _guarded(handler: Callable[[Request], Awaitable[Any]]) -> Endpoint:
             result = await handler(request)
         except MarketoFault as why:
             return _error(400, why.message, why.code)
-        except (ValueError, WebhookDefinitionError, TypeError) as why:
+        except (ValueError, WebhookDefinitionError, CampaignDefinitionError, TypeError) as why:
             return _error(400, str(why))
         except (KeyError, UnknownTarget) as why:
             return _error(404, f"not found: {why}")
@@ -241,6 +243,27 @@ class _AdminApi:
         with self.state.lock:
             return {"webhooks": [w.to_json() for w in self.state.webhooks.values()]}
 
+    async def campaigns(self, request: Request) -> dict[str, Any]:
+        """``POST`` defines a trigger campaign (same name replaces); ``PUT`` ``{"paused": bool}``
+        holds or releases the queued runs; ``GET`` lists them with the runs still queued."""
+        runner = self.state.campaigns
+        if request.method == "POST":
+            return self.state.define_campaign(await _json(request)).to_json()
+        if request.method == "PUT":
+            runner.pause(bool((await _json(request)).get("paused")))
+        return {
+            "campaigns": [c.to_json() for c in list(runner.campaigns.values())],
+            "pending": runner.pending(),
+            "runs": runner.runs,
+            "paused": not runner.paused.is_set(),
+        }
+
+    async def campaigns_idle(self, request: Request) -> dict[str, Any]:
+        """Wait (at most ``timeout`` seconds) until no campaign run is queued."""
+        timeout = float(request.query_params.get("timeout", "10"))
+        idle = await asyncio.to_thread(self.state.campaigns.wait_idle, timeout)
+        return {"idle": idle, "pending": self.state.campaigns.pending()}
+
     async def fire_webhook(self, request: Request) -> dict[str, Any]:
         lead_id = int((await _json(request))["leadId"])
         outcome = await fire(self.state, request.path_params["name"], lead_id)
@@ -270,5 +293,7 @@ def admin_routes(state: SimState) -> list[Route]:
         ("/bulk", api.bulk, ["GET", "PUT"]),
         ("/webhooks", api.webhooks, ["GET", "POST"]),
         ("/webhooks/{name}/fire", api.fire_webhook, ["POST"]),
+        ("/campaigns", api.campaigns, ["GET", "POST", "PUT"]),
+        ("/campaigns/idle", api.campaigns_idle, ["POST"]),
     ]
     return [Route(path, _guarded(handler), methods=methods) for path, handler, methods in table]

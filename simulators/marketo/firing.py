@@ -11,7 +11,7 @@ import json
 import time
 from dataclasses import dataclass
 from http import HTTPStatus
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import requests
 
@@ -20,8 +20,10 @@ from simulators.marketo.activities import CALL_WEBHOOK
 from simulators.marketo.faults import MarketoFault
 from simulators.marketo.fields import coerce
 from simulators.marketo.persons import webhook_origin
-from simulators.marketo.state import SimState
 from simulators.marketo.webhooks import RenderedRequest, Webhook, extract, render_request
+
+if TYPE_CHECKING:
+    from simulators.marketo.state import SimState
 
 RESPONSE_ATTRIBUTE_LIMIT = 2_000
 
@@ -51,6 +53,11 @@ class UnknownTarget(LookupError):
 
 
 async def fire(state: SimState, name: str, lead_id: int) -> Outcome:
+    return await asyncio.to_thread(fire_now, state, name, lead_id)
+
+
+def fire_now(state: SimState, name: str, lead_id: int) -> Outcome:
+    """The flow step, on the calling thread (a trigger campaign's runner)."""
     with state.lock:
         hook = state.webhooks.get(name)
         person = state.persons.get(lead_id)
@@ -59,7 +66,7 @@ async def fire(state: SimState, name: str, lead_id: int) -> Outcome:
         if person is None:
             raise UnknownTarget(f"no person {lead_id}")
         request = render_request(hook, dict(person), state.catalog)
-    outcome = await asyncio.to_thread(_send, request, state)
+    outcome = _send(request, state)
     with state.lock:
         mapped: tuple[str, ...] = ()
         if outcome.status is not None and 200 <= outcome.status < 300:

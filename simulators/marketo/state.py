@@ -13,9 +13,11 @@ from typing import Any
 
 from simulators.marketo.activities import ActivityLog
 from simulators.marketo.bulk import BulkState
+from simulators.marketo.campaigns import Campaign, CampaignRunner, parse_campaign
 from simulators.marketo.config import MarketoSimConfig
 from simulators.marketo.custom_activities import CustomTypes
 from simulators.marketo.fields import FieldCatalog, coerce
+from simulators.marketo.firing import fire_now
 from simulators.marketo.gate import Gate
 from simulators.marketo.persons import USER, Person, PersonStore
 from simulators.marketo.stats import CallStats
@@ -29,7 +31,8 @@ class SimState:
         self.clock = config.clock
         self.lock = threading.RLock()
         self.catalog = FieldCatalog(config.extra_fields)
-        self.log = ActivityLog()
+        self.campaigns = CampaignRunner(self._run_campaign)
+        self.log = ActivityLog(observer=self.campaigns.observe)
         self.persons = PersonStore(self.catalog, self.log, self.clock, config.first_lead_id)
         self.custom_types = CustomTypes(self.clock)
         self.tokens = TokenStore(config.token_ttl_seconds, self.clock)
@@ -48,7 +51,8 @@ class SimState:
     def reset(self) -> None:
         """Back to an empty instance with the configured limits (tokens are kept)."""
         with self.lock:
-            self.log = ActivityLog()
+            self.campaigns.clear()
+            self.log = ActivityLog(observer=self.campaigns.observe)
             self.persons = PersonStore(self.catalog, self.log, self.clock, self.config.first_lead_id)
             self.custom_types.clear()
             self.gate.reset(self.config.limits)
@@ -60,6 +64,7 @@ class SimState:
     def close(self) -> None:
         """Stop the bulk worker and delete the bulk files (the instance is not used again)."""
         self.bulk.close()
+        self.campaigns.close()
 
     # --- persons, as seeded or as a Marketo user sees them -----------------------------------
 
@@ -211,6 +216,17 @@ class SimState:
                 hook = parse_webhook(existing.webhook_id, dict(body), self.catalog)
             self.webhooks[hook.name] = hook
             return hook
+
+    def define_campaign(self, body: Mapping[str, Any]) -> Campaign:
+        """A trigger campaign whose flow calls one of the webhooks (``campaigns``)."""
+        with self.lock:
+            fields = {f.name for f in self.catalog.fields}
+            campaign = parse_campaign(body, self.webhooks, fields)
+        self.campaigns.define(campaign)
+        return campaign
+
+    def _run_campaign(self, webhook: str, lead_id: int) -> None:
+        fire_now(self, webhook, lead_id)
 
 
 _STAMPS = ("createdAt", "updatedAt")

@@ -27,6 +27,7 @@ WORKER = re.search(r"^WORKER := (\S+)$", (REPO / "Makefile").read_text(encoding=
 INDEXER = REPO / "mdsync" / "devhost" / "worker_index.py"
 FUNCTIONS = {
     "dynamics_webhook",
+    "marketo_change",
     "marketo_poller",
     "dynamics_sweep",
     "sync_worker",

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from functions.flow_step import MAX_BODY, MAX_ID, marketo_id_from
+from functions._marketo_body import MAX_BODY, MAX_ID, marketo_id_from
 from mdsync.harness import HOST_KEY, LocalSystem
 from shared.errors import BadRequestError
 from simulators.stack import FLOW_STEP_SECRET

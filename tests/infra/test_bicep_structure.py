@@ -132,6 +132,7 @@ def test_key_vault_uses_rbac_soft_delete_and_purge_protection() -> None:
         "'dataverse-client-secret'",
         "'dynamics-webhook-secret'",
         "'flow-step-secret'",
+        "'marketo-webhook-secret'",
     }
     for key in names:
         assert text.count(f"secretNames.{key}") == 2, f"secret {key}: one resource, one output URI"
@@ -243,7 +244,7 @@ def test_secret_settings_are_key_vault_references() -> None:
         for alias, field in _settings_aliases().items()
         if SecretStr in (field.annotation, *get_args(field.annotation)) and alias in settings
     ]
-    assert len(secret_aliases) == 4, secret_aliases
+    assert len(secret_aliases) == 5, secret_aliases
     for alias in secret_aliases:
         assert settings[alias].startswith("'@Microsoft.KeyVault(SecretUri=${"), alias
 

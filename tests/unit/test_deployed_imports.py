@@ -70,6 +70,7 @@ def test_every_function_is_registered_with_its_trigger() -> None:
     rows = {line.split()[0]: line.split()[1:] for line in result.stdout.splitlines()}
     assert rows == {
         "dynamics_webhook": ["httpTrigger", "dynamics/webhook", "FUNCTION", "-"],
+        "marketo_change": ["httpTrigger", "marketo/change", "FUNCTION", "-"],
         "marketo_poller": ["timerTrigger", "%MARKETO_POLL_SCHEDULE%", "-", "-"],
         "dynamics_sweep": ["timerTrigger", "%DYNAMICS_SWEEP_SCHEDULE%", "-", "-"],
         "sync_worker": ["serviceBusTrigger", "%SERVICEBUS_QUEUE_NAME%", "-", "MANY"],

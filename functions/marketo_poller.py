@@ -1,4 +1,6 @@
-"""Marketo change capture on a timer (default every minute; MARKETO_POLL_SCHEDULE)."""
+"""Marketo change capture on a timer (default every minute; MARKETO_POLL_SCHEDULE): the safety net
+under the change campaign (functions/marketo_change.py), and the only feed of merges and
+deletions. A run reads pages for up to MARKETO_POLL_MAX_SECONDS, checkpointing after each."""
 
 from __future__ import annotations
 
@@ -37,7 +39,8 @@ def _run() -> None:
         deps.state,
         deps.queue,
         deps.mapping,
-        max_pages=deps.settings.marketo_poll_max_pages,
+        max_pages=deps.settings.marketo_poll_max_pages or None,
+        time_budget=deps.settings.marketo_poll_max_seconds,
         start_at=deps.settings.marketo_poll_start,
         deletes_every=timedelta(seconds=deps.settings.marketo_deletes_poll_seconds),
     )

@@ -180,6 +180,23 @@ def cmd_webhook_steps(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_campaign_template(args: argparse.Namespace) -> int:
+    from shared.bootstrap import container
+    from shared.capture.marketo_campaign import webhook_template
+
+    deps = container()
+    mapped = deps.mapping.marketo_names()
+    # Lead tokens use display names, which only Marketo knows (Describe Lead: one call).
+    names = {f.name: f.display_name for f in deps.marketo.describe_leads()}
+    missing = sorted(mapped - set(names))
+    print(webhook_template(names, mapped))
+    print("\nData Value Changes attributes: " + ", ".join(sorted(names[n] for n in mapped if n in names)))
+    if missing:
+        console.print(f"[red]not Marketo fields (check the mapping)[/red]: {', '.join(missing)}")
+        return 1
+    return 0
+
+
 def cmd_fields_check(args: argparse.Namespace) -> int:
     from shared.bootstrap import container
     from shared.field_check import check_mapping
@@ -378,6 +395,14 @@ def _add_setup_commands(commands: argparse._SubParsersAction[argparse.ArgumentPa
         "webhook-steps", help="print the steps and images register-webhook registers (for the PRT)"
     )
     steps.set_defaults(run=cmd_webhook_steps)
+
+    marketo = commands.add_parser("marketo", help="Marketo set-up helpers")
+    marketo_commands = marketo.add_subparsers(dest="marketo_command", required=True, metavar="command")
+    template = marketo_commands.add_parser(
+        "campaign-template",
+        help="print the change campaign's webhook template and trigger attributes for the mapping",
+    )
+    template.set_defaults(run=cmd_campaign_template)
 
     fields = commands.add_parser("fields", help="field mapping tools")
     fields_commands = fields.add_subparsers(dest="fields_command", required=True, metavar="command")

@@ -293,14 +293,18 @@ class LocalSystem:
         self.host.trigger_timer("dynamics_sweep")
 
     def wait_idle(self, timeout: float = 30.0, *, quiet: bool = False) -> bool:
-        """Until Dataverse delivered its webhooks and the queue is empty (retries included)."""
+        """Until Dataverse delivered its webhooks, Marketo ran its campaigns' webhooks and the
+        queue is empty (retries included)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             # Short waits per loop: the admin client's own HTTP timeout is 30 s.
             delivered = self.dataverse_admin.wait_for_webhooks(
                 timeout=min(10.0, max(0.1, deadline - time.monotonic()))
             )
-            if delivered and self.queue.active_count() == 0:
+            campaigns = self.marketo_admin.wait_for_campaigns(
+                timeout=min(10.0, max(0.1, deadline - time.monotonic()))
+            )
+            if delivered and campaigns and self.queue.active_count() == 0:
                 return True
             if self.host is not None:
                 self.host.wake()

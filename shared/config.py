@@ -223,8 +223,10 @@ class Settings(BaseSettings):
     dynamics_sweep_schedule: str = Field(default="0 */15 * * * *", alias="DYNAMICS_SWEEP_SCHEDULE")
     # Where the very first poll starts (ISO 8601 with a zone); unset = from the first run on.
     marketo_poll_start: datetime | None = Field(default=None, alias="MARKETO_POLL_START")
-    # Pages of Marketo activities one poll run reads at most (the rest waits for the next run).
-    marketo_poll_max_pages: int = Field(default=50, alias="MARKETO_POLL_MAX_PAGES", ge=3, le=1000)
+    # Pages of Marketo activities one poll run reads at most (0: no cap; the run's time bounds it).
+    marketo_poll_max_pages: int = Field(default=0, alias="MARKETO_POLL_MAX_PAGES", ge=0, le=100_000)
+    # How long one poll run reads pages (it checkpoints after each): inside functionTimeout (4 min).
+    marketo_poll_max_seconds: float = Field(default=180, alias="MARKETO_POLL_MAX_SECONDS", ge=5, le=3600)
     # Deletions are read on a poll run at most this often (0: every run).
     marketo_deletes_poll_seconds: int = Field(
         default=300, alias="MARKETO_DELETES_POLL_SECONDS", ge=0, le=86_400
@@ -237,6 +239,13 @@ class Settings(BaseSettings):
             raise ValueError(
                 "must be an NCRONTAB expression with six fields (sec min hour day month weekday)"
             )
+        return value
+
+    @field_validator("marketo_poll_max_pages")
+    @classmethod
+    def _page_cap(cls, value: int) -> int:
+        if 0 < value < 3:
+            raise ValueError("must be 0 (no cap) or at least 3 (one each for changes, merges and deletions)")
         return value
 
     @field_validator("marketo_poll_start")

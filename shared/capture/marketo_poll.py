@@ -16,13 +16,17 @@ Merges: a Merge Leads activity (on the winner, "Merge IDs" naming the losers) be
 (``shared.sync.merges``). Get Deleted Leads may also report the losers; a deletion of a person
 the same run saw merged away is not queued as a deletion.
 
-Lossless by order. A run queues each page's notices as it reads them and writes the checkpoint
-(both paging tokens) once, at the end, conditionally on the etag it read. A crash in between
-leaves the old checkpoint: the next run reads the same pages again, and their notices carry the
-same dedup ids (one notice per person per page, its id made of the page's activity GUIDs for that
-person), so the queue drops the repeats. Pages are read until Marketo says there is no more or
-the run's page budget is spent (the rest waits for the next run); the deleted-persons read always
-gets at least one page, so a busy change feed cannot starve it.
+Lossless by order, and no backlog too long to catch up. A run queues each page's notices as it
+reads them, then moves the checkpoint past that page (the change feed's token), conditionally on
+the etag it last wrote; the merges and deletions feeds move theirs at the end. A crash between a
+page's queueing and its checkpoint leaves the checkpoint before that page: the next run reads it
+again, and its notices carry the same dedup ids (one notice per person per page, its id made of
+the page's activity GUIDs for that person), so the queue drops the repeats. Pages are read until
+Marketo says there is no more or the run's time budget (MARKETO_POLL_MAX_SECONDS, inside the
+function's time limit) is spent: a backlog of any size drains at the client's Marketo rate, one
+checkpoint per page, over as many runs as it takes, with no page cap that could leave the poller
+behind the changes (an optional one, MARKETO_POLL_MAX_PAGES, remains). The deleted-persons read
+always gets at least one page, so a busy change feed cannot starve it.
 
 Deletions and merges are read at most every ``deletes_every`` seconds
 (MARKETO_DELETES_POLL_SECONDS), not on every run: they only move or drop links, and the worker
@@ -55,8 +59,10 @@ import json
 import logging
 import math
 import re
+import sys
+import time
 from collections.abc import Callable, Collection, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -78,6 +84,9 @@ MERGE_LEADS = 32
 API_SOURCE = "Web service API"
 _IDS = re.compile(r"\d+")
 MAX_VERSION = 64  # Notice.version
+# A run's time: well inside the function's time limit (host.json functionTimeout, 4 minutes),
+# leaving room for the page in flight and the deletions feed.
+DEFAULT_BUDGET_SECONDS = 180.0
 
 
 @dataclass(frozen=True)
@@ -257,9 +266,21 @@ def notices_from_deletes(activities: Sequence[Activity], merged: Collection[int]
     ]
 
 
+class _Checkpointer:
+    """Writes the poll checkpoint, each write conditional on the etag of the one before."""
+
+    def __init__(self, state: StateStore, checkpoint: Checkpoint) -> None:
+        self.state = state
+        self.etag = checkpoint.etag
+
+    def save(self, tokens: _Tokens) -> None:
+        self.etag = self.state.put_checkpoint(CHECKPOINT, tokens.dump(), etag=self.etag).etag
+
+
 class MarketoPoller:
-    """One poll run. ``max_pages`` bounds a run (the rest waits for the next run); ``start_at``
-    is where the very first run starts reading (default: now, nothing older)."""
+    """One poll run. ``time_budget`` (seconds, by ``clock``) bounds a run, and ``max_pages``
+    (None: no cap) optionally too; the rest waits for the next run. ``start_at`` is where the
+    very first run starts reading (default: now, nothing older)."""
 
     def __init__(
         self,
@@ -268,18 +289,23 @@ class MarketoPoller:
         queue: NoticeQueue,
         mapping: FieldMapping,
         *,
-        max_pages: int = 50,
+        max_pages: int | None = None,
+        time_budget: float = DEFAULT_BUDGET_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
         start_at: datetime | None = None,
         lease_seconds: float = LEASE_SECONDS,
         deletes_every: timedelta = timedelta(0),
     ) -> None:
-        if max_pages < 3:
+        if max_pages is not None and max_pages < 3:
             raise ValueError("max_pages must be at least 3 (one each for changes, merges and deletions)")
         self.marketo = marketo
         self.state = state
         self.queue = queue
         self.mapping = mapping
-        self.max_pages = max_pages
+        self.max_pages = max_pages or sys.maxsize
+        self.time_budget = time_budget
+        self.clock = clock
+        self._deadline = 0.0
         self.start_at = start_at
         self.lease_seconds = lease_seconds
         self.deletes_every = deletes_every
@@ -307,6 +333,7 @@ class MarketoPoller:
         return checkpoint
 
     def _run(self, now: datetime) -> PollResult:
+        self._deadline = self.clock() + self.time_budget
         checkpoint = self.state.get_checkpoint(CHECKPOINT)
         if checkpoint is None:
             started = self._start(now)
@@ -314,38 +341,38 @@ class MarketoPoller:
                 return started
             checkpoint = started
         tokens = _Tokens.load(checkpoint.value)
+        saver = _Checkpointer(self.state, checkpoint)
         fields = sorted(self.mapped)
         due = tokens.deletes_due(now, self.deletes_every)
-        changes = self._drain(
-            tokens.changes,
-            self.max_pages - (2 if due else 0),
-            lambda token: self.marketo.get_lead_changes(token, fields),
-            lambda page: notices_from_changes(page.activities, self.mapped),
-        )
-        deleted_read_at: datetime | None
-        merges_token = tokens.merges
-        if due:
-            if merges_token is None:  # a checkpoint from before merges were read
-                merges_token = self.marketo.get_paging_token(tokens.deleted_read_at or now)
-            merges, deletes = self._merges_and_deletions(merges_token, tokens.deleted, changes.pages)
-            merges_token, deleted_read_at = merges.token, now
-        else:
-            merges = _Feed(merges_token or "", drained=True)
-            deletes, deleted_read_at = _Feed(tokens.deleted, drained=True), tokens.deleted_read_at
-        moved = _Tokens(changes.token, deletes.token, deleted_read_at, merges_token)
-        feeds = (changes, merges, deletes)
-        notices = sum(f.notices for f in feeds)
-        activities = sum(f.activities for f in feeds)
-        pages = sum(f.pages for f in feeds)
         try:
-            self.state.put_checkpoint(CHECKPOINT, moved.dump(), etag=checkpoint.etag)
+            changes = self._drain(
+                tokens.changes,
+                self.max_pages - (2 if due else 0),
+                lambda token: self.marketo.get_lead_changes(token, fields),
+                lambda page: notices_from_changes(page.activities, self.mapped),
+                lambda token: saver.save(replace(tokens, changes=token)),
+            )
+            tokens = replace(tokens, changes=changes.token)
+            if due:
+                merges_token = tokens.merges
+                if merges_token is None:  # a checkpoint from before merges were read
+                    merges_token = self.marketo.get_paging_token(tokens.deleted_read_at or now)
+                merges, deletes = self._merges_and_deletions(merges_token, tokens.deleted, changes.pages)
+                tokens = _Tokens(changes.token, deletes.token, now, merges.token)
+            else:
+                merges = deletes = _Feed("", drained=True)
+            saver.save(tokens)
         except ConflictError:
             # Another run moved it (this one outlived its lease): what we queued is harmless.
             log.warning("poll checkpoint moved under this run; leaving it to the other run")
-            return PollResult(
-                notices, activities, pages, drained=False, skipped="the checkpoint was moved by another run"
-            )
-        return PollResult(notices, activities, pages, drained=all(f.drained for f in feeds))
+            return PollResult(0, 0, 0, drained=False, skipped="the checkpoint was moved by another run")
+        feeds = (changes, merges, deletes)
+        return PollResult(
+            sum(f.notices for f in feeds),
+            sum(f.activities for f in feeds),
+            sum(f.pages for f in feeds),
+            drained=all(f.drained for f in feeds),
+        )
 
     def _merges_and_deletions(self, merges_token: str, deleted_token: str, used: int) -> tuple[_Feed, _Feed]:
         """Merges first, then deletions; a deletion of a person not known merged away reads the
@@ -387,8 +414,10 @@ class MarketoPoller:
         budget: int,
         read: Callable[[str], ActivityPage],
         to_notices: Callable[[ActivityPage], list[Notice]],
+        checkpoint: Callable[[str], None] | None = None,
     ) -> _Feed:
-        """Read one activity feed from ``token`` for up to ``budget`` pages, queueing each page."""
+        """Read one activity feed from ``token`` for up to ``budget`` pages (at least one) and
+        while the run's time lasts, queueing each page, then ``checkpoint``-ing past it."""
         feed = _Feed(token)
         while feed.pages < max(budget, 1):
             page = read(feed.token)
@@ -400,6 +429,10 @@ class MarketoPoller:
             feed.token = page.next_page_token or feed.token
             if not page.more_result:
                 feed.drained = True
+                break
+            if checkpoint is not None:
+                checkpoint(feed.token)
+            if self.clock() >= self._deadline:
                 break
         return feed
 

@@ -81,7 +81,7 @@ def test_a_thousand_changes_over_several_pages_are_queued_once(
     assert app.queued() == []
 
 
-def test_the_checkpoint_is_written_once_per_run_and_a_budget_splits_the_work(
+def test_the_checkpoint_moves_after_every_page_and_a_page_cap_splits_the_work(
     app: App, tmp_path: Path
 ) -> None:
     state, queue = CountingState(tmp_path / "state.sqlite3"), RecordingQueue(tmp_path / "queue.sqlite3")
@@ -93,10 +93,9 @@ def test_the_checkpoint_is_written_once_per_run_and_a_budget_splits_the_work(
 
     first = run.run()
     assert (first.pages, first.notices, first.drained) == (3, 300, False)  # changes, merges, deletions
-    assert state.writes == 2
+    assert state.writes == 3  # past the change page, then past the run
     for _ in range(3):
         run.run()
-    assert state.writes == 5
     last = run.run()
     assert (last.notices, last.drained) == (0, True)
 
@@ -104,7 +103,37 @@ def test_the_checkpoint_is_written_once_per_run_and_a_budget_splits_the_work(
     assert sorted(int(n.record_id) for n in queue.drain()) == sorted(ids)
 
 
-def test_a_crash_between_queueing_and_checkpointing_loses_nothing(app: App, tmp_path: Path) -> None:
+class Ticks:
+    """A clock that moves one second per reading: a run's time budget in pages."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        self.now += 1.0
+        return self.now
+
+
+def test_without_a_page_cap_a_backlog_drains_in_runs_bounded_by_time_one_checkpoint_per_page(
+    app: App, tmp_path: Path
+) -> None:
+    state, queue = CountingState(tmp_path / "state.sqlite3"), RecordingQueue(tmp_path / "queue.sqlite3")
+    ids = seed(app, 3000)
+    run = poller(app, state, queue, time_budget=3.5, clock=Ticks())
+    run.run()
+    edit_all(app, ids)
+
+    first = run.run()
+    assert (first.notices, first.drained) == (1200, False)  # four pages of 300 within the budget
+    assert state.writes == 1 + 4 + 1  # created, one per page, the run's end
+    second = run.run()
+    assert (second.notices, second.drained) == (1200, False)
+    third = run.run()
+    assert (third.notices, third.drained) == (600, True)
+    assert len(queue.sent) == len(set(queue.sent)) == 3000
+
+
+def test_a_crash_between_queueing_a_page_and_its_checkpoint_loses_nothing(app: App, tmp_path: Path) -> None:
     state, queue = CountingState(tmp_path / "state.sqlite3"), RecordingQueue(tmp_path / "queue.sqlite3")
     ids = seed(app, 450)
     run = poller(app, state, queue)
@@ -116,17 +145,17 @@ def test_a_crash_between_queueing_and_checkpointing_loses_nothing(app: App, tmp_
     with pytest.raises(RuntimeError):
         run.run()
 
-    assert state.get_checkpoint(CHECKPOINT) == before  # not moved
+    assert state.get_checkpoint(CHECKPOINT) == before  # not moved past the first page
     crashed = list(queue.sent)
-    assert len(crashed) == 450
-    assert queue.active_count() == 450
+    assert len(crashed) == 300
+    assert queue.active_count() == 300
     assert state.acquire_lease(LEASE, "someone else", 1)  # the crashed run let go of its lease
     state.release_lease(LEASE, "someone else")
 
     queue.sent.clear()
     rerun = run.run()
-    assert queue.sent == crashed  # the same pages, the same dedup ids
-    assert queue.active_count() == 450  # which the queue dropped as duplicates
+    assert queue.sent[:300] == crashed  # the same page, the same dedup ids
+    assert queue.active_count() == 450  # the repeats dropped as duplicates
     assert rerun.notices == 450
     assert state.get_checkpoint(CHECKPOINT) != before
 
@@ -136,7 +165,7 @@ def test_a_crash_between_queueing_and_checkpointing_loses_nothing(app: App, tmp_
     assert sorted(int(n.record_id) for n in queue.drain()) == sorted(ids)
 
 
-def test_a_run_that_fails_midway_leaves_the_checkpoint_and_the_next_run_resumes(
+def test_a_run_that_fails_midway_keeps_the_pages_it_checkpointed_and_the_next_run_resumes(
     app: App, tmp_path: Path
 ) -> None:
     state = CountingState(tmp_path / "state.sqlite3")
@@ -148,11 +177,11 @@ def test_a_run_that_fails_midway_leaves_the_checkpoint_and_the_next_run_resumes(
     edit_all(app, ids)
 
     with pytest.raises(ServiceUnavailableError):
-        run.run()  # page 1 queued, page 2 could not be
-    assert state.get_checkpoint(CHECKPOINT) == before
+        run.run()  # page 1 queued and checkpointed, page 2 could not be queued
+    assert state.get_checkpoint(CHECKPOINT) != before
     assert queue.active_count() == 300
 
-    assert run.run().notices == 700
+    assert run.run().notices == 400  # from page 2 on
     assert queue.active_count() == 700
     assert sorted(int(n.record_id) for n in queue.drain()) == sorted(ids)
 

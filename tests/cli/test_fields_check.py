@@ -3,12 +3,14 @@ read-only fields are named."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 
 from mdsync.cli import main
 from mdsync.harness import LocalSystem
+from simulators.marketo.webhooks import render
 
 BAD_MAPPING = """
 lead:
@@ -66,3 +68,20 @@ def test_a_faulty_entry_is_named_by_its_field_not_its_position(
     out = " ".join(capsys.readouterr().out.split())
     assert "lead.fields[company].dynamics: Field required" in out
     assert "fields.4" not in out
+
+
+def test_the_campaign_template_is_valid_json_once_marketo_renders_it(
+    system: LocalSystem, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["marketo", "campaign-template"]) == 0
+    template, attributes = capsys.readouterr().out.split("\n\nData Value Changes attributes: ")
+    assert "{{lead.Job Title}}" in template
+    assert "Job Title" in attributes
+    marketo = system.stack.marketo.state
+    [lead_id] = marketo.seed([{"email": "a@example.com", "title": 'He said "hi"', "city": None}])
+    person = marketo.person(lead_id)
+    assert person is not None
+    body = json.loads(render(template.strip(), person, marketo.catalog, "json"))
+    assert body["marketoId"] == lead_id
+    assert body["values"]["title"] == 'He said "hi"'
+    assert body["values"]["city"] in (None, "")

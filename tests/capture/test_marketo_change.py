@@ -8,7 +8,6 @@ a Marketo user, takes the Call Webhook request the tap received and hands it to 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -30,7 +29,7 @@ URL = "/api/marketo/change"
 
 
 @pytest.fixture
-def campaign(app: App) -> Iterator[App]:
+def campaign(app: App) -> App:
     mapped = app.deps.mapping.marketo_names()
     names = {f.name: f.display_name for f in app.deps.marketo.describe_leads()}
     app.marketo_admin.define_webhook(
@@ -39,7 +38,7 @@ def campaign(app: App) -> Iterator[App]:
     app.marketo_admin.define_campaign(
         CAMPAIGN, WEBHOOK, changed=sorted(mapped), created=True, source_is_not=[API_SOURCE]
     )
-    yield app
+    return app
 
 
 def calls(app: App, expected: int) -> list[Delivery]:
@@ -74,7 +73,9 @@ def test_a_user_edit_queues_a_notice_carrying_the_values_without_a_marketo_call(
     [notice] = app.notices()
     assert body == {"status": "queued", "id": notice.dedup_id}
     assert (notice.source, notice.kind, notice.record_id) == (Source.MARKETO, Kind.UPDATED, str(lead_id))
-    assert notice.snapshot and not notice.own_write and not notice.trimmed
+    assert notice.snapshot
+    assert not notice.own_write
+    assert not notice.trimmed
     mapped = app.deps.mapping.marketo_names()
     assert set(notice.changes) == mapped & set(json.loads(call.body)["values"])
     assert notice.changes["title"] == FieldChange(old=None, new="CTO")
@@ -123,7 +124,7 @@ def test_the_values_are_those_of_the_run_not_of_the_trigger(campaign: App) -> No
 
 def _request(body: bytes, **headers: str) -> int:
     response = marketo_change(webhook_request(body, {**HEADERS, **headers}, url=URL))
-    return response.status_code
+    return int(response.status_code)
 
 
 @pytest.mark.parametrize(

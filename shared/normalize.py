@@ -18,6 +18,7 @@ from __future__ import annotations
 import math
 import re
 import unicodedata
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, time
 
 from shared.mapping import DateBehavior, FieldMap, FieldType, Side
@@ -156,10 +157,19 @@ def _option(field: FieldMap, value: object) -> FieldValue:
     return label if label is not None else f"#{number}"
 
 
+@dataclass(frozen=True)
+class Known:
+    """A value already in canonical form (a shadow's memory standing in for a read)."""
+
+    value: FieldValue
+
+
 def canonical(field: FieldMap, value: object, side: Side) -> FieldValue:
     """The canonical form of ``value`` as read from ``side``."""
     if value is None:
         return None
+    if isinstance(value, Known):
+        return value.value
     match field.type:
         case FieldType.BOOLEAN:
             return _boolean(value)

@@ -14,6 +14,10 @@ value both sides held at the last sync. Two facts can qualify it, each under a r
   and its write (the echo's old value is not this one), and a Marketo value still equal to this
   one after the write tells that Marketo did not take it.
 
+And one about the person: ``@seen``, when Marketo's side as synced was true (the time of the
+worker's read, or of the newest change it took from notices without a read,
+``shared.sync.carried``). A notice older than that may report a value since replaced.
+
 A shadow written before these keys existed has only plain entries, which read as settled.
 """
 
@@ -21,11 +25,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping, MutableMapping
 from dataclasses import dataclass
+from datetime import datetime
 
 from shared.notices import FieldValue
 
 SPLIT = "@marketo"
 BEFORE = "@before"
+SEEN = "@seen"
 
 
 @dataclass(frozen=True)
@@ -90,3 +96,14 @@ def pending_fields(values: Mapping[str, FieldValue]) -> set[str]:
 def fields(values: Mapping[str, FieldValue]) -> dict[str, FieldValue]:
     """The plain entries only (the value each field last synced)."""
     return {key: value for key, value in values.items() if "@" not in key}
+
+
+def seen_at(values: Mapping[str, FieldValue]) -> datetime | None:
+    raw = values.get(SEEN)
+    return datetime.fromisoformat(raw) if isinstance(raw, str) else None
+
+
+def mark_seen(values: MutableMapping[str, FieldValue], at: datetime) -> None:
+    """The shadow's view of Marketo is as of ``at`` (never moved back)."""
+    before = seen_at(values)
+    values[SEEN] = max(at, before).isoformat() if before else at.isoformat()

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from mdsync.harness import LocalSystem
 from shared.mapping import Side
 from shared.ports import Link, Shadow
 from shared.reconcile import Action, initial_values, reconcile
+from shared.shadow import mark_seen
 
 CHUNK = 1_000
 ENTITY_SETS = {"lead": "leads", "contact": "contacts"}
@@ -106,7 +108,9 @@ def _store_state(system: LocalSystem, pairs: Sequence[Pair]) -> None:
         state.put_link(Link(pair.marketo_id, pair.entity, pair.dynamics_id))
         with marketo.lock:
             person = dict(marketo.persons.get(pair.marketo_id) or {})
-        shadows.append(Shadow(pair.marketo_id, initial_values(mapping, person, Side.MARKETO)))
+        values = initial_values(mapping, person, Side.MARKETO)
+        mark_seen(values, datetime.now(UTC))  # as the sync that linked them would
+        shadows.append(Shadow(pair.marketo_id, values))
     for chunk in _chunks(shadows):
         state.put_shadows(list(chunk))
 

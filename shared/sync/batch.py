@@ -15,12 +15,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from shared.errors import TransientError
 from shared.notices import FieldValue, Notice
 from shared.ports import Link, Shadow
 from shared.reconcile import Plan
+from shared.shadow import mark_seen
 
 Row = dict[str, Any]
 
@@ -52,6 +54,9 @@ class Pair:
     unlink: str | None = None  # why the link is dropped once the writes are done
     settled: bool = False  # nothing left to decide (created, unlinked or excluded)
     retry: bool = False  # a transient fault: the notices come back later
+    # When Marketo's side, as decided on, was true: the read's time, or the newest change the
+    # notices carried (``carried``); kept in the shadow as its view of Marketo.
+    marketo_seen: datetime | None = None
 
     @property
     def marketo_id(self) -> int:
@@ -75,8 +80,16 @@ class Pair:
             values = dict(self.created_values)
         else:
             return None
+        if self.marketo_seen is not None:
+            mark_seen(values, self.marketo_seen)
         etag = self.shadow.etag if self.shadow is not None else ""
         return Shadow(self.marketo_id, values, etag)
+
+    def forget_plan(self) -> None:
+        """Back to before planning (a trial plan is thrown away)."""
+        self.plan = None
+        self.marketo_changes, self.dynamics_changes, self.dropped = {}, {}, set()
+        self.settled, self.unlink = False, None
 
 
 @dataclass

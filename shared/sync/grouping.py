@@ -69,7 +69,8 @@ EntityOf = Callable[[str], EntityMapping]
 
 
 def drop_echoes(batch: Batch, mapping: FieldMapping, entity_of: EntityOf, journal: Journal) -> None:
-    """Our own writes come back as notices. When every notice of a pair reports only values the
+    """Our own writes come back as notices, and a Marketo change can be reported twice (by the
+    change campaign and by the poller). When every notice of a pair reports only values the
     shadow already holds, there is nothing to read. Correctness does not depend on this: without
     the skip, the reconcile would find nothing to write either.
 
@@ -102,23 +103,35 @@ def drop_echoes(batch: Batch, mapping: FieldMapping, entity_of: EntityOf, journa
 
 
 def is_echo(notice: Notice, link: Link, shadow: Shadow, entity: EntityMapping, link_column: str) -> bool:
-    """A notice of our own update whose every reported value is already in the shadow (the
-    Marketo id we wrote into the link column counts as known). For a Marketo notice, a field
-    mdsync wrote and has not seen confirmed must also report the old value mdsync read: any other
-    old value means the field changed between mdsync's read and its write."""
-    if notice.source is Source.OPERATOR or not notice.own_write or notice.trimmed:
+    """A notice whose every reported value is already in the shadow: nothing to read.
+
+    Our own update (the Marketo id we wrote into the link column counts as known); for a Marketo
+    notice, a field mdsync wrote and has not seen confirmed must also report the old value mdsync
+    read: any other old value means the field changed between mdsync's read and its write.
+
+    Or a Marketo change already synced: the change campaign's notice came first, and the poller's
+    notice of the same change (or a campaign call for a change the poller brought) reports values
+    the shadow holds as Marketo's. Whatever Marketo holds now, a later change has a notice of its
+    own, and a field whose write is unconfirmed is never taken as synced this way."""
+    if notice.source is Source.OPERATOR or notice.trimmed:
         return False
     if notice.kind is not Kind.UPDATED or not notice.changes:
         return False
     side = Side.MARKETO if notice.source is Source.MARKETO else Side.DYNAMICS
+    if not notice.own_write and side is Side.DYNAMICS:
+        return False
     for name, change in notice.changes.items():
         if side is Side.DYNAMICS and name == link_column:
             if str(change.new or "") != str(link.marketo_id):
                 return False
             continue
         fmap = entity.by_marketo(name) if side is Side.MARKETO else entity.by_dynamics(name)
+        if fmap is None and notice.snapshot:
+            continue  # a campaign reports the fields of both entities' mappings
         memory = memory_of.recall(shadow.values, fmap.marketo) if fmap is not None else None
         if fmap is None or memory is None:
+            return False
+        if memory.pending and not notice.own_write:
             return False
         held = memory.marketo if side is Side.MARKETO else memory.value
         if not same(fmap, canonical(fmap, change.new, side), held):

@@ -31,6 +31,7 @@ refused for its content is split until the refused record stands alone.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 from shared.errors import ServiceUnavailableError, TransientError
@@ -69,6 +70,7 @@ def adopt(
     pair = batch.attach(link, notices)
     pair.notices.extend(batch.unlinked_persons.pop(link.marketo_id, []))
     (pair.marketo, pair.dynamics), pair.shadow, pair.new_link = sides, shadow, True
+    pair.marketo_seen = datetime.now(UTC)  # both sides were just read (or written)
     pair.first_link = not restored or shadow is None
     journal.linked(link, "linked", why)
     planner.reconcile(pair, journal)

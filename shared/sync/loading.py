@@ -7,7 +7,8 @@ master: all decide which Dynamics record a person is linked to. A relink is a fi
 new pair: the first-link rule decides its values, never the shadow of the record before (a
 field the contact does not carry is not "cleared in Dynamics"). Then the persons merged away in
 Marketo follow their winner (``merges``), and Marketo is read (persons by id, 300 a call) for
-every person the batch now concerns.
+every person the batch now concerns, but those whose notices carry Marketo's side where that
+is safe (``carried``: no read for them).
 
 A record a read could not ask for (an id that is not one, or refused alone when the call was
 split) is taken out of the batch, reported and its notices parked (``split.refuse``): left in,
@@ -16,13 +17,16 @@ it would read as deleted on that side.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from shared.mapping import FieldMapping
 from shared.ports import Link, StateStore
 from shared.sync.batch import Batch, Pair, Row
+from shared.sync.carried import carried_person, newest, writes_only_to_dynamics
 from shared.sync.journal import Journal
 from shared.sync.merges import MergeFollower
+from shared.sync.planning import Planner
 from shared.sync.reads import DynamicsReader, MarketoReader
 from shared.sync.split import Refusal, refuse
 
@@ -38,7 +42,10 @@ class Loader:
         state: StateStore,
         mapping: FieldMapping,
         merges: MergeFollower,
+        *,
+        planner: Planner | None = None,
     ) -> None:
+        self.planner = planner
         self.marketo = marketo
         self.dynamics = dynamics
         self.state = state
@@ -60,14 +67,40 @@ class Loader:
             orphan.row = rows[entity].get(record_id)
         self.merges.follow_marketo(batch, journal)
         wanted = {m for m, p in batch.pairs.items() if not p.settled}
+        carried = self._carried(batch, wanted)
+        wanted -= set(carried)
         if self.mapping.options.auto_create_in_dynamics:
             wanted |= set(batch.unlinked_persons)
+        read_at = datetime.now(UTC)
         people = self.marketo.by_ids(wanted)
         for marketo_id, why in people.refused.items():
             self._refused_person(batch, marketo_id, why, journal)
         for marketo_id, pair in batch.pairs.items():
-            pair.marketo = people.found.get(marketo_id)
+            if marketo_id in carried:
+                pair.marketo, pair.marketo_seen = carried[marketo_id], newest(pair)
+            else:
+                pair.marketo = people.found.get(marketo_id)
+                pair.marketo_seen = read_at if marketo_id in wanted else None
         return people.found
+
+    def _carried(self, batch: Batch, wanted: set[int]) -> dict[int, Row]:
+        """The pairs whose Marketo side their notices carry (``carried``): each is planned on
+        trial with it, and kept only if that plan writes nothing to Marketo."""
+        if self.planner is None:
+            return {}
+        found: dict[int, Row] = {}
+        for marketo_id in sorted(wanted):
+            pair = batch.pairs[marketo_id]
+            person = carried_person(pair, self.mapping, self.planner.entity(pair.entity))
+            if person is None:
+                continue
+            pair.marketo = person
+            self.planner.plan(pair, Journal(0))
+            if writes_only_to_dynamics(pair):
+                found[marketo_id] = person
+            pair.forget_plan()
+            pair.marketo = None
+        return found
 
     def _rows(self, batch: Batch, journal: Journal) -> Rows:
         wanted: dict[str, set[str]] = {"lead": set(), "contact": set()}

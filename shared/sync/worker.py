@@ -87,8 +87,10 @@ class SyncWorker:
         self.dynamics_reader = DynamicsReader(dataverse, mapping)
         columns = self.dynamics_reader.columns
         merges = MergeFollower(marketo, self.dynamics_reader, state, mapping)
-        self.loader = Loader(self.marketo_reader, self.dynamics_reader, state, mapping, merges)
         self.planner = Planner(mapping, self.dynamics_reader, self.marketo_reader)
+        self.loader = Loader(
+            self.marketo_reader, self.dynamics_reader, state, mapping, merges, planner=self.planner
+        )
         self.linker = OrphanLinker(
             marketo, self.marketo_reader, self.dynamics_reader, state, mapping=mapping, planner=self.planner
         )

@@ -114,6 +114,9 @@ SHADOW = Shadow(1001, {"title": "CTO", "leadSource": "Web", "email": "ana@fabrik
         (_notice(Source.DYNAMICS, {"jobtitle": "CEO"}), False),  # a value the shadow lacks
         (_notice(Source.DYNAMICS, {"mdsync_marketoid": "1002"}), False),  # another person's id
         (_notice(Source.DYNAMICS, {"jobtitle": "CTO"}, own=False), False),  # someone else's write
+        # A Marketo change already synced (reported again by the poller after the campaign).
+        (_notice(Source.MARKETO, {"title": "CTO"}, own=False), True),
+        (_notice(Source.MARKETO, {"title": "CEO"}, own=False), False),
         (_notice(Source.DYNAMICS, {"jobtitle": "CTO"}, kind=Kind.CREATED), False),
         (_notice(Source.DYNAMICS, {}), False),  # nothing reported: read it
         (_notice(Source.DYNAMICS, {"new_synctomkto": False}), False),  # not a mapped field
@@ -144,6 +147,9 @@ def test_an_echo_of_an_unconfirmed_write_must_show_the_value_mdsync_read() -> No
     # The old value is not what mdsync read: someone changed it between mdsync's read and write.
     overwritten = _change_notice({"title": ("VP Sales", "CEO")})
     assert not is_echo(overwritten, LINK, shadow, MAPPING.lead, column)
+    # Someone else's change of a field whose write is unconfirmed is read, whatever it reports.
+    theirs = _notice(Source.MARKETO, {"title": "CEO"}, own=False)
+    assert not is_echo(theirs, LINK, shadow, MAPPING.lead, column)
 
 
 # --- link fields ----------------------------------------------------------------------------------

@@ -185,9 +185,14 @@ class Container:
 
     def _build_marketo(self) -> MarketoClient:
         s = self.settings
-        return make_marketo_client(
-            s, self.session, max_calls_per_20s=s.marketo_max_calls_per_20s - s.marketo_flow_step_calls_per_20s
-        )
+        share = s.marketo_max_calls_per_20s - s.marketo_flow_step_calls_per_20s
+        budget = None
+        if s.marketo_shared_rate:
+            from shared.marketo.budget import StoredTokenBucket
+
+            # Every instance's worker and poller together, in the state store they share.
+            budget = StoredTokenBucket(self.state, "marketo", share)
+        return make_marketo_client(s, self.session, max_calls_per_20s=share, budget=budget)
 
     def app_started(self) -> None:
         """Called by every function: the first call of a process starts the start-up checks."""

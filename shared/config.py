@@ -150,6 +150,9 @@ class Settings(BaseSettings):
     marketo_flow_step_calls_per_20s: int = Field(
         default=20, alias="MARKETO_FLOW_STEP_CALLS_PER_20S", ge=1, le=99
     )
+    # The worker's share is one budget for every instance, a token bucket in the state store
+    # (shared/marketo/budget.py); off, each instance spends its share on its own.
+    marketo_shared_rate: bool = Field(default=True, alias="MARKETO_SHARED_RATE")
 
     # --- Dataverse and Entra ID ------------------------------------------------------------
     dataverse_url: AnyHttpUrl | None = Field(default=None, alias="DATAVERSE_URL")

@@ -205,6 +205,16 @@ class GivenUpStore(abc.ABC):
         """Release connections."""
 
 
+class RateBudget(abc.ABC):
+    """Calls per window shared by every process that spends one API's rate: Marketo's 100 calls
+    per 20 s are the instance's, however many Function instances spend them."""
+
+    @abc.abstractmethod
+    def take(self) -> float:
+        """One call: 0.0 when it may be made now (it is counted), otherwise the seconds to wait
+        before asking again (nothing was taken)."""
+
+
 class StateStore(abc.ABC):
     """Checkpoints, person links, shadows, the sync log and parked notices.
 

@@ -21,6 +21,7 @@ import requests
 
 from shared.calls import CallCounter
 from shared.errors import UNSENDABLE, ConflictError, ValidationError
+from shared.marketo.budget import BudgetedCallLimiter
 from shared.marketo.bulk_extract import LeadExportClient
 from shared.marketo.bulk_import import LeadImportClient
 from shared.marketo.filters import unsendable
@@ -36,6 +37,7 @@ from shared.marketo.models import (
 )
 from shared.marketo.tokens import TokenCache
 from shared.marketo.transport import Call, Transport
+from shared.ports import RateBudget
 from shared.redaction import redact
 
 __all__ = ["MarketoClient"]
@@ -59,7 +61,8 @@ class MarketoClient:
     ``retry_budget_seconds`` bounds the time one call may spend backing off and retrying;
     ``max_rate_wait_seconds``, the time it may wait for the client's share of the rate (None: as
     long as it takes; after it, RateShareSpentError without sending).
-    ``clock``/``sleep`` exist so tests can drive time."""
+    ``budget``: the rate shared with mdsync's other instances (``shared.marketo.budget``), on
+    top of this client's own share. ``clock``/``sleep`` exist so tests can drive time."""
 
     def __init__(
         self,
@@ -75,6 +78,7 @@ class MarketoClient:
         max_rate_wait_seconds: float | None = None,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
+        budget: RateBudget | None = None,
     ) -> None:
         base = base_url.rstrip("/")
         for suffix in ("/rest", "/identity"):
@@ -96,7 +100,9 @@ class MarketoClient:
             base,
             tokens=self._tokens,
             session=session,
-            limiter=CallLimiter(max_calls_per_20s, max_concurrency, clock=clock, sleep=sleep),
+            limiter=CallLimiter(max_calls_per_20s, max_concurrency, clock=clock, sleep=sleep)
+            if budget is None
+            else BudgetedCallLimiter(budget, max_calls_per_20s, max_concurrency, clock=clock, sleep=sleep),
             counter=self.calls,
             timeout=timeout,
             retry_budget=retry_budget_seconds,

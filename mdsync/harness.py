@@ -248,6 +248,10 @@ class LocalSystem:
             CHANGE_CAMPAIGN, CHANGE_WEBHOOK, changed=sorted(mapped), created=True, source_is_not=[API_SOURCE]
         )
 
+    def unregister_change_campaign(self) -> None:
+        """The campaign stays defined but listens to nothing (deactivated)."""
+        self.marketo_admin.define_campaign(CHANGE_CAMPAIGN, CHANGE_WEBHOOK, created=True, active=False)
+
     @contextmanager
     def worker_held(self) -> Iterator[None]:
         """Notices queue up but the worker gets none until the block ends (a backlog)."""

@@ -6,8 +6,10 @@ its activity feed, so per change it needs
 
 * Dynamics -> Marketo: Marketo read 1/300 + Marketo write 1/300 + the activity page that holds
   the write's own "Change Data Value" activity 1/300; Dataverse read 1/250;
-* Marketo -> Dynamics: Marketo activity page 1/300 + Marketo read 1/300; Dataverse read 1/250
-  + Dataverse write 1/1000 (a ``$batch`` or UpdateMultiple carries up to 1000 rows).
+* Marketo -> Dynamics: Marketo activity page 1/300 (its Change Data Value activities carry the
+  new values, so no Marketo read is needed where correctness allows, ``shared/sync/carried.py``);
+  Dataverse read 1/250 + Dataverse write 1/1000 (a ``$batch`` or UpdateMultiple carries up to
+  1000 rows).
 
 (300 is Marketo's batch size; 250 GUIDs is what fits a Dataverse ``$filter`` URL of about
 10 KB.) The echo page is in the minimum because Marketo's API cannot leave it out: Get Lead
@@ -19,8 +21,8 @@ out, for comparison. A system allowing ``R`` calls per second then caps a direct
     ceiling = min(marketo_rate / marketo_calls_per_change, dataverse_rate / dataverse_calls_per_change)
 
 With Marketo's 100 calls / 20 s (5 per second) and Dataverse's 6000 / 300 s (20 per second),
-Marketo binds both directions: 5 x 100 = 500 changes a second from Dynamics, 5 x 150 = 750 from
-Marketo. The daily quota (50,000 calls) binds sooner over a day: 50,000 x 100 = 5 M changes
+Marketo binds both directions: 5 x 100 = 500 changes a second from Dynamics, 5 x 300 = 1500
+from Marketo. The daily quota (50,000 calls) binds sooner over a day: 50,000 x 100 = 5 M changes
 from Dynamics a day, 57.9 per second on average.
 """
 
@@ -69,7 +71,7 @@ def minimal_calls(limits: ApiLimits, *, echo: bool = True) -> dict[str, MinimalC
     to_marketo = (3 if echo else 2) / batch
     return {
         "to_marketo": MinimalCalls("to_marketo", to_marketo, read),
-        "to_dynamics": MinimalCalls("to_dynamics", 2 / batch, read + 1 / limits.dataverse_write_batch),
+        "to_dynamics": MinimalCalls("to_dynamics", 1 / batch, read + 1 / limits.dataverse_write_batch),
     }
 
 
@@ -154,8 +156,10 @@ def capacity(
     writes (one page per 300). Marketo -> Dynamics: every poll run reads the lead-change pages
     (one per 300 activities, at least one), and a deleted-leads page and a merges page every
     ``deletes_seconds`` (or every run, if runs are further apart); its notices are synced
-    as one invocation: a Marketo read per 300, a Dataverse read per 250 and a Dataverse write
-    request per ``dataverse_write_chunk`` rows. The sweep follows two delta links per run."""
+    as one invocation: no Marketo read (changes arriving evenly touch persons not synced within
+    the last minute, whose values the notices carry, ``shared/sync/carried.py``), a Dataverse
+    read per 250 and a Dataverse write request per ``dataverse_write_chunk`` rows. The sweep
+    follows two delta links per run."""
     deployment = deployment or Deployment()
     limits = limits or ApiLimits()
     to_marketo = changes_per_day * to_marketo_share
@@ -169,7 +173,7 @@ def capacity(
     marketo = (
         invocations * 2 * _per_batch(batch, size)
         + to_marketo / size
-        + polls * (max(1.0, _per_batch(per_poll, size)) + _per_batch(per_poll, size))
+        + polls * max(1.0, _per_batch(per_poll, size))
         + 2 * deletes  # Get Deleted Leads and the Merge Leads activities
     )
     dataverse = (

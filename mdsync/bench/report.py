@@ -52,6 +52,7 @@ SHORT = {
     "burst_to_dynamics_whole_api": "burst M->D, whole API",
     "collisions": "collisions",
     "steady": "steady mix",
+    "steady_campaign": "steady mix, campaign",
 }
 
 
@@ -85,7 +86,7 @@ def _throughput(results: dict[str, Any]) -> Table:
             _fmt(workload["marketo_calls_per_change"], 2),
             _fmt(workload["dataverse_calls_per_change"], 2),
             str(workload["lost"]),
-            end_section=key == "steady",
+            end_section=key == "steady_campaign",
         )
     return table
 
@@ -128,6 +129,15 @@ def print_report(results: dict[str, Any], checks: list[Check], console: Console)
             f"worker process: peak RSS {worker['process_peak_rss_bytes'] / 2**20:.0f} MiB, "
             f"peak traced during a {worker['batch_size']}-notice batch "
             f"{worker['batch_peak_traced_bytes'] / 2**20:.1f} MiB"
+        )
+    instances = results.get("instances")
+    if instances:
+        i = instances
+        console.print(
+            f"{i['processes']} instances, one Marketo budget ({i['share_per_20s']} calls/20 s): "
+            f"{i['calls']} calls in {i['seconds']:.0f} s = {i['calls_per_second']:.2f}/s, "
+            f"{i['fraction_of_api_rate']:.2f} of Marketo's 5/s, {i['answered_606']} answered 606, "
+            f"peak {i['peak_calls_in_window']} calls in a 20 s window"
         )
     quota = results.get("capacity", {}).get("quota_allows_changes_per_day")
     if quota:

@@ -30,10 +30,12 @@ from mdsync.bench.config import (
     FULL,
     MARKETO_WINDOW_SECONDS,
     QUICK,
+    SHIPPED_POLL_SECONDS,
     STEADY_POLL_SECONDS,
     BenchSizes,
 )
 from mdsync.bench.flowstep import flow_step_latency
+from mdsync.bench.instances import shared_budget
 from mdsync.bench.meter import settle
 from mdsync.bench.naive import naive_to_dynamics, naive_to_marketo
 from mdsync.bench.process import cold_start, worker_probe
@@ -52,6 +54,7 @@ CAPACITY_LEVELS = (10_000, 50_000, 100_000, 1_000_000, 3_000_000)
 # the sync's client then allowed 95 of Marketo's 100 calls per 20 s (5 left for the flow step).
 WHOLE_API = {"MARKETO_MAX_CALLS_PER_20S": "100", "MARKETO_FLOW_STEP_CALLS_PER_20S": "5"}
 WHOLE_API_SUFFIX = "_whole_api"
+INSTANCES = 4
 # The harness reads deletions on every poll it triggers; the bench polls as shipped.
 SHIPPED_POLL = {
     "MARKETO_DELETES_POLL_SECONDS": str(Settings.model_fields["marketo_deletes_poll_seconds"].default)
@@ -68,7 +71,10 @@ LABELS = {"to_marketo": "Dynamics -> Marketo", "to_dynamics": "Marketo -> Dynami
 
 
 class _Run:
-    def __init__(self, system: LocalSystem, sizes: BenchSizes, quick: bool, console: Console) -> None:
+    def __init__(
+        self, system: LocalSystem, sizes: BenchSizes, quick: bool, console: Console, workdir: Path
+    ) -> None:
+        self.workdir = workdir
         self.system = system
         self.sizes = sizes
         self.console = console
@@ -110,6 +116,8 @@ class _Run:
                 poll_seconds=STEADY_POLL_SECONDS,
             ),
         )
+        # Marketo -> Dynamics through the change campaign, the poller at its shipped schedule.
+        self._workload("steady_campaign", lambda: self._steady_campaign(leads[len(leads) // 2 :]))
         # The naive baseline's sustained rate does not depend on the rate window it starts with
         # (see _project), so it runs after the workloads whose measured rate does.
         naive = sizes.naive
@@ -120,14 +128,46 @@ class _Run:
             system, sizes.flow_steps, "fs", burst=sizes.flow_step_burst
         )
         settle(system, window=self.window)
+        share = int(WHOLE_API["MARKETO_MAX_CALLS_PER_20S"]) - int(
+            WHOLE_API["MARKETO_FLOW_STEP_CALLS_PER_20S"]
+        )
+        self.say(
+            f"{INSTANCES} instances, one Marketo budget of {share} calls/20 s, {sizes.instances_seconds:g} s"
+        )
+        self.extra["instances"] = shared_budget(
+            system,
+            self.workdir,
+            processes=INSTANCES,
+            seconds=sizes.instances_seconds,
+            share=share,
+            ids=[p.marketo_id for p in leads],
+        )
+        settle(system, window=self.window)
         # Last: its held webhooks are released as the system stops, nothing waits for them.
         self.say(f"worker process: memory and CPU profile of {sizes.profile_batch}-notice batches")
         self.extra["worker_process"] = worker_probe(system, leads, sizes.profile_batch, "wp")
 
+    def _steady_campaign(self, pairs: list[Pair]) -> WorkloadResult:
+        system, sizes = self.system, self.sizes
+        system.register_change_campaign()
+        try:
+            return steady(
+                system,
+                pairs,
+                "sc",
+                rate=sizes.steady_rate,
+                seconds=sizes.steady_seconds,
+                poll_seconds=SHIPPED_POLL_SECONDS,
+            )
+        finally:
+            system.unregister_change_campaign()
+
     def _bursts(self, pairs: list[Pair], suffix: str) -> None:
         system = self.system
-        self._workload(f"burst_to_marketo{suffix}", lambda: burst_to_marketo(system, pairs, f"bm{suffix}"))
+        # Marketo -> Dynamics first: its values are taken from the notices when the pairs were
+        # not synced in the last minute, which the Dynamics burst on the same pairs would do.
         self._workload(f"burst_to_dynamics{suffix}", lambda: burst_to_dynamics(system, pairs, f"bd{suffix}"))
+        self._workload(f"burst_to_marketo{suffix}", lambda: burst_to_marketo(system, pairs, f"bm{suffix}"))
 
     def _workload(self, key: str, run: Callable[[], WorkloadResult]) -> None:
         self.say(f"{key.replace('_', ' ')} ...")
@@ -231,6 +271,29 @@ def _summarise(run: _Run, worker_share: float) -> tuple[dict[str, Any], list[Che
         latency["M->D poll (steady)"] = workloads["steady"]["latency"]["to_dynamics"]
         p50 = latency["D->M webhook (steady)"]["p50_ms"]
         checks.append(at_most("Dynamics -> Marketo p50", None if p50 is None else p50 / 1000, 2.0, " s"))
+    if "steady_campaign" in workloads:
+        latency["M->D campaign (steady, poll every 60 s)"] = workloads["steady_campaign"]["latency"][
+            "to_dynamics"
+        ]
+        latency["D->M webhook (steady, campaign on)"] = workloads["steady_campaign"]["latency"]["to_marketo"]
+        p50 = latency["M->D campaign (steady, poll every 60 s)"]["p50_ms"]
+        checks.append(
+            at_most("Marketo -> Dynamics p50 (campaign)", None if p50 is None else p50 / 1000, 2.0, " s")
+        )
+    instances = run.extra.get("instances")
+    if instances:
+        checks.append(
+            at_most(
+                f"{instances['processes']} instances, one budget: 606 answers", instances["answered_606"], 0
+            )
+        )
+        checks.append(
+            at_least(
+                f"{instances['processes']} instances together / API rate",
+                instances["fraction_of_api_rate"],
+                0.9,
+            )
+        )
     flow = run.extra.get("flow_step")
     if flow:
         latency["flow step create (paced)"] = flow["paced"]["webhook_call"]
@@ -309,7 +372,7 @@ def run_bench(quick: bool, output: Path, console: Console) -> int:
     with tempfile.TemporaryDirectory(prefix="mdsync-bench-") as folder:
         system = LocalSystem(HarnessConfig(workdir=Path(folder), stack=stack, extra_settings=SHIPPED_POLL))
         with system:
-            run = _Run(system, sizes, quick, console)
+            run = _Run(system, sizes, quick, console, Path(folder))
             meta = _meta(quick, sizes, system)
             # The worker's Marketo client gets what the flow step's reserved share leaves.
             worker_calls = system.deps.marketo.max_calls_per_20s

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from mdsync.harness import LocalSystem
@@ -21,6 +21,8 @@ from shared.shadow import mark_seen
 
 CHUNK = 1_000
 ENTITY_SETS = {"lead": "leads", "contact": "contacts"}
+
+SYNCED_BEFORE = timedelta(hours=1)
 
 
 @dataclass(frozen=True)
@@ -109,7 +111,8 @@ def _store_state(system: LocalSystem, pairs: Sequence[Pair]) -> None:
         with marketo.lock:
             person = dict(marketo.persons.get(pair.marketo_id) or {})
         values = initial_values(mapping, person, Side.MARKETO)
-        mark_seen(values, datetime.now(UTC))  # as the sync that linked them would
+        # As a sync an hour before left them: a burst is a mass update of persons synced earlier.
+        mark_seen(values, datetime.now(UTC) - SYNCED_BEFORE)
         shadows.append(Shadow(pair.marketo_id, values))
     for chunk in _chunks(shadows):
         state.put_shadows(list(chunk))

@@ -17,6 +17,7 @@ from shared.mapping import FieldMapping, load_mapping
 if TYPE_CHECKING:
     import requests
 
+    from shared.console.actions import ConsoleActions, ReplayOutcome
     from shared.console.capture import WebhookBeat
     from shared.console.pause import PauseSwitch
     from shared.console.reader import StatusReader
@@ -24,7 +25,7 @@ if TYPE_CHECKING:
     from shared.dataverse.client import DataverseClient
     from shared.flow_step import SyncPersonToMicrosoft
     from shared.marketo.client import MarketoClient
-    from shared.ports import NoticeQueue, OperationsStore, QueueInspector, StateStore
+    from shared.ports import NoticeQueue, OperationsStore, QueueInspector, StateStore, SyncError
     from shared.sync.activity_log import ActivityLog
     from shared.sync.worker import SyncWorker
 
@@ -169,6 +170,32 @@ class Container:
                 marketo_window_limit=s.marketo_max_calls_per_20s - s.marketo_flow_step_calls_per_20s,
             ),
         )
+
+    @property
+    def console_actions(self) -> ConsoleActions:
+        from shared.console.actions import ConsoleActions
+
+        return self._once(
+            "console_actions",
+            lambda: ConsoleActions(
+                operations=self.operations,
+                queue=self.queue,
+                pause_switch=self.pause,
+                replayer=self._replay_items,
+                dead_letters=self.dead_letter_errors,
+            ),
+        )
+
+    def dead_letter_errors(self, max_count: int) -> list[SyncError]:
+        """The queue's dead letters as error-list records (read live, not stored)."""
+        from shared.console.failures import dead_letter
+
+        return [dead_letter(d) for d in self.queue_inspector.peek_dead_letters(max_count)]
+
+    def _replay_items(self, item_ids: set[str]) -> ReplayOutcome:
+        from shared.console.replaying import replay_items
+
+        return replay_items(self.state, self.queue, item_ids)
 
     def _build_operations(self) -> OperationsStore:
         s = self.settings

@@ -378,3 +378,7 @@ class QueueInspector(abc.ABC):
 
     @abc.abstractmethod
     def stats(self) -> QueueStats: ...
+
+    @abc.abstractmethod
+    def peek_dead_letters(self, max_count: int | None = None) -> list[DeadLetter]:
+        """Dead letters, oldest first, left where they are."""

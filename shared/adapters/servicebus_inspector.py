@@ -26,7 +26,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from shared.console.pause import is_held
-from shared.ports import BacklogRow, QueueInspector, QueueStats
+from shared.ports import BacklogRow, DeadLetter, QueueInspector, QueueStats
 
 log = logging.getLogger(__name__)
 
@@ -132,6 +132,12 @@ class ServiceBusInspector(QueueInspector):
         self._namespace = fully_qualified_namespace
         self._credential = credential
         self._clients = clients
+        self._pair: tuple[Any, Any] | None = None
+
+    def _client_pair(self) -> tuple[Any, Any]:
+        if self._pair is None:
+            self._pair = (self._clients or self._make_clients)()
+        return self._pair
 
     def _make_clients(self) -> tuple[Any, Any]:
         from azure.servicebus import ServiceBusClient  # noqa: PLC0415 - lazy: cold start
@@ -156,7 +162,7 @@ class ServiceBusInspector(QueueInspector):
     def stats(self) -> QueueStats:
         from azure.servicebus import ServiceBusSubQueue  # noqa: PLC0415
 
-        admin, client = (self._clients or self._make_clients)()
+        admin, client = self._client_pair()
         properties = admin.get_queue_runtime_properties(self.queue_name)
         now = datetime.now(UTC)
         with client.get_queue_receiver(self.queue_name) as receiver:
@@ -171,11 +177,32 @@ class ServiceBusInspector(QueueInspector):
             dead_head,
         )
 
+    def peek_dead_letters(self, max_count: int | None = None) -> list[DeadLetter]:
+        from azure.servicebus import ServiceBusSubQueue  # noqa: PLC0415
+
+        _, client = self._client_pair()
+        with client.get_queue_receiver(self.queue_name, sub_queue=ServiceBusSubQueue.DEAD_LETTER) as receiver:
+            messages = receiver.peek_messages(max_message_count=max_count or self.sample)
+        return [
+            DeadLetter(
+                message_id=str(m.message_id),
+                body=_text(_body(m)),
+                reason=str(m.dead_letter_reason or ""),
+                description=str(m.dead_letter_error_description or ""),
+                dead_lettered_at=m.enqueued_time_utc or datetime.now(UTC),
+            )
+            for m in messages
+        ]
+
+
+def _body(message: Any) -> bytes | str:
+    body = message.body
+    return body if isinstance(body, bytes | str) else b"".join(bytes(part) for part in body)
+
+
+def _text(body: bytes | str) -> str:
+    return body.decode("utf-8", "replace") if isinstance(body, bytes) else body
+
 
 def _peeked(message: Any, now: datetime) -> Peeked:
-    body = (
-        b"".join(bytes(part) for part in message.body)
-        if not isinstance(message.body, bytes | str)
-        else message.body
-    )
-    return read_peeked(str(message.message_id), body, message.scheduled_enqueue_time_utc, now)
+    return read_peeked(str(message.message_id), _body(message), message.scheduled_enqueue_time_utc, now)

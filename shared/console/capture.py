@@ -46,6 +46,27 @@ def record_run(
     records.note(state, records.CAPTURE_PREFIX + name, change)
 
 
+def after_run(
+    state: StateStore,
+    operations: OperationsStore,
+    name: str,
+    *,
+    notices: int,
+    drained: bool = True,
+    marketo_calls: int = 0,
+    dataverse_calls: int = 0,
+) -> None:
+    """A capture run's figures: when it ran, and the API calls it made (tallied per hour)."""
+    record_run(state, name, notices=notices, drained=drained)
+    counter = t.TallyCounter()
+    counter.add(t.NONE, t.NONE, t.MARKETO_CALLS, marketo_calls)
+    counter.add(t.NONE, t.NONE, t.DATAVERSE_CALLS, dataverse_calls)
+    try:
+        operations.add_tallies(counter.tallies())
+    except MdsyncError as exc:
+        log.info("capture tallies not written: %s", exc)
+
+
 class WebhookBeat:
     """Counts webhook notices in memory and writes them at most every ``every`` seconds."""
 

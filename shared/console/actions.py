@@ -1,0 +1,239 @@
+"""What an operator can do from the console or the CLI, each recorded with who did it.
+
+- ``replay``: put given-up items back on the queue: parked notices and dead letters (their error
+  records go once the queue took them); a refused value is not an item to replay, its person is
+  re-synced instead (after the data was fixed, that is what retrying it means);
+- ``resync``: a forced reconcile of one person: an ``operator`` notice for the pair, which the
+  worker never takes for an echo, so both sides are read and every mapped field is reconciled
+  against the shadow, whether or not a change was captured. It is not the flow step, which only
+  ever creates a missing lead;
+- ``pause`` / ``resume``: the pause switch (``shared.console.pause``).
+
+Every action appends an ``AuditEntry``: when, who (the signed-in user, or the CLI user), what, on
+which items, and what came of it.
+"""
+
+from __future__ import annotations
+
+import getpass
+import logging
+import re
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from shared.console.failures import DEAD_LETTER, PARKED, REFUSED
+from shared.console.pause import PauseState, PauseSwitch
+from shared.errors import BadRequestError, MdsyncError
+from shared.notices import Entity, Kind, Notice, Source
+from shared.ports import AuditEntry, ErrorQuery, NoticeQueue, OperationsStore, SyncError
+
+log = logging.getLogger(__name__)
+
+MAX_ITEMS = 10_000  # per action: a larger "all" is done in several runs
+_GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+
+
+@dataclass(frozen=True)
+class ReplayOutcome:
+    """Of the item ids asked for: replayed, and the ones that were not (with why)."""
+
+    replayed: list[str] = field(default_factory=list)
+    failed: list[tuple[str, str]] = field(default_factory=list)
+
+
+# item ids (parked notice ids, dead letter message ids) -> outcome; wired by shared.bootstrap.
+Replayer = Callable[[set[str]], ReplayOutcome]
+# Up to n dead letters, read from the queue (they are not stored with the other errors).
+DeadLetters = Callable[[int], list[SyncError]]
+
+
+@dataclass(frozen=True)
+class ActionResult:
+    action: str
+    ok: bool
+    message: str
+    count: int = 0
+    details: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "action": self.action,
+            "ok": self.ok,
+            "message": self.message,
+            "count": self.count,
+            "details": self.details,
+        }
+
+
+def cli_user() -> str:
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (OSError, KeyError):
+        return "cli:unknown"
+
+
+def person_notice(person: str, actor: str) -> Notice:
+    """The operator notice that makes the worker reconcile ``person``: a Marketo person id, or
+    ``lead:<id>`` / ``contact:<id>`` for a Dynamics record."""
+    text = person.strip()
+    entity, _, record = text.rpartition(":")
+    if not entity and text.isdigit() and 0 < int(text) < 2**53:
+        return _operator(Entity.PERSON, text, actor)
+    if entity in ("lead", "contact") and _GUID.match(record):
+        return _operator(Entity(entity), record.lower(), actor)
+    raise BadRequestError(
+        f"{text[:60]!r} is not a person: give a Marketo person id, "
+        "or lead:<id> / contact:<id> of a Dynamics record"
+    )
+
+
+def _operator(entity: Entity, record_id: str, actor: str) -> Notice:
+    return Notice(
+        source=Source.OPERATOR,
+        entity=entity,
+        record_id=record_id,
+        kind=Kind.UPDATED,
+        occurred_at=datetime.now(UTC),
+        actor=actor[:64],
+    )
+
+
+@dataclass
+class ConsoleActions:
+    operations: OperationsStore
+    queue: NoticeQueue
+    pause_switch: PauseSwitch
+    replayer: Replayer
+    dead_letters: DeadLetters
+
+    def _audit(self, who: str, action: str, target: str, result: ActionResult) -> ActionResult:
+        try:
+            self.operations.append_audit(
+                [AuditEntry(datetime.now(UTC), who, action, target[:2000], result.message)]
+            )
+        except MdsyncError as exc:
+            # The action happened; losing its record is reported, not hidden.
+            log.error("audit entry for %s by %s not written: %s", action, who, exc)
+            return ActionResult(
+                result.action,
+                result.ok,
+                result.message + " (audit entry not written)",
+                result.count,
+                result.details,
+            )
+        return result
+
+    # --- replay --------------------------------------------------------------------------------
+
+    def chosen(self, keys: Iterable[str] | None, query: ErrorQuery | None) -> list[SyncError]:
+        """The errors named by ``keys``, or every error the ``query`` matches (up to MAX_ITEMS)."""
+        if keys is not None:
+            wanted = list(dict.fromkeys(k for k in keys if k))
+            if not wanted:
+                raise BadRequestError("choose at least one error to replay")
+            dead = [k for k in wanted if k.startswith(f"{DEAD_LETTER}|")]
+            found = self.operations.get_errors([k for k in wanted if k not in dead])
+            letters = [
+                SyncError(key=k, kind=DEAD_LETTER, reason="", message="", item_id=k.split("|", 1)[1])
+                for k in dead
+            ]
+            return [found[k] for k in wanted if k in found] + letters
+        errors: list[SyncError] = []
+        if query is None or query.kind in (None, DEAD_LETTER):
+            errors += [e for e in self.dead_letters(MAX_ITEMS) if dead_letter_matches(e, query)]
+        if query is not None and query.kind == DEAD_LETTER:
+            return errors[:MAX_ITEMS]
+        cursor: str | None = None
+        while len(errors) < MAX_ITEMS:
+            page = self.operations.list_errors(query or ErrorQuery(), cursor=cursor, limit=1000)
+            errors += page.errors
+            cursor = page.cursor
+            if cursor is None:
+                break
+        return errors[:MAX_ITEMS]
+
+    def replay(self, who: str, errors: Sequence[SyncError]) -> ActionResult:
+        items = [e for e in errors if e.kind in (PARKED, DEAD_LETTER) and e.item_id]
+        persons = {self._person_of(e) for e in errors if e.kind == REFUSED}
+        persons.discard(None)
+        outcome = self.replayer({e.item_id for e in items}) if items else ReplayOutcome()
+        done = set(outcome.replayed)
+        self.operations.remove_errors([e.key for e in items if e.kind == PARKED and e.item_id in done])
+        resynced = []
+        for person in sorted(p for p in persons if p):
+            self.queue.send([person_notice(person, who)])
+            resynced.append(person)
+        failed = [f"{item}: {why}" for item, why in outcome.failed]
+        message = f"replayed {len(done)} item(s)"
+        if resynced:
+            message += f", re-synced {len(resynced)} person(s) with refused values"
+        if failed:
+            message += f"; {len(failed)} not replayed (they stay listed)"
+        skipped = len(errors) - len(items) - sum(e.kind == REFUSED for e in errors)
+        if skipped > 0:
+            message += f"; {skipped} not replayable (configuration faults: fix the setting)"
+        result = ActionResult("replay", not failed, message, len(done) + len(resynced), failed)
+        target = ", ".join([e.key for e in items][:20] + resynced[:20]) or "nothing"
+        return self._audit(who, "replay", target, result)
+
+    @staticmethod
+    def _person_of(error: SyncError) -> str | None:
+        if error.marketo_id:
+            return str(error.marketo_id)
+        if error.dynamics_id and error.entity in ("lead", "contact"):
+            return f"{error.entity}:{error.dynamics_id}"
+        return None
+
+    # --- re-sync, pause, resume ----------------------------------------------------------------
+
+    def resync(self, who: str, person: str) -> ActionResult:
+        notice = person_notice(person, who)
+        self.queue.send([notice])
+        result = ActionResult(
+            "resync", True, f"queued a re-sync of {person.strip()} (notice {notice.dedup_id})", 1
+        )
+        return self._audit(who, "resync", person.strip(), result)
+
+    def pause(self, who: str, reason: str = "") -> ActionResult:
+        state = self.pause_switch.set(True, by=who, reason=reason[:500])
+        result = ActionResult(
+            "pause",
+            True,
+            "paused: capture keeps queuing, the worker holds every batch until resumed "
+            f"(held notices come back every {self.pause_switch.hold_seconds:.0f} s)",
+            details=[_since(state)],
+        )
+        return self._audit(who, "pause", reason[:500] or "sync", result)
+
+    def resume(self, who: str) -> ActionResult:
+        self.pause_switch.set(False, by=who)
+        result = ActionResult(
+            "resume",
+            True,
+            f"resumed: held notices return within {self.pause_switch.hold_seconds:.0f} s, "
+            "then the backlog drains",
+        )
+        return self._audit(who, "resume", "sync", result)
+
+
+def dead_letter_matches(error: SyncError, query: ErrorQuery | None) -> bool:
+    """The filters a dead letter (read from the queue, not the store) can be held to."""
+    if query is None:
+        return True
+    if query.entity and error.entity != query.entity:
+        return False
+    if query.reason and error.reason != query.reason:
+        return False
+    if query.person and query.person.strip().lower() not in (
+        str(error.marketo_id),
+        (error.dynamics_id or "").lower(),
+    ):
+        return False
+    return not (
+        query.field or (query.text and query.text.lower() not in (error.reason + error.message).lower())
+    )
+
+
+def _since(state: PauseState) -> str:
+    return f"by {state.by} at {state.at.isoformat() if state.at else '?'}"

@@ -15,6 +15,7 @@ import argparse
 import errno
 import importlib.util
 import os
+import secrets
 import sys
 import threading
 from collections.abc import Sequence
@@ -35,6 +36,8 @@ LOCAL_FUNCTION_KEY = "local-function-key-0123456789"
 LOCAL_HOST_KEY = "local-host-key-0123456789"
 LOCAL_MASTER_KEY = "local-master-key-0123456789"
 LOCAL_TOOLING = ("starlette", "uvicorn", "trustme", "croniter")
+# The local console operator's password (else one is made up and printed at start).
+OPERATOR_PASSWORD_ENV = "MDSYNC_LOCAL_OPERATOR_PASSWORD"  # noqa: S105 - a variable's name
 
 
 def _local_tooling(command: str) -> None:
@@ -272,6 +275,9 @@ def cmd_devhost(args: argparse.Namespace) -> int:
         warning = check_local_state()
         if warning:
             console.print(f"[yellow]warning[/yellow]: {escape(warning)}", soft_wrap=True)
+    from mdsync.harness import OPERATOR, local_sign_in
+
+    password = os.environ.get(OPERATOR_PASSWORD_ENV) or secrets.token_urlsafe(12)
     host = DevHost.for_project(
         Path(args.root),
         queue=local_queue(),
@@ -279,11 +285,16 @@ def cmd_devhost(args: argparse.Namespace) -> int:
         host_keys=[LOCAL_HOST_KEY],
         master_key=LOCAL_MASTER_KEY,
         port=args.port,
+        sign_in=local_sign_in(password),
     )
     host.start()
     wide = Console(highlight=False, width=max(console.width, 140))
     wide.print(as_rich_table(host.describe(), title=f"Functions on {host.url}"))
     console.print(f"host key (x-functions-key or ?code=): {LOCAL_HOST_KEY}")
+    console.print(
+        f"operator console: {host.url}/api/console  (sign in as {OPERATOR!r}, password {password!r})",
+        soft_wrap=True,
+    )
     sys.stdout.flush()
     host.run_forever()
     return 0

@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 AZURITE := node_modules/.bin/azurite-table
 LINT_PATHS := function_app.py functions shared
 
-.PHONY: setup test lint format demo bench chaos simulate devhost clean
+.PHONY: setup test lint format demo bench chaos simulate devhost screenshots chromium clean
 
 setup: $(VENV)/.installed
 
@@ -24,7 +24,11 @@ $(VENV)/.installed: pyproject.toml
 $(AZURITE):
 	npm install --no-save --no-audit --no-fund --loglevel=error azurite@3
 
-test: setup $(AZURITE)
+# Debian's chromium for the console's browser tests (Playwright drives it; it downloads none).
+chromium:
+	bash .ci/ensure-chromium
+
+test: setup $(AZURITE) chromium
 	$(PY) -m pytest
 
 lint: setup
@@ -44,6 +48,10 @@ bench: setup
 
 chaos: setup
 	$(VENV)/bin/mdsync chaos $(if $(SEED),--seed $(SEED),)
+
+# The console's screenshots in docs/images/, taken in headless Chromium from a staged local system.
+screenshots: setup chromium
+	$(PY) -m tests.console.screenshots docs/images
 
 simulate: setup
 	$(VENV)/bin/mdsync simulate

@@ -1,10 +1,11 @@
 """Change capture as the console sees it: when the poller and the sweep last ran, how far behind
 each is, and whether the Dataverse webhooks arrive.
 
-The timers note each run (one state write per run). The webhook notes itself at most once a
-minute per process (``WebhookBeat``): a state write per webhook call would cost more than the
-call. So "last webhook" is exact for the first one after a quiet minute and at most a minute
-old otherwise, and the hourly webhook count may miss the last minute of a process that stopped.
+The timers note each run (one state write per run). The webhook notes itself at most once every
+10 seconds per process (``WebhookBeat``): a state write per webhook call would cost more than
+the call. So "last webhook" is exact for the first one after a quiet spell and at most 10 s old
+otherwise, and the hourly count leaves out the webhooks of the last 10 s before a process's last
+note (they are counted with the next webhook that process takes).
 """
 
 from __future__ import annotations
@@ -70,7 +71,7 @@ def after_run(
 class WebhookBeat:
     """Counts webhook notices in memory and writes them at most every ``every`` seconds."""
 
-    def __init__(self, every: float = 60.0, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, every: float = 10.0, clock: Callable[[], float] = time.monotonic) -> None:
         self.every = every
         self._clock = clock
         self._lock = threading.Lock()
@@ -147,7 +148,7 @@ def read_capture(state: StateStore, now: datetime, webhooks_last_hour: int) -> l
             "Dataverse webhooks",
             last_hook,
             None,
-            f"{webhooks_last_hour} in the last hour" if last_hook else "none received yet",
+            f"{webhooks_last_hour} in the last hour (counted every 10 s)" if last_hook else "none received yet",
         ),
     ]
 

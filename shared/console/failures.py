@@ -16,6 +16,7 @@ nothing here logs them.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 
@@ -70,8 +71,15 @@ def refusals(
     ]
 
 
+_SERVICE_CODE = re.compile(r"^\w+ \[[^\]]+\](?: \(HTTP \d+\))?")
+
+
 def reason_class(reason: str) -> str:
-    """``ServiceUnavailableError: ...`` -> ``ServiceUnavailableError``: the part that groups."""
+    """The part of a reason that groups: ``ServiceUnavailableError: ...`` ->
+    ``ServiceUnavailableError``; ``dataverse [0x80040216] (HTTP 403): ...`` -> up to the colon."""
+    coded = _SERVICE_CODE.match(reason)
+    if coded:
+        return coded.group(0)
     head = reason.split(":", 1)[0].strip()
     return head if head and len(head) <= 80 and " " not in head else reason[:80]
 

@@ -28,6 +28,10 @@ from shared.sync.activity_log import Failure
 
 log = logging.getLogger(__name__)
 
+# The ``reason`` class of a refusal that is not about the person's data (a permission, a broken
+# request): its notices are parked, and the console lists them as such.
+NOT_THE_DATA = "refused"
+
 
 @dataclass
 class BatchResult:
@@ -161,10 +165,17 @@ class Journal:
         values = dict(fields) if isinstance(fields, Mapping) else {}
         target = "Dynamics" if direction == "to_dynamics" else "Marketo"
         self.note(who, "failed", f"{target} refused the write [{code}]: {message}", names)
-        now = datetime.now(UTC)
-        self.errors += console_failures.refusals(
-            who, target=target, code=code, message=redact(message), fields=names, values=values, at=now
-        )
+        if reason != NOT_THE_DATA:
+            # (Refusals that are not about the data park their notices: listed as parked.)
+            self.errors += console_failures.refusals(
+                who,
+                target=target,
+                code=code,
+                message=redact(message),
+                fields=names,
+                values=values,
+                at=datetime.now(UTC),
+            )
         self.tallies.add(who.entity, direction, t.FAILED)
         if who.marketo_id:
             self.failed_persons.add(who.marketo_id)

@@ -49,7 +49,12 @@ def stage(system: LocalSystem, *, backlog: int = 3) -> Scene:
     scene.ana_lead = dv.create_as(
         USER,
         "leads",
-        {"firstname": "Ana", "lastname": "Lopez", "emailaddress1": "ana.lopez@fabrikam.example", "companyname": "Fabrikam"},
+        {
+            "firstname": "Ana",
+            "lastname": "Lopez",
+            "emailaddress1": "ana.lopez@fabrikam.example",
+            "companyname": "Fabrikam",
+        },
     )
     scene.ana = _linked(system, "ana.lopez@fabrikam.example")
     system.sync()
@@ -61,7 +66,15 @@ def stage(system: LocalSystem, *, backlog: int = 3) -> Scene:
     system.until(lambda: (dv.row("lead", scene.ana_lead) or {}).get("address1_city") == "Madrid", timeout=30)
 
     # A value Dynamics refuses: a business rule against '!' in job titles.
-    dv.add_plugin(TITLE_RULE, "lead", "regex", column="jobtitle", pattern=r"[^!]*", message=TITLE_RULE_MESSAGE, messages=("Update",))
+    dv.add_plugin(
+        TITLE_RULE,
+        "lead",
+        "regex",
+        column="jobtitle",
+        pattern=r"[^!]*",
+        message=TITLE_RULE_MESSAGE,
+        messages=("Update",),
+    )
     mk.user_edit(scene.ana, {"title": BAD_TITLE})
     system.sync()
 
@@ -80,7 +93,15 @@ def stage(system: LocalSystem, *, backlog: int = 3) -> Scene:
     system.host.hold_queue(True)
     for i in range(backlog):
         scene.backlog_leads.append(
-            dv.create_as(USER, "leads", {"firstname": f"Queued{i}", "lastname": "Lead", "emailaddress1": f"queued{i}@tailspin.example"})
+            dv.create_as(
+                USER,
+                "leads",
+                {
+                    "firstname": f"Queued{i}",
+                    "lastname": "Lead",
+                    "emailaddress1": f"queued{i}@tailspin.example",
+                },
+            )
         )
     system.dataverse_admin.wait_for_webhooks(timeout=30)
     deadline = time.monotonic() + 30

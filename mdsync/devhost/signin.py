@@ -166,9 +166,10 @@ def _safe_target(target: str | None) -> str:
 
 def _login_page(target: str, problem: str) -> str:
     warning = f'<p role="alert" style="color:#cf222e">{escape(problem)}</p>' if problem else ""
-    return f"""<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Sign in · mdsync local host</title>
-<style>
-body{{font:14px system-ui,sans-serif;background:#f6f8fa;display:grid;place-items:center;height:100vh;margin:0}}
+    return f"""<!doctype html><html lang="en"><head><meta charset="utf-8">
+<title>Sign in · mdsync local host</title><style>
+body{{font:14px system-ui,sans-serif;background:#f6f8fa;display:grid;place-items:center;height:100vh;
+margin:0}}
 form{{background:#fff;border:1px solid #d0d7de;border-radius:6px;padding:24px;min-width:320px}}
 input{{display:block;width:100%;margin:4px 0 12px;padding:6px;box-sizing:border-box}}
 button{{padding:6px 16px}}

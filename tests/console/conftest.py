@@ -19,7 +19,9 @@ PASSWORD = "local-operator-password"
 
 @pytest.fixture(scope="module")
 def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalSystem]:
-    config = HarnessConfig(workdir=tmp_path_factory.mktemp("console"), batch_wait=0, operator_password=PASSWORD)
+    config = HarnessConfig(
+        workdir=tmp_path_factory.mktemp("console"), batch_wait=0, operator_password=PASSWORD
+    )
     with LocalSystem(config) as running:
         yield running
 
@@ -37,7 +39,9 @@ def scene(system: LocalSystem) -> Iterator[Scene]:
 
 def sign_in(base: str, user: str = OPERATOR, password: str = PASSWORD) -> requests.Session:
     session = requests.Session()
-    answer = session.post(f"{base}/.auth/login", data={"username": user, "password": password}, allow_redirects=False)
+    answer = session.post(
+        f"{base}/.auth/login", data={"username": user, "password": password}, allow_redirects=False
+    )
     assert answer.status_code == 302, answer.text
     return session
 

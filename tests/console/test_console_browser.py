@@ -23,7 +23,11 @@ from shared.notices import Notice
 from tests.console.conftest import browser_sign_in, sign_in
 
 pytestmark = pytest.mark.timeout(240)
-LANES = {("dynamics", "lead"): "lead-to_marketo", ("dynamics", "contact"): "contact-to_marketo", ("marketo", "person"): "person-to_dynamics"}
+LANES = {
+    ("dynamics", "lead"): "lead-to_marketo",
+    ("dynamics", "contact"): "contact-to_marketo",
+    ("marketo", "person"): "person-to_dynamics",
+}
 
 
 def figure(page: Page, name: str) -> str:
@@ -64,8 +68,12 @@ def test_every_figure_matches_the_state(operator_page: Page, system: LocalSystem
     for lane, counts in backlog.items():
         for state in ("waiting", "scheduled", "held", "dead"):
             assert figure(page, f"backlog-{lane}-{state}") == str(counts[state]), (lane, state)
-    assert figure(page, "backlog-total") == str(sum(c["waiting"] + c["scheduled"] + c["held"] for c in backlog.values()))
-    oldest = min(Notice.from_json(body).captured_at for _, body, _, dead in queue_rows(system) if dead is None)
+    assert figure(page, "backlog-total") == str(
+        sum(c["waiting"] + c["scheduled"] + c["held"] for c in backlog.values())
+    )
+    oldest = min(
+        Notice.from_json(body).captured_at for _, body, _, dead in queue_rows(system) if dead is None
+    )
     assert figure(page, "backlog-lead-to_marketo-oldest") == oldest.strftime("%Y-%m-%d %H:%M:%S UTC")
     parked = Counter(Notice.from_json(p.body).entity.value for p in system.deps.state.parked())
     assert parked == {"person": 1}
@@ -124,7 +132,9 @@ def test_every_figure_matches_the_state(operator_page: Page, system: LocalSystem
     expect(row.locator("[data-collision=winner]")).to_have_text("marketo won")
 
 
-def test_pause_replay_and_resync_from_the_page(operator_page: Page, system: LocalSystem, scene: Scene) -> None:
+def test_pause_replay_and_resync_from_the_page(
+    operator_page: Page, system: LocalSystem, scene: Scene
+) -> None:
     page = operator_page
     host = system.host
     assert host is not None
@@ -135,7 +145,9 @@ def test_pause_replay_and_resync_from_the_page(operator_page: Page, system: Loca
     page.click("[data-action=pause]")
     expect(page.locator("[data-figure=paused]")).to_contain_text("PAUSED by operator")
     host.hold_queue(False)
-    system.until(lambda: expected_backlog(system)["lead-to_marketo"]["held"] == len(scene.backlog_leads), timeout=30)
+    system.until(
+        lambda: expected_backlog(system)["lead-to_marketo"]["held"] == len(scene.backlog_leads), timeout=30
+    )
     page.reload()
     assert figure(page, "backlog-lead-to_marketo-held") == str(len(scene.backlog_leads))
     assert figure(page, "backlog-lead-to_marketo-eta") == "paused"
@@ -145,7 +157,10 @@ def test_pause_replay_and_resync_from_the_page(operator_page: Page, system: Loca
     page.click("[data-action=resume]")
     expect(page.locator("[data-figure=running]")).to_be_visible()
     system.until(
-        lambda: len([p for p in system.marketo_admin.persons() if "queued" in (p.get("email") or "")]) == len(scene.backlog_leads),
+        lambda: (
+            len([p for p in system.marketo_admin.persons() if "queued" in (p.get("email") or "")])
+            == len(scene.backlog_leads)
+        ),
         timeout=60,
     )
 
@@ -154,7 +169,12 @@ def test_pause_replay_and_resync_from_the_page(operator_page: Page, system: Loca
     page.locator("tr[data-error^='parked|'] input[type=checkbox]").check()
     page.click("[data-action=replay-selected]")
     expect(page.locator("[role=status]")).to_contain_text("replayed 1 item(s)")
-    system.until(lambda: (system.dataverse_admin.row("contact", scene.bo_contact) or {}).get("jobtitle") == "Chief Buyer", timeout=30)
+    system.until(
+        lambda: (
+            (system.dataverse_admin.row("contact", scene.bo_contact) or {}).get("jobtitle") == "Chief Buyer"
+        ),
+        timeout=30,
+    )
     assert system.deps.state.parked() == []
 
     # Re-sync Ana once the rule is lifted: the refused title goes through, the error closes.
@@ -162,7 +182,10 @@ def test_pause_replay_and_resync_from_the_page(operator_page: Page, system: Loca
     page.goto(f"{host.url}/api/console/person/{scene.ana}")
     page.click("[data-action=resync-person]")
     expect(page.locator("[role=status]")).to_contain_text(f"queued a re-sync of {scene.ana}")
-    system.until(lambda: (system.dataverse_admin.row("lead", scene.ana_lead) or {}).get("jobtitle") == BAD_TITLE, timeout=30)
+    system.until(
+        lambda: (system.dataverse_admin.row("lead", scene.ana_lead) or {}).get("jobtitle") == BAD_TITLE,
+        timeout=30,
+    )
     page.goto(f"{host.url}/api/console/errors")
     expect(page.locator("tr[data-error^='refused|lead']")).to_have_count(0)
 
@@ -173,7 +196,9 @@ def test_pause_replay_and_resync_from_the_page(operator_page: Page, system: Loca
         expect(audit.locator(f"tr:has(td:text-is('{action}'))")).to_contain_text("operator")
 
 
-def test_unsigned_and_unauthorised_visitors_are_refused(context: BrowserContext, system: LocalSystem, scene: Scene) -> None:
+def test_unsigned_and_unauthorised_visitors_are_refused(
+    context: BrowserContext, system: LocalSystem, scene: Scene
+) -> None:
     host = system.host
     assert host is not None
     page = context.new_page()
@@ -181,7 +206,9 @@ def test_unsigned_and_unauthorised_visitors_are_refused(context: BrowserContext,
     page.goto(f"{host.url}/api/console/errors")
     expect(page.locator("input[name=password]")).to_be_visible()
     # A principal header the caller made up is dropped: still not signed in.
-    context.set_extra_http_headers({"X-MS-CLIENT-PRINCIPAL": "eyJjbGFpbXMiOltdfQ==", "X-MS-CLIENT-PRINCIPAL-NAME": "mallory"})
+    context.set_extra_http_headers(
+        {"X-MS-CLIENT-PRINCIPAL": "eyJjbGFpbXMiOltdfQ==", "X-MS-CLIENT-PRINCIPAL-NAME": "mallory"}
+    )
     page.goto(f"{host.url}/api/console")
     expect(page.locator("input[name=password]")).to_be_visible()
     assert page.locator("[data-figure]").count() == 0
@@ -189,7 +216,9 @@ def test_unsigned_and_unauthorised_visitors_are_refused(context: BrowserContext,
     browser_sign_in(page, host.url, user=VISITOR)
     expect(page.locator("[data-figure=refused]")).to_contain_text("lacks the app role 'mdsync.operator'")
     # An unsigned POST changes nothing.
-    answer = context.request.post(f"{host.url}/api/console/actions/pause", form={"csrf": "x"}, max_redirects=0)
+    answer = context.request.post(
+        f"{host.url}/api/console/actions/pause", form={"csrf": "x"}, max_redirects=0
+    )
     assert answer.status in (401, 403)
     assert system.deps.pause.current(fresh=True).paused is False
     session = sign_in(host.url)

@@ -1,0 +1,89 @@
+"""``mdsync status``, ``errors``, ``replay``, ``resync``, ``pause`` and ``resume`` (with ``--json``)
+against the same staged local system as the browser tests: the CLI reads and acts on the stores
+the settings name, and records its actions as the CLI user."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from mdsync import cli
+from mdsync.console_scene import BAD_TITLE, TITLE_RULE, Scene
+from mdsync.harness import LocalSystem
+
+pytestmark = pytest.mark.timeout(240)
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, object]:
+    capsys.readouterr()
+    code = cli.main(list(argv))
+    out = capsys.readouterr().out
+    return code, json.loads(out) if "--json" in argv else out
+
+
+def test_status_and_errors_as_json(
+    capsys: pytest.CaptureFixture[str], system: LocalSystem, scene: Scene
+) -> None:
+    code, status = run(capsys, "status", "--json")
+    assert code == 0
+    assert isinstance(status, dict)
+    lead = next(lane for lane in status["backlog"]["lanes"] if lane["entity"] == "lead")
+    assert lead["waiting"] == len(scene.backlog_leads)
+    assert status["errors"]["refused"] >= 1
+    assert status["errors"]["parked"] == 1
+
+    code, errors = run(capsys, "errors", "--kind", "refused", "--person", str(scene.ana), "--json")
+    assert code == 0
+    assert isinstance(errors, dict)
+    (refused,) = errors["errors"]
+    assert (refused["field"], refused["value"]) == ("jobtitle", BAD_TITLE)
+
+    code, text = run(capsys, "errors", "--csv", "-")
+    assert code == 0
+    assert BAD_TITLE in str(text)
+
+
+def test_pause_resume_replay_and_resync(
+    capsys: pytest.CaptureFixture[str], system: LocalSystem, scene: Scene
+) -> None:
+    assert system.host is not None
+    code, paused = run(capsys, "pause", "--reason", "deploying", "--json")
+    assert code == 0
+    assert isinstance(paused, dict)
+    assert paused["ok"]
+    system.host.hold_queue(False)
+    code, status = run(capsys, "status", "--json")
+    assert isinstance(status, dict)
+    assert status["paused"]["paused"] is True
+    assert status["paused"]["reason"] == "deploying"
+    assert run(capsys, "resume", "--json")[0] == 0
+    system.until(
+        lambda: len([p for p in system.marketo_admin.persons() if "queued" in (p.get("email") or "")]) == 3,
+        60,
+    )
+
+    code, dry = run(capsys, "replay", "--kind", "parked", "--dry-run", "--json")
+    assert isinstance(dry, dict)
+    (item,) = dry["would_replay"]
+    code, replayed = run(capsys, "replay", item["item_id"], "--json")
+    assert code == 0
+    assert isinstance(replayed, dict)
+    assert replayed["count"] == 1
+    system.until(
+        lambda: (
+            (system.dataverse_admin.row("contact", scene.bo_contact) or {}).get("jobtitle") == "Chief Buyer"
+        ),
+        30,
+    )
+
+    system.dataverse_admin.remove_plugin(TITLE_RULE)
+    assert run(capsys, "resync", str(scene.ana), "--json")[0] == 0
+    system.until(
+        lambda: (system.dataverse_admin.row("lead", scene.ana_lead) or {}).get("jobtitle") == BAD_TITLE, 30
+    )
+    assert run(capsys, "resync", "not-a-person")[0] == 1
+
+    audit = system.deps.operations.read_audit()
+    assert {e.action for e in audit} >= {"pause", "resume", "replay", "resync"}
+    assert all(e.who.startswith("cli:") for e in audit)

@@ -148,7 +148,9 @@ def read_capture(state: StateStore, now: datetime, webhooks_last_hour: int) -> l
             "Dataverse webhooks",
             last_hook,
             None,
-            f"{webhooks_last_hour} in the last hour (counted every 10 s)" if last_hook else "none received yet",
+            f"{webhooks_last_hour} in the last hour (counted every 10 s)"
+            if last_hook
+            else "none received yet",
         ),
     ]
 

@@ -13,6 +13,7 @@ a few state records), so the page costs the same with a million sync-log entries
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -54,7 +55,8 @@ def eta_seconds(backlog: int, per_hour: float, *, paused: bool = False) -> float
         return 0.0
     if paused or per_hour <= 0:
         return None
-    return backlog / per_hour * 3600
+    seconds = backlog / per_hour * 3600
+    return seconds if math.isfinite(seconds) else None
 
 
 @dataclass(frozen=True)

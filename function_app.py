@@ -2,7 +2,15 @@
 
 import azure.functions as func
 
-from functions import console, dynamics_sweep, dynamics_webhook, flow_step, marketo_poller, sync_worker
+from functions import (
+    console,
+    console_metrics,
+    dynamics_sweep,
+    dynamics_webhook,
+    flow_step,
+    marketo_poller,
+    sync_worker,
+)
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 app.register_functions(dynamics_webhook.bp)
@@ -11,3 +19,4 @@ app.register_functions(dynamics_sweep.bp)
 app.register_functions(sync_worker.bp)
 app.register_functions(flow_step.bp)
 app.register_functions(console.bp)
+app.register_functions(console_metrics.bp)

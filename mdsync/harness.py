@@ -112,6 +112,7 @@ class LocalSystem:
             "SERVICEBUS_QUEUE_NAME": "mdsync-notices",
             "MARKETO_POLL_SCHEDULE": self.config.poll_schedule,
             "DYNAMICS_SWEEP_SCHEDULE": self.config.sweep_schedule,
+            "MDSYNC_METRICS_SCHEDULE": NEVER,
             # Polls run when the harness says; each shows a deletion made before it.
             "MARKETO_DELETES_POLL_SECONDS": "0",
             # No poll runs until the harness says, so a confirmation would come before every

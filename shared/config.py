@@ -229,6 +229,8 @@ class Settings(BaseSettings):
     # --- Schedules (NCRONTAB, six fields) ------------------------------------------------------
     marketo_poll_schedule: str = Field(default="0 */1 * * * *", alias="MARKETO_POLL_SCHEDULE")
     dynamics_sweep_schedule: str = Field(default="0 */15 * * * *", alias="DYNAMICS_SWEEP_SCHEDULE")
+    # The console's figures as metrics for Azure Monitor (the workbook and the alerts).
+    metrics_schedule: str = Field(default="0 */5 * * * *", alias="MDSYNC_METRICS_SCHEDULE")
     # Where the very first poll starts (ISO 8601 with a zone); unset = from the first run on.
     marketo_poll_start: datetime | None = Field(default=None, alias="MARKETO_POLL_START")
     # Pages of Marketo activities one poll run reads at most (the rest waits for the next run).
@@ -238,7 +240,7 @@ class Settings(BaseSettings):
         default=300, alias="MARKETO_DELETES_POLL_SECONDS", ge=0, le=86_400
     )
 
-    @field_validator("marketo_poll_schedule", "dynamics_sweep_schedule")
+    @field_validator("marketo_poll_schedule", "dynamics_sweep_schedule", "metrics_schedule")
     @classmethod
     def _ncrontab(cls, value: str) -> str:
         if len(value.split()) != 6:

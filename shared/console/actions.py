@@ -2,7 +2,9 @@
 
 - ``replay``: put given-up items back on the queue: parked notices and dead letters (their error
   records go once the queue took them); a refused value is not an item to replay, its person is
-  re-synced instead (after the data was fixed, that is what retrying it means);
+  re-synced instead (after the data was fixed, that is what retrying it means); a configuration
+  fault is cleared from the list (the function lists it again within a minute if the setting is
+  still wrong);
 - ``resync``: a forced reconcile of one person: an ``operator`` notice for the pair, which the
   worker never takes for an echo, so both sides are read and every mapped field is reconciled
   against the shadow, whether or not a change was captured. It is not the flow step, which only
@@ -22,7 +24,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from shared.console.failures import DEAD_LETTER, PARKED, REFUSED
+from shared.console.failures import CONFIGURATION, DEAD_LETTER, PARKED, REFUSED
 from shared.console.pause import PauseState, PauseSwitch
 from shared.errors import BadRequestError, MdsyncError
 from shared.notices import Entity, Kind, Notice, Source
@@ -164,16 +166,17 @@ class ConsoleActions:
         for person in sorted(p for p in persons if p):
             self.queue.send([person_notice(person, who)])
             resynced.append(person)
+        faults = [e.key for e in errors if e.kind == CONFIGURATION]
+        self.operations.remove_errors(faults)
         failed = [f"{item}: {why}" for item, why in outcome.failed]
         message = f"replayed {len(done)} item(s)"
         if resynced:
             message += f", re-synced {len(resynced)} person(s) with refused values"
+        if faults:
+            message += f", cleared {len(faults)} configuration fault(s) (listed again if still wrong)"
         if failed:
             message += f"; {len(failed)} not replayed (they stay listed)"
-        skipped = len(errors) - len(items) - sum(e.kind == REFUSED for e in errors)
-        if skipped > 0:
-            message += f"; {skipped} not replayable (configuration faults: fix the setting)"
-        result = ActionResult("replay", not failed, message, len(done) + len(resynced), failed)
+        result = ActionResult("replay", not failed, message, len(done) + len(resynced) + len(faults), failed)
         target = ", ".join([e.key for e in items][:20] + resynced[:20]) or "nothing"
         return self._audit(who, "replay", target, result)
 

@@ -87,3 +87,29 @@ def test_pause_resume_replay_and_resync(
     audit = system.deps.operations.read_audit()
     assert {e.action for e in audit} >= {"pause", "resume", "replay", "resync"}
     assert all(e.who.startswith("cli:") for e in audit)
+
+
+def test_configuration_faults_are_listed_and_cleared_by_replay(
+    capsys: pytest.CaptureFixture[str], system: LocalSystem, scene: Scene
+) -> None:
+    from functions._faults import faults
+
+    faults._last.clear()  # the once-a-minute throttle of this process
+    assert system.host is not None
+    system.host.hold_queue(False)
+    system.wait_idle()
+    with system.settings_changed({"MARKETO_BASE_URL": ""}):
+        system.poll()
+    code, listed = run(capsys, "errors", "--kind", "configuration", "--json")
+    assert isinstance(listed, dict)
+    (fault,) = listed["errors"]
+    assert fault["reason"] == "misconfigured: MARKETO_BASE_URL"
+    assert fault["message"].startswith("marketo_poller did not run")
+    code, replayed = run(capsys, "replay", fault["key"], "--json")
+    assert isinstance(replayed, dict)
+    assert "cleared 1 configuration fault" in replayed["message"]
+    assert run(capsys, "errors", "--kind", "configuration", "--json")[1] == {
+        "groups": [],
+        "errors": [],
+        "cursor": None,
+    }

@@ -41,7 +41,7 @@ from shared.console.auth import (
     csrf_cookie,
     csrf_token,
 )
-from shared.console.listing import list_errors
+from shared.console.listing import Listing, list_errors
 from shared.console.status import as_json
 from shared.errors import BadRequestError, ConfigurationError, MdsyncError
 from shared.ports import ErrorQuery, SyncError
@@ -184,15 +184,19 @@ def _limit(req: func.HttpRequest, default: int, most: int) -> int:
     return int(raw)
 
 
-def _errors_page(request: _Request) -> func.HttpResponse:
-    query = _query(request.req)
-    listing = list_errors(
+def _listing(request: _Request, query: ErrorQuery) -> Listing:
+    return list_errors(
         request.deps.operations,
         request.deps.dead_letter_errors,
         query,
         cursor=request.req.params.get("cursor") or None,
         limit=_limit(request.req, PAGE_SIZE, 1000),
     )
+
+
+def _errors_page(request: _Request) -> func.HttpResponse:
+    query = _query(request.req)
+    listing = _listing(request, query)
     body = page.errors_page(
         query, listing, request.who, request.csrf, flash=request.flash, flash_ok=request.flash_ok
     )
@@ -208,14 +212,7 @@ def _error_json(error: SyncError) -> dict[str, object]:
 
 
 def _errors_json(request: _Request) -> func.HttpResponse:
-    query = _query(request.req)
-    listing = list_errors(
-        request.deps.operations,
-        request.deps.dead_letter_errors,
-        query,
-        cursor=request.req.params.get("cursor") or None,
-        limit=_limit(request.req, PAGE_SIZE, 1000),
-    )
+    listing = _listing(request, _query(request.req))
     return request.data(
         {
             "groups": [

@@ -17,6 +17,7 @@ from shared.mapping import FieldMapping, load_mapping
 if TYPE_CHECKING:
     import requests
 
+    from shared.adapters.table_state import TableStateStore
     from shared.console.actions import ConsoleActions, ReplayOutcome
     from shared.console.capture import WebhookBeat
     from shared.console.pause import PauseSwitch
@@ -205,16 +206,8 @@ class Container:
 
             return SqliteOperationsStore(s.sqlite_path.with_suffix(".state.sqlite3"))
         from shared.adapters.table_operations import TableOperationsStore
-        from shared.adapters.table_state import TableStateStore
 
-        secret = s.state_connection_string
-        return TableOperationsStore(
-            TableStateStore(
-                connection_string=secret.get_secret_value() if secret else None,
-                endpoint=s.state_table_endpoint,
-                table_prefix=s.state_table_prefix,
-            )
-        )
+        return TableOperationsStore(self._table_state())
 
     def _build_queue_inspector(self) -> QueueInspector:
         from shared.ports import QueueInspector
@@ -257,8 +250,13 @@ class Container:
             from shared.adapters.sqlite_state import SqliteStateStore
 
             return SqliteStateStore(s.sqlite_path.with_suffix(".state.sqlite3"))
+        return self._table_state()
+
+    def _table_state(self) -> TableStateStore:
+        """A Table Storage client for the state's tables (the state store's, or the console's)."""
         from shared.adapters.table_state import TableStateStore
 
+        s = self.settings
         secret = s.state_connection_string
         return TableStateStore(
             connection_string=secret.get_secret_value() if secret else None,

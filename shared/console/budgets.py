@@ -74,10 +74,6 @@ def note_batch(state: StateStore, *, marketo_window: int, marketo_limit: int, da
     records.note(state, records.BUDGETS, change)
 
 
-def _time(value: object) -> datetime | None:
-    return datetime.fromisoformat(value) if isinstance(value, str) else None
-
-
 def read_budgets(
     state: StateStore, tallies: list[Tally], now: datetime, *, daily_quota: int, window_limit: int
 ) -> Budgets:
@@ -100,9 +96,9 @@ def read_budgets(
         marketo_day_started=day,
         marketo_window_calls=window.get("calls") if isinstance(window.get("calls"), int) else None,
         marketo_window_limit=int(window.get("limit") or window_limit),
-        marketo_window_at=_time(window.get("at")),
+        marketo_window_at=records.moment(window.get("at")),
         dataverse_requests_remaining=remaining if isinstance(remaining, int) else None,
         dataverse_time_remaining_ms=float(spent) if isinstance(spent, int | float) else None,
-        dataverse_seen_at=_time(dataverse.get("at")),
+        dataverse_seen_at=records.moment(dataverse.get("at")),
         dataverse_calls_last_hour=dataverse_hour,
     )

@@ -107,22 +107,13 @@ class CaptureFigure:
     detail: str
 
 
-def _time(value: object) -> datetime | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        return datetime.fromisoformat(value)
-    except ValueError:
-        return None
-
-
 def _age(now: datetime, moment: datetime | None) -> float | None:
     return None if moment is None else max(0.0, (now - moment).total_seconds())
 
 
 def read_capture(state: StateStore, now: datetime, webhooks_last_hour: int) -> list[CaptureFigure]:
     poll = records.read(state, records.CAPTURE_PREFIX + POLL)
-    caught_up = _time(poll.get("caught_up_at"))
+    caught_up = records.moment(poll.get("caught_up_at"))
     poll_detail = (
         f"{poll.get('notices', 0)} notices in the last run"
         + ("" if poll.get("drained", True) else "; more changes waiting (page budget spent)")
@@ -133,13 +124,15 @@ def read_capture(state: StateStore, now: datetime, webhooks_last_hour: int) -> l
     swept = [_sweep_mark(state, table) for table in SWEEP_TABLES]
     oldest_mark = min((m for m in swept if m is not None), default=None)
     webhook = records.read(state, records.CAPTURE_PREFIX + WEBHOOK)
-    last_hook = _time(webhook.get("last_seen"))
+    last_hook = records.moment(webhook.get("last_seen"))
     return [
-        CaptureFigure(POLL, "Marketo poll", _time(poll.get("last_run")), _age(now, caught_up), poll_detail),
+        CaptureFigure(
+            POLL, "Marketo poll", records.moment(poll.get("last_run")), _age(now, caught_up), poll_detail
+        ),
         CaptureFigure(
             SWEEP,
             "Dynamics sweep",
-            _time(sweep.get("last_run")),
+            records.moment(sweep.get("last_run")),
             _age(now, oldest_mark),
             f"{sweep.get('notices', 0)} notices in the last run" if sweep else "has not run yet",
         ),
@@ -164,4 +157,4 @@ def _sweep_mark(state: StateStore, table: str) -> datetime | None:
         data = json.loads(checkpoint.value)
     except ValueError:
         return None
-    return _time(data.get("since")) or _time(data.get("at"))
+    return records.moment(data.get("since")) or records.moment(data.get("at"))

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Protocol
 
+from shared.console import records
 from shared.ports import StateStore
 
 PROGRESS_CHECKPOINT = "initial-sync:progress"
@@ -64,16 +65,6 @@ class ProgressSource(Protocol):
     def __call__(self) -> InitialSyncProgress | None: ...
 
 
-def _time(value: object) -> datetime | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        moment = datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-
-
 def read_progress(state: StateStore) -> InitialSyncProgress | None:
     """The record the initial sync keeps, or None when none ever ran (or it is unreadable)."""
     checkpoint = state.get_checkpoint(PROGRESS_CHECKPOINT)
@@ -91,7 +82,7 @@ def read_progress(state: StateStore) -> InitialSyncProgress | None:
         phase=str(data.get("phase") or ""),
         done=int(data.get("done") or 0),
         total=int(total) if isinstance(total, int) else None,
-        started_at=_time(data.get("started_at")),
-        updated_at=_time(data.get("updated_at")),
+        started_at=records.moment(data.get("started_at")),
+        updated_at=records.moment(data.get("updated_at")),
         detail=str(data.get("detail") or ""),
     )

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 from shared.errors import ConflictError, MdsyncError
@@ -60,3 +61,14 @@ def note(state: StateStore, name: str, change: Callable[[dict[str, Any]], dict[s
         update(state, name, change, attempts=2)
     except MdsyncError as exc:
         log.info("console record %s not updated: %s", name, exc)
+
+
+def moment(value: object) -> datetime | None:
+    """An ISO 8601 time from a record (naive taken as UTC); None for anything else."""
+    if not isinstance(value, str):
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)

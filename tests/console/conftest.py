@@ -1,37 +1,27 @@
-"""Fixtures of the console tests: one local system per module, staged afresh per test, and a
+"""Fixtures of the console tests: the session's local system staged afresh per test, and a
 headless Chromium session."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 import requests
 from playwright.sync_api import Browser, BrowserContext, Page, Playwright, sync_playwright
 
 from mdsync.console_scene import Scene, stage
-from mdsync.harness import OPERATOR, HarnessConfig, LocalSystem
+from mdsync.harness import OPERATOR, LocalSystem
 from tests.console.browser import ARGS, chromium_path
 
 PASSWORD = "local-operator-password"
 
 
-@pytest.fixture(scope="module")
-def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalSystem]:
-    config = HarnessConfig(
-        workdir=tmp_path_factory.mktemp("console"), batch_wait=0, operator_password=PASSWORD
-    )
-    with LocalSystem(config) as running:
-        yield running
-
-
 @pytest.fixture
 def scene(system: LocalSystem) -> Iterator[Scene]:
-    """A collision, a refused value, a parked notice and 3 leads waiting (the worker held)."""
+    """On the session's system, emptied (tests/conftest.py): a collision, a refused value, a
+    parked notice and 3 leads waiting (the worker held until the test ends)."""
     assert system.host is not None
-    system.host.hold_queue(False)
-    system.reset()
+    assert system.config.operator_password == PASSWORD
     staged = stage(system)
     yield staged
     system.host.hold_queue(False)
@@ -80,7 +70,3 @@ def operator_page(context: BrowserContext, system: LocalSystem) -> Page:
     browser_sign_in(page, system.host.url)
     page.wait_for_selector("[data-figure=signed-in-as]")
     return page
-
-
-def artifacts() -> Path:
-    return Path(__file__).resolve().parents[2] / ".mdsync" / "browser"

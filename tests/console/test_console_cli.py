@@ -106,6 +106,7 @@ def test_configuration_faults_are_listed_and_cleared_by_replay(
     assert fault["reason"] == "misconfigured: MARKETO_BASE_URL"
     assert fault["message"].startswith("marketo_poller did not run")
     code, replayed = run(capsys, "replay", fault["key"], "--json")
+    assert code == 0
     assert isinstance(replayed, dict)
     assert "cleared 1 configuration fault" in replayed["message"]
     assert run(capsys, "errors", "--kind", "configuration", "--json")[1] == {

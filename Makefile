@@ -3,7 +3,8 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 AZURITE := node_modules/.bin/azurite-table
-LINT_PATHS := function_app.py functions shared
+# Every Python folder: the app, the local tooling, the simulators and the tests.
+LINT_PATHS := function_app.py functions shared mdsync simulators tests
 
 .PHONY: setup test lint format demo bench chaos simulate devhost screenshots chromium clean
 
@@ -28,7 +29,8 @@ $(AZURITE):
 chromium:
 	bash .ci/ensure-chromium
 
-test: setup $(AZURITE) chromium
+# Lint first: CI runs `make test`, so the lint gate is part of it.
+test: lint $(AZURITE) chromium
 	$(PY) -m pytest
 
 lint: setup
@@ -37,8 +39,8 @@ lint: setup
 	$(VENV)/bin/mypy
 
 format: setup
-	$(VENV)/bin/ruff format $(LINT_PATHS) tests simulators mdsync
-	$(VENV)/bin/ruff check --fix $(LINT_PATHS) tests simulators mdsync
+	$(VENV)/bin/ruff format $(LINT_PATHS)
+	$(VENV)/bin/ruff check --fix $(LINT_PATHS)
 
 demo: setup
 	$(VENV)/bin/mdsync demo
@@ -47,7 +49,7 @@ bench: setup
 	$(VENV)/bin/mdsync bench $(if $(QUICK),--quick,)
 
 chaos: setup
-	$(VENV)/bin/mdsync chaos $(if $(SEED),--seed $(SEED),)
+	$(VENV)/bin/mdsync chaos $(if $(SEED),--seed $(SEED),) $(if $(SCENARIOS),--scenarios $(SCENARIOS),)
 
 # The console's screenshots in docs/images/, taken in headless Chromium from a staged local system.
 screenshots: setup chromium

@@ -11,6 +11,10 @@ from functions import (
     marketo_poller,
     sync_worker,
 )
+from shared.redaction import install_log_redaction
+
+# Every log record of the process, whatever logger makes it, is redacted (no secret, no email).
+install_log_redaction()
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 app.register_functions(dynamics_webhook.bp)

@@ -8,10 +8,11 @@ import typing
 import azure.functions as func
 
 from functions._faults import BatchNotRun, log_fault
-from shared.adapters.messages import notice_from_message
-from shared.bootstrap import container
-from shared.errors import BadRequestError, ConfigurationError
-from shared.notices import Notice
+from shared.adapters.messages import read_messages
+from shared.bootstrap import Container, container
+from shared.console import failures
+from shared.errors import ConfigurationError, MdsyncError
+from shared.ports import ParkedNotice
 
 log = logging.getLogger(__name__)
 bp = func.Blueprint()
@@ -40,13 +41,14 @@ def _run(messages: list[func.ServiceBusMessage]) -> None:
     deps = container()
     deps.app_started()
     deps.verify_instance()
-    notices: list[Notice] = []
-    for message in messages:
-        try:
-            notices.append(notice_from_message(message))
-        except BadRequestError as exc:
-            # Not a notice: nothing to sync, and redelivering it would not help.
-            log.error("dropping unreadable message %s: %s", message.message_id, exc)
+    notices, unreadable = read_messages(messages)
+    if unreadable:
+        # Kept with its raw body for `mdsync replay`; if that write fails, this raises and the
+        # host abandons the batch: nothing is dropped.
+        deps.state.park(unreadable)
+        for item in unreadable:
+            log.error("parked unreadable message %s: %s", item.dedup_id, item.reason)
+        note_unreadable(deps, unreadable)
     # Raises only when rescheduled notices could not be queued: the host then abandons the
     # batch and Service Bus redelivers it.
     result = deps.worker.process(notices)
@@ -68,3 +70,12 @@ def _run(messages: list[func.ServiceBusMessage]) -> None:
         result.marketo_calls,
         result.dataverse_calls,
     )
+
+
+def note_unreadable(deps: Container, parked: list[ParkedNotice]) -> None:
+    """List the parked messages on the console's error list. The item is already safe in the
+    parked store (``mdsync replay`` finds it there): a failed write here costs only the listing."""
+    try:
+        deps.operations.record_errors([failures.unreadable(item) for item in parked])
+    except MdsyncError as exc:
+        log.warning("%d unreadable message(s) not listed on the console: %s", len(parked), exc)

@@ -30,6 +30,7 @@ from rich.table import Table
 
 from shared.config import DEFAULT_LOCAL_SETTINGS, LOCAL_SETTINGS_ENV, is_loopback
 from shared.errors import ConfigurationError, MdsyncError
+from shared.redaction import install_log_redaction
 
 console = Console(highlight=False)
 
@@ -265,6 +266,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
         keys=args.keys,
         query=_error_query(args),  # type: ignore[arg-type]
         dry_run=args.dry_run,
+        discard=args.discard,
+        limit=args.limit,
         as_json_output=args.json,
     )
 
@@ -417,6 +420,14 @@ def _add_console_commands(commands: Any) -> None:
     )
     _add_error_filters(replay)
     replay.add_argument("--dry-run", action="store_true", help="list what would be replayed; change nothing")
+    replay.add_argument(
+        "--discard",
+        action="store_true",
+        help="remove parked notices and dead letters without replaying them (unreadable ones)",
+    )
+    replay.add_argument(
+        "--limit", type=positive_int, default=1000, help="at most this many errors per run (default: 1000)"
+    )
     replay.add_argument("--json", action="store_true", help="print the outcome as JSON")
     replay.set_defaults(run=cmd_replay)
 
@@ -442,7 +453,14 @@ def build_parser() -> argparse.ArgumentParser:
         prog="mdsync", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="command")
+    _add_setup_commands(commands)
+    _add_operator_commands(commands)
+    _add_local_commands(commands)
+    return parser
 
+
+def _add_setup_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Day one: check the deployment, set Dataverse up, check the mapping."""
     doctor = commands.add_parser(
         "doctor", help="check settings, credentials, Dataverse set-up, mapping, webhook, queue and state"
     )
@@ -501,6 +519,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     check.set_defaults(run=cmd_fields_check)
 
+
+def _add_operator_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Running the sync: the sync log and what it gave up on."""
     log = commands.add_parser("log", help="print the sync log of a person (email, Marketo id or Dynamics id)")
     log.add_argument("person", help="an email address, a Marketo person id, or a Dynamics lead/contact id")
     log.add_argument("--limit", type=positive_int, default=50, help="newest entries to show (default: 50)")
@@ -509,6 +530,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_console_commands(commands)
 
+
+def _add_local_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """The local extra: simulators, local host, demo, bench and chaos."""
     simulate = commands.add_parser(
         "simulate", help="run the Entra ID, Dataverse and Marketo simulators (local extra)"
     )
@@ -547,10 +571,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--scenarios", type=positive_int, default=5, help="how many scenarios to run (default: 5)"
     )
     chaos.set_defaults(run=cmd_chaos)
-    return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    install_log_redaction()
     args = build_parser().parse_args(argv)
     try:
         code: int = args.run(args)
@@ -561,8 +585,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if exc.errno != errno.EADDRINUSE:
             raise
         console.print(
-            f"[red]error[/red]: {escape(str(exc.strerror))}: stop what listens there (another mdsync simulate, "
-            "devhost or demo?), or choose other ports (--port, --ephemeral)",
+            f"[red]error[/red]: {escape(str(exc.strerror))}: stop what listens there "
+            "(another mdsync simulate, devhost or demo?), or choose other ports (--port, --ephemeral)",
             soft_wrap=True,
         )
         return 2

@@ -20,7 +20,7 @@ from rich.console import Console
 from rich.table import Table
 
 from shared.bootstrap import container
-from shared.console.actions import ActionResult, cli_user
+from shared.console.actions import MAX_ITEMS, ActionResult, cli_user
 from shared.console.listing import list_errors
 from shared.console.page import DIRECTIONS, KIND_LABELS, csv_rows, duration
 from shared.console.status import Status, as_json
@@ -216,11 +216,20 @@ def replay(
     query: ErrorQuery,
     dry_run: bool,
     as_json_output: bool,
+    discard: bool = False,
+    limit: int = MAX_ITEMS,
 ) -> int:
     """Replay the errors named by ``keys`` (error keys, or the ids of parked notices and dead
-    letters), or, without keys, every error the filters match."""
+    letters), or, without keys, every error the filters match (at most ``limit``); with
+    ``discard``, remove their given-up items without replaying them."""
     actions = container().console_actions
     chosen = actions.chosen(_as_keys(keys), None) if keys else actions.chosen(None, query)
+    chosen = chosen[:limit]
+    named = {e.key for e in chosen} | {e.item_id for e in chosen if e.item_id}
+    missing = sorted(set(keys) - named)
+    if missing and not as_json_output:
+        for key in missing:
+            console.print(f"[red]not found[/red]: {key} (not on the error list)", soft_wrap=True)
     if dry_run:
         if as_json_output:
             _print_json(console, {"would_replay": [asdict(e) for e in chosen]})
@@ -228,7 +237,8 @@ def replay(
             console.print(_errors_table(chosen))
             console.print(f"dry run: {len(chosen)} error(s) would be replayed; nothing changed")
         return 0
-    return _report(console, actions.replay(cli_user(), chosen), as_json_output)
+    code = _report(console, actions.replay(cli_user(), chosen, discard=discard), as_json_output)
+    return 1 if missing else code
 
 
 def _as_keys(keys: Sequence[str]) -> list[str]:

@@ -1,4 +1,4 @@
-"""Operator tools: read a person's sync log, replay parked notices and dead letters.
+"""Operator tools: read a person's sync log (replaying is the console's: ``mdsync.console_commands``).
 
 ``mdsync log`` needs the state store; looking a person up by email also asks Marketo (live
 persons) and Dataverse (leads and contacts, whose log entries outlive a deleted person).
@@ -12,8 +12,8 @@ from rich.console import Console
 from rich.table import Table
 
 from shared.bootstrap import container
-from shared.notices import Notice
-from shared.ports import LocalQueue, LogEntry
+from shared.dataverse import odata
+from shared.ports import LogEntry
 from shared.redaction import mask_email
 
 
@@ -40,8 +40,6 @@ def _entries(person: str, limit: int) -> tuple[str, list[LogEntry]]:
 
 def _dynamics_records(email: str) -> list[str]:
     """Ids of the leads and contacts with this email (also those whose person was deleted)."""
-    from shared.dataverse import odata
-
     dataverse = container().dataverse
     ids = []
     for entity_set, key in (("leads", "leadid"), ("contacts", "contactid")):
@@ -90,22 +88,3 @@ def _as_json(entry: LogEntry) -> dict[str, object]:
         "detail": entry.detail,
         "fields": list(entry.fields),
     }
-
-
-def replay(*, console: Console, dry_run: bool) -> int:
-    deps = container()
-    parked = deps.state.parked()
-    notices = [Notice.from_json(p.body).retry(0) for p in parked]
-    console.print(f"{len(parked)} parked notice(s)")
-    queue = deps.queue
-    dead = queue.dead_letters() if isinstance(queue, LocalQueue) else []
-    console.print(f"{len(dead)} dead letter(s) in the local queue")
-    if dry_run:
-        return 0
-    if notices:
-        queue.send(notices)
-        deps.state.unpark(p.dedup_id for p in parked)
-    if dead and hasattr(queue, "resubmit_dead_letters"):
-        queue.resubmit_dead_letters([d.message_id for d in dead])
-    console.print(f"re-queued {len(notices)} parked notice(s) and {len(dead)} dead letter(s)")
-    return 0

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     import requests
 
     from shared.adapters.table_state import TableStateStore
-    from shared.console.actions import ConsoleActions, ReplayOutcome
+    from shared.console.actions import ConsoleActions
     from shared.console.capture import WebhookBeat
     from shared.console.pause import PauseSwitch
     from shared.console.reader import StatusReader
@@ -26,7 +26,14 @@ if TYPE_CHECKING:
     from shared.dataverse.client import DataverseClient
     from shared.flow_step import SyncPersonToMicrosoft
     from shared.marketo.client import MarketoClient
-    from shared.ports import NoticeQueue, OperationsStore, QueueInspector, StateStore, SyncError
+    from shared.ports import (
+        GivenUpStore,
+        NoticeQueue,
+        OperationsStore,
+        QueueInspector,
+        StateStore,
+        SyncError,
+    )
     from shared.sync.activity_log import ActivityLog
     from shared.sync.worker import SyncWorker
 
@@ -64,6 +71,12 @@ class Container:
     @property
     def state(self) -> StateStore:
         return self._once("state", self._build_state)
+
+    @property
+    def given_up(self) -> list[GivenUpStore]:
+        """Where the sync keeps what it gave up on (``mdsync replay``): the parked notices of
+        the state store and the queue's dead letters."""
+        return self._once("given_up", self._build_given_up)
 
     @property
     def marketo(self) -> MarketoClient:
@@ -182,21 +195,13 @@ class Container:
                 operations=self.operations,
                 queue=self.queue,
                 pause_switch=self.pause,
-                replayer=self._replay_items,
-                dead_letters=self.dead_letter_errors,
+                given_up=self.given_up,
             ),
         )
 
     def dead_letter_errors(self, max_count: int) -> list[SyncError]:
         """The queue's dead letters as error-list records (read live, not stored)."""
-        from shared.console.failures import dead_letter
-
-        return [dead_letter(d) for d in self.queue_inspector.peek_dead_letters(max_count)]
-
-    def _replay_items(self, item_ids: set[str]) -> ReplayOutcome:
-        from shared.console.replaying import replay_items
-
-        return replay_items(self.state, self.queue, item_ids)
+        return self.console_actions.dead_letters(max_count)
 
     def _build_operations(self) -> OperationsStore:
         s = self.settings
@@ -242,6 +247,28 @@ class Container:
             connection_string=secret.get_secret_value() if secret else None,
             fully_qualified_namespace=s.servicebus_namespace,
         )
+
+    def _build_given_up(self) -> list[GivenUpStore]:
+        from shared.replay import ParkedNotices
+
+        s = self.settings
+        queue = self.queue
+        dead: GivenUpStore
+        if s.queue_backend is QueueBackend.SQLITE:
+            from shared.adapters.sqlite_queue import LocalDeadLetters, SqliteQueue
+
+            assert isinstance(queue, SqliteQueue)
+            dead = LocalDeadLetters(queue)
+        else:
+            from shared.adapters.servicebus_dead_letters import ServiceBusDeadLetters
+
+            secret = s.servicebus_connection_string
+            dead = ServiceBusDeadLetters(
+                s.queue_name,
+                connection_string=secret.get_secret_value() if secret else None,
+                fully_qualified_namespace=s.servicebus_namespace,
+            )
+        return [ParkedNotices(self.state), dead]
 
     def _build_state(self) -> StateStore:
         s = self.settings
@@ -292,9 +319,10 @@ class Container:
 
     def close(self) -> None:
         for item in self._built.values():
-            close = getattr(item, "close", None)
-            if callable(close):
-                close()
+            for each in item if isinstance(item, list) else [item]:
+                close = getattr(each, "close", None)
+                if callable(close):
+                    close()
         self._built.clear()
 
 

@@ -97,7 +97,9 @@ def measure(system: LocalSystem, *, log_entries: int, errors: int, password: str
     took = fill(system, log_entries=log_entries, errors=errors)
     base = f"{system.host.url}/api/console"
     session = requests.Session()
-    session.post(f"{system.host.url}/.auth/login", data={"username": OPERATOR, "password": password}, timeout=30)
+    session.post(
+        f"{system.host.url}/.auth/login", data={"username": OPERATOR, "password": password}, timeout=30
+    )
     deep = session.get(f"{base}/errors.json", params={"limit": "1000"}, timeout=60).json()["cursor"]
     pages: dict[str, tuple[str, dict[str, str]]] = {
         "status page": (base, {}),
@@ -116,4 +118,9 @@ def measure(system: LocalSystem, *, log_entries: int, errors: int, password: str
             "p95_ms": round(times[int(len(times) * 0.95) - 1], 1),
             "max_ms": round(times[-1], 1),
         }
-    return {"log_entries": log_entries, "errors": errors, **{k: round(v, 1) for k, v in took.items()}, "pages": results}
+    return {
+        "log_entries": log_entries,
+        "errors": errors,
+        **{k: round(v, 1) for k, v in took.items()},
+        "pages": results,
+    }

@@ -33,7 +33,7 @@ from mdsync.devhost.discovery import (
     load_function_app,
 )
 from mdsync.devhost.hostconfig import HostConfig
-from mdsync.devhost.http import HttpFront, build_routes
+from mdsync.devhost.http import MAX_BODY_BYTES, HttpFront, build_routes
 from mdsync.devhost.keys import KeyRing
 from mdsync.devhost.queue_pump import DEFAULT_IDLE_WAIT, DEFAULT_LOCK_SECONDS, QueuePump
 from mdsync.devhost.settings import ExportedSettings, export_settings, read_local_settings
@@ -96,6 +96,7 @@ class DevHost:
         queue_idle_wait: float = DEFAULT_IDLE_WAIT,
         queue_lock_seconds: float = DEFAULT_LOCK_SECONDS,
         sign_in: LocalSignIn | None = None,
+        max_body_bytes: int = MAX_BODY_BYTES,
     ) -> None:
         self._pumps: list[QueuePump] = []
         values = dict(
@@ -131,6 +132,7 @@ class DevHost:
                 # A function may just have queued notices: let the pumps look at once.
                 on_invoked=self.wake,
                 sign_in=sign_in,
+                max_body_bytes=max_body_bytes,
             )
             monitor = MonitorStore(state_dir or DEFAULT_STATE_DIR)
             self._timers = {

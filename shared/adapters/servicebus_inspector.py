@@ -26,7 +26,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from shared.console.pause import is_held
-from shared.ports import BacklogRow, DeadLetter, QueueInspector, QueueStats
+from shared.ports import BacklogRow, QueueInspector, QueueStats
 
 log = logging.getLogger(__name__)
 
@@ -177,31 +177,10 @@ class ServiceBusInspector(QueueInspector):
             dead_head,
         )
 
-    def peek_dead_letters(self, max_count: int | None = None) -> list[DeadLetter]:
-        from azure.servicebus import ServiceBusSubQueue  # noqa: PLC0415
-
-        _, client = self._client_pair()
-        with client.get_queue_receiver(self.queue_name, sub_queue=ServiceBusSubQueue.DEAD_LETTER) as receiver:
-            messages = receiver.peek_messages(max_message_count=max_count or self.sample)
-        return [
-            DeadLetter(
-                message_id=str(m.message_id),
-                body=_text(_body(m)),
-                reason=str(m.dead_letter_reason or ""),
-                description=str(m.dead_letter_error_description or ""),
-                dead_lettered_at=m.enqueued_time_utc or datetime.now(UTC),
-            )
-            for m in messages
-        ]
-
 
 def _body(message: Any) -> bytes | str:
     body = message.body
     return body if isinstance(body, bytes | str) else b"".join(bytes(part) for part in body)
-
-
-def _text(body: bytes | str) -> str:
-    return body.decode("utf-8", "replace") if isinstance(body, bytes) else body
 
 
 def _peeked(message: Any, now: datetime) -> Peeked:

@@ -1,7 +1,10 @@
 """What an operator can do from the console or the CLI, each recorded with who did it.
 
-- ``replay``: put given-up items back on the queue: parked notices and dead letters (their error
-  records go once the queue took them); a refused value is not an item to replay, its person is
+- ``replay``: put given-up items back on the queue: parked notices and dead letters, through
+  ``shared.replay`` (the one replay path, ``mdsync replay``'s: each a new message, removed from
+  its store only once the queue took it; their error records go then), or, with ``discard``,
+  remove them without replaying (a body no version can read); a refused value is not an item to
+  replay, its person is
   re-synced instead (after the data was fixed, that is what retrying it means); a configuration
   fault is cleared from the list (the function lists it again within a minute if the setting is
   still wrong);
@@ -20,34 +23,43 @@ from __future__ import annotations
 import getpass
 import logging
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from shared.console.failures import CONFIGURATION, DEAD_LETTER, PARKED, REFUSED
+from shared.console.failures import CONFIGURATION, DEAD_LETTER, PARKED, REFUSED, dead_letter
 from shared.console.pause import PauseState, PauseSwitch
 from shared.errors import BadRequestError, MdsyncError
 from shared.notices import Entity, Kind, Notice, Source
-from shared.ports import AuditEntry, ErrorQuery, NoticeQueue, OperationsStore, SyncError
+from shared.ports import AuditEntry, ErrorQuery, GivenUpStore, NoticeQueue, OperationsStore, SyncError
+from shared.replay import replay
 
 log = logging.getLogger(__name__)
 
 MAX_ITEMS = 10_000  # per action: a larger "all" is done in several runs
+DEAD_LETTER_STORE = "dead-letter"  # the given-up store of the queue's dead letters
 _GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 
 
 @dataclass(frozen=True)
 class ReplayOutcome:
-    """Of the item ids asked for: replayed, and the ones that were not (with why)."""
+    """Of the item ids asked for: replayed (or discarded), and the ones that were not (with why)."""
 
     replayed: list[str] = field(default_factory=list)
     failed: list[tuple[str, str]] = field(default_factory=list)
 
 
-# item ids (parked notice ids, dead letter message ids) -> outcome; wired by shared.bootstrap.
-Replayer = Callable[[set[str]], ReplayOutcome]
-# Up to n dead letters, read from the queue (they are not stored with the other errors).
-DeadLetters = Callable[[int], list[SyncError]]
+def replay_items(
+    stores: Sequence[GivenUpStore], queue: NoticeQueue, item_ids: set[str], *, discard: bool = False
+) -> ReplayOutcome:
+    """``shared.replay.replay`` restricted to ``item_ids``; an id no store holds any longer is
+    reported as not replayed."""
+    report = replay(stores, queue, only=item_ids, discard=discard, limit=MAX_ITEMS)
+    done = report.discarded if discard else report.replayed
+    failed = [(item.item_id, why) for item, why in report.failed]
+    gone = item_ids - {item.item_id for item in report.found}
+    failed += [(item, "no longer waiting (replayed or gone already)") for item in sorted(gone)]
+    return ReplayOutcome([item.item_id for item in done], failed)
 
 
 @dataclass(frozen=True)
@@ -106,8 +118,17 @@ class ConsoleActions:
     operations: OperationsStore
     queue: NoticeQueue
     pause_switch: PauseSwitch
-    replayer: Replayer
-    dead_letters: DeadLetters
+    # Where given-up items wait (``Container.given_up``): parked notices, the queue's dead letters.
+    given_up: Sequence[GivenUpStore]
+
+    def dead_letters(self, max_count: int) -> list[SyncError]:
+        """Up to ``max_count`` dead letters, read live from the queue (they are not stored)."""
+        return [
+            dead_letter(item)
+            for store in self.given_up
+            if store.name == DEAD_LETTER_STORE
+            for item in store.peek(max_count)
+        ]
 
     def _audit(self, who: str, action: str, target: str, result: ActionResult) -> ActionResult:
         try:
@@ -136,11 +157,9 @@ class ConsoleActions:
                 raise BadRequestError("choose at least one error to replay")
             dead = [k for k in wanted if k.startswith(f"{DEAD_LETTER}|")]
             found = self.operations.get_errors([k for k in wanted if k not in dead])
-            letters = [
-                SyncError(key=k, kind=DEAD_LETTER, reason="", message="", item_id=k.split("|", 1)[1])
-                for k in dead
-            ]
-            return [found[k] for k in wanted if k in found] + letters
+            if dead:
+                found.update((e.key, e) for e in self.dead_letters(MAX_ITEMS) if e.key in dead)
+            return [found[k] for k in wanted if k in found]
         errors: list[SyncError] = []
         if query is None or query.kind in (None, DEAD_LETTER):
             errors += [e for e in self.dead_letters(MAX_ITEMS) if dead_letter_matches(e, query)]
@@ -155,11 +174,16 @@ class ConsoleActions:
                 break
         return errors[:MAX_ITEMS]
 
-    def replay(self, who: str, errors: Sequence[SyncError]) -> ActionResult:
+    def replay(self, who: str, errors: Sequence[SyncError], *, discard: bool = False) -> ActionResult:
+        """Replay the chosen errors; with ``discard``, remove their given-up items instead (refused
+        values and configuration faults are then left alone)."""
         items = [e for e in errors if e.kind in (PARKED, DEAD_LETTER) and e.item_id]
+        if discard:
+            return self._discard(who, items)
         persons = {self._person_of(e) for e in errors if e.kind == REFUSED}
         persons.discard(None)
-        outcome = self.replayer({e.item_id for e in items}) if items else ReplayOutcome()
+        ids = {e.item_id for e in items if e.item_id}
+        outcome = replay_items(self.given_up, self.queue, ids) if ids else ReplayOutcome()
         done = set(outcome.replayed)
         self.operations.remove_errors([e.key for e in items if e.kind == PARKED and e.item_id in done])
         resynced = []
@@ -179,6 +203,18 @@ class ConsoleActions:
         result = ActionResult("replay", not failed, message, len(done) + len(resynced) + len(faults), failed)
         target = ", ".join([e.key for e in items][:20] + resynced[:20]) or "nothing"
         return self._audit(who, "replay", target, result)
+
+    def _discard(self, who: str, items: Sequence[SyncError]) -> ActionResult:
+        ids = {e.item_id for e in items if e.item_id}
+        outcome = replay_items(self.given_up, self.queue, ids, discard=True) if ids else ReplayOutcome()
+        done = set(outcome.replayed)
+        self.operations.remove_errors([e.key for e in items if e.kind == PARKED and e.item_id in done])
+        failed = [f"{item}: {why}" for item, why in outcome.failed]
+        message = f"discarded {len(done)} item(s) without replaying them"
+        if failed:
+            message += f"; {len(failed)} not discarded (they stay listed)"
+        result = ActionResult("discard", not failed, message, len(done), failed)
+        return self._audit(who, "discard", ", ".join(sorted(done)[:20]) or "nothing", result)
 
     @staticmethod
     def _person_of(error: SyncError) -> str | None:

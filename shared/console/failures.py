@@ -8,6 +8,7 @@ Four kinds, one list (``SyncError``), grouped by kind and reason:
 - ``parked``: a notice given up on (out of attempts, or refused for a reason that is not the
   person's data), replayable: ``item_id`` is its id in the parked store;
 - ``dead_letter``: a queue message dead-lettered by the queue itself (read live from the queue);
+  an unreadable message the worker parked is a ``parked`` record without a person;
 - ``configuration``: a function that could not run for a setting (it names the setting).
 
 Values are person data: the records hold them for the signed-in operator and the CSV export, and
@@ -18,10 +19,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
-from datetime import UTC, datetime
+from datetime import datetime
 
 from shared.notices import FieldValue, Notice
-from shared.ports import DeadLetter, Link, SyncError
+from shared.ports import GivenUp, Link, ParkedNotice, SyncError
 
 REFUSED = "refused"
 PARKED = "parked"
@@ -119,11 +120,12 @@ def configuration(function: str, settings: Iterable[str], message: str, at: date
     )
 
 
-def dead_letter(letter: DeadLetter) -> SyncError:
-    """A dead letter as the list shows it (read from the queue, not stored)."""
+def dead_letter(item: GivenUp) -> SyncError:
+    """A dead letter (a given-up item of the queue's dead-letter store) as the list shows it:
+    read from the queue, not stored."""
     entity, marketo_id, dynamics_id = "", None, None
     try:
-        notice = Notice.from_json(letter.body)
+        notice = Notice.from_json(item.body)
     except ValueError:
         notice = None
     if notice is not None:
@@ -132,16 +134,28 @@ def dead_letter(letter: DeadLetter) -> SyncError:
             marketo_id = int(notice.record_id)
         else:
             dynamics_id = notice.record_id
-    at = letter.dead_lettered_at or datetime.now(UTC)
     return SyncError(
-        key=f"{DEAD_LETTER}|{letter.message_id}",
+        key=f"{DEAD_LETTER}|{item.item_id}",
         kind=DEAD_LETTER,
-        reason=letter.reason or "dead-lettered",
-        message=letter.description,
+        reason=reason_class(item.reason) if item.reason else "dead-lettered",
+        message=item.reason,
         entity=entity,
         marketo_id=marketo_id,
         dynamics_id=dynamics_id,
-        first_seen=at,
-        last_seen=at,
-        item_id=letter.message_id,
+        first_seen=item.at,
+        last_seen=item.at,
+        item_id=item.item_id,
+    )
+
+
+def unreadable(item: ParkedNotice) -> SyncError:
+    """A queue message the worker could not read, parked with its raw body (no person known)."""
+    return SyncError(
+        key=f"{PARKED}|{item.dedup_id}",
+        kind=PARKED,
+        reason="unreadable message",
+        message=item.reason,
+        first_seen=item.parked_at,
+        last_seen=item.parked_at,
+        item_id=item.dedup_id,
     )

@@ -107,7 +107,10 @@ def test_errors_filter_and_group(operations: OperationsStore) -> None:
             ),
         ]
     )
-    keys = lambda q: sorted(e.key for e in operations.list_errors(q).errors)  # noqa: E731
+
+    def keys(query: ErrorQuery) -> list[str]:
+        return sorted(e.key for e in operations.list_errors(query).errors)
+
     assert keys(ErrorQuery(kind="refused")) == ["a", "b"]
     assert keys(ErrorQuery(person="2")) == ["b"]
     assert keys(ErrorQuery(person="ab-12")) == ["c"]

@@ -7,8 +7,9 @@ expiry is tested by moving it, never by sleeping.
 
 from __future__ import annotations
 
+import functools
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import TypeVar
 
@@ -16,7 +17,7 @@ import pytest
 
 from shared.errors import ConflictError
 from shared.notices import FieldValue
-from shared.ports import Checkpoint, Link, LogEntry, ParkedNotice, Shadow, StateStore
+from shared.ports import Checkpoint, LeaseState, Link, LogEntry, ParkedNotice, Shadow, StateStore
 from tests.adapters.conftest import FakeClock
 
 T = TypeVar("T")
@@ -24,7 +25,7 @@ StoreFactory = Callable[[], StateStore]
 BIG_TEXT = "Ünïcødé " * 12_000 + "\U0001f600" * 5_000  # ~110 K characters: over 64 KiB of UTF-16
 
 
-def race(calls: list[Callable[[], T]]) -> list[T | BaseException]:
+def race(calls: Sequence[Callable[[], T]]) -> list[T | BaseException]:
     """Run the calls at the same moment on their own threads; results or exceptions, in order."""
     barrier = threading.Barrier(len(calls))
     results: list[T | BaseException] = [RuntimeError("did not run")] * len(calls)
@@ -198,10 +199,7 @@ def test_batch_link_reads_return_exactly_the_linked_ones(store: StateStore) -> N
 
 def test_two_persons_racing_for_one_dynamics_record_one_wins(make_store: StoreFactory) -> None:
     stores = [make_store() for _ in range(4)]
-    calls = [
-        (lambda s=s, i=i: s.put_link(Link(100 + i, "lead", GUID_A)))  # type: ignore[misc]
-        for i, s in enumerate(stores)
-    ]
+    calls = [functools.partial(s.put_link, Link(100 + i, "lead", GUID_A)) for i, s in enumerate(stores)]
     results = race(calls)
 
     winners = [r for r in results if isinstance(r, Link)]
@@ -356,11 +354,45 @@ def test_expired_lease_is_taken_over(store: StateStore, clock: FakeClock) -> Non
     assert not store.acquire_lease("flow:42", "call-c", 30)
 
 
+def test_a_lease_whose_holder_is_gone_is_taken_at_once(store: StateStore, clock: FakeClock) -> None:
+    assert store.acquire_lease("sweep", "host/41/crashed", 30)
+    assert not store.acquire_lease("sweep", "host/42/new", 30)
+    assert store.acquire_lease("sweep", "host/42/new", 30, replacing="host/41/crashed")
+    lease = store.get_lease("sweep")
+    assert lease is not None
+    assert (lease.owner, lease.expires_at) == ("host/42/new", _at(clock, 30))
+    # Naming a holder that is no longer the holder takes nothing.
+    assert not store.acquire_lease("sweep", "host/43/late", 30, replacing="host/41/crashed")
+    assert store.get_lease("sweep").owner == "host/42/new"  # type: ignore[union-attr]
+
+
+def test_get_lease_says_who_holds_it_until_when(store: StateStore, clock: FakeClock) -> None:
+    assert store.get_lease("poll") is None
+    assert store.acquire_lease("poll", "a", 30)
+    clock.advance(10)
+    assert store.acquire_lease("poll", "a", 30)  # renewed: 30 s from now
+    assert store.get_lease("poll") == LeaseState("poll", "a", _at(clock, 30))
+    store.release_lease("poll", "a")
+    assert store.get_lease("poll") is None
+
+
+def test_racing_to_replace_a_gone_holder_exactly_one_wins(make_store: StoreFactory) -> None:
+    stores = [make_store() for _ in range(6)]
+    assert stores[0].acquire_lease("sweep", "crashed", 30)
+    results = race(
+        [
+            functools.partial(s.acquire_lease, "sweep", f"owner-{i}", 30, replacing="crashed")
+            for i, s in enumerate(stores)
+        ]
+    )
+    assert results.count(True) == 1, results
+
+
 def test_racing_for_a_free_lease_exactly_one_wins(make_store: StoreFactory) -> None:
     stores = [make_store() for _ in range(6)]
     results = race(
-        [(lambda s=s, i=i: s.acquire_lease("flow:7", f"owner-{i}", 30)) for i, s in enumerate(stores)]
-    )  # type: ignore[misc]
+        [functools.partial(s.acquire_lease, "flow:7", f"owner-{i}", 30) for i, s in enumerate(stores)]
+    )
     assert results.count(True) == 1, results
     assert results.count(False) == 5, results
 
@@ -370,8 +402,8 @@ def test_racing_for_an_expired_lease_exactly_one_wins(make_store: StoreFactory, 
     assert stores[0].acquire_lease("flow:7", "crashed", 30)
     clock.advance(60)
     results = race(
-        [(lambda s=s, i=i: s.acquire_lease("flow:7", f"owner-{i}", 30)) for i, s in enumerate(stores)]
-    )  # type: ignore[misc]
+        [functools.partial(s.acquire_lease, "flow:7", f"owner-{i}", 30) for i, s in enumerate(stores)]
+    )
     assert results.count(True) == 1, results
 
 

@@ -30,6 +30,11 @@ LANES = {
 }
 
 
+def host_url(system: LocalSystem) -> str:
+    assert system.host is not None
+    return system.host.url
+
+
 def figure(page: Page, name: str) -> str:
     return page.locator(f"[data-figure='{name}']").inner_text().strip()
 
@@ -59,7 +64,7 @@ def expected_backlog(system: LocalSystem) -> dict[str, Counter[str]]:
 
 def test_every_figure_matches_the_state(operator_page: Page, system: LocalSystem, scene: Scene) -> None:
     page = operator_page
-    page.goto(f"{system.host.url}/api/console")  # type: ignore[union-attr]
+    page.goto(f"{host_url(system)}/api/console")
     expect(page.locator("[data-figure=running]")).to_be_visible()
 
     # Backlog: counts per lane from the queue's rows, and the oldest waiting change.
@@ -101,7 +106,7 @@ def test_every_figure_matches_the_state(operator_page: Page, system: LocalSystem
     assert figure(page, "marketo-quota") == "of 50000"
 
     # The JSON twin says the same.
-    twin = page.request.get(f"{system.host.url}/api/console/status.json").json()
+    twin = page.request.get(f"{host_url(system)}/api/console/status.json").json()
     lane = next(x for x in twin["backlog"]["lanes"] if x["entity"] == "lead")
     assert lane["waiting"] == len(scene.backlog_leads)
     assert twin["budgets"]["marketo_calls_today"] == quota_used
@@ -117,7 +122,7 @@ def test_every_figure_matches_the_state(operator_page: Page, system: LocalSystem
     expect(page.locator("tr[data-error^='parked|']")).to_have_count(0)
     with page.expect_download() as download:
         page.click("[data-action=csv]")
-    csv_text = download.value.path().read_text(encoding="utf-8")  # type: ignore[union-attr]
+    csv_text = download.value.path().read_text(encoding="utf-8")
     assert BAD_TITLE in csv_text
     header, *rows = csv_text.splitlines()
     assert header.startswith("kind,reason")
@@ -125,7 +130,7 @@ def test_every_figure_matches_the_state(operator_page: Page, system: LocalSystem
     assert not [r for r in rows if r.startswith("parked")]
 
     # A person's page: both values of the collision and the winner.
-    page.goto(f"{system.host.url}/api/console/person/{scene.ana}")
+    page.goto(f"{host_url(system)}/api/console/person/{scene.ana}")
     row = page.locator("tr[data-action-row=collision]")
     expect(row.locator("[data-collision=marketo]")).to_contain_text("Madrid")
     expect(row.locator("[data-collision=dynamics]")).to_contain_text("Sevilla")

@@ -30,7 +30,7 @@ def request(
     body: bytes = b"",
     params: dict[str, str] | None = None,
 ) -> func.HttpResponse:
-    return console_function(
+    response: func.HttpResponse = console_function(
         func.HttpRequest(
             method=method,
             url=f"https://func-mdsync.azurewebsites.net/api/console/{path}",
@@ -40,6 +40,7 @@ def request(
             body=body,
         )
     )
+    return response
 
 
 @pytest.fixture

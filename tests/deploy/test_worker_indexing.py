@@ -35,7 +35,7 @@ FUNCTIONS = {
     "console_metrics",
 }
 
-REFUSED_APP = '''
+REFUSED_APP = """
 import azure.functions as func
 
 app = func.FunctionApp()
@@ -44,7 +44,7 @@ app = func.FunctionApp()
 @app.service_bus_queue_trigger(arg_name="messages", queue_name="q", connection="C", cardinality="many")
 def batch(messages: list[func.ServiceBusMessage]) -> None:
     return None
-'''
+"""
 
 
 @pytest.fixture(scope="session")
@@ -77,7 +77,8 @@ def test_the_python_worker_indexes_every_function_of_the_deploy_package(
 ) -> None:
     app = tmp_path / "app"
     files = copy_package(app)
-    assert Path("function_app.py") in files and Path("requirements.txt") in files
+    assert Path("function_app.py") in files
+    assert Path("requirements.txt") in files
     assert not any(f.parts[0] in ("tests", "simulators", "mdsync") for f in files)
     code, result = _index(worker_python, app, tmp_path)
     assert code == 0, result
@@ -95,6 +96,7 @@ def test_the_check_fails_on_an_annotation_the_worker_refuses(worker_python: Path
     (app / "function_app.py").write_text(REFUSED_APP, encoding="utf-8")
     code, result = _index(worker_python, app, tmp_path)
     assert code == 1
-    assert "cannot load the batch function: binding messages has invalid non-type annotation" in (
-        result["refused"]
+    assert (
+        "cannot load the batch function: binding messages has invalid non-type annotation"
+        in (result["refused"])
     )

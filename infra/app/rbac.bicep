@@ -162,3 +162,15 @@ resource operatorServiceBusAssignments 'Microsoft.Authorization/roleAssignments@
     }
   }
 ]
+
+// `mdsync status` run by the operator reads the queue's counts as the console does: the Manage
+// right (Data Owner), on this one queue.
+resource operatorQueueOwner 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (!empty(operatorPrincipalId)) {
+  name: guid(queue.id, operatorPrincipalId, roles.serviceBusDataOwner)
+  scope: queue
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.serviceBusDataOwner)
+    principalId: operatorPrincipalId
+    principalType: operatorPrincipalType
+  }
+}

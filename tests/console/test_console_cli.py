@@ -11,6 +11,7 @@ import pytest
 from mdsync import cli
 from mdsync.console_scene import BAD_TITLE, TITLE_RULE, Scene
 from mdsync.harness import LocalSystem
+from shared.ports import RawMessage
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -114,3 +115,54 @@ def test_configuration_faults_are_listed_and_cleared_by_replay(
         "errors": [],
         "cursor": None,
     }
+
+
+UNREADABLE = '{"source": "marketo", "kind": "teleported"}'
+
+
+def test_given_up_items_are_listed_and_replayed_through_the_one_replay_path(
+    capsys: pytest.CaptureFixture[str], system: LocalSystem, scene: Scene
+) -> None:
+    """A dead letter and a message the worker could not read are on the error list; the dead
+    letter is replayed (shared.replay: a new message, gone from its store once queued) and the
+    unreadable one discarded, each in the audit trail."""
+    assert system.host is not None
+    (got,) = system.queue.receive(1)  # one of the backlog's leads, while the worker is held
+    system.queue.dead_letter(got.lock_token, "MaxDeliveryCountExceeded", "the worker crashed 10 times")
+    system.queue.send_raw([RawMessage("m-garbage", UNREADABLE)])
+    system.host.hold_queue(False)
+    system.wait_idle()
+
+    code, listed = run(capsys, "errors", "--kind", "dead_letter", "--json")
+    assert isinstance(listed, dict)
+    (letter,) = listed["errors"]
+    assert (letter["item_id"], letter["reason"]) == (got.message_id, "MaxDeliveryCountExceeded")
+    code, listed = run(capsys, "errors", "--kind", "parked", "--text", "unreadable", "--json")
+    assert isinstance(listed, dict)
+    (unreadable,) = listed["errors"]
+    assert unreadable["item_id"] == "unreadable-m-garbage"
+
+    code, replayed = run(capsys, "replay", letter["key"], "--json")
+    assert code == 0
+    assert isinstance(replayed, dict)
+    assert replayed["count"] == 1
+    assert system.queue.dead_letters() == []
+    system.until(
+        lambda: len([p for p in system.marketo_admin.persons() if "queued" in (p.get("email") or "")]) == 3,
+        60,
+    )
+
+    code, discarded = run(capsys, "replay", "--discard", "unreadable-m-garbage", "--json")
+    assert code == 0
+    assert isinstance(discarded, dict)
+    assert (discarded["action"], discarded["count"]) == ("discard", 1)
+    assert [p.dedup_id for p in system.deps.state.parked() if p.dedup_id.startswith("unreadable")] == []
+    assert run(capsys, "errors", "--kind", "parked", "--text", "unreadable", "--json")[1] == {
+        "groups": [],
+        "errors": [],
+        "cursor": None,
+    }
+    code, again = run(capsys, "replay", "--dry-run", "no-such-item")
+    assert code == 0
+    assert "not found" in str(again)
+    assert {e.action for e in system.deps.operations.read_audit()} >= {"replay", "discard"}

@@ -211,7 +211,11 @@ def test_the_operator_can_be_granted_the_data_roles_of_the_commands() -> None:
     assert "roles.storageTableDataContributor" in storage
     assert "roles.serviceBusDataSender" in service_bus
     assert "roles.serviceBusDataReceiver" in service_bus
-    assert rbac.count("principalType: operatorPrincipalType") == 2
+    # `mdsync status`: the queue's counts need the Manage right, on the queue only.
+    owner = block(rbac, r"^resource operatorQueueOwner '[^']+' = if \(!empty\(operatorPrincipalId\)\) \{")
+    assert prop(owner, "scope") == "queue"
+    assert "roles.serviceBusDataOwner" in owner
+    assert rbac.count("principalType: operatorPrincipalType") == 3
 
 
 def test_host_json_fits_every_batch_inside_the_queue_lock() -> None:

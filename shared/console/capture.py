@@ -10,7 +10,6 @@ note (they are counted with the next webhook that process takes).
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
@@ -150,11 +149,5 @@ def read_capture(state: StateStore, now: datetime, webhooks_last_hour: int) -> l
 
 def _sweep_mark(state: StateStore, table: str) -> datetime | None:
     """Changes in ``table`` up to this moment are read (the sweep's own checkpoint)."""
-    checkpoint = state.get_checkpoint(f"dynamics-sweep:{table}")
-    if checkpoint is None:
-        return None
-    try:
-        data = json.loads(checkpoint.value)
-    except ValueError:
-        return None
+    data = records.read(state, f"dynamics-sweep:{table}")
     return records.moment(data.get("since")) or records.moment(data.get("at"))

@@ -14,7 +14,6 @@ console a ``ProgressSource`` instead (``shared.bootstrap`` wires the one in use)
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Protocol
@@ -67,14 +66,8 @@ class ProgressSource(Protocol):
 
 def read_progress(state: StateStore) -> InitialSyncProgress | None:
     """The record the initial sync keeps, or None when none ever ran (or it is unreadable)."""
-    checkpoint = state.get_checkpoint(PROGRESS_CHECKPOINT)
-    if checkpoint is None:
-        return None
-    try:
-        data = json.loads(checkpoint.value)
-    except ValueError:
-        return None
-    if not isinstance(data, dict) or not isinstance(data.get("state"), str):
+    data = records.read(state, PROGRESS_CHECKPOINT)
+    if not isinstance(data.get("state"), str):
         return None
     total = data.get("total")
     return InitialSyncProgress(

@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from shared.errors import ConflictError, MdsyncError
-from shared.ports import StateStore
+from shared.ports import Checkpoint, StateStore
 
 log = logging.getLogger(__name__)
 
@@ -22,7 +22,11 @@ CAPTURE_PREFIX = "console:capture:"
 
 
 def read(state: StateStore, name: str) -> dict[str, Any]:
-    checkpoint = state.get_checkpoint(name)
+    """The record (a JSON object in a checkpoint); {} when there is none or it is unreadable."""
+    return _loaded(state.get_checkpoint(name))
+
+
+def _loaded(checkpoint: Checkpoint | None) -> dict[str, Any]:
     if checkpoint is None:
         return {}
     try:
@@ -38,14 +42,7 @@ def update(
     """Apply ``change`` to the record and write it back under its etag; retried on a race."""
     for _ in range(attempts):
         checkpoint = state.get_checkpoint(name)
-        current: dict[str, Any] = {}
-        if checkpoint is not None:
-            try:
-                loaded = json.loads(checkpoint.value)
-                current = loaded if isinstance(loaded, dict) else {}
-            except ValueError:
-                current = {}
-        new = change(dict(current))
+        new = change(_loaded(checkpoint))
         try:
             state.put_checkpoint(name, json.dumps(new), etag=checkpoint.etag if checkpoint else None)
             return new

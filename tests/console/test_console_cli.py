@@ -5,12 +5,14 @@ the settings name, and records its actions as the CLI user."""
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from mdsync import cli
 from mdsync.console_scene import BAD_TITLE, TITLE_RULE, Scene
 from mdsync.harness import LocalSystem
+from shared.console.progress import PROGRESS_CHECKPOINT
 from shared.ports import RawMessage
 
 pytestmark = pytest.mark.timeout(240)
@@ -166,3 +168,35 @@ def test_given_up_items_are_listed_and_replayed_through_the_one_replay_path(
     assert code == 0
     assert "not found" in str(again)
     assert {e.action for e in system.deps.operations.read_audit()} >= {"replay", "discard"}
+
+
+def test_the_initial_syncs_progress_is_shown_from_its_record(
+    capsys: pytest.CaptureFixture[str], system: LocalSystem, scene: Scene
+) -> None:
+    """The contract with the initial sync (shared.console.progress): its record in the state
+    store is what the status shows, with the fraction done."""
+    started = datetime.now(UTC) - timedelta(minutes=10)
+    record = {
+        "state": "running",
+        "phase": "linking leads",
+        "done": 250,
+        "total": 1000,
+        "started_at": started.isoformat(),
+        "updated_at": datetime.now(UTC).isoformat(),
+        "detail": "page 3 of 12",
+    }
+    system.deps.state.put_checkpoint(PROGRESS_CHECKPOINT, json.dumps(record), etag=None)
+    code, status = run(capsys, "status", "--json")
+    assert code == 0
+    assert isinstance(status, dict)
+    shown = status["initial_sync"]
+    assert (shown["state"], shown["phase"], shown["done"], shown["total"]) == (
+        "running",
+        "linking leads",
+        250,
+        1000,
+    )
+    assert shown["fraction"] == 0.25
+    assert shown["eta_seconds"] > 0
+    code, text = run(capsys, "status")
+    assert "linking leads" in str(text)

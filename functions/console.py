@@ -2,7 +2,8 @@
 
 ``/api/console`` (the status page), ``/api/console/status.json`` (its JSON twin),
 ``/api/console/errors`` (``errors.json``, ``errors.csv``), ``/api/console/person/{id}``
-(``?format=json``), and ``POST /api/console/actions/{replay|resync|pause|resume}``.
+(``?format=json``), and ``POST /api/console/actions/{replay|resync|pause|resume}`` (a replay
+with ``discard=1`` removes the chosen given-up items instead of replaying them).
 
 Anonymous at the Functions level: App Service authentication (Entra ID) stands in front and the
 function checks the signed-in user and the operator role itself (``shared.console.auth``), so no
@@ -339,7 +340,8 @@ def _act(request: _Request, action: str) -> func.HttpResponse:
                 )
             result = actions.resync(who, person)
         elif action == "replay":
-            result = actions.replay(who, _chosen(request, form))
+            discard = (form.get("discard") or [""])[0] == "1"
+            result = actions.replay(who, _chosen(request, form), discard=discard)
         else:
             return error(404, f"no action {action!r}: replay, resync, pause or resume")
     except MdsyncError as exc:

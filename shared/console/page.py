@@ -368,7 +368,8 @@ def errors_page(
 <table data-figure="errors"><thead><tr><th></th><th>kind</th><th>reason</th><th>person</th><th>entity</th><th>field</th><th>value</th>
 <th>first seen</th><th>last seen</th><th class="n">times</th><th>message</th></tr></thead>
 <tbody>{rows or '<tr><td colspan="11" class="muted">nothing matches</td></tr>'}</tbody></table>
-<p><button class="primary" type="submit" data-action="replay-selected">Replay selected</button></p></form>{more}<p>{replay_all}</p></section>"""
+<p><button class="primary" type="submit" data-action="replay-selected">Replay selected</button>
+<button type="submit" name="discard" value="1" data-action="discard-selected" title="remove the selected parked notices and dead letters without replaying them (a message no version can read)">Discard selected</button></p></form>{more}<p>{replay_all}</p></section>"""
     return layout("Errors", body, who, flash=flash, flash_ok=flash_ok)
 
 

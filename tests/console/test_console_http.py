@@ -199,3 +199,30 @@ def test_webhooks_stay_reachable_with_their_keys_only(system: LocalSystem, scene
     )
     assert answer.status_code == 401  # the function's own key check, not a sign-in redirect
     assert "location" not in answer.headers
+
+
+@pytest.mark.usefixtures("platform_auth")
+def test_the_page_can_discard_a_given_up_item_instead_of_replaying_it(
+    system: LocalSystem, scene: Scene
+) -> None:
+    page = request("errors", headers={"x-ms-client-principal": OPERATOR})
+    cookie = next(
+        v for k, v in page.headers.items() if k.lower() == "set-cookie" and v.startswith("mdsync_csrf=")
+    )
+    token = cookie.split(";", 1)[0].split("=", 1)[1]
+    assert 'data-action="discard-selected"' in page.get_body().decode()
+    (parked,) = system.deps.state.parked()
+    signed = {
+        "x-ms-client-principal": OPERATOR,
+        "cookie": f"mdsync_csrf={token}",
+        "x-csrf-token": token,
+        "content-type": "application/json",
+    }
+    body = json.dumps({"key": [f"parked|{parked.dedup_id}"], "discard": "1"}).encode()
+    answer = request("actions/replay", method="POST", headers=signed, body=body)
+    assert answer.status_code == 200, answer.get_body()
+    assert json.loads(answer.get_body())["action"] == "discard"
+    assert system.deps.state.parked() == []
+    assert system.queue.active_count() == len(scene.backlog_leads)  # nothing was queued
+    assert system.deps.operations.get_errors([f"parked|{parked.dedup_id}"]) == {}
+    assert system.deps.operations.read_audit(1)[0].action == "discard"

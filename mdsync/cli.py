@@ -388,9 +388,15 @@ def cmd_chaos(args: argparse.Namespace) -> int:
 
 
 def _add_error_filters(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--kind", choices=("refused", "parked", "dead_letter", "configuration"))
+    parser.add_argument(
+        "--kind",
+        choices=("refused", "parked", "dead_letter", "configuration"),
+        help="only errors of this kind",
+    )
     parser.add_argument("--reason", help="exactly this reason (as `mdsync errors` groups them)")
-    parser.add_argument("--entity", choices=("lead", "contact", "person"))
+    parser.add_argument(
+        "--entity", choices=("lead", "contact", "person"), help="only errors about this kind of record"
+    )
     parser.add_argument("--person", help="a Marketo person id or a Dynamics record id")
     parser.add_argument("--field", help="a field name")
     parser.add_argument("--text", help="text in the reason, message, field or value")

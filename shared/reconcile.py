@@ -309,6 +309,10 @@ def _pending(
     confirmed, lost, found = _echo_of_write(field_map, memory, echoes)
     if found and same(field_map, marketo, memory.value):
         return _restore(mapping, field_map, lost, marketo)
+    if same(field_map, marketo, dynamics) and not same(field_map, marketo, memory.value):
+        # Marketo no longer holds the value sent but agrees with Dynamics: whatever became of
+        # the write, there is nothing left to decide or report.
+        return FieldDecision(field_map, Action.IN_SYNC, marketo)
     # Someone changed the field from the value sent: Marketo had taken it.
     taken = confirmed or any(same(field_map, old, memory.value) for old, _ in others)
     marketo_shadow, refused = memory.value, ""

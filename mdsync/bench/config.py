@@ -30,6 +30,9 @@ class BenchSizes:
     profile_batch: int
     # How long the instances sharing one Marketo budget read as fast as it lets them.
     instances_seconds: float
+    # The operator console's pages are timed over this much state.
+    console_log_entries: int = 1_000_000
+    console_errors: int = 100_000
 
 
 FULL = BenchSizes(
@@ -60,6 +63,8 @@ QUICK = BenchSizes(
     import_runs=3,
     profile_batch=300,
     instances_seconds=25.0,
+    console_log_entries=100_000,
+    console_errors=20_000,
 )
 
 # How often the bench triggers the Marketo poller (the harness runs timers only when told to).

@@ -38,7 +38,7 @@ def _run() -> None:
         deps.mapping,
         sync_user_ids=deps.settings.dynamics_sync_user_ids,
     )
-    calls = deps.dataverse.calls.total
+    calls = deps.dataverse.calls.on_this_thread
     try:
         deps.verify_instance()
         result = sweep.run()
@@ -49,7 +49,7 @@ def _run() -> None:
                 deps.operations,
                 console_capture.SWEEP,
                 notices=result.notices,
-                dataverse_calls=deps.dataverse.calls.total - calls,
+                dataverse_calls=deps.dataverse.calls.on_this_thread - calls,
             )
     except TransientError as exc:
         log.warning("Dynamics sweep deferred to the next run: %s", exc)

@@ -45,7 +45,7 @@ def _run() -> None:
         start_at=deps.settings.marketo_poll_start,
         deletes_every=timedelta(seconds=deps.settings.marketo_deletes_poll_seconds),
     )
-    calls = deps.marketo.calls.total
+    calls = deps.marketo.calls.on_this_thread
     try:
         deps.verify_instance()
         result = poller.run()
@@ -57,7 +57,7 @@ def _run() -> None:
                 console_capture.POLL,
                 notices=result.notices,
                 drained=result.drained,
-                marketo_calls=deps.marketo.calls.total - calls,
+                marketo_calls=deps.marketo.calls.on_this_thread - calls,
             )
     except TransientError as exc:
         # The checkpoint did not move: the next run reads the same changes again.

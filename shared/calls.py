@@ -18,11 +18,20 @@ class CallCounter(Mapping[str, int]):
         self._counts: Counter[str] = Counter()
         self._seconds: defaultdict[str, float] = defaultdict(float)
         self._uncounted = frozenset(uncounted)
+        self._thread = threading.local()
 
     def record(self, endpoint: str, seconds: float) -> None:
         with self._lock:
             self._counts[endpoint] += 1
             self._seconds[endpoint] += seconds
+        if endpoint not in self._uncounted:
+            self._thread.total = self.on_this_thread + 1
+
+    @property
+    def on_this_thread(self) -> int:
+        """What :attr:`total` counts, sent from the calling thread only: the calls of one run
+        (a worker batch, a poll) while other threads of the process share the client."""
+        return int(getattr(self._thread, "total", 0))
 
     def __getitem__(self, endpoint: str) -> int:
         """0 for an endpoint never called, as with a Counter."""

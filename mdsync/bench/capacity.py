@@ -112,7 +112,7 @@ class Deployment:
     sweep_seconds: float = 900.0  # DYNAMICS_SWEEP_SCHEDULE
     batch_wait_seconds: float = 2.0  # host.json maxBatchWaitTime
     min_batch: int = 300  # host.json minMessageBatchSize
-    dataverse_write_chunk: int = 500  # rows per $batch the worker writes (shared/sync/writes.py)
+    dataverse_write_chunk: int = 1_000  # rows per $batch the worker writes (shared/sync/writes.py)
 
 
 @dataclass(frozen=True)

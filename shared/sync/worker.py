@@ -131,7 +131,7 @@ class SyncWorker:
             # Raises when the queue refuses the held copies: the batch is then not completed.
             return BatchResult(notices=len(notices), held=self.pause.hold(notices, self.queue))
         journal = Journal(len(notices))
-        calls = (self.marketo.calls.total, self.dataverse.calls.total)
+        calls = (self.marketo.calls.on_this_thread, self.dataverse.calls.on_this_thread)
         batch = Batch(list(notices))
         try:
             batch = self._sync(notices, journal)
@@ -146,8 +146,8 @@ class SyncWorker:
         self._settle(batch, journal)
         result = journal.result
         result.persons = batch.persons
-        result.marketo_calls = self.marketo.calls.total - calls[0]
-        result.dataverse_calls = self.dataverse.calls.total - calls[1]
+        result.marketo_calls = self.marketo.calls.on_this_thread - calls[0]
+        result.dataverse_calls = self.dataverse.calls.on_this_thread - calls[1]
         journal.emit()
         self._tell_console(notices, batch, journal)
         return result

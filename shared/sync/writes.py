@@ -39,9 +39,9 @@ from shared.sync.journal import Journal
 from shared.sync.split import Piece, Refusal, per_item, refuse, send_split
 
 ENTITY_SETS = {"lead": "leads", "contact": "contacts"}
-# A $batch takes up to 1,000 requests; Microsoft suggests keeping batches small enough that one
-# call's execution time stays modest.
-DATAVERSE_CHUNK = 500
+# A $batch takes up to 1,000 requests, and a worker batch holds at most 900 notices
+# (host.json maxMessageBatchSize): one $batch per entity per batch.
+DATAVERSE_CHUNK = 1_000
 PERSON_GONE = "1004"
 
 

@@ -15,6 +15,7 @@ param clientId string
 param webhookPaths array = [
   '/api/dynamics/webhook'
   '/api/marketo/sync-person'
+  '/api/marketo/change'
 ]
 
 resource site 'Microsoft.Web/sites@2024-04-01' existing = {

@@ -43,7 +43,7 @@ CSRF_HEADER = "x-csrf-token"
 # Routes that callers without an Entra ID token use (each checks its own key and secret): App
 # Service authentication must let them through (authsettingsV2 excludedPaths in the Bicep, and
 # the local host's sign-in; tests keep the three lists equal).
-WEBHOOK_PATHS = ("/api/dynamics/webhook", "/api/marketo/sync-person")
+WEBHOOK_PATHS = ("/api/dynamics/webhook", "/api/marketo/sync-person", "/api/marketo/change")
 
 
 @dataclass(frozen=True)

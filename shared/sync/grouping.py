@@ -70,7 +70,7 @@ EntityOf = Callable[[str], EntityMapping]
 
 def drop_echoes(batch: Batch, mapping: FieldMapping, entity_of: EntityOf, journal: Journal) -> None:
     """Our own writes come back as notices, and a Marketo change can be reported twice (by the
-    change campaign and by the poller). When every notice of a pair reports only values the
+    poller and by the change campaign). When every notice of a pair reports only values the
     shadow already holds, there is nothing to read. Correctness does not depend on this: without
     the skip, the reconcile would find nothing to write either.
 
@@ -109,16 +109,18 @@ def is_echo(notice: Notice, link: Link, shadow: Shadow, entity: EntityMapping, l
     notice, a field mdsync wrote and has not seen confirmed must also report the old value mdsync
     read: any other old value means the field changed between mdsync's read and its write.
 
-    Or a Marketo change already synced: the change campaign's notice came first, and the poller's
-    notice of the same change (or a campaign call for a change the poller brought) reports values
-    the shadow holds as Marketo's. Whatever Marketo holds now, a later change has a notice of its
-    own, and a field whose write is unconfirmed is never taken as synced this way."""
+    Or a change campaign's call for a change already synced (the poller brought it first): a
+    campaign reports every mapped field as Marketo held it when the campaign ran, so values all
+    equal to the shadow's say Marketo was in sync then, and a later change runs the campaign
+    again. A field whose write is unconfirmed is never taken as synced this way. (A poller's
+    notice of someone else's change is always reconciled: it reports only the fields that
+    changed, and a later change of another field may have had its notice lost.)"""
     if notice.source is Source.OPERATOR or notice.trimmed:
         return False
     if notice.kind is not Kind.UPDATED or not notice.changes:
         return False
     side = Side.MARKETO if notice.source is Source.MARKETO else Side.DYNAMICS
-    if not notice.own_write and side is Side.DYNAMICS:
+    if not notice.own_write and not (notice.snapshot and side is Side.MARKETO):
         return False
     for name, change in notice.changes.items():
         if side is Side.DYNAMICS and name == link_column:

@@ -89,7 +89,12 @@ def test_a_one_way_field_edited_on_its_closed_side_stays_until_its_source_change
 
 
 def _notice(
-    source: Source, changes: dict[str, object], *, own: bool = True, kind: Kind = Kind.UPDATED
+    source: Source,
+    changes: dict[str, object],
+    *,
+    own: bool = True,
+    kind: Kind = Kind.UPDATED,
+    snapshot: bool = False,
 ) -> Notice:
     return Notice(
         source=source,
@@ -99,6 +104,7 @@ def _notice(
         changes={k: FieldChange(new=v) for k, v in changes.items()},
         occurred_at=datetime.now(UTC),
         own_write=own,
+        snapshot=snapshot,
     )
 
 
@@ -114,9 +120,11 @@ SHADOW = Shadow(1001, {"title": "CTO", "leadSource": "Web", "email": "ana@fabrik
         (_notice(Source.DYNAMICS, {"jobtitle": "CEO"}), False),  # a value the shadow lacks
         (_notice(Source.DYNAMICS, {"mdsync_marketoid": "1002"}), False),  # another person's id
         (_notice(Source.DYNAMICS, {"jobtitle": "CTO"}, own=False), False),  # someone else's write
-        # A Marketo change already synced (reported again by the poller after the campaign).
-        (_notice(Source.MARKETO, {"title": "CTO"}, own=False), True),
-        (_notice(Source.MARKETO, {"title": "CEO"}, own=False), False),
+        # A campaign's call for a change already synced; a poller's notice of a user's change
+        # is always read (another field's later change may have lost its notice).
+        (_notice(Source.MARKETO, {"title": "CTO"}, own=False, snapshot=True), True),
+        (_notice(Source.MARKETO, {"title": "CEO"}, own=False, snapshot=True), False),
+        (_notice(Source.MARKETO, {"title": "CTO"}, own=False), False),
         (_notice(Source.DYNAMICS, {"jobtitle": "CTO"}, kind=Kind.CREATED), False),
         (_notice(Source.DYNAMICS, {}), False),  # nothing reported: read it
         (_notice(Source.DYNAMICS, {"new_synctomkto": False}), False),  # not a mapped field
@@ -148,7 +156,7 @@ def test_an_echo_of_an_unconfirmed_write_must_show_the_value_mdsync_read() -> No
     overwritten = _change_notice({"title": ("VP Sales", "CEO")})
     assert not is_echo(overwritten, LINK, shadow, MAPPING.lead, column)
     # Someone else's change of a field whose write is unconfirmed is read, whatever it reports.
-    theirs = _notice(Source.MARKETO, {"title": "CEO"}, own=False)
+    theirs = _notice(Source.MARKETO, {"title": "CEO"}, own=False, snapshot=True)
     assert not is_echo(theirs, LINK, shadow, MAPPING.lead, column)
 
 

@@ -18,6 +18,7 @@ import os
 import sys
 import threading
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -25,6 +26,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from shared.backfill.job import Ambiguity
 from shared.config import DEFAULT_LOCAL_SETTINGS, LOCAL_SETTINGS_ENV, is_loopback
 from shared.errors import ConfigurationError, MdsyncError
 
@@ -66,6 +68,17 @@ def positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
     return value
+
+
+def iso_date(text: str) -> datetime:
+    """An ISO 8601 date or date and time; UTC unless it names a zone."""
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not an ISO 8601 date (2026-01-31 or 2026-01-31T08:00Z)"
+        ) from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def port_number(text: str) -> int:
@@ -226,6 +239,13 @@ def cmd_replay(args: argparse.Namespace) -> int:
     return replay(console=console, dry_run=args.dry_run)
 
 
+def cmd_backfill(args: argparse.Namespace) -> int:
+    from mdsync.backfill import run_backfill
+
+    wide = Console(highlight=False, width=max(console.width, 140))
+    return run_backfill(args, wide)
+
+
 # --- local tooling ----------------------------------------------------------------------------
 
 
@@ -315,6 +335,41 @@ def cmd_chaos(args: argparse.Namespace) -> int:
 # --- the parser -------------------------------------------------------------------------------
 
 
+def _add_backfill(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    backfill = commands.add_parser(
+        "backfill",
+        help="the initial sync: link and reconcile every existing record (resumable; --dry-run previews)",
+    )
+    backfill.add_argument(
+        "--dry-run", action="store_true", help="read and match; write nothing; print the preview"
+    )
+    backfill.add_argument(
+        "--since", type=iso_date, help="only what changed since this date (ISO 8601; UTC unless it says)"
+    )
+    backfill.add_argument(
+        "--created-from",
+        type=iso_date,
+        help="the Marketo extract's first createdAt window starts here (default 2006-01-01: set it to "
+        "when your instance began, each empty month costs a few calls)",
+    )
+    backfill.add_argument(
+        "--ambiguous",
+        choices=[a.value for a in Ambiguity],
+        default=Ambiguity.REPORT.value,
+        help="what to do with an ambiguous match: report it (default, nothing linked) or let a rule choose",
+    )
+    backfill.add_argument("--rest", action="store_true", help="REST only (no bulk APIs): for comparison")
+    backfill.add_argument("--restart", action="store_true", help="start a new job even if one is unfinished")
+    backfill.add_argument(
+        "--staging", help="a SQLite file for the matching index (default: beside the state)"
+    )
+    backfill.add_argument(
+        "--details", help="with --dry-run: write every ambiguous match to this file (JSON lines)"
+    )
+    backfill.add_argument("--status", action="store_true", help="print the job's progress and exit")
+    backfill.set_defaults(run=cmd_backfill)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mdsync", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -384,6 +439,8 @@ def build_parser() -> argparse.ArgumentParser:
     log.add_argument("--limit", type=positive_int, default=50, help="newest entries to show (default: 50)")
     log.add_argument("--json", action="store_true", help="print the entries as JSON")
     log.set_defaults(run=cmd_log)
+
+    _add_backfill(commands)
 
     replay = commands.add_parser("replay", help="re-queue parked notices and dead letters")
     replay.add_argument(

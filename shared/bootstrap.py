@@ -17,6 +17,8 @@ from shared.mapping import FieldMapping, load_mapping
 if TYPE_CHECKING:
     import requests
 
+    from shared.backfill.context import Context as BackfillContext
+    from shared.backfill.staging import StagingStore
     from shared.dataverse.auth import TokenProvider
     from shared.dataverse.client import DataverseClient
     from shared.flow_step import SyncPersonToMicrosoft
@@ -157,9 +159,59 @@ class Container:
 
     def _build_marketo(self) -> MarketoClient:
         s = self.settings
-        return make_marketo_client(
-            s, self.session, max_calls_per_20s=s.marketo_max_calls_per_20s - s.marketo_flow_step_calls_per_20s
+        share = (
+            s.marketo_max_calls_per_20s - s.marketo_flow_step_calls_per_20s - s.marketo_backfill_calls_per_20s
         )
+        return make_marketo_client(s, self.session, max_calls_per_20s=share)
+
+    def backfill_context(self, staging_for: Callable[[str], StagingStore] | None = None) -> BackfillContext:
+        """What the initial sync runs with: clients of its own, with its own share of each API
+        (MARKETO_BACKFILL_CALLS_PER_20S, DATAVERSE_BACKFILL_CONCURRENCY), so live changes keep
+        theirs; its staging beside the state store unless ``staging_for`` says otherwise."""
+        from shared.backfill.context import Context
+
+        s = self.settings
+        marketo = make_marketo_client(
+            s,
+            self.session,
+            max_calls_per_20s=s.marketo_backfill_calls_per_20s,
+            max_concurrency=min(2, s.marketo_max_concurrency),
+            timeout=120.0,
+            retry_budget_seconds=60.0,
+        )
+        dataverse = make_dataverse_client(
+            s,
+            self.session,
+            self.dataverse_tokens,
+            max_concurrency=s.dataverse_backfill_concurrency,
+            timeout=300.0,
+            retry_budget_seconds=120.0,
+        )
+        return Context(
+            marketo,
+            dataverse,
+            self.state,
+            staging_for or self.backfill_staging,
+            self.mapping,
+            queue=self.queue,
+            poll_seconds=s.backfill_poll_seconds,
+        )
+
+    def backfill_staging(self, job_id: str) -> StagingStore:
+        """The job's staging beside the state store: a SQLite file next to the local state, or a
+        table of the job's own in the state store's account (durable between steps, whichever
+        instance runs them)."""
+        s = self.settings
+        state = self.state
+        if s.state_backend is StateBackend.SQLITE:
+            from shared.adapters.sqlite_staging import SqliteStaging
+
+            return SqliteStaging(s.sqlite_path.with_suffix(".backfill.sqlite3"))
+        from shared.adapters.table_staging import TableStaging
+        from shared.adapters.table_state import TableStateStore
+
+        assert isinstance(state, TableStateStore)
+        return TableStaging(state.service(), f"{s.state_table_prefix}stg{job_id}")
 
     def app_started(self) -> None:
         """Called by every function: the first call of a process starts the start-up checks."""
@@ -192,17 +244,17 @@ class Container:
 def make_marketo_client(
     settings: Settings, session: requests.Session, *, max_calls_per_20s: int, **options: Any
 ) -> MarketoClient:
-    """A Marketo client for the settings; ``options``: timeouts and retry budgets."""
+    """A Marketo client for the settings; ``options``: timeouts, retry budgets, concurrency."""
     from shared.marketo.client import MarketoClient
 
     access = settings.marketo()
+    options.setdefault("max_concurrency", settings.marketo_max_concurrency)
     return MarketoClient(
         access.base_url,
         access.client_id,
         access.client_secret,
         session=session,
         max_calls_per_20s=max_calls_per_20s,
-        max_concurrency=settings.marketo_max_concurrency,
         **options,
     )
 
@@ -210,16 +262,11 @@ def make_marketo_client(
 def make_dataverse_client(
     settings: Settings, session: requests.Session, tokens: TokenProvider, **options: Any
 ) -> DataverseClient:
-    """A Dataverse client for the settings; ``options``: timeouts and retry budgets."""
+    """A Dataverse client for the settings; ``options``: timeouts, retry budgets, concurrency."""
     from shared.dataverse.client import DataverseClient
 
-    return DataverseClient(
-        settings.dataverse().api_url,
-        tokens,
-        session=session,
-        max_concurrency=settings.dataverse_max_concurrency,
-        **options,
-    )
+    options.setdefault("max_concurrency", settings.dataverse_max_concurrency)
+    return DataverseClient(settings.dataverse().api_url, tokens, session=session, **options)
 
 
 _container: Container | None = None

@@ -8,13 +8,14 @@ range of buckets is staged whole or not at all.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from shared.adapters._sqlite import SqliteDatabase
 from shared.backfill.staging import Item, StagingStore
 
 SERVICE = "staging"
+_FETCH = 2_000  # rows per fetch while streaming
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS staged (
     tbl TEXT NOT NULL, bucket INTEGER NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL,
@@ -63,6 +64,17 @@ class SqliteStaging(StagingStore):
                 (table, first, last),
             ).fetchall()
         return [Item(bucket, key, json.loads(value)) for bucket, key, value in rows]
+
+    def stream(self, table: str, first: int, last: int) -> Iterator[Item]:
+        with self._db.read() as conn:
+            cursor = conn.execute(
+                "SELECT bucket, key, value FROM staged WHERE tbl = ? AND bucket >= ? AND bucket < ?"
+                " ORDER BY bucket, key",
+                (table, first, last),
+            )
+            while rows := cursor.fetchmany(_FETCH):
+                for bucket, key, value in rows:
+                    yield Item(bucket, key, json.loads(value))
 
     def drop(self) -> None:
         self._db.close()

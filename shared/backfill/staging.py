@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import abc
 import hashlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -104,6 +104,11 @@ class StagingStore(abc.ABC):
     def scan(self, table: str, first: int, last: int) -> list[Item]:
         """The items of buckets ``first`` to ``last - 1``, in bucket then key order (a range is
         sized to fit in memory: see :func:`range_width`)."""
+
+    def stream(self, table: str, first: int, last: int) -> Iterator[Item]:
+        """:meth:`scan`, one item at a time, for a range too large to hold (write nothing to the
+        staging until the stream is read: an adapter may hold a read open meanwhile)."""
+        yield from self.scan(table, first, last)
 
     @abc.abstractmethod
     def drop(self) -> None:

@@ -24,9 +24,10 @@ gets them at the end, to reconcile with fresh values.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from itertools import chain, islice
 from typing import Any
 
 from shared.backfill.context import DONE, MORE, SYNC_LEADS_MAX, Context, Outcome, wait
@@ -50,14 +51,14 @@ from shared.backfill.staging import (
 from shared.dataverse import odata
 from shared.errors import PermanentError, RateLimitedError, ServiceError
 from shared.marketo.bulk_extract import date_windows
-from shared.marketo.bulk_import import ImportIssue, import_files
+from shared.marketo.bulk_import import import_files
 from shared.marketo.models import PushResult
 from shared.ports import Link
 from shared.sync.journal import Journal
 from shared.sync.reads import ENTITY_SETS
 
 IMPORTS_AT_ONCE = 2
-PAIRS_PER_IMPORT = 25_000  # a range's file: ~25,000 rows, a few MB with a dozen fields
+PAIRS_PER_IMPORT = 150_000  # a range: streamed into files of 10 MB (one or two)
 PAIRS_PER_UPDATE = 5_000  # a range of Dynamics writes: 5 UpdateMultiple requests
 # The created persons are looked for from a little before the imports started.
 CREATED_MARGIN = timedelta(minutes=5)
@@ -91,107 +92,61 @@ def held_records(ctx: Context) -> set[str]:
     return {item.key for item in ctx.staging.scan(HELD, 0, BUCKETS)}
 
 
-def _failed(ctx: Context, marketo_ids: Iterable[int], kind: str, why: dict[int, str]) -> None:
-    items = [Item(person_bucket(m), f"{kind}:{m}", {"why": why[m]}) for m in marketo_ids]
-    ctx.staging.put(FAILED, items)
-
-
 # --- Marketo: rows, files, jobs ------------------------------------------------------------------
 
 
-@dataclass
-class Rows:
-    """Rows for Marketo that share a lookup field, and what each row is (by lookup value)."""
+@dataclass(frozen=True)
+class Source:
+    """One stream of rows for Marketo: the lookup field they share, and the file's columns
+    (every field the backfill may write: a row leaves the cells of the others empty, which
+    changes nothing)."""
 
     lookup: str
-    entity: str  # the entity of the records (creations), "" for updates by id
-    rows: list[dict[str, Any]]
-    who: dict[str, Link]
-
-    def fields(self) -> list[str]:
-        names = sorted({name for row in self.rows for name in row} - {self.lookup})
-        return [self.lookup, *names]
+    entity: str  # the entity of the records (creations); "" for updates by id
+    fields: tuple[str, ...]
 
     def key(self, value: object) -> str:
         text = str(value or "")
-        return text if self.lookup == "id" else text.lower()
+        return text if self.lookup == "id" else f"{self.entity}:{text.lower()}"
+
+
+def _writable(ctx: Context) -> list[str]:
+    return sorted(set(ctx.mapping.marketo_fields()) - {"id"})
+
+
+def _sources(ctx: Context, kind: str) -> list[Source]:
+    fields = _writable(ctx)
+    if kind == "mw":
+        return [Source("id", "", ("id", *fields))]
+    names = ctx.mapping.links
+    return [
+        Source(
+            names.marketo_lead_id,
+            "lead",
+            (names.marketo_lead_id, *[f for f in fields if f != names.marketo_lead_id]),
+        ),
+        Source(
+            names.marketo_contact_id,
+            "contact",
+            (names.marketo_contact_id, *[f for f in fields if f != names.marketo_contact_id]),
+        ),
+    ]
 
 
 def start_writes(job: JobState, items: int, per_range: int) -> None:
+    if job.options.mode is Mode.REST:
+        per_range = min(per_range, PAIRS_PER_UPDATE)  # Sync Leads takes the range in memory
     width = range_width(items, per_range)
     job.cursor.update(width=width, next=0, inflight=[])
     job.progress[job.phase].total = len(ranges(width))
 
 
-def _update_rows(ctx: Context, first: int, last: int) -> tuple[Rows, Rows]:
-    """The range's Marketo updates: (rows an import can carry, rows that blank a field)."""
-    held = held_records(ctx)
-    bulk = Rows("id", "", [], {})
-    blanking = Rows("id", "", [], {})
-    for item in ctx.staging.scan(PAIRS, first, last):
-        pair = item.value
-        if not pair["mc"] or record_key(pair["e"], pair["d"]) in held:
-            continue
-        target = blanking if any(v is None for v in pair["mc"].values()) else bulk
-        target.rows.append({"id": pair["m"], **pair["mc"]})
-        target.who[str(pair["m"])] = Link(pair["m"], pair["e"], pair["d"])
-    return bulk, blanking
+def write_marketo(ctx: Context, job: JobState) -> Outcome:
+    return MarketoWrites(ctx, job, "mw").unit()
 
 
-def _create_rows(ctx: Context, first: int, last: int) -> list[Rows]:
-    """The range's persons to create, per entity, looked up by the record id they carry."""
-    names = ctx.mapping.links
-    groups = {
-        "lead": Rows(names.marketo_lead_id, "lead", [], {}),
-        "contact": Rows(names.marketo_contact_id, "contact", [], {}),
-    }
-    held = held_records(ctx)
-    for item in ctx.staging.scan(CREATES, first, last):
-        create = item.value
-        if item.key in held:
-            continue
-        group = groups[create["e"]]
-        group.rows.append({**create["rec"], group.lookup: create["d"]})
-        group.who[create["d"]] = Link(0, create["e"], create["d"])
-    return [g for g in groups.values() if g.rows]
-
-
-def _submit(ctx: Context, job: JobState, kind: str, groups: list[Rows], entry: dict[str, Any]) -> None:
-    """Submit the groups' files in order, from the first Marketo does not have yet (files are
-    rebuilt the same way each time, so a resumed range skips exactly what was submitted)."""
-    done = len(entry["imports"])
-    index = 0
-    for group_index, group in enumerate(groups):
-        for file in import_files(group.fields(), group.rows):
-            index += 1
-            if index <= done:
-                continue
-            submitted = ctx.marketo.imports.submit(file, lookup_field=group.lookup)
-            entry["imports"].append([group_index, submitted.batch_id])
-            job.count(f"import_files_{kind}")
-            job.count(f"import_rows_{kind}", file.records)
-
-
-def _push(ctx: Context, job: JobState, kind: str, group: Rows, journal: Journal) -> list[tuple[Link, int]]:
-    """Sync Leads for a small group (or one that blanks a field): the links written, with the
-    person ids Marketo answered; each refused row reported on its person."""
-    if not group.rows:
-        return []
-    action = "updateOnly" if group.lookup == "id" else "createOrUpdate"
-    results = ctx.marketo.push_leads(group.rows, action=action, lookup_field=group.lookup)
-    written: list[tuple[Link, int]] = []
-    refused: dict[str, str] = {}
-    for row, result in zip(group.rows, _padded(results, len(group.rows)), strict=True):
-        key = group.key(row[group.lookup])
-        if result is not None and result.ok and result.id is not None:
-            written.append((group.who[key], result.id))
-            continue
-        code, message = _why(result)
-        refused[key] = message
-        _report_refusal(group.who[key], code, message, tuple(row), journal)
-    _record_refusals(ctx, job, kind, group, refused)
-    job.count("marketo_rows_pushed", len(group.rows))
-    return written
+def write_creates(ctx: Context, job: JobState) -> Outcome:
+    return MarketoWrites(ctx, job, "cf").unit()
 
 
 def _padded(results: Sequence[PushResult], n: int) -> list[PushResult | None]:
@@ -206,131 +161,189 @@ def _why(result: PushResult | None) -> tuple[str, str]:
     return (reasons[0].code if reasons else result.status), message
 
 
-def _report_refusal(link: Link, code: str, message: str, fields: tuple[str, ...], journal: Journal) -> None:
-    """On the person's Activity Log when there is a person; the sync log always."""
-    journal.failed(
-        link, "marketo", code, message, fields, direction="to_marketo", activity=bool(link.marketo_id)
-    )
+class MarketoWrites:
+    """One unit of ``marketo_writes`` (``kind`` "mw": updates by id) or ``creates`` ("cf"):
+    start the next range, or collect the oldest one at Marketo."""
 
+    def __init__(self, ctx: Context, job: JobState, kind: str) -> None:
+        self.ctx, self.job, self.kind = ctx, job, kind
+        self.cursor = job.cursor
+        self.journal = Journal(0)
 
-def _record_refusals(ctx: Context, job: JobState, kind: str, group: Rows, refused: dict[str, str]) -> None:
-    """Remember what was not written: its pair gets no shadow (updates), its record no person."""
-    items = []
-    for key, why in refused.items():
-        link = group.who[key]
-        if kind == "mw":
-            items.append(Item(person_bucket(link.marketo_id), f"mw:{link.marketo_id}", {"why": why}))
-        else:
-            rkey = record_key(link.entity, link.dynamics_id)
-            items.append(Item(record_bucket(link.entity, link.dynamics_id), f"cf:{rkey}", {"why": why}))
-    ctx.staging.put(FAILED, items)
-    job.count("marketo_failures" if kind == "mw" else "create_failures", len(items))
-
-
-def _groups(ctx: Context, kind: str, first: int, last: int) -> tuple[list[Rows], Rows | None]:
-    """The range's row groups for imports, and the rows only Sync Leads can write."""
-    if kind == "mw":
-        bulk, blanking = _update_rows(ctx, first, last)
-        return [bulk], blanking
-    return _create_rows(ctx, first, last), None
-
-
-def write_ranges(ctx: Context, job: JobState, kind: str) -> Outcome:
-    """A unit of ``marketo_writes`` (``kind`` "mw") or ``creates`` ("cf")."""
-    cursor = job.cursor
-    walk = ranges(cursor["width"])
-    if cursor["next"] < len(walk) and len(cursor["inflight"]) < IMPORTS_AT_ONCE:
-        outcome = _start_range(ctx, job, kind, walk)
-        if outcome is not None:
+    def unit(self) -> Outcome:
+        cursor = self.cursor
+        walk = ranges(cursor["width"])
+        startable = cursor.get("starting") or cursor["next"] < len(walk)
+        if startable and len(cursor["inflight"]) < IMPORTS_AT_ONCE:
+            waiting = self._start(walk)
+            report(self.ctx, self.journal)
+            if waiting is None:
+                return MORE
+            if not cursor["inflight"]:
+                return waiting
+        if cursor["inflight"]:
+            outcome = self._collect()
+            report(self.ctx, self.journal)
             return outcome
-        return MORE
-    if cursor["inflight"]:
-        return _collect(ctx, job, kind)
-    return DONE
+        return DONE
 
+    # --- sending a range -------------------------------------------------------------------------
 
-def _start_range(ctx: Context, job: JobState, kind: str, walk: list[tuple[int, int]]) -> Outcome | None:
-    cursor = job.cursor
-    entry = cursor.get("starting") or {"at": cursor["next"], "imports": [], "pushed": False}
-    if not entry["pushed"]:
-        guard(ctx, job)
-    first, last = walk[entry["at"]]
-    groups, blanking = _groups(ctx, kind, first, last)
-    few = sum(len(g.rows) for g in groups) <= SYNC_LEADS_MAX or job.options.mode is Mode.REST
-    journal = Journal(0)
-    if not entry["pushed"]:
-        pushed = [*([blanking] if blanking else []), *(groups if few else [])]
-        for group in pushed:
-            written = _push(ctx, job, kind, group, journal)
-            if kind == "cf":
-                _found(ctx, job, [(link, m) for link, m in written])
-        entry["pushed"] = True
-    if not few:
+    def _rows(
+        self, source: Source, first: int, last: int, held: set[str], blanking: list[dict[str, Any]]
+    ) -> Iterator[dict[str, Any]]:
+        """The range's rows for ``source``, streamed from the staging (memory stays flat whatever
+        the range's size). An update that blanks a field goes to ``blanking`` (Sync Leads): an
+        import's empty cell leaves a value as it is."""
+        if self.kind == "mw":
+            for item in self.ctx.staging.stream(PAIRS, first, last):
+                pair = item.value
+                if not pair["mc"] or record_key(pair["e"], pair["d"]) in held:
+                    continue
+                row = {"id": pair["m"], **pair["mc"]}
+                if any(v is None for v in pair["mc"].values()):
+                    blanking.append(row)
+                else:
+                    yield row
+            return
+        for item in self.ctx.staging.stream(CREATES, first, last):
+            create = item.value
+            if create["e"] == source.entity and item.key not in held:
+                yield {**create["rec"], source.lookup: create["d"]}
+
+    def _start(self, walk: list[tuple[int, int]]) -> Outcome | None:
+        """Send the range's rows: Sync Leads for a source of few rows (and for updates that blank
+        a field), files for the others, from the first file Marketo does not have yet (files are
+        built the same way each time). None when sent; a wait when the import queue is full."""
+        ctx, job, cursor = self.ctx, self.job, self.cursor
+        if "starting" not in cursor:
+            guard(ctx, job)
+        entry = cursor.get("starting") or {"at": cursor["next"], "imports": [], "pushed": []}
+        first, last = walk[entry["at"]]
+        held = held_records(ctx)
         try:
-            _submit(ctx, job, kind, groups, entry)
+            self._send(entry, first, last, held)
         except RateLimitedError as exc:
-            cursor["starting"] = entry  # the import queue is full: the rest later
-            report(ctx, journal)
-            return None if cursor["inflight"] else wait(exc.retry_after or ctx.poll_seconds)
-    report(ctx, journal)
-    cursor.pop("starting", None)
-    cursor["next"] = entry["at"] + 1
-    if entry["imports"]:
-        cursor["inflight"].append(entry)
-    else:
-        job.advance(1)
-    return None
+            cursor["starting"] = entry  # the import queue is full: the rest of the range later
+            return wait(exc.retry_after or ctx.poll_seconds)
+        cursor.pop("starting", None)
+        cursor["next"] = entry["at"] + 1
+        if entry["imports"]:
+            cursor["inflight"].append(entry)
+        else:
+            job.advance(1)
+        return None
 
+    def _send(self, entry: dict[str, Any], first: int, last: int, held: set[str]) -> None:
+        submitted = 0
+        for index, source in enumerate(_sources(self.ctx, self.kind)):
+            blanking: list[dict[str, Any]] = []
+            rows = self._rows(source, first, last, held, blanking)
+            few = list(islice(rows, SYNC_LEADS_MAX + 1))
+            pushed = index in entry["pushed"]
+            if len(few) <= SYNC_LEADS_MAX or self.job.options.mode is Mode.REST:
+                if not pushed:
+                    self._push(source, [*few, *rows])
+                    self._push(source, blanking)
+                    entry["pushed"].append(index)
+                continue
+            for file in import_files(source.fields, chain(few, rows)):
+                submitted += 1
+                if submitted <= len(entry["imports"]):
+                    continue
+                batch = self.ctx.marketo.imports.submit(file, lookup_field=source.lookup)
+                entry["imports"].append([index, batch.batch_id])
+                self.job.count(f"import_files_{self.kind}")
+                self.job.count(f"import_rows_{self.kind}", file.records)
+            if not pushed:
+                self._push(source, blanking)  # known once the stream has been read
+                entry["pushed"].append(index)
 
-def _collect(ctx: Context, job: JobState, kind: str) -> Outcome:
-    """The oldest range at Marketo: when its jobs are done, report what they refused or warned
-    about, each row on its person."""
-    entry = job.cursor["inflight"][0]
-    jobs = [ctx.marketo.imports.status(batch_id) for _, batch_id in entry["imports"]]
-    if not all(j.finished for j in jobs):
-        return wait(ctx.poll_seconds)
-    first, last = ranges(job.cursor["width"])[entry["at"]]
-    groups, _ = _groups(ctx, kind, first, last)
-    journal = Journal(0)
-    refused: dict[int, dict[str, str]] = {}
-    for (group_index, _), done in zip(entry["imports"], jobs, strict=True):
-        if done.status == "Failed":
-            raise PermanentError(f"Marketo import {done.batch_id} failed: {done.message}", service="marketo")
-        group = groups[group_index]
-        issues = [*ctx.marketo.imports.failures(done.batch_id), *ctx.marketo.imports.warnings(done.batch_id)]
-        for issue in issues:
-            _refused_row(group, issue, refused.setdefault(group_index, {}), journal)
-    for group_index, rows in refused.items():
-        _record_refusals(ctx, job, kind, groups[group_index], rows)
-    report(ctx, journal)
-    job.cursor["inflight"].pop(0)
-    job.advance(1)
-    return MORE
+    def _push(self, source: Source, rows: Sequence[dict[str, Any]]) -> None:
+        """Sync Leads (300 a call); each refused row reported on its person; a created person's
+        id noted for its record."""
+        if not rows:
+            return
+        action = "updateOnly" if source.lookup == "id" else "createOrUpdate"
+        results = self.ctx.marketo.push_leads(rows, action=action, lookup_field=source.lookup)
+        created: list[tuple[Link, int]] = []
+        refused: dict[str, str] = {}
+        for row, result in zip(rows, _padded(results, len(rows)), strict=True):
+            key = source.key(row[source.lookup])
+            if result is not None and result.ok and result.id is not None:
+                if self.kind == "cf":
+                    created.append((self._who(key), result.id))
+                continue
+            code, message = _why(result)
+            refused[key] = message
+            self._report(self._who(key), code, message, tuple(n for n, v in row.items() if v is not None))
+        _found(self.ctx, created)
+        self._refused(refused)
+        self.job.count("marketo_rows_pushed", len(rows))
 
+    # --- what Marketo refused --------------------------------------------------------------------
 
-def _refused_row(group: Rows, issue: ImportIssue, refused: dict[str, str], journal: Journal) -> None:
-    key = group.key(issue.values.get(group.lookup))
-    link = group.who.get(key)
-    if link is None:
-        journal.note(Link(0, "-", ""), "failed", f"Marketo import row {group.lookup}={key}: {issue.reason}")
-        return
-    refused[key] = issue.reason
-    fields = tuple(name for name, cell in issue.values.items() if cell and name != group.lookup)
-    _report_refusal(link, "import", issue.reason, fields, journal)
+    def _who(self, key: str) -> Link:
+        """The pair (updates, by Marketo id) or record (creations) a row is about."""
+        if self.kind == "mw":
+            marketo_id = int(key)
+            bucket = person_bucket(marketo_id)
+            for item in self.ctx.staging.scan(PAIRS, bucket, bucket + 1):
+                if item.key == key:
+                    return Link(marketo_id, item.value["e"], item.value["d"])
+            return Link(marketo_id, "-", "")
+        entity, dynamics_id = key.split(":", 1)
+        return Link(0, entity, dynamics_id)
 
+    def _report(self, link: Link, code: str, message: str, fields: tuple[str, ...]) -> None:
+        """On the person's Activity Log when there is a person; the sync log always."""
+        self.journal.failed(
+            link, "marketo", code, message, fields, direction="to_marketo", activity=bool(link.marketo_id)
+        )
 
-def write_marketo(ctx: Context, job: JobState) -> Outcome:
-    return write_ranges(ctx, job, "mw")
+    def _refused(self, refused: dict[str, str]) -> None:
+        """Remember what was not written: its pair gets no shadow (updates), its record no person."""
+        items = []
+        for key, why in refused.items():
+            if self.kind == "mw":
+                items.append(Item(person_bucket(int(key)), f"mw:{key}", {"why": why}))
+            else:
+                entity, dynamics_id = key.split(":", 1)
+                items.append(Item(record_bucket(entity, dynamics_id), f"cf:{key}", {"why": why}))
+        self.ctx.staging.put(FAILED, items)
+        self.job.count("marketo_failures" if self.kind == "mw" else "create_failures", len(items))
 
-
-def write_creates(ctx: Context, job: JobState) -> Outcome:
-    return write_ranges(ctx, job, "cf")
+    def _collect(self) -> Outcome:
+        """The oldest range at Marketo: when its jobs are done, report each row their failures and
+        warnings files name, on its person."""
+        imports = self.ctx.marketo.imports
+        entry = self.cursor["inflight"][0]
+        jobs = [imports.status(batch_id) for _, batch_id in entry["imports"]]
+        if not all(j.finished for j in jobs):
+            return wait(self.ctx.poll_seconds)
+        sources = _sources(self.ctx, self.kind)
+        for (index, _), done in zip(entry["imports"], jobs, strict=True):
+            if done.status == "Failed":
+                raise PermanentError(
+                    f"Marketo import {done.batch_id} failed: {done.message}", service="marketo"
+                )
+            source = sources[index]
+            refused: dict[str, str] = {}
+            for issue in chain(imports.failures(done.batch_id), imports.warnings(done.batch_id)):
+                key = source.key(issue.values.get(source.lookup))
+                refused[key] = issue.reason
+                fields = tuple(name for name, cell in issue.values.items() if cell and name != source.lookup)
+                self._report(self._who(key), "import", issue.reason, fields)
+            self._refused(refused)
+        self.cursor["inflight"].pop(0)
+        self.job.advance(1)
+        return MORE
 
 
 # --- the persons created: their ids ---------------------------------------------------------------
 
 
-def _found(ctx: Context, job: JobState, created: Sequence[tuple[Link, int]]) -> None:
+def _found(ctx: Context, created: Sequence[tuple[Link, int]]) -> None:
     items = [
         Item(
             record_bucket(link.entity, link.dynamics_id), record_key(link.entity, link.dynamics_id), {"m": m}
@@ -396,9 +409,9 @@ def _extract_created(ctx: Context, job: JobState) -> Outcome:
                     created.append((Link(0, entity, str(person[column]).lower()), person["id"]))
                     break
             if len(created) >= 5_000:
-                _found(ctx, job, created)
+                _found(ctx, created)
                 created = []
-    _found(ctx, job, created)
+    _found(ctx, created)
     cursor["export"] = None
     cursor["window"] += 1
     if cursor["window"] >= len(cursor["windows"]):

@@ -43,7 +43,7 @@ bench: setup
 	$(VENV)/bin/mdsync bench $(if $(QUICK),--quick,)
 
 chaos: setup
-	$(VENV)/bin/mdsync chaos $(if $(SEED),--seed $(SEED),)
+	$(VENV)/bin/mdsync chaos $(if $(SEED),--seed $(SEED),) $(if $(SCENARIOS),--scenarios $(SCENARIOS),)
 
 simulate: setup
 	$(VENV)/bin/mdsync simulate

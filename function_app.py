@@ -3,6 +3,10 @@
 import azure.functions as func
 
 from functions import dynamics_sweep, dynamics_webhook, flow_step, marketo_poller, sync_worker
+from shared.redaction import install_log_redaction
+
+# Every log record of the process, whatever logger makes it, is redacted (no secret, no email).
+install_log_redaction()
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 app.register_functions(dynamics_webhook.bp)

@@ -8,10 +8,9 @@ import typing
 import azure.functions as func
 
 from functions._faults import BatchNotRun, log_fault
-from shared.adapters.messages import notice_from_message
+from shared.adapters.messages import read_messages
 from shared.bootstrap import container
-from shared.errors import BadRequestError, ConfigurationError
-from shared.notices import Notice
+from shared.errors import ConfigurationError
 
 log = logging.getLogger(__name__)
 bp = func.Blueprint()
@@ -40,13 +39,13 @@ def _run(messages: list[func.ServiceBusMessage]) -> None:
     deps = container()
     deps.app_started()
     deps.verify_instance()
-    notices: list[Notice] = []
-    for message in messages:
-        try:
-            notices.append(notice_from_message(message))
-        except BadRequestError as exc:
-            # Not a notice: nothing to sync, and redelivering it would not help.
-            log.error("dropping unreadable message %s: %s", message.message_id, exc)
+    notices, unreadable = read_messages(messages)
+    if unreadable:
+        # Kept with its raw body for `mdsync replay`; if that write fails, this raises and the
+        # host abandons the batch: nothing is dropped.
+        deps.state.park(unreadable)
+        for item in unreadable:
+            log.error("parked unreadable message %s: %s", item.dedup_id, item.reason)
     # Raises only when rescheduled notices could not be queued: the host then abandons the
     # batch and Service Bus redelivers it.
     result = deps.worker.process(notices)

@@ -29,6 +29,7 @@ from rich.table import Table
 from shared.backfill.job import Ambiguity
 from shared.config import DEFAULT_LOCAL_SETTINGS, LOCAL_SETTINGS_ENV, is_loopback
 from shared.errors import ConfigurationError, MdsyncError
+from shared.redaction import install_log_redaction
 
 console = Console(highlight=False)
 
@@ -236,7 +237,9 @@ def cmd_log(args: argparse.Namespace) -> int:
 def cmd_replay(args: argparse.Namespace) -> int:
     from mdsync.operations import replay
 
-    return replay(console=console, dry_run=args.dry_run)
+    return replay(
+        console=console, dry_run=args.dry_run, only=args.ids, discard=args.discard, limit=args.limit
+    )
 
 
 def cmd_backfill(args: argparse.Namespace) -> int:
@@ -442,9 +445,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_backfill(commands)
 
-    replay = commands.add_parser("replay", help="re-queue parked notices and dead letters")
+    replay = commands.add_parser(
+        "replay", help="re-queue what the sync gave up on: parked notices and dead letters"
+    )
+    replay.add_argument("ids", nargs="*", help="only these items (the ids --dry-run lists); default: all")
+    replay.add_argument("--dry-run", action="store_true", help="list the items; change nothing")
     replay.add_argument(
-        "--dry-run", action="store_true", help="count what would be re-queued; change nothing"
+        "--discard", action="store_true", help="remove the items without replaying them (unreadable ones)"
+    )
+    replay.add_argument(
+        "--limit", type=positive_int, default=1000, help="at most this many items per store (default: 1000)"
     )
     replay.set_defaults(run=cmd_replay)
 
@@ -490,6 +500,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    install_log_redaction()
     args = build_parser().parse_args(argv)
     try:
         code: int = args.run(args)

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from shared.dataverse.client import DataverseClient
     from shared.flow_step import SyncPersonToMicrosoft
     from shared.marketo.client import MarketoClient
-    from shared.ports import NoticeQueue, StateStore
+    from shared.ports import GivenUpStore, NoticeQueue, StateStore
     from shared.sync.activity_log import ActivityLog
     from shared.sync.worker import SyncWorker
 
@@ -61,6 +61,12 @@ class Container:
     @property
     def state(self) -> StateStore:
         return self._once("state", self._build_state)
+
+    @property
+    def given_up(self) -> list[GivenUpStore]:
+        """Where the sync keeps what it gave up on (``mdsync replay``): the parked notices of
+        the state store and the queue's dead letters."""
+        return self._once("given_up", self._build_given_up)
 
     @property
     def marketo(self) -> MarketoClient:
@@ -140,6 +146,28 @@ class Container:
             connection_string=secret.get_secret_value() if secret else None,
             fully_qualified_namespace=s.servicebus_namespace,
         )
+
+    def _build_given_up(self) -> list[GivenUpStore]:
+        from shared.replay import ParkedNotices
+
+        s = self.settings
+        queue = self.queue
+        dead: GivenUpStore
+        if s.queue_backend is QueueBackend.SQLITE:
+            from shared.adapters.sqlite_queue import LocalDeadLetters, SqliteQueue
+
+            assert isinstance(queue, SqliteQueue)
+            dead = LocalDeadLetters(queue)
+        else:
+            from shared.adapters.servicebus_dead_letters import ServiceBusDeadLetters
+
+            secret = s.servicebus_connection_string
+            dead = ServiceBusDeadLetters(
+                s.queue_name,
+                connection_string=secret.get_secret_value() if secret else None,
+                fully_qualified_namespace=s.servicebus_namespace,
+            )
+        return [ParkedNotices(self.state), dead]
 
     def _build_state(self) -> StateStore:
         s = self.settings
@@ -235,9 +263,10 @@ class Container:
 
     def close(self) -> None:
         for item in self._built.values():
-            close = getattr(item, "close", None)
-            if callable(close):
-                close()
+            for each in item if isinstance(item, list) else [item]:
+                close = getattr(each, "close", None)
+                if callable(close):
+                    close()
         self._built.clear()
 
 

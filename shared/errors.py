@@ -20,13 +20,18 @@
     │                                 extract filter); ask the vendor, or do without it
     └── BadRequestError               an inbound request (webhook, flow step) is malformed: a 4xx
 
+A ValidationError with code ``mdsync-unsendable`` is raised before anything is sent: a value the
+API cannot take as it is (an email with a comma in a Marketo filter, an id that is not an id).
+
 Transient errors are rescheduled by the worker with backoff (honouring ``retry_after``) and
-dead-lettered after the configured attempts. Permanent errors are not retried blindly: a
+parked after the configured attempts. Permanent errors are not retried blindly: a
 ValidationError is written to the person's Activity Log in Marketo and to the sync log, and the
 person's next change tries again.
 """
 
 from __future__ import annotations
+
+UNSENDABLE = "mdsync-unsendable"
 
 
 class MdsyncError(Exception):

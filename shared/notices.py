@@ -95,13 +95,21 @@ def fit_changes(changes: Mapping[str, FieldChange]) -> tuple[dict[str, FieldChan
 
 RecordId = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9\-]+$")]
 
+# What this code writes. A reader takes notices of any schema: fields it does not know are
+# ignored (a newer writer added them), so a rollback or a slot swap never strands a notice. What
+# it cannot read at all (an unknown kind, say) is parked with its raw body, never dropped.
+NOTICE_SCHEMA = 1
+
 
 class Notice(BaseModel):
     """One change seen in one system. ``dedup_id`` is deterministic: the same change seen twice
     (a webhook retried, a poll page re-read after a crash) yields the same id, which the queue's
-    duplicate detection drops."""
+    duplicate detection drops. A retry and a replay get ids of their own (``retry``,
+    ``replayed``), so the queue keeps them."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    schema_version: int = Field(default=NOTICE_SCHEMA, ge=1)
 
     source: Source
     entity: Entity
@@ -126,6 +134,8 @@ class Notice(BaseModel):
     attempt: int = Field(default=0, ge=0)
     # When change capture first saw the change; used for end-to-end lag.
     captured_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
+    # Set by ``mdsync replay``: every replay is a new message, whatever was sent before.
+    replay: str | None = Field(default=None, max_length=64)
     dedup_id: str = Field(default="", max_length=128)
 
     def model_post_init(self, __context: Any) -> None:
@@ -146,12 +156,20 @@ class Notice(BaseModel):
             else self.occurred_at.astimezone(UTC).isoformat(timespec="milliseconds"),
             "a": self.attempt,
         }
+        if self.replay:
+            key["p"] = self.replay
         digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:40]
         return f"{self.source.value[0]}{self.entity.value[0]}-{digest}"
 
     def retry(self, attempt: int) -> Notice:
         """The same notice for another attempt (a new dedup id, so the queue keeps it)."""
         return Notice.model_validate({**self.model_dump(), "attempt": attempt, "dedup_id": ""})
+
+    def replayed(self, token: str) -> Notice:
+        """The notice replayed by an operator: attempts start again, and ``token`` (new for each
+        replay) gives it an id of its own. Within the queue's duplicate-detection window the
+        first attempt's id would be dropped as a duplicate, and the change lost."""
+        return Notice.model_validate({**self.model_dump(), "attempt": 0, "replay": token, "dedup_id": ""})
 
     @property
     def person_key(self) -> str:

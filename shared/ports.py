@@ -19,14 +19,28 @@ from shared.notices import FieldValue, Notice
 
 
 @dataclass(frozen=True)
-class ReceivedNotice:
-    """A notice delivered under a peek-lock (embedded queue and replay tooling)."""
+class RawMessage:
+    """A message as the queue carries it: an id (the duplicate-detection key) and a body."""
 
-    notice: Notice
+    message_id: str
+    body: str
+
+
+@dataclass(frozen=True)
+class ReceivedMessage:
+    """A message delivered under a peek-lock (the embedded queue), with its body as it was sent:
+    like Service Bus, the queue does not judge what it carries; the worker reads it."""
+
+    body: str
     message_id: str
     lock_token: str
     delivery_count: int
     enqueued_at: datetime
+
+    @property
+    def notice(self) -> Notice:
+        """The notice the body holds (pydantic's ValidationError when it holds none)."""
+        return Notice.from_json(self.body)
 
 
 @dataclass(frozen=True)
@@ -53,6 +67,11 @@ class NoticeQueue(abc.ABC):
     def schedule(self, notices: Sequence[Notice], at: datetime) -> None:
         """Make the notices visible at ``at`` (UTC), for delayed retries."""
 
+    @abc.abstractmethod
+    def send_raw(self, messages: Sequence[RawMessage]) -> None:
+        """Queue bodies as they are, under the given ids (replay: a body this code may not be able
+        to read is still put back for a reader that can). Same guarantees as ``send``."""
+
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections."""
 
@@ -62,7 +81,7 @@ class LocalQueue(NoticeQueue):
     embedded queue implements itself (for the local host and tests)."""
 
     @abc.abstractmethod
-    def receive(self, max_count: int, *, lock_seconds: float = 60.0) -> list[ReceivedNotice]: ...
+    def receive(self, max_count: int, *, lock_seconds: float = 60.0) -> list[ReceivedMessage]: ...
 
     @abc.abstractmethod
     def complete(self, lock_token: str) -> None: ...
@@ -127,6 +146,15 @@ class LogEntry:
 
 
 @dataclass(frozen=True)
+class LeaseState:
+    """Who holds a lease, and until when (UTC)."""
+
+    name: str
+    owner: str
+    expires_at: datetime
+
+
+@dataclass(frozen=True)
 class ParkedNotice:
     """A notice that ran out of attempts; replayable with ``mdsync replay``."""
 
@@ -134,6 +162,48 @@ class ParkedNotice:
     body: str
     reason: str
     parked_at: datetime
+
+
+# --- given up, replayable --------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class GivenUp:
+    """Something the sync gave up on, kept so that ``mdsync replay`` can put it back on the queue:
+    a parked notice, a dead letter, an unreadable message with its raw body. One concept whatever
+    the store; ``store`` says where it waits and ``item_id`` names it there."""
+
+    store: str
+    item_id: str
+    body: str
+    reason: str
+    at: datetime
+
+
+class GivenUpStore(abc.ABC):
+    """A place where given-up items wait: the state store's parked notices, a queue's dead letters.
+
+    ``take`` hands items out for replay, held (under a peek-lock where the store has one) until
+    each is ``remove``d, once its replacement is on the queue, or ``release``d, kept as it was.
+    """
+
+    name: str = ""
+
+    @abc.abstractmethod
+    def peek(self, max_count: int) -> list[GivenUp]:
+        """Up to ``max_count`` items, oldest first, left where they are."""
+
+    @abc.abstractmethod
+    def take(self, max_count: int) -> list[GivenUp]: ...
+
+    @abc.abstractmethod
+    def remove(self, items: Sequence[GivenUp]) -> None: ...
+
+    def release(self, items: Sequence[GivenUp]) -> None:  # noqa: B027 - nothing is held by default
+        """Keep these items where they are."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release connections."""
 
 
 class StateStore(abc.ABC):
@@ -203,12 +273,20 @@ class StateStore(abc.ABC):
         self, *, marketo_id: int | None = None, dynamics_id: str | None = None, limit: int = 200
     ) -> list[LogEntry]: ...
 
-    # leases (one poller or sweep run at a time)
+    # leases (one poller or sweep run at a time; see shared/capture/lease.py)
     @abc.abstractmethod
-    def acquire_lease(self, name: str, owner: str, seconds: float) -> bool: ...
+    def acquire_lease(self, name: str, owner: str, seconds: float, *, replacing: str | None = None) -> bool:
+        """Hold ``name`` for ``seconds`` from now, when it is free, expired, already ``owner``'s
+        (a renewal), or still held by ``replacing`` (a holder known to be gone). Atomic: of
+        several callers at once, one wins."""
 
     @abc.abstractmethod
-    def release_lease(self, name: str, owner: str) -> None: ...
+    def get_lease(self, name: str) -> LeaseState | None:
+        """The lease as stored (it may have expired), or None when nobody holds it."""
+
+    @abc.abstractmethod
+    def release_lease(self, name: str, owner: str) -> None:
+        """Let go of the lease if ``owner`` still holds it (else nothing happens)."""
 
     # parked notices
     @abc.abstractmethod

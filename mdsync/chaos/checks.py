@@ -8,8 +8,11 @@
    did not take a value, the Dynamics edit is in Dynamics and Marketo kept its own.
 3. Every lead created in Dynamics is linked to a Marketo person holding its values.
 4. Links are intact: each pair is still linked to its own record.
-5. Parked notices and dead letters hold only permanent validation failures of poisoned pairs,
-   and each poisoned pair's failure is in the sync log and in its Marketo Activity Log.
+5. Parked notices and dead letters hold only permanent validation failures of poisoned pairs
+   and the new leads whose email Marketo's filter cannot carry, and each poisoned pair's failure
+   is in the sync log and in its Marketo Activity Log.
+6. Each such lead is reported: a failure in the sync log and a parked notice, both naming the
+   record, neither holding its email; no Marketo person is linked to it.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from mdsync.bench.seed import Pair
 from mdsync.harness import LocalSystem
 from shared.mapping import Side
 from shared.normalize import canonical
-from shared.notices import Notice
+from shared.replay import subject
 from shared.sync.activity_log import FAILURE_TYPE
 
 PairKey = tuple[str, int]
@@ -162,18 +165,33 @@ def failures_logged(system: LocalSystem, pairs: Iterable[Pair]) -> list[Violatio
     return found
 
 
-def _subject(body: str) -> str:
-    try:
-        notice = Notice.from_json(body)
-    except ValueError:
-        return "?"
-    return f"{notice.source.value} {notice.entity.value} {notice.record_id}"
+def bad_records_reported(system: LocalSystem, bad: Mapping[str, str]) -> list[Violation]:
+    """``bad``: lead id -> the email Marketo's filter cannot carry."""
+    state = system.deps.state
+    links = state.get_links_by_dynamics("lead", bad)
+    reasons = [p.reason for p in state.parked()]
+    found = []
+    for lead_id, email in bad.items():
+        failed = [e for e in state.read_log(dynamics_id=lead_id, limit=50) if e.action == "failed"]
+        if lead_id.lower() in {k.lower() for k in links}:
+            found.append(Violation("one bad record", f"lead {lead_id} ({email!r}) was linked"))
+        if not failed:
+            found.append(Violation("one bad record", f"lead {lead_id}: no failure in the sync log"))
+        if any(email in e.detail for e in failed) or any(email in r for r in reasons):
+            found.append(Violation("redacted", f"lead {lead_id}: its email reached the sync log"))
+        if not any(lead_id in r for r in reasons):
+            found.append(Violation("one bad record", f"lead {lead_id}: no parked notice names it"))
+    return found
 
 
-def parked_and_dead(system: LocalSystem, poisoned: Iterable[Pair], already: set[str]) -> list[Violation]:
+def parked_and_dead(
+    system: LocalSystem, poisoned: Iterable[Pair], bad: Mapping[str, str], already: set[str]
+) -> list[Violation]:
     """Parked notices and dead letters not seen before (``already``, updated): only validation
-    failures of poisoned pairs may be there."""
+    failures of poisoned pairs, and the leads with emails Marketo cannot filter on (``bad``), may
+    be there."""
     allowed = {str(p.marketo_id) for p in poisoned} | {p.dynamics_id.lower() for p in poisoned}
+    unfilterable = {lead_id.lower() for lead_id in bad}
     found = []
     items = [(p.dedup_id, p.body, p.reason) for p in system.deps.state.parked()]
     items += [(d.message_id, d.body, f"{d.reason}: {d.description}") for d in system.queue.dead_letters()]
@@ -181,8 +199,11 @@ def parked_and_dead(system: LocalSystem, poisoned: Iterable[Pair], already: set[
         if ident in already:
             continue
         already.add(ident)
-        subject = _subject(body)
-        if "validation" in reason.lower() and subject.split(" ")[-1].lower() in allowed:
+        about = subject(body) or "?"
+        record = about.split(" ")[-1].lower()
+        if "validation" in reason.lower() and record in allowed:
             continue
-        found.append(Violation("parked or dead-lettered", f"{subject}: {reason}"))
+        if "email" in reason and record in unfilterable:
+            continue
+        found.append(Violation("parked or dead-lettered", f"{about}: {reason}"))
     return found

@@ -9,11 +9,16 @@ A scenario is a few rounds. In each round some faults are armed, then:
 * concurrent edits, while webhooks flow and the poller runs: one side only, both sides on
   different fields, the same field twice on one side, new leads in Dynamics;
 * in the first round, poison edits: Marketo values Dynamics must refuse (a title longer than
-  the column allows, a city a business-rule plug-in rejects);
+  the column allows, a city a business-rule plug-in rejects), and new leads whose emails
+  Marketo's filter cannot take (a space, a comma, a foreign letter) among the good new leads;
 * events that move links, on pairs set aside for them: leads qualified into contacts (whose
   notes the contact does not carry), a person merged in Marketo into a duplicate, a contact
   merged in Dynamics into another, and races: a lead's title edited in Dynamics and, moments
-  later, in Marketo (whichever way the timing falls, Marketo's value must win on a lead).
+  later, in Marketo (whichever way the timing falls, Marketo's value must win on a lead);
+* in one round, a capture run killed mid-run (the sweep or the poll, on this host instance or
+  another) before anything else: capture must resume within one schedule period;
+* in one round, the writes to Dynamics of one batch refused for a permission (403), so its
+  notices are parked, then replayed at once, well within the queue's duplicate window.
 
 The scenario also blocks updates of the country field in Marketo for the API (Block Field
 Updates): a Dynamics edit of a country Marketo already holds is not taken, is reported, and
@@ -87,6 +92,15 @@ class Create:
 PairKey = tuple[str, int]
 
 
+@dataclass(frozen=True)
+class Kill:
+    """A capture run killed mid-run (``run``: "dynamics-sweep" or "marketo-poll"); with
+    ``elsewhere`` it ran on another host instance, so its lease must lapse."""
+
+    run: str
+    elsewhere: bool = False
+
+
 @dataclass
 class Round:
     faults: list[Fault] = field(default_factory=list)
@@ -97,6 +111,10 @@ class Round:
     marketo_merges: list[PairKey] = field(default_factory=list)  # persons merged into a duplicate
     dynamics_merges: list[tuple[PairKey, PairKey]] = field(default_factory=list)  # (merged, into)
     races: list[tuple[Edit, Edit]] = field(default_factory=list)  # (Dynamics edit, Marketo edit)
+    # New leads whose email Marketo's filter cannot carry: reported and parked, never linked.
+    bad_creates: list[Create] = field(default_factory=list)
+    kill: Kill | None = None
+    park_and_replay: bool = False
 
 
 @dataclass(frozen=True)
@@ -162,6 +180,8 @@ class _Planner:
         if not self.active:
             raise ValueError("the scenario needs more pairs than its collisions use")
         self.serial = 0
+        self.kill_round = self.rng.randrange(size.rounds)
+        self.replay_round = self.rng.randrange(size.rounds)
 
     def value(self, tag: str) -> str:
         self.serial += 1
@@ -181,6 +201,7 @@ class _Planner:
             plan.edits.extend(self._concurrent(owner))
         if number == 0:
             plan.poison = self._poison()
+            plan.bad_creates = self._bad_creates()
         size = self.size
         plan.qualifications = [self.event_leads.pop() for _ in range(size.qualifications_per_round)]
         plan.marketo_merges = [self.event_leads.pop() for _ in range(size.marketo_merges_per_round)]
@@ -191,7 +212,21 @@ class _Planner:
         for _ in range(size.races_per_round):
             pair = self.event_leads.pop()
             plan.races.append((self.edit("dynamics", pair, RACED), self.edit("marketo", pair, RACED)))
+        if number == self.kill_round:
+            run = self.rng.choice(("dynamics-sweep", "marketo-poll"))
+            plan.kill = Kill(run, elsewhere=self.rng.random() < 0.25)
+        plan.park_and_replay = number == self.replay_round
         return plan
+
+    def _bad_creates(self) -> list[Create]:
+        n = self.value("bad")
+        forms = (
+            f"{n} lopez@chaos.example",  # a space
+            f"jos\u00e9-{n}@chaos.example",  # not ASCII
+            f"{n},x@chaos.example",  # a comma: two values to Marketo's filter
+            f"{n}@chaos.example,victim@chaos.example",  # a comma and another person's address
+        )
+        return [Create("Chaos", f"{n}-{i}", email) for i, email in enumerate(self.rng.sample(forms, 2))]
 
     def _concurrent(self, owner: dict[tuple[tuple[str, int], str], str]) -> list[Edit | Create]:
         roll = self.rng.random()

@@ -11,6 +11,11 @@ whatever they did not use up, and converges: webhooks delivered, a poll, the que
 Then the checks of ``checks.py`` and ``events.py`` run. Link-moving events (qualifications,
 merges on both sides, races) are played with the round's edits (``events.py``).
 
+A round may also start by killing a capture run mid-run (``crash``) and ticking its timer until
+capture resumes (measured; it must within one schedule period, ``PERIOD``), and may have one
+batch's Dynamics writes refused for a permission, so its notices are parked, and replayed right
+after the round's traffic (``mdsync replay``'s path), within the queue's duplicate window.
+
 The worker's retry backoff is shortened for the run (``MDSYNC_RETRY_BASE_SECONDS`` 0.2 and
 ``MDSYNC_RETRY_MAX_SECONDS`` 2 instead of 5 s and 15 min; Retry-After is still honoured), so that
 rescheduled notices come back within the round: only time is compressed, the path a retry takes
@@ -37,14 +42,19 @@ from mdsync.bench.meter import PollDriver, sync_quietly
 from mdsync.bench.seed import Pair, seed_pairs
 from mdsync.chaos import checks
 from mdsync.chaos.checks import Expectation, PairKey, Violation
+from mdsync.chaos.crash import kill_mid_run, resume_seconds
 from mdsync.chaos.events import LinkEvents, lost_updates_restored
 from mdsync.chaos.faults import CrashAfterWrite, arm, clear
-from mdsync.chaos.plan import BLOCKED, REJECTED_PREFIX, Create, Edit, Round, ScenarioSize, make_plan
+from mdsync.chaos.plan import BLOCKED, REJECTED_PREFIX, Create, Edit, Kill, Round, ScenarioSize, make_plan
 from mdsync.harness import HarnessConfig, LocalSystem
 from shared.mapping import Side
+from shared.replay import replay
 
 POLL_SECONDS = 2.0
 CONVERGE_TIMEOUT = 120.0
+# Capture must resume within one schedule period of the timer the killed run belongs to: the
+# poll's default (1 minute) is the stricter one, and the bound for both.
+PERIOD = 60.0
 FAST_RETRY = {"MDSYNC_RETRY_BASE_SECONDS": "0.2", "MDSYNC_RETRY_MAX_SECONDS": "2"}
 # Writes confirmed (or found refused) a few seconds after they were made: longer than the
 # round's poll interval, so the echo usually comes first, as in production.
@@ -78,6 +88,9 @@ class ScenarioReport:
     races: int = 0
     faults: list[str] = field(default_factory=list)
     crashes: int = 0
+    # Seconds until capture resumed after each killed run, and notices replayed.
+    resumes: list[float] = field(default_factory=list)
+    replayed: int = 0
     seconds: float = 0.0
     effects: dict[str, Any] = field(default_factory=dict)
     violations: list[Violation] = field(default_factory=list)
@@ -92,6 +105,7 @@ class _Scenario:
         self.pairs: dict[PairKey, Pair] = {}
         self.poisoned: dict[PairKey, Pair] = {}
         self.created: dict[str, tuple[str, str, str]] = {}
+        self.bad_created: dict[str, str] = {}  # lead id -> the email Marketo cannot filter on
         self.seen_parked: set[str] = set()
         self.events = LinkEvents(system, self.pairs, seed)
         # Blocked fields whose two sides differ on purpose (Marketo did not take Dynamics' value).
@@ -127,21 +141,29 @@ class _Scenario:
 
     def round(self, number: int, plan: Round, crash: CrashAfterWrite) -> None:
         system = self.system
+        problems = self._kill(plan.kill) if plan.kill else []
         self.report.faults.extend(f.describe() for f in plan.faults)
         for fault in plan.faults:
             arm(system, fault, crash)
+        if plan.park_and_replay:
+            # One batch's Dynamics writes refused for a permission: parked, replayed below.
+            system.dataverse_admin.fail(1, status=403, path="$batch")
+            self.report.faults.append("park_and_replay")
         expected: dict[tuple[PairKey, str, str], Expectation] = {}
         winners = self._collide(plan)
         with PollDriver(system, POLL_SECONDS):
-            for item in [*plan.edits, *plan.poison]:
-                self._apply(item, expected if item not in plan.poison else {})
+            for item in [*plan.edits, *plan.poison, *plan.bad_creates]:
+                poison = item in plan.poison or item in plan.bad_creates
+                self._apply(item, expected if not poison else {}, bad=item in plan.bad_creates)
                 time.sleep(self.rng.uniform(0, 0.02))
             after = self.events.apply(plan, expected)
         self.report.moves += len(plan.qualifications) + len(plan.marketo_merges) + len(plan.dynamics_merges)
         self.report.races += len(plan.races)
         # The faults stay armed while the round's own traffic is synced; whatever they did not
         # use up is cleared only then.
-        problems = self._converge(sweep=False)
+        problems += self._converge(sweep=False)
+        if plan.park_and_replay:
+            self.report.replayed += len(replay(system.deps.given_up, system.deps.queue).replayed)
         clear(system, crash)
         problems += self._converge(sweep=True)
         self.events.settle(after)
@@ -150,6 +172,18 @@ class _Scenario:
         for problem in problems:
             self.report.violations.append(Violation(problem.rule, f"round {number + 1}: {problem.detail}"))
         self.report.rounds += 1
+
+    def _kill(self, kill: Kill) -> list[Violation]:
+        """A capture run killed mid-run, then the restarted host's timer ticking until capture
+        resumes."""
+        where = " on another instance" if kill.elsewhere else ""
+        self.report.faults.append(f"kill({kill.run}{where})")
+        kill_mid_run(self.system, kill.run, elsewhere=kill.elsewhere)
+        try:
+            self.report.resumes.append(resume_seconds(self.system, kill.run, tick=1.0, within=PERIOD))
+        except TimeoutError as exc:
+            return [Violation("capture resumes", str(exc))]
+        return []
 
     def _collide(self, plan: Round) -> dict[tuple[PairKey, str, str], Expectation]:
         """Both sides of fresh pairs edited while the webhooks are held: a true collision. On the
@@ -177,7 +211,13 @@ class _Scenario:
             self.system.dataverse_admin.pause_webhooks(False)
         return winners
 
-    def _apply(self, item: Edit | Create, expected: dict[tuple[PairKey, str, str], Expectation]) -> None:
+    def _apply(
+        self,
+        item: Edit | Create,
+        expected: dict[tuple[PairKey, str, str], Expectation],
+        *,
+        bad: bool = False,
+    ) -> None:
         system = self.system
         if isinstance(item, Create):
             lead_id = system.dataverse_admin.create_as(
@@ -190,7 +230,10 @@ class _Scenario:
                     "subject": "chaos",
                 },
             )
-            self.created[lead_id] = (item.first, item.last, item.email)
+            if bad:
+                self.bad_created[lead_id] = item.email
+            else:
+                self.created[lead_id] = (item.first, item.last, item.email)
             self.report.creates += 1
             return
         pair = self.pairs[item.pair]
@@ -244,7 +287,8 @@ class _Scenario:
             *checks.refusals_reported(system, pairs, self.held),
             *checks.links_intact(system, pairs),
             *checks.created_linked(system, self.created),
-            *checks.parked_and_dead(system, self.poisoned.values(), self.seen_parked),
+            *checks.bad_records_reported(system, self.bad_created),
+            *checks.parked_and_dead(system, self.poisoned.values(), self.bad_created, self.seen_parked),
         ]
 
     def _created_pairs(self) -> dict[PairKey, Pair]:
@@ -304,6 +348,8 @@ def _summary(reports: list[ScenarioReport]) -> Table:
         "moves",
         "races",
         "crashes",
+        "resumed after s",
+        "replayed",
         "s",
         "violations",
     )
@@ -320,6 +366,8 @@ def _summary(reports: list[ScenarioReport]) -> Table:
             str(r.moves),
             str(r.races),
             str(r.crashes),
+            ", ".join(f"{s:.1f}" for s in r.resumes) or "-",
+            str(r.replayed),
             f"{r.seconds:.0f}",
             verdict,
         )

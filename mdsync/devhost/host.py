@@ -33,7 +33,7 @@ from mdsync.devhost.discovery import (
     load_function_app,
 )
 from mdsync.devhost.hostconfig import HostConfig
-from mdsync.devhost.http import HttpFront, build_routes
+from mdsync.devhost.http import MAX_BODY_BYTES, HttpFront, build_routes
 from mdsync.devhost.keys import KeyRing
 from mdsync.devhost.queue_pump import DEFAULT_IDLE_WAIT, DEFAULT_LOCK_SECONDS, QueuePump
 from mdsync.devhost.settings import ExportedSettings, export_settings, read_local_settings
@@ -94,6 +94,7 @@ class DevHost:
         max_workers: int | None = None,
         queue_idle_wait: float = DEFAULT_IDLE_WAIT,
         queue_lock_seconds: float = DEFAULT_LOCK_SECONDS,
+        max_body_bytes: int = MAX_BODY_BYTES,
     ) -> None:
         self._pumps: list[QueuePump] = []
         values = settings_env if settings_env is not None else read_local_settings(local_settings_path())
@@ -122,6 +123,7 @@ class DevHost:
                 run_function=self._run_function_async,
                 # A function may just have queued notices: let the pumps look at once.
                 on_invoked=self.wake,
+                max_body_bytes=max_body_bytes,
             )
             monitor = MonitorStore(state_dir or DEFAULT_STATE_DIR)
             self._timers = {

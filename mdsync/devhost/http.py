@@ -6,6 +6,10 @@ note the real host answers 404 there, azure-functions-host#10098), check the key
 function's auth level (401), build a ``func.HttpRequest``, run the function on the worker pool
 and turn what it returns into the response with the library's own ``http`` output converter.
 A function that raises, or returns something the converter refuses, gives a bare 500.
+
+The body is bounded as the host bounds it (210 MB): a declared Content-Length over the limit is
+refused at once, and a body sent without one (chunked) is read piece by piece and refused as
+soon as it passes the limit, never held whole first.
 """
 
 from __future__ import annotations
@@ -86,7 +90,9 @@ class HttpFront:
         executor: Executor,
         run_function: RunFunction,
         on_invoked: Callable[[], None] = lambda: None,
+        max_body_bytes: int = MAX_BODY_BYTES,
     ) -> None:
+        self._max_body = max_body_bytes
         self._routes = list(routes)
         self._prefix = route_prefix.strip("/")
         self._keys = keys
@@ -173,17 +179,29 @@ class HttpFront:
         length = request.headers.get("content-length") or "0"
         if not length.isdigit():
             return Response(status_code=400)
-        if int(length) > MAX_BODY_BYTES:
+        if int(length) > self._max_body:
             return Response(status_code=413)
+        body = await self._bounded_body(request)
+        if body is None:
+            return Response(status_code=413, headers={"Connection": "close"})
         http_request = func.HttpRequest(
             method=request.method,
             url=str(request.url),
             headers=headers,
             params=params,
             route_params=route_params,
-            body=await request.body(),
+            body=body,
         )
         return await self._invoke(route.spec, http_request)
+
+    async def _bounded_body(self, request: Request) -> bytes | None:
+        """The body, or None as soon as it passes the limit (the rest is not read)."""
+        body = bytearray()
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > self._max_body:
+                return None
+        return bytes(body)
 
     async def _invoke(self, spec: FunctionSpec, http_request: func.HttpRequest) -> Response:
         call = functools.partial(invoke, spec, http_request, reason=HTTP_REASON)

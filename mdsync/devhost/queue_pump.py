@@ -20,7 +20,7 @@ from azure.functions.servicebus import ServiceBusMessage
 
 from mdsync.devhost.discovery import FunctionSpec, ServiceBusTrigger
 from mdsync.devhost.invoke import invoke
-from shared.ports import LocalQueue, ReceivedNotice
+from shared.ports import LocalQueue, ReceivedMessage
 
 log = logging.getLogger(__name__)
 
@@ -31,10 +31,10 @@ DEFAULT_LOCK_SECONDS = 300.0
 DEFAULT_IDLE_WAIT = 0.25
 
 
-def to_message(received: ReceivedNotice, *, locked_until: datetime) -> ServiceBusMessage:
+def to_message(received: ReceivedMessage, *, locked_until: datetime) -> ServiceBusMessage:
     """The message object the worker would build for this delivery."""
     return ServiceBusMessage(
-        body=received.notice.to_json().encode("utf-8"),
+        body=received.body.encode("utf-8"),
         message_id=received.message_id,
         delivery_count=received.delivery_count,
         enqueued_time_utc=received.enqueued_at,
@@ -124,7 +124,7 @@ class QueuePump:
             else:
                 wait([self._pool.submit(self._deliver, [one]) for one in received])
 
-    def _collect(self) -> list[ReceivedNotice]:
+    def _collect(self) -> list[ReceivedMessage]:
         """Like the Service Bus extension with minMessageBatchSize: once something arrived, keep
         gathering (holding the locks) until the minimum is reached or maxBatchWaitTime passed,
         so a burst is handed over in a few large batches rather than many small ones."""
@@ -141,14 +141,14 @@ class QueuePump:
             batch += self._receive(self._receive_count - len(batch))
         return batch
 
-    def _receive(self, count: int) -> list[ReceivedNotice]:
+    def _receive(self, count: int) -> list[ReceivedMessage]:
         try:
             return self._queue.receive(count, lock_seconds=self._lock_seconds)
         except Exception:
             log.exception("receiving from the local queue failed; retrying")
             return []
 
-    def _deliver(self, received: Sequence[ReceivedNotice]) -> None:
+    def _deliver(self, received: Sequence[ReceivedMessage]) -> None:
         locked_until = datetime.now(UTC) + timedelta(seconds=self._lock_seconds)
         messages = [to_message(r, locked_until=locked_until) for r in received]
         try:
@@ -158,7 +158,7 @@ class QueuePump:
         else:
             self._settle(received, self._queue.complete, "complete")
 
-    def _settle(self, received: Sequence[ReceivedNotice], action: Callable[[str], None], verb: str) -> None:
+    def _settle(self, received: Sequence[ReceivedMessage], action: Callable[[str], None], verb: str) -> None:
         for one in received:
             try:
                 action(one.lock_token)

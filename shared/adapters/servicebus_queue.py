@@ -44,7 +44,7 @@ from shared.errors import (
     TransientError,
 )
 from shared.notices import Notice
-from shared.ports import NoticeQueue
+from shared.ports import NoticeQueue, RawMessage
 
 if TYPE_CHECKING:
     from azure.core.credentials import TokenCredential
@@ -100,6 +100,11 @@ def to_message(notice: Notice) -> ServiceBusMessage:
     )
 
 
+def raw_message(message: RawMessage) -> ServiceBusMessage:
+    """A body sent as it is (a replay of what may not be a notice this code can read)."""
+    return ServiceBusMessage(message.body, message_id=message.message_id, content_type=CONTENT_TYPE)
+
+
 class ServiceBusQueue(NoticeQueue):
     """Sends and schedules notices on one Service Bus queue."""
 
@@ -134,13 +139,19 @@ class ServiceBusQueue(NoticeQueue):
         self._lock = threading.Lock()
 
     def send(self, notices: Sequence[Notice]) -> None:
-        if not notices:
+        self._send([(n.dedup_id, to_message(n)) for n in notices])
+
+    def send_raw(self, messages: Sequence[RawMessage]) -> None:
+        self._send([(m.message_id, raw_message(m)) for m in messages])
+
+    def _send(self, messages: Sequence[tuple[str, ServiceBusMessage]]) -> None:
+        if not messages:
             return
         with self._lock, self._errors():
             sender = self._get_sender()
-            for batch, _ in self._batches(sender, notices):
+            for batch, _ in self._batches(sender, messages):
                 sender.send_messages(batch)
-        logger.debug("queue %s: sent %d notice(s)", self.queue_name, len(notices))
+        logger.debug("queue %s: sent %d message(s)", self.queue_name, len(messages))
 
     def schedule(self, notices: Sequence[Notice], at: datetime) -> None:
         if not notices:
@@ -150,7 +161,7 @@ class ServiceBusQueue(NoticeQueue):
         with self._lock, self._errors():
             sender = self._get_sender()
             # One management request per batch-sized group, so no request exceeds the link's size.
-            for _, messages in self._batches(sender, notices):
+            for _, messages in self._batches(sender, [(n.dedup_id, to_message(n)) for n in notices]):
                 sender.schedule_messages(messages, at)
         logger.debug("queue %s: scheduled %d notice(s)", self.queue_name, len(notices))
 
@@ -164,34 +175,33 @@ class ServiceBusQueue(NoticeQueue):
             self._drop_connection()
 
     def _batches(
-        self, sender: MessageSender, notices: Sequence[Notice]
+        self, sender: MessageSender, outgoing: Sequence[tuple[str, ServiceBusMessage]]
     ) -> list[tuple[ServiceBusMessageBatch, list[ServiceBusMessage]]]:
-        """Every notice in exactly one batch, in order; built before anything is sent."""
+        """Every message in exactly one batch, in order; built before anything is sent."""
         batches: list[tuple[ServiceBusMessageBatch, list[ServiceBusMessage]]] = []
         batch = sender.create_message_batch()
         messages: list[ServiceBusMessage] = []
-        for notice in notices:
-            message = to_message(notice)
+        for message_id, message in outgoing:
             try:
                 batch.add_message(message)
             except sb.MessageSizeExceededError:
                 if not messages:
-                    raise self._too_large(notice, batch.max_size_in_bytes) from None
+                    raise self._too_large(message_id, batch.max_size_in_bytes) from None
                 batches.append((batch, messages))
                 batch, messages = sender.create_message_batch(), []
                 try:
                     batch.add_message(message)
                 except sb.MessageSizeExceededError:
-                    raise self._too_large(notice, batch.max_size_in_bytes) from None
+                    raise self._too_large(message_id, batch.max_size_in_bytes) from None
             messages.append(message)
         if messages:
             batches.append((batch, messages))
         return batches
 
     @staticmethod
-    def _too_large(notice: Notice, limit: int) -> PermanentError:
+    def _too_large(message_id: str, limit: int) -> PermanentError:
         return PermanentError(
-            f"notice {notice.dedup_id} does not fit in a message ({limit} bytes allowed)",
+            f"notice {message_id} does not fit in a message ({limit} bytes allowed)",
             service=SERVICE,
             code="MessageSizeExceeded",
         )
@@ -203,22 +213,7 @@ class ServiceBusQueue(NoticeQueue):
         return self._sender
 
     def _make_client(self) -> ServiceBusClient:
-        if self._connection_string:
-            try:
-                return ServiceBusClient.from_connection_string(
-                    self._connection_string, **self._client_options
-                )
-            except ValueError as exc:
-                raise ConfigurationError(f"ServiceBusConnection is not valid: {exc}") from exc
-        credential = self._credential
-        if credential is None:
-            # Imported here: azure.identity costs ~0.1 s of cold start.
-            from azure.identity import DefaultAzureCredential  # noqa: PLC0415
-
-            credential = DefaultAzureCredential()
-        return ServiceBusClient(
-            fully_qualified_namespace=str(self._namespace), credential=credential, **self._client_options
-        )
+        return make_client(self._connection_string, self._namespace, self._credential, **self._client_options)
 
     def _drop_connection(self) -> None:
         sender, client = self._sender, self._client
@@ -239,6 +234,34 @@ class ServiceBusQueue(NoticeQueue):
             if isinstance(mapped, TransientError):
                 self._drop_connection()
             raise mapped from exc
+
+
+def make_client(
+    connection_string: str | None,
+    fully_qualified_namespace: str | None,
+    credential: TokenCredential | None,
+    **client_options: Any,
+) -> ServiceBusClient:
+    """A client from a connection string (SAS; it wins when both are set, as in the Functions
+    host) or from the namespace and an identity (default ``DefaultAzureCredential``)."""
+    if connection_string:
+        try:
+            return ServiceBusClient.from_connection_string(connection_string, **client_options)
+        except ValueError as exc:
+            raise ConfigurationError(f"ServiceBusConnection is not valid: {exc}") from exc
+    if not fully_qualified_namespace:
+        raise ConfigurationError(
+            "Service Bus needs ServiceBusConnection (a connection string) or "
+            "ServiceBusConnection__fullyQualifiedNamespace (an identity-based connection)"
+        )
+    if credential is None:
+        # Imported here: azure.identity costs ~0.1 s of cold start.
+        from azure.identity import DefaultAzureCredential  # noqa: PLC0415
+
+        credential = DefaultAzureCredential()
+    return ServiceBusClient(
+        fully_qualified_namespace=fully_qualified_namespace, credential=credential, **client_options
+    )
 
 
 def _classify() -> list[tuple[type[Exception], Callable[[str, str], MdsyncError]]]:

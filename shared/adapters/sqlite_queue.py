@@ -9,7 +9,11 @@
 - Duplicate detection: a notice whose ``dedup_id`` (the message id) was sent or scheduled within
   ``duplicate_window_seconds`` is accepted and dropped, as Service Bus does.
 - FIFO by enqueue time then sequence; a scheduled message is enqueued at its scheduled time.
-- Dead letters stay until resubmitted (``resubmit_dead_letters``, the local "replay").
+- Bodies are delivered as they were sent, read or not: like the Service Bus trigger, the queue
+  does not judge what it carries, and the worker keeps what it cannot read (parked with its raw
+  body), the same way here and in Azure.
+- Dead letters stay until removed; ``LocalDeadLetters`` lists them for ``mdsync replay``, which
+  queues a replacement and removes the dead letter only once the replacement is queued.
 
 Several queues may live in one file (``queue_name``), beside the state store's tables.
 """
@@ -24,19 +28,16 @@ from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
-from pydantic import ValidationError as PydanticValidationError
-
 from shared.adapters._clock import Clock, system_clock, to_datetime
 from shared.adapters._sqlite import SqliteDatabase
 from shared.errors import ConflictError
 from shared.notices import Notice
-from shared.ports import DeadLetter, LocalQueue, ReceivedNotice
+from shared.ports import DeadLetter, GivenUp, GivenUpStore, LocalQueue, RawMessage, ReceivedMessage
 
 logger = logging.getLogger(__name__)
 
 SERVICE = "queue"
 MAX_DELIVERY_COUNT_EXCEEDED = "MaxDeliveryCountExceeded"
-INVALID_NOTICE = "InvalidNotice"
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS queue_messages (
@@ -98,15 +99,18 @@ class SqliteQueue(LocalQueue):
     # --- sending -----------------------------------------------------------------------------
 
     def send(self, notices: Sequence[Notice]) -> None:
-        self._enqueue(notices, at=None)
+        self._enqueue(_raw(notices), at=None)
 
     def schedule(self, notices: Sequence[Notice], at: datetime) -> None:
         if at.tzinfo is None:
             at = at.replace(tzinfo=UTC)
-        self._enqueue(notices, at=at.timestamp())
+        self._enqueue(_raw(notices), at=at.timestamp())
 
-    def _enqueue(self, notices: Sequence[Notice], *, at: float | None) -> None:
-        if not notices:
+    def send_raw(self, messages: Sequence[RawMessage]) -> None:
+        self._enqueue(messages, at=None)
+
+    def _enqueue(self, messages: Sequence[RawMessage], *, at: float | None) -> None:
+        if not messages:
             return
         now = self._clock()
         dropped = 0
@@ -115,13 +119,13 @@ class SqliteQueue(LocalQueue):
                 "DELETE FROM queue_dedup WHERE queue = ? AND sent_at <= ?",
                 (self.queue_name, now - self.duplicate_window_seconds),
             )
-            for notice in notices:
-                if not self._remember(conn, notice.dedup_id, now):
+            for message in messages:
+                if not self._remember(conn, message.message_id, now):
                     dropped += 1
                     continue
                 conn.execute(
                     "INSERT INTO queue_messages (queue, message_id, body, enqueued_at) VALUES (?, ?, ?, ?)",
-                    (self.queue_name, notice.dedup_id, notice.to_json(), now if at is None else at),
+                    (self.queue_name, message.message_id, message.body, now if at is None else at),
                 )
         if dropped:
             logger.debug("queue %s: dropped %d duplicate notice(s)", self.queue_name, dropped)
@@ -137,21 +141,15 @@ class SqliteQueue(LocalQueue):
 
     # --- receiving and settling ----------------------------------------------------------------
 
-    def receive(self, max_count: int, *, lock_seconds: float = 60.0) -> list[ReceivedNotice]:
+    def receive(self, max_count: int, *, lock_seconds: float = 60.0) -> list[ReceivedMessage]:
         if max_count < 1:
             return []
         now = self._clock()
-        received: list[ReceivedNotice] = []
+        received: list[ReceivedMessage] = []
         with self._db.write() as conn:
             self._expire_exhausted(conn, now)
             rows = conn.execute(_READY, self._ready_args(now, max_count)).fetchall()
             for seq, message_id, body, delivery_count, enqueued_at in rows:
-                try:
-                    notice = Notice.from_json(body)
-                except PydanticValidationError as exc:
-                    # Left over from an older notice schema: unreadable forever, so park it.
-                    self._kill(conn, seq, INVALID_NOTICE, f"{exc.error_count()} validation error(s)", now)
-                    continue
                 token = uuid.uuid4().hex
                 conn.execute(
                     "UPDATE queue_messages SET lock_token = ?, locked_until = ?,"
@@ -159,8 +157,8 @@ class SqliteQueue(LocalQueue):
                     (token, now + lock_seconds, seq),
                 )
                 received.append(
-                    ReceivedNotice(
-                        notice=notice,
+                    ReceivedMessage(
+                        body=body,
                         message_id=message_id,
                         lock_token=token,
                         delivery_count=delivery_count + 1,
@@ -267,30 +265,17 @@ class SqliteQueue(LocalQueue):
             for message_id, body, reason, description, dead_at in rows
         ]
 
-    def resubmit_dead_letters(self, message_ids: Iterable[str]) -> int:
-        """Put dead letters back at the tail of the queue with a fresh delivery count.
-
-        Duplicate detection does not apply: a replay is an operator's explicit decision.
-        Returns how many messages were resubmitted (unknown ids are ignored).
-        """
-        now = self._clock()
-        moved = 0
+    def delete_dead_letters(self, message_ids: Iterable[str]) -> int:
+        """Remove dead letters (unknown ids are ignored); returns how many were removed."""
+        removed = 0
         with self._db.write() as conn:
             for message_id in dict.fromkeys(message_ids):
-                rows = conn.execute(
-                    "SELECT seq, body FROM queue_messages WHERE queue = ? AND message_id = ?"
-                    " AND dead_at IS NOT NULL ORDER BY seq",
+                cursor = conn.execute(
+                    "DELETE FROM queue_messages WHERE queue = ? AND message_id = ? AND dead_at IS NOT NULL",
                     (self.queue_name, message_id),
-                ).fetchall()
-                for seq, body in rows:
-                    conn.execute("DELETE FROM queue_messages WHERE seq = ?", (seq,))
-                    conn.execute(
-                        "INSERT INTO queue_messages (queue, message_id, body, enqueued_at)"
-                        " VALUES (?, ?, ?, ?)",
-                        (self.queue_name, message_id, body, now),
-                    )
-                    moved += 1
-        return moved
+                )
+                removed += cursor.rowcount
+        return removed
 
     def wait_for_messages(self, timeout: float, *, poll_interval: float = 0.05) -> bool:
         """Block up to ``timeout`` seconds until a message is ready; True if one is."""
@@ -314,3 +299,35 @@ class SqliteQueue(LocalQueue):
 
     def close(self) -> None:
         self._db.close()
+
+
+def _raw(notices: Sequence[Notice]) -> list[RawMessage]:
+    return [RawMessage(n.dedup_id, n.to_json()) for n in notices]
+
+
+class LocalDeadLetters(GivenUpStore):
+    """The embedded queue's dead letters, as ``mdsync replay`` sees them."""
+
+    name = "dead-letter"
+
+    def __init__(self, queue: SqliteQueue) -> None:
+        self.queue = queue
+
+    def peek(self, max_count: int) -> list[GivenUp]:
+        return [
+            GivenUp(
+                store=self.name,
+                item_id=d.message_id,
+                body=d.body,
+                reason=f"{d.reason}: {d.description}" if d.description else d.reason,
+                at=d.dead_lettered_at,
+            )
+            for d in self.queue.peek_dead_letters(max_count)
+        ]
+
+    def take(self, max_count: int) -> list[GivenUp]:
+        # One operator at a time: nothing else settles dead letters of the embedded queue.
+        return self.peek(max_count)
+
+    def remove(self, items: Sequence[GivenUp]) -> None:
+        self.queue.delete_dead_letters(item.item_id for item in items)

@@ -11,7 +11,8 @@ Contract shared with the Table Storage adapter (the contract tests hold both to 
 - ``put_shadows`` writes each shadow on its own: the ones with a stale etag are skipped and, once
   the others are written, one ConflictError names them.
 - A lease is held by one owner until it expires; its owner may renew it; an expired lease may be
-  taken by anyone; releasing a lease one does not hold does nothing.
+  taken by anyone, and an unexpired one by whoever names its holder as gone (``replacing``);
+  releasing a lease one does not hold does nothing.
 """
 
 from __future__ import annotations
@@ -23,11 +24,11 @@ from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from shared.adapters._clock import Clock, from_micros, system_clock, to_micros
+from shared.adapters._clock import Clock, from_micros, system_clock, to_datetime, to_micros
 from shared.adapters._sqlite import SqliteDatabase
 from shared.errors import ConflictError
 from shared.notices import FieldValue
-from shared.ports import Checkpoint, Link, LogEntry, ParkedNotice, Shadow, StateStore
+from shared.ports import Checkpoint, LeaseState, Link, LogEntry, ParkedNotice, Shadow, StateStore
 
 SERVICE = "state"
 _CHUNK = 500  # ids per IN (...) query, well under SQLite's variable limit
@@ -342,13 +343,13 @@ class SqliteStateStore(StateStore):
 
     # --- leases --------------------------------------------------------------------------------
 
-    def acquire_lease(self, name: str, owner: str, seconds: float) -> bool:
+    def acquire_lease(self, name: str, owner: str, seconds: float, *, replacing: str | None = None) -> bool:
         now = self._clock()
         with self._db.write() as conn:
             row = conn.execute(
                 "SELECT owner, expires_at FROM state_leases WHERE name = ?", (name,)
             ).fetchone()
-            if row is not None and row[0] != owner and row[1] > now:
+            if row is not None and row[0] not in (owner, replacing) and row[1] > now:
                 return False
             conn.execute(
                 "INSERT INTO state_leases (name, owner, expires_at) VALUES (?, ?, ?)"
@@ -357,6 +358,13 @@ class SqliteStateStore(StateStore):
                 (name, owner, now + seconds),
             )
         return True
+
+    def get_lease(self, name: str) -> LeaseState | None:
+        with self._db.read() as conn:
+            row = conn.execute(
+                "SELECT owner, expires_at FROM state_leases WHERE name = ?", (name,)
+            ).fetchone()
+        return None if row is None else LeaseState(name, row[0], to_datetime(row[1]))
 
     def release_lease(self, name: str, owner: str) -> None:
         with self._db.write() as conn:

@@ -61,7 +61,7 @@ from azure.data.tables import (
     UpdateMode,
 )
 
-from shared.adapters._clock import Clock, from_micros, system_clock, to_micros
+from shared.adapters._clock import Clock, from_micros, system_clock, to_datetime, to_micros
 from shared.adapters._table_keys import (
     MAX_TEXT_BYTES,
     dynamics_partition,
@@ -76,7 +76,7 @@ from shared.adapters._table_keys import (
 from shared.adapters._tables_errors import SERVICE, error_code, map_tables_error
 from shared.errors import ConfigurationError, ConflictError, PermanentError
 from shared.notices import FieldValue
-from shared.ports import Checkpoint, Link, LogEntry, ParkedNotice, Shadow, StateStore
+from shared.ports import Checkpoint, LeaseState, Link, LogEntry, ParkedNotice, Shadow, StateStore
 
 if TYPE_CHECKING:
     from azure.core.credentials import TokenCredential
@@ -648,7 +648,7 @@ class TableStateStore(StateStore):
 
     # --- leases --------------------------------------------------------------------------------
 
-    def acquire_lease(self, name: str, owner: str, seconds: float) -> bool:
+    def acquire_lease(self, name: str, owner: str, seconds: float, *, replacing: str | None = None) -> bool:
         now = self._clock()
         row = escape_key(name)
         lease = {
@@ -668,11 +668,12 @@ class TableStateStore(StateStore):
             current = self._get("leases", "lease", row)
             if current is None:
                 continue  # released between our two calls
-            if current["Owner"] != owner and float(current["ExpiresAt"]) > now:
+            if current["Owner"] not in (owner, replacing) and float(current["ExpiresAt"]) > now:
                 return False
             with self._errors():
                 try:
-                    # Renewal by the owner, or take-over of an expired lease: only if unchanged.
+                    # Renewal by the owner, take-over of an expired lease or of one whose holder
+                    # is gone: only if unchanged since read.
                     table.update_entity(
                         lease, mode=UpdateMode.REPLACE, etag=_etag(current), match_condition=_IF_MATCH
                     )
@@ -680,6 +681,12 @@ class TableStateStore(StateStore):
                 except (ResourceModifiedError, ResourceNotFoundError):
                     return False
         return False
+
+    def get_lease(self, name: str) -> LeaseState | None:
+        current = self._get("leases", "lease", escape_key(name))
+        if current is None:
+            return None
+        return LeaseState(name, str(current["Owner"]), to_datetime(float(current["ExpiresAt"])))
 
     def release_lease(self, name: str, owner: str) -> None:
         row = escape_key(name)

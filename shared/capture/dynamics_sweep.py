@@ -17,7 +17,8 @@ Same discipline as the poller: queue first, then advance the checkpoint (conditi
 etag), one checkpoint per table. A crash in between repeats the same notices: a changed row's
 notice is named by its row version (the same id the webhook gave that change, so the queue drops
 whichever comes second), a deletion's by the delta link that reported it. One sweep at a time
-(a lease). The first sweep of a table only records where to start: nothing older is queued.
+(a short lease, renewed while it runs: ``lease``). The first sweep of a table only records
+where to start: nothing older is queued.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from shared.capture.lease import LEASE_SECONDS, Lease
 from shared.dataverse.client import DataverseClient
 from shared.errors import AccessDeniedError, ConflictError, PermanentError
 from shared.mapping import FieldMapping
@@ -80,7 +82,7 @@ class DynamicsSweep:
         mapping: FieldMapping,
         *,
         sync_user_ids: frozenset[str] = frozenset(),
-        lease_seconds: float = 900.0,
+        lease_seconds: float = LEASE_SECONDS,
         use_change_tracking: bool | None = None,
     ) -> None:
         self.dataverse = dataverse
@@ -92,18 +94,15 @@ class DynamicsSweep:
         self.use_change_tracking = use_change_tracking
 
     def run(self, now: datetime | None = None) -> SweepResult:
-        owner = uuid.uuid4().hex
-        if not self.state.acquire_lease(LEASE, owner, self.lease_seconds):
-            return SweepResult(0, {}, skipped="another sweep holds the lease")
-        try:
+        with Lease(self.state, LEASE, seconds=self.lease_seconds) as lease:
+            if not lease.held:
+                return SweepResult(0, {}, skipped="another sweep holds the lease")
             moment = now or datetime.now(UTC)
             queued, modes = 0, {}
             for entity in ENTITY_SETS:
                 count, modes[entity] = self._sweep(entity, moment)
                 queued += count
             return SweepResult(queued, modes)
-        finally:
-            self.state.release_lease(LEASE, owner)
 
     def _select(self, entity: str) -> list[str]:
         extra = [f"{entity}id", "modifiedon", "versionnumber", "_modifiedby_value"]

@@ -31,10 +31,11 @@ short schedule would spend a sizeable part of the daily quota (every 10 s: 17,28
 on feeds that are nearly always empty. A run's pages: the change feed gets what the other two
 do not need, and each of them gets at least one page when it is due.
 
-One run at a time. A run takes a lease; an overlapping run finds it held and does nothing. A run
-that outlived its lease fails its conditional checkpoint write and leaves the checkpoint to the
-run that moved it. The first run ever only records where to start (now, or ``start_at``):
-history before it is not replayed.
+One run at a time. A run takes a short lease, renewed while it goes on (``lease``); an
+overlapping run finds it held and does nothing, and a crashed run's lease is taken back by the
+restarted host at once (or lapses within 30 s). A run that lost its lease anyway fails its
+conditional checkpoint write and leaves the checkpoint to the run that moved it. The first run
+ever only records where to start (now, or ``start_at``): history before it is not replayed.
 
 Own writes are a hint, never a decision. Marketo records the Source "Web service API" on every
 change made through the REST API, by mdsync or by any other integration, so a notice whose
@@ -54,12 +55,12 @@ import json
 import logging
 import math
 import re
-import uuid
 from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from shared.capture.lease import LEASE_SECONDS, Lease
 from shared.errors import ConflictError
 from shared.mapping import FieldMapping
 from shared.marketo.client import MarketoClient
@@ -269,7 +270,7 @@ class MarketoPoller:
         *,
         max_pages: int = 50,
         start_at: datetime | None = None,
-        lease_seconds: float = 300.0,
+        lease_seconds: float = LEASE_SECONDS,
         deletes_every: timedelta = timedelta(0),
     ) -> None:
         if max_pages < 3:
@@ -285,13 +286,10 @@ class MarketoPoller:
         self.mapped = frozenset(f.marketo for e in (mapping.lead, mapping.contact) for f in e.fields)
 
     def run(self, now: datetime | None = None) -> PollResult:
-        owner = uuid.uuid4().hex
-        if not self.state.acquire_lease(LEASE, owner, self.lease_seconds):
-            return PollResult(0, 0, 0, drained=False, skipped="another poll run holds the lease")
-        try:
+        with Lease(self.state, LEASE, seconds=self.lease_seconds) as lease:
+            if not lease.held:
+                return PollResult(0, 0, 0, drained=False, skipped="another poll run holds the lease")
             return self._run(now or datetime.now(UTC))
-        finally:
-            self.state.release_lease(LEASE, owner)
 
     def _start(self, now: datetime) -> Checkpoint | PollResult:
         """The first run: record where reading starts."""

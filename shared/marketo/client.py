@@ -20,9 +20,10 @@ from typing import Any, TypeVar
 import requests
 
 from shared.calls import CallCounter
-from shared.errors import ConflictError
+from shared.errors import UNSENDABLE, ConflictError, ValidationError
 from shared.marketo.bulk_extract import LeadExportClient
 from shared.marketo.bulk_import import LeadImportClient
+from shared.marketo.filters import unsendable
 from shared.marketo.limiter import IDENTITY_ENDPOINT, CallLimiter
 from shared.marketo.models import (
     Activity,
@@ -35,6 +36,7 @@ from shared.marketo.models import (
 )
 from shared.marketo.tokens import TokenCache
 from shared.marketo.transport import Call, Transport
+from shared.redaction import redact
 
 __all__ = ["MarketoClient"]
 
@@ -120,8 +122,17 @@ class MarketoClient:
     ) -> list[dict[str, Any]]:
         """Persons whose ``filter_type`` field equals one of ``values`` (Get Leads by Filter
         Type), 300 values a call, following ``nextPageToken``. A long query is sent as a POST
-        with ``_method=GET``."""
+        with ``_method=GET``. A value the filter cannot carry (``filters.unsendable``: a comma
+        would make it two values) raises ValidationError ``mdsync-unsendable`` before anything
+        is sent."""
         unique = list(dict.fromkeys(str(v) for v in values if str(v)))
+        refused = [f"{redact(v)!r} {why}" for v in unique if (why := unsendable(filter_type, v))]
+        if refused:
+            raise ValidationError(
+                f"cannot filter {filter_type} by " + "; ".join(refused[:5]),
+                service="marketo",
+                code=UNSENDABLE,
+            )
         found: list[dict[str, Any]] = []
         for chunk in _chunks(unique, BATCH):
             params = [

@@ -30,6 +30,7 @@ from shared.sync.journal import Journal
 from shared.sync.linking import adopt
 from shared.sync.planning import Columns, Planner, currency_binding, excluded, link_fields
 from shared.sync.reads import DynamicsReader
+from shared.sync.split import Refusal, refuse
 from shared.sync.validation import Problem, describe, validate_write
 
 NOT_PUSHED = "new person in Marketo: not pushed to Dynamics (the flow step creates its lead)"
@@ -92,9 +93,15 @@ class LeadCreator:
             emails = {m: e for m, p in candidates.items() if (e := email_key(p.get(email_field.marketo)))}
             if not emails:
                 return
-            found = self.rows.unlinked_by_email(entity, emails.values())
+            read = self.rows.unlinked_by_email(entity, emails.values())
+            found = read.found
             taken = batch.linked_records()
             for marketo_id, email in emails.items():
+                refusal = read.refused.get(email.lower())
+                if refusal is not None:
+                    candidates.pop(marketo_id)
+                    self._email_refused(batch, marketo_id, refusal, email_field.dynamics, journal)
+                    continue
                 row = found.pop(email, None)
                 if row is None or excluded(self.mapping, row):
                     continue
@@ -105,6 +112,15 @@ class LeadCreator:
                 link = Link(marketo_id, entity, record_id)
                 why = "linked to the unlinked record with the same email"
                 adopt(batch, self.planner, link, (person, row), journal, why=why)
+
+    def _email_refused(
+        self, batch: Batch, marketo_id: int, refusal: Refusal, column: str, journal: Journal
+    ) -> None:
+        """Its email could not be looked up in Dynamics: no lead is made (it might be a second)."""
+        notices = batch.unlinked_persons.pop(marketo_id, [])
+        who = Link(marketo_id, "lead", "")
+        record = f"Marketo person {marketo_id} (looking up its email in Dynamics)"
+        refuse(batch, journal, who, notices, refusal, record=record, fields=(column,))
 
     # --- a new lead -----------------------------------------------------------------------------
 

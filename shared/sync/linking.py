@@ -21,6 +21,11 @@ are reconciled by the first-link rule (``shared.reconcile.decide_first_link``: b
 Dynamics, the system of record, fills Marketo where both hold a value; a blank never overwrites
 a value), never by a collision rule that would let a stale Marketo value overwrite what sales
 just typed. Emails match without case; each side keeps the case it was typed in.
+
+One record never holds the others back (``split``): an email Marketo's filter cannot carry (a
+comma would make it two addresses, one perhaps another person's) is never looked up, and its
+record is reported and parked instead of being linked or given a person; a lookup or a creation
+refused for its content is split until the refused record stands alone.
 """
 
 from __future__ import annotations
@@ -28,10 +33,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from shared.errors import PermanentError, ServiceUnavailableError, TransientError
+from shared.errors import ServiceUnavailableError, TransientError
 from shared.mapping import FieldMap, FieldMapping, FieldType, Side
 from shared.marketo.client import MarketoClient
-from shared.marketo.models import Reason
+from shared.marketo.models import PushResult, Reason
 from shared.normalize import UnmappedOptionError, email_key, to_marketo
 from shared.notices import Kind, Notice, Source
 from shared.ports import Link, Shadow, StateStore
@@ -40,6 +45,7 @@ from shared.sync.batch import Batch, Orphan, Pair, Row
 from shared.sync.journal import Journal
 from shared.sync.planning import Planner, excluded, link_fields
 from shared.sync.reads import DynamicsReader, MarketoReader
+from shared.sync.split import Piece, Refusal, per_item, refuse, send_split
 
 QUALIFIED = 1
 ALREADY_EXISTS = "1005"
@@ -125,8 +131,9 @@ class OrphanLinker:
         pending = [o for o in batch.orphans.values() if self._wanted(o, journal)]
         adoptions, pending = self._recover(batch, pending)
         emails = {o.record_id: self._email(o) for o in pending}
-        wanted = {e for e in emails.values() if e}
-        matches = self.people.by_emails(wanted) if wanted else {}
+        found = self.people.by_emails({e for e in emails.values() if e})
+        pending = [o for o in pending if not self._email_refused(batch, o, emails, found.refused, journal)]
+        matches = found.found
         taken = self._taken(batch, matches) | {int(person["id"]) for _, person, _ in adoptions}
         fresh: list[Orphan] = []
         duplicates: list[Orphan] = []
@@ -202,7 +209,8 @@ class OrphanLinker:
         if not ids:
             return [], orphans
         linked = set(self.state.get_links_by_marketo(ids)) | set(batch.pairs)
-        alive = self.people.by_ids(ids - linked)
+        # An id Marketo cannot be asked for names no live person: such a record links by email.
+        alive = self.people.by_ids(ids - linked).found
         adoptions: list[Adoption] = []
         rest = []
         for orphan in orphans:
@@ -213,6 +221,26 @@ class OrphanLinker:
             else:
                 adoptions.append((orphan, person, f"relinked: the record names Marketo person {value}"))
         return adoptions, rest
+
+    def _email_refused(
+        self,
+        batch: Batch,
+        orphan: Orphan,
+        emails: dict[str, str | None],
+        refused: dict[str, Refusal],
+        journal: Journal,
+    ) -> bool:
+        email = emails[orphan.record_id]
+        why = refused.get((email or "").lower())
+        if why is None:
+            return False
+        batch.orphans.pop((orphan.entity, orphan.record_id), None)
+        column = self.mapping.entity(orphan.entity).email.dynamics
+        record = f"{orphan.entity} {orphan.record_id} (looking up its email in Marketo)"
+        refuse(
+            batch, journal, orphan.who, orphan.notices, why, record=record, fields=(column,), activity=False
+        )
+        return True
 
     def _email(self, orphan: Orphan) -> str | None:
         field = self.mapping.entity(orphan.entity).email
@@ -246,30 +274,46 @@ class OrphanLinker:
             )
 
     def _create(self, batch: Batch, orphans: Sequence[Orphan], action: str, journal: Journal) -> None:
-        if not orphans:
-            return
-        records, values = zip(*(self._person_record(o) for o in orphans), strict=True)
-        try:
-            results = self.marketo.push_leads(list(records), action=action, lookup_field="email")
-        except TransientError as exc:
-            for orphan in orphans:
-                batch.defer(orphan.notices, exc, orphan.who)
-            return
-        except PermanentError as exc:
-            for orphan in orphans:
-                code = exc.code or exc.service
-                journal.failed(
-                    orphan.who, "refused", code, exc.message, direction="to_marketo", activity=False
-                )
-                batch.park(orphan.notices, str(exc), orphan.who)
-            return
-        for index, orphan in enumerate(orphans):
-            result = results[index] if index < len(results) else None
-            if result is None or result.id is None:
-                reasons = result.reasons if result is not None else ()
-                self._not_created(batch, orphan, reasons, journal)
+        made = {o.record_id: self._person_record(o) for o in orphans}
+
+        def push(chunk: list[Orphan]) -> list[PushResult]:
+            records = [made[o.record_id][0] for o in chunk]
+            return self.marketo.push_leads(records, action=action, lookup_field="email")
+
+        for piece in send_split(orphans, push):
+            if piece.answer is None:
+                self._create_failed(batch, piece, journal)
                 continue
-            self._created(batch, orphan, int(result.id), values[index], journal)
+            for orphan, result in zip(piece.items, per_item(piece.answer, piece.items), strict=True):
+                if result is None or result.id is None:
+                    self._not_created(batch, orphan, result.reasons if result else (), journal)
+                else:
+                    self._created(batch, orphan, int(result.id), made[orphan.record_id][1], journal)
+
+    def _create_failed(self, batch: Batch, piece: Piece[Orphan, list[PushResult]], journal: Journal) -> None:
+        error = piece.error
+        assert error is not None
+        for orphan in piece.items:
+            if isinstance(error, TransientError):
+                batch.defer(orphan.notices, error, orphan.who)
+            elif piece.refused_alone:
+                record = f"{orphan.entity} {orphan.record_id} (creating its Marketo person)"
+                refuse(
+                    batch,
+                    journal,
+                    orphan.who,
+                    orphan.notices,
+                    Refusal.of(error),
+                    record=record,
+                    direction="to_marketo",
+                    activity=False,
+                )
+            else:
+                code = error.code or error.service
+                journal.failed(
+                    orphan.who, "refused", code, error.message, direction="to_marketo", activity=False
+                )
+                batch.park(orphan.notices, str(error), orphan.who)
 
     def _person_record(self, orphan: Orphan) -> tuple[dict[str, Any], dict[str, Any]]:
         assert orphan.row is not None

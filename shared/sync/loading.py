@@ -8,6 +8,10 @@ new pair: the first-link rule decides its values, never the shadow of the record
 field the contact does not carry is not "cleared in Dynamics"). Then the persons merged away in
 Marketo follow their winner (``merges``), and Marketo is read (persons by id, 300 a call) for
 every person the batch now concerns.
+
+A record a read could not ask for (an id that is not one, or refused alone when the call was
+split) is taken out of the batch, reported and its notices parked (``split.refuse``): left in,
+it would read as deleted on that side.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from shared.sync.batch import Batch, Pair, Row
 from shared.sync.journal import Journal
 from shared.sync.merges import MergeFollower
 from shared.sync.reads import DynamicsReader, MarketoReader
+from shared.sync.split import Refusal, refuse
 
 QUALIFIED = 1  # lead statecode
 Rows = dict[str, dict[str, Row]]
@@ -43,7 +48,7 @@ class Loader:
     def load(self, batch: Batch, journal: Journal) -> dict[int, Row]:
         """Fill in both sides of every pair and the rows of the orphans; returns the Marketo
         persons read (unlinked ones included when automatic creation is on)."""
-        rows = self._rows(batch)
+        rows = self._rows(batch, journal)
         before = set(batch.pairs)
         self._follow_qualified_leads(batch, rows, journal)
         self._adopt_qualified_contacts(batch, rows, journal)
@@ -58,17 +63,44 @@ class Loader:
         if self.mapping.options.auto_create_in_dynamics:
             wanted |= set(batch.unlinked_persons)
         people = self.marketo.by_ids(wanted)
+        for marketo_id, why in people.refused.items():
+            self._refused_person(batch, marketo_id, why, journal)
         for marketo_id, pair in batch.pairs.items():
-            pair.marketo = people.get(marketo_id)
-        return people
+            pair.marketo = people.found.get(marketo_id)
+        return people.found
 
-    def _rows(self, batch: Batch) -> Rows:
+    def _rows(self, batch: Batch, journal: Journal) -> Rows:
         wanted: dict[str, set[str]] = {"lead": set(), "contact": set()}
         for pair in batch.pairs.values():
             wanted[pair.entity].add(pair.dynamics_id.lower())
         for entity, record_id in batch.orphans:
             wanted[entity].add(record_id)
-        return {entity: self.dynamics.by_ids(entity, ids) for entity, ids in wanted.items()}
+        rows: Rows = {}
+        for entity, ids in wanted.items():
+            read = self.dynamics.by_ids(entity, ids)
+            for record_id, why in read.refused.items():
+                self._refused_record(batch, entity, record_id, why, journal)
+            rows[entity] = read.found
+        return rows
+
+    def _refused_record(
+        self, batch: Batch, entity: str, record_id: str, why: Refusal, journal: Journal
+    ) -> None:
+        record = f"reading {entity} {record_id}"
+        for marketo_id, pair in list(batch.pairs.items()):
+            if pair.entity == entity and pair.dynamics_id.lower() == record_id:
+                del batch.pairs[marketo_id]
+                refuse(batch, journal, pair.link, pair.notices, why, record=record, activity=False)
+        orphan = batch.orphans.pop((entity, record_id), None)
+        if orphan is not None:
+            refuse(batch, journal, orphan.who, orphan.notices, why, record=record, activity=False)
+
+    def _refused_person(self, batch: Batch, marketo_id: int, why: Refusal, journal: Journal) -> None:
+        record = f"reading Marketo person {marketo_id}"
+        pair = batch.pairs.pop(marketo_id, None)
+        notices = [*(pair.notices if pair else []), *batch.unlinked_persons.pop(marketo_id, [])]
+        who = pair.link if pair is not None else Link(marketo_id, "-", "")
+        refuse(batch, journal, who, notices, why, record=record, direction="to_marketo", activity=False)
 
     def _load_shadows(self, batch: Batch, marketo_ids: set[int]) -> None:
         if marketo_ids:
@@ -86,7 +118,8 @@ class Loader:
         ]
         if not qualified:
             return
-        contacts = self.dynamics.by_originating_lead(p.dynamics_id for p in qualified)
+        read = self.dynamics.by_originating_lead(p.dynamics_id for p in qualified)
+        contacts = read.found
         ids = {str(c["contactid"]).lower() for c in contacts.values()}
         taken = self.state.get_links_by_dynamics("contact", ids)
         for pair in qualified:

@@ -127,7 +127,7 @@ class MergeFollower:
             by_entity.setdefault(entity, set()).add(master)
         for entity, masters in by_entity.items():
             missing = [m for m in masters if m not in rows[entity]]
-            rows[entity].update(self.rows.by_ids(entity, missing))
+            rows[entity].update(self.rows.by_ids(entity, missing).found)
         owners = {e: self.state.get_links_by_dynamics(e, masters) for e, masters in by_entity.items()}
         for marketo_id, master in merged.items():
             pair = batch.pairs[marketo_id]

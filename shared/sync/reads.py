@@ -1,5 +1,10 @@
 """Bulk reads for the worker: whole batches of persons and rows, never one call per person.
 
+A key the service could not be asked for (set aside because it cannot be sent, or refused alone
+when the call was split, see ``split``) comes back in ``Read.refused`` with why, so the caller
+reports that one record and reads the rest. A read that fails for any other reason raises, and
+the batch waits (transient) or is parked (a permission), as before.
+
 Metadata is read once per process and cached: Dataverse column metadata (validation, date
 behaviours: :meth:`DynamicsReader.entity` is the mapping with them bound), the organization's
 currencies (only when a money field is mapped), and Marketo's field lengths (Describe, only when
@@ -9,14 +14,48 @@ a value longer than any String field holds is about to be sent).
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Mapping
-from typing import Any
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
 
 from shared.dataverse import odata
 from shared.dataverse.client import DataverseClient
 from shared.mapping import EntityMapping, FieldMapping, FieldType, bind_dates, date_behavior
 from shared.marketo.client import MarketoClient
+from shared.marketo.filters import unsendable
+from shared.redaction import mask_email
+from shared.sync.split import Refusal, first_failure, send_split
 from shared.sync.validation import Column
+
+K = TypeVar("K")
+V = TypeVar("V")
+Row = dict[str, Any]
+
+
+@dataclass
+class Read(Generic[K, V]):
+    """What a bulk read found, and the keys it could not ask for, each with why."""
+
+    found: dict[K, V] = field(default_factory=dict)
+    refused: dict[K, Refusal] = field(default_factory=dict)
+
+
+def _read_split(keys: Sequence[K], call: Callable[[list[K]], Iterable[Row]], read: Read[K, V]) -> list[Row]:
+    """The rows for ``keys``, splitting a call refused for its content; the keys refused alone
+    go to ``read.refused``. Any other failure raises."""
+    pieces = send_split(keys, lambda chunk: list(call(chunk)))
+    failure = first_failure(pieces)
+    if failure is not None:
+        raise failure
+    rows: list[Row] = []
+    for piece in pieces:
+        if piece.answer is not None:
+            rows += piece.answer
+        elif piece.error is not None:  # refused alone, or together once the split budget was spent
+            for key in piece.items:
+                read.refused[key] = Refusal.of(piece.error)
+    return rows
+
 
 ENTITY_SETS = {"lead": "leads", "contact": "contacts"}
 # GUIDs per $filter: about 40 characters each keeps the URL near 10 KB, well inside the limit.
@@ -43,19 +82,33 @@ class MarketoReader:
                 self._lengths = {f.name: f.length for f in self.marketo.describe_leads()}
             return self._lengths.get(name)
 
-    def by_ids(self, ids: Iterable[int]) -> dict[int, dict[str, Any]]:
+    def by_ids(self, ids: Iterable[int]) -> Read[int, Row]:
+        read: Read[int, Row] = Read()
         wanted = sorted(set(ids))
-        if not wanted:
-            return {}
-        return {int(p["id"]): p for p in self.marketo.get_leads_by_ids(wanted, self.fields)}
+        for marketo_id in wanted:
+            if why := unsendable("id", str(marketo_id)):
+                read.refused[marketo_id] = Refusal.unsendable(f"Marketo id {marketo_id} {why}")
+        asked = [i for i in wanted if i not in read.refused]
+        for person in _read_split(
+            asked, lambda chunk: self.marketo.get_leads_by_ids(chunk, self.fields), read
+        ):
+            read.found[int(person["id"])] = person
+        return read
 
-    def by_emails(self, emails: Iterable[str]) -> dict[str, list[dict[str, Any]]]:
-        found: dict[str, list[dict[str, Any]]] = {}
+    def by_emails(self, emails: Iterable[str]) -> Read[str, list[Row]]:
+        """Persons by email (lower-cased email -> its persons). An email Marketo's filter cannot
+        carry is never sent: a comma in it would look up two addresses, perhaps another
+        person's record."""
+        read: Read[str, list[Row]] = Read()
         wanted = sorted({e.lower() for e in emails if e})
-        if wanted:
-            for person in self.marketo.get_leads_by_filter("email", wanted, self.fields):
-                found.setdefault(str(person.get("email") or "").lower(), []).append(person)
-        return found
+        for email in wanted:
+            if why := unsendable("email", email):
+                read.refused[email] = Refusal.unsendable(f"email {mask_email(email)} {why}")
+        asked = [e for e in wanted if e not in read.refused]
+        lookup = lambda chunk: self.marketo.get_leads_by_filter("email", chunk, self.fields)  # noqa: E731
+        for person in _read_split(asked, lookup, read):
+            read.found.setdefault(str(person.get("email") or "").lower(), []).append(person)
+        return read
 
 
 class DynamicsReader:
@@ -121,45 +174,57 @@ class DynamicsReader:
         mapped = any(f.type is FieldType.MONEY for e in entities for f in e.fields)
         return sorted(set(self.currencies().values())) if mapped else []
 
-    def by_ids(self, entity: str, ids: Iterable[str]) -> dict[str, dict[str, Any]]:
-        key = f"{entity}id"
+    def _in(self, entity_set: str, entity: str, column: str) -> Callable[[list[str]], list[Row]]:
+        def query(chunk: list[str]) -> list[Row]:
+            rows: list[Row] = []
+            for start in range(0, len(chunk), IDS_PER_QUERY):
+                clause = odata.in_(column, chunk[start : start + IDS_PER_QUERY])
+                rows += self.dataverse.query(entity_set, select=self.select(entity), filter=clause)
+            return rows
+
+        return query
+
+    def _by_guids(self, entity_set: str, entity: str, column: str, ids: Iterable[str]) -> Read[str, Row]:
+        """Rows whose ``column`` is one of ``ids`` (lower-cased id -> row); an id that is not a
+        GUID would make Dataverse refuse the whole query, so it is set aside."""
+        read: Read[str, Row] = Read()
         wanted = sorted({i.lower() for i in ids})
-        rows: dict[str, dict[str, Any]] = {}
-        for start in range(0, len(wanted), IDS_PER_QUERY):
-            chunk = wanted[start : start + IDS_PER_QUERY]
-            for row in self.dataverse.query(
-                ENTITY_SETS[entity], select=self.select(entity), filter=odata.in_(key, chunk)
-            ):
-                rows[str(row[key]).lower()] = row
-        return rows
+        for record_id in wanted:
+            if not odata.is_guid(record_id):
+                read.refused[record_id] = Refusal.unsendable(f"{entity} id {record_id!r} is not a GUID")
+        asked = [i for i in wanted if i not in read.refused]
+        for row in _read_split(asked, self._in(entity_set, entity, column), read):
+            read.found[str(row[column]).lower()] = row
+        return read
 
-    def by_originating_lead(self, lead_ids: Iterable[str]) -> dict[str, dict[str, Any]]:
-        wanted = sorted({i.lower() for i in lead_ids})
-        found: dict[str, dict[str, Any]] = {}
-        for start in range(0, len(wanted), IDS_PER_QUERY):
-            chunk = wanted[start : start + IDS_PER_QUERY]
-            for row in self.dataverse.query(
-                "contacts", select=self.select("contact"), filter=odata.in_("_originatingleadid_value", chunk)
-            ):
-                found[str(row["_originatingleadid_value"]).lower()] = row
-        return found
+    def by_ids(self, entity: str, ids: Iterable[str]) -> Read[str, Row]:
+        return self._by_guids(ENTITY_SETS[entity], entity, f"{entity}id", ids)
 
-    def unlinked_by_email(self, entity: str, emails: Iterable[str]) -> dict[str, dict[str, Any]]:
+    def by_originating_lead(self, lead_ids: Iterable[str]) -> Read[str, Row]:
+        return self._by_guids("contacts", "contact", "_originatingleadid_value", lead_ids)
+
+    def unlinked_by_email(self, entity: str, emails: Iterable[str]) -> Read[str, Row]:
         """Open, unlinked rows with these email addresses (lower-cased email -> the oldest row)."""
+        read: Read[str, Row] = Read()
         wanted = sorted({e.lower() for e in emails if e})
-        found: dict[str, dict[str, Any]] = {}
         link_column = self.mapping.links.dynamics_marketo_id
-        for start in range(0, len(wanted), IDS_PER_QUERY):
-            chunk = wanted[start : start + IDS_PER_QUERY]
-            clause = odata.and_(
-                odata.in_("emailaddress1", chunk), odata.eq(link_column, None), odata.eq("statecode", 0)
-            )
-            rows = self.dataverse.query(
-                ENTITY_SETS[entity], select=self.select(entity), filter=clause, orderby="createdon asc"
-            )
-            for row in rows:
-                found.setdefault(str(row.get("emailaddress1") or "").lower(), row)
-        return found
+
+        def query(chunk: list[str]) -> list[Row]:
+            rows: list[Row] = []
+            for start in range(0, len(chunk), IDS_PER_QUERY):
+                clause = odata.and_(
+                    odata.in_("emailaddress1", chunk[start : start + IDS_PER_QUERY]),
+                    odata.eq(link_column, None),
+                    odata.eq("statecode", 0),
+                )
+                rows += self.dataverse.query(
+                    ENTITY_SETS[entity], select=self.select(entity), filter=clause, orderby="createdon asc"
+                )
+            return rows
+
+        for row in _read_split(wanted, query, read):
+            read.found.setdefault(str(row.get("emailaddress1") or "").lower(), row)
+        return read
 
     def own_user_id(self) -> str:
         """The systemuserid mdsync writes as (WhoAmI, once per process)."""

@@ -37,7 +37,7 @@ from shared.errors import ConflictError, PermanentError, ServiceUnavailableError
 from shared.mapping import FieldMapping, Side
 from shared.marketo.client import MarketoClient
 from shared.notices import Entity, Kind, Notice, Source
-from shared.ports import NoticeQueue, Shadow, StateStore
+from shared.ports import Link, NoticeQueue, Shadow, StateStore
 from shared.sync.activity_log import ActivityLog
 from shared.sync.auto_create import LeadCreator
 from shared.sync.batch import Batch
@@ -235,13 +235,17 @@ class SyncWorker:
         if not journal.failures:
             return
         try:
-            self.activity_log.record(journal.failures)
+            not_taken = self.activity_log.record(journal.failures)
         except (TransientError, PermanentError) as exc:
             # The sync log still has them; the Activity Log is where marketers look first.
             log.warning(
                 "could not write %d failures to Marketo Activity Logs: %s", len(journal.failures), exc
             )
             journal.note(NO_ONE, "failed", f"Activity Log write failed: {exc}")
+            return
+        for failure, why in not_taken:
+            who = Link(failure.marketo_id, failure.entity, failure.dynamics_id or "")
+            journal.note(who, "failed", f"this failure could not be added to the Activity Log: {why}")
 
 
 def _values(shadow: Shadow | None) -> dict[str, object] | None:

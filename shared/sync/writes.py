@@ -10,12 +10,14 @@ and the edit takes part in the collision rule instead of being overwritten.
 
 Outcomes: written (the shadow may advance); refused for the person's data (sync log and the
 person's Activity Log, not retried blindly); transient (the notices are rescheduled); refused for
-any other reason (parked, replayable).
+any other reason (parked, replayable). A call refused as a whole for its content is split until
+the refused person stands alone (``split``): the others are written, and that person's refusal
+is reported on them and their notices parked.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import TypeVar
 
 from shared.dataverse.client import DataverseClient
@@ -24,6 +26,7 @@ from shared.errors import (
     ConflictError,
     NotFoundError,
     PermanentError,
+    ServiceError,
     ServiceUnavailableError,
     TransientError,
     ValidationError,
@@ -33,6 +36,7 @@ from shared.marketo.models import PushResult
 from shared.reconcile import Action
 from shared.sync.batch import Batch, Pair
 from shared.sync.journal import Journal
+from shared.sync.split import Piece, Refusal, per_item, refuse, send_split
 
 ENTITY_SETS = {"lead": "leads", "contact": "contacts"}
 # A $batch takes up to 1,000 requests; Microsoft suggests keeping batches small enough that one
@@ -56,11 +60,6 @@ def _not_written(pair: Pair, to_marketo: bool) -> None:
         pair.wrote_dynamics = False
 
 
-def _per_pair(answers: Sequence[T], pairs: Sequence[Pair]) -> list[T | None]:
-    """One answer per pair, in order; None for a pair the service did not answer for."""
-    return [*answers[: len(pairs)], *[None] * (len(pairs) - len(answers))]
-
-
 class Writer:
     def __init__(self, marketo: MarketoClient, dataverse: DataverseClient) -> None:
         self.marketo = marketo
@@ -72,17 +71,13 @@ class Writer:
         pairs = [p for p in batch.pairs.values() if p.marketo_changes and p.marketo is not None]
         if not pairs:
             return
-        records = [{"id": p.marketo_id, **p.marketo_changes} for p in pairs]
-        results = self._one_call(
-            batch,
-            pairs,
-            journal,
-            lambda: self.marketo.push_leads(records, action="updateOnly", lookup_field="id"),
-            to_marketo=True,
-        )
-        if results is not None:
-            for pair, result in zip(pairs, _per_pair(results, pairs), strict=True):
-                self._marketo_outcome(batch, pair, result, journal)
+
+        def push(chunk: list[Pair]) -> list[PushResult]:
+            records = [{"id": p.marketo_id, **p.marketo_changes} for p in chunk]
+            return self.marketo.push_leads(records, action="updateOnly", lookup_field="id")
+
+        for pair, result in self._split_call(batch, pairs, journal, push, to_marketo=True):
+            self._marketo_outcome(batch, pair, result, journal)
 
     def _marketo_outcome(self, batch: Batch, pair: Pair, result: PushResult | None, journal: Journal) -> None:
         if result is not None and result.id is not None:
@@ -117,25 +112,21 @@ class Writer:
 
     def _update(self, batch: Batch, entity: str, pairs: list[Pair], journal: Journal) -> None:
         entity_set = ENTITY_SETS[entity]
-        parts = [
-            BatchRequest(
-                "PATCH",
-                f"{entity_set}({pair.dynamics_id})",
-                body=pair.dynamics_changes,
-                headers={"If-Match": str((pair.dynamics or {}).get("@odata.etag") or "*")},
-            )
-            for pair in pairs
-        ]
-        answers = self._one_call(
-            batch,
-            pairs,
-            journal,
-            lambda: self.dataverse.batch(parts, continue_on_error=True),
-            to_marketo=False,
-        )
-        if answers is not None:
-            for pair, answer in zip(pairs, _per_pair(answers, pairs), strict=True):
-                self._row_outcome(batch, pair, answer, journal)
+
+        def send(chunk: list[Pair]) -> list[BatchResponse]:
+            parts = [
+                BatchRequest(
+                    "PATCH",
+                    f"{entity_set}({pair.dynamics_id})",
+                    body=pair.dynamics_changes,
+                    headers={"If-Match": str((pair.dynamics or {}).get("@odata.etag") or "*")},
+                )
+                for pair in chunk
+            ]
+            return self.dataverse.batch(parts, continue_on_error=True)
+
+        for pair, answer in self._split_call(batch, pairs, journal, send, to_marketo=False):
+            self._row_outcome(batch, pair, answer, journal)
 
     def _row_outcome(self, batch: Batch, pair: Pair, answer: BatchResponse | None, journal: Journal) -> None:
         if answer is not None and answer.error is None:
@@ -178,30 +169,61 @@ class Writer:
         fields = getattr(exc, "fields", ()) or tuple(pair.dynamics_changes)
         journal.failed(pair.link, "rejected", exc.code or "dataverse", exc.message, fields)
 
-    def _one_call(
+    def _split_call(
         self,
         batch: Batch,
         pairs: list[Pair],
         journal: Journal,
-        call: Callable[[], list[T]],
+        call: Callable[[list[Pair]], list[T]],
         *,
         to_marketo: bool,
-    ) -> list[T] | None:
-        """The answers of the one call that writes ``pairs``, or None when the call itself failed:
-        then every pair is deferred (transient) or parked (refused), none written."""
-        try:
-            return call()
-        except TransientError as exc:
-            for pair in pairs:
-                _not_written(pair, to_marketo)
-                defer(batch, pair, exc)
-        except PermanentError as exc:
-            for pair in pairs:
-                self._refused_call(batch, pair, exc, journal, to_marketo=to_marketo)
-        return None
+    ) -> list[tuple[Pair, T | None]]:
+        """Each pair with its answer from the call that wrote it, splitting a call refused for its
+        content. Pairs whose call failed are settled here and left out: deferred (transient),
+        refused alone (reported and parked), or parked (refused for another reason)."""
+        answered: list[tuple[Pair, T | None]] = []
+        for piece in send_split(pairs, call):
+            if piece.answer is not None:
+                answered += zip(piece.items, per_item(piece.answer, piece.items), strict=True)
+            else:
+                self._call_failed(batch, piece, journal, to_marketo=to_marketo)
+        return answered
+
+    def _call_failed(
+        self, batch: Batch, piece: Piece[Pair, list[T]], journal: Journal, *, to_marketo: bool
+    ) -> None:
+        error = piece.error
+        assert error is not None
+        for pair in piece.items:
+            _not_written(pair, to_marketo)
+            if isinstance(error, TransientError):
+                defer(batch, pair, error)
+            elif piece.refused_alone:
+                self._refused_alone(batch, pair, Refusal.of(error), journal, to_marketo=to_marketo)
+            else:
+                self._refused_call(batch, pair, error, journal, to_marketo=to_marketo)
+
+    def _refused_alone(
+        self, batch: Batch, pair: Pair, refusal: Refusal, journal: Journal, *, to_marketo: bool
+    ) -> None:
+        """The service refused the call for this person's values alone: their data."""
+        changes = pair.marketo_changes if to_marketo else pair.dynamics_changes
+        target = f"Marketo person {pair.marketo_id}" if to_marketo else f"{pair.entity} {pair.dynamics_id}"
+        record = f"{target} (writing {', '.join(sorted(changes))})"
+        direction = "to_marketo" if to_marketo else "to_dynamics"
+        refuse(
+            batch,
+            journal,
+            pair.link,
+            pair.notices,
+            refusal,
+            record=record,
+            fields=changes,
+            direction=direction,
+        )
 
     def _refused_call(
-        self, batch: Batch, pair: Pair, exc: PermanentError, journal: Journal, *, to_marketo: bool
+        self, batch: Batch, pair: Pair, exc: ServiceError, journal: Journal, *, to_marketo: bool
     ) -> None:
         """Refused for a reason that is not this person's data (a permission, a broken request):
         the notices are parked, to replay once the cause is fixed."""

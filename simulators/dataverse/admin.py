@@ -182,6 +182,18 @@ class DataverseAdmin:
     def slow(self, seconds: float, *, count: int | None = 1, path: str = "") -> None:
         self._call("POST", "faults", {"kind": "latency", "seconds": seconds, "count": count, "path": path})
 
+    def refuse(self, contains: str, *, status: int = 400, count: int | None = None, path: str = "") -> None:
+        """Requests holding ``contains`` (in path, query or body) are refused as a whole."""
+        self._call(
+            "POST",
+            "faults",
+            {"kind": "refuse", "contains": contains, "status": status, "count": count, "path": path},
+        )
+
+    def faults(self) -> list[dict[str, Any]]:
+        """The fault rules still armed (a rule with a count goes once used up)."""
+        return list(self._call("GET", "faults")["rules"])
+
     def drop_webhooks(self, count: int = 1) -> None:
         self._call("POST", "faults", {"kind": "drop_webhooks", "count": count})
 

@@ -332,22 +332,24 @@ class DataverseSim:
             return _to_response(ApiResponse.fault(fault))
         started = time.perf_counter()
         try:
-            delay, fault = state.faults.take(path)
+            body = await request.body()
+            query = dict(
+                parse_qsl(request.scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True)
+            )
+            content = " ".join([path, *query.values(), body.decode("utf-8", "replace")])
+            delay, fault = state.faults.take(path, content)
             if delay:
                 await asyncio.sleep(delay)
             if fault is not None:
                 return _to_response(ApiResponse.fault(fault))
             headers = {k.lower(): v for k, v in request.headers.items()}
             headers["prefer"] = ",".join(request.headers.getlist("prefer"))
-            query = dict(
-                parse_qsl(request.scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True)
-            )
             req = ApiRequest(
                 method=method,
                 path=path,
                 query=query,
                 headers=headers,
-                body=await request.body(),
+                body=body,
                 caller=Caller(user_id, correlation_id=headers.get("x-ms-correlation-id")),
                 service_root=f"{base}/api/data/{version}",
             )

@@ -18,6 +18,7 @@ from typing import Any
 from simulators.dataverse.faults import (
     CONCURRENCY_LIMIT,
     EXECUTION_TIME_LIMIT,
+    INVALID_ARGUMENT,
     REQUESTS_LIMIT,
     UNEXPECTED,
     DataverseFault,
@@ -121,7 +122,9 @@ class Limiter:
 
 @dataclass
 class FaultRule:
-    """``throttle``: 429 with Retry-After; ``error``: an HTTP status (5xx); ``latency``: delay.
+    """``throttle``: 429 with Retry-After; ``error``: an HTTP status (5xx); ``latency``: delay;
+    ``refuse``: the whole request is refused (``status``, default 400) when its path, query or
+    body holds ``contains``, a stand-in for whatever in a record makes Dataverse refuse a call.
 
     ``count`` requests are affected (None: until cleared); ``path`` limits the rule to request
     paths containing that text (e.g. ``leads``).
@@ -133,20 +136,25 @@ class FaultRule:
     retry_after: int = 1
     seconds: float = 0.0
     path: str = ""
+    contains: str = ""
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> FaultRule:
         kind = str(data.get("kind"))
-        if kind not in ("throttle", "error", "latency"):
-            raise ValueError("kind must be throttle, error or latency")
+        if kind not in ("throttle", "error", "latency", "refuse"):
+            raise ValueError("kind must be throttle, error, latency or refuse")
+        contains = str(data.get("contains") or "")
+        if kind == "refuse" and not contains:
+            raise ValueError("a refuse rule needs 'contains': the text that makes a request refused")
         count = data.get("count", 1)
         return cls(
             kind=kind,
             count=None if count is None else int(count),
-            status=int(data.get("status", 503)),
+            status=int(data.get("status", 400 if kind == "refuse" else 503)),
             retry_after=int(data.get("retry_after", 1)),
             seconds=float(data.get("seconds", 0.0)),
             path=str(data.get("path") or ""),
+            contains=contains,
         )
 
 
@@ -163,13 +171,16 @@ class Faults:
         with self.lock:
             self.rules.clear()
 
-    def take(self, path: str) -> tuple[float, DataverseFault | None]:
-        """The delay to apply and the fault to answer (if any) for this request."""
+    def take(self, path: str, content: str = "") -> tuple[float, DataverseFault | None]:
+        """The delay to apply and the fault to answer (if any) for this request (``content``:
+        its path, query and body as text)."""
         delay = 0.0
         fault: DataverseFault | None = None
         with self.lock:
             for rule in list(self.rules):
                 if rule.path and rule.path not in path:
+                    continue
+                if rule.kind == "refuse" and rule.contains not in content:
                     continue
                 if rule.kind == "latency":
                     delay += rule.seconds
@@ -189,6 +200,10 @@ class Faults:
 
 
 def _fault_for(rule: FaultRule) -> DataverseFault:
+    if rule.kind == "refuse":
+        return DataverseFault(
+            rule.status, INVALID_ARGUMENT, f"The request was refused for its content: '{rule.contains}'."
+        )
     if rule.kind == "throttle":
         return DataverseFault(
             429,

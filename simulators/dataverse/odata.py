@@ -376,6 +376,14 @@ class _Parser:
             )
         path = (str(prop_token.value),)
         prop = Prop(path, self.check(path))
+        if prop.kind == "guid":
+            # Each value is converted to the column's type: one that is not a GUID fails the query.
+            for value in values:
+                if not _GUID.match(value):
+                    raise odata_error(
+                        "Guid should contain 32 digits with 4 dashes "
+                        f"(xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx). Value: '{value}'"
+                    )
         return InList(prop, tuple(values), negate=func.endswith("NotIn"))
 
     def parse_values(self) -> list[str]:

@@ -91,8 +91,17 @@ class MarketoAdmin:
         """The next ``count`` REST calls answer Marketo error ``code`` (606, 615, 611, 604...)."""
         self._call("POST", "/faults", {"code": code, "count": count})
 
+    def refuse_content(self, text: str, code: str = "1003", count: int | None = None) -> None:
+        """REST calls whose query or body holds ``text`` are refused as a whole with ``code``
+        (1001, 1003, 609...), ``count`` times (None: until faults are cleared)."""
+        self._call("POST", "/faults", {"refuse": text, "code": code, "count": count})
+
     def inject_latency(self, milliseconds: float, count: int = 1) -> None:
         self._call("POST", "/faults", {"latencyMs": milliseconds, "count": count})
+
+    def faults(self) -> dict[str, Any]:
+        """The faults still armed: ``codes``, ``latency``, ``refusals``."""
+        return dict(self._call("GET", "/faults"))
 
     def clear_faults(self) -> None:
         self._call("DELETE", "/faults")

@@ -165,17 +165,25 @@ class _AdminApi:
             return _limits_json(asdict(self.state.gate.limits))
 
     async def faults(self, request: Request) -> dict[str, Any]:
+        if request.method == "GET":
+            return self.state.faults()
         if request.method == "DELETE":
             self.state.clear_faults()
             return {}
         body = await _json(request)
+        if "refuse" in body:
+            count = body.get("count")
+            self.state.refuse_content(
+                str(body["refuse"]), str(body.get("code") or "1003"), None if count is None else int(count)
+            )
+            return {}
         count = int(body.get("count", 1))
         if "latencyMs" in body:
             self.state.inject_latency(float(body["latencyMs"]) / 1000, count)
         elif "code" in body:
             self.state.inject_fault(str(body["code"]), count)
         else:
-            raise ValueError("give 'code' (e.g. \"606\") or 'latencyMs', and 'count'")
+            raise ValueError("give 'code' (e.g. \"606\"), 'latencyMs' or 'refuse' (text), and 'count'")
         return {}
 
     async def expire_tokens(self, request: Request) -> dict[str, Any]:
@@ -255,7 +263,7 @@ def admin_routes(state: SimState) -> list[Route]:
         ("/partitions/move", api.partitions, ["POST"]),
         ("/api-partitions", api.partitions, ["PUT"]),
         ("/limits", api.limits, ["GET", "PUT"]),
-        ("/faults", api.faults, ["POST", "DELETE"]),
+        ("/faults", api.faults, ["GET", "POST", "DELETE"]),
         ("/tokens/expire", api.expire_tokens, ["POST"]),
         ("/quota", api.quota, ["PUT"]),
         ("/calls", api.calls, ["GET", "DELETE"]),

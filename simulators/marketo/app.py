@@ -152,6 +152,9 @@ async def _rest(state: SimState, request: Request) -> Response:
             if resolution.route.multipart:
                 incoming.call.form, incoming.call.files = parse_form(incoming.raw_body, incoming.content_type)
             with state.lock:
+                refusal = state.gate.content_refusal(_content(incoming))
+                if refusal is not None:
+                    raise refusal
                 result = resolution.route.handler(state, incoming.call)
         finally:
             with state.lock:
@@ -215,6 +218,14 @@ async def _read(request: Request, max_body: int) -> _Incoming:
     params.pop("_method", None)
     headers = {k.lower(): v for k, v in request.headers.items()}
     return _Incoming(method, override, RestCall(params=params, headers=headers), body, content_type)
+
+
+def _content(incoming: _Incoming) -> str:
+    """What a call carries, as text: its parameters and its body (JSON escapes decoded)."""
+    params = " ".join(f"{k}={v}" for k, values in incoming.call.params.items() for v in values)
+    body = incoming.call.body
+    text = json.dumps(body, ensure_ascii=False) if body is not None else ""
+    return f"{params} {text}"
 
 
 def _bearer(request: Request) -> str | None:

@@ -162,15 +162,19 @@ def _boolean(field: FieldDef, value: object) -> bool:
 
 
 def _integer(field: FieldDef, value: object) -> int:
+    number: int | None = None
     if isinstance(value, bool):
         raise invalid(value, field)
     if isinstance(value, int):
-        return value
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    if isinstance(value, str) and re.fullmatch(r"[+-]?\d+", value.strip()):
-        return int(value.strip())
-    raise invalid(value, field)
+        number = value
+    elif isinstance(value, float) and value.is_integer():
+        number = int(value)
+    elif isinstance(value, str) and re.fullmatch(r"[+-]?\d+", value.strip()):
+        number = int(value.strip())
+    # Marketo integers (ids included) are 32-bit.
+    if number is None or not -(2**31) <= number < 2**31:
+        raise invalid(value, field)
+    return number
 
 
 def _float(field: FieldDef, value: object) -> float:

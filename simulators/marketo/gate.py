@@ -24,6 +24,16 @@ class _Latency:
     remaining: int
 
 
+@dataclass
+class _Refusal:
+    """Calls whose content holds ``text`` are refused as a whole with ``code`` (None: until
+    cleared): a stand-in for whatever in a record makes Marketo refuse a whole call."""
+
+    text: str
+    code: str
+    remaining: int | None
+
+
 class Gate:
     def __init__(self, limits: Limits, clock: Callable[[], float]) -> None:
         self.limits = limits
@@ -36,6 +46,7 @@ class Gate:
         self.peak_in_window = 0
         self._faults: deque[str] = deque()
         self._latency: deque[_Latency] = deque()
+        self._refusals: list[_Refusal] = []
 
     # --- configuration ---------------------------------------------------------------------
 
@@ -49,9 +60,35 @@ class Gate:
     def inject_latency(self, seconds: float, count: int) -> None:
         self._latency.append(_Latency(seconds, count))
 
+    def refuse_content(self, text: str, code: str, count: int | None) -> None:
+        self._refusals.append(_Refusal(text, code, count))
+
     def clear_faults(self) -> None:
         self._faults.clear()
         self._latency.clear()
+        self._refusals.clear()
+
+    def armed(self) -> dict[str, object]:
+        """The faults still armed (a fault with a count goes once used up)."""
+        return {
+            "codes": list(self._faults),
+            "latency": [{"seconds": f.seconds, "count": f.remaining} for f in self._latency],
+            "refusals": [{"text": r.text, "code": r.code, "count": r.remaining} for r in self._refusals],
+        }
+
+    def content_refusal(self, content: str) -> MarketoFault | None:
+        """The refusal for a call carrying ``content`` (its query and body), if one is armed."""
+        for rule in self._refusals:
+            if rule.text not in content:
+                continue
+            if rule.remaining is not None:
+                rule.remaining -= 1
+                if rule.remaining <= 0:
+                    self._refusals.remove(rule)
+            if rule.code == "1001":
+                return MarketoFault(rule.code, f"Invalid value '{rule.text}'")
+            return fault(rule.code, **self._limit_values())
+        return None
 
     def set_quota(self, *, daily: int | None = None, used: int | None = None) -> None:
         self._roll_day()

@@ -159,6 +159,14 @@ class SimState:
         with self.lock:
             self.gate.inject(code, count)
 
+    def refuse_content(self, text: str, code: str = "1003", count: int | None = None) -> None:
+        with self.lock:
+            self.gate.refuse_content(text, code, count)
+
+    def faults(self) -> dict[str, Any]:
+        with self.lock:
+            return self.gate.armed()
+
     def inject_latency(self, seconds: float, count: int = 1) -> None:
         with self.lock:
             self.gate.inject_latency(seconds, count)

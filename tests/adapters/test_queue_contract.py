@@ -19,7 +19,7 @@ import pytest
 from shared.adapters.sqlite_queue import SqliteQueue
 from shared.errors import ConflictError, ServiceUnavailableError
 from shared.notices import Entity, Kind, Notice, Source
-from shared.ports import LocalQueue
+from shared.ports import LocalQueue, RawMessage
 from tests.adapters.conftest import START, FakeClock
 
 MAX_DELIVERIES = 3
@@ -182,7 +182,7 @@ def test_explicit_dead_letter_keeps_reason_and_description(local_queue: LocalQue
         local_queue.abandon(got.lock_token)
 
 
-def test_dead_letters_can_be_resubmitted(tmp_path: Path, clock: FakeClock) -> None:
+def test_dead_letters_can_be_listed_and_removed(tmp_path: Path, clock: FakeClock) -> None:
     q = SqliteQueue(tmp_path / "q.sqlite3", max_delivery_count=1, clock=clock)
     q.send([notice("a"), notice("b")])
     for got in q.receive(2):
@@ -190,11 +190,10 @@ def test_dead_letters_can_be_resubmitted(tmp_path: Path, clock: FakeClock) -> No
     assert len(q.peek_dead_letters()) == 2
     assert len(q.peek_dead_letters(max_count=1)) == 1
 
-    moved = q.resubmit_dead_letters([notice("b").dedup_id, "unknown"])
+    removed = q.delete_dead_letters([notice("b").dedup_id, "unknown"])
 
-    assert moved == 1
-    [again] = q.receive(5)
-    assert (again.notice.record_id, again.delivery_count) == ("b", 1)
+    assert removed == 1
+    assert q.receive(5) == []
     assert [d.message_id for d in q.dead_letters()] == [notice("a").dedup_id]
 
 
@@ -325,15 +324,20 @@ def test_a_database_locked_too_long_is_a_transient_error(tmp_path: Path) -> None
     assert q.active_count() == 2
 
 
-def test_an_unreadable_body_is_dead_lettered_not_delivered(tmp_path: Path) -> None:
-    path = tmp_path / "q.sqlite3"
-    q = SqliteQueue(path)
-    q.send([notice("a")])
-    # What an older notice schema would leave behind.
-    with sqlite3.connect(path) as conn:
-        conn.execute("UPDATE queue_messages SET body = ?", ('{"source": "marketo"}',))
-    assert q.receive(5) == []
-    assert [d.reason for d in q.dead_letters()] == ["InvalidNotice"]
+def test_a_body_is_delivered_as_it_was_sent_readable_or_not(local_queue: LocalQueue) -> None:
+    """As on Service Bus: the queue carries bodies, the worker judges them (and parks what it
+    cannot read), so the embedded queue and Azure behave alike."""
+    local_queue.send_raw([RawMessage("m-1", '{"source": "marketo"}'), RawMessage("m-2", "not json")])
+    got = local_queue.receive(5)
+    assert [(r.message_id, r.body) for r in got] == [("m-1", '{"source": "marketo"}'), ("m-2", "not json")]
+    assert local_queue.dead_letters() == []
+
+
+def test_raw_messages_are_deduplicated_by_their_id(local_queue: LocalQueue) -> None:
+    local_queue.send_raw([RawMessage("m-1", "x"), RawMessage("m-1", "y")])
+    local_queue.send([notice("a")])
+    local_queue.send_raw([RawMessage(notice("a").dedup_id, "z")])
+    assert local_queue.active_count() == 2
 
 
 def test_wait_for_messages(tmp_path: Path, clock: FakeClock) -> None:

@@ -16,7 +16,7 @@ import pytest
 
 from shared.errors import ConflictError
 from shared.notices import FieldValue
-from shared.ports import Checkpoint, Link, LogEntry, ParkedNotice, Shadow, StateStore
+from shared.ports import Checkpoint, LeaseState, Link, LogEntry, ParkedNotice, Shadow, StateStore
 from tests.adapters.conftest import FakeClock
 
 T = TypeVar("T")
@@ -354,6 +354,40 @@ def test_expired_lease_is_taken_over(store: StateStore, clock: FakeClock) -> Non
     assert not store.acquire_lease("flow:42", "call-a", 30)
     store.release_lease("flow:42", "call-a")  # the old owner's late release must not free it
     assert not store.acquire_lease("flow:42", "call-c", 30)
+
+
+def test_a_lease_whose_holder_is_gone_is_taken_at_once(store: StateStore, clock: FakeClock) -> None:
+    assert store.acquire_lease("sweep", "host/41/crashed", 30)
+    assert not store.acquire_lease("sweep", "host/42/new", 30)
+    assert store.acquire_lease("sweep", "host/42/new", 30, replacing="host/41/crashed")
+    lease = store.get_lease("sweep")
+    assert lease is not None
+    assert (lease.owner, lease.expires_at) == ("host/42/new", _at(clock, 30))
+    # Naming a holder that is no longer the holder takes nothing.
+    assert not store.acquire_lease("sweep", "host/43/late", 30, replacing="host/41/crashed")
+    assert store.get_lease("sweep").owner == "host/42/new"  # type: ignore[union-attr]
+
+
+def test_get_lease_says_who_holds_it_until_when(store: StateStore, clock: FakeClock) -> None:
+    assert store.get_lease("poll") is None
+    assert store.acquire_lease("poll", "a", 30)
+    clock.advance(10)
+    assert store.acquire_lease("poll", "a", 30)  # renewed: 30 s from now
+    assert store.get_lease("poll") == LeaseState("poll", "a", _at(clock, 30))
+    store.release_lease("poll", "a")
+    assert store.get_lease("poll") is None
+
+
+def test_racing_to_replace_a_gone_holder_exactly_one_wins(make_store: StoreFactory) -> None:
+    stores = [make_store() for _ in range(6)]
+    assert stores[0].acquire_lease("sweep", "crashed", 30)
+    results = race(
+        [
+            (lambda s=s, i=i: s.acquire_lease("sweep", f"owner-{i}", 30, replacing="crashed"))
+            for i, s in enumerate(stores)
+        ]
+    )  # type: ignore[misc]
+    assert results.count(True) == 1, results
 
 
 def test_racing_for_a_free_lease_exactly_one_wins(make_store: StoreFactory) -> None:

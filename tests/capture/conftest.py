@@ -38,7 +38,7 @@ from shared.capture.registration import webhook_steps
 from shared.errors import ServiceUnavailableError
 from shared.http import make_session
 from shared.notices import Notice
-from shared.ports import Checkpoint, ReceivedNotice
+from shared.ports import Checkpoint, ReceivedMessage
 from simulators.dataverse.admin import DataverseAdmin
 from simulators.marketo.admin import MarketoAdmin
 from simulators.server import ServerThread
@@ -119,7 +119,7 @@ class App:
         assert isinstance(queue, SqliteQueue)
         return queue
 
-    def queued(self) -> list[ReceivedNotice]:
+    def queued(self) -> list[ReceivedMessage]:
         """Every queued notice, taken off the queue (nothing else consumes it here)."""
         received = self.queue.receive(100_000, lock_seconds=300)
         for message in received:

@@ -12,7 +12,16 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from shared.capture.dataverse_context import parse_date, typed_value
-from shared.notices import MAX_VALUE_CHARS, Entity, FieldChange, Kind, Notice, Source, fit_changes
+from shared.notices import (
+    MAX_VALUE_CHARS,
+    NOTICE_SCHEMA,
+    Entity,
+    FieldChange,
+    Kind,
+    Notice,
+    Source,
+    fit_changes,
+)
 
 WHEN = datetime(2030, 1, 2, 3, 4, 5, 678_000, tzinfo=UTC)
 
@@ -70,6 +79,29 @@ def test_the_dedup_id_names_the_change_not_the_sighting(
     assert Notice.from_json(first.to_json()).dedup_id == first.dedup_id
     # A retry is another message.
     assert first.retry(1).dedup_id not in (first.dedup_id, first.retry(2).dedup_id)
+
+
+@given(
+    change=changes_seen, tokens=st.lists(st.uuids().map(lambda u: u.hex), min_size=2, max_size=4, unique=True)
+)
+def test_every_replay_is_a_message_of_its_own(change: dict[str, object], tokens: list[str]) -> None:
+    first = notice(**change)
+    ids = {first.dedup_id, first.retry(1).dedup_id} | {first.replayed(t).dedup_id for t in tokens}
+    assert len(ids) == 2 + len(tokens)
+    replayed = first.replayed(tokens[0])
+    assert replayed.attempt == 0
+    assert replayed.retry(1).dedup_id not in ids  # its own retries too
+    assert Notice.from_json(replayed.to_json()).dedup_id == replayed.dedup_id
+
+
+def test_a_notice_written_by_a_newer_version_is_read() -> None:
+    """Unknown fields are ignored (a newer writer added them): a rollback strands nothing."""
+    body = notice().model_dump(mode="json") | {"schema_version": 2, "split_from": [1, 2], "trace": {"x": 1}}
+    read = Notice.model_validate(body)
+    assert read.record_id == notice().record_id
+    assert read.schema_version == 2
+    assert "split_from" not in read.to_json()
+    assert notice().schema_version == NOTICE_SCHEMA
 
 
 def test_another_version_is_another_change() -> None:

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import socket
 import threading
 
 import pytest
 import requests
 
 from mdsync.devhost import DevHost
-from tests.devhost.conftest import FUNCTION_KEY, HOST_KEY, MASTER_KEY, OTHER_FUNCTION_KEY
+from tests.devhost.conftest import FUNCTION_KEY, HOST_KEY, MASTER_KEY, OTHER_FUNCTION_KEY, HostFactory
 
 
 def test_route_parameters_query_body_and_response_reach_both_sides(
@@ -130,3 +131,61 @@ def test_host_status_needs_the_master_key(served: DevHost, http: requests.Sessio
     )
     response = http.get(f"{served.url}/admin/host/status", headers={"x-functions-key": MASTER_KEY})
     assert response.json()["state"] == "Running"
+
+
+# --- the request body limit ----------------------------------------------------------------------
+
+LIMIT = 256 * 1024
+
+
+def _chunked_post(url: str, path: str, total: int, chunk: int = 64 * 1024) -> bytes:
+    """POST ``total`` bytes with ``Transfer-Encoding: chunked`` (no Content-Length) over a raw
+    socket; sending stops when the server closes; returns what the server answered."""
+    host, port = url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=60) as sock:
+        head = (
+            f"POST {path} HTTP/1.1\r\nHost: {host}\r\nx-functions-key: {FUNCTION_KEY}\r\n"
+            "Transfer-Encoding: chunked\r\nContent-Type: application/octet-stream\r\n\r\n"
+        )
+        sock.sendall(head.encode())
+        sent = 0
+        try:
+            while sent < total:
+                sock.sendall(f"{chunk:x}\r\n".encode() + b"x" * chunk + b"\r\n")
+                sent += chunk
+            sock.sendall(b"0\r\n\r\n")
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the server answered and closed before the body ended
+        answer = b""
+        try:
+            while not answer.endswith(b"\r\n\r\n") and b"\r\n\r\n" not in answer:
+                data = sock.recv(65536)
+                if not data:
+                    break
+                answer += data
+        except ConnectionResetError:
+            pass
+    return answer
+
+
+def test_a_chunked_body_over_the_limit_is_refused_before_it_is_read_whole(make_host: HostFactory) -> None:
+    """Issue 12, fault 7: a chunked body had no limit at all (a 220 MB body grew the host by 440 MB)."""
+    host = make_host(max_body_bytes=LIMIT).start()
+    answer = _chunked_post(host.url, "/api/items/1", total=16 * LIMIT)
+    assert answer.startswith(b"HTTP/1.1 413"), answer[:200]
+
+
+def test_a_chunked_body_within_the_limit_reaches_the_function(make_host: HostFactory) -> None:
+    host = make_host(max_body_bytes=LIMIT).start()
+    answer = _chunked_post(host.url, "/api/items/1", total=LIMIT // 2)
+    assert answer.startswith(b"HTTP/1.1 201"), answer[:200]
+
+
+def test_a_declared_length_over_the_limit_is_refused_at_once(
+    make_host: HostFactory, http: requests.Session
+) -> None:
+    host = make_host(max_body_bytes=LIMIT).start()
+    response = http.post(
+        f"{host.url}/api/items/1", data=b"x" * (LIMIT + 1), headers={"x-functions-key": FUNCTION_KEY}
+    )
+    assert response.status_code == 413

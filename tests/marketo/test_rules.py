@@ -63,10 +63,19 @@ def test_boolean_fields_accept_booleans_and_their_spellings(flag: bool) -> None:
     assert coerce(field, int(flag)) is flag
 
 
-@given(st.integers(min_value=-(2**40), max_value=2**40))
+@given(st.integers(min_value=-(2**31), max_value=2**31 - 1))
 def test_integer_fields_accept_integers_and_digit_strings(number: int) -> None:
     assert coerce(FIELDS["id"], number) == number
     assert coerce(FIELDS["id"], str(number)) == number
+
+
+@given(
+    st.integers(min_value=2**31, max_value=2**70) | st.integers(max_value=-(2**31) - 1, min_value=-(2**70))
+)
+def test_integers_beyond_32_bits_are_1001(number: int) -> None:
+    with pytest.raises(MarketoFault) as caught:
+        coerce(FIELDS["id"], str(number))
+    assert caught.value.code == "1001"
 
 
 @given(

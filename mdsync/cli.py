@@ -284,7 +284,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 def cmd_devhost(args: argparse.Namespace) -> int:
     _local_tooling("devhost")
     from mdsync.devhost import DevHost, as_rich_table
-    from mdsync.local import check_local_state, local_queue, reset_local_state
+    from mdsync.local import check_local_state, local_backfill_queue, local_queue, reset_local_state
 
     # Like `func start`: the project's local.settings.json holds the app settings.
     os.environ.setdefault(LOCAL_SETTINGS_ENV, str(Path(args.root) / DEFAULT_LOCAL_SETTINGS))
@@ -295,9 +295,11 @@ def cmd_devhost(args: argparse.Namespace) -> int:
         warning = check_local_state()
         if warning:
             console.print(f"[yellow]warning[/yellow]: {escape(warning)}", soft_wrap=True)
+    backfill_queue = local_backfill_queue()
     host = DevHost.for_project(
         Path(args.root),
         queue=local_queue(),
+        extra_queues={backfill_queue.queue_name: backfill_queue},
         function_keys={},
         host_keys=[LOCAL_HOST_KEY],
         master_key=LOCAL_MASTER_KEY,

@@ -35,6 +35,7 @@ HOST_KEY = "local-host-key-0123456789"
 MASTER_KEY = "local-master-key-0123456789"
 NEVER = "0 0 0 1 1 *"  # timers that only run when the harness triggers them
 WEBHOOK_NAME = "mdsync-local"
+BACKFILL_QUEUE = "mdsync-backfill"
 FLOW_STEP_WEBHOOK = "Sync Person to Microsoft"
 FLOW_STEP_FIELDS = (
     ExtraField("mdsyncFlowStepStatus", "mdsync Flow Step Status", soap_name="mdsyncFlowStepStatus"),
@@ -93,6 +94,7 @@ class LocalSystem:
             "MDSYNC_STATE_BACKEND": "sqlite",
             "MDSYNC_SQLITE_PATH": str(self.queue_path),
             "SERVICEBUS_QUEUE_NAME": "mdsync-notices",
+            "BACKFILL_QUEUE_NAME": BACKFILL_QUEUE,
             "MARKETO_POLL_SCHEDULE": self.config.poll_schedule,
             "DYNAMICS_SWEEP_SCHEDULE": self.config.sweep_schedule,
             # Polls run when the harness says; each shows a deletion made before it.
@@ -111,7 +113,8 @@ class LocalSystem:
         register the webhooks and set the capture checkpoints (:meth:`prime`)."""
         self.config.workdir.mkdir(parents=True, exist_ok=True)
         # The simulators start empty, as new systems: state from an earlier run belongs elsewhere.
-        for path in (self.queue_path, self.queue_path.with_suffix(".state.sqlite3")):
+        staging = self.queue_path.with_suffix(".backfill.sqlite3")
+        for path in (self.queue_path, self.queue_path.with_suffix(".state.sqlite3"), staging):
             for leftover in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
                 leftover.unlink(missing_ok=True)
         self.stack.start()
@@ -124,9 +127,11 @@ class LocalSystem:
         reset_container()
         queue = SqliteQueue(self.queue_path, queue_name="mdsync-notices")
         queue.active_count()  # create the file before the host's pump opens it
+        self.backfill_queue = SqliteQueue(self.queue_path, queue_name=BACKFILL_QUEUE)
         self.host = DevHost(
             load_function_app(ROOT / "function_app.py"),
             queue=queue,
+            extra_queues={BACKFILL_QUEUE: self.backfill_queue},
             port=self.config.host_port,
             function_keys={},
             host_keys=[HOST_KEY],
@@ -268,7 +273,7 @@ class LocalSystem:
             delivered = self.dataverse_admin.wait_for_webhooks(
                 timeout=min(10.0, max(0.1, deadline - time.monotonic()))
             )
-            if delivered and self.queue.active_count() == 0:
+            if delivered and self.queue.active_count() == 0 and self.backfill_queue.active_count() == 0:
                 return True
             if self.host is not None:
                 self.host.wake()

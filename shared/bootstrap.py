@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     import requests
 
     from shared.backfill.context import Context as BackfillContext
+    from shared.backfill.runner import Backfill
     from shared.backfill.staging import StagingStore
     from shared.dataverse.auth import TokenProvider
     from shared.dataverse.client import DataverseClient
@@ -129,20 +130,32 @@ class Container:
             ),
         )
 
-    def _build_queue(self) -> NoticeQueue:
+    @property
+    def backfill_queue(self) -> NoticeQueue:
+        """The backfill's own queue (BACKFILL_QUEUE_NAME): a message per step of the job."""
+        return self._once("backfill_queue", lambda: self._build_queue(self.settings.backfill_queue_name))
+
+    @property
+    def backfill(self) -> Backfill:
+        """The backfill job's runner in the function app (its staging beside the state store)."""
+        from shared.backfill.runner import Backfill
+
+        return self._once("backfill", lambda: Backfill(self.backfill_context()))
+
+    def _build_queue(self, name: str | None = None) -> NoticeQueue:
         s = self.settings
         s.require_queue_connection()
         if s.queue_backend is QueueBackend.SQLITE:
             from shared.adapters.sqlite_queue import SqliteQueue
 
             return SqliteQueue(
-                s.sqlite_path, queue_name=s.queue_name, max_delivery_count=s.max_delivery_count
+                s.sqlite_path, queue_name=name or s.queue_name, max_delivery_count=s.max_delivery_count
             )
         from shared.adapters.servicebus_queue import ServiceBusQueue
 
         secret = s.servicebus_connection_string
         return ServiceBusQueue(
-            s.queue_name,
+            name or s.queue_name,
             connection_string=secret.get_secret_value() if secret else None,
             fully_qualified_namespace=s.servicebus_namespace,
         )

@@ -68,9 +68,10 @@ class NoticeQueue(abc.ABC):
         """Make the notices visible at ``at`` (UTC), for delayed retries."""
 
     @abc.abstractmethod
-    def send_raw(self, messages: Sequence[RawMessage]) -> None:
+    def send_raw(self, messages: Sequence[RawMessage], *, at: datetime | None = None) -> None:
         """Queue bodies as they are, under the given ids (replay: a body this code may not be able
-        to read is still put back for a reader that can). Same guarantees as ``send``."""
+        to read is still put back for a reader that can; the backfill's steps, which are not
+        notices), visible at once or from ``at`` (UTC). Same guarantees as ``send``."""
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections."""

@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from shared.backfill.staging import StagingStore
+from shared.backfill.staging import StagingStore, range_width
 from shared.dataverse.client import DataverseClient
 from shared.mapping import FieldMapping
 from shared.marketo.client import MarketoClient
@@ -50,6 +50,11 @@ class Context:
     # The live sync's queue: records the backfill leaves to it (handovers) are queued there.
     queue: NoticeQueue | None = None
     poll_seconds: float = 30.0
+    # Below this many rows a Marketo write uses Sync Leads rather than an import.
+    sync_leads_max: int = SYNC_LEADS_MAX
+    # Items per unit of work in every pass (None: each pass's own size; tests make it small to
+    # have many units, hence many places to be killed at).
+    range_items: int | None = None
     clock: Callable[[], float] = time.monotonic
     rows: DynamicsReader = field(init=False)
     people: MarketoReader = field(init=False)
@@ -76,6 +81,10 @@ class Context:
         if self._staging is not None:
             self._staging[1].close()
             self._staging = None
+
+    def width(self, items: int, per_range: int) -> int:
+        """The bucket width of a pass's ranges over ``items`` items."""
+        return range_width(items, self.range_items or per_range)
 
     def __post_init__(self) -> None:
         self.rows = DynamicsReader(self.dataverse, self.mapping)

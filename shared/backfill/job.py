@@ -179,6 +179,8 @@ class JobState(BaseModel):
     guarded_at: datetime | None = None
     error: str | None = None
     calls: dict[str, int] = Field(default_factory=dict)
+    # Steps run (the function app names its step messages by it).
+    steps: int = 0
 
     @staticmethod
     def new(options: Options) -> JobState:

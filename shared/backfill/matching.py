@@ -45,7 +45,6 @@ from shared.backfill.staging import (
     Item,
     bucket_of,
     person_bucket,
-    range_width,
     ranges,
 )
 from shared.mapping import FieldMapping
@@ -275,8 +274,8 @@ def email_bucket(email: str) -> int:
     return bucket_of(f"e:{email}")
 
 
-def start_pass(job: JobState, items: int) -> None:
-    width = range_width(items)
+def start_pass(ctx: Context, job: JobState, items: int) -> None:
+    width = ctx.width(items, 5_000)
     job.cursor.update(width=width, at=0)
     job.progress[job.phase].total = len(ranges(width))
 

@@ -30,7 +30,6 @@ from shared.backfill.staging import (
     RECORDS,
     Item,
     person_bucket,
-    range_width,
     ranges,
     record_bucket,
     record_key,
@@ -299,12 +298,10 @@ def start_partners(ctx: Context, job: JobState) -> None:
     records = job.counts.get("records_read", 0)
     persons = job.counts.get("persons_read", 0)
     passes = ["records"] + (["persons"] if job.options.mode is Mode.BULK else [])
-    job.cursor.update(
-        passes=passes, width=range_width(records, 3_000), pwidth=range_width(persons, 3_000), at=0
-    )
-    total = len(ranges(range_width(records, 3_000)))
+    job.cursor.update(passes=passes, width=ctx.width(records, 3_000), pwidth=ctx.width(persons, 3_000), at=0)
+    total = len(ranges(ctx.width(records, 3_000)))
     if "persons" in passes:
-        total += len(ranges(range_width(persons, 3_000)))
+        total += len(ranges(ctx.width(persons, 3_000)))
     job.progress[job.phase].total = total
 
 

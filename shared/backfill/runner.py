@@ -51,7 +51,7 @@ class PhaseSpec:
 
 
 def _match_start(items: Callable[[JobState], int]) -> Start:
-    return lambda ctx, job: matching.start_pass(job, items(job))
+    return lambda ctx, job: matching.start_pass(ctx, job, items(job))
 
 
 PHASES: dict[Phase, PhaseSpec] = {
@@ -74,12 +74,12 @@ PHASES: dict[Phase, PhaseSpec] = {
     ),
     Phase.MARKETO_WRITES: PhaseSpec(
         writing.write_marketo,
-        lambda ctx, job: writing.start_writes(job, job.counts.get("pairs", 0), writing.PAIRS_PER_IMPORT),
+        lambda ctx, job: writing.start_writes(ctx, job, job.counts.get("pairs", 0), writing.PAIRS_PER_IMPORT),
     ),
     Phase.CREATES: PhaseSpec(
         writing.write_creates,
         lambda ctx, job: writing.start_writes(
-            job, job.counts.get("persons_to_create", 0), writing.PAIRS_PER_IMPORT
+            ctx, job, job.counts.get("persons_to_create", 0), writing.PAIRS_PER_IMPORT
         ),
     ),
     Phase.CREATED_IDS: PhaseSpec(
@@ -88,10 +88,13 @@ PHASES: dict[Phase, PhaseSpec] = {
     Phase.DYNAMICS_WRITES: PhaseSpec(
         writing.write_dynamics,
         lambda ctx, job: writing.start_writes(
-            job, job.counts.get("pairs", 0) + job.counts.get("persons_created", 0), writing.PAIRS_PER_UPDATE
+            ctx,
+            job,
+            job.counts.get("pairs", 0) + job.counts.get("persons_created", 0),
+            writing.PAIRS_PER_UPDATE,
         ),
     ),
-    Phase.STORE: PhaseSpec(storing.store, lambda ctx, job: storing.start_store(job)),
+    Phase.STORE: PhaseSpec(storing.store, storing.start_store),
 }
 
 
@@ -103,6 +106,7 @@ class JobRunning(ConflictError):
 class StepResult:
     job: JobState
     wait: float | None = None  # seconds until there is more to do; None: finished or stopped
+    busy: bool = False  # another runner holds the job: nothing was done
 
     @property
     def finished(self) -> bool:
@@ -167,7 +171,7 @@ class Backfill:
             job = self.current()
             if job is None:
                 raise ConfigurationError("no backfill job to run")
-            return StepResult(job, wait=30.0)  # another runner has it
+            return StepResult(job, wait=30.0, busy=True)
         try:
             return self._step(budget_seconds, on_progress)
         finally:
@@ -180,6 +184,7 @@ class Backfill:
         job, self._etag = loaded
         if job.finished:
             return StepResult(job)
+        job.steps += 1
         if job.status is Status.FAILED:
             job.status, job.error = Status.RUNNING, None  # resumed: its cause was fixed
         self._own_staging(job)

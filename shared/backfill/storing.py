@@ -18,7 +18,7 @@ from typing import Any
 from shared.backfill.context import DONE, MORE, Context, Outcome
 from shared.backfill.job import JobState
 from shared.backfill.pairs import report
-from shared.backfill.staging import FAILED, HANDOVER, PAIRS, range_width, ranges, record_key
+from shared.backfill.staging import FAILED, HANDOVER, PAIRS, ranges, record_key
 from shared.backfill.writing import held_records
 from shared.errors import ConflictError
 from shared.notices import Entity, Kind, Notice, Source
@@ -26,8 +26,8 @@ from shared.ports import Link, Shadow
 from shared.sync.journal import Journal
 
 
-def start_store(job: JobState) -> None:
-    width = range_width(job.counts.get("pairs", 0) + job.counts.get("persons_created", 0), 5_000)
+def start_store(ctx: Context, job: JobState) -> None:
+    width = ctx.width(job.counts.get("pairs", 0) + job.counts.get("persons_created", 0), 5_000)
     job.cursor.update(width=width, at=0)
     job.progress[job.phase].total = len(ranges(width))
 

@@ -30,7 +30,7 @@ from datetime import datetime, timedelta
 from itertools import chain, islice
 from typing import Any
 
-from shared.backfill.context import DONE, MORE, SYNC_LEADS_MAX, Context, Outcome, wait
+from shared.backfill.context import DONE, MORE, Context, Outcome, wait
 from shared.backfill.job import JobState, Mode, Phase, now
 from shared.backfill.pairs import report
 from shared.backfill.reading import marketo_fields, person_value
@@ -43,7 +43,6 @@ from shared.backfill.staging import (
     PAIRS,
     Item,
     person_bucket,
-    range_width,
     ranges,
     record_bucket,
     record_key,
@@ -133,10 +132,10 @@ def _sources(ctx: Context, kind: str) -> list[Source]:
     ]
 
 
-def start_writes(job: JobState, items: int, per_range: int) -> None:
+def start_writes(ctx: Context, job: JobState, items: int, per_range: int) -> None:
     if job.options.mode is Mode.REST:
         per_range = min(per_range, PAIRS_PER_UPDATE)  # Sync Leads takes the range in memory
-    width = range_width(items, per_range)
+    width = ctx.width(items, per_range)
     job.cursor.update(width=width, next=0, inflight=[])
     job.progress[job.phase].total = len(ranges(width))
 
@@ -239,9 +238,9 @@ class MarketoWrites:
         for index, source in enumerate(_sources(self.ctx, self.kind)):
             blanking: list[dict[str, Any]] = []
             rows = self._rows(source, first, last, held, blanking)
-            few = list(islice(rows, SYNC_LEADS_MAX + 1))
+            few = list(islice(rows, self.ctx.sync_leads_max + 1))
             pushed = index in entry["pushed"]
-            if len(few) <= SYNC_LEADS_MAX or self.job.options.mode is Mode.REST:
+            if len(few) <= self.ctx.sync_leads_max or self.job.options.mode is Mode.REST:
                 if not pushed:
                     self._push(source, [*few, *rows])
                     self._push(source, blanking)
@@ -358,7 +357,7 @@ def start_created_ids(ctx: Context, job: JobState) -> None:
     begun = job.progress.get(Phase.CREATES)
     since = (begun.started_at if begun and begun.started_at else now()) - CREATED_MARGIN
     job.cursor.update(export=None, extracted=not imported, since=since.isoformat(), at=0)
-    job.cursor["width"] = range_width(job.counts.get("persons_to_create", 0), 5_000)
+    job.cursor["width"] = ctx.width(job.counts.get("persons_to_create", 0), 5_000)
     job.progress[job.phase].total = len(ranges(job.cursor["width"])) + (0 if not imported else 1)
 
 

@@ -25,7 +25,16 @@ from tests.isolated_venv import isolated_python, run
 # The same pinned worker `make setup` installs for the local host: one place, the Makefile.
 WORKER = re.search(r"^WORKER := (\S+)$", (REPO / "Makefile").read_text(encoding="utf-8"), re.M).group(1)  # type: ignore[union-attr]
 INDEXER = REPO / "mdsync" / "devhost" / "worker_index.py"
-FUNCTIONS = {"dynamics_webhook", "marketo_poller", "dynamics_sweep", "sync_worker", "sync_person_to_microsoft"}
+FUNCTIONS = {
+    "dynamics_webhook",
+    "marketo_poller",
+    "dynamics_sweep",
+    "sync_worker",
+    "sync_person_to_microsoft",
+    "backfill_start",
+    "backfill_status",
+    "backfill_step",
+}
 
 REFUSED_APP = '''
 import azure.functions as func

@@ -9,6 +9,7 @@ job's state for the status page (``shared/backfill/status.py``). A dry run ends 
 from __future__ import annotations
 
 import json
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -112,7 +113,9 @@ def run_backfill(args: Any, console: Console) -> int:
         path = Path(args.staging)
         staging_for = lambda job_id: SqliteStaging(path)  # noqa: E731 - one line reads best
     ctx = deps.backfill_context(staging_for)
-    backfill = Backfill(ctx)
+    # Named after this machine and the staging it uses: run again after a kill, it takes its
+    # job back at once (another machine waits for the lease to run out).
+    backfill = Backfill(ctx, owner=f"cli:{socket.gethostname()}:{args.staging or 'default'}")
     try:
         if args.status:
             return _print_status(backfill, console)

@@ -140,7 +140,8 @@ class Container:
         """The backfill job's runner in the function app (its staging beside the state store)."""
         from shared.backfill.runner import Backfill
 
-        return self._once("backfill", lambda: Backfill(self.backfill_context()))
+        lease = self.settings.backfill_step_seconds + 60.0
+        return self._once("backfill", lambda: Backfill(self.backfill_context(), lease_seconds=lease))
 
     def _build_queue(self, name: str | None = None) -> NoticeQueue:
         s = self.settings

@@ -49,7 +49,9 @@ from shared.backfill.staging import (
 )
 from shared.mapping import FieldMapping
 from shared.normalize import email_key
+from shared.ports import Link
 from shared.redaction import mask_email
+from shared.sync.journal import Journal
 from shared.sync.planning import excluded
 
 QUALIFIED = 1  # lead statecode
@@ -299,12 +301,25 @@ def _issue_items(issues: Sequence[Issue]) -> list[Item]:
     return items
 
 
-def _note_issues(job: JobState, issues: Sequence[Issue]) -> None:
+def _note_issues(ctx: Context, job: JobState, issues: Sequence[Issue]) -> None:
+    """Count and sample each issue; in a real run, put it in the sync log of every record and
+    person it names (a preview writes nothing)."""
+    journal = Journal(0)
     for issue in issues:
         job.count(f"issues_{issue.kind}")
         job.count("records_ambiguous", len(issue.records))
         job.count("resolved_by_rule", 1 if issue.chosen else 0)
         job.sample(issue.kind, issue.why + (f" -> {issue.chosen}" if issue.chosen else ""))
+        rule = job.options.ambiguous.value
+        outcome = f"the rule {rule} chose {issue.chosen}, the others are not linked"
+        detail = f"backfill: {issue.why}; " + (outcome if issue.chosen else "not linked")
+        for key in issue.records:
+            entity, dynamics_id = _record_of(key)
+            journal.note(Link(0, entity, dynamics_id), issue.kind, detail)
+        for marketo_id in issue.persons:
+            journal.note(Link(marketo_id, "-", ""), issue.kind, detail)
+    if journal.entries and not job.options.dry_run:
+        ctx.state.append_log(journal.entries)
 
 
 def _record_of(key: str) -> tuple[str, str]:
@@ -403,7 +418,7 @@ def match_persons(ctx: Context, job: JobState) -> Outcome:
     ctx.staging.put(HANDOVER, handover)
     ctx.staging.put(ISSUES, _issue_items(issues))
     job.count("handed_over", len(handover))
-    _note_issues(job, issues)
+    _note_issues(ctx, job, issues)
     stage_creates(ctx, job, creates)
     plan_pairs(ctx, job, found)
     return _advance(job)
@@ -435,7 +450,7 @@ def match_emails(ctx: Context, job: JobState) -> Outcome:
         job.count("persons_marketo_only", len(decision.marketo_only))
         job.count("records_following_their_lead", len(decision.follows_lead))
     ctx.staging.put(ISSUES, _issue_items(issues))
-    _note_issues(job, issues)
+    _note_issues(ctx, job, issues)
     stage_creates(ctx, job, creates)
     plan_pairs(ctx, job, found)
     return _advance(job)

@@ -98,6 +98,10 @@ PHASES: dict[Phase, PhaseSpec] = {
 }
 
 
+class LeaseLost(Exception):
+    """This runner's lease ran out and another runner holds the job: it stops, unsaved."""
+
+
 class JobRunning(ConflictError):
     """A job is running already; it is resumed, or replaced with ``restart``."""
 
@@ -114,14 +118,17 @@ class StepResult:
 
 
 class Backfill:
-    """One backfill job, run by this process (``owner`` names it in the lease)."""
+    """One backfill job, run by this process. ``owner`` names it in the lease, renewed at every
+    save for ``lease_seconds``: the CLI names itself after the machine and its staging, so a
+    restarted command (after a kill) takes its job back at once; the function app's steps are
+    each their own owner, and a step whose runner died is taken over once the lease runs out."""
 
     def __init__(
         self,
         ctx: Context,
         *,
         owner: str | None = None,
-        lease_seconds: float = 600.0,
+        lease_seconds: float = 300.0,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.ctx = ctx
@@ -168,14 +175,22 @@ class Backfill:
         """Work on the job for about ``budget_seconds``; what is left and when to come back."""
         state = self.ctx.state
         if not state.acquire_lease(LEASE, self.owner, self.lease_seconds):
-            job = self.current()
-            if job is None:
-                raise ConfigurationError("no backfill job to run")
-            return StepResult(job, wait=30.0, busy=True)
+            return self._busy()
         try:
             return self._step(budget_seconds, on_progress)
+        except LeaseLost:
+            return self._busy()
         finally:
             state.release_lease(LEASE, self.owner)
+
+    def _busy(self) -> StepResult:
+        """Another runner holds the job: come back when its lease would have run out."""
+        job = self.current()
+        if job is None:
+            raise ConfigurationError("no backfill job to run")
+        lease = self.ctx.state.get_lease(LEASE)
+        left = (lease.expires_at - now()).total_seconds() if lease is not None else 0.0
+        return StepResult(job, wait=max(left, 1.0), busy=True)
 
     def _step(self, budget_seconds: float, on_progress: Callable[[JobState], None] | None) -> StepResult:
         loaded = self.jobs.load()
@@ -282,6 +297,8 @@ class Backfill:
     def _save(self, job: JobState) -> None:
         """Write the job over the version this runner last wrote; the wall time since the last
         save goes to the current phase (its rate and ETA)."""
+        if not self.ctx.state.acquire_lease(LEASE, self.owner, self.lease_seconds):
+            raise LeaseLost(f"backfill {job.id}: another runner took the job over")
         mark = time.monotonic()
         progress = job.progress.get(job.phase)
         if progress is not None and progress.finished_at is None and self._mark is not None:

@@ -44,7 +44,8 @@ def test_the_preview_writes_nothing_and_says_what_would_happen(world: World, run
     assert c["pairs_by_email"] == 2  # ana, bo
     assert c["persons_to_create"] == 1  # cy
     assert c["records_excluded"] == 1  # dee
-    assert c["issues_ambiguous"] == 1 and c["records_ambiguous"] == 2  # eve
+    assert c["issues_ambiguous"] == 1
+    assert c["records_ambiguous"] == 2
     assert c["persons_marketo_only"] == 1  # fay
     # Fields per side and who wins: Dynamics fills Marketo where both hold values (firstName),
     # a blank is filled from the other side (title to Marketo, phone to Dynamics), never blanked.
@@ -68,19 +69,22 @@ def test_the_backfill_links_creates_and_reconciles_by_the_first_link_rule(
     job = run_backfill()
 
     assert job.status is Status.DONE, job.error
-    assert world.linked("ana", "ana") and world.linked("bo", "bo")
+    assert world.linked("ana", "ana")
+    assert world.linked("bo", "bo")
     ana_m, ana_d = world.marketo("ana"), world.dynamics("ana")
     assert ana_m["firstName"] == "Ana"  # Dynamics, the system of record, fills Marketo
     assert ana_m["title"] == "CTO"  # a blank in Marketo is filled
     assert ana_d["telephone1"] == "555-0100"  # a blank in Dynamics is filled
     assert ana_m["email"] == "Ana.Lopez@Fabrikam.example"  # the same email, each side's case kept
     assert ana_d["mdsync_marketoid"] == str(world.persons["ana"])
-    assert ana_m["msftLeadId"] == world.records["ana"][1] and ana_m["msftType"] == "Lead"
+    assert ana_m["msftLeadId"] == world.records["ana"][1]
+    assert ana_m["msftType"] == "Lead"
     assert world.marketo("bo")["msftContactId"] == world.records["bo"][1]
     # cy got a person, created once, with the lead's values and its id.
     created = [p for p in world.system.marketo_admin.persons() if p.get("email") == "cy@tailspin.example"]
     assert len(created) == 1
-    assert created[0]["title"] == "VP" and created[0]["msftLeadId"] == world.records["cy"][1]
+    assert created[0]["title"] == "VP"
+    assert created[0]["msftLeadId"] == world.records["cy"][1]
     assert world.links()[created[0]["id"]] == world.records["cy"]
     assert world.dynamics("cy")["mdsync_marketoid"] == str(created[0]["id"])
     # Left alone: the filtered record, both ambiguous records, the Marketo-only person.

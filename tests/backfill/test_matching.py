@@ -35,7 +35,8 @@ def free(*ids: int) -> list[PersonAtEmail]:
 def test_one_record_and_one_person_pair_by_email() -> None:
     decision = decide_email("ana@x.example", [rec("lead:a")], free(7), Ambiguity.REPORT)
     assert decision.pairs == [("lead:a", 7, "email")]
-    assert decision.issues == [] and decision.creates == []
+    assert decision.issues == []
+    assert decision.creates == []
 
 
 def test_a_record_with_no_person_gets_one_created() -> None:
@@ -47,12 +48,14 @@ def test_a_record_with_no_person_gets_one_created() -> None:
 def test_persons_no_record_wants_are_marketo_only_and_stay_so() -> None:
     decision = decide_email("ana@x.example", [], free(7, 9), Ambiguity.REPORT)
     assert decision.marketo_only == [7, 9]
-    assert decision.pairs == [] and decision.creates == []
+    assert decision.pairs == []
+    assert decision.creates == []
 
 
 def test_two_records_with_one_email_are_reported_not_guessed() -> None:
     decision = decide_email("ana@x.example", [rec("lead:a"), rec("contact:b")], free(7), Ambiguity.REPORT)
-    assert decision.pairs == [] and decision.creates == []
+    assert decision.pairs == []
+    assert decision.creates == []
     [issue] = decision.issues
     assert issue.kind == "ambiguous"
     assert set(issue.records) == {"lead:a", "contact:b"}
@@ -79,7 +82,8 @@ def test_prefer_lead_and_the_age_rules_choose_by_what_they_say() -> None:
 
 def test_two_persons_with_one_email_are_reported_or_the_rule_picks_by_id() -> None:
     reported = decide_email("e", [rec("lead:a")], free(9, 7), Ambiguity.REPORT)
-    assert reported.pairs == [] and reported.creates == []
+    assert reported.pairs == []
+    assert reported.creates == []
     assert reported.issues[0].persons == (7, 9)
     assert decide_email("e", [rec("lead:a")], free(9, 7), Ambiguity.OLDEST).pairs == [("lead:a", 7, "rule")]
     assert decide_email("e", [rec("lead:a")], free(9, 7), Ambiguity.NEWEST).pairs == [("lead:a", 9, "rule")]
@@ -88,7 +92,8 @@ def test_two_persons_with_one_email_are_reported_or_the_rule_picks_by_id() -> No
 def test_a_record_whose_email_belongs_to_a_person_linked_elsewhere_is_reported() -> None:
     taken = [PersonAtEmail(7, "taken", "contact:c")]
     decision = decide_email("e", [rec("lead:a")], taken, Ambiguity.PREFER_LEAD)
-    assert decision.pairs == [] and decision.creates == []
+    assert decision.pairs == []
+    assert decision.creates == []
     assert decision.issues[0].kind == "taken"
     assert "contact:c" in decision.issues[0].why
 
@@ -97,12 +102,15 @@ def test_the_contact_of_a_qualified_linked_lead_follows_it_quietly() -> None:
     taken = [PersonAtEmail(7, "taken", "lead:l1")]
     decision = decide_email("e", [rec("contact:c", origin="l1")], taken, Ambiguity.REPORT)
     assert decision.follows_lead == ["contact:c"]
-    assert decision.issues == [] and decision.pairs == [] and decision.creates == []
+    assert decision.issues == []
+    assert decision.pairs == []
+    assert decision.creates == []
 
 
 def test_a_contested_person_is_not_matched_by_email_either() -> None:
     decision = decide_email("e", [rec("lead:a")], [PersonAtEmail(7, "contested")], Ambiguity.OLDEST)
-    assert decision.pairs == [] and decision.creates == []
+    assert decision.pairs == []
+    assert decision.creates == []
     assert decision.issues[0].kind == "ambiguous"
 
 
@@ -144,14 +152,18 @@ def test_a_stored_id_naming_a_person_linked_elsewhere_goes_to_email_matching() -
 
 def test_a_linked_side_that_is_gone_is_handed_to_the_live_sync() -> None:
     record_gone = decide_person(7, True, "lead:a", [], Ambiguity.REPORT)
-    assert record_gone.handover and record_gone.pair is None and record_gone.person == "taken"
+    assert record_gone.handover
+    assert record_gone.pair is None
+    assert record_gone.person == "taken"
     person_gone = decide_person(7, False, "lead:a", [(rec("lead:a"), "link")], Ambiguity.REPORT)
-    assert person_gone.handover and person_gone.pair is None
+    assert person_gone.handover
+    assert person_gone.pair is None
 
 
 def test_a_linked_record_the_backfill_leaves_alone_keeps_its_person_taken() -> None:
     decision = decide_person(7, True, "lead:a", [(rec("lead:a"), "left")], Ambiguity.REPORT)
-    assert decision.pair is None and not decision.handover
+    assert decision.pair is None
+    assert not decision.handover
     assert decision.person == "taken"
 
 
@@ -226,5 +238,6 @@ def test_report_never_guesses(recs: list[Rec], people: list[PersonAtEmail]) -> N
     decision = decide_email("e@x.example", recs, people, Ambiguity.REPORT)
     free_count = sum(p.state == "free" for p in people)
     if len(recs) > 1 or free_count > 1:
-        assert decision.pairs == [] and decision.creates == []
+        assert decision.pairs == []
+        assert decision.creates == []
     assert all(issue.chosen == "" for issue in decision.issues)

@@ -254,8 +254,10 @@ def test_the_backfill_job_lives_in_the_store_and_is_written_over_its_last_versio
     job.count("records_read", 4)
     etag = first.save(job, None)
     loaded, loaded_etag = second.load() or (None, "")
-    assert loaded is not None and loaded.id == job.id
-    assert loaded.progress[Phase.DYNAMICS].done == 4 and loaded.counts == {"records_read": 4}
+    assert loaded is not None
+    assert loaded.id == job.id
+    assert loaded.progress[Phase.DYNAMICS].done == 4
+    assert loaded.counts == {"records_read": 4}
     loaded.advance(6)
     second.save(loaded, loaded_etag)
     with pytest.raises(ConflictError):  # the first runner's view is stale now

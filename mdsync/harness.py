@@ -104,6 +104,8 @@ class LocalSystem:
             "MDSYNC_CONFIRM_SECONDS": "0",
             # The tests count the simulators' calls; the demo runs `mdsync doctor` itself.
             "MDSYNC_STARTUP_CHECKS": "false",
+            # The simulators finish a bulk job in moments: ask about it often.
+            "MDSYNC_BACKFILL_POLL_SECONDS": "0.5",
             "FUNCTIONS_WORKER_RUNTIME": "python",
             **self.config.extra_settings,
         }

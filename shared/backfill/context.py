@@ -55,6 +55,9 @@ class Context:
     # Items per unit of work in every pass (None: each pass's own size; tests make it small to
     # have many units, hence many places to be killed at).
     range_items: int | None = None
+    # Rows per Dataverse page (5,000, the most Dataverse gives); links per state store page.
+    page_size: int = 5_000
+    link_page: int = 1_000
     clock: Callable[[], float] = time.monotonic
     rows: DynamicsReader = field(init=False)
     people: MarketoReader = field(init=False)

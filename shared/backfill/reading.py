@@ -47,7 +47,6 @@ from shared.normalize import email_key
 from shared.ports import Link
 from shared.sync.reads import ENTITY_SETS, IDS_PER_QUERY
 
-LINK_PAGE = 1_000
 STAGE_CHUNK = 5_000
 EXPORTS_AT_ONCE = 2
 EXPORT_RETRIES = 3
@@ -80,13 +79,13 @@ def stage(ctx: Context, items: Iterable[tuple[str, Item]]) -> None:
 
 def read_links(ctx: Context, job: JobState) -> Outcome:
     after = int(job.cursor.get("after", 0))
-    links = ctx.state.list_links(after=after, limit=LINK_PAGE)
+    links = ctx.state.list_links(after=after, limit=ctx.link_page)
     stage(ctx, link_items(links))
     if links:
         job.cursor["after"] = links[-1].marketo_id
     job.count("links_read", len(links))
     job.advance(len(links))
-    return DONE if len(links) < LINK_PAGE else MORE
+    return DONE if len(links) < ctx.link_page else MORE
 
 
 # --- Marketo: Bulk Lead Extract ------------------------------------------------------------------
@@ -270,6 +269,7 @@ def read_dynamics(ctx: Context, job: JobState) -> Outcome:
         ENTITY_SETS[entity],
         dynamics_select(ctx, entity),
         modified_since=job.options.since,
+        page_size=ctx.page_size,
         resume_from=job.cursor.get("link"),
     )
     page = next(iter(pages))

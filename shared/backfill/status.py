@@ -3,7 +3,7 @@
 :func:`backfill_progress` reads the job from the state store (one read, no API call) and
 returns plain JSON: the job's status and phase, per phase done of total with rate and ETA, the
 counts, the preview's field outcomes, the API calls so far. ``functions/backfill.py`` serves it
-as ``GET /api/admin/backfill``.
+as ``GET /api/backfill``.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ def progress_of(job: JobState) -> dict[str, Any]:
         "id": job.id,
         "status": job.status.value,
         "phase": job.phase.value,
+        "steps": job.steps,
         "options": job.options.model_dump(mode="json"),
         "started_at": job.created_at.isoformat(timespec="seconds"),
         "updated_at": job.updated_at.isoformat(timespec="seconds"),

@@ -3,7 +3,8 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 AZURITE := node_modules/.bin/azurite-table
-LINT_PATHS := function_app.py functions shared
+# Every Python folder: the app, the local tooling, the simulators and the tests.
+LINT_PATHS := function_app.py functions shared mdsync simulators tests
 
 .PHONY: setup test lint format demo bench chaos simulate devhost clean
 
@@ -24,7 +25,8 @@ $(VENV)/.installed: pyproject.toml
 $(AZURITE):
 	npm install --no-save --no-audit --no-fund --loglevel=error azurite@3
 
-test: setup $(AZURITE)
+# Lint first: CI runs `make test`, so the lint gate is part of it.
+test: lint $(AZURITE)
 	$(PY) -m pytest
 
 lint: setup
@@ -33,8 +35,8 @@ lint: setup
 	$(VENV)/bin/mypy
 
 format: setup
-	$(VENV)/bin/ruff format $(LINT_PATHS) tests simulators mdsync
-	$(VENV)/bin/ruff check --fix $(LINT_PATHS) tests simulators mdsync
+	$(VENV)/bin/ruff format $(LINT_PATHS)
+	$(VENV)/bin/ruff check --fix $(LINT_PATHS)
 
 demo: setup
 	$(VENV)/bin/mdsync demo

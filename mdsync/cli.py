@@ -380,7 +380,14 @@ def build_parser() -> argparse.ArgumentParser:
         prog="mdsync", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="command")
+    _add_setup_commands(commands)
+    _add_operator_commands(commands)
+    _add_local_commands(commands)
+    return parser
 
+
+def _add_setup_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Day one: check the deployment, set Dataverse up, check the mapping."""
     doctor = commands.add_parser(
         "doctor", help="check settings, credentials, Dataverse set-up, mapping, webhook, queue and state"
     )
@@ -439,6 +446,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     check.set_defaults(run=cmd_fields_check)
 
+
+def _add_operator_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Running the sync: the sync log and what it gave up on."""
     log = commands.add_parser("log", help="print the sync log of a person (email, Marketo id or Dynamics id)")
     log.add_argument("person", help="an email address, a Marketo person id, or a Dynamics lead/contact id")
     log.add_argument("--limit", type=positive_int, default=50, help="newest entries to show (default: 50)")
@@ -460,6 +470,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     replay.set_defaults(run=cmd_replay)
 
+
+def _add_local_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """The local extra: simulators, local host, demo, bench and chaos."""
     simulate = commands.add_parser(
         "simulate", help="run the Entra ID, Dataverse and Marketo simulators (local extra)"
     )
@@ -498,7 +511,6 @@ def build_parser() -> argparse.ArgumentParser:
         "--scenarios", type=positive_int, default=5, help="how many scenarios to run (default: 5)"
     )
     chaos.set_defaults(run=cmd_chaos)
-    return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -513,8 +525,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if exc.errno != errno.EADDRINUSE:
             raise
         console.print(
-            f"[red]error[/red]: {escape(str(exc.strerror))}: stop what listens there (another mdsync simulate, "
-            "devhost or demo?), or choose other ports (--port, --ephemeral)",
+            f"[red]error[/red]: {escape(str(exc.strerror))}: stop what listens there "
+            "(another mdsync simulate, devhost or demo?), or choose other ports (--port, --ephemeral)",
             soft_wrap=True,
         )
         return 2

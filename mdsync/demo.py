@@ -209,7 +209,8 @@ class Demo:
         bo = int(person["id"]) if person else 0
         self.dv.pause_webhooks(True)
         self.say(
-            f"{USER} sets the title to 'Chief Buyer' in Dynamics while a marketer sets 'Purchasing' in Marketo"
+            f"{USER} sets the title to 'Chief Buyer' in Dynamics"
+            " while a marketer sets 'Purchasing' in Marketo"
         )
         self.dv.update_as(USER, "contacts", contact_id, {"jobtitle": "Chief Buyer"})
         self.mk.user_edit(bo, {"title": "Purchasing"})
@@ -392,7 +393,7 @@ def _failure_activity(activities: list[dict[str, Any]]) -> dict[str, Any] | None
     for activity in reversed(activities):
         names = {a.get("apiName") for a in activity.get("attributes", [])}
         if activity.get("activityTypeId", 0) >= 100000 and "errorMessage" in names:
-            return activity
+            return dict(activity)
     return None
 
 

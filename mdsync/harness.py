@@ -14,7 +14,7 @@ import sqlite3
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +27,7 @@ from shared.http import make_session
 from simulators.dataverse.admin import DataverseAdmin
 from simulators.marketo.admin import MarketoAdmin
 from simulators.marketo.config import ExtraField
-from simulators.stack import FLOW_STEP_SECRET, WEBHOOK_SECRET, SimulatorStack, StackConfig
+from simulators.stack import FIXED_PORTS, FLOW_STEP_SECRET, WEBHOOK_SECRET, SimulatorStack, StackConfig
 from simulators.tls import TlsFiles
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -74,8 +74,6 @@ class LocalSystem:
         stack_config = config.stack
         stack_config.marketo = _with_fields(stack_config.marketo)
         if config.fixed_ports:
-            from simulators.stack import FIXED_PORTS
-
             stack_config.ports = dict(FIXED_PORTS)
         self.stack = SimulatorStack(stack_config, tls=config.tls)
         self.queue_path = config.workdir / "mdsync.sqlite3"
@@ -308,8 +306,6 @@ class LocalSystem:
 
 
 def _with_fields(config: Any) -> Any:
-    from dataclasses import replace
-
     names = {f.name for f in config.extra_fields}
     extra = tuple(f for f in (*FLOW_STEP_FIELDS, *CUSTOMER_FIELDS) if f.name not in names)
     return replace(config, extra_fields=(*config.extra_fields, *extra))

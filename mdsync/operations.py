@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from shared.bootstrap import container
+from shared.dataverse import odata
 from shared.ports import GivenUp, LogEntry
 from shared.redaction import mask_email, redact
 from shared.replay import DEFAULT_LIMIT, list_given_up, subject
@@ -42,8 +43,6 @@ def _entries(person: str, limit: int) -> tuple[str, list[LogEntry]]:
 
 def _dynamics_records(email: str) -> list[str]:
     """Ids of the leads and contacts with this email (also those whose person was deleted)."""
-    from shared.dataverse import odata
-
     dataverse = container().dataverse
     ids = []
     for entity_set, key in (("leads", "leadid"), ("contacts", "contactid")):

@@ -25,7 +25,7 @@ class _QuietShutdown(logging.Filter):
 logging.getLogger("uvicorn.error").addFilter(_QuietShutdown())
 
 
-class PortInUse(OSError):  # noqa: N818 - it reads as what happened
+class PortInUse(OSError):
     """The port is taken (another simulator, local host or demo is running)."""
 
     def __init__(self, name: str, port: int) -> None:

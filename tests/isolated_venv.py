@@ -25,7 +25,7 @@ VENVS = REPO / ".mdsync"
 
 
 def run(command: list[str], **kwargs: Any) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(command, capture_output=True, text=True, check=False, **kwargs)  # noqa: S603
+    return subprocess.run(command, capture_output=True, text=True, check=False, **kwargs)
 
 
 def _marker(installs: Sequence[Sequence[str]], inputs: Sequence[Path]) -> str:

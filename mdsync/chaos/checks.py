@@ -144,7 +144,7 @@ def created_linked(system: LocalSystem, created: Mapping[str, tuple[str, str, st
 def _failure_type_id(system: LocalSystem) -> int | None:
     state = system.stack.marketo.state
     with state.lock:
-        types = state.custom_types.list()
+        types = state.custom_types.listing()
     return next((int(t["id"]) for t in types if t.get("apiName") == FAILURE_TYPE.api_name), None)
 
 

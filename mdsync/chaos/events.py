@@ -19,7 +19,7 @@ import time
 from dataclasses import dataclass, field
 
 from mdsync.bench.seed import Pair
-from mdsync.chaos.checks import PairKey, Violation
+from mdsync.chaos.checks import Expectation, PairKey, Violation
 from mdsync.chaos.plan import Round
 from mdsync.harness import LocalSystem
 
@@ -70,7 +70,7 @@ class LinkEvents:
 
     # --- in a round ----------------------------------------------------------------------------
 
-    def apply(self, plan: Round, expected: dict[tuple[PairKey, str, str], object]) -> Expected:
+    def apply(self, plan: Round, expected: dict[tuple[PairKey, str, str], Expectation]) -> Expected:
         system = self.system
         after = Expected()
         for key in plan.qualifications:
@@ -154,7 +154,8 @@ class LinkEvents:
                 found.append(
                     Violation(
                         "no change lost",
-                        f"lead {key[1]} merged in Marketo: {column} {before.get(column)!r} became {row.get(column)!r}",
+                        f"lead {key[1]} merged in Marketo: {column} {before.get(column)!r}"
+                        f" became {row.get(column)!r}",
                     )
                 )
         if row.get("mobilephone") != mobile:

@@ -274,8 +274,8 @@ def event_pairs(scenario: Scenario) -> dict[PairKey, str]:
     """The pairs set aside for link-moving events, and the event each is for."""
     found: dict[PairKey, str] = {}
     for r in scenario.rounds:
-        found.update({key: "qualified" for key in r.qualifications})
-        found.update({key: "marketo merge" for key in r.marketo_merges})
+        found.update(dict.fromkeys(r.qualifications, "qualified"))
+        found.update(dict.fromkeys(r.marketo_merges, "marketo merge"))
         for merged, into in r.dynamics_merges:
             found.update({merged: "dynamics merge", into: "dynamics merge"})
         found.update({d.pair: "race" for d, _ in r.races})

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 from simulators.dataverse import batch
+from simulators.dataverse.customization import activate_due_keys
 from simulators.dataverse.engine import Engine
 from simulators.dataverse.faults import (
     BULK_NOT_SUPPORTED,
@@ -20,7 +21,6 @@ from simulators.dataverse.faults import (
     payload_error,
 )
 from simulators.dataverse.messages import ApiRequest, ApiResponse
-from simulators.dataverse.customization import activate_due_keys
 from simulators.dataverse.metadata import MetadataApi, csdl
 from simulators.dataverse.odata import KeySegment, parse_key, split_name_and_key, split_segments
 from simulators.dataverse.query import CollectionQuery, count_rows, get_row, selected_columns

@@ -337,11 +337,11 @@ class DataverseSim:
                 parse_qsl(request.scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True)
             )
             content = " ".join([path, *query.values(), body.decode("utf-8", "replace")])
-            delay, fault = state.faults.take(path, content)
+            delay, injected = state.faults.take(path, content)
             if delay:
                 await asyncio.sleep(delay)
-            if fault is not None:
-                return _to_response(ApiResponse.fault(fault))
+            if injected is not None:
+                return _to_response(ApiResponse.fault(injected))
             headers = {k.lower(): v for k, v in request.headers.items()}
             headers["prefer"] = ",".join(request.headers.getlist("prefer"))
             req = ApiRequest(

@@ -28,7 +28,7 @@ import uuid
 from typing import Any
 
 from simulators.dataverse.engine import Engine
-from simulators.dataverse.faults import INVALID_ARGUMENT, DataverseFault, odata_error
+from simulators.dataverse.faults import INVALID_ARGUMENT, DataverseFault
 from simulators.dataverse.messages import ApiRequest, ApiResponse
 from simulators.dataverse.schema import AttrType, Column, KeyJob, Table
 
@@ -37,7 +37,14 @@ SOLUTION_HEADER = "mscrm.solutionuniquename"
 MAX_KEYS = 10
 # Column types an alternate key may use (not Boolean, not Memo).
 KEY_TYPES = frozenset(
-    {AttrType.STRING, AttrType.INTEGER, AttrType.BIGINT, AttrType.DATETIME, AttrType.LOOKUP, AttrType.PICKLIST}
+    {
+        AttrType.STRING,
+        AttrType.INTEGER,
+        AttrType.BIGINT,
+        AttrType.DATETIME,
+        AttrType.LOOKUP,
+        AttrType.PICKLIST,
+    }
 )
 KEY_STATUS_VALUES = {"Pending": 0, "InProgress": 1, "Active": 2, "Failed": 3}
 
@@ -108,7 +115,9 @@ def create_attribute(engine: Engine, table: Table, req: ApiRequest) -> ApiRespon
         fmt = str((body.get("FormatName") or {}).get("Value") or "Text")
         column = Column(logical, AttrType.STRING, max_length=max_length, format=fmt, required=required)
     elif kind == "MemoAttributeMetadata":
-        column = Column(logical, AttrType.MEMO, max_length=int(body.get("MaxLength") or 2000), format="TextArea")
+        column = Column(
+            logical, AttrType.MEMO, max_length=int(body.get("MaxLength") or 2000), format="TextArea"
+        )
     elif kind == "BooleanAttributeMetadata":
         option_set = body.get("OptionSet") or {}
         labels = (
@@ -124,14 +133,15 @@ def create_attribute(engine: Engine, table: Table, req: ApiRequest) -> ApiRespon
     column.metadata_id = str(uuid.uuid4())
     with engine.store.lock:
         if logical in table.columns:
-            raise _invalid(f"An attribute with the name {schema_name} already exists on {table.logical_name}.")
+            raise _invalid(
+                f"An attribute with the name {schema_name} already exists on {table.logical_name}."
+            )
         table.columns[logical] = column
         # Rows that existed before the column have no value in it (null), whatever its default.
         for row in engine.store.rows[table.logical_name].values():
             row.setdefault(logical, None)
-    entity_id = (
-        f"{req.service_root}/EntityDefinitions(LogicalName='{table.logical_name}')/Attributes({column.metadata_id})"
-    )
+    definition = f"{req.service_root}/EntityDefinitions(LogicalName='{table.logical_name}')"
+    entity_id = f"{definition}/Attributes({column.metadata_id})"
     return ApiResponse(204, {"OData-EntityId": entity_id})
 
 
@@ -162,7 +172,9 @@ def create_key(engine: Engine, table: Table, req: ApiRequest, *, activation_seco
             raise _invalid(f"A table has at most {MAX_KEYS} alternate keys.")
         job = KeyJob(names, schema_name, str(uuid.uuid4()), time.monotonic() + activation_seconds)
         table.key_jobs[logical] = job
-    entity_id = f"{req.service_root}/EntityDefinitions(LogicalName='{table.logical_name}')/Keys({job.metadata_id})"
+    entity_id = (
+        f"{req.service_root}/EntityDefinitions(LogicalName='{table.logical_name}')/Keys({job.metadata_id})"
+    )
     return ApiResponse(204, {"OData-EntityId": entity_id})
 
 

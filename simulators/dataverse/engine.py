@@ -331,9 +331,9 @@ class Engine:
         ]
         if not money or not (set(values) & ({c.name for c in money} | {"transactioncurrencyid"})):
             return
-        if row.get("transactioncurrencyid") is None and any(row.get(c.name) is not None for c in money):
-            if self.base_currency is not None:
-                row["transactioncurrencyid"] = Ref("transactioncurrency", self.base_currency)
+        priced = any(row.get(c.name) is not None for c in money)
+        if row.get("transactioncurrencyid") is None and priced and self.base_currency is not None:
+            row["transactioncurrencyid"] = Ref("transactioncurrency", self.base_currency)
         currency = row.get("transactioncurrencyid")
         rate = None
         if isinstance(currency, Ref):
@@ -590,7 +590,7 @@ class Engine:
                 caller.request_id,
                 inputs={
                     "SubordinateId": subordinate_id,
-                    "UpdateContent": {k: v for k, v in values.items()},
+                    "UpdateContent": dict(values.items()),
                     "PerformParentingChecks": bool(params["PerformParentingChecks"]),
                 },
             )

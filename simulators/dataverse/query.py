@@ -189,6 +189,9 @@ class CollectionQuery:
         values = [_sortable(self.getter(row, (name,))) for name, _ in self.order]
         return [list(v) for v in (*values, _sortable(row[self.table.primary_id]))]
 
+    def _sort_key(self, name: str) -> Callable[[Row], tuple[int, Any]]:
+        return lambda row: _sortable(self.getter(row, (name,)))
+
     def _present(self, row: Row) -> dict[str, Any]:
         return represent(self.table, row, self.columns, self.annotations, self.engine.name_of)
 
@@ -269,7 +272,7 @@ class CollectionQuery:
         # Stable sorts from the last sort key to the first: the order $orderby asks for, with
         # the primary key (already the order of the candidates) breaking ties.
         for name, descending in reversed(self.order):
-            matching.sort(key=lambda r, n=name: _sortable(self.getter(r, (n,))), reverse=descending)
+            matching.sort(key=self._sort_key(name), reverse=descending)
         if last is not None:
             compare = _comparator([d for _, d in self.order] + [False])
             low, high = 0, len(matching)

@@ -41,7 +41,7 @@ class MarketoAdmin:
         return dict(self._call("GET", f"/persons/{lead_id}")["person"])
 
     def activities(self, lead_id: int, type_ids: Iterable[int] | None = None) -> list[dict[str, Any]]:
-        params = {"typeIds": ",".join(str(t) for t in type_ids)} if type_ids else {}
+        params: dict[str, Any] = {"typeIds": ",".join(str(t) for t in type_ids)} if type_ids else {}
         return list(self._call("GET", f"/persons/{lead_id}/activities", **params)["activities"])
 
     def user_create(self, fields: Mapping[str, Any]) -> int:

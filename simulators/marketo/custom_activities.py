@@ -70,7 +70,7 @@ class CustomTypes:
         self._clock = clock
         self._types: dict[str, CustomType] = {}
 
-    def list(self) -> list[dict[str, Any]]:
+    def listing(self) -> list[dict[str, Any]]:
         return [t.to_json(t.draft or t.live) for t in self._live_types()]  # type: ignore[arg-type]
 
     def approved(self) -> list[CustomType]:
@@ -185,8 +185,8 @@ def parse_record(item: object, types: CustomTypes) -> CustomRecord:
     for attr in attributes:
         if not isinstance(attr, dict):
             raise MarketoFault("1003", "Invalid attribute")
-        key = attr.get("apiName") or attr.get("name")
-        spec = known.get(str(key)) or by_name.get(str(key))
+        key = str(attr.get("apiName") or attr.get("name"))
+        spec = known.get(key) or by_name.get(key)
         if spec is None:
             raise MarketoFault("1006", f"Field '{key}' not found")
         resolved.append({"name": spec["name"], "apiName": spec["apiName"], "value": attr.get("value")})

@@ -20,7 +20,7 @@ def _body(call: RestCall) -> dict[str, Any]:
 
 
 def list_types(state: SimState, call: RestCall) -> Envelope:
-    return {"result": state.custom_types.list()}
+    return {"result": state.custom_types.listing()}
 
 
 def create_type(state: SimState, call: RestCall) -> Envelope:

@@ -29,12 +29,12 @@ class TokenStore:
     def issue(self) -> tuple[str, int]:
         """The live token and its remaining whole seconds; a new one if none is live."""
         now = self._clock()
-        current = self._tokens.get(self._current) if self._current else None
-        if current is None or current.expires_at <= now:
-            self._current = f"{uuid.uuid4()}:sim"
-            current = _Token(now + self._ttl)
-            self._tokens[self._current] = current
-        return self._current, max(int(current.expires_at - now), 0)
+        name = self._current
+        current = self._tokens.get(name) if name else None
+        if name is None or current is None or current.expires_at <= now:
+            name = self._current = f"{uuid.uuid4()}:sim"
+            current = self._tokens[name] = _Token(now + self._ttl)
+        return name, max(int(current.expires_at - now), 0)
 
     def check(self, token: str | None) -> None:
         if not token:

@@ -65,7 +65,7 @@ def _ensure_azurite() -> Path:
             f"Azurite is not installed ({AZURITE_BIN} is missing) and node/npm are not on PATH. "
             f"Install Node.js, then run `{' '.join(NPM_INSTALL)}` in {REPO_ROOT} (or `make test`)."
         )
-    result = subprocess.run(  # noqa: S603 - fixed command line
+    result = subprocess.run(
         NPM_INSTALL, cwd=REPO_ROOT, capture_output=True, text=True, timeout=600, check=False
     )
     if result.returncode != 0 or not AZURITE_BIN.exists():
@@ -102,9 +102,7 @@ def azurite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         "--tablePort",
         str(port),
     ]
-    process = subprocess.Popen(  # noqa: S603 - fixed command line
-        command, cwd=workdir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
+    process = subprocess.Popen(command, cwd=workdir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         _wait_until_listening(port, process)
         yield azurite_connection_string(port)

@@ -7,8 +7,9 @@ expiry is tested by moving it, never by sleeping.
 
 from __future__ import annotations
 
+import functools
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import TypeVar
 
@@ -24,7 +25,7 @@ StoreFactory = Callable[[], StateStore]
 BIG_TEXT = "Ünïcødé " * 12_000 + "\U0001f600" * 5_000  # ~110 K characters: over 64 KiB of UTF-16
 
 
-def race(calls: list[Callable[[], T]]) -> list[T | BaseException]:
+def race(calls: Sequence[Callable[[], T]]) -> list[T | BaseException]:
     """Run the calls at the same moment on their own threads; results or exceptions, in order."""
     barrier = threading.Barrier(len(calls))
     results: list[T | BaseException] = [RuntimeError("did not run")] * len(calls)
@@ -198,10 +199,7 @@ def test_batch_link_reads_return_exactly_the_linked_ones(store: StateStore) -> N
 
 def test_two_persons_racing_for_one_dynamics_record_one_wins(make_store: StoreFactory) -> None:
     stores = [make_store() for _ in range(4)]
-    calls = [
-        (lambda s=s, i=i: s.put_link(Link(100 + i, "lead", GUID_A)))  # type: ignore[misc]
-        for i, s in enumerate(stores)
-    ]
+    calls = [functools.partial(s.put_link, Link(100 + i, "lead", GUID_A)) for i, s in enumerate(stores)]
     results = race(calls)
 
     winners = [r for r in results if isinstance(r, Link)]
@@ -438,18 +436,18 @@ def test_racing_to_replace_a_gone_holder_exactly_one_wins(make_store: StoreFacto
     assert stores[0].acquire_lease("sweep", "crashed", 30)
     results = race(
         [
-            (lambda s=s, i=i: s.acquire_lease("sweep", f"owner-{i}", 30, replacing="crashed"))
+            functools.partial(s.acquire_lease, "sweep", f"owner-{i}", 30, replacing="crashed")
             for i, s in enumerate(stores)
         ]
-    )  # type: ignore[misc]
+    )
     assert results.count(True) == 1, results
 
 
 def test_racing_for_a_free_lease_exactly_one_wins(make_store: StoreFactory) -> None:
     stores = [make_store() for _ in range(6)]
     results = race(
-        [(lambda s=s, i=i: s.acquire_lease("flow:7", f"owner-{i}", 30)) for i, s in enumerate(stores)]
-    )  # type: ignore[misc]
+        [functools.partial(s.acquire_lease, "flow:7", f"owner-{i}", 30) for i, s in enumerate(stores)]
+    )
     assert results.count(True) == 1, results
     assert results.count(False) == 5, results
 
@@ -459,8 +457,8 @@ def test_racing_for_an_expired_lease_exactly_one_wins(make_store: StoreFactory, 
     assert stores[0].acquire_lease("flow:7", "crashed", 30)
     clock.advance(60)
     results = race(
-        [(lambda s=s, i=i: s.acquire_lease("flow:7", f"owner-{i}", 30)) for i, s in enumerate(stores)]
-    )  # type: ignore[misc]
+        [functools.partial(s.acquire_lease, "flow:7", f"owner-{i}", 30) for i, s in enumerate(stores)]
+    )
     assert results.count(True) == 1, results
 
 

@@ -187,7 +187,7 @@ def test_negative_marketo_ids_are_refused(table_store: TableStateStore) -> None:
         {"connection_string": "UseDevelopmentStorage=true", "table_prefix": "9digitfirst"},
     ],
 )
-def test_invalid_configuration_is_refused_up_front(arguments: dict[str, str]) -> None:
+def test_invalid_configuration_is_refused_up_front(arguments: dict[str, Any]) -> None:
     with pytest.raises(ConfigurationError):
         TableStateStore(**arguments)
 

@@ -350,7 +350,7 @@ def test_a_merge_made_while_a_run_reads_the_deletions_is_queued_as_a_merge(app: 
             app.stack.marketo.state.user_merge(winner, [loser])  # after this run read the merges
         return page
 
-    marketo.get_lead_activities = merge_then_read  # type: ignore[method-assign]
+    marketo.get_lead_activities = merge_then_read  # type: ignore[method-assign, assignment]
     try:
         run.run()
     finally:

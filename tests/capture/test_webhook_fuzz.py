@@ -149,7 +149,7 @@ bad_dates = (
     | st.integers(min_value=62_135_596_800_001, max_value=10**15 - 1).map(lambda n: f"/Date(-{n})/")
     | not_a_string
 )
-unreadable = (
+unreadable: st.SearchStrategy[Any] = (
     st.lists(scalars, max_size=3)
     | st.just({})
     | st.dictionaries(st.sampled_from(["Value", "Id", "Name"]), scalars, max_size=2)

@@ -65,4 +65,5 @@ def test_devhost_serves_routes_and_checks_keys(tmp_path: Path, tls: TlsFiles) ->
     finally:
         process.send_signal(signal.SIGINT)
         output, _ = process.communicate(timeout=30)
-    assert "dynamics_webhook" in output and "sync_person_to_microsoft" in output
+    assert "dynamics_webhook" in output
+    assert "sync_person_to_microsoft" in output

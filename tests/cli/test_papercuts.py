@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any, cast
 
 import pytest
 
@@ -34,7 +35,7 @@ def test_every_option_has_help_text() -> None:
             choices = getattr(action, "choices", None)
             if isinstance(choices, dict):  # a sub-command list
                 parsers += [(f"{name} {n}", p) for n, p in choices.items()]
-                for choice in action._choices_actions:
+                for choice in cast(Any, action)._choices_actions:
                     if not choice.help:
                         missing.append(f"{name} {choice.dest}")
             elif not action.help:
@@ -131,4 +132,5 @@ def test_the_demo_says_how_to_call_what_it_leaves_running(system: LocalSystem) -
     assert f"x-functions-key: {HOST_KEY}" in text
     assert f"x-mdsync-key: {FLOW_STEP_SECRET}" in text
     assert "/api/marketo/sync-person" in text
-    assert "MDSYNC_SQLITE_PATH=" in text and "mdsync log" in text
+    assert "MDSYNC_SQLITE_PATH=" in text
+    assert "mdsync log" in text

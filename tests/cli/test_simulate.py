@@ -36,7 +36,8 @@ def test_simulate_prints_urls_that_answer(tmp_path: Path) -> None:
             if line.startswith("trusted CA: "):
                 ca_file = tmp_path / line.split(": ", 1)[1].strip()
         assert set(urls) == {"entra", "dataverse", "marketo"}
-        assert ca_file is not None and ca_file.is_file()
+        assert ca_file is not None
+        assert ca_file.is_file()
         session = make_session(extra_ca_file=ca_file)
         token = session.get(
             f"{urls['marketo']}/identity/oauth/token",

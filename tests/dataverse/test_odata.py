@@ -23,7 +23,7 @@ from simulators.dataverse.odata import (
     parse_key,
 )
 
-ANY_TEXT = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=60)
+ANY_TEXT = st.text(alphabet=st.characters(blacklist_categories=["Cs"]), max_size=60)
 
 
 def string_columns(path: tuple[str, ...]) -> str:

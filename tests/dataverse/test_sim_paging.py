@@ -53,7 +53,7 @@ def matches(row: dict[str, Any], filter: str | None) -> bool:
         return True
     if filter.startswith("startswith"):
         return str(row["lastname"]).startswith("L1")
-    return (row["jobtitle"] == "CEO") == (" eq " in filter)
+    return bool(row["jobtitle"] == "CEO") == (" eq " in filter)
 
 
 def in_order(before: dict[str, Any], after: dict[str, Any], terms: list[tuple[str, bool]]) -> bool:

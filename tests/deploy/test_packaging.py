@@ -58,7 +58,16 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     requirements = REPO / "requirements.txt"
     python = isolated_python("install-venv", [["-r", str(requirements)], ["rich>=14"]], inputs=[requirements])
     done = run(
-        [str(python), "-m", "pip", "install", "--no-deps", "--force-reinstall", "--disable-pip-version-check", "."],
+        [
+            str(python),
+            "-m",
+            "pip",
+            "install",
+            "--no-deps",
+            "--force-reinstall",
+            "--disable-pip-version-check",
+            ".",
+        ],
         cwd=REPO,
         timeout=600,
     )
@@ -78,7 +87,8 @@ def _mdsync(command: Path, *args: str, cwd: Path) -> tuple[int, str]:
 def test_pip_install_gives_a_working_mdsync_command(installed: Path, tmp_path: Path) -> None:
     code, out = _mdsync(installed, "--help", cwd=tmp_path)
     assert code == 0, out
-    assert "doctor" in out and "dynamics" in out
+    assert "doctor" in out
+    assert "dynamics" in out
     # No settings at all: doctor says what is missing, one line per check, no traceback.
     code, out = _mdsync(installed, "doctor", cwd=tmp_path)
     assert code == 1, out

@@ -36,7 +36,7 @@ FUNCTIONS = {
     "backfill_step",
 }
 
-REFUSED_APP = '''
+REFUSED_APP = """
 import azure.functions as func
 
 app = func.FunctionApp()
@@ -45,7 +45,7 @@ app = func.FunctionApp()
 @app.service_bus_queue_trigger(arg_name="messages", queue_name="q", connection="C", cardinality="many")
 def batch(messages: list[func.ServiceBusMessage]) -> None:
     return None
-'''
+"""
 
 
 @pytest.fixture(scope="session")
@@ -78,7 +78,8 @@ def test_the_python_worker_indexes_every_function_of_the_deploy_package(
 ) -> None:
     app = tmp_path / "app"
     files = copy_package(app)
-    assert Path("function_app.py") in files and Path("requirements.txt") in files
+    assert Path("function_app.py") in files
+    assert Path("requirements.txt") in files
     assert not any(f.parts[0] in ("tests", "simulators", "mdsync") for f in files)
     code, result = _index(worker_python, app, tmp_path)
     assert code == 0, result
@@ -96,6 +97,7 @@ def test_the_check_fails_on_an_annotation_the_worker_refuses(worker_python: Path
     (app / "function_app.py").write_text(REFUSED_APP, encoding="utf-8")
     code, result = _index(worker_python, app, tmp_path)
     assert code == 1
-    assert "cannot load the batch function: binding messages has invalid non-type annotation" in (
-        result["refused"]
+    assert (
+        "cannot load the batch function: binding messages has invalid non-type annotation"
+        in (result["refused"])
     )

@@ -107,7 +107,7 @@ SCRIPT = textwrap.dedent(
 def test_run_forever_stops_cleanly_on_a_signal(tmp_path: Path, http: requests.Session, signum: int) -> None:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     sample = Path(__file__).with_name("sample_app.py")
-    with subprocess.Popen(  # noqa: S603 - our own interpreter and a fixed script
+    with subprocess.Popen(
         [sys.executable, "-c", SCRIPT, str(sample), str(tmp_path)],
         cwd=tmp_path,
         env=env,

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import unquote
 
 import requests
 
@@ -49,10 +50,10 @@ def sent_to_marketo(system: LocalSystem) -> Iterator[list[str]]:
     seen: list[str] = []
 
     def capture(response: requests.Response, *args: Any, **kwargs: Any) -> None:
-        if "/rest/" in response.request.url:
+        if "/rest/" in (response.request.url or ""):
             body = response.request.body or b""
             text = body.decode("utf-8", "replace") if isinstance(body, bytes) else str(body)
-            seen.append(requests.utils.unquote(f"{response.request.url} {text}"))
+            seen.append(unquote(f"{response.request.url} {text}"))
 
     session = system.deps.session
     session.hooks["response"].append(capture)

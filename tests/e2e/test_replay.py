@@ -174,7 +174,9 @@ def test_a_notice_from_a_newer_version_is_read(system: LocalSystem) -> None:
     system.stack.marketo.state.user_edit(marketo_id, {"title": "VP"})
     system.queue.send_raw([RawMessage("newer-1", json.dumps(newer))])
     system.wait_idle()
-    assert system.dataverse_admin.row("lead", lead_id)["jobtitle"] == "VP"
+    lead = system.dataverse_admin.row("lead", lead_id)
+    assert lead is not None
+    assert lead["jobtitle"] == "VP"
     assert system.deps.state.parked() == []
 
 

@@ -187,9 +187,11 @@ def test_item_04_a_mass_disappearance_stops_and_alerts_instead_of_unlinking(syst
         assert all(row(system, "lead", lead)["mdsync_marketoid"] == str(m) for lead, m in pairs)
         assert len(system.marketo_admin.persons()) == 12  # no person created for a "new" record
         alerts = [e for e in system.deps.state.read_log(limit=500) if e.action == "alert"]
-        assert alerts and "vanished from Marketo" in alerts[0].detail
+        assert alerts
+        assert "vanished from Marketo" in alerts[0].detail
         parked = system.deps.state.parked()
-        assert parked and all("no deletion or merge" in p.reason for p in parked)
+        assert parked
+        assert all("no deletion or merge" in p.reason for p in parked)
     finally:
         system.marketo_admin.set_api_partitions(None)
     # Access back: the next edits sync to the same persons.

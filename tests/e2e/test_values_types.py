@@ -163,7 +163,7 @@ def test_item_12_a_dynamics_merge_merges_the_persons_in_marketo(system: LocalSys
     master_id, master = create_linked(
         system, "contact", firstname="Ana", emailaddress1="ana@fabrikam.example"
     )
-    merged_id, merged = create_linked(
+    merged_id, _ = create_linked(
         system, "contact", telephone1="555 0100", emailaddress1="ana.lopez@fabrikam.example"
     )
     system.dataverse_admin.merge_as(USER, "contact", master_id, merged_id, {"jobtitle": "CFO"})

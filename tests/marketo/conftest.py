@@ -108,13 +108,15 @@ def start_marketo(tls: TlsFiles, session: requests.Session) -> Iterator[Callable
     def start(clock: FakeClock | None = None, **overrides: Any) -> Marketo:
         limit_names = set(Limits.__dataclass_fields__)
         limits = replace(Limits(), **{k: v for k, v in overrides.items() if k in limit_names})
+        options: dict[str, Any] = {k: v for k, v in overrides.items() if k not in limit_names}
+        if clock:
+            options["clock"] = clock.time
         config = MarketoSimConfig(
             client_id=CLIENT_ID,
             client_secret=CLIENT_SECRET,
             limits=limits,
             extra_ca_file=tls.ca_file,
-            **{k: v for k, v in overrides.items() if k not in limit_names},
-            **({"clock": clock.time} if clock else {}),
+            **options,
         )
         sim = create_app(config)
         sims.append(sim)

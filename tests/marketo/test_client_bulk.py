@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 
@@ -47,7 +48,7 @@ def test_a_year_of_persons_comes_back_through_31_day_windows(marketo: Marketo) -
         date_windows(datetime(2025, 1, 1, tzinfo=UTC), datetime(2025, 12, 31, 23, 59, 59, tzinfo=UTC))
     )
     assert len(windows) == 12
-    found = []
+    found: list[Any] = []
     for start, end in windows:
         job = export_window(client, ["id", "email", "firstName"], start, end)
         assert job.status == "Completed"
@@ -61,7 +62,11 @@ def test_a_year_of_persons_comes_back_through_31_day_windows(marketo: Marketo) -
 def test_the_file_is_streamed_and_resumed_where_the_download_broke(marketo: Marketo) -> None:
     marketo.admin.seed_persons(
         [
-            {"email": f"p{i}@x.example", "company": f'Co, "{i}"\r\nLtd\r', "createdAt": "2026-03-02T00:00:00Z"}
+            {
+                "email": f"p{i}@x.example",
+                "company": f'Co, "{i}"\r\nLtd\r',
+                "createdAt": "2026-03-02T00:00:00Z",
+            }
             for i in range(2_000)
         ]
     )
@@ -147,7 +152,7 @@ def test_export_jobs_are_listed(marketo: Marketo) -> None:
 
 def test_import_files_are_imported_and_their_failures_and_warnings_read_per_row(marketo: Marketo) -> None:
     (kept,) = marketo.admin.seed_persons([{"email": "kept@x.example", "title": "CEO", "firstName": "Kay"}])
-    records = [
+    records: list[dict[str, Any]] = [
         {"email": "kept@x.example", "firstName": None, "title": "CTO"},  # None leaves firstName
         {"email": "new@x.example", "firstName": 'Ana "Quote", Jr.', "unsubscribed": False},
         {"email": "bad-email", "firstName": "Bad"},
@@ -159,7 +164,9 @@ def test_import_files_are_imported_and_their_failures_and_warnings_read_per_row(
     assert len(files) > 1
     assert sum(f.records for f in files) == len(records)
     client = marketo.client()
-    failures, warnings, processed = [], [], 0
+    failures: list[Any] = []
+    warnings: list[Any] = []
+    processed = 0
     for file in files:
         job = client.imports.wait(client.imports.submit(file).batch_id, poll_seconds=0.02, timeout=60)
         assert job.status == "Complete"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
@@ -121,7 +122,7 @@ def test_lead_changes_paging(marketo: Marketo) -> None:
     token = client.get_paging_token(_since())
     client.push_leads([{"email": f"p{i}@x.com", "firstName": "A"} for i in range(5)])
     client.push_leads([{"email": f"p{i}@x.com", "firstName": "B"} for i in range(5)])
-    seen = []
+    seen: list[Any] = []
     while True:
         page = client.get_lead_changes(token, ["firstName"], batch_size=4)
         seen.extend(page.activities)

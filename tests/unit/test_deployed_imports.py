@@ -63,7 +63,9 @@ import json, function_app
 for f in function_app.app.get_functions():
     bindings = json.loads(f.get_function_json())["bindings"]
     trigger = next(b for b in bindings if b["type"].endswith("Trigger"))
-    print(f.get_function_name(), trigger["type"], trigger.get("route") or trigger.get("schedule") or trigger.get("queueName"), trigger.get("authLevel", "-"), trigger.get("cardinality", "-"))
+    where = trigger.get("route") or trigger.get("schedule") or trigger.get("queueName")
+    level, cardinality = trigger.get("authLevel", "-"), trigger.get("cardinality", "-")
+    print(f.get_function_name(), trigger["type"], where, level, cardinality)
 """
 
 

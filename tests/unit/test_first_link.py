@@ -3,6 +3,8 @@ the initial sync all apply (``shared.reconcile.decide_first_link`` / ``first_lin
 
 from __future__ import annotations
 
+from typing import Any
+
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -84,13 +86,13 @@ def test_after_a_first_link_the_pair_is_settled(
         collision_winner=Side.MARKETO,
         fields=(FieldMap(marketo="email", dynamics="emailaddress1", type=FieldType.EMAIL), _field(direction)),
     )
-    marketo = {"email": "a@b.example", "title": m}
-    dynamics = {"emailaddress1": "a@b.example", "jobtitle": d}
+    marketo: dict[str, Any] = {"email": "a@b.example", "title": m}
+    dynamics: dict[str, Any] = {"emailaddress1": "a@b.example", "jobtitle": d}
     plan = first_link_plan(entity, marketo, dynamics, first_link=fills)
     for decision in plan.towards(Side.MARKETO):
         marketo[decision.field.marketo] = to_marketo(decision.field, decision.value)
     for decision in plan.towards(Side.DYNAMICS):
-        dynamics[decision.field.dynamics] = to_dynamics(decision.field, decision.value)  # type: ignore[assignment]
+        dynamics[decision.field.dynamics] = to_dynamics(decision.field, decision.value)
     shadow = plan.shadow_after(wrote_marketo=True, wrote_dynamics=True)
     again = reconcile(entity, marketo, dynamics, shadow, first_link=fills)
     assert not again.towards(Side.MARKETO)

@@ -28,32 +28,41 @@ def test_default_mapping_has_the_standard_fields_and_rules() -> None:
     } <= names
 
 
+EMAIL = "{marketo: email, dynamics: emailaddress1, type: email}"
+CONTACT = "contact: {collision_winner: dynamics, fields: [" + EMAIL + "]}"
+
+
 @pytest.mark.parametrize(
     ("text", "message"),
     [
         ("lead: [", "not valid YAML"),
         (
-            "lead: {collision_winner: marketo, fields: [{marketo: email, dynamics: emailaddress1}]}\ncontact: {}",
+            "lead: {collision_winner: marketo, fields: [{marketo: email, dynamics: emailaddress1}]}\n"
+            "contact: {}",
             "contact",
         ),
         (
             "lead: {collision_winner: marketo, fields: [{marketo: firstName, dynamics: firstname}]}\n"
-            "contact: {collision_winner: dynamics, fields: [{marketo: email, dynamics: emailaddress1, type: email}]}",
+            + CONTACT,
             "email field must be mapped",
         ),
         (
-            "lead: {collision_winner: marketo, fields: [{marketo: email, dynamics: emailaddress1, type: email}, {marketo: x, dynamics: emailaddress1}]}\n"
-            "contact: {collision_winner: dynamics, fields: [{marketo: email, dynamics: emailaddress1, type: email}]}",
+            "lead: {collision_winner: marketo, fields: ["
+            + EMAIL
+            + ", {marketo: x, dynamics: emailaddress1}]}\n"
+            + CONTACT,
             "dynamics field mapped twice: emailaddress1",
         ),
         (
-            "lead: {collision_winner: marketo, fields: [{marketo: email, dynamics: emailaddress1, type: email, direction: sideways}]}\n"
-            "contact: {collision_winner: dynamics, fields: [{marketo: email, dynamics: emailaddress1, type: email}]}",
+            "lead: {collision_winner: marketo, fields: [{marketo: email, dynamics: emailaddress1,"
+            " type: email, direction: sideways}]}\n" + CONTACT,
             "direction",
         ),
         (
-            "lead: {collision_winner: marketo, fields: [{marketo: email, dynamics: emailaddress1, type: email}, {marketo: src, dynamics: leadsourcecode, type: option}]}\n"
-            "contact: {collision_winner: dynamics, fields: [{marketo: email, dynamics: emailaddress1, type: email}]}",
+            "lead: {collision_winner: marketo, fields: ["
+            + EMAIL
+            + ", {marketo: src, dynamics: leadsourcecode, type: option}]}\n"
+            + CONTACT,
             "needs a 'values' map",
         ),
     ],

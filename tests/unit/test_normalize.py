@@ -11,7 +11,8 @@ from shared.normalize import UnmappedOptionError, canonical, same, to_dynamics, 
 
 MAPPING = load_mapping()
 BERLIN = "Europe/Berlin"
-FIELDS = list(MAPPING.lead.fields) + [
+FIELDS = [
+    *MAPPING.lead.fields,
     FieldMap(marketo="score", dynamics="mkt_leadscore", type=FieldType.INTEGER),
     FieldMap(marketo="revenue", dynamics="revenue", type=FieldType.NUMBER),
     FieldMap(marketo="annualRevenue", dynamics="revenue", type=FieldType.MONEY, currency="USD"),
@@ -74,7 +75,10 @@ def test_meaningful_equivalences() -> None:
     source = lead.by_marketo("leadSource")
     dne = lead.by_marketo("msftDoNotEmail")
     first = lead.by_marketo("firstName")
-    assert email and source and dne and first
+    assert email
+    assert source
+    assert dne
+    assert first
     # Emails keep the case they were typed in and compare without it.
     assert canonical(email, " Ana@Fabrikam.EXAMPLE ", Side.MARKETO) == "Ana@Fabrikam.EXAMPLE"
     assert same(email, "Ana@Fabrikam.EXAMPLE", "ana@fabrikam.example")

@@ -96,7 +96,7 @@ def test_a_transient_failure_is_not_split() -> None:
 
 
 filter_values = st.text(
-    alphabet=st.characters(codec="utf-8", exclude_categories=("Cs",)), min_size=1, max_size=40
+    alphabet=st.characters(codec="utf-8", exclude_categories=["Cs"]), min_size=1, max_size=40
 )
 
 

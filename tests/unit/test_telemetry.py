@@ -85,7 +85,7 @@ def ingestion() -> Iterator[Ingestion]:
 
 
 def _run(script: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(  # noqa: S603 - our own interpreter and script
+    return subprocess.run(
         [sys.executable, "-c", script],
         cwd=ROOT,
         env={**env, "MDSYNC_LOCAL_SETTINGS": str(ROOT / ".mdsync" / "no-local-settings.json")},

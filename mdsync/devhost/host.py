@@ -198,7 +198,9 @@ class DevHost:
             return []
         if queue is None:
             names = [s.name for s in fed]
-            raise ConfigurationError(f"functions {names} listen on queue '{name}' but no local queue was given")
+            raise ConfigurationError(
+                f"functions {names} listen on queue '{name}' but no local queue was given"
+            )
         return [
             QueuePump(
                 spec,

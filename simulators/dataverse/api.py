@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-
 from collections.abc import Callable
 from typing import Any
 
@@ -121,7 +120,9 @@ class WebApi:
         with self.engine.store.lock:
             for logical in names:
                 if logical not in self.engine.tables:
-                    raise odata_error(f"The entity with a name = '{logical}' was not found in the MetadataCache.")
+                    raise odata_error(
+                        f"The entity with a name = '{logical}' was not found in the MetadataCache."
+                    )
                 counts.append(len(self.engine.store.rows[logical]))
         collection = {"Count": len(names), "IsReadOnly": False, "Keys": names, "Values": counts}
         context = f"{req.service_root}/$metadata#{NS}RetrieveTotalRecordCountResponse"

@@ -21,13 +21,15 @@ def url(system: LocalSystem) -> str:
 
 
 def status(system: LocalSystem) -> dict[str, Any]:
-    response = requests.get(url(system), headers=ADMIN, timeout=30, verify=False)
+    response = requests.get(url(system), headers=ADMIN, timeout=30)
     assert response.status_code == 200, response.text
     body: dict[str, Any] = response.json()
     return body
 
 
-def test_an_admin_call_starts_the_job_and_queue_steps_run_it_to_the_end(world: World, system: LocalSystem) -> None:
+def test_an_admin_call_starts_the_job_and_queue_steps_run_it_to_the_end(
+    world: World, system: LocalSystem
+) -> None:
     world.person("ana", email="ana@fabrikam.example", lastName="Lopez")
     world.record("ana", emailaddress1="ana@fabrikam.example", lastname="Lopez", jobtitle="CTO")
     world.record("cy", emailaddress1="cy@tailspin.example", lastname="Chan")
@@ -64,7 +66,9 @@ def test_the_calls_need_the_master_key_and_a_valid_body(system: LocalSystem) -> 
         response = requests.post(url(system), json=body, headers=ADMIN, timeout=30)
         assert response.status_code == 400, (body, response.text)
         assert named in response.json()["error"]
-    text = requests.post(url(system), data="[", headers={**ADMIN, "Content-Type": "application/json"}, timeout=30)
+    text = requests.post(
+        url(system), data="[", headers={**ADMIN, "Content-Type": "application/json"}, timeout=30
+    )
     assert text.status_code == 400
     assert requests.get(url(system), headers=ADMIN, timeout=30).status_code == 404  # nothing started
 
@@ -72,7 +76,9 @@ def test_the_calls_need_the_master_key_and_a_valid_body(system: LocalSystem) -> 
 def test_a_running_job_is_resumed_not_replaced_unless_asked(world: World, system: LocalSystem) -> None:
     world.record("cy", emailaddress1="cy@tailspin.example", lastname="Chan")
     with system.worker_held():  # the steps wait in the queue: the job stays unfinished
-        first = requests.post(url(system), json={"dry_run": True, "created_from": SINCE}, headers=ADMIN, timeout=30)
+        first = requests.post(
+            url(system), json={"dry_run": True, "created_from": SINCE}, headers=ADMIN, timeout=30
+        )
         assert first.status_code == 202
         again = requests.post(url(system), json={"dry_run": False}, headers=ADMIN, timeout=30)
         assert again.status_code == 409
@@ -86,7 +92,9 @@ def test_a_running_job_is_resumed_not_replaced_unless_asked(world: World, system
 
 
 def test_a_step_message_for_another_job_or_an_old_step_is_dropped(world: World, system: LocalSystem) -> None:
-    started = requests.post(url(system), json={"dry_run": True, "created_from": SINCE}, headers=ADMIN, timeout=30)
+    started = requests.post(
+        url(system), json={"dry_run": True, "created_from": SINCE}, headers=ADMIN, timeout=30
+    )
     job_id = started.json()["job"]["id"]
     system.until(lambda: status(system)["status"] == "previewed", timeout=120)
     steps = status(system)["steps"]

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from datetime import datetime
+from itertools import chain
 from typing import Any
 
 from shared.backfill.context import DONE, MORE, Context, Outcome, wait
@@ -350,23 +351,29 @@ def _persons_of_records(ctx: Context, job: JobState, first: int, last: int) -> N
 
 
 def _records_of_persons(ctx: Context, job: JobState, first: int, last: int) -> None:
-    """The records linked to the persons read (whose record did not change, or is gone)."""
-    persons = {i.key for i in ctx.staging.scan(PERSONS, first, last)}
-    wanted: dict[str, set[str]] = {entity: set() for entity in ENTITIES}
+    """The records of the persons read whose record did not change: the one linked to each, the
+    ones naming it by the stored Marketo id, the ones sharing its email (a person created while
+    the poller was stopped, whose record was already there)."""
+    persons = {i.key: i.value["p"] for i in ctx.staging.scan(PERSONS, first, last)}
+    linked: dict[str, set[str]] = {entity: set() for entity in ENTITIES}
     for item in ctx.staging.scan(LINKS_BY_PERSON, first, last):
         if item.key in persons:
-            wanted[item.value["e"]].add(item.value["d"])
-    for entity, ids in wanted.items():
-        if not ids:
-            continue
-        staged = list(record_items(entity, _rows_by_ids(ctx, entity, ids)))
-        stage(ctx, staged)
+            linked[item.value["e"]].add(item.value["d"])
+    emails = {key for p in persons.values() if (key := email_key(p.get("email")))}
+    claim = ctx.mapping.links.dynamics_marketo_id
+    for entity in ENTITIES:
+        rows = _rows_where(ctx, entity, f"{entity}id", linked[entity])
+        rows = chain(rows, _rows_where(ctx, entity, claim, persons))
+        rows = chain(rows, _rows_where(ctx, entity, ctx.mapping.entity(entity).email.dynamics, emails))
+        staged = list(record_items(entity, rows))
+        stage(ctx, staged)  # a record found twice is staged once (by its key)
         job.count("records_read", len(staged))
 
 
-def _rows_by_ids(ctx: Context, entity: str, ids: set[str]) -> Iterator[dict[str, Any]]:
-    ordered = sorted(ids)
+def _rows_where(ctx: Context, entity: str, column: str, values: Iterable[str]) -> Iterator[dict[str, Any]]:
+    """The entity's rows whose ``column`` is one of ``values``, IDS_PER_QUERY values a query."""
+    ordered = sorted(values)
     select = dynamics_select(ctx, entity)
     for start in range(0, len(ordered), IDS_PER_QUERY):
-        clause = odata.in_(f"{entity}id", ordered[start : start + IDS_PER_QUERY])
+        clause = odata.in_(column, ordered[start : start + IDS_PER_QUERY])
         yield from ctx.dataverse.query(ENTITY_SETS[entity], select=select, filter=clause)

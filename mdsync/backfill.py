@@ -211,6 +211,7 @@ def outcome_table(job: JobState, *, preview: bool) -> Table:
             ("persons not created (reported)", c.get("create_failures", 0)),
             ("Dynamics rows refused (reported on the person)", c.get("dynamics_failures", 0)),
             ("records changed meanwhile, left to the live sync", c.get("records_held", 0)),
+            ("pairs the live sync handled meanwhile, left to it", c.get("records_taken_by_live_sync", 0)),
             ("notices handed to the live sync", c.get("notices_to_live_sync", 0)),
         ]
     table = Table(title="what would happen" if preview else "what happened")

@@ -87,6 +87,39 @@ def guard(ctx: Context, job: JobState) -> None:
     job.guarded_at = looked
 
 
+def hold_taken(ctx: Context, job: JobState, first: int, last: int) -> None:
+    """Hold the range's records the live sync has handled since the reads: one the backfill would
+    link for the first time (or create a person for) that now has a link, a person it would link
+    that now has one, a linked pair whose shadow moved. The live sync got there first, with
+    fresher values. The guard's query does not see these when the live sync wrote the record
+    after the user did (its write hides theirs), so the state store is asked (three reads)."""
+    pairs = [item.value for item in ctx.staging.scan(PAIRS, first, last)]
+    firsts = [(p["e"], p["d"]) for p in pairs if p["new"]]
+    firsts += [(c.value["e"], c.value["d"]) for c in ctx.staging.scan(CREATES, first, last)]
+    taken: set[tuple[str, str]] = set()
+    for entity in ENTITY_SETS:
+        ids = [d for e, d in firsts if e == entity]
+        found = ctx.state.get_links_by_dynamics(entity, ids) if ids else {}
+        taken.update((entity, d.lower()) for d in found)
+    new = {p["m"]: p for p in pairs if p["new"]}
+    linked = {p["m"]: p for p in pairs if not p["new"]}
+    people = ctx.state.get_links_by_marketo(new) if new else {}
+    shadows = ctx.state.get_shadows([*new, *linked]) if pairs else {}
+    for marketo_id, pair in new.items():
+        if marketo_id in people or marketo_id in shadows:
+            taken.add((pair["e"], pair["d"]))
+    for marketo_id, pair in linked.items():
+        shadow = shadows.get(marketo_id)
+        if (shadow.etag if shadow is not None else "") != pair["et"]:
+            taken.add((pair["e"], pair["d"]))
+    before = held_records(ctx) if taken else set()
+    fresh = [Item(record_bucket(e, d), record_key(e, d), {}) for e, d in sorted(taken)]
+    fresh = [item for item in fresh if item.key not in before]  # counted once, whatever repeats
+    if fresh:
+        ctx.staging.put(HELD, fresh)
+        job.count("records_taken_by_live_sync", len(fresh))
+
+
 def held_records(ctx: Context) -> set[str]:
     return {item.key for item in ctx.staging.scan(HELD, 0, BUCKETS)}
 
@@ -219,6 +252,7 @@ class MarketoWrites:
             guard(ctx, job)
         entry = cursor.get("starting") or {"at": cursor["next"], "imports": [], "pushed": []}
         first, last = walk[entry["at"]]
+        hold_taken(ctx, job, first, last)
         held = held_records(ctx)
         try:
             self._send(entry, first, last, held)
@@ -479,8 +513,9 @@ def write_dynamics(ctx: Context, job: JobState) -> Outcome:
     if cursor["next"] >= len(walk):
         return DONE
     guard(ctx, job)
-    held = held_records(ctx)
     first, last = walk[cursor["next"]]
+    hold_taken(ctx, job, first, last)
+    held = held_records(ctx)
     journal = Journal(0)
     by_entity: dict[str, list[dict[str, Any]]] = {}
     for item in ctx.staging.scan(PAIRS, first, last):

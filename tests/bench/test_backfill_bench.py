@@ -1,0 +1,44 @@
+"""The backfill bench runs end to end (small here; `make bench` runs 50,000 or 1,000,000): the
+bulk run, killed and run again, and the REST-only run both end with every lead linked once and
+no duplicate person (the bench checks that and fails otherwise), and report their figures.
+
+In a child process: the bench starts a local system of its own, with its own settings."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+
+@pytest.mark.slow
+def test_the_bench_kills_resumes_and_checks_the_end_state(tmp_path: Path) -> None:
+    output = tmp_path / "backfill.json"
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "mdsync.bench.backfill",
+            "--records",
+            "300",
+            "--kills",
+            "2",
+            "--output",
+            str(output),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    bulk, rest = json.loads(output.read_text(encoding="utf-8"))
+    assert (bulk["mode"], rest["mode"]) == ("bulk", "rest")
+    assert bulk["counts"]["pairs_by_email"] == 900  # matched once, however often it was killed
+    assert rest["counts"]["links_stored"] == 1000
+    assert rest["counts"]["persons_created"] == 100
+    assert bulk["calls"]["marketo"] > 0
+    assert bulk["peak_rss_mib"] > 0

@@ -92,19 +92,34 @@ def hold_taken(ctx: Context, job: JobState, first: int, last: int) -> None:
     link for the first time (or create a person for) that now has a link, a person it would link
     that now has one, a linked pair whose shadow moved. The live sync got there first, with
     fresher values. The guard's query does not see these when the live sync wrote the record
-    after the user did (its write hides theirs), so the state store is asked (three reads)."""
-    pairs = [item.value for item in ctx.staging.scan(PAIRS, first, last)]
-    firsts = [(p["e"], p["d"]) for p in pairs if p["new"]]
-    firsts += [(c.value["e"], c.value["d"]) for c in ctx.staging.scan(CREATES, first, last)]
+    after the user did (its write hides theirs), so the state store is asked, a chunk of the
+    range at a time (memory stays flat: a range of imports holds 150,000 pairs)."""
+    before = held_records(ctx)
+    pairs = (item.value for item in ctx.staging.stream(PAIRS, first, last))
+    creates = ({**c.value, "new": True, "m": None} for c in ctx.staging.stream(CREATES, first, last))
+    rows = chain(pairs, creates)
+    taken: set[tuple[str, str]] = set()
+    while chunk := list(islice(rows, 1_000)):
+        taken |= _taken(ctx, chunk)
+    fresh = [Item(record_bucket(e, d), record_key(e, d), {}) for e, d in sorted(taken)]
+    fresh = [item for item in fresh if item.key not in before]  # counted once, whatever repeats
+    if fresh:
+        ctx.staging.put(HELD, fresh)
+        job.count("records_taken_by_live_sync", len(fresh))
+
+
+def _taken(ctx: Context, pairs: Sequence[dict[str, Any]]) -> set[tuple[str, str]]:
+    """Of these pairs (and records to create a person for: ``m`` None), those the live sync
+    handled since the reads."""
     taken: set[tuple[str, str]] = set()
     for entity in ENTITY_SETS:
-        ids = [d for e, d in firsts if e == entity]
+        ids = [p["d"] for p in pairs if p["new"] and p["e"] == entity]
         found = ctx.state.get_links_by_dynamics(entity, ids) if ids else {}
         taken.update((entity, d.lower()) for d in found)
-    new = {p["m"]: p for p in pairs if p["new"]}
+    new = {p["m"]: p for p in pairs if p["new"] and p["m"] is not None}
     linked = {p["m"]: p for p in pairs if not p["new"]}
     people = ctx.state.get_links_by_marketo(new) if new else {}
-    shadows = ctx.state.get_shadows([*new, *linked]) if pairs else {}
+    shadows = ctx.state.get_shadows([*new, *linked]) if new or linked else {}
     for marketo_id, pair in new.items():
         if marketo_id in people or marketo_id in shadows:
             taken.add((pair["e"], pair["d"]))
@@ -112,12 +127,7 @@ def hold_taken(ctx: Context, job: JobState, first: int, last: int) -> None:
         shadow = shadows.get(marketo_id)
         if (shadow.etag if shadow is not None else "") != pair["et"]:
             taken.add((pair["e"], pair["d"]))
-    before = held_records(ctx) if taken else set()
-    fresh = [Item(record_bucket(e, d), record_key(e, d), {}) for e, d in sorted(taken)]
-    fresh = [item for item in fresh if item.key not in before]  # counted once, whatever repeats
-    if fresh:
-        ctx.staging.put(HELD, fresh)
-        job.count("records_taken_by_live_sync", len(fresh))
+    return taken
 
 
 def held_records(ctx: Context) -> set[str]:

@@ -194,7 +194,7 @@ def run_mode(system: LocalSystem, workdir: Path, plan: Plan) -> ModeResult:
 
     # Kill moments spread over a run's likely length: from just after start-up to some seconds on.
     while killed < kills:
-        runs.append(run_child(command, log, rng.uniform(1.5, 4.0 + records / 2_000), memory))
+        runs.append(run_child(command, log, rng.uniform(1.5, 4.0 + records / 5_000), memory))
         if runs[-1].code is not None:  # finished before the kill came: the job is done
             break
         killed += 1

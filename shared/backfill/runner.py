@@ -213,6 +213,10 @@ class Backfill:
                 self._save(job)
                 if on_progress is not None:
                     on_progress(job)
+                if job.status is Status.DONE:
+                    # Only once the job is saved done: a kill before would find it mid-phase
+                    # with no staging, and read everything again.
+                    self.ctx.staging.drop()
                 if job.finished or job.status is Status.FAILED:
                     return StepResult(job)
                 if outcome.wait:
@@ -274,7 +278,6 @@ class Backfill:
         self.ctx.state.append_log(
             [LogEntry(None, None, "-", "backfill", f"backfill {job.id} done: {summary}")]
         )
-        self.ctx.staging.drop()
         log.info("backfill %s done: %s", job.id, summary)
 
     def _own_staging(self, job: JobState) -> None:

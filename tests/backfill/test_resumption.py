@@ -162,3 +162,30 @@ def test_another_machine_waits_for_the_lease_then_takes_the_job_over(
 def _finished(backfill: Backfill) -> JobState | None:
     result = backfill.step(budget_seconds=5)
     return result.job if result.finished else None
+
+
+def test_a_kill_as_the_job_finishes_keeps_its_staging_and_its_counts(
+    world: World, system: LocalSystem, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seed(world)
+    finish = Backfill._finish
+
+    def finish_then_die(self: Backfill, job: JobState) -> None:
+        finish(self, job)
+        raise Killed("killed as the job finished, before it was saved done")
+
+    monkeypatch.setattr(Backfill, "_finish", finish_then_die)
+    backfill = Backfill(small_units(system), owner=OWNER)
+    backfill.start(Options(created_from=START))
+    with pytest.raises(Killed):
+        backfill.run()
+    monkeypatch.undo()
+
+    job = Backfill(small_units(system), owner=OWNER).run()  # the command run again
+    system.wait_idle(60)
+
+    check_end_state(world, job)
+    # It finished where it stopped: nothing read again (a lost staging would have made it start
+    # over, finding every pair linked already).
+    assert job.counts["pairs_by_email"] == PAIRS
+    assert job.counts.get("pairs_by_link", 0) == 0

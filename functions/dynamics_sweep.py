@@ -10,6 +10,7 @@ from functions._faults import log_fault
 from shared import telemetry
 from shared.bootstrap import container
 from shared.capture.dynamics_sweep import DynamicsSweep
+from shared.console import capture as console_capture
 from shared.errors import ConfigurationError, TransientError
 
 log = logging.getLogger(__name__)
@@ -37,10 +38,19 @@ def _run() -> None:
         deps.mapping,
         sync_user_ids=deps.settings.dynamics_sync_user_ids,
     )
+    calls = deps.dataverse.calls.total
     try:
         deps.verify_instance()
         result = sweep.run()
         telemetry.notices_received.add(result.notices, {"source": "dynamics", "via": "sweep"})
+        if not result.skipped:
+            console_capture.after_run(
+                deps.state,
+                deps.operations,
+                console_capture.SWEEP,
+                notices=result.notices,
+                dataverse_calls=deps.dataverse.calls.total - calls,
+            )
     except TransientError as exc:
         log.warning("Dynamics sweep deferred to the next run: %s", exc)
         return

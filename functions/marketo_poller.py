@@ -11,6 +11,7 @@ from functions._faults import log_fault
 from shared import telemetry
 from shared.bootstrap import container
 from shared.capture.marketo_poll import MarketoPoller
+from shared.console import capture as console_capture
 from shared.errors import ConfigurationError, TransientError
 
 log = logging.getLogger(__name__)
@@ -41,10 +42,20 @@ def _run() -> None:
         start_at=deps.settings.marketo_poll_start,
         deletes_every=timedelta(seconds=deps.settings.marketo_deletes_poll_seconds),
     )
+    calls = deps.marketo.calls.total
     try:
         deps.verify_instance()
         result = poller.run()
         telemetry.notices_received.add(result.notices, {"source": "marketo", "via": "poll"})
+        if not result.skipped:
+            console_capture.after_run(
+                deps.state,
+                deps.operations,
+                console_capture.POLL,
+                notices=result.notices,
+                drained=result.drained,
+                marketo_calls=deps.marketo.calls.total - calls,
+            )
     except TransientError as exc:
         # The checkpoint did not move: the next run reads the same changes again.
         log.warning("Marketo poll deferred to the next run: %s", exc)

@@ -27,7 +27,7 @@ from tenacity import (
 )
 from tenacity.stop import stop_base
 
-from shared.calls import CallCounter
+from shared.calls import CallCounter, RateHeaders
 from shared.dataverse.auth import TokenProvider
 from shared.dataverse.errors import SERVICE, error_from
 from shared.errors import RateLimitedError, ServiceUnavailableError
@@ -87,6 +87,7 @@ class Transport:
         self.timeout = timeout
         self.retry_budget_seconds = retry_budget_seconds
         self.calls = CallCounter()
+        self.rate_headers = RateHeaders()
         self._slots = threading.BoundedSemaphore(max_concurrency)
         self._sleep = sleep
         self._backoff = wait_random_exponential(multiplier=0.5, max=8)
@@ -188,6 +189,7 @@ class Transport:
                 ) from exc
             finally:
                 self.calls.record(label, time.monotonic() - started)
+        self.rate_headers.observe(response.headers, time.time())
         log.debug("dataverse %s -> %s", label, response.status_code)
         return response
 

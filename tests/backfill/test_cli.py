@@ -49,6 +49,12 @@ def test_the_dry_run_prints_the_preview_and_writes_nothing(
     assert status["counts"]["persons_to_create"] == 1
     assert status["phases"]["match_emails"]["done"] == status["phases"]["match_emails"]["total"]
 
+    # The operator console's status shows the same job (shared.console.progress's shape).
+    assert main(["status", "--json"]) == 0
+    shown = json.loads(capsys.readouterr().out)["initial_sync"]
+    assert (shown["state"], shown["phase"]) == ("done", "preview")
+    assert shown["detail"] == "preview done: nothing was written"
+
 
 def test_since_reconciles_only_what_changed_since_the_date(
     world: World, system: LocalSystem, capsys: pytest.CaptureFixture[str]

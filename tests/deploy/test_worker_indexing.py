@@ -34,6 +34,8 @@ FUNCTIONS = {
     "backfill_start",
     "backfill_status",
     "backfill_step",
+    "console",
+    "console_metrics",
 }
 
 REFUSED_APP = """

@@ -85,4 +85,8 @@ def test_every_function_is_registered_with_its_trigger() -> None:
         "backfill_start": ["httpTrigger", "backfill", "ADMIN", "-"],
         "backfill_status": ["httpTrigger", "backfill", "ADMIN", "-"],
         "backfill_step": ["serviceBusTrigger", "%BACKFILL_QUEUE_NAME%", "-", "-"],
+        # Anonymous for the Functions host: App Service authentication and the operator role
+        # guard it (shared/console/auth.py), so no key ever travels in its URLs.
+        "console": ["httpTrigger", "console/{*path}", "ANONYMOUS", "-"],
+        "console_metrics": ["timerTrigger", "%MDSYNC_METRICS_SCHEDULE%", "-", "-"],
     }

@@ -23,9 +23,9 @@ def test_the_bench_kills_resumes_and_checks_the_end_state(tmp_path: Path) -> Non
             "-m",
             "mdsync.bench.backfill",
             "--records",
-            "300",
+            "1000",
             "--kills",
-            "2",
+            "3",
             "--output",
             str(output),
         ],
@@ -40,7 +40,9 @@ def test_the_bench_kills_resumes_and_checks_the_end_state(tmp_path: Path) -> Non
     # The bulk run's end state was checked by the bench (its exit code). Its counts are not
     # asserted: a unit repeated after a kill finds its links stored and does not count them.
     assert bulk["records"] == 1000
-    assert rest["counts"]["links_stored"] == 1000
+    # The live sync may link a pair first (its webhook of the backfill's own write): links are
+    # checked by the bench in the state store, not counted here.
+    assert rest["counts"]["pairs_by_email"] == 900
     assert rest["counts"]["persons_created"] == 100
     assert bulk["calls"]["marketo"] > 0
     assert bulk["peak_rss_mib"] > 0

@@ -5,8 +5,9 @@ whose flow is one Call Webhook step calls mdsync's ``marketo_change`` endpoint, 
 notice the way the Dataverse webhook does: no Marketo REST call, so no rate or quota is spent
 (docs/marketo-setup.md says how to set it up). The poller stays: Marketo does not retry a failed
 webhook call, a campaign may be deactivated or its smart list miss a field, and the poller reads
-every change anyway; its notice of a change the campaign already reported finds the shadow
-holding the values and is set aside without a read (``shared.sync.grouping``).
+every change anyway (its notice of a change the campaign brought is reconciled with a read; a
+campaign call for a change the poller brought first repeats the shadow and is set aside,
+``shared.sync.grouping``).
 
 The webhook's template sends the person's id and, with lead tokens, the mapped fields' values
 **as they were when the campaign ran**, not old -> new (Marketo has no old-value token for the

@@ -131,21 +131,3 @@ def test_an_environment_variable_wins_over_local_settings(env: pytest.MonkeyPatc
     settings = load_settings()
     assert settings.marketo_max_calls_per_20s == 60  # the environment
     assert settings.retry_base_seconds == 1.0  # the file, where the environment is silent
-
-
-@pytest.mark.parametrize(
-    ("backend", "setting", "shared"),
-    [
-        ("table", None, True),  # Azure: instances scale out, one budget for them all
-        ("sqlite", None, False),  # one local process
-        ("table", "false", False),
-        ("sqlite", "true", True),
-    ],
-)
-def test_the_marketo_budget_is_shared_where_instances_scale_out(
-    env: pytest.MonkeyPatch, backend: str, setting: str | None, shared: bool
-) -> None:
-    env.setenv("MDSYNC_STATE_BACKEND", backend)
-    if setting is not None:
-        env.setenv("MARKETO_SHARED_RATE", setting)
-    assert load_settings().shares_marketo_rate is shared

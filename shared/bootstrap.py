@@ -314,7 +314,7 @@ class Container:
             s.marketo_max_calls_per_20s - s.marketo_flow_step_calls_per_20s - s.marketo_backfill_calls_per_20s
         )
         budget = None
-        if s.shares_marketo_rate:
+        if s.marketo_shared_rate:
             from shared.marketo.budget import StoredTokenBucket
 
             # Every instance's worker and poller together, in the state store they share.

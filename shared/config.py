@@ -151,15 +151,8 @@ class Settings(BaseSettings):
         default=20, alias="MARKETO_FLOW_STEP_CALLS_PER_20S", ge=1, le=99
     )
     # The worker's share is one budget for every instance, a token bucket in the state store
-    # (shared/marketo/budget.py); off, each instance spends its share on its own. Unset: on with
-    # the Table Storage state store (Azure, instances scale out), off with SQLite (one process).
-    marketo_shared_rate: bool | None = Field(default=None, alias="MARKETO_SHARED_RATE")
-
-    @property
-    def shares_marketo_rate(self) -> bool:
-        if self.marketo_shared_rate is not None:
-            return self.marketo_shared_rate
-        return self.state_backend is StateBackend.TABLE
+    # (shared/marketo/budget.py); off, each instance spends its share on its own.
+    marketo_shared_rate: bool = Field(default=True, alias="MARKETO_SHARED_RATE")
     # Of MARKETO_MAX_CALLS_PER_20S, the initial sync's share (mdsync backfill): bulk jobs take a
     # few calls per 31-day window or 10 MB file, and live changes keep the rest.
     marketo_backfill_calls_per_20s: int = Field(

@@ -49,6 +49,7 @@ from shared.dataverse import odata
 from shared.dataverse.auth import dataverse_tokens
 from shared.dataverse.client import DataverseClient
 from shared.dataverse.models import BatchRequest
+from shared.dataverse.odata import ENTITY_SETS
 from shared.errors import (
     ConflictError,
     NotFoundError,
@@ -75,7 +76,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 Status = Literal["created", "exists", "failed"]
-ENTITY_SETS = {"lead": "leads", "contact": "contacts"}
 # Contacts first: a person who is already a customer is linked to the contact, not a lead.
 LOOKUP_ORDER = ("contact", "lead")
 CANDIDATES_PER_TABLE = 5

@@ -7,10 +7,9 @@ row exists, ``update`` fails if it is missing, ``upsert_by_key`` does either, ``
 NotFoundError, ``delete`` succeeds when the row is already gone.
 
 For whole tables (the initial sync), :meth:`~DataverseClient.read_table` streams pages of 5,000
-rows with only the selected columns, and :meth:`~DataverseClient.update_rows` /
-:meth:`~DataverseClient.upsert_rows` write any number of rows 1,000 a request (UpdateMultiple /
-UpsertMultiple, or ``$batch`` where a table lacks them) with an outcome per row. Both take and
-give iterators, so memory stays bounded whatever the table's size.
+rows with only the selected columns, and :meth:`~DataverseClient.update_rows` writes any number
+of rows 1,000 a request (UpdateMultiple, or ``$batch`` where a table lacks it) with an outcome
+per row. Both take and give iterators, so memory stays bounded whatever the table's size.
 """
 
 from __future__ import annotations
@@ -48,7 +47,6 @@ from shared.errors import NotFoundError, PermanentError, ServiceUnavailableError
 MAX_PAGE_SIZE = 5000
 MAX_BULK_ROWS = 1000  # rows per UpdateMultiple/UpsertMultiple request, as Microsoft advises
 T = TypeVar("T")
-NS = "Microsoft.Dynamics.CRM."
 Key = str | uuid.UUID | Mapping[str, odata.Value]
 
 
@@ -81,18 +79,13 @@ def _update_part(entity_set: str, logical_name: str, record: Mapping[str, Any]) 
     return BatchRequest("PATCH", odata.key_path(entity_set, str(record[key])), body, {"If-Match": "*"})
 
 
-def _upsert_part(entity_set: str, key: Mapping[str, odata.Value], record: Mapping[str, Any]) -> BatchRequest:
-    body = {k: v for k, v in record.items() if k not in key}
-    return BatchRequest("PATCH", odata.key_path(entity_set, key), body)
-
-
 def _label(method: str, path: str) -> str:
     """``leads(…)/Microsoft.Dynamics.CRM.QualifyLead`` -> ``POST leads()/QualifyLead``."""
     parts = []
     for segment in path.split("?", 1)[0].split("/"):
         if not segment:
             continue
-        name = segment.split("(", 1)[0].removeprefix(NS)
+        name = segment.split("(", 1)[0].removeprefix(odata.NS)
         parts.append(name + ("()" if "(" in segment else ""))
     return f"{method} {'/'.join(parts)}"
 
@@ -318,31 +311,6 @@ class DataverseClient:
         except NotFoundError:
             return
 
-    def qualify_lead(
-        self,
-        lead_id: str,
-        *,
-        create_contact: bool = True,
-        create_account: bool = False,
-        status: int = 3,
-    ) -> str | None:
-        """Qualify an open lead; returns the new contact's id (None if no contact was made)."""
-        response = self._request(
-            "POST",
-            f"{odata.key_path('leads', lead_id)}/{NS}QualifyLead",
-            idempotent=False,
-            json={
-                "CreateAccount": create_account,
-                "CreateContact": create_contact,
-                "CreateOpportunity": False,
-                "Status": status,
-            },
-        )
-        for item in response.json().get("value", []):
-            if "contactid" in item:
-                return str(item["contactid"])
-        return None
-
     # --- bulk writes ---------------------------------------------------------------------
 
     def supports_multiple(self, logical_name: str) -> bool:
@@ -366,7 +334,7 @@ class DataverseClient:
 
     @staticmethod
     def _typed(logical_name: str, records: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
-        return [{"@odata.type": f"{NS}{logical_name}", **r} for r in records]
+        return [{"@odata.type": f"{odata.NS}{logical_name}", **r} for r in records]
 
     def create_multiple(
         self, entity_set: str, logical_name: str, records: Sequence[Mapping[str, Any]]
@@ -381,7 +349,7 @@ class DataverseClient:
             return [str(r.entity_id) for r in self._change_set(parts)]
         response = self._request(
             "POST",
-            f"{odata.prop(entity_set)}/{NS}CreateMultiple",
+            f"{odata.prop(entity_set)}/{odata.NS}CreateMultiple",
             idempotent=False,
             json={"Targets": self._typed(logical_name, records)},
         )
@@ -399,68 +367,25 @@ class DataverseClient:
             return
         self._request(
             "POST",
-            f"{odata.prop(entity_set)}/{NS}UpdateMultiple",
+            f"{odata.prop(entity_set)}/{odata.NS}UpdateMultiple",
             idempotent=True,
             json={"Targets": self._typed(logical_name, records)},
-        )
-
-    def upsert_multiple(
-        self,
-        entity_set: str,
-        logical_name: str,
-        items: Sequence[tuple[Mapping[str, odata.Value], Mapping[str, Any]]],
-    ) -> None:
-        """Upsert up to 1,000 rows addressed by alternate key, in one all-or-nothing call."""
-        _check_bulk_size(items)
-        if not items:
-            return
-        if not self.supports_multiple(logical_name):
-            self._change_set([_upsert_part(entity_set, key, record) for key, record in items])
-            return
-        targets = [
-            {
-                "@odata.type": f"{NS}{logical_name}",
-                "@odata.id": f"{entity_set}({odata.key_segment(key)})",
-                **{k: v for k, v in record.items() if k not in key},
-            }
-            for key, record in items
-        ]
-        self._request(
-            "POST",
-            f"{odata.prop(entity_set)}/{NS}UpsertMultiple",
-            idempotent=True,
-            json={"Targets": targets},
         )
 
     def update_rows(
         self, entity_set: str, logical_name: str, records: Iterable[Mapping[str, Any]]
     ) -> Iterator[RowResult]:
         """Update any number of rows (each carries its primary key), 1,000 a request, with an
-        outcome per row in input order (see :meth:`upsert_rows`)."""
+        outcome per row in input order. A request is all-or-nothing, so one bad row fails its 1,000:
+        those are then sent again as one ``$batch`` that carries on past errors, and only the bad
+        rows come back with their error. A transient failure (after retries) raises: the rows of
+        the outcomes already yielded are written, the others are not."""
         key = f"{logical_name}id"
         for chunk in bulk_chunks(records, lambda r: str(r[key]).lower()):
             yield from self._per_row(
                 chunk,
                 lambda rows: self.update_multiple(entity_set, logical_name, [r for _, r in rows]),
                 lambda index, record: _update_part(entity_set, logical_name, record),
-            )
-
-    def upsert_rows(
-        self,
-        entity_set: str,
-        logical_name: str,
-        items: Iterable[tuple[Mapping[str, odata.Value], Mapping[str, Any]]],
-    ) -> Iterator[RowResult]:
-        """Upsert any number of rows by alternate key, 1,000 a request, with an outcome per row
-        in input order. A request is all-or-nothing, so one bad row fails its 1,000: those are
-        then sent again as one ``$batch`` that carries on past errors, and only the bad rows
-        come back with their error. A transient failure (after retries) raises: the rows of
-        the outcomes already yielded are written, the others are not."""
-        for chunk in bulk_chunks(items, lambda item: odata.key_segment(item[0]).lower()):
-            yield from self._per_row(
-                chunk,
-                lambda rows: self.upsert_multiple(entity_set, logical_name, [item for _, item in rows]),
-                lambda index, item: _upsert_part(entity_set, item[0], item[1]),
             )
 
     def _per_row(
@@ -542,7 +467,7 @@ class DataverseClient:
         attributes = self._get_json(base, {"$select": metadata.ATTRIBUTE_SELECT})["value"]
         casts: list[dict[str, Any]] = []
         for cast, params in metadata.CAST_QUERIES:
-            casts.extend(self._get_json(f"{base}/{NS}{cast}", params)["value"])
+            casts.extend(self._get_json(f"{base}/{odata.NS}{cast}", params)["value"])
         result = metadata.build(table, attributes, casts)
         with self._lock:
             self._metadata[logical_name] = result
@@ -618,6 +543,3 @@ class DataverseClient:
     ) -> WebhookRegistration:
         """Register (or re-register) a webhook: HttpHeader service endpoint, steps, images."""
         return webhooks.register(self, name, url, headers, steps)
-
-    def unregister_webhook(self, name: str) -> int:
-        return webhooks.unregister(self, name)

@@ -23,10 +23,9 @@ from shared.ports import Link, StateStore
 from shared.sync.batch import Batch, Pair, Row
 from shared.sync.journal import Journal
 from shared.sync.merges import MergeFollower
-from shared.sync.reads import DynamicsReader, MarketoReader
+from shared.sync.reads import QUALIFIED, DynamicsReader, MarketoReader
 from shared.sync.split import Refusal, refuse
 
-QUALIFIED = 1  # lead statecode
 Rows = dict[str, dict[str, Row]]
 
 

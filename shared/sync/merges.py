@@ -25,6 +25,7 @@ Both run before the persons are read from Marketo, so what is read is what the m
 
 from __future__ import annotations
 
+from shared.dataverse.odata import ENTITY_SETS
 from shared.errors import PermanentError, TransientError
 from shared.mapping import FieldMapping
 from shared.marketo.client import MarketoClient
@@ -33,7 +34,7 @@ from shared.ports import Link, StateStore
 from shared.sync.batch import Batch, Pair
 from shared.sync.journal import Journal
 from shared.sync.reads import DynamicsReader
-from shared.sync.writes import ENTITY_SETS, defer
+from shared.sync.writes import defer
 
 Rows = dict[str, dict[str, dict[str, object]]]
 

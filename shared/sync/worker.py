@@ -52,8 +52,6 @@ from shared.sync.retry import NO_ONE, Rescheduler, RetryPolicy
 from shared.sync.vanished import hold_vanished
 from shared.sync.writes import Writer
 
-__all__ = ["BatchResult", "SyncWorker"]
-
 log = logging.getLogger(__name__)
 
 

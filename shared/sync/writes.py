@@ -22,6 +22,7 @@ from typing import TypeVar
 
 from shared.dataverse.client import DataverseClient
 from shared.dataverse.models import BatchRequest, BatchResponse
+from shared.dataverse.odata import ENTITY_SETS
 from shared.errors import (
     ConflictError,
     NotFoundError,
@@ -38,7 +39,6 @@ from shared.sync.batch import Batch, Pair
 from shared.sync.journal import Journal
 from shared.sync.split import Piece, Refusal, per_item, refuse, send_split
 
-ENTITY_SETS = {"lead": "leads", "contact": "contacts"}
 # A $batch takes up to 1,000 requests; Microsoft suggests keeping batches small enough that one
 # call's execution time stays modest.
 DATAVERSE_CHUNK = 500

@@ -34,7 +34,6 @@ from shared.ports import Link, StateStore
 from shared.sync.batch import Batch, Pair
 from shared.sync.journal import Journal
 from shared.sync.reads import DynamicsReader
-from shared.sync.writes import defer
 
 Rows = dict[str, dict[str, dict[str, object]]]
 
@@ -158,7 +157,7 @@ class MergeFollower:
             self.rows.dataverse.update(ENTITY_SETS[pair.entity], pair.dynamics_id, {column: None})
         except TransientError as exc:
             pair.settled = True
-            defer(batch, pair, exc)
+            batch.defer_pair(pair, exc)
             return False
         except PermanentError:
             return True  # gone or refused: the master's write will say so
@@ -178,7 +177,7 @@ class MergeFollower:
             self.marketo.merge_leads(owner.marketo_id, [pair.marketo_id])
         except TransientError as exc:
             pair.settled = True
-            defer(batch, pair, exc)
+            batch.defer_pair(pair, exc)
             return
         except PermanentError as exc:
             pair.settled = True

@@ -22,7 +22,6 @@ from shared.notices import Kind, Source
 from shared.sync.batch import Batch, Pair
 from shared.sync.journal import Journal
 from shared.sync.retry import NO_ONE
-from shared.sync.writes import defer
 
 log = logging.getLogger(__name__)
 
@@ -43,8 +42,7 @@ def hold_vanished(batch: Batch, journal: Journal, *, retry_after: float) -> None
     ]
     for pair in vanished:
         pair.settled = True
-        defer(
-            batch,
+        batch.defer_pair(
             pair,
             ServiceUnavailableError(
                 f"person {pair.marketo_id} is not in Marketo's answer and no deletion or merge of it "

@@ -40,7 +40,7 @@ from shared.notices import Entity, Kind, Notice, Source
 from shared.ports import Link, NoticeQueue, Shadow, StateStore
 from shared.sync.activity_log import ActivityLog
 from shared.sync.auto_create import LeadCreator
-from shared.sync.batch import Batch
+from shared.sync.batch import Batch, Unwritten
 from shared.sync.grouping import drop_echoes, group
 from shared.sync.journal import BatchResult, Journal
 from shared.sync.linking import OrphanLinker
@@ -135,11 +135,10 @@ class SyncWorker:
             self.planner.plan(pair, journal)
         self.linker.link(batch, journal)
         self.lead_creator.create(batch, people, journal)
-        self.writer.write_marketo(batch, journal)
-        self.writer.write_dynamics(batch, journal)
+        unwritten = self.writer.write(batch, journal)
         self._store_links(batch, journal)
-        self._store_shadows(batch)
-        self._ask_confirmation(batch)
+        self._store_shadows(batch, unwritten)
+        self._ask_confirmation(batch, unwritten)
         return batch
 
     # --- bookkeeping ----------------------------------------------------------------------------
@@ -150,7 +149,7 @@ class SyncWorker:
             self.state.delete_link(link)
             self.state.delete_shadow(link.marketo_id)
         for pair in list(batch.pairs.values()):
-            if pair.unlink and not pair.retry:
+            if pair.unlink and pair.marketo_id not in batch.deferred:
                 self.state.delete_link(pair.link)
                 self.state.delete_shadow(pair.marketo_id)
                 journal.unlinked(pair.link, pair.unlink)
@@ -162,12 +161,14 @@ class SyncWorker:
                     journal.failed(pair.link, "conflict", exc.code or "conflict", exc.message, activity=False)
                     del batch.pairs[pair.marketo_id]
 
-    def _store_shadows(self, batch: Batch) -> None:
+    def _store_shadows(self, batch: Batch, unwritten: Unwritten) -> None:
         """Conditional on the etags read: when another run moved a shadow meanwhile, this run's
         view of that person is stale, and the person is tried again."""
         self._store_confirmations(batch)
         wanted = {
-            p.marketo_id: s for p in batch.pairs.values() if not p.unlink and (s := p.shadow_to_store())
+            p.marketo_id: s
+            for p in batch.pairs.values()
+            if not p.unlink and (s := p.shadow_to_store(unwritten))
         }
         if not wanted:
             return
@@ -181,7 +182,7 @@ class SyncWorker:
                     exc = ServiceUnavailableError("shadow changed by a concurrent run", service="state")
                     batch.defer(pair.notices, exc, pair.link)
 
-    def _ask_confirmation(self, batch: Batch) -> None:
+    def _ask_confirmation(self, batch: Batch, unwritten: Unwritten) -> None:
         """A ``confirm`` notice per person whose mapped values were written to Marketo: a write
         of values Marketo did not take has no echo, and this is when that shows. Not sent, the
         refusal is still found at the person's next change (or echo). 0 seconds: none sent."""
@@ -200,8 +201,8 @@ class SyncWorker:
             )
             for p in batch.pairs.values()
             if p.plan is not None
-            and p.wrote_marketo
-            and not p.retry
+            and p.marketo_id not in unwritten.marketo
+            and p.marketo_id not in batch.deferred
             and {d.field.marketo for d in p.plan.towards(Side.MARKETO)} - p.dropped
         ]
         if not notices:

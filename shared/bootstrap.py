@@ -16,8 +16,8 @@ from shared.mapping import FieldMapping, load_mapping
 
 if TYPE_CHECKING:
     import requests
+    from azure.core.credentials import TokenCredential
 
-    from shared.dataverse.auth import TokenProvider
     from shared.dataverse.client import DataverseClient
     from shared.flow_step import SyncPersonToMicrosoft
     from shared.marketo.client import MarketoClient
@@ -71,7 +71,7 @@ class Container:
         return self._once("marketo", self._build_marketo)
 
     @property
-    def dataverse_tokens(self) -> TokenProvider:
+    def dataverse_tokens(self) -> TokenCredential:
         """One credential (and token cache) for every Dataverse client of the process."""
         from shared.dataverse.auth import dataverse_tokens
 
@@ -237,7 +237,7 @@ def make_marketo_client(
 
 
 def make_dataverse_client(
-    settings: Settings, session: requests.Session, tokens: TokenProvider, **options: Any
+    settings: Settings, session: requests.Session, tokens: TokenCredential, **options: Any
 ) -> DataverseClient:
     """A Dataverse client for the settings; ``options``: timeouts and retry budgets."""
     from shared.dataverse.client import DataverseClient

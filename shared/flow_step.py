@@ -69,9 +69,9 @@ from shared.sync.validation import Column, describe, validate_write
 
 if TYPE_CHECKING:
     import requests
+    from azure.core.credentials import TokenCredential
 
     from shared.config import Settings
-    from shared.dataverse.auth import TokenProvider
 
 log = logging.getLogger(__name__)
 
@@ -519,7 +519,7 @@ def build_flow_step(
     mapping: FieldMapping,
     *,
     budget: TimeBudget | None = None,
-    tokens: TokenProvider | None = None,
+    tokens: TokenCredential | None = None,
 ) -> SyncPersonToMicrosoft:
     """The flow step with its own Marketo and Dataverse clients, whose timeouts and retry budgets
     fit the webhook's 30 s (the worker's clients may retry for longer). ``tokens``: the process's

@@ -1,10 +1,11 @@
 """DataverseClient: the Web API v9.2 calls mdsync makes.
 
-Built as ``(api_url, tokens, *, options)`` and never changed afterwards. Every request goes
-through one :class:`~shared.dataverse.transport.Transport` (token, counting, 401 refresh, retry
-budget), so :attr:`calls` counts everything sent. Verbs mean one thing: ``create`` fails if the
-row exists, ``update`` fails if it is missing, ``upsert_by_key`` does either, ``get`` raises
-NotFoundError, ``delete`` succeeds when the row is already gone.
+Built as ``(endpoint, credential, *, options)`` (the Web API URL and an azure-identity
+credential) and never changed afterwards. Every request goes through one azure-core pipeline
+(:mod:`shared.dataverse.pipeline`: bearer token, one retry policy and budget, 401 refresh,
+counting, redacted logging), so :attr:`calls` counts everything sent. Verbs mean one thing:
+``create`` fails if the row exists, ``update`` fails if it is missing, ``upsert_by_key`` does
+either, ``get`` raises NotFoundError, ``delete`` succeeds when the row is already gone.
 
 For whole tables (the initial sync), :meth:`~DataverseClient.read_table` streams pages of 5,000
 rows with only the selected columns, and :meth:`~DataverseClient.update_rows` writes any number
@@ -19,7 +20,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
 
 import requests
@@ -27,7 +28,6 @@ import requests
 from shared.calls import CallCounter
 from shared.dataverse import batch as batch_body
 from shared.dataverse import metadata, odata, webhooks
-from shared.dataverse.auth import TokenProvider
 from shared.dataverse.errors import SERVICE
 from shared.dataverse.models import (
     BatchRequest,
@@ -41,8 +41,10 @@ from shared.dataverse.models import (
     TableInfo,
     WebhookRegistration,
 )
-from shared.dataverse.transport import Transport
 from shared.errors import NotFoundError, PermanentError, ServiceUnavailableError
+
+if TYPE_CHECKING:
+    from azure.core.credentials import TokenCredential
 
 MAX_PAGE_SIZE = 5000
 MAX_BULK_ROWS = 1000  # rows per UpdateMultiple/UpsertMultiple request, as Microsoft advises
@@ -97,19 +99,30 @@ def _definition(logical_name: str) -> str:
 class DataverseClient:
     def __init__(
         self,
-        api_url: str,
-        tokens: TokenProvider,
+        endpoint: str,
+        credential: TokenCredential,
         *,
         session: requests.Session,
+        scope: str | None = None,
         max_concurrency: int = 16,
         timeout: float = 30.0,
         retry_budget_seconds: float = 10.0,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
-        self.api_url = api_url.rstrip("/")
-        self._service_path = urlsplit(self.api_url).path
-        self._transport = Transport(
-            tokens,
+        """``endpoint``: the Web API URL (``https://org.crm.dynamics.com/api/data/v9.2``);
+        ``credential``: an azure-identity credential (:func:`shared.dataverse.auth.dataverse_tokens`
+        builds the settings' one); ``scope``: the organization's ``/.default``, by default that
+        of the endpoint's host. ``timeout`` is per attempt; ``retry_budget_seconds`` bounds the
+        retries of one call (docs/retries.md)."""
+        # azure-core is imported with the first client, not with this module (cold start).
+        from shared.dataverse.pipeline import DataversePipeline  # noqa: PLC0415
+
+        self.api_url = endpoint.rstrip("/")
+        parts = urlsplit(self.api_url)
+        self._service_path = parts.path
+        self._transport = DataversePipeline(
+            credential,
+            scope or f"{parts.scheme}://{parts.netloc}/.default",
             session,
             max_concurrency=max_concurrency,
             timeout=timeout,

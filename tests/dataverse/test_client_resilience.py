@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import threading
+import time
+from typing import Any
 
 import pytest
 import requests
+from azure.core.credentials import AccessToken
 
 from shared.dataverse.auth import CredentialTokens
 from shared.dataverse.client import DataverseClient
@@ -50,8 +53,8 @@ def test_a_token_rejected_after_refresh_is_auth_expired(
     class Stale:
         invalidated = 0
 
-        def get_token(self) -> str:
-            return "not.a.token"
+        def get_token(self, *scopes: str, **kwargs: Any) -> AccessToken:
+            return AccessToken("not.a.token", int(time.time()) + 3600)
 
         def invalidate(self) -> None:
             self.invalidated += 1
@@ -81,7 +84,7 @@ def test_token_for_another_audience_is_rejected(
 ) -> None:
     other = client_secret_tokens(sims, tls, org_url="https://contoso.crm.dynamics.com")
     response = http.get(
-        f"{sims.api_url}/leads", headers={"Authorization": f"Bearer {other.get_token()}"}, timeout=10
+        f"{sims.api_url}/leads", headers={"Authorization": f"Bearer {other.get_token().token}"}, timeout=10
     )
     assert response.status_code == 401
     assert "audience" in response.json()["error"]["message"]
@@ -187,7 +190,7 @@ def test_request_window_limit_answers_429_with_the_documented_code(
     sims: Sims, http: requests.Session, tokens: CredentialTokens, admin: DataverseAdmin
 ) -> None:
     admin.set_limits(requests=3, window_seconds=60)
-    headers = {"Authorization": f"Bearer {tokens.get_token()}"}
+    headers = {"Authorization": f"Bearer {tokens.get_token().token}"}
     statuses = [http.get(f"{sims.api_url}/leads", headers=headers, timeout=10).status_code for _ in range(4)]
     assert statuses == [200, 200, 200, 429]
     last = http.get(f"{sims.api_url}/leads", headers=headers, timeout=10)
@@ -203,7 +206,7 @@ def test_concurrency_limit_trips_immediately(
 ) -> None:
     admin.set_limits(concurrent=2)
     admin.slow(1.0, count=None, path="leads")
-    headers = {"Authorization": f"Bearer {tokens.get_token()}"}
+    headers = {"Authorization": f"Bearer {tokens.get_token().token}"}
     codes: list[str] = []
     lock = threading.Lock()
 

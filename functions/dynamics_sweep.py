@@ -9,7 +9,6 @@ import azure.functions as func
 from functions._faults import log_fault
 from shared import telemetry
 from shared.bootstrap import container
-from shared.capture.dynamics_sweep import DynamicsSweep
 from shared.errors import ConfigurationError, TransientError
 
 log = logging.getLogger(__name__)
@@ -30,16 +29,9 @@ def dynamics_sweep(timer: func.TimerRequest) -> None:
 def _run() -> None:
     deps = container()
     deps.app_started()
-    sweep = DynamicsSweep(
-        deps.dataverse,
-        deps.state,
-        deps.queue,
-        deps.mapping,
-        sync_user_ids=deps.settings.dynamics_sync_user_ids,
-    )
     try:
         deps.verify_instance()
-        result = sweep.run()
+        result = deps.dynamics_sweep.run()
         telemetry.notices_received.add(result.notices, {"source": "dynamics", "via": "sweep"})
     except TransientError as exc:
         log.warning("Dynamics sweep deferred to the next run: %s", exc)

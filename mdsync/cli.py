@@ -93,7 +93,6 @@ def webhook_url(text: str) -> str:
 
 def cmd_doctor(args: argparse.Namespace) -> int:
     from shared.bootstrap import container
-    from shared.doctor import Doctor
 
     try:
         deps = container()
@@ -101,7 +100,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
         fix = ", ".join(exc.settings)
         console.print(f"[red]FAIL[/red] settings: {escape(exc.line)} -> fix: {escape(fix)}", soft_wrap=True)
         return 1
-    doctor = Doctor(deps, webhook_name=args.webhook_name)
+    doctor = deps.doctor(webhook_name=args.webhook_name)
     if args.rebind_state:
         bound = doctor.rebind_state()
         console.print(f"the state store now belongs to {bound.describe()}", soft_wrap=True)

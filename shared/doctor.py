@@ -25,7 +25,6 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from shared.bootstrap import make_dataverse_client, make_marketo_client
 from shared.capture.registration import webhook_steps
 from shared.dataverse import odata
 from shared.dataverse.provisioning import plan
@@ -49,8 +48,6 @@ if TYPE_CHECKING:
     from shared.marketo.client import MarketoClient
 
 SETUP = "mdsync dynamics setup"
-# One attempt per request, 15 s to answer: a fault is reported, not retried away.
-QUICK = {"timeout": 15.0, "retry_budget_seconds": 0.0}
 REGISTER = (
     "mdsync dynamics register-webhook --url https://<app>.azurewebsites.net/api/dynamics/webhook "
     "--function-key <key>"
@@ -71,33 +68,37 @@ class Check:
 
 
 class Doctor:
-    """Runs the checks with the container's settings, mapping, queue and state, and clients of its
-    own that try each request once (a diagnosis reports a fault; it does not wait it out)."""
+    """Runs the checks with the container's settings, mapping, queue and state, and clients that
+    try each request once (a diagnosis reports a fault; it does not wait it out). Built by the
+    container (``container().doctor()``); ``marketo`` and ``dataverse`` build those clients, on
+    first use, since a setting they need may be what is wrong."""
 
-    def __init__(self, deps: Container, *, webhook_name: str = "mdsync") -> None:
+    def __init__(
+        self,
+        deps: Container,
+        *,
+        marketo: Callable[[], MarketoClient],
+        dataverse: Callable[[], DataverseClient],
+        webhook_name: str = "mdsync",
+    ) -> None:
         self.deps = deps
         self.webhook_name = webhook_name
+        self._make_marketo = marketo
+        self._make_dataverse = dataverse
         self._marketo: MarketoClient | None = None
         self._dataverse: DataverseClient | None = None
         self.reached: set[str] = set()
 
     @property
     def marketo_client(self) -> MarketoClient:
-
         if self._marketo is None:
-            s = self.deps.settings
-            self._marketo = make_marketo_client(
-                s, self.deps.session, max_calls_per_20s=s.marketo_max_calls_per_20s, **QUICK
-            )
+            self._marketo = self._make_marketo()
         return self._marketo
 
     @property
     def dataverse(self) -> DataverseClient:
-
         if self._dataverse is None:
-            self._dataverse = make_dataverse_client(
-                self.deps.settings, self.deps.session, self.deps.dataverse_tokens, **QUICK
-            )
+            self._dataverse = self._make_dataverse()
         return self._dataverse
 
     def run(self) -> Iterator[Check]:

@@ -9,7 +9,7 @@ import pytest
 
 from mdsync.harness import LocalSystem
 from shared.errors import TransientError
-from shared.flow_step import SyncPersonToMicrosoft, TimeBudget, build_flow_step
+from shared.flow_step import SyncPersonToMicrosoft, TimeBudget
 from shared.marketo.limiter import RateShareSpentError
 
 from .conftest import failures_logged, leads, linked, new_person, post, snapshot
@@ -191,7 +191,7 @@ def test_a_spent_marketo_share_answers_503_in_time_and_changes_nothing(system: L
     # A share of 2 calls per 20 s: one create (a read and a write-back) spends it.
     settings = deps.settings.model_copy(update={"marketo_flow_step_calls_per_20s": 2})
     budget = TimeBudget(rate_wait_seconds=0.5)
-    flow = build_flow_step(settings, deps.session, deps.state, deps.mapping, budget=budget)
+    flow = deps.build_flow_step(settings=settings, budget=budget)
     assert flow.run(new_person(system, email="first@fabrikam.example")).status == "created"
     second = new_person(system, email="second@fabrikam.example")
     system.wait_idle()  # the worker reconciles the first lead's create notice: not this call's doing

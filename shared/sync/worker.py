@@ -11,8 +11,8 @@ One batch goes through these phases, each in its own module:
 1. ``grouping``: notices -> persons (links from the state store), echoes set aside (an echo
    also confirms the Marketo writes it reports);
 2. ``loading``: Dynamics rows by id (250 a query) and Marketo persons by id (300 a call),
-   following lead qualifications and merges on both sides (``merges``); ``vanished``: a linked
-   person Marketo did not return is held until its deletion is confirmed;
+   following lead qualifications and merges on both sides (``merges``); a linked person Marketo
+   did not return is held until its deletion is confirmed;
 3. ``planning``: per linked person, deleted on one side, excluded by the sync filter, or
    reconciled field by field (a new pair by the first-link rule), every value checked before
    it is sent (one that cannot be is left out and reported);
@@ -49,7 +49,6 @@ from shared.sync.merges import MergeFollower
 from shared.sync.planning import Planner
 from shared.sync.reads import DynamicsReader, MarketoReader
 from shared.sync.retry import NO_ONE, Rescheduler, RetryPolicy
-from shared.sync.vanished import hold_vanished
 from shared.sync.writes import Writer
 
 log = logging.getLogger(__name__)
@@ -85,7 +84,14 @@ class SyncWorker:
         self.dynamics_reader = DynamicsReader(dataverse, mapping)
         columns = self.dynamics_reader.columns
         merges = MergeFollower(marketo, self.dynamics_reader, state, mapping)
-        self.loader = Loader(self.marketo_reader, self.dynamics_reader, state, mapping, merges)
+        self.loader = Loader(
+            self.marketo_reader,
+            self.dynamics_reader,
+            state,
+            mapping,
+            merges,
+            vanished_retry_seconds=vanished_retry_seconds,
+        )
         self.planner = Planner(mapping, self.dynamics_reader, self.marketo_reader)
         self.linker = OrphanLinker(
             marketo, self.marketo_reader, self.dynamics_reader, state, mapping=mapping, planner=self.planner
@@ -130,7 +136,6 @@ class SyncWorker:
         batch = group(notices, self.state, journal)
         drop_echoes(batch, self.mapping, self.dynamics_reader.entity, journal)
         people = self.loader.load(batch, journal)
-        hold_vanished(batch, journal, retry_after=self.vanished_retry_seconds)
         for pair in list(batch.pairs.values()):
             self.planner.plan(pair, journal)
         self.linker.link(batch, journal)

@@ -123,12 +123,12 @@ def test_the_flow_steps_clients_retry_well_inside_marketos_30_seconds(flow: Sync
     # A Marketo call may first wait for the step's reserved rate, and the first one still fits.
     assert budget.seconds_for("marketo") == budget.call_seconds + budget.rate_wait_seconds
     assert budget.seconds_for("marketo") < budget.total_seconds
-    assert flow.marketo._transport._max_rate_wait == budget.rate_wait_seconds
+    assert flow.marketo._transport.max_rate_wait == budget.rate_wait_seconds
     # The clients really carry that budget (the worker's clients retry for 10 s, time out at 30 s).
     assert flow.dataverse._transport.retry_budget_seconds == budget.retry_seconds
     assert flow.dataverse._transport.timeout == budget.attempt_timeout_seconds
-    assert flow.marketo._transport._budget == budget.retry_seconds
-    assert flow.marketo._transport._timeout == budget.attempt_timeout_seconds
+    assert flow.marketo._transport.retry_budget_seconds == budget.retry_seconds
+    assert flow.marketo._transport.timeout == budget.attempt_timeout_seconds
 
 
 def test_no_step_starts_that_could_outlive_the_webhook(

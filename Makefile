@@ -6,7 +6,7 @@ AZURITE := node_modules/.bin/azurite-table
 # Every Python folder: the app, the local tooling, the simulators and the tests.
 LINT_PATHS := function_app.py functions shared mdsync simulators tests
 
-.PHONY: setup test lint format demo bench chaos simulate devhost clean
+.PHONY: setup test lint format demo bench chaos simulate devhost screenshots chromium clean
 
 setup: $(VENV)/.installed
 
@@ -25,8 +25,12 @@ $(VENV)/.installed: pyproject.toml
 $(AZURITE):
 	npm install --no-save --no-audit --no-fund --loglevel=error azurite@3
 
+# Debian's chromium for the console's browser tests (Playwright drives it; it downloads none).
+chromium:
+	bash .ci/ensure-chromium
+
 # Lint first: CI runs `make test`, so the lint gate is part of it.
-test: lint $(AZURITE)
+test: lint $(AZURITE) chromium
 	$(PY) -m pytest
 
 lint: setup
@@ -46,6 +50,10 @@ bench: setup
 
 chaos: setup
 	$(VENV)/bin/mdsync chaos $(if $(SEED),--seed $(SEED),) $(if $(SCENARIOS),--scenarios $(SCENARIOS),)
+
+# The console's screenshots in docs/images/, taken in headless Chromium from a staged local system.
+screenshots: setup chromium
+	$(PY) -m tests.console.screenshots docs/images
 
 simulate: setup
 	$(VENV)/bin/mdsync simulate

@@ -2,7 +2,15 @@
 
 import azure.functions as func
 
-from functions import dynamics_sweep, dynamics_webhook, flow_step, marketo_poller, sync_worker
+from functions import (
+    console,
+    console_metrics,
+    dynamics_sweep,
+    dynamics_webhook,
+    flow_step,
+    marketo_poller,
+    sync_worker,
+)
 from shared.redaction import install_log_redaction
 
 # Every log record of the process, whatever logger makes it, is redacted (no secret, no email).
@@ -14,3 +22,5 @@ app.register_functions(marketo_poller.bp)
 app.register_functions(dynamics_sweep.bp)
 app.register_functions(sync_worker.bp)
 app.register_functions(flow_step.bp)
+app.register_functions(console.bp)
+app.register_functions(console_metrics.bp)

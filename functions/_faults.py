@@ -11,10 +11,15 @@ the run without moving a checkpoint, the worker hands its batch back to Service 
 from __future__ import annotations
 
 import logging
+import threading
+import time
+from datetime import UTC, datetime
 
 import azure.functions as func
 
 from functions._http import error
+from shared.bootstrap import container
+from shared.console import failures as console_failures
 from shared.errors import ConfigurationError
 
 log = logging.getLogger("mdsync.configuration")
@@ -27,6 +32,34 @@ class BatchNotRun(RuntimeError):
 
 def log_fault(function: str, exc: ConfigurationError) -> None:
     log.error("%s did not run: mdsync is misconfigured: %s (run `mdsync doctor`)", function, exc.line)
+    faults.seen(function, exc)
+
+
+class _FaultList:
+    """Puts configuration faults on the console's error list, once a minute per function and
+    setting at most. When the fault is in the state store's own settings there is nowhere to put
+    it: the log line above (and `mdsync doctor`) remain."""
+
+    def __init__(self, every: float = 60.0) -> None:
+        self.every = every
+        self._lock = threading.Lock()
+        self._last: dict[str, float] = {}
+
+    def seen(self, function: str, exc: ConfigurationError) -> None:
+        key = f"{function}|{','.join(exc.settings)}"
+        now = time.monotonic()
+        with self._lock:
+            if now - self._last.get(key, -self.every) < self.every:
+                return
+            self._last[key] = now
+        try:
+            error = console_failures.configuration(function, exc.settings, exc.line, datetime.now(UTC))
+            container().operations.record_errors([error])
+        except Exception:
+            log.debug("configuration fault not listed on the console", exc_info=True)
+
+
+faults = _FaultList()
 
 
 def misconfigured(function: str, exc: ConfigurationError) -> func.HttpResponse:

@@ -9,6 +9,7 @@ import azure.functions as func
 from functions._faults import log_fault
 from shared import telemetry
 from shared.bootstrap import container
+from shared.console import capture as console_capture
 from shared.errors import ConfigurationError, TransientError
 
 log = logging.getLogger(__name__)
@@ -29,10 +30,19 @@ def dynamics_sweep(timer: func.TimerRequest) -> None:
 def _run() -> None:
     deps = container()
     deps.app_started()
+    calls = deps.dataverse.calls.total
     try:
         deps.verify_instance()
         result = deps.dynamics_sweep.run()
         telemetry.notices_received.add(result.notices, {"source": "dynamics", "via": "sweep"})
+        if not result.skipped:
+            console_capture.after_run(
+                deps.state,
+                deps.operations,
+                console_capture.SWEEP,
+                notices=result.notices,
+                dataverse_calls=deps.dataverse.calls.total - calls,
+            )
     except TransientError as exc:
         log.warning("Dynamics sweep deferred to the next run: %s", exc)
         return

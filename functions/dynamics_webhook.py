@@ -76,4 +76,5 @@ def _handle(req: func.HttpRequest) -> func.HttpResponse:
     telemetry.notices_received.add(
         1, {"source": "dynamics", "entity": outcome.entity.value, "via": "webhook"}
     )
+    deps.webhook_beat.seen(outcome.entity.value, deps.state, deps.operations)
     return json_response(202, {"status": "queued", "id": outcome.dedup_id})

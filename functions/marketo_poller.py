@@ -9,6 +9,7 @@ import azure.functions as func
 from functions._faults import log_fault
 from shared import telemetry
 from shared.bootstrap import container
+from shared.console import capture as console_capture
 from shared.errors import ConfigurationError, TransientError
 
 log = logging.getLogger(__name__)
@@ -30,10 +31,20 @@ def marketo_poller(timer: func.TimerRequest) -> None:
 def _run() -> None:
     deps = container()
     deps.app_started()
+    calls = deps.marketo.calls.total
     try:
         deps.verify_instance()
         result = deps.marketo_poller.run()
         telemetry.notices_received.add(result.notices, {"source": "marketo", "via": "poll"})
+        if not result.skipped:
+            console_capture.after_run(
+                deps.state,
+                deps.operations,
+                console_capture.POLL,
+                notices=result.notices,
+                drained=result.drained,
+                marketo_calls=deps.marketo.calls.total - calls,
+            )
     except TransientError as exc:
         # The checkpoint did not move: the next run reads the same changes again.
         log.warning("Marketo poll deferred to the next run: %s", exc)

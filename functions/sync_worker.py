@@ -9,8 +9,10 @@ import azure.functions as func
 
 from functions._faults import BatchNotRun, log_fault
 from shared.adapters.messages import read_messages
-from shared.bootstrap import container
-from shared.errors import ConfigurationError
+from shared.bootstrap import Container, container
+from shared.console import failures
+from shared.errors import ConfigurationError, MdsyncError
+from shared.ports import ParkedNotice
 
 log = logging.getLogger(__name__)
 bp = func.Blueprint()
@@ -46,6 +48,7 @@ def _run(messages: list[func.ServiceBusMessage]) -> None:
         deps.state.park(unreadable)
         for item in unreadable:
             log.error("parked unreadable message %s: %s", item.dedup_id, item.reason)
+        note_unreadable(deps, unreadable)
     # Raises only when rescheduled notices could not be queued: the host then abandons the
     # batch and Service Bus redelivers it.
     result = deps.worker.process(notices)
@@ -67,3 +70,12 @@ def _run(messages: list[func.ServiceBusMessage]) -> None:
         result.marketo_calls,
         result.dataverse_calls,
     )
+
+
+def note_unreadable(deps: Container, parked: list[ParkedNotice]) -> None:
+    """List the parked messages on the console's error list. The item is already safe in the
+    parked store (``mdsync replay`` finds it there): a failed write here costs only the listing."""
+    try:
+        deps.operations.record_errors([failures.unreadable(item) for item in parked])
+    except MdsyncError as exc:
+        log.warning("%d unreadable message(s) not listed on the console: %s", len(parked), exc)

@@ -109,6 +109,31 @@ param operatorPrincipalId string = ''
 @description('Kind of operatorPrincipalId.')
 param operatorPrincipalType string = 'User'
 
+// --- Operator console and alerts ---------------------------------------------------------
+
+@minLength(3)
+@description('Email address of the operators: Azure Monitor alerts (dead letters, old backlog, failure rate, Marketo quota) are sent there.')
+param alertEmail string
+
+@description('Sign-in for the operator console: an Entra ID app registration with the operator app role, and App Service authentication in front of the app (needs the right to register applications; false: the manual steps in docs/operations.md).')
+param consoleSignIn bool = true
+
+@description('The app role a user needs for the console.')
+param consoleRole string = 'mdsync.operator'
+
+@minValue(1)
+@description('Alert when the oldest waiting change is older than this, in minutes.')
+param oldestBacklogMinutes int = 30
+
+@minValue(1)
+@maxValue(100)
+@description('Alert when more than this percentage of writes failed in the last hour.')
+param failureRatePercent int = 5
+
+@minValue(1)
+@description('The Marketo instance\'s daily API quota (the console and its 80 % alert).')
+param marketoDailyQuota int = 50000
+
 @description('State tables created up front: STATE_TABLE_PREFIX (mdsync) + the kinds in shared/adapters/table_state.py TABLES.')
 param stateTableNames array = [
   'mdsynccheckpoints'
@@ -117,6 +142,9 @@ param stateTableNames array = [
   'mdsynclog'
   'mdsyncleases'
   'mdsyncparked'
+  'mdsynctallies'
+  'mdsyncerrors'
+  'mdsyncaudit'
 ]
 
 var resourceToken = toLower(uniqueString(subscription().id, environmentName, location))
@@ -210,6 +238,7 @@ module rbac 'app/rbac.bicep' = {
     serviceBusNamespaceName: serviceBus.outputs.namespaceName
     keyVaultName: keyVault.outputs.name
     applicationInsightsName: monitoring.outputs.applicationInsightsName
+    serviceBusQueueName: serviceBus.outputs.queueName
     operatorPrincipalId: operatorPrincipalId
     operatorPrincipalType: operatorPrincipalType
   }
@@ -252,6 +281,43 @@ module api 'app/api.bicep' = {
     dataverseClientSecretUri: keyVault.outputs.dataverseClientSecretUri
     dynamicsWebhookSecretUri: keyVault.outputs.dynamicsWebhookSecretUri
     flowStepSecretUri: keyVault.outputs.flowStepSecretUri
+    marketoDailyQuota: marketoDailyQuota
+  }
+}
+
+module consoleApp 'app/console-app.bicep' = if (consoleSignIn) {
+  name: 'console-app'
+  scope: rg
+  params: {
+    siteName: api.outputs.name
+    defaultHostName: api.outputs.defaultHostName
+    consoleRole: consoleRole
+    operatorPrincipalId: operatorPrincipalId
+    operatorPrincipalType: operatorPrincipalType
+  }
+}
+
+module consoleAuth 'app/console-auth.bicep' = if (consoleSignIn) {
+  name: 'console-auth'
+  scope: rg
+  params: {
+    siteName: api.outputs.name
+    clientId: consoleSignIn ? consoleApp.outputs.clientId : ''
+  }
+}
+
+module alerts 'core/alerts.bicep' = {
+  name: 'alerts'
+  scope: rg
+  params: {
+    location: location
+    tags: tags
+    applicationInsightsName: monitoring.outputs.applicationInsightsName
+    serviceBusNamespaceName: serviceBus.outputs.namespaceName
+    queueName: serviceBus.outputs.queueName
+    alertEmail: alertEmail
+    oldestBacklogMinutes: oldestBacklogMinutes
+    failureRatePercent: failureRatePercent
   }
 }
 
@@ -273,3 +339,6 @@ output STATE_TABLE_ENDPOINT string = storage.outputs.tableEndpoint
 output SERVICEBUS_NAMESPACE string = serviceBus.outputs.fullyQualifiedNamespace
 output SERVICEBUS_QUEUE_NAME string = serviceBus.outputs.queueName
 output APPLICATIONINSIGHTS_CONNECTION_STRING string = monitoring.outputs.connectionString
+// The operator console, and the app registration its sign-in uses (empty without consoleSignIn).
+output CONSOLE_URL string = 'https://${api.outputs.defaultHostName}/api/console'
+output CONSOLE_CLIENT_ID string = consoleSignIn ? consoleApp.outputs.clientId : ''

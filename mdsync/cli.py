@@ -1,7 +1,8 @@
 """The ``mdsync`` command: set-up and checks, operator tools, and the local tooling.
 
 Set-up and checks (need only the settings they use): ``doctor``, ``dynamics setup``,
-``dynamics register-webhook``, ``fields check``. Operator tools: ``log``, ``replay``. Local
+``dynamics register-webhook``, ``fields check``. Operator tools: ``log``, and the console's
+``status``, ``errors``, ``replay``, ``resync``, ``pause``, ``resume`` (all with ``--json``). Local
 tooling, from the ``local`` extra (``pip install 'mdsync[local]'``): ``simulate``, ``devhost``,
 ``demo``, ``bench``, ``chaos``.
 
@@ -15,10 +16,12 @@ import argparse
 import errno
 import importlib.util
 import os
+import secrets
 import sys
 import threading
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 from rich.console import Console
@@ -36,6 +39,8 @@ LOCAL_FUNCTION_KEY = "local-function-key-0123456789"
 LOCAL_HOST_KEY = "local-host-key-0123456789"
 LOCAL_MASTER_KEY = "local-master-key-0123456789"
 LOCAL_TOOLING = ("starlette", "uvicorn", "trustme", "croniter")
+# The local console operator's password (else one is made up and printed at start).
+OPERATOR_PASSWORD_ENV = "MDSYNC_LOCAL_OPERATOR_PASSWORD"  # noqa: S105 - a variable's name
 
 
 def _local_tooling(command: str) -> None:
@@ -220,12 +225,68 @@ def cmd_log(args: argparse.Namespace) -> int:
     return print_log(args.person, limit=args.limit, as_json=args.json, console=console)
 
 
-def cmd_replay(args: argparse.Namespace) -> int:
-    from mdsync.operations import replay
+def _error_query(args: argparse.Namespace) -> object:
+    from shared.ports import ErrorQuery
 
-    return replay(
-        console=console, dry_run=args.dry_run, only=args.ids, discard=args.discard, limit=args.limit
+    return ErrorQuery(
+        kind=args.kind,
+        reason=args.reason,
+        entity=args.entity,
+        person=args.person,
+        field=args.field,
+        text=args.text,
     )
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from mdsync import console_commands
+
+    return console_commands.status(console=console, as_json_output=args.json)
+
+
+def cmd_errors(args: argparse.Namespace) -> int:
+    from mdsync import console_commands
+
+    return console_commands.errors(
+        console=console,
+        query=_error_query(args),  # type: ignore[arg-type]
+        limit=args.limit,
+        cursor=args.cursor,
+        as_json_output=args.json,
+        csv_path=args.csv,
+    )
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    from mdsync import console_commands
+
+    return console_commands.replay(
+        console=console,
+        keys=args.keys,
+        query=_error_query(args),  # type: ignore[arg-type]
+        dry_run=args.dry_run,
+        discard=args.discard,
+        limit=args.limit,
+        as_json_output=args.json,
+    )
+
+
+def cmd_resync(args: argparse.Namespace) -> int:
+    from mdsync import console_commands
+
+    return console_commands.resync(console=console, person=args.person, as_json_output=args.json)
+
+
+def cmd_pause(args: argparse.Namespace) -> int:
+    from mdsync import console_commands
+
+    return console_commands.pause(console=console, reason=args.reason, as_json_output=args.json)
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    from mdsync import console_commands
+
+    return console_commands.resume(console=console, as_json_output=args.json)
 
 
 # --- local tooling ----------------------------------------------------------------------------
@@ -274,6 +335,9 @@ def cmd_devhost(args: argparse.Namespace) -> int:
         warning = check_local_state()
         if warning:
             console.print(f"[yellow]warning[/yellow]: {escape(warning)}", soft_wrap=True)
+    from mdsync.harness import OPERATOR, local_sign_in
+
+    password = os.environ.get(OPERATOR_PASSWORD_ENV) or secrets.token_urlsafe(12)
     host = DevHost.for_project(
         Path(args.root),
         queue=local_queue(),
@@ -281,11 +345,16 @@ def cmd_devhost(args: argparse.Namespace) -> int:
         host_keys=[LOCAL_HOST_KEY],
         master_key=LOCAL_MASTER_KEY,
         port=args.port,
+        sign_in=local_sign_in(password),
     )
     host.start()
     wide = Console(highlight=False, width=max(console.width, 140))
     wide.print(as_rich_table(host.describe(), title=f"Functions on {host.url}"))
     console.print(f"host key (x-functions-key or ?code=): {LOCAL_HOST_KEY}")
+    console.print(
+        f"operator console: {host.url}/api/console  (sign in as {OPERATOR!r}, password {password!r})",
+        soft_wrap=True,
+    )
     sys.stdout.flush()
     host.run_forever()
     return 0
@@ -315,6 +384,73 @@ def cmd_chaos(args: argparse.Namespace) -> int:
 
 
 # --- the parser -------------------------------------------------------------------------------
+
+
+def _add_error_filters(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--kind",
+        choices=("refused", "parked", "dead_letter", "configuration"),
+        help="only errors of this kind",
+    )
+    parser.add_argument("--reason", help="exactly this reason (as `mdsync errors` groups them)")
+    parser.add_argument(
+        "--entity", choices=("lead", "contact", "person"), help="only errors about this kind of record"
+    )
+    parser.add_argument("--person", help="a Marketo person id or a Dynamics record id")
+    parser.add_argument("--field", help="a field name")
+    parser.add_argument("--text", help="text in the reason, message, field or value")
+
+
+def _add_console_commands(commands: Any) -> None:
+    """The operator console's commands (docs/operations.md): the same figures and actions."""
+    status = commands.add_parser("status", help="the sync's status: backlog, synced, capture, API budgets")
+    status.add_argument("--json", action="store_true", help="print the console's JSON document")
+    status.set_defaults(run=cmd_status)
+
+    errors = commands.add_parser("errors", help="every failure, grouped by reason (filters, CSV export)")
+    _add_error_filters(errors)
+    errors.add_argument("--limit", type=positive_int, default=50, help="errors per page (default: 50)")
+    errors.add_argument("--cursor", help="continue after the page that printed it")
+    errors.add_argument(
+        "--csv", metavar="FILE", help="write every matching error as CSV to FILE (- for stdout)"
+    )
+    errors.add_argument("--json", action="store_true", help="print the page as JSON")
+    errors.set_defaults(run=cmd_errors)
+
+    replay = commands.add_parser(
+        "replay", help="replay errors: parked notices and dead letters re-queued, refused persons re-synced"
+    )
+    replay.add_argument(
+        "keys", nargs="*", help="error keys or item ids (from `mdsync errors`); none: all that match"
+    )
+    _add_error_filters(replay)
+    replay.add_argument("--dry-run", action="store_true", help="list what would be replayed; change nothing")
+    replay.add_argument(
+        "--discard",
+        action="store_true",
+        help="remove parked notices and dead letters without replaying them (unreadable ones)",
+    )
+    replay.add_argument(
+        "--limit", type=positive_int, default=1000, help="at most this many errors per run (default: 1000)"
+    )
+    replay.add_argument("--json", action="store_true", help="print the outcome as JSON")
+    replay.set_defaults(run=cmd_replay)
+
+    resync = commands.add_parser(
+        "resync", help="reconcile one person now (both sides read, every mapped field compared)"
+    )
+    resync.add_argument("person", help="a Marketo person id, or lead:<id> / contact:<id>")
+    resync.add_argument("--json", action="store_true", help="print the outcome as JSON")
+    resync.set_defaults(run=cmd_resync)
+
+    pause = commands.add_parser("pause", help="pause the sync: capture keeps queuing, the worker holds")
+    pause.add_argument("--reason", default="", help="shown on the console")
+    pause.add_argument("--json", action="store_true", help="print the outcome as JSON")
+    pause.set_defaults(run=cmd_pause)
+
+    resume = commands.add_parser("resume", help="resume the sync: held notices come back, the backlog drains")
+    resume.add_argument("--json", action="store_true", help="print the outcome as JSON")
+    resume.set_defaults(run=cmd_resume)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -397,18 +533,7 @@ def _add_operator_commands(commands: argparse._SubParsersAction[argparse.Argumen
     log.add_argument("--json", action="store_true", help="print the entries as JSON")
     log.set_defaults(run=cmd_log)
 
-    replay = commands.add_parser(
-        "replay", help="re-queue what the sync gave up on: parked notices and dead letters"
-    )
-    replay.add_argument("ids", nargs="*", help="only these items (the ids --dry-run lists); default: all")
-    replay.add_argument("--dry-run", action="store_true", help="list the items; change nothing")
-    replay.add_argument(
-        "--discard", action="store_true", help="remove the items without replaying them (unreadable ones)"
-    )
-    replay.add_argument(
-        "--limit", type=positive_int, default=1000, help="at most this many items per store (default: 1000)"
-    )
-    replay.set_defaults(run=cmd_replay)
+    _add_console_commands(commands)
 
 
 def _add_local_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -12,18 +12,21 @@ did not happen.
 
 from __future__ import annotations
 
+import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import requests
 from rich.console import Console
 from rich.panel import Panel
 from rich.table import Table
 
 from mdsync import cli
-from mdsync.harness import FLOW_STEP_WEBHOOK, HOST_KEY, WEBHOOK_NAME, HarnessConfig, LocalSystem
+from mdsync.harness import FLOW_STEP_WEBHOOK, HOST_KEY, OPERATOR, WEBHOOK_NAME, HarnessConfig, LocalSystem
+from shared.console.auth import CSRF_COOKIE
 from simulators.dataverse import DataverseSimConfig
 from simulators.stack import FLOW_STEP_SECRET, StackConfig
 
@@ -123,6 +126,7 @@ class Demo:
         self.dynamics_delete(lead_id, ana)
         self.marketo_delete(contact_id, bo)
         self.qualification()
+        self.operator_console(contact_id)
 
     def lead_reaches_marketo(self) -> tuple[str, int]:
         self.heading("1. A lead created in Dynamics appears in Marketo")
@@ -367,6 +371,53 @@ class Demo:
             ),
         )
 
+    def operator_console(self, contact_id: str) -> None:
+        self.heading("11. The operator console: the figures, and a pause that loses nothing")
+        host = self.s.host
+        assert host is not None
+        session = requests.Session()
+        session.post(
+            f"{host.url}/.auth/login",
+            data={"username": OPERATOR, "password": self.s.config.operator_password},
+            timeout=30,
+        )
+        page = session.get(f"{host.url}/api/console", timeout=30)
+        token = session.cookies.get(CSRF_COOKIE, path="/api/console") or ""
+        self.record(
+            "console page for a signed-in operator",
+            page.status_code == 200,
+            f"GET /api/console → {page.status_code}",
+        )
+        status = session.get(f"{host.url}/api/console/status.json", timeout=30).json()
+        synced = sum(row["synced_24h"] + row["created_24h"] for row in status["sync"])
+        self.record(
+            "console counts what synced",
+            synced > 0,
+            f"{synced} records written in the last 24 h, per entity and direction",
+        )
+        self.say("the operator pauses the sync from the console")
+        session.post(
+            f"{host.url}/api/console/actions/pause", data={"csrf": token, "reason": "demo"}, timeout=30
+        )
+        self.say(f"{USER} sets the contact's job title to 'Head of Purchasing (EMEA)' while paused")
+        self.dv.update_as(USER, "contacts", contact_id, {"jobtitle": "Head of Purchasing (EMEA)"})
+        self.expect(
+            "paused: the change waits, held",
+            lambda: held(session.get(f"{host.url}/api/console/status.json", timeout=30).json(), "contact"),
+            lambda n: f"{n} notice(s) held on the queue; nothing written to Marketo",
+        )
+        self.say("the operator resumes")
+        session.post(f"{host.url}/api/console/actions/resume", data={"csrf": token}, timeout=30)
+        self.expect(
+            "resumed: the held change syncs",
+            lambda: (
+                (p := self.person_by_email("bo.chen@contoso.example"))
+                and p.get("title") == "Head of Purchasing (EMEA)"
+            ),
+            lambda _: "Marketo title = 'Head of Purchasing (EMEA)' (the pause lost nothing)",
+            timeout=30,
+        )
+
     # --- summary ----------------------------------------------------------------------------
 
     def summary(self) -> bool:
@@ -414,6 +465,7 @@ def _print_what_keeps_running(system: LocalSystem, console: Console) -> None:
     table = Table(title="still running (Ctrl-C stops)")
     table.add_column("what")
     table.add_column("how to call it", overflow="fold")
+    table.add_row("operator console", console_address(system))
     table.add_row("functions", f"{system.host.url}/api/...  header x-functions-key: {HOST_KEY}")
     table.add_row(
         "flow step",
@@ -445,6 +497,18 @@ def _print_what_keeps_running(system: LocalSystem, console: Console) -> None:
     )
 
 
+def held(status: dict[str, Any], entity: str) -> int:
+    return sum(int(lane["held"]) for lane in status["backlog"]["lanes"] if lane["entity"] == entity)
+
+
+def console_address(system: LocalSystem) -> str:
+    assert system.host is not None
+    return (
+        f"{system.host.url}/api/console  (sign in as {OPERATOR!r}, password "
+        f"{system.config.operator_password!r})"
+    )
+
+
 def run_demo(*, keep_running: bool, console: Console, ephemeral: bool = False) -> int:
     config = HarnessConfig(
         # Its own state: `mdsync devhost` afterwards keeps .mdsync/mdsync*.sqlite3 to itself.
@@ -452,6 +516,8 @@ def run_demo(*, keep_running: bool, console: Console, ephemeral: bool = False) -
         fixed_ports=not ephemeral,
         host_port=0 if ephemeral else 7071,
         poll_schedule="*/1 * * * * *",
+        # The operator console's sign-in, printed at the end (the local host's, never Azure's).
+        operator_password=secrets.token_urlsafe(9),
         stack=StackConfig(
             tls_dir=Path(".mdsync/tls"),
             # A new tenant: none of the columns and keys `mdsync dynamics setup` creates.
@@ -470,6 +536,9 @@ def run_demo(*, keep_running: bool, console: Console, ephemeral: bool = False) -
         demo = Demo(system, console)
         demo.run()
         ok = demo.summary()
+        console.print(f"Operator console: {console_address(system)}", soft_wrap=True)
+        if not keep_running:
+            console.print("(it stops with the demo: `mdsync demo --keep-running` leaves it up)")
         if keep_running:
             _print_what_keeps_running(system, console)
             try:

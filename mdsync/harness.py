@@ -20,6 +20,7 @@ from typing import Any
 
 from mdsync.devhost import DevHost
 from mdsync.devhost.discovery import load_function_app
+from mdsync.devhost.signin import LocalSignIn, LocalUser
 from shared.adapters.sqlite_queue import SqliteQueue
 from shared.bootstrap import Container, container, reset_container
 from shared.capture.registration import webhook_steps
@@ -36,6 +37,11 @@ MASTER_KEY = "local-master-key-0123456789"
 NEVER = "0 0 0 1 1 *"  # timers that only run when the harness triggers them
 WEBHOOK_NAME = "mdsync-local"
 FLOW_STEP_WEBHOOK = "Sync Person to Microsoft"
+# The local host's sign-in (App Service authentication's stand-in): an operator with the console
+# role, and a signed-in user without it.
+OPERATOR = "operator"
+VISITOR = "visitor"
+CONSOLE_ROLE = "mdsync.operator"
 FLOW_STEP_FIELDS = (
     ExtraField("mdsyncFlowStepStatus", "mdsync Flow Step Status", soap_name="mdsyncFlowStepStatus"),
     ExtraField(
@@ -65,6 +71,17 @@ class HarnessConfig:
     # Seconds the queue waits to fill a batch (host.json maxBatchWaitTime); None keeps
     # host.json's value. Tests use 0: they sync a handful of notices at a time.
     batch_wait: float | None = None
+    # The console's local sign-in: the operator's password (the demo makes one up and prints it).
+    operator_password: str = "local-operator-password"  # noqa: S105 - the local host's, never Azure's
+
+
+def local_sign_in(password: str) -> LocalSignIn:
+    return LocalSignIn(
+        [
+            LocalUser(OPERATOR, password, (CONSOLE_ROLE,)),
+            LocalUser(VISITOR, password, ()),
+        ]
+    )
 
 
 class LocalSystem:
@@ -93,6 +110,7 @@ class LocalSystem:
             "SERVICEBUS_QUEUE_NAME": "mdsync-notices",
             "MARKETO_POLL_SCHEDULE": self.config.poll_schedule,
             "DYNAMICS_SWEEP_SCHEDULE": self.config.sweep_schedule,
+            "MDSYNC_METRICS_SCHEDULE": NEVER,
             # Polls run when the harness says; each shows a deletion made before it.
             "MARKETO_DELETES_POLL_SECONDS": "0",
             # No poll runs until the harness says, so a confirmation would come before every
@@ -100,6 +118,8 @@ class LocalSystem:
             "MDSYNC_CONFIRM_SECONDS": "0",
             # The tests count the simulators' calls; the demo runs `mdsync doctor` itself.
             "MDSYNC_STARTUP_CHECKS": "false",
+            # A paused batch comes back soon (tests and the demo resume within seconds).
+            "MDSYNC_PAUSE_HOLD_SECONDS": "5",
             "FUNCTIONS_WORKER_RUNTIME": "python",
             **self.config.extra_settings,
         }
@@ -132,6 +152,7 @@ class LocalSystem:
             settings_env=settings,
             host_json=self._host_json(),
             state_dir=self.config.workdir / "devhost",
+            sign_in=local_sign_in(self.config.operator_password),
         )
         self.host.start()
         self.queue = queue

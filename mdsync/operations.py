@@ -1,4 +1,4 @@
-"""Operator tools: read a person's sync log; list, replay or discard what the sync gave up on.
+"""Operator tools: read a person's sync log (replaying is the console's: ``mdsync.console_commands``).
 
 ``mdsync log`` needs the state store; looking a person up by email also asks Marketo (live
 persons) and Dataverse (leads and contacts, whose log entries outlive a deleted person).
@@ -7,17 +7,14 @@ persons) and Dataverse (leads and contacts, whose log entries outlive a deleted 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
 
 from rich.console import Console
 from rich.table import Table
 
 from shared.bootstrap import container
 from shared.dataverse import odata
-from shared.ports import GivenUp, LogEntry
-from shared.redaction import mask_email, redact
-from shared.replay import DEFAULT_LIMIT, list_given_up, subject
-from shared.replay import replay as replay_given_up
+from shared.ports import LogEntry
+from shared.redaction import mask_email
 
 
 def _entries(person: str, limit: int) -> tuple[str, list[LogEntry]]:
@@ -91,45 +88,3 @@ def _as_json(entry: LogEntry) -> dict[str, object]:
         "detail": entry.detail,
         "fields": list(entry.fields),
     }
-
-
-def _given_up_table(items: Sequence[GivenUp], title: str) -> Table:
-    table = Table(title=title)
-    for column in ("store", "id", "since (UTC)", "about", "reason"):
-        table.add_column(column)
-    for item in items:
-        table.add_row(
-            item.store,
-            item.item_id,
-            item.at.strftime("%Y-%m-%d %H:%M:%S"),
-            subject(item.body) or "unreadable message",
-            redact(item.reason),
-        )
-    return table
-
-
-def replay(
-    *,
-    console: Console,
-    dry_run: bool,
-    only: Sequence[str] = (),
-    discard: bool = False,
-    limit: int = DEFAULT_LIMIT,
-) -> int:
-    """List (``dry_run``), replay or discard what the sync gave up on, in every store."""
-    deps = container()
-    stores = deps.given_up
-    if dry_run:
-        items = [i for i in list_given_up(stores, limit=limit) if not only or i.item_id in only]
-        console.print(_given_up_table(items, f"{len(items)} given-up item(s), replayable"))
-        return 0
-    report = replay_given_up(stores, deps.queue, only=set(only) or None, discard=discard, limit=limit)
-    done = report.discarded if discard else report.replayed
-    verb = "discarded" if discard else "re-queued"
-    console.print(_given_up_table(done, f"{verb} {len(done)} item(s)"))
-    for item, why in report.failed:
-        console.print(f"[red]not replayed[/red] {item.store} {item.item_id}: {why} (it stays where it was)")
-    missing = set(only) - {i.item_id for i in report.found}
-    for item_id in sorted(missing):
-        console.print(f"[red]not found[/red]: {item_id}")
-    return 1 if report.failed or missing else 0

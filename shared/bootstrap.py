@@ -30,14 +30,26 @@ from shared.mapping import FieldMapping, load_mapping
 if TYPE_CHECKING:
     import requests
 
+    from shared.adapters.table_state import TableStateStore
     from shared.capture.dynamics_sweep import DynamicsSweep
     from shared.capture.marketo_poll import MarketoPoller
+    from shared.console.actions import ConsoleActions
+    from shared.console.capture import WebhookBeat
+    from shared.console.pause import PauseSwitch
+    from shared.console.reader import StatusReader
     from shared.dataverse.auth import CredentialTokens
     from shared.dataverse.client import DataverseClient
     from shared.doctor import Doctor
     from shared.flow_step import SyncPersonToMicrosoft, TimeBudget
     from shared.marketo.client import MarketoClient
-    from shared.ports import GivenUpStore, NoticeQueue, StateStore
+    from shared.ports import (
+        GivenUpStore,
+        NoticeQueue,
+        OperationsStore,
+        QueueInspector,
+        StateStore,
+        SyncError,
+    )
     from shared.sync.activity_log import ActivityLog
     from shared.sync.worker import SyncWorker
 
@@ -141,6 +153,8 @@ class Container:
                 # A vanished person's deletion is confirmed once the poller read the deletions.
                 vanished_retry_seconds=float(self.settings.marketo_deletes_poll_seconds),
                 confirm_seconds=float(self.settings.confirm_seconds),
+                operations=self.operations,
+                pause=self.pause,
             ),
         )
 
@@ -234,6 +248,95 @@ class Container:
             webhook_name=webhook_name,
         )
 
+    # --- the operator console -------------------------------------------------------------------
+
+    @property
+    def operations(self) -> OperationsStore:
+        """The console's tallies, errors and audit trail, beside the state store."""
+        return self._once("operations", self._build_operations)
+
+    @property
+    def pause(self) -> PauseSwitch:
+        from shared.console.pause import PauseSwitch
+
+        return self._once(
+            "pause", lambda: PauseSwitch(self.state, hold_seconds=float(self.settings.pause_hold_seconds))
+        )
+
+    @property
+    def queue_inspector(self) -> QueueInspector:
+        return self._once("queue_inspector", self._build_queue_inspector)
+
+    @property
+    def webhook_beat(self) -> WebhookBeat:
+        from shared.console.capture import WebhookBeat
+
+        return self._once("webhook_beat", WebhookBeat)
+
+    @property
+    def status_reader(self) -> StatusReader:
+        from shared.console.progress import read_progress
+        from shared.console.reader import StatusReader
+
+        s = self.settings
+        return self._once(
+            "status_reader",
+            lambda: StatusReader(
+                state=self.state,
+                operations=self.operations,
+                queue=self.queue_inspector,
+                pause=self.pause,
+                progress=lambda: read_progress(self.state),
+                marketo_daily_quota=s.marketo_daily_quota,
+                marketo_window_limit=s.marketo_max_calls_per_20s - s.marketo_flow_step_calls_per_20s,
+            ),
+        )
+
+    @property
+    def console_actions(self) -> ConsoleActions:
+        from shared.console.actions import ConsoleActions
+
+        return self._once(
+            "console_actions",
+            lambda: ConsoleActions(
+                operations=self.operations,
+                queue=self.queue,
+                pause_switch=self.pause,
+                given_up=self.given_up,
+            ),
+        )
+
+    def dead_letter_errors(self, max_count: int) -> list[SyncError]:
+        """The queue's dead letters as error-list records (read live, not stored)."""
+        return self.console_actions.dead_letters(max_count)
+
+    def _build_operations(self) -> OperationsStore:
+        s = self.settings
+        s.require_state_connection()
+        if s.state_backend is StateBackend.SQLITE:
+            from shared.adapters.sqlite_operations import SqliteOperationsStore
+
+            return SqliteOperationsStore(s.sqlite_path.with_suffix(".state.sqlite3"))
+        from shared.adapters.table_operations import TableOperationsStore
+
+        return TableOperationsStore(self._table_state())
+
+    def _build_queue_inspector(self) -> QueueInspector:
+        from shared.ports import QueueInspector
+
+        queue = self.queue
+        if isinstance(queue, QueueInspector):
+            return queue  # the embedded queue counts itself
+        from shared.adapters.servicebus_inspector import ServiceBusInspector
+
+        s = self.settings
+        secret = s.servicebus_connection_string
+        return ServiceBusInspector(
+            s.queue_name,
+            connection_string=secret.get_secret_value() if secret else None,
+            fully_qualified_namespace=s.servicebus_namespace,
+        )
+
     def _build_queue(self) -> NoticeQueue:
         s = self.settings
         s.require_queue_connection()
@@ -281,8 +384,13 @@ class Container:
             from shared.adapters.sqlite_state import SqliteStateStore
 
             return SqliteStateStore(s.sqlite_path.with_suffix(".state.sqlite3"))
+        return self._table_state()
+
+    def _table_state(self) -> TableStateStore:
+        """A Table Storage client for the state's tables (the state store's, or the console's)."""
         from shared.adapters.table_state import TableStateStore
 
+        s = self.settings
         secret = s.state_connection_string
         return TableStateStore(
             connection_string=secret.get_secret_value() if secret else None,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator, Mapping
+from contextlib import suppress
 
 
 class CallCounter(Mapping[str, int]):
@@ -57,3 +58,30 @@ class CallCounter(Mapping[str, int]):
         with self._lock:
             self._counts.clear()
             self._seconds.clear()
+
+
+class RateHeaders:
+    """The service-protection headers Dataverse returns on every answer (free to read; it says
+    not to drive throttling from them): requests and execution time left in the current window
+    for this user on the server that answered, as last seen, with when."""
+
+    BURST = "x-ms-ratelimit-burst-remaining-xrm-requests"
+    TIME = "x-ms-ratelimit-time-remaining-xrm-requests"
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.requests_remaining: int | None = None
+        self.time_remaining: float | None = None
+        self.seen_at: float | None = None
+
+    def observe(self, headers: Mapping[str, str], at: float) -> None:
+        burst, spent = headers.get(self.BURST), headers.get(self.TIME)
+        if burst is None and spent is None:
+            return
+        with self._lock:
+            if burst is not None and burst.strip().isdigit():
+                self.requests_remaining = int(burst)
+            if spent is not None:
+                with suppress(ValueError):
+                    self.time_remaining = float(spent)
+            self.seen_at = at

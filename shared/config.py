@@ -215,9 +215,22 @@ class Settings(BaseSettings):
     # caused are marked so the worker can skip echoes cheaply. Correctness never depends on it.
     dynamics_sync_user_ids_raw: str = Field(default="", alias="DYNAMICS_SYNC_USER_IDS")
 
+    # --- The operator console ---------------------------------------------------------------
+    # The app role (Entra ID) a signed-in user needs for the console (docs/operations.md).
+    console_role: str = Field(default="mdsync.operator", alias="MDSYNC_CONSOLE_ROLE", min_length=1)
+    # Set to True by App Service when its authentication (Easy Auth) is on, and by the local
+    # host, which plays that part: only then is the X-MS-CLIENT-PRINCIPAL header trusted.
+    platform_auth_enabled: bool = Field(default=False, alias="WEBSITE_AUTH_ENABLED")
+    # While paused, a held batch comes back after this long (shared/console/pause.py).
+    pause_hold_seconds: int = Field(default=60, alias="MDSYNC_PAUSE_HOLD_SECONDS", ge=5, le=3600)
+    # The instance's Marketo daily API quota (the console's "calls today" figure and alert).
+    marketo_daily_quota: int = Field(default=50_000, alias="MARKETO_DAILY_QUOTA", ge=1)
+
     # --- Schedules (NCRONTAB, six fields) ------------------------------------------------------
     marketo_poll_schedule: str = Field(default="0 */1 * * * *", alias="MARKETO_POLL_SCHEDULE")
     dynamics_sweep_schedule: str = Field(default="0 */15 * * * *", alias="DYNAMICS_SWEEP_SCHEDULE")
+    # The console's figures as metrics for Azure Monitor (the workbook and the alerts).
+    metrics_schedule: str = Field(default="0 */5 * * * *", alias="MDSYNC_METRICS_SCHEDULE")
     # Where the very first poll starts (ISO 8601 with a zone); unset = from the first run on.
     marketo_poll_start: datetime | None = Field(default=None, alias="MARKETO_POLL_START")
     # Pages of Marketo activities one poll run reads at most (the rest waits for the next run).
@@ -227,7 +240,7 @@ class Settings(BaseSettings):
         default=300, alias="MARKETO_DELETES_POLL_SECONDS", ge=0, le=86_400
     )
 
-    @field_validator("marketo_poll_schedule", "dynamics_sweep_schedule")
+    @field_validator("marketo_poll_schedule", "dynamics_sweep_schedule", "metrics_schedule")
     @classmethod
     def _ncrontab(cls, value: str) -> str:
         if len(value.split()) != 6:

@@ -142,6 +142,9 @@ class LogEntry:
     fields: tuple[str, ...] = ()
     at: datetime | None = None
     notice_id: str | None = None
+    # Values shown to signed-in operators on a person's page, never logged: for a collision,
+    # ``marketo`` and ``dynamics`` (both values as read) and ``winner``.
+    values: dict[str, FieldValue] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -281,3 +284,175 @@ class StateStore(abc.ABC):
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections."""
+
+
+# --- the operator console's records ----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Tally:
+    """How many times one thing happened in one UTC hour, for one entity and direction.
+
+    The worker adds its batch's tallies once per batch, so the console's hourly figures cost
+    one write per batch, never a scan of the sync log. ``entity`` is ``lead``, ``contact``,
+    ``person`` (a Marketo change not yet tied to a lead or contact) or ``-``; ``direction`` is
+    ``to_marketo``, ``to_dynamics`` or ``-``; ``name`` says what was counted (console/tallies.py).
+    """
+
+    hour: datetime
+    entity: str
+    direction: str
+    name: str
+    count: int
+
+
+@dataclass(frozen=True)
+class SyncError:
+    """One failure the console lists: a refused value, a parked notice, a configuration fault.
+
+    ``key`` names it (the same failure seen again updates ``last_seen`` and ``count``); ``kind``
+    and ``reason`` group it; ``value`` is what was refused, shown to signed-in operators only and
+    never logged; ``item_id`` is the replayable item (a parked notice's id), if any.
+    """
+
+    key: str
+    kind: str
+    reason: str
+    message: str
+    entity: str = ""
+    marketo_id: int | None = None
+    dynamics_id: str | None = None
+    field: str = ""
+    value: str = ""
+    first_seen: datetime | None = None
+    last_seen: datetime | None = None
+    count: int = 1
+    item_id: str = ""
+
+
+@dataclass(frozen=True)
+class ErrorQuery:
+    """Filters of the error list; None matches everything. ``person`` is a Marketo id or a
+    Dynamics id; ``text`` matches the reason, message, field or value (case-insensitive)."""
+
+    kind: str | None = None
+    reason: str | None = None
+    entity: str | None = None
+    person: str | None = None
+    field: str | None = None
+    text: str | None = None
+
+
+@dataclass(frozen=True)
+class ErrorGroup:
+    kind: str
+    reason: str
+    errors: int
+    last_seen: datetime
+
+
+@dataclass(frozen=True)
+class ErrorPage:
+    """Newest first; ``cursor`` continues the list after the last one (None: no more)."""
+
+    errors: list[SyncError]
+    cursor: str | None
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    """An operator's action: who, what, on which items, and what came of it."""
+
+    at: datetime
+    who: str
+    action: str
+    target: str
+    outcome: str
+
+
+class OperationsStore(abc.ABC):
+    """What the operator console reads and writes besides the sync's own state: hourly tallies,
+    the error list and the audit trail of operator actions. SQLite locally, Table Storage in
+    Azure; one contract suite holds both (tests/adapters/test_operations_contract.py)."""
+
+    # tallies
+    @abc.abstractmethod
+    def add_tallies(self, tallies: Sequence[Tally]) -> None:
+        """Add each count to its (hour, entity, direction, name); safe under concurrent writers."""
+
+    @abc.abstractmethod
+    def read_tallies(self, since: datetime) -> list[Tally]:
+        """Every tally of the hours starting at or after ``since`` (truncated to its hour)."""
+
+    # errors
+    @abc.abstractmethod
+    def record_errors(self, errors: Sequence[SyncError]) -> None:
+        """Create each error, or update the one with its key (``last_seen``, ``count``, message,
+        value); ``first_seen`` stays the first."""
+
+    @abc.abstractmethod
+    def resolve_errors(self, marketo_ids: Iterable[int], kinds: Iterable[str]) -> int:
+        """Drop the errors of these kinds about these persons (they synced since); how many."""
+
+    @abc.abstractmethod
+    def remove_errors(self, keys: Iterable[str]) -> None: ...
+
+    @abc.abstractmethod
+    def get_errors(self, keys: Iterable[str]) -> dict[str, SyncError]: ...
+
+    @abc.abstractmethod
+    def list_errors(self, query: ErrorQuery, *, cursor: str | None = None, limit: int = 100) -> ErrorPage:
+        """One page of errors, newest ``last_seen`` first."""
+
+    @abc.abstractmethod
+    def error_groups(self, query: ErrorQuery) -> list[ErrorGroup]:
+        """Errors per (kind, reason), most errors first."""
+
+    # audit trail
+    @abc.abstractmethod
+    def append_audit(self, entries: Sequence[AuditEntry]) -> None: ...
+
+    @abc.abstractmethod
+    def read_audit(self, limit: int = 50) -> list[AuditEntry]:
+        """Newest first."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release connections."""
+
+
+# --- the queue, as the console sees it -------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BacklogRow:
+    """What waits in the queue for one entity and direction (see QueueStats for how exact)."""
+
+    entity: str
+    direction: str
+    waiting: int = 0
+    retrying: int = 0
+    held: int = 0
+    dead_lettered: int = 0
+    # When change capture saw the oldest change still waiting (its age is the figure).
+    oldest_waiting: datetime | None = None
+
+
+@dataclass(frozen=True)
+class QueueStats:
+    """Queue counts for the console. ``exact`` False: the totals are the queue's own counts but
+    their split per entity and direction is estimated from the ``sampled`` messages at the head
+    of the queue (Service Bus counts messages, not what they carry)."""
+
+    rows: list[BacklogRow]
+    waiting: int
+    scheduled: int
+    dead_lettered: int
+    exact: bool = True
+    sampled: int = 0
+
+
+class QueueInspector(abc.ABC):
+    """Counts what waits in the queue without taking anything off it."""
+
+    @abc.abstractmethod
+    def stats(self) -> QueueStats: ...

@@ -21,7 +21,8 @@ Marketo stays unconfirmed in the shadow until its echo is seen, and a reconcile 
 * Marketo still holds its old value, or a truncation of the value sent, and no echo confirmed
   the write, no later change shows it was taken (a change whose old value is the one sent), and
   Marketo's activities since the write have been read -> it did not take it (Block Field
-  Updates for the API, field length): reported once, the field is *held* (the two sides differ
+  Updates for the API, field length), unless Dynamics now holds that value too (nothing to
+  decide: in sync): reported once, the field is *held* (the two sides differ
   on purpose) and nothing is copied back over the Dynamics value (until the activities are
   read, the field waits: nothing is written for it);
 * the echo's old value is not what mdsync read -> someone changed the field in Marketo between
@@ -309,6 +310,10 @@ def _pending(
     confirmed, lost, found = _echo_of_write(field_map, memory, echoes)
     if found and same(field_map, marketo, memory.value):
         return _restore(mapping, field_map, lost, marketo)
+    if same(field_map, marketo, dynamics) and not same(field_map, marketo, memory.value):
+        # Marketo no longer holds the value sent but agrees with Dynamics: whatever became of
+        # the write, there is nothing left to decide or report.
+        return FieldDecision(field_map, Action.IN_SYNC, marketo)
     # Someone changed the field from the value sent: Marketo had taken it.
     taken = confirmed or any(same(field_map, old, memory.value) for old, _ in others)
     marketo_shadow, refused = memory.value, ""

@@ -57,6 +57,40 @@ lag = _meter.create_histogram(
     "mdsync.sync.lag", unit="s", description="From the change in the source system to its write in the target"
 )
 
+
+# The console's figures as gauges, set every few minutes by the console_metrics timer
+# (shared/console/metrics.py): what the Azure Monitor workbook charts and the alerts watch.
+backlog_queued = _meter.create_gauge(
+    "mdsync.backlog.queued", unit="{notice}", description="Notices waiting, scheduled or held, by lane"
+)
+backlog_oldest_age = _meter.create_gauge(
+    "mdsync.backlog.oldest_age", unit="s", description="Age of the oldest change still waiting, by lane"
+)
+backlog_eta = _meter.create_gauge(
+    "mdsync.backlog.eta", unit="s", description="Time to clear the backlog at the current rate, by lane"
+)
+given_up = _meter.create_gauge(
+    "mdsync.given_up", unit="{item}", description="Parked notices and dead letters, by kind"
+)
+errors_open = _meter.create_gauge("mdsync.errors.open", unit="{error}", description="Errors listed, by kind")
+marketo_quota_used = _meter.create_gauge(
+    "mdsync.marketo.quota_used", unit="1", description="Marketo calls today over the daily quota (0..1)"
+)
+marketo_calls_today = _meter.create_gauge(
+    "mdsync.marketo.calls_today",
+    unit="{call}",
+    description="mdsync's Marketo calls since midnight US Central",
+)
+dataverse_window = _meter.create_gauge(
+    "mdsync.dataverse.requests_in_window",
+    unit="{request}",
+    description="Dataverse requests in the 5-minute window",
+)
+capture_behind = _meter.create_gauge(
+    "mdsync.capture.behind", unit="s", description="How far behind each change-capture path is"
+)
+paused = _meter.create_gauge("mdsync.paused", unit="1", description="1 while the sync is paused")
+
 _configured = False
 _lock = threading.Lock()
 

@@ -53,6 +53,13 @@ param dynamicsSyncUserIds string = ''
 param marketoPollSchedule string
 param dynamicsSweepSchedule string
 
+@description('NCRONTAB of the console_metrics timer (the figures Azure Monitor charts and alerts on).')
+param metricsSchedule string = '0 */5 * * * *'
+
+@minValue(1)
+@description('The Marketo instance\'s daily API quota (the console\'s figure and its 80 % alert).')
+param marketoDailyQuota int = 50000
+
 @description('Versionless Key Vault secret URIs, resolved by the platform as Key Vault references.')
 param marketoClientSecretUri string
 param dataverseClientSecretUri string
@@ -93,6 +100,8 @@ var baseSettings = [
   { name: 'FLOW_STEP_SECRET', value: '@Microsoft.KeyVault(SecretUri=${flowStepSecretUri})' }
   { name: 'MARKETO_POLL_SCHEDULE', value: marketoPollSchedule }
   { name: 'DYNAMICS_SWEEP_SCHEDULE', value: dynamicsSweepSchedule }
+  { name: 'MDSYNC_METRICS_SCHEDULE', value: metricsSchedule }
+  { name: 'MARKETO_DAILY_QUOTA', value: string(marketoDailyQuota) }
 ]
 
 // Only an app registration has a Dataverse secret; the managed identity has none to store.

@@ -10,6 +10,9 @@ param serviceBusNamespaceName string
 param keyVaultName string
 param applicationInsightsName string
 
+@description('The notice queue: the console reads its message counts (Manage right).')
+param serviceBusQueueName string
+
 @description('Object id of the person or group operating mdsync (`mdsync log`, `replay`, `doctor` from their machine); empty grants nothing.')
 param operatorPrincipalId string = ''
 
@@ -28,6 +31,7 @@ var roles = {
   storageQueueDataContributor: '974c5e8b-45b9-4653-ba55-5f855dd0fb88'
   keyVaultSecretsUser: '4633458b-17de-408a-b874-0445c86b69e6'
   monitoringMetricsPublisher: '3913510d-42f4-4e42-8a64-420c390055eb'
+  serviceBusDataOwner: '090c5cfd-751d-490a-894a-3ce6f1109419'
 }
 
 // Blob: host keys, timer locks and the deployment package. Table: the state store.
@@ -83,6 +87,23 @@ resource serviceBusAssignments 'Microsoft.Authorization/roleAssignments@2022-04-
     }
   }
 ]
+
+resource queue 'Microsoft.ServiceBus/namespaces/queues@2024-01-01' existing = {
+  parent: serviceBus
+  name: serviceBusQueueName
+}
+
+// The console's backlog: Service Bus gives a queue's message counts (active, scheduled,
+// dead-lettered) only to the Manage right, i.e. Data Owner, granted on this one queue.
+resource queueOwner 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(queue.id, principalId, roles.serviceBusDataOwner)
+  scope: queue
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.serviceBusDataOwner)
+    principalId: principalId
+    principalType: 'ServicePrincipal'
+  }
+}
 
 // Key Vault references are resolved by the platform with this identity (keyVaultReferenceIdentity).
 resource vaultSecretsUser 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
@@ -141,3 +162,15 @@ resource operatorServiceBusAssignments 'Microsoft.Authorization/roleAssignments@
     }
   }
 ]
+
+// `mdsync status` run by the operator reads the queue's counts as the console does: the Manage
+// right (Data Owner), on this one queue.
+resource operatorQueueOwner 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (!empty(operatorPrincipalId)) {
+  name: guid(queue.id, operatorPrincipalId, roles.serviceBusDataOwner)
+  scope: queue
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.serviceBusDataOwner)
+    principalId: operatorPrincipalId
+    principalType: operatorPrincipalType
+  }
+}

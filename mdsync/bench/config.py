@@ -28,6 +28,9 @@ class BenchSizes:
     import_runs: int
     # Notices in the batch whose memory and CPU profile are measured in a subprocess.
     profile_batch: int
+    # The operator console's pages are timed over this much state.
+    console_log_entries: int = 1_000_000
+    console_errors: int = 100_000
 
 
 FULL = BenchSizes(
@@ -56,6 +59,8 @@ QUICK = BenchSizes(
     flow_step_burst=0,
     import_runs=3,
     profile_batch=300,
+    console_log_entries=100_000,
+    console_errors=20_000,
 )
 
 # How often the bench triggers the Marketo poller (the harness runs timers only when told to).

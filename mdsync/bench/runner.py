@@ -25,6 +25,7 @@ from typing import Any
 from rich.console import Console
 
 from mdsync.bench import capacity as cap
+from mdsync.bench import console_pages
 from mdsync.bench.config import (
     BURST_POLL_SECONDS,
     FULL,
@@ -120,6 +121,16 @@ class _Run:
             system, sizes.flow_steps, "fs", burst=sizes.flow_step_burst
         )
         settle(system, window=self.window)
+        self.say(
+            f"operator console: pages over {sizes.console_log_entries:,} sync-log entries "
+            f"and {sizes.console_errors:,} errors"
+        )
+        self.extra["console"] = console_pages.measure(
+            system,
+            log_entries=sizes.console_log_entries,
+            errors=sizes.console_errors,
+            password=system.config.operator_password,
+        )
         # Last: its held webhooks are released as the system stops, nothing waits for them.
         self.say(f"worker process: memory and CPU profile of {sizes.profile_batch}-notice batches")
         self.extra["worker_process"] = worker_probe(system, leads, sizes.profile_batch, "wp")
@@ -242,6 +253,11 @@ def _summarise(run: _Run, worker_share: float) -> tuple[dict[str, Any], list[Che
         checks.append(
             at_most("import function_app (median)", cold["import_function_app_ms_median"], 1000, " ms")
         )
+    console = run.extra.get("console")
+    if console:
+        scale = f"{console['errors']:,} errors, {console['log_entries']:,} log entries"
+        for page, times in console["pages"].items():
+            checks.append(at_most(f"console: {page} p95 ({scale})", times["p95_ms"], 500, " ms"))
     wrong = workloads.get("collisions", {}).get("winner_rule_violations")
     if wrong is not None:
         checks.append(at_most("collisions won by the wrong side", wrong, 0))

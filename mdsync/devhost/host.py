@@ -37,6 +37,7 @@ from mdsync.devhost.http import MAX_BODY_BYTES, HttpFront, build_routes
 from mdsync.devhost.keys import KeyRing
 from mdsync.devhost.queue_pump import DEFAULT_IDLE_WAIT, DEFAULT_LOCK_SECONDS, QueuePump
 from mdsync.devhost.settings import ExportedSettings, export_settings, read_local_settings
+from mdsync.devhost.signin import AUTH_ENABLED_SETTING, LocalSignIn
 from mdsync.devhost.timers import MonitorStore, TimerRunner
 from shared.config import local_settings_path
 from shared.errors import ConfigurationError
@@ -94,10 +95,17 @@ class DevHost:
         max_workers: int | None = None,
         queue_idle_wait: float = DEFAULT_IDLE_WAIT,
         queue_lock_seconds: float = DEFAULT_LOCK_SECONDS,
+        sign_in: LocalSignIn | None = None,
         max_body_bytes: int = MAX_BODY_BYTES,
     ) -> None:
         self._pumps: list[QueuePump] = []
-        values = settings_env if settings_env is not None else read_local_settings(local_settings_path())
+        values = dict(
+            settings_env if settings_env is not None else read_local_settings(local_settings_path())
+        )
+        if sign_in is not None:
+            # What App Service sets when its authentication is on: the sign-in below plays it.
+            values[AUTH_ENABLED_SETTING] = "True"
+        self.sign_in = sign_in
         self._exported: ExportedSettings = export_settings(values)
         try:
             self._config = HostConfig.load(host_json)
@@ -123,6 +131,7 @@ class DevHost:
                 run_function=self._run_function_async,
                 # A function may just have queued notices: let the pumps look at once.
                 on_invoked=self.wake,
+                sign_in=sign_in,
                 max_body_bytes=max_body_bytes,
             )
             monitor = MonitorStore(state_dir or DEFAULT_STATE_DIR)

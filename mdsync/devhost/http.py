@@ -34,6 +34,7 @@ from mdsync.devhost.discovery import HTTP_METHODS, FunctionSpec, HttpTrigger
 from mdsync.devhost.invoke import invoke
 from mdsync.devhost.keys import AuthLevel, KeyRing, presented_key
 from mdsync.devhost.routes import RouteTemplate
+from mdsync.devhost.signin import LocalSignIn, strip_principal
 from shared.errors import ConfigurationError
 
 log = logging.getLogger(__name__)
@@ -90,8 +91,10 @@ class HttpFront:
         executor: Executor,
         run_function: RunFunction,
         on_invoked: Callable[[], None] = lambda: None,
+        sign_in: LocalSignIn | None = None,
         max_body_bytes: int = MAX_BODY_BYTES,
     ) -> None:
+        self._sign_in = sign_in
         self._max_body = max_body_bytes
         self._routes = list(routes)
         self._prefix = route_prefix.strip("/")
@@ -101,10 +104,12 @@ class HttpFront:
         self._on_invoked = on_invoked
 
     def app(self) -> Starlette:
+        sign_in = self._sign_in.routes() if self._sign_in is not None else []
         return Starlette(
             routes=[
                 Route("/admin/functions/{name}", self._admin_run, methods=["POST"]),
                 Route("/admin/host/status", self._admin_status, methods=["GET"]),
+                *sign_in,
                 Route("/{path:path}", self._dispatch, methods=list(HTTP_METHODS)),
             ]
         )
@@ -163,6 +168,10 @@ class HttpFront:
         query = request.scope.get("query_string", b"").decode("latin-1")
         if len(query) > MAX_QUERY_CHARS or len(raw_path) + len(query) > MAX_URL_CHARS:
             return Response(status_code=414)
+        if self._sign_in is not None:
+            refused = self._sign_in.gate(request, request.url.path)
+            if refused is not None:
+                return refused
         relative = self._relative_path(raw_path)
         if relative is None:
             return _root_page(raw_path)
@@ -173,7 +182,10 @@ class HttpFront:
             return Response(status_code=405, headers={"Allow": ", ".join(sorted(selected))})
         route, route_params = selected
         params = _joined(parse_qsl(query, keep_blank_values=True))
-        headers = _joined(list(request.headers.items()))
+        # As App Service does: a caller never chooses who it is; the sign-in says so, if any.
+        headers = strip_principal(_joined(list(request.headers.items())))
+        if self._sign_in is not None:
+            headers.update(self._sign_in.principal_headers(request))
         if not self._keys.allows(route.trigger.auth_level, route.spec.name, presented_key(headers, params)):
             return Response(status_code=401)
         length = request.headers.get("content-length") or "0"

@@ -56,10 +56,12 @@ class SqliteDatabase:
         schema: str,
         busy_timeout: float = 5.0,
         synchronous: str = "FULL",
+        added_columns: tuple[tuple[str, str], ...] = (),
     ) -> None:
         self.path = Path(path)
         self.service = service
         self._schema = schema
+        self._added_columns = added_columns
         self._busy_timeout = busy_timeout
         if synchronous not in ("OFF", "NORMAL", "FULL", "EXTRA"):
             raise ValueError(f"synchronous must be OFF, NORMAL, FULL or EXTRA, not {synchronous!r}")
@@ -151,6 +153,19 @@ class SqliteDatabase:
                     raise
                 time.sleep(0.01)
 
+    def _add_columns(self, conn: sqlite3.Connection) -> None:
+        """Columns a later release added to a table a database made earlier lacks."""
+        for table, column in self._added_columns:
+            name = column.split()[0]
+            present = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
+            if name in present:
+                continue
+            try:
+                conn.execute(f"ALTER TABLE {table} ADD COLUMN {column}")
+            except sqlite3.OperationalError as exc:
+                if "duplicate column" not in str(exc):  # another process added it just now
+                    raise
+
     def _open(self) -> sqlite3.Connection:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         # isolation_level=None: we issue BEGIN/COMMIT ourselves. check_same_thread=False only so
@@ -167,6 +182,7 @@ class SqliteDatabase:
             for statement in self._schema.split(";"):
                 if statement.strip():
                     conn.execute(statement)
+            self._add_columns(conn)
             with self._lock:
                 self._schema_ready = True
         return conn

@@ -27,12 +27,23 @@ import uuid
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from shared.adapters._clock import Clock, system_clock, to_datetime
 from shared.adapters._sqlite import SqliteDatabase
 from shared.errors import ConflictError
 from shared.notices import Notice
-from shared.ports import DeadLetter, GivenUp, GivenUpStore, LocalQueue, RawMessage, ReceivedMessage
+from shared.ports import (
+    BacklogRow,
+    DeadLetter,
+    GivenUp,
+    GivenUpStore,
+    LocalQueue,
+    QueueInspector,
+    QueueStats,
+    RawMessage,
+    ReceivedMessage,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -75,7 +86,7 @@ _READY = """
 _READY_COUNT = "SELECT COUNT(*) FROM (" + _READY + ")"  # noqa: S608 - constant text
 
 
-class SqliteQueue(LocalQueue):
+class SqliteQueue(LocalQueue, QueueInspector):
     """A durable local queue in one SQLite file (see the module docstring for the semantics)."""
 
     def __init__(
@@ -277,6 +288,14 @@ class SqliteQueue(LocalQueue):
                 removed += cursor.rowcount
         return removed
 
+    def stats(self) -> QueueStats:
+        """Exact counts per lane (the console's backlog), in one grouped query."""
+        now = self._clock()
+        with self._db.write() as conn:
+            self._expire_exhausted(conn, now)
+            rows = conn.execute(_LANES, (now, self.queue_name)).fetchall()
+        return lane_stats(rows)
+
     def wait_for_messages(self, timeout: float, *, poll_interval: float = 0.05) -> bool:
         """Block up to ``timeout`` seconds until a message is ready; True if one is."""
         deadline = time.monotonic() + timeout
@@ -331,3 +350,51 @@ class LocalDeadLetters(GivenUpStore):
 
     def remove(self, items: Sequence[GivenUp]) -> None:
         self.queue.delete_dead_letters(item.item_id for item in items)
+
+
+# --- the console's view of the queue ----------------------------------------------------------
+
+# One pass over the queue's rows, grouped in SQL: what each lane holds and its oldest change.
+_LANES = """
+    SELECT json_extract(body, '$.source'), json_extract(body, '$.entity'),
+        CASE WHEN dead_at IS NOT NULL THEN 'dead'
+             WHEN message_id GLOB '*-h[0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f]'
+                  || '[0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f]' THEN 'held'
+             WHEN enqueued_at > ? OR coalesce(json_extract(body, '$.attempt'), 0) > 0 THEN 'scheduled'
+             ELSE 'waiting' END,
+        COUNT(*),
+        MIN(CASE WHEN dead_at IS NULL THEN json_extract(body, '$.captured_at') END)
+    FROM queue_messages WHERE queue = ? GROUP BY 1, 2, 3
+"""
+
+
+def lane_stats(rows: list[tuple[str | None, str | None, str, int, str | None]]) -> QueueStats:
+    """Fold (source, entity, state, count, oldest captured_at) rows into the console's lanes."""
+    lanes: dict[tuple[str, str], dict[str, Any]] = {}
+    totals = {"waiting": 0, "scheduled": 0, "held": 0, "dead": 0}
+    for source, entity, state, count, oldest in rows:
+        direction = "to_marketo" if source == "dynamics" else "to_dynamics"
+        lane = lanes.setdefault((entity or "person", direction), {"oldest": None})
+        lane[state] = lane.get(state, 0) + count
+        totals[state] += count
+        if oldest and state != "dead":
+            moment = datetime.fromisoformat(oldest.replace("Z", "+00:00"))
+            if lane["oldest"] is None or moment < lane["oldest"]:
+                lane["oldest"] = moment
+    return QueueStats(
+        rows=[
+            BacklogRow(
+                entity=entity,
+                direction=direction,
+                waiting=lane.get("waiting", 0),
+                retrying=lane.get("scheduled", 0),
+                held=lane.get("held", 0),
+                dead_lettered=lane.get("dead", 0),
+                oldest_waiting=lane["oldest"],
+            )
+            for (entity, direction), lane in sorted(lanes.items())
+        ],
+        waiting=totals["waiting"],
+        scheduled=totals["scheduled"] + totals["held"],
+        dead_lettered=totals["dead"],
+    )

@@ -58,7 +58,8 @@ CREATE TABLE IF NOT EXISTS state_log (
     action TEXT NOT NULL,
     detail TEXT NOT NULL,
     fields TEXT NOT NULL,
-    notice_id TEXT
+    notice_id TEXT,
+    vals TEXT
 );
 CREATE INDEX IF NOT EXISTS state_log_marketo ON state_log (marketo_id, at_us, id);
 CREATE INDEX IF NOT EXISTS state_log_dynamics ON state_log (dynamics_key, at_us, id);
@@ -92,8 +93,10 @@ def _in(head: str, values: Sequence[Any]) -> str:
 
 
 _LOG_SELECT = (
-    "SELECT marketo_id, dynamics_id, entity, action, detail, fields, at_us, notice_id FROM state_log"
+    "SELECT marketo_id, dynamics_id, entity, action, detail, fields, at_us, notice_id, vals FROM state_log"
 )
+# Columns added after a release; a database made before gets them on open.
+_ADDED_COLUMNS = (("state_log", "vals TEXT"),)
 
 
 class SqliteStateStore(StateStore):
@@ -101,7 +104,9 @@ class SqliteStateStore(StateStore):
 
     def __init__(self, path: Path, *, busy_timeout: float = 5.0, clock: Clock = system_clock) -> None:
         self._clock = clock
-        self._db = SqliteDatabase(path, service=SERVICE, schema=_SCHEMA, busy_timeout=busy_timeout)
+        self._db = SqliteDatabase(
+            path, service=SERVICE, schema=_SCHEMA, busy_timeout=busy_timeout, added_columns=_ADDED_COLUMNS
+        )
 
     # --- checkpoints ---------------------------------------------------------------------------
 
@@ -272,7 +277,7 @@ class SqliteStateStore(StateStore):
         with self._db.write() as conn:
             conn.executemany(
                 "INSERT INTO state_log (at_us, marketo_id, dynamics_id, dynamics_key, entity,"
-                " action, detail, fields, notice_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " action, detail, fields, notice_id, vals) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [
                     (
                         now_us if e.at is None else to_micros(e.at),
@@ -284,6 +289,7 @@ class SqliteStateStore(StateStore):
                         e.detail,
                         json.dumps(list(e.fields)),
                         e.notice_id,
+                        json.dumps(e.values) if e.values else None,
                     )
                     for e in entries
                 ],
@@ -315,8 +321,9 @@ class SqliteStateStore(StateStore):
                 fields=tuple(json.loads(fields)),
                 at=from_micros(at_us),
                 notice_id=notice_id,
+                values=json.loads(vals) if vals else {},
             )
-            for m, d, entity, action, detail, fields, at_us, notice_id in rows
+            for m, d, entity, action, detail, fields, at_us, notice_id, vals in rows
         ]
 
     # --- leases --------------------------------------------------------------------------------

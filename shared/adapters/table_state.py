@@ -567,6 +567,8 @@ class TableStateStore(StateStore):
                 body["DynamicsId"] = entry.dynamics_id
             if entry.notice_id is not None:
                 body["NoticeId"] = entry.notice_id
+            if entry.values:
+                body.update(_sized("Values", json.dumps(entry.values), "a sync log entry's values"))
             for partition in self._log_partitions(entry, at_us):
                 groups.setdefault(partition, []).append((None, {**body, "PartitionKey": partition}))
         table = self._table("log")
@@ -776,4 +778,5 @@ def _log_entry(row: Mapping[str, Any]) -> LogEntry:
         fields=tuple(json.loads(row["Fields"])),
         at=from_micros(int(row["AtMicros"])),
         notice_id=row.get("NoticeId"),
+        values=json.loads(_text(row, "Values")) if "ValuesChunks" in row else {},
     )

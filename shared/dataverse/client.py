@@ -25,7 +25,7 @@ from urllib.parse import urlsplit
 
 import requests
 
-from shared.calls import CallCounter
+from shared.calls import CallCounter, RateHeaders
 from shared.dataverse import batch as batch_body
 from shared.dataverse import metadata, odata, webhooks
 from shared.dataverse.errors import SERVICE
@@ -138,6 +138,11 @@ class DataverseClient:
     def calls(self) -> CallCounter:
         """Requests sent, by endpoint; ``calls.total`` is the number per synced change uses."""
         return self._transport.calls
+
+    @property
+    def rate_headers(self) -> RateHeaders:
+        """The service-protection headers of the last answer (the console's request window)."""
+        return self._transport.rate_headers
 
     # --- plumbing ------------------------------------------------------------------------
 

@@ -16,7 +16,9 @@ client's pipeline shares; docs/retries.md says which layer retries what):
    and resends once. A token endpoint that fails for a passing reason is retried like a
    connection that never opened: nothing reached Dataverse.
 4. ``CountingPolicy``: every attempt counted by endpoint and timed (``client.calls``), inside a
-   concurrency slot (Dataverse allows 52 concurrent requests per user).
+   concurrency slot (Dataverse allows 52 concurrent requests per user); :class:`RateHeadersPolicy`
+   keeps the service-protection headers of the last answer (``client.rate_headers``, the
+   console's request window).
 5. ``HttpLoggingPolicy`` and ``DistributedTracingPolicy`` (``shared/pipeline.py``).
 """
 
@@ -33,10 +35,10 @@ import requests
 from azure.core.credentials import TokenCredential
 from azure.core.exceptions import AzureError, ClientAuthenticationError, ServiceRequestError
 from azure.core.pipeline import Pipeline
-from azure.core.pipeline.policies import BearerTokenCredentialPolicy, HeadersPolicy
+from azure.core.pipeline.policies import BearerTokenCredentialPolicy, HeadersPolicy, SansIOHTTPPolicy
 from azure.core.pipeline.transport import HttpRequest, HttpResponse
 
-from shared.calls import CallCounter
+from shared.calls import CallCounter, RateHeaders
 from shared.dataverse.errors import ConnectionFailed, error_from
 from shared.errors import ConfigurationError, TransientError
 from shared.pipeline import (
@@ -78,6 +80,7 @@ class DataversePipeline:
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.calls = CallCounter()
+        self.rate_headers = RateHeaders()
         self.timeout = timeout
         self.retry_budget_seconds = retry_budget_seconds
         policies = [
@@ -90,6 +93,7 @@ class DataversePipeline:
             ),
             ReauthorizingBearerPolicy(credential, scope),
             CountingPolicy(self.calls, slots=max_concurrency),
+            RateHeadersPolicy(self.rate_headers),
         ]
         self._pipeline: Pipeline[HttpRequest, HttpResponse] = build(session, policies, options=(KEEP,))
 
@@ -145,6 +149,17 @@ class DataversePipeline:
             del response, answer
             raise error
         return response
+
+
+class RateHeadersPolicy(SansIOHTTPPolicy[HttpRequest, HttpResponse]):
+    """Every answer's service-protection headers (``x-ms-ratelimit-*``), as they come."""
+
+    def __init__(self, headers: RateHeaders) -> None:
+        super().__init__()
+        self.headers = headers
+
+    def on_response(self, request: Request, response: Response) -> None:
+        self.headers.observe(response.http_response.headers, time.time())
 
 
 class DataverseRetryPolicy(BudgetRetryPolicy):

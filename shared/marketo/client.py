@@ -92,11 +92,12 @@ class MarketoClient:
             counter=self.calls,
             clock=clock,
         )
+        self.limiter = CallLimiter(max_calls_per_20s, max_concurrency, clock=clock, sleep=sleep)
         self._transport = Transport(
             base,
             tokens=self._tokens,
             session=session,
-            limiter=CallLimiter(max_calls_per_20s, max_concurrency, clock=clock, sleep=sleep),
+            limiter=self.limiter,
             counter=self.calls,
             timeout=timeout,
             retry_budget=retry_budget_seconds,

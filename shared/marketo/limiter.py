@@ -58,6 +58,12 @@ class CallLimiter:
         with self._lock:
             return self._allowed(self._clock())
 
+    def in_window(self) -> int:
+        """Calls this client made in the rolling window that ends now (the console's figure)."""
+        with self._lock:
+            now = self._clock()
+            return sum(1 for stamp in self._stamps if stamp > now - self.window)
+
     def saw_rate_limit(self) -> int | None:
         """Marketo answered 606: halve the rate. The 606s of the same burst (within a quarter of
         a window of the cut) cut once; returns the new rate, or None for those."""

@@ -1,26 +1,36 @@
 """What a batch did, told three ways: the sync log (per person, for ``mdsync log``), the failures
 for the persons' Activity Logs in Marketo, and the counters (the batch result and the metrics).
 
-The sync log says what changed (field names, never values), in which direction, which side won
-each collision and why, and every failure with the service's own code and message. Messages are
-redacted: no email address reaches the log.
+The sync log says what changed (field names), in which direction, which side won each collision
+and why, and every failure with the service's own code and message. Messages are redacted: no
+email address reaches the log. A collision's two values and a refused value are kept for the
+operator console only (the entry's ``values``, the error list), never in the application's logs.
+
+For the console, a batch also counts what it did per entity and direction (``tallies``) and
+lists its failures as error records (``errors``); the worker stores both once per batch.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from shared import telemetry
-from shared.notices import Notice
-from shared.ports import Link, LogEntry
+from shared.console import failures as console_failures
+from shared.console import tallies as t
+from shared.notices import FieldValue, Notice
+from shared.ports import Link, LogEntry, SyncError
 from shared.reconcile import FieldDecision
 from shared.redaction import redact
 from shared.sync.activity_log import Failure
 
 log = logging.getLogger(__name__)
+
+# The ``reason`` class of a refusal that is not about the person's data (a permission, a broken
+# request): its notices are parked, and the console lists them as such.
+NOT_THE_DATA = "refused"
 
 
 @dataclass
@@ -41,6 +51,8 @@ class BatchResult:
     parked: int = 0
     marketo_calls: int = 0
     dataverse_calls: int = 0
+    # Notices put back on the queue unprocessed because the sync is paused.
+    held: int = 0
 
 
 def _count(counts: dict[str, int], key: str, n: int = 1) -> None:
@@ -52,12 +64,23 @@ class Journal:
         self.result = BatchResult(notices=notices)
         self.entries: list[LogEntry] = []
         self.failures: list[Failure] = []
+        self.tallies = t.TallyCounter()
+        self.errors: list[SyncError] = []
+        # Persons whose sync failed in this batch: their open errors stay open.
+        self.failed_persons: set[int] = set()
         self._writes: list[tuple[str, str, list[Notice]]] = []
 
     # --- the sync log ---------------------------------------------------------------------------
 
     def note(
-        self, who: Link, action: str, detail: str, fields: Iterable[str] = (), notices: Iterable[Notice] = ()
+        self,
+        who: Link,
+        action: str,
+        detail: str,
+        fields: Iterable[str] = (),
+        notices: Iterable[Notice] = (),
+        *,
+        values: Mapping[str, FieldValue] | None = None,
     ) -> None:
         notice_ids = [n.dedup_id for n in notices]
         entry = LogEntry(
@@ -69,6 +92,7 @@ class Journal:
             tuple(fields),
             datetime.now(UTC),
             notice_ids[0] if notice_ids else None,
+            dict(values or {}),
         )
         self.entries.append(entry)
         person = f"marketo:{who.marketo_id}" if who.marketo_id else f"{who.entity}:{who.dynamics_id}"
@@ -104,13 +128,24 @@ class Journal:
             self.result.to_marketo += 1
         else:
             self.result.to_dynamics += 1
+        self.tallies.add(who.entity, direction, t.SYNCED)
         self._writes.append((direction, who.entity, notices))
 
     def collision(self, who: Link, decision: FieldDecision) -> None:
         winner = decision.winner.value if decision.winner else "?"
         _count(self.result.collisions, winner)
         telemetry.collisions.add(1, {"winner": winner, "entity": who.entity})
-        self.note(who, "collision", f"{decision.field.marketo}: {decision.reason}", (decision.field.marketo,))
+        # The winner's value travels to the loser's side.
+        direction = t.TO_DYNAMICS if winner == "marketo" else t.TO_MARKETO
+        self.tallies.add(who.entity, direction, t.collision_name(winner))
+        values = {"marketo": decision.marketo, "dynamics": decision.dynamics, "winner": winner}
+        self.note(
+            who,
+            "collision",
+            f"{decision.field.marketo}: {decision.reason}",
+            (decision.field.marketo,),
+            values=values,
+        )
 
     def failed(
         self,
@@ -118,16 +153,32 @@ class Journal:
         reason: str,
         code: str,
         message: str,
-        fields: Iterable[str] = (),
+        fields: Iterable[str] | Mapping[str, FieldValue] = (),
         *,
         direction: str = "to_dynamics",
         activity: bool = True,
     ) -> None:
         """A write that was refused (or would be). ``reason`` is a small fixed class for the
-        metrics; ``activity`` puts it on the person's Activity Log in Marketo too."""
+        metrics; ``activity`` puts it on the person's Activity Log in Marketo too. ``fields`` may
+        map each field to the value sent: the console's error list shows it."""
         names = tuple(fields)
+        values = dict(fields) if isinstance(fields, Mapping) else {}
         target = "Dynamics" if direction == "to_dynamics" else "Marketo"
         self.note(who, "failed", f"{target} refused the write [{code}]: {message}", names)
+        if reason != NOT_THE_DATA:
+            # (Refusals that are not about the data park their notices: listed as parked.)
+            self.errors += console_failures.refusals(
+                who,
+                target=target,
+                code=code,
+                message=redact(message),
+                fields=names,
+                values=values,
+                at=datetime.now(UTC),
+            )
+        self.tallies.add(who.entity, direction, t.FAILED)
+        if who.marketo_id:
+            self.failed_persons.add(who.marketo_id)
         if activity and who.marketo_id:
             self.failures.append(
                 Failure(who.marketo_id, who.entity, who.dynamics_id or None, code, message, names, direction)
@@ -151,7 +202,16 @@ class Journal:
             self.result.created_in_marketo += 1
         else:
             self.result.created_in_dynamics += 1
+        self.tallies.add(who.entity, direction, t.CREATED)
         telemetry.writes.add(1, {"direction": direction, "kind": "create"})
+
+    def gave_up(self, who: Link | None, notice: Notice, reason: str) -> None:
+        """A notice parked: listed in the console's errors until it is replayed."""
+        self.errors.append(console_failures.parked(notice, redact(reason), who, datetime.now(UTC)))
+        entity, direction = t.lane(notice)
+        self.tallies.add(entity, direction, t.PARKED)
+        if who is not None and who.marketo_id:
+            self.failed_persons.add(who.marketo_id)
 
     # --- metrics --------------------------------------------------------------------------------
 

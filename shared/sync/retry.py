@@ -78,6 +78,7 @@ class Rescheduler:
         for notice, reason, who in items:
             parked.append(ParkedNotice(notice.dedup_id, notice.to_json(), reason, now))
             journal.note(who or NO_ONE, "parked", f"notice {notice.dedup_id} parked: {reason}")
+            journal.gave_up(who, notice, reason)
         if parked:
             self.state.park(parked)
         journal.result.parked += len(parked)

@@ -22,7 +22,11 @@ One batch goes through these phases, each in its own module:
 6. here: links, shadows (conditional on their etag), a ``confirm`` notice for the persons whose
    Marketo values are to be seen taken (MDSYNC_CONFIRM_SECONDS later; their echo usually
    confirms them first, and the notice then costs no call), the Activity Log, the sync log, and
-   the notices to try again (``retry``) or to park.
+   the notices to try again (``retry``) or to park;
+7. for the operator console, in one write each: the batch's hourly tallies, its error records
+   (and the persons whose errors it resolved), the API budgets it saw.
+
+While the console's pause switch is on, a batch is held instead (``shared.console.pause``).
 """
 
 from __future__ import annotations
@@ -32,12 +36,22 @@ from collections.abc import Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
+from shared.console import budgets as console_budgets
+from shared.console import tallies as t
+from shared.console.failures import REFUSED
+from shared.console.pause import PauseSwitch
 from shared.dataverse.client import DataverseClient
-from shared.errors import ConflictError, PermanentError, ServiceUnavailableError, TransientError
+from shared.errors import (
+    ConflictError,
+    MdsyncError,
+    PermanentError,
+    ServiceUnavailableError,
+    TransientError,
+)
 from shared.mapping import FieldMapping, Side
 from shared.marketo.client import MarketoClient
 from shared.notices import Entity, Kind, Notice, Source
-from shared.ports import Link, NoticeQueue, Shadow, StateStore
+from shared.ports import Link, NoticeQueue, OperationsStore, Shadow, StateStore
 from shared.sync.activity_log import ActivityLog
 from shared.sync.auto_create import LeadCreator
 from shared.sync.batch import Batch, Unwritten
@@ -69,6 +83,8 @@ class SyncWorker:
         max_delay_seconds: float = 900.0,
         vanished_retry_seconds: float = 300.0,
         confirm_seconds: float = 180.0,
+        operations: OperationsStore | None = None,
+        pause: PauseSwitch | None = None,
     ) -> None:
         self.marketo = marketo
         self.dataverse = dataverse
@@ -98,6 +114,8 @@ class SyncWorker:
         )
         self.lead_creator = LeadCreator(dataverse, self.dynamics_reader, mapping, self.planner, columns)
         self.writer = Writer(marketo, dataverse)
+        self.operations = operations
+        self.pause = pause
 
     @property
     def max_attempts(self) -> int:
@@ -111,6 +129,9 @@ class SyncWorker:
     def process(self, notices: Sequence[Notice]) -> BatchResult:
         """Sync the persons these notices are about. Raises only when a failed batch could not
         be put back on the queue (the host then abandons the messages: nothing is lost)."""
+        if self.pause is not None and notices and self.pause.current().paused:
+            # Raises when the queue refuses the held copies: the batch is then not completed.
+            return BatchResult(notices=len(notices), held=self.pause.hold(notices, self.queue))
         journal = Journal(len(notices))
         calls = (self.marketo.calls.total, self.dataverse.calls.total)
         batch = Batch(list(notices))
@@ -130,6 +151,7 @@ class SyncWorker:
         result.marketo_calls = self.marketo.calls.total - calls[0]
         result.dataverse_calls = self.dataverse.calls.total - calls[1]
         journal.emit()
+        self._tell_console(notices, batch, journal)
         return result
 
     def _sync(self, notices: Sequence[Notice], journal: Journal) -> Batch:
@@ -234,6 +256,33 @@ class SyncWorker:
         self.rescheduler.park(batch.give_up.values(), journal)
         if journal.entries:
             self.state.append_log(journal.entries)
+
+    def _tell_console(self, notices: Sequence[Notice], batch: Batch, journal: Journal) -> None:
+        """The batch's figures for the operator console, in one write each. A failure here is
+        logged: the figures are for reading, the sync itself is done and recorded."""
+        if self.operations is None:
+            return
+        result = journal.result
+        for notice in notices:
+            journal.tallies.add(*t.lane(notice), t.PROCESSED)
+        journal.tallies.add(t.NONE, t.NONE, t.MARKETO_CALLS, result.marketo_calls)
+        journal.tallies.add(t.NONE, t.NONE, t.DATAVERSE_CALLS, result.dataverse_calls)
+        synced = {m for m in batch.pairs if m and m not in batch.deferred}
+        try:
+            self.operations.add_tallies(journal.tallies.tallies())
+            self.operations.record_errors(journal.errors)
+            if synced - journal.failed_persons:
+                self.operations.resolve_errors(synced - journal.failed_persons, [REFUSED])
+        except MdsyncError as exc:
+            log.warning("the console's figures for this batch were not written: %s", exc)
+        limiter = getattr(self.marketo, "limiter", None)
+        if limiter is not None:
+            console_budgets.note_batch(
+                self.state,
+                marketo_window=limiter.in_window(),
+                marketo_limit=limiter.max_calls,
+                dataverse=getattr(self.dataverse, "rate_headers", None),
+            )
 
     def _record_failures(self, journal: Journal) -> None:
         if not journal.failures:

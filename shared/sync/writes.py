@@ -164,7 +164,9 @@ class Writer:
             )
             return
         fields = getattr(exc, "fields", ()) or tuple(pair.dynamics_changes)
-        journal.failed(pair.link, "rejected", exc.code or "dataverse", exc.message, fields)
+        # With the values sent: the console's error list shows what was refused.
+        sent = {name: pair.dynamics_changes.get(name) for name in fields}
+        journal.failed(pair.link, "rejected", exc.code or "dataverse", exc.message, sent)
 
     def _split_call(
         self,

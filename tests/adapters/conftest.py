@@ -18,9 +18,11 @@ from pathlib import Path
 
 import pytest
 
+from shared.adapters.sqlite_operations import SqliteOperationsStore
 from shared.adapters.sqlite_state import SqliteStateStore
+from shared.adapters.table_operations import TableOperationsStore
 from shared.adapters.table_state import TableStateStore
-from shared.ports import StateStore
+from shared.ports import OperationsStore, StateStore
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 AZURITE_BIN = REPO_ROOT / "node_modules" / ".bin" / "azurite-table"
@@ -163,3 +165,23 @@ def make_store(
 @pytest.fixture
 def store(make_store: Callable[[], StateStore]) -> StateStore:
     return make_store()
+
+
+@pytest.fixture
+def operations(
+    store_kind: str, tmp_path: Path, clock: FakeClock, request: pytest.FixtureRequest
+) -> Iterator[OperationsStore]:
+    """The console's records on the adapter under test."""
+    ops: OperationsStore
+    if store_kind == "sqlite":
+        ops = SqliteOperationsStore(tmp_path / "state.sqlite3")
+    else:
+        tables = TableStateStore(
+            connection_string=request.getfixturevalue("azurite"),
+            table_prefix=unique_prefix(),
+            clock=clock,
+            retry_total=0,
+        )
+        ops = TableOperationsStore(tables)
+    yield ops
+    ops.close()

@@ -31,6 +31,8 @@ FUNCTIONS = {
     "dynamics_sweep",
     "sync_worker",
     "sync_person_to_microsoft",
+    "console",
+    "console_metrics",
 }
 
 REFUSED_APP = """

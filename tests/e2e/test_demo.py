@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -25,6 +26,10 @@ ROWS = [
     "Marketo delete → nothing deleted in Dynamics",
     "later Dynamics update → new Marketo person",
     "qualification → relinked to the contact",
+    "console page for a signed-in operator",
+    "console counts what synced",
+    "paused: the change waits, held",
+    "resumed: the held change syncs",
 ]
 
 
@@ -47,3 +52,6 @@ def test_demo_exits_zero_and_shows_each_behaviour(tmp_path: Path) -> None:
     assert "would create lead: alternate key mdsync_marketoid_key on mdsync_marketoid" in output
     assert "ok Dataverse set-up: columns, alternate keys, publisher and solution are there" in output
     assert "FAIL" not in output
+    # It ends with the console's address and the local operator's sign-in.
+    address = r"Operator console: http://[\w.]+:\d+/api/console \(sign in as 'operator', password '[^']+'\)"
+    assert re.search(address, output), output[-2000:]

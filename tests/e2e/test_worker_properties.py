@@ -30,6 +30,7 @@ WINNER = {"lead": "marketo", "contact": "dynamics"}
 WINS = re.compile(r"(marketo|dynamics) wins")
 
 Value = str | None
+Changes = dict[str, list[tuple[Value, Value]]]
 
 
 @dataclass
@@ -42,11 +43,18 @@ class Side:
     marketo: dict[str, Value] = field(default_factory=lambda: dict.fromkeys(FIELDS, "Ana"))
     dynamics: dict[str, Value] = field(default_factory=lambda: dict.fromkeys(FIELDS, "Ana"))
     shadow: dict[str, Value] = field(default_factory=lambda: dict.fromkeys(FIELDS, "Ana"))
+    # Field -> (Marketo's value before, the value sent): mdsync's last write to Marketo, not yet
+    # confirmed by its echo (the test delivers no echoes; the poller does, at the end).
+    unconfirmed: dict[str, tuple[Value, Value]] = field(default_factory=dict)
 
-    def sync(self) -> list[str]:
-        """The rules, spelled out; returns the winner of each collision."""
+    def sync(self, others: Changes | None = None) -> list[str]:
+        """The rules, spelled out; returns the winner of each collision. ``others``: the
+        Marketo users' changes the batch carries, per field; None: Marketo's activities were
+        read (the poll at the end), so every write is known to have been taken."""
         winners = []
         for name in FIELDS:
+            if others is not None and self._waits(name, others.get(name, [])):
+                continue
             m, d, s = self.marketo[name], self.dynamics[name], self.shadow[name]
             if m == d:
                 value = m
@@ -57,8 +65,35 @@ class Side:
             else:
                 winners.append(WINNER[self.entity])
                 value = m if WINNER[self.entity] == "marketo" else d
+            self._remember(name, value, others)
             self.marketo[name] = self.dynamics[name] = self.shadow[name] = value
         return winners
+
+    def _waits(self, name: str, others: list[tuple[Value, Value]]) -> bool:
+        """Marketo holds its value from before the unconfirmed write and no change shows the
+        write was taken: a refusal or a user's revert, not told apart until Marketo's activities
+        are read, so the field waits (unless both sides agree: nothing to decide)."""
+        if name not in self.unconfirmed:
+            return False
+        before, sent = self.unconfirmed[name]
+        m, d = self.marketo[name], self.dynamics[name]
+        return m == before != d and not _taken(sent, others)
+
+    def _remember(self, name: str, value: Value, others: Changes | None) -> None:
+        m = self.marketo[name]
+        pending = self.unconfirmed.pop(name, None)
+        if value != m:
+            self.unconfirmed[name] = (m, value)
+            return
+        # Still in sync, and still unconfirmed unless a user's change shows it was taken.
+        still = pending and others is not None and m == pending[1] == self.dynamics[name]
+        if pending and still and not _taken(pending[1], others.get(name, []) if others else []):
+            self.unconfirmed[name] = pending
+
+
+def _taken(sent: Value, others: list[tuple[Value, Value]]) -> bool:
+    """A user's change from the value sent shows Marketo had taken it."""
+    return any(old == sent for old, _ in others)
 
 
 edits = st.tuples(
@@ -127,6 +162,16 @@ def _touches(notice: Notice, side: Side) -> bool:
     return notice.record_id in (str(side.marketo_id), side.record_id)
 
 
+def _marketo_changes(batch: list[Notice], side: Side) -> Changes:
+    """The Marketo users' changes to the person that the batch carries, per field."""
+    changes: Changes = {}
+    for notice in batch:
+        if notice.source is Source.MARKETO and notice.record_id == str(side.marketo_id):
+            for name, change in notice.changes.items():
+                changes.setdefault(name, []).append((change.old, change.new))  # type: ignore[arg-type]
+    return changes
+
+
 def _check(system: LocalSystem, sides: dict[str, Side]) -> None:
     shadows = system.deps.state.get_shadows(s.marketo_id for s in sides.values())
     for side in sides.values():
@@ -169,7 +214,7 @@ def test_any_interleaving_converges_and_collisions_follow_the_rule(
         assert result.rescheduled == result.parked == result.failures == 0
         for entity, side in sides.items():
             if any(_touches(n, side) for n in batch):
-                expected[entity] += side.sync()
+                expected[entity] += side.sync(_marketo_changes(batch, side))
         _check(system, sides)
     # Whatever was dropped: the sweep and the poller find it, the host's worker syncs it.
     system.sweep()

@@ -174,7 +174,7 @@ def _placeholder(name: str, value: str) -> str:
         return "https://placeholder.example"
     if "SCHEDULE" in name:
         return "0 */5 * * * *"
-    if "COUNT" in name:
+    if "COUNT" in name or "QUOTA" in name:
         return "10"
     return "placeholder-value-of-32-characters"
 
@@ -191,12 +191,13 @@ def test_the_dataverse_secret_is_written_only_for_an_app_registration() -> None:
 
 
 def test_state_tables_are_the_ones_the_code_uses() -> None:
+    from shared.adapters.table_operations import TABLES as CONSOLE_TABLES
     from shared.adapters.table_state import TABLES
 
     main = read("main.bicep")
     listed = re.findall(r"'([a-z]+)'", block(main, r"^param stateTableNames array = \["))
     prefix = Settings.model_fields["state_table_prefix"].default
-    assert listed == [prefix + kind for kind in TABLES]
+    assert listed == [prefix + kind for kind in (*TABLES, *CONSOLE_TABLES)]
 
 
 def test_the_operator_can_be_granted_the_data_roles_of_the_commands() -> None:
@@ -210,7 +211,11 @@ def test_the_operator_can_be_granted_the_data_roles_of_the_commands() -> None:
     assert "roles.storageTableDataContributor" in storage
     assert "roles.serviceBusDataSender" in service_bus
     assert "roles.serviceBusDataReceiver" in service_bus
-    assert rbac.count("principalType: operatorPrincipalType") == 2
+    # `mdsync status`: the queue's counts need the Manage right, on the queue only.
+    owner = block(rbac, r"^resource operatorQueueOwner '[^']+' = if \(!empty\(operatorPrincipalId\)\) \{")
+    assert prop(owner, "scope") == "queue"
+    assert "roles.serviceBusDataOwner" in owner
+    assert rbac.count("principalType: operatorPrincipalType") == 3
 
 
 def test_host_json_fits_every_batch_inside_the_queue_lock() -> None:
@@ -341,3 +346,100 @@ def test_checkov_config_skips_nothing_undocumented() -> None:
     doc = _deploying_doc()
     for check_id in config.get("skip-check") or []:
         assert f"`{check_id}`" in doc, check_id
+
+
+# --- the operator console: sign-in, alerts, workbook --------------------------------------------
+
+
+def test_app_service_authentication_guards_all_but_the_webhooks() -> None:
+    from shared.console.auth import WEBHOOK_PATHS
+
+    text = read("app/console-auth.bicep")
+    auth = resource(text, "authSettings")
+    assert prop(auth, "name") == "'authsettingsV2'"
+    assert prop(block(auth, r"platform: \{"), "enabled") == "true"
+    validation = block(auth, r"globalValidation: \{")
+    assert prop(validation, "requireAuthentication") == "true"
+    assert prop(validation, "unauthenticatedClientAction") == "'RedirectToLoginPage'"
+    assert prop(validation, "excludedPaths") == "webhookPaths"
+    excluded = re.findall(r"'([^']+)'", block(text, r"^param webhookPaths array = \["))
+    assert tuple(excluded) == WEBHOOK_PATHS
+    # Sign-in only, with the registration's id token: no client secret anywhere.
+    assert "clientSecret" not in text
+    assert prop(block(auth, r"registration: \{"), "clientId") == "clientId"
+
+
+def test_the_app_registration_carries_the_operator_role_the_console_checks() -> None:
+    text = read("app/console-app.bicep")
+    assert text.startswith("//")
+    assert "extension 'br:mcr.microsoft.com/bicep/extensions/microsoftgraph/v1.0:" in text
+    assert params(text)["consoleRole"] == f"'{Settings.model_fields['console_role'].default}'"
+    application = resource(text, "consoleApp")
+    role = block(application, r"appRoles: \[")
+    assert prop(role, "value") == "consoleRole"
+    assert "'User'" in block(role, r"allowedMemberTypes: \[")
+    assert "'https://${defaultHostName}/.auth/login/aad/callback'" in application
+    assert prop(block(application, r"implicitGrantSettings: \{"), "enableIdTokenIssuance") == "true"
+    assert prop(resource(text, "consolePrincipal"), "appRoleAssignmentRequired") == "true"
+    assignment = block(text, r"^resource operatorAssignment '[^']+' = if \(.+\) \{")
+    assert prop(assignment, "principalId") == "operatorPrincipalId"
+    main = read("main.bicep")
+    assert prop(
+        block(main, r"^module consoleAuth '[^']+'\s*=\s*if \(consoleSignIn\) \{"), "clientId"
+    ).startswith("consoleSignIn ? consoleApp.outputs.clientId")
+
+
+def test_alerts_email_the_operators_address_given_at_deployment() -> None:
+    main = read("main.bicep")
+    assert params(main)["alertEmail"] is None  # required: every deployment names it
+    document = json.loads((INFRA / "main.parameters.json").read_text(encoding="utf-8"))
+    assert document["parameters"]["alertEmail"]["value"] == "${MDSYNC_ALERT_EMAIL}"
+    assert prop(block(main, r"^module alerts '[^']+'\s*=\s*\{"), "alertEmail") == "alertEmail"
+    text = read("core/alerts.bicep")
+    group = resource(text, "operators")
+    assert prop(block(group, r"emailReceivers: \["), "emailAddress") == "alertEmail"
+    assert prop(group, "location") == "'Global'"
+
+
+def test_the_four_alerts_watch_what_the_issue_names() -> None:
+    text = read("core/alerts.bicep")
+    dead = resource(text, "deadLetters")
+    assert prop(dead, "metricName") == "'DeadletteredMessages'"
+    assert prop(dead, "operator") == "'GreaterThan'"
+    assert prop(dead, "threshold") == "0"
+    assert "queueName" in block(dead, r"dimensions: \[")
+    rules = block(text, r"^var logAlerts = \[")
+    names = re.findall(r"name: '([^']+)'", rules)
+    assert names == ["mdsync-oldest-backlog", "mdsync-failure-rate", "mdsync-marketo-quota"]
+    assert "threshold: oldestBacklogMinutes * 60" in rules
+    assert "threshold: failureRatePercent" in rules
+    assert "threshold: marketoQuotaPercent" in rules
+    assert params(text)["marketoQuotaPercent"] == "80"
+    assert "actions: actions" in resource(text, "rules")
+
+
+def test_the_workbook_and_alerts_read_only_metrics_the_app_emits() -> None:
+    source = (REPO / "shared" / "telemetry.py").read_text(encoding="utf-8")
+    emitted = set(re.findall(r'create_\w+\(\s*"(mdsync\.[a-z_.]+)"', source))
+    assert len(emitted) > 10
+    text = read("core/alerts.bicep")
+    named = set(re.findall(r'"(mdsync\.[a-z_.]+)"', text)) | set(re.findall(r"'(mdsync\.[a-z_.]+)'", text))
+    assert named
+    assert named <= emitted, sorted(named - emitted)
+    workbook = resource(text, "workbook")
+    assert prop(workbook, "kind") == "'shared'"
+    assert prop(workbook, "sourceId") == "appInsights.id"
+    for figure in ("mdsync.backlog.queued", "mdsync.backlog.oldest_age", "mdsync.writes", "mdsync.collisions",
+                   "mdsync.given_up", "mdsync.capture.behind", "mdsync.marketo.quota_used",
+                   "mdsync.dataverse.requests_in_window", "mdsync.paused"):  # fmt: skip
+        assert figure in text, figure
+
+
+def test_the_app_may_read_the_queues_counts() -> None:
+    rbac = read("app/rbac.bicep")
+    owner = resource(rbac, "queueOwner")
+    assert prop(owner, "scope") == "queue"
+    assert "'090c5cfd-751d-490a-894a-3ce6f1109419'" in rbac  # Azure Service Bus Data Owner
+    assert prop(block(read("main.bicep"), r"^module rbac '[^']+'\s*=\s*\{"), "serviceBusQueueName") == (
+        "serviceBus.outputs.queueName"
+    )

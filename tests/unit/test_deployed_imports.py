@@ -74,4 +74,8 @@ def test_every_function_is_registered_with_its_trigger() -> None:
         "dynamics_sweep": ["timerTrigger", "%DYNAMICS_SWEEP_SCHEDULE%", "-", "-"],
         "sync_worker": ["serviceBusTrigger", "%SERVICEBUS_QUEUE_NAME%", "-", "MANY"],
         "sync_person_to_microsoft": ["httpTrigger", "marketo/sync-person", "FUNCTION", "-"],
+        # Anonymous for the Functions host: App Service authentication and the operator role
+        # guard it (shared/console/auth.py), so no key ever travels in its URLs.
+        "console": ["httpTrigger", "console/{*path}", "ANONYMOUS", "-"],
+        "console_metrics": ["timerTrigger", "%MDSYNC_METRICS_SCHEDULE%", "-", "-"],
     }

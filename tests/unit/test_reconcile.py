@@ -221,3 +221,27 @@ def test_a_marketo_edit_overwritten_by_mdsyncs_write_follows_the_collision_rule(
         assert not mine.collisions
         assert not mine.towards(Side.MARKETO)
         assert "firstName@before" not in mine.shadow_after(wrote_marketo=True, wrote_dynamics=True)
+
+
+@given(st.sampled_from(list(Side)), texts, texts, texts, st.booleans(), st.booleans())
+def test_an_unconfirmed_write_both_sides_moved_away_from_is_simply_in_sync(
+    winner: Side, before: str, sent: str, other: str, reverted: bool, seen: bool
+) -> None:
+    # Marketo reverted (or refused) the value sent, or a user changed it, and Dynamics now holds
+    # what Marketo holds: nothing is left to wait for, report or copy, and the memory is settled.
+    field = FieldMap(marketo="x", dynamics="x")
+    agreed = before if reverted else other
+    if len({canonical(field, v, Side.MARKETO) for v in (before, sent, other)}) < 3:
+        return
+    entity = _entity(Direction.BOTH, winner)
+    shadow = _sent(entity, before, sent)
+    marketo = {"email": "a@b.example", "firstName": agreed}
+    dynamics = {"emailaddress1": "a@b.example", "firstname": agreed}
+    plan = reconcile(entity, marketo, dynamics, shadow, news=MarketoNews(seen=seen))
+    (decision,) = [d for d in plan.decisions if d.field.marketo == "firstName"]
+    assert decision.action is Action.IN_SYNC
+    assert not plan.refusals
+    assert not plan.collisions
+    after = plan.shadow_after(wrote_marketo=True, wrote_dynamics=True)
+    assert after["firstName"] == canonical(entity.fields[1], agreed, Side.MARKETO)
+    assert "firstName@before" not in after

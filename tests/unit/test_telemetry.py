@@ -30,6 +30,7 @@ assert telemetry.configure_from_environment(disable_offline_storage=True)
 assert not telemetry.configure_from_environment()  # once per process
 telemetry.writes.add(3, {"direction": "to_dynamics"})
 telemetry.notices_received.add(2, {"source": "marketo", "via": "poll"})
+telemetry.backlog_oldest_age.set(420.0, {"lane": "lead-to_marketo"})
 assert telemetry.flush()
 """
 
@@ -120,6 +121,8 @@ def test_a_metric_reaches_application_insights_through_the_azure_monitor_exporte
             metrics[point["name"]] = (point["value"], base.get("properties", {}))
     assert metrics["mdsync.writes"] == (3.0, {"direction": "to_dynamics"})
     assert metrics["mdsync.notices.received"] == (2.0, {"source": "marketo", "via": "poll"})
+    # A console gauge, as the alert on the oldest backlog reads it.
+    assert metrics["mdsync.backlog.oldest_age"] == (420.0, {"lane": "lead-to_marketo"})
 
 
 def test_without_a_connection_string_nothing_is_loaded_or_sent() -> None:

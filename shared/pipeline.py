@@ -79,6 +79,31 @@ def build(
     )
 
 
+def send(
+    pipeline: Pipeline[Any, Any],
+    request: HttpRequest,
+    *,
+    timeout: float,
+    not_sent: Callable[[AzureError], MdsyncError],
+    no_answer: Callable[[AzureError], MdsyncError],
+    **options: Any,
+) -> requests.Response:
+    """``request`` through ``pipeline``, ``timeout`` seconds per attempt; the answer as requests
+    gave it, whatever its status (the client reads it). Raised, once the retries are over: a
+    token the credential could not get, its own error; ``not_sent(exc)`` for a request that
+    never left; ``no_answer(exc)`` for one that got no answer (or any other azure-core error)."""
+    try:
+        answer = pipeline.run(request, connection_timeout=timeout, read_timeout=timeout, **options)
+    except TokenUnavailable as exc:
+        raise exc.error from None
+    except ServiceRequestError as exc:
+        raise not_sent(exc) from exc
+    except AzureError as exc:
+        raise no_answer(exc) from exc
+    response: requests.Response = answer.http_response.internal_response
+    return response
+
+
 class RequestOptions(SansIOHTTPPolicy[HttpRequest, HttpResponse]):
     """Moves mdsync's per-request options into the context, where every policy reads them on
     every attempt, and out of the options azure-core hands on to ``requests``."""

@@ -33,14 +33,14 @@ from urllib.parse import urlencode
 
 import requests
 from azure.core.credentials import TokenCredential
-from azure.core.exceptions import AzureError, ClientAuthenticationError, ServiceRequestError
+from azure.core.exceptions import AzureError, ClientAuthenticationError
 from azure.core.pipeline import Pipeline
 from azure.core.pipeline.policies import BearerTokenCredentialPolicy, HeadersPolicy, SansIOHTTPPolicy
 from azure.core.pipeline.transport import HttpRequest, HttpResponse
 
 from shared.calls import CallCounter, RateHeaders
 from shared.dataverse.errors import ConnectionFailed, error_from
-from shared.errors import ConfigurationError, TransientError
+from shared.errors import ConfigurationError, MdsyncError, TransientError
 from shared.pipeline import (
     IDEMPOTENT,
     BudgetRetryPolicy,
@@ -50,6 +50,7 @@ from shared.pipeline import (
     TokenUnavailable,
     build,
     kind,
+    send,
 )
 from shared.redaction import redact
 
@@ -122,33 +123,31 @@ class DataversePipeline:
             request.headers["Content-Type"] = "application/json; charset=utf-8"
         elif data is not None:
             request.set_bytes_body(data)
-        try:
-            answer = self._pipeline.run(
-                request,
-                mdsync_label=label,
-                mdsync_idempotent=idempotent,
-                mdsync_keep=keep,
-                connection_timeout=self.timeout,
-                read_timeout=self.timeout,
-            )
-        except TokenUnavailable as exc:
-            raise exc.error from None
-        except ClientAuthenticationError as exc:
-            # A bare azure-identity credential refused (CredentialTokens maps this itself).
-            raise ConfigurationError(f"no Dataverse token: {kind(exc)}: {redact(str(exc))[:200]}") from None
-        except ServiceRequestError as exc:
-            raise ConnectionFailed(f"no answer from Dataverse ({kind(exc)})", sent=False) from exc
-        except AzureError as exc:
-            raise ConnectionFailed(f"no answer from Dataverse ({kind(exc)})", sent=True) from exc
-        response: requests.Response = answer.http_response.internal_response
+        response = send(
+            self._pipeline,
+            request,
+            timeout=self.timeout,
+            not_sent=lambda exc: ConnectionFailed(f"no answer from Dataverse ({kind(exc)})", sent=False),
+            no_answer=_no_answer,
+            mdsync_label=label,
+            mdsync_idempotent=idempotent,
+            mdsync_keep=keep,
+        )
         if response.status_code >= 400 and not (keep and keep(response)):
             error = error_from(response)
             # The raised error's traceback keeps this frame alive until garbage collection;
             # it must not keep the response (and through it the connection pool) alive too.
             response.close()
-            del response, answer
+            del response
             raise error
         return response
+
+
+def _no_answer(exc: AzureError) -> MdsyncError:
+    if isinstance(exc, ClientAuthenticationError):
+        # A bare azure-identity credential refused (CredentialTokens maps this itself).
+        return ConfigurationError(f"no Dataverse token: {kind(exc)}: {redact(str(exc))[:200]}")
+    return ConnectionFailed(f"no answer from Dataverse ({kind(exc)})", sent=True)
 
 
 class RateHeadersPolicy(SansIOHTTPPolicy[HttpRequest, HttpResponse]):

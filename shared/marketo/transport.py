@@ -146,28 +146,19 @@ class Transport:
     def _send(
         self, call: Call, *, file: bool = False, headers: dict[str, str] | None = None
     ) -> requests.Response:
-        from azure.core.exceptions import AzureError, ServiceRequestError  # noqa: PLC0415
+        from shared.pipeline import kind, send  # noqa: PLC0415
 
-        from shared.pipeline import TokenUnavailable, kind  # noqa: PLC0415
-
-        try:
-            answer = self._pipeline.run(
-                self._http_request(call, headers),
-                mdsync_label=call.endpoint,
-                mdsync_idempotent=call.idempotent,
-                mdsync_file=file,
-                stream=file,
-                connection_timeout=self.timeout,
-                read_timeout=self.timeout,
-            )
-        except TokenUnavailable as exc:
-            raise exc.error from None
-        except ServiceRequestError as exc:
-            raise RequestNotSentError(f"could not connect: {kind(exc)}", service=SERVICE) from None
-        except AzureError as exc:
-            raise ServiceUnavailableError(f"request failed: {kind(exc)}", service=SERVICE) from None
-        response: requests.Response = answer.http_response.internal_response
-        return response
+        return send(
+            self._pipeline,
+            self._http_request(call, headers),
+            timeout=self.timeout,
+            not_sent=lambda exc: RequestNotSentError(f"could not connect: {kind(exc)}", service=SERVICE),
+            no_answer=lambda exc: ServiceUnavailableError(f"request failed: {kind(exc)}", service=SERVICE),
+            mdsync_label=call.endpoint,
+            mdsync_idempotent=call.idempotent,
+            mdsync_file=file,
+            stream=file,
+        )
 
     def _http_request(self, call: Call, headers: dict[str, str] | None) -> HttpRequest:
         from azure.core.pipeline.transport import HttpRequest  # noqa: PLC0415

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from typing import Any
@@ -10,6 +11,7 @@ import pytest
 import requests
 from azure.core.credentials import AccessToken
 
+from shared.dataverse import odata
 from shared.dataverse.auth import CredentialTokens
 from shared.dataverse.client import DataverseClient
 from shared.errors import (
@@ -18,6 +20,7 @@ from shared.errors import (
     RateLimitedError,
     ServiceUnavailableError,
 )
+from shared.pipeline import WIRE_LOGGER
 from simulators.dataverse.admin import DataverseAdmin
 from simulators.entra import EntraAdmin
 from simulators.tls import TlsFiles
@@ -223,3 +226,22 @@ def test_concurrency_limit_trips_immediately(
     admin.clear_faults()
     assert codes.count("ok") == 2
     assert codes.count("0x80072326") == 3
+
+
+def test_the_wire_log_is_off_by_default_and_redacted_when_on(
+    client: DataverseClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    email = "ana.lopez@fabrikam.example"
+    with caplog.at_level(logging.INFO, logger="shared"):
+        client.create("leads", lead(emailaddress1=email))
+    assert [r for r in caplog.records if r.name == WIRE_LOGGER] == []
+
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger=WIRE_LOGGER):
+        rows = list(client.query("leads", select=["leadid"], filter=odata.eq("emailaddress1", email)))
+    assert len(rows) == 1
+    wire = "\n".join(r.getMessage() for r in caplog.records if r.name == WIRE_LOGGER)
+    assert "Request URL" in wire
+    assert "'Authorization': 'REDACTED'" in wire
+    assert "Bearer" not in wire
+    assert "fabrikam.example" not in wire

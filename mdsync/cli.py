@@ -186,9 +186,8 @@ def cmd_webhook_steps(args: argparse.Namespace) -> int:
 
 def cmd_fields_check(args: argparse.Namespace) -> int:
     from shared.bootstrap import container
-    from shared.field_check import check_mapping
+    from shared.doctor import mapping_problems
     from shared.mapping import load_mapping
-    from shared.sync.reads import DynamicsReader
 
     try:
         mapping = load_mapping(Path(args.mapping)) if args.mapping else container().mapping
@@ -197,10 +196,7 @@ def cmd_fields_check(args: argparse.Namespace) -> int:
         console.print(f"[red]error[/red] {escape(str(exc))}", soft_wrap=True)
         return 1
     deps = container()
-    marketo_fields = deps.marketo.describe_leads()
-    columns = {e: deps.dataverse.entity_metadata(e).attributes for e in ("lead", "contact")}
-    currencies = DynamicsReader(deps.dataverse, mapping).currency_codes()
-    problems = check_mapping(mapping, marketo_fields, columns, currencies)
+    problems = mapping_problems(mapping, deps.marketo, deps.dataverse)
     errors = [p for p in problems if p.severity == "error"]
     for problem in problems:
         label = "[red]error[/red]" if problem.severity == "error" else "[yellow]warning[/yellow]"

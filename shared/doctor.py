@@ -45,6 +45,7 @@ if TYPE_CHECKING:
     from shared.bootstrap import Container
     from shared.dataverse.client import DataverseClient
     from shared.dataverse.models import StepSpec
+    from shared.mapping import FieldMapping
     from shared.marketo.client import MarketoClient
 
 SETUP = "mdsync dynamics setup"
@@ -65,6 +66,17 @@ class Check:
         mark = "ok  " if self.ok else "FAIL"
         fix = f" -> fix: {self.fix}" if self.fix and not self.ok else ""
         return f"{mark} {self.name}: {self.detail}{fix}"
+
+
+def mapping_problems(
+    mapping: FieldMapping, marketo: MarketoClient, dataverse: DataverseClient, *, refresh: bool = False
+) -> list[FieldProblem]:
+    """``mapping`` checked against both systems' live metadata (``mdsync doctor``, ``mdsync
+    fields check``); ``refresh`` reads Dataverse's column metadata again instead of the cache."""
+    fields = marketo.describe_leads()
+    columns = {e: dataverse.entity_metadata(e, refresh=refresh).attributes for e in ("lead", "contact")}
+    currencies = DynamicsReader(dataverse, mapping).currency_codes()
+    return check_mapping(mapping, fields, columns, currencies)
 
 
 class Doctor:
@@ -192,12 +204,7 @@ class Doctor:
 
     def mapping(self) -> Iterator[Check]:
         mapping = self.deps.mapping
-        fields = self.deps.marketo.describe_leads()
-        columns = {
-            e: self.deps.dataverse.entity_metadata(e, refresh=True).attributes for e in ("lead", "contact")
-        }
-        currencies = DynamicsReader(self.deps.dataverse, mapping).currency_codes()
-        problems = check_mapping(mapping, fields, columns, currencies)
+        problems = mapping_problems(mapping, self.deps.marketo, self.deps.dataverse, refresh=True)
         errors = [p for p in problems if p.severity == "error"]
         for problem in problems:
             if problem.severity == "warning":

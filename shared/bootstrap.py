@@ -411,6 +411,7 @@ class Container:
         max_calls_per_20s: int,
         settings: Settings | None = None,
         max_rate_wait_seconds: float | None = None,
+        max_concurrency: int | None = None,
     ) -> MarketoClient:
         from shared.marketo.client import MarketoClient
 
@@ -422,13 +423,15 @@ class Container:
             access.client_secret,
             session=self.session,
             max_calls_per_20s=max_calls_per_20s,
-            max_concurrency=s.marketo_max_concurrency,
+            max_concurrency=max_concurrency or s.marketo_max_concurrency,
             timeout=budget.timeout,
             retry_budget_seconds=budget.retry_seconds,
             max_rate_wait_seconds=max_rate_wait_seconds,
         )
 
-    def _dataverse_client(self, budget: CallBudget, *, settings: Settings | None = None) -> DataverseClient:
+    def _dataverse_client(
+        self, budget: CallBudget, *, settings: Settings | None = None, max_concurrency: int | None = None
+    ) -> DataverseClient:
         """Every Dataverse client shares the process's credential (one token cache)."""
         from shared.dataverse.client import DataverseClient
 
@@ -437,7 +440,7 @@ class Container:
             s.dataverse().api_url,
             self.dataverse_tokens,
             session=self.session,
-            max_concurrency=s.dataverse_max_concurrency,
+            max_concurrency=max_concurrency or s.dataverse_max_concurrency,
             timeout=budget.timeout,
             retry_budget_seconds=budget.retry_seconds,
         )

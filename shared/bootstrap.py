@@ -9,7 +9,9 @@ Each call path gets clients with its own budget (docs/retries.md):
 * the flow step: its own short-budget clients (:class:`~shared.flow_step.TimeBudget`), since
   Marketo abandons the webhook after 30 s; its Marketo client has the share of the rate reserved
   for it, the background's client the rest;
-* ``mdsync doctor`` and the start-up checks: :data:`DIAGNOSTIC`, one attempt per request.
+* ``mdsync doctor`` and the start-up checks: :data:`DIAGNOSTIC`, one attempt per request;
+* the initial sync (``mdsync backfill``, ``/api/backfill``): :data:`BACKFILL_MARKETO` and
+  :data:`BACKFILL_DATAVERSE`, with its own share of each API.
 
 Nothing here runs at import time (import time is cold-start time in Azure Functions): the
 container is built on the first invocation, and each dependency on first use. Adapter modules
@@ -22,6 +24,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
 from shared.config import QueueBackend, Settings, StateBackend, get_settings
@@ -31,6 +34,9 @@ if TYPE_CHECKING:
     import requests
 
     from shared.adapters.table_state import TableStateStore
+    from shared.backfill.context import Context as BackfillContext
+    from shared.backfill.runner import Backfill
+    from shared.backfill.staging import StagingStore
     from shared.capture.dynamics_sweep import DynamicsSweep
     from shared.capture.marketo_poll import MarketoPoller
     from shared.console.actions import ConsoleActions
@@ -69,6 +75,10 @@ class CallBudget:
 BACKGROUND = CallBudget(timeout=30.0, retry_seconds=10.0)
 # mdsync doctor and the start-up checks: one attempt, 15 s to answer; a fault is reported.
 DIAGNOSTIC = CallBudget(timeout=15.0, retry_seconds=0.0)
+# The initial sync (mdsync backfill, /api/backfill): bulk calls that take long (an export file,
+# 1,000 rows a request); a step that still fails is run again from where it stopped.
+BACKFILL_MARKETO = CallBudget(timeout=120.0, retry_seconds=60.0)
+BACKFILL_DATAVERSE = CallBudget(timeout=300.0, retry_seconds=120.0)
 
 
 class Container:
@@ -125,7 +135,7 @@ class Container:
 
     @property
     def dataverse(self) -> DataverseClient:
-        return self._once("dataverse", lambda: self._dataverse_client(BACKGROUND))
+        return self._once("dataverse", lambda: self.dataverse_client(BACKGROUND))
 
     @property
     def activity_log(self) -> ActivityLog:
@@ -219,13 +229,13 @@ class Container:
         s = settings or self.settings
         budget = budget or TimeBudget()
         call = CallBudget(budget.attempt_timeout_seconds, budget.retry_seconds)
-        marketo = self._marketo_client(
+        marketo = self.marketo_client(
             call,
             settings=s,
             max_calls_per_20s=s.marketo_flow_step_calls_per_20s,
             max_rate_wait_seconds=budget.rate_wait_seconds,
         )
-        dataverse = self._dataverse_client(call, settings=s)
+        dataverse = self.dataverse_client(call, settings=s)
         return SyncPersonToMicrosoft(
             marketo,
             dataverse,
@@ -243,10 +253,33 @@ class Container:
         s = self.settings
         return Doctor(
             self,
-            marketo=lambda: self._marketo_client(DIAGNOSTIC, max_calls_per_20s=s.marketo_max_calls_per_20s),
-            dataverse=lambda: self._dataverse_client(DIAGNOSTIC),
+            marketo=lambda: self.marketo_client(DIAGNOSTIC, max_calls_per_20s=s.marketo_max_calls_per_20s),
+            dataverse=lambda: self.dataverse_client(DIAGNOSTIC),
             webhook_name=webhook_name,
         )
+
+    @property
+    def backfill_queue(self) -> NoticeQueue:
+        """The backfill's own queue (BACKFILL_QUEUE_NAME): a message per step of the job."""
+        return self._once("backfill_queue", lambda: self._build_queue(self.settings.backfill_queue_name))
+
+    @property
+    def backfill(self) -> Backfill:
+        """The backfill job's runner in the function app (its staging beside the state store)."""
+        from shared.backfill.runner import Backfill
+
+        lease = self.settings.backfill_step_seconds + 60.0
+        return self._once("backfill", lambda: Backfill(self.backfill_context(), lease_seconds=lease))
+
+    def backfill_command(self, *, owner: str, staging: Path | None = None) -> Backfill:
+        """The backfill job's runner for `mdsync backfill`: named ``owner`` (run again after a
+        kill, it takes its job back at once), its staging in the SQLite file ``staging`` when
+        given, else beside the state store."""
+        from shared.adapters.sqlite_staging import SqliteStaging
+        from shared.backfill.runner import Backfill
+
+        staging_for = (lambda job_id: SqliteStaging(staging)) if staging is not None else None
+        return Backfill(self.backfill_context(staging_for), owner=owner)
 
     # --- the operator console -------------------------------------------------------------------
 
@@ -275,6 +308,7 @@ class Container:
 
     @property
     def status_reader(self) -> StatusReader:
+        from shared.backfill.status import console_progress
         from shared.console.progress import read_progress
         from shared.console.reader import StatusReader
 
@@ -286,7 +320,7 @@ class Container:
                 operations=self.operations,
                 queue=self.queue_inspector,
                 pause=self.pause,
-                progress=lambda: read_progress(self.state),
+                progress=lambda: console_progress(self.state) or read_progress(self.state),
                 marketo_daily_quota=s.marketo_daily_quota,
                 marketo_window_limit=s.marketo_max_calls_per_20s - s.marketo_flow_step_calls_per_20s,
             ),
@@ -337,20 +371,20 @@ class Container:
             fully_qualified_namespace=s.servicebus_namespace,
         )
 
-    def _build_queue(self) -> NoticeQueue:
+    def _build_queue(self, name: str | None = None) -> NoticeQueue:
         s = self.settings
         s.require_queue_connection()
         if s.queue_backend is QueueBackend.SQLITE:
             from shared.adapters.sqlite_queue import SqliteQueue
 
             return SqliteQueue(
-                s.sqlite_path, queue_name=s.queue_name, max_delivery_count=s.max_delivery_count
+                s.sqlite_path, queue_name=name or s.queue_name, max_delivery_count=s.max_delivery_count
             )
         from shared.adapters.servicebus_queue import ServiceBusQueue
 
         secret = s.servicebus_connection_string
         return ServiceBusQueue(
-            s.queue_name,
+            name or s.queue_name,
             connection_string=secret.get_secret_value() if secret else None,
             fully_qualified_namespace=s.servicebus_namespace,
         )
@@ -400,11 +434,13 @@ class Container:
 
     def _build_marketo(self) -> MarketoClient:
         s = self.settings
-        # The background's share of the rate: the flow step's is reserved for it.
-        share = s.marketo_max_calls_per_20s - s.marketo_flow_step_calls_per_20s
-        return self._marketo_client(BACKGROUND, max_calls_per_20s=share)
+        # The background's share of the rate: the flow step's and the initial sync's are theirs.
+        share = (
+            s.marketo_max_calls_per_20s - s.marketo_flow_step_calls_per_20s - s.marketo_backfill_calls_per_20s
+        )
+        return self.marketo_client(BACKGROUND, max_calls_per_20s=share)
 
-    def _marketo_client(
+    def marketo_client(
         self,
         budget: CallBudget,
         *,
@@ -413,6 +449,7 @@ class Container:
         max_rate_wait_seconds: float | None = None,
         max_concurrency: int | None = None,
     ) -> MarketoClient:
+        """A Marketo client with a call path's budget and its share of the instance's rate."""
         from shared.marketo.client import MarketoClient
 
         s = settings or self.settings
@@ -429,7 +466,7 @@ class Container:
             max_rate_wait_seconds=max_rate_wait_seconds,
         )
 
-    def _dataverse_client(
+    def dataverse_client(
         self, budget: CallBudget, *, settings: Settings | None = None, max_concurrency: int | None = None
     ) -> DataverseClient:
         """Every Dataverse client shares the process's credential (one token cache)."""
@@ -444,6 +481,47 @@ class Container:
             timeout=budget.timeout,
             retry_budget_seconds=budget.retry_seconds,
         )
+
+    def backfill_context(self, staging_for: Callable[[str], StagingStore] | None = None) -> BackfillContext:
+        """What the initial sync runs with: clients of its own, with its own share of each API
+        (MARKETO_BACKFILL_CALLS_PER_20S, DATAVERSE_BACKFILL_CONCURRENCY), so live changes keep
+        theirs; its staging beside the state store unless ``staging_for`` says otherwise."""
+        from shared.backfill.context import Context
+
+        s = self.settings
+        marketo = self.marketo_client(
+            BACKFILL_MARKETO,
+            max_calls_per_20s=s.marketo_backfill_calls_per_20s,
+            max_concurrency=min(2, s.marketo_max_concurrency),
+        )
+        dataverse = self.dataverse_client(
+            BACKFILL_DATAVERSE, max_concurrency=s.dataverse_backfill_concurrency
+        )
+        return Context(
+            marketo,
+            dataverse,
+            self.state,
+            staging_for or self.backfill_staging,
+            self.mapping,
+            queue=self.queue,
+            poll_seconds=s.backfill_poll_seconds,
+        )
+
+    def backfill_staging(self, job_id: str) -> StagingStore:
+        """The job's staging beside the state store: a SQLite file next to the local state, or a
+        table of the job's own in the state store's account (durable between steps, whichever
+        instance runs them)."""
+        s = self.settings
+        state = self.state
+        if s.state_backend is StateBackend.SQLITE:
+            from shared.adapters.sqlite_staging import SqliteStaging
+
+            return SqliteStaging(s.sqlite_path.with_suffix(".backfill.sqlite3"))
+        from shared.adapters.table_staging import TableStaging
+        from shared.adapters.table_state import TableStateStore
+
+        assert isinstance(state, TableStateStore)
+        return TableStaging(state.service(), f"{s.state_table_prefix}stg{job_id}")
 
     def app_started(self) -> None:
         """Called by every function: the first call of a process starts the start-up checks."""

@@ -15,9 +15,8 @@ import math
 import azure.functions as func
 
 from functions._faults import misconfigured
-from functions._http import error, json_response
+from functions._http import error, json_response, secret_matches
 from functions._marketo_body import marketo_id_from
-from shared.auth import secret_matches
 from shared.bootstrap import container
 from shared.errors import BadRequestError, ConfigurationError, PermanentError, TransientError
 from shared.flow_step import PersonNotFound

@@ -18,10 +18,9 @@ from datetime import UTC, datetime
 import azure.functions as func
 
 from functions._faults import misconfigured
-from functions._http import error, json_response
+from functions._http import error, json_response, secret_matches
 from functions._marketo_body import body_fields, marketo_id
 from shared import telemetry
-from shared.auth import secret_matches
 from shared.bootstrap import container
 from shared.capture.marketo_campaign import campaign_notice
 from shared.errors import BadRequestError, ConfigurationError, MdsyncError, TransientError

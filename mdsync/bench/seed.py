@@ -20,7 +20,6 @@ from shared.reconcile import Action, initial_values, reconcile
 from shared.shadow import mark_seen
 
 CHUNK = 1_000
-ENTITY_SETS = {"lead": "leads", "contact": "contacts"}
 
 SYNCED_BEFORE = timedelta(hours=1)
 

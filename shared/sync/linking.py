@@ -45,10 +45,9 @@ from shared.reconcile import initial_values
 from shared.sync.batch import Batch, Orphan, Pair, Row
 from shared.sync.journal import Journal
 from shared.sync.planning import Planner, excluded, link_fields
-from shared.sync.reads import DynamicsReader, MarketoReader
+from shared.sync.reads import QUALIFIED, DynamicsReader, MarketoReader
 from shared.sync.split import Piece, Refusal, per_item, refuse, send_split
 
-QUALIFIED = 1
 ALREADY_EXISTS = "1005"
 
 
@@ -73,7 +72,7 @@ def adopt(
     pair.marketo_seen = datetime.now(UTC)  # both sides were just read (or written)
     pair.first_link = not restored or shadow is None
     journal.linked(link, "linked", why)
-    planner.reconcile(pair, journal)
+    planner.decide_fields(pair, journal)
     return pair
 
 

@@ -39,12 +39,15 @@ from pathlib import Path
 
 from mdsync.harness import HarnessConfig, LocalSystem
 from shared.backfill.job import JobState, JobStore, Status
+from simulators.dataverse.admin import DataverseAdmin
+from simulators.marketo.admin import MarketoAdmin
 
 SEED_CHUNK = 1_000
 SPAN = timedelta(days=365)  # persons created over a year: 12 windows of 31 days
 MATCHING = 0.9
 MARKETO_ONLY = 0.05
 RUN_TIMEOUT = 3 * 3600
+WHOLE_LISTING_SECONDS = 900.0
 # A first load at a quiet time: the backfill gets half of Marketo's 100 calls per 20 s (the
 # worker keeps 10, the flow step 20), and 8 Dataverse requests in flight; both modes the same.
 SHARE = {
@@ -219,11 +222,25 @@ def current_job(system: LocalSystem) -> JobState:
     return loaded[0]
 
 
+def patient_admins(system: LocalSystem) -> tuple[DataverseAdmin, MarketoAdmin]:
+    """Admin clients that wait for every row in one answer: at a million records, far longer
+    than the harness's usual timeout (the 1,000,000 run's check timed out at 30 s)."""
+    return (
+        DataverseAdmin(system.dataverse_admin.base_url, system.session, timeout=WHOLE_LISTING_SECONDS),
+        MarketoAdmin(
+            system.marketo_admin.base_url.removesuffix("/admin"),
+            system.session,
+            timeout=WHOLE_LISTING_SECONDS,
+        ),
+    )
+
+
 def check_end_state(system: LocalSystem, records: int, persons: int, job: JobState) -> None:
     if job.status is not Status.DONE:
         raise AssertionError(f"the job ended {job.status.value}: {job.error}")
-    leads = system.dataverse_admin.rows("lead")
-    marketo = system.marketo_admin.persons()
+    dataverse, marketo_admin = patient_admins(system)
+    leads = dataverse.rows("lead")
+    marketo = marketo_admin.persons()
     emails = [str(p.get("email") or "").lower() for p in marketo]
     duplicates = len(emails) - len(set(emails))
     created = records - int(records * MATCHING)

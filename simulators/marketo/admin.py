@@ -13,13 +13,14 @@ class MarketoAdminError(RuntimeError):
 
 
 class MarketoAdmin:
-    def __init__(self, base_url: str, session: requests.Session) -> None:
+    def __init__(self, base_url: str, session: requests.Session, *, timeout: float = 60.0) -> None:
         self.base_url = base_url.rstrip("/") + "/admin"
         self.session = session
+        self.timeout = timeout
 
     def _call(self, method: str, path: str, body: Mapping[str, Any] | None = None, **params: Any) -> Any:
         response = self.session.request(
-            method, self.base_url + path, json=body, params=params or None, timeout=60
+            method, self.base_url + path, json=body, params=params or None, timeout=self.timeout
         )
         if response.status_code >= 400:
             raise MarketoAdminError(f"{method} {path}: {response.status_code} {response.text}")

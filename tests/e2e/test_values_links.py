@@ -171,6 +171,29 @@ def test_item_04_a_person_is_unlinked_only_once_its_deletion_is_confirmed(system
     assert row(system, "lead", lead_id)["mdsync_marketoid"] == str(new["id"])
 
 
+def test_item_04_an_edit_read_in_the_same_batch_as_the_deletion_still_makes_a_new_person(
+    system: LocalSystem,
+) -> None:
+    """The previous test's edit, when its notice (or its retry) and the deletion reach the worker
+    together: the unlink used to consume the edit, and the echo of clearing the link column then
+    looked like mdsync's own last change, so no person was made (issue 12, item 6: the previous
+    test failed on a loaded machine when the retry came due as the poll queued the deletion)."""
+    lead_id, marketo_id = create_linked(system, "lead", firstname="Ana")
+    system.marketo_admin.user_delete(marketo_id)
+    with system.worker_held():
+        update_as_user(system, "lead", lead_id, jobtitle="CTO")
+        assert system.dataverse_admin.wait_for_webhooks(timeout=60)
+        system.poll()  # the deletion is queued beside the edit: one batch
+    system.wait_idle()
+
+    assert system.deps.state.get_links_by_marketo([marketo_id]) == {}
+    assert "unlinked" in actions(system, marketo_id)
+    (new,) = system.marketo_admin.persons()
+    assert (new["title"], new["firstName"]) == ("CTO", "Ana")
+    assert person_of(system, "lead", lead_id) == new["id"]
+    assert row(system, "lead", lead_id)["mdsync_marketoid"] == str(new["id"])
+
+
 def test_item_04_a_mass_disappearance_stops_and_alerts_instead_of_unlinking(system: LocalSystem) -> None:
     pairs = [create_linked(system, "lead", firstname=f"P{i}") for i in range(12)]
     # The API user's role no longer reaches the partition these persons are in.

@@ -47,6 +47,7 @@ demo: setup
 
 bench: setup
 	$(VENV)/bin/mdsync bench $(if $(QUICK),--quick,)
+	$(VENV)/bin/python -m mdsync.bench.backfill --records $(if $(QUICK),50000,1000000) --output bench/backfill.json
 
 chaos: setup
 	$(VENV)/bin/mdsync chaos $(if $(SEED),--seed $(SEED),) $(if $(SCENARIOS),--scenarios $(SCENARIOS),)

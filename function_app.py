@@ -3,6 +3,7 @@
 import azure.functions as func
 
 from functions import (
+    backfill,
     console,
     console_metrics,
     dynamics_sweep,
@@ -22,5 +23,6 @@ app.register_functions(marketo_poller.bp)
 app.register_functions(dynamics_sweep.bp)
 app.register_functions(sync_worker.bp)
 app.register_functions(flow_step.bp)
+app.register_functions(backfill.bp)
 app.register_functions(console.bp)
 app.register_functions(console_metrics.bp)

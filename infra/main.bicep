@@ -264,6 +264,7 @@ module api 'app/api.bicep' = {
     applicationInsightsName: monitoring.outputs.applicationInsightsName
     serviceBusFullyQualifiedNamespace: serviceBus.outputs.fullyQualifiedNamespace
     serviceBusQueueName: serviceBus.outputs.queueName
+    backfillQueueName: serviceBus.outputs.backfillQueueName
     maxDeliveryCount: maxDeliveryCount
     instanceMemoryMB: instanceMemoryMB
     maximumInstanceCount: maximumInstanceCount
@@ -338,6 +339,7 @@ output AZURE_STORAGE_ACCOUNT_NAME string = storage.outputs.name
 output STATE_TABLE_ENDPOINT string = storage.outputs.tableEndpoint
 output SERVICEBUS_NAMESPACE string = serviceBus.outputs.fullyQualifiedNamespace
 output SERVICEBUS_QUEUE_NAME string = serviceBus.outputs.queueName
+output BACKFILL_QUEUE_NAME string = serviceBus.outputs.backfillQueueName
 output APPLICATIONINSIGHTS_CONNECTION_STRING string = monitoring.outputs.connectionString
 // The operator console, and the app registration its sign-in uses (empty without consoleSignIn).
 output CONSOLE_URL string = 'https://${api.outputs.defaultHostName}/api/console'

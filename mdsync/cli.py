@@ -20,6 +20,7 @@ import secrets
 import sys
 import threading
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -28,6 +29,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from shared.backfill.job import Ambiguity
 from shared.config import DEFAULT_LOCAL_SETTINGS, LOCAL_SETTINGS_ENV, is_loopback
 from shared.errors import ConfigurationError, MdsyncError
 from shared.redaction import install_log_redaction
@@ -72,6 +74,17 @@ def positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
     return value
+
+
+def iso_date(text: str) -> datetime:
+    """An ISO 8601 date or date and time; UTC unless it names a zone."""
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not an ISO 8601 date (2026-01-31 or 2026-01-31T08:00Z)"
+        ) from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def port_number(text: str) -> int:
@@ -239,6 +252,13 @@ def _error_query(args: argparse.Namespace) -> object:
     )
 
 
+def cmd_backfill(args: argparse.Namespace) -> int:
+    from mdsync.backfill import run_backfill
+
+    wide = Console(highlight=False, width=max(console.width, 140))
+    return run_backfill(args, wide)
+
+
 def cmd_status(args: argparse.Namespace) -> int:
     from mdsync import console_commands
 
@@ -325,7 +345,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 def cmd_devhost(args: argparse.Namespace) -> int:
     _local_tooling("devhost")
     from mdsync.devhost import DevHost, as_rich_table
-    from mdsync.local import check_local_state, local_queue, reset_local_state
+    from mdsync.local import check_local_state, local_backfill_queue, local_queue, reset_local_state
 
     # Like `func start`: the project's local.settings.json holds the app settings.
     os.environ.setdefault(LOCAL_SETTINGS_ENV, str(Path(args.root) / DEFAULT_LOCAL_SETTINGS))
@@ -339,9 +359,11 @@ def cmd_devhost(args: argparse.Namespace) -> int:
     from mdsync.harness import OPERATOR, local_sign_in
 
     password = os.environ.get(OPERATOR_PASSWORD_ENV) or secrets.token_urlsafe(12)
+    backfill_queue = local_backfill_queue()
     host = DevHost.for_project(
         Path(args.root),
         queue=local_queue(),
+        extra_queues={backfill_queue.queue_name: backfill_queue},
         function_keys={},
         host_keys=[LOCAL_HOST_KEY],
         master_key=LOCAL_MASTER_KEY,
@@ -385,6 +407,41 @@ def cmd_chaos(args: argparse.Namespace) -> int:
 
 
 # --- the parser -------------------------------------------------------------------------------
+
+
+def _add_backfill(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    backfill = commands.add_parser(
+        "backfill",
+        help="the initial sync: link and reconcile every existing record (resumable; --dry-run previews)",
+    )
+    backfill.add_argument(
+        "--dry-run", action="store_true", help="read and match; write nothing; print the preview"
+    )
+    backfill.add_argument(
+        "--since", type=iso_date, help="only what changed since this date (ISO 8601; UTC unless it says)"
+    )
+    backfill.add_argument(
+        "--created-from",
+        type=iso_date,
+        help="the Marketo extract's first createdAt window starts here (default 2006-01-01: set it to "
+        "when your instance began, each empty month costs a few calls)",
+    )
+    backfill.add_argument(
+        "--ambiguous",
+        choices=[a.value for a in Ambiguity],
+        default=Ambiguity.REPORT.value,
+        help="what to do with an ambiguous match: report it (default, nothing linked) or let a rule choose",
+    )
+    backfill.add_argument("--rest", action="store_true", help="REST only (no bulk APIs): for comparison")
+    backfill.add_argument("--restart", action="store_true", help="start a new job even if one is unfinished")
+    backfill.add_argument(
+        "--staging", help="a SQLite file for the matching index (default: beside the state)"
+    )
+    backfill.add_argument(
+        "--details", help="with --dry-run: write every ambiguous match to this file (JSON lines)"
+    )
+    backfill.add_argument("--status", action="store_true", help="print the job's progress and exit")
+    backfill.set_defaults(run=cmd_backfill)
 
 
 def _add_error_filters(parser: argparse.ArgumentParser) -> None:
@@ -534,6 +591,7 @@ def _add_operator_commands(commands: argparse._SubParsersAction[argparse.Argumen
     log.add_argument("--json", action="store_true", help="print the entries as JSON")
     log.set_defaults(run=cmd_log)
 
+    _add_backfill(commands)
     _add_console_commands(commands)
 
 

@@ -112,10 +112,66 @@ class Demo:
         code = cli.main(["doctor", "--webhook-name", WEBHOOK_NAME])
         self.record("doctor finds everything in place", code == 0, "every check passed")
 
+    def initial_sync(self) -> None:
+        """The records both sides held before mdsync: previewed, then linked (docs/initial-sync.md)."""
+        self.heading("0b. The initial sync: what both sides held before mdsync")
+        created = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - 86_400))
+        since = time.strftime("%Y-%m-%d", time.gmtime(time.time() - 5 * 86_400))
+        existing = [("kim", "Kim", "Kline"), ("lou", "Lou", "Lind"), ("max", "Max", "Moss")]
+        self.mk.seed_persons(
+            [
+                {"email": f"{n}@existing.example", "firstName": f, "lastName": last, "createdAt": created}
+                for n, f, last in existing
+            ]
+        )
+        rows = [
+            {
+                "emailaddress1": f"{n.upper()}@existing.example",
+                "firstname": f,
+                "lastname": last,
+                "jobtitle": "Buyer",
+                "subject": "existing",
+            }
+            for n, f, last in existing
+        ]
+        rows.append(
+            {
+                "emailaddress1": "ned@existing.example",
+                "firstname": "Ned",
+                "lastname": "Nash",
+                "subject": "existing",
+            }
+        )
+        self.dv.seed("lead", rows)
+        self.say("3 persons in Marketo, 4 leads in Dynamics (3 with those emails, typed in capitals)")
+        self.say(f"$ mdsync backfill --dry-run --created-from {since}")
+        code = cli.main(["backfill", "--dry-run", "--restart", "--created-from", since])
+        self.record(
+            "backfill preview writes nothing",
+            code == 0 and self.person_by_email("ned@existing.example") is None,
+            "3 pairs to link by email, 1 person to create, title would fill Marketo",
+        )
+        self.say(f"$ mdsync backfill --created-from {since}")
+        code = cli.main(["backfill", "--created-from", since])
+        kim = self.person_by_email("kim@existing.example")
+        ned = self.person_by_email("ned@existing.example")
+        linked = (
+            kim is not None
+            and ned is not None
+            and kim.get("title") == "Buyer"
+            and bool(kim.get("msftLeadId"))
+        )
+        self.record(
+            "backfill links what already exists",
+            code == 0 and linked,
+            "3 pairs linked, Ned's person created, the leads' titles in Marketo",
+        )
+
     # --- the scenario -----------------------------------------------------------------------
 
     def run(self) -> None:
         self.day_one()
+        self.initial_sync()
         lead_id, ana = self.lead_reaches_marketo()
         self.edits_flow_both_ways(lead_id, ana)
         self.lead_collision(lead_id, ana)

@@ -40,6 +40,7 @@ NEVER = "0 0 0 1 1 *"  # timers that only run when the harness triggers them
 # machine (a 2-core box running several suites) can take many times the usual seconds.
 PATIENCE = 120.0
 WEBHOOK_NAME = "mdsync-local"
+BACKFILL_QUEUE = "mdsync-backfill"
 FLOW_STEP_WEBHOOK = "Sync Person to Microsoft"
 # The local host's sign-in (App Service authentication's stand-in): an operator with the console
 # role, and a signed-in user without it.
@@ -112,6 +113,7 @@ class LocalSystem:
             "MDSYNC_STATE_BACKEND": "sqlite",
             "MDSYNC_SQLITE_PATH": str(self.queue_path),
             "SERVICEBUS_QUEUE_NAME": "mdsync-notices",
+            "BACKFILL_QUEUE_NAME": BACKFILL_QUEUE,
             "MARKETO_POLL_SCHEDULE": self.config.poll_schedule,
             "DYNAMICS_SWEEP_SCHEDULE": self.config.sweep_schedule,
             "MDSYNC_METRICS_SCHEDULE": NEVER,
@@ -122,6 +124,8 @@ class LocalSystem:
             "MDSYNC_CONFIRM_SECONDS": "0",
             # The tests count the simulators' calls; the demo runs `mdsync doctor` itself.
             "MDSYNC_STARTUP_CHECKS": "false",
+            # The simulators finish a bulk job in moments: ask about it often.
+            "MDSYNC_BACKFILL_POLL_SECONDS": "0.5",
             # A paused batch comes back soon (tests and the demo resume within seconds).
             "MDSYNC_PAUSE_HOLD_SECONDS": "5",
             "FUNCTIONS_WORKER_RUNTIME": "python",
@@ -133,7 +137,8 @@ class LocalSystem:
         register the webhooks and set the capture checkpoints (:meth:`prime`)."""
         self.config.workdir.mkdir(parents=True, exist_ok=True)
         # The simulators start empty, as new systems: state from an earlier run belongs elsewhere.
-        for path in (self.queue_path, self.queue_path.with_suffix(".state.sqlite3")):
+        staging = self.queue_path.with_suffix(".backfill.sqlite3")
+        for path in (self.queue_path, self.queue_path.with_suffix(".state.sqlite3"), staging):
             for leftover in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
                 leftover.unlink(missing_ok=True)
         self.stack.start()
@@ -146,9 +151,11 @@ class LocalSystem:
         reset_container()
         queue = SqliteQueue(self.queue_path, queue_name="mdsync-notices")
         queue.active_count()  # create the file before the host's pump opens it
+        self.backfill_queue = SqliteQueue(self.queue_path, queue_name=BACKFILL_QUEUE)
         self.host = DevHost(
             load_function_app(ROOT / "function_app.py"),
             queue=queue,
+            extra_queues={BACKFILL_QUEUE: self.backfill_queue},
             port=self.config.host_port,
             function_keys={},
             host_keys=[HOST_KEY],
@@ -291,7 +298,7 @@ class LocalSystem:
             delivered = self.dataverse_admin.wait_for_webhooks(
                 timeout=min(10.0, max(0.1, deadline - time.monotonic()))
             )
-            if delivered and self.queue.active_count() == 0:
+            if delivered and self.queue.active_count() == 0 and self.backfill_queue.active_count() == 0:
                 return True
             if self.host is not None:
                 self.host.wake()

@@ -22,6 +22,13 @@ def local_queue() -> SqliteQueue:
     return queue
 
 
+def local_backfill_queue() -> SqliteQueue:
+    """The backfill's step queue, in the same file as the notice queue."""
+    settings = container().settings
+    local_queue()  # the same checks
+    return SqliteQueue(settings.sqlite_path, queue_name=settings.backfill_queue_name)
+
+
 def local_state_files() -> list[Path]:
     """The SQLite files of the local queue and state (what --reset-state deletes)."""
     settings = container().settings
@@ -31,6 +38,7 @@ def local_state_files() -> list[Path]:
         files.append(base)
     if settings.state_backend is StateBackend.SQLITE:
         files.append(base.with_suffix(".state.sqlite3"))
+        files.append(base.with_suffix(".backfill.sqlite3"))
     return [f.with_name(f.name + suffix) for f in files for suffix in ("", "-wal", "-shm")]
 
 

@@ -18,6 +18,9 @@ if TYPE_CHECKING:
     import requests
 
     from shared.adapters.table_state import TableStateStore
+    from shared.backfill.context import Context as BackfillContext
+    from shared.backfill.runner import Backfill
+    from shared.backfill.staging import StagingStore
     from shared.console.actions import ConsoleActions
     from shared.console.capture import WebhookBeat
     from shared.console.pause import PauseSwitch
@@ -141,6 +144,19 @@ class Container:
             ),
         )
 
+    @property
+    def backfill_queue(self) -> NoticeQueue:
+        """The backfill's own queue (BACKFILL_QUEUE_NAME): a message per step of the job."""
+        return self._once("backfill_queue", lambda: self._build_queue(self.settings.backfill_queue_name))
+
+    @property
+    def backfill(self) -> Backfill:
+        """The backfill job's runner in the function app (its staging beside the state store)."""
+        from shared.backfill.runner import Backfill
+
+        lease = self.settings.backfill_step_seconds + 60.0
+        return self._once("backfill", lambda: Backfill(self.backfill_context(), lease_seconds=lease))
+
     # --- the operator console -------------------------------------------------------------------
 
     @property
@@ -168,6 +184,7 @@ class Container:
 
     @property
     def status_reader(self) -> StatusReader:
+        from shared.backfill.status import console_progress
         from shared.console.progress import read_progress
         from shared.console.reader import StatusReader
 
@@ -179,7 +196,7 @@ class Container:
                 operations=self.operations,
                 queue=self.queue_inspector,
                 pause=self.pause,
-                progress=lambda: read_progress(self.state),
+                progress=lambda: console_progress(self.state) or read_progress(self.state),
                 marketo_daily_quota=s.marketo_daily_quota,
                 marketo_window_limit=s.marketo_max_calls_per_20s - s.marketo_flow_step_calls_per_20s,
             ),
@@ -230,20 +247,20 @@ class Container:
             fully_qualified_namespace=s.servicebus_namespace,
         )
 
-    def _build_queue(self) -> NoticeQueue:
+    def _build_queue(self, name: str | None = None) -> NoticeQueue:
         s = self.settings
         s.require_queue_connection()
         if s.queue_backend is QueueBackend.SQLITE:
             from shared.adapters.sqlite_queue import SqliteQueue
 
             return SqliteQueue(
-                s.sqlite_path, queue_name=s.queue_name, max_delivery_count=s.max_delivery_count
+                s.sqlite_path, queue_name=name or s.queue_name, max_delivery_count=s.max_delivery_count
             )
         from shared.adapters.servicebus_queue import ServiceBusQueue
 
         secret = s.servicebus_connection_string
         return ServiceBusQueue(
-            s.queue_name,
+            name or s.queue_name,
             connection_string=secret.get_secret_value() if secret else None,
             fully_qualified_namespace=s.servicebus_namespace,
         )
@@ -293,9 +310,59 @@ class Container:
 
     def _build_marketo(self) -> MarketoClient:
         s = self.settings
-        return make_marketo_client(
-            s, self.session, max_calls_per_20s=s.marketo_max_calls_per_20s - s.marketo_flow_step_calls_per_20s
+        share = (
+            s.marketo_max_calls_per_20s - s.marketo_flow_step_calls_per_20s - s.marketo_backfill_calls_per_20s
         )
+        return make_marketo_client(s, self.session, max_calls_per_20s=share)
+
+    def backfill_context(self, staging_for: Callable[[str], StagingStore] | None = None) -> BackfillContext:
+        """What the initial sync runs with: clients of its own, with its own share of each API
+        (MARKETO_BACKFILL_CALLS_PER_20S, DATAVERSE_BACKFILL_CONCURRENCY), so live changes keep
+        theirs; its staging beside the state store unless ``staging_for`` says otherwise."""
+        from shared.backfill.context import Context
+
+        s = self.settings
+        marketo = make_marketo_client(
+            s,
+            self.session,
+            max_calls_per_20s=s.marketo_backfill_calls_per_20s,
+            max_concurrency=min(2, s.marketo_max_concurrency),
+            timeout=120.0,
+            retry_budget_seconds=60.0,
+        )
+        dataverse = make_dataverse_client(
+            s,
+            self.session,
+            self.dataverse_tokens,
+            max_concurrency=s.dataverse_backfill_concurrency,
+            timeout=300.0,
+            retry_budget_seconds=120.0,
+        )
+        return Context(
+            marketo,
+            dataverse,
+            self.state,
+            staging_for or self.backfill_staging,
+            self.mapping,
+            queue=self.queue,
+            poll_seconds=s.backfill_poll_seconds,
+        )
+
+    def backfill_staging(self, job_id: str) -> StagingStore:
+        """The job's staging beside the state store: a SQLite file next to the local state, or a
+        table of the job's own in the state store's account (durable between steps, whichever
+        instance runs them)."""
+        s = self.settings
+        state = self.state
+        if s.state_backend is StateBackend.SQLITE:
+            from shared.adapters.sqlite_staging import SqliteStaging
+
+            return SqliteStaging(s.sqlite_path.with_suffix(".backfill.sqlite3"))
+        from shared.adapters.table_staging import TableStaging
+        from shared.adapters.table_state import TableStateStore
+
+        assert isinstance(state, TableStateStore)
+        return TableStaging(state.service(), f"{s.state_table_prefix}stg{job_id}")
 
     def app_started(self) -> None:
         """Called by every function: the first call of a process starts the start-up checks."""
@@ -329,17 +396,17 @@ class Container:
 def make_marketo_client(
     settings: Settings, session: requests.Session, *, max_calls_per_20s: int, **options: Any
 ) -> MarketoClient:
-    """A Marketo client for the settings; ``options``: timeouts and retry budgets."""
+    """A Marketo client for the settings; ``options``: timeouts, retry budgets, concurrency."""
     from shared.marketo.client import MarketoClient
 
     access = settings.marketo()
+    options.setdefault("max_concurrency", settings.marketo_max_concurrency)
     return MarketoClient(
         access.base_url,
         access.client_id,
         access.client_secret,
         session=session,
         max_calls_per_20s=max_calls_per_20s,
-        max_concurrency=settings.marketo_max_concurrency,
         **options,
     )
 
@@ -347,16 +414,11 @@ def make_marketo_client(
 def make_dataverse_client(
     settings: Settings, session: requests.Session, tokens: TokenProvider, **options: Any
 ) -> DataverseClient:
-    """A Dataverse client for the settings; ``options``: timeouts and retry budgets."""
+    """A Dataverse client for the settings; ``options``: timeouts, retry budgets, concurrency."""
     from shared.dataverse.client import DataverseClient
 
-    return DataverseClient(
-        settings.dataverse().api_url,
-        tokens,
-        session=session,
-        max_concurrency=settings.dataverse_max_concurrency,
-        **options,
-    )
+    options.setdefault("max_concurrency", settings.dataverse_max_concurrency)
+    return DataverseClient(settings.dataverse().api_url, tokens, session=session, **options)
 
 
 _container: Container | None = None

@@ -150,6 +150,11 @@ class Settings(BaseSettings):
     marketo_flow_step_calls_per_20s: int = Field(
         default=20, alias="MARKETO_FLOW_STEP_CALLS_PER_20S", ge=1, le=99
     )
+    # Of MARKETO_MAX_CALLS_PER_20S, the initial sync's share (mdsync backfill): bulk jobs take a
+    # few calls per 31-day window or 10 MB file, and live changes keep the rest.
+    marketo_backfill_calls_per_20s: int = Field(
+        default=10, alias="MARKETO_BACKFILL_CALLS_PER_20S", ge=1, le=98
+    )
 
     # --- Dataverse and Entra ID ------------------------------------------------------------
     dataverse_url: AnyHttpUrl | None = Field(default=None, alias="DATAVERSE_URL")
@@ -167,6 +172,11 @@ class Settings(BaseSettings):
         default=AnyHttpUrl("https://login.microsoftonline.com"), alias="DATAVERSE_AUTHORITY_HOST"
     )
     dataverse_max_concurrency: int = Field(default=16, alias="DATAVERSE_MAX_CONCURRENCY", ge=1, le=52)
+    # The initial sync's requests in flight: its share of Dataverse's execution time (20 minutes
+    # per 5 minutes per user), so the live sync's writes keep theirs.
+    dataverse_backfill_concurrency: int = Field(
+        default=2, alias="DATAVERSE_BACKFILL_CONCURRENCY", ge=1, le=52
+    )
 
     # Extra CA bundle trusted for the local simulators only; production keeps the system store.
     extra_ca_file: Path | None = Field(default=None, alias="MDSYNC_CA_FILE")
@@ -187,6 +197,14 @@ class Settings(BaseSettings):
     # After writing Marketo values, when to look whether Marketo took them if no echo (Change
     # Data Value, read by the poller) confirmed them by then: a few poll intervals.
     confirm_seconds: int = Field(default=180, alias="MDSYNC_CONFIRM_SECONDS", ge=0, le=86_400)
+
+    # --- The initial sync (mdsync backfill) in the function app -----------------------------------
+    # Its own queue: a message advances the job by one step and schedules the next.
+    backfill_queue_name: str = Field(default="mdsync-backfill", alias="BACKFILL_QUEUE_NAME", min_length=1)
+    # How often a running bulk job at Marketo is asked for its status.
+    backfill_poll_seconds: float = Field(default=30.0, alias="MDSYNC_BACKFILL_POLL_SECONDS", gt=0, le=600)
+    # How long one step works before it hands on to the next message (well inside the lock).
+    backfill_step_seconds: float = Field(default=120.0, alias="MDSYNC_BACKFILL_STEP_SECONDS", gt=0, le=240)
 
     # --- State store -----------------------------------------------------------------------
     state_backend: StateBackend = Field(default=StateBackend.TABLE, alias="MDSYNC_STATE_BACKEND")
@@ -287,8 +305,12 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _backends_have_connections(self) -> Settings:
-        if self.marketo_flow_step_calls_per_20s >= self.marketo_max_calls_per_20s:
-            raise ValueError("MARKETO_FLOW_STEP_CALLS_PER_20S must be smaller than MARKETO_MAX_CALLS_PER_20S")
+        shares = self.marketo_flow_step_calls_per_20s + self.marketo_backfill_calls_per_20s
+        if shares >= self.marketo_max_calls_per_20s:
+            raise ValueError(
+                "MARKETO_FLOW_STEP_CALLS_PER_20S + MARKETO_BACKFILL_CALLS_PER_20S must be smaller than "
+                "MARKETO_MAX_CALLS_PER_20S (the sync worker gets the rest)"
+            )
         if self.retry_max_seconds < self.retry_base_seconds:
             raise ValueError("MDSYNC_RETRY_MAX_SECONDS must not be smaller than MDSYNC_RETRY_BASE_SECONDS")
         return self

@@ -12,6 +12,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from shared.errors import ConflictError
 from shared.notices import FieldValue, Notice
 
 # --- queue ----------------------------------------------------------------------------------
@@ -67,9 +68,10 @@ class NoticeQueue(abc.ABC):
         """Make the notices visible at ``at`` (UTC), for delayed retries."""
 
     @abc.abstractmethod
-    def send_raw(self, messages: Sequence[RawMessage]) -> None:
+    def send_raw(self, messages: Sequence[RawMessage], *, at: datetime | None = None) -> None:
         """Queue bodies as they are, under the given ids (replay: a body this code may not be able
-        to read is still put back for a reader that can). Same guarantees as ``send``."""
+        to read is still put back for a reader that can; the backfill's steps, which are not
+        notices), visible at once or from ``at`` (UTC). Same guarantees as ``send``."""
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections."""
@@ -237,6 +239,24 @@ class StateStore(abc.ABC):
     @abc.abstractmethod
     def delete_link(self, link: Link) -> None:
         """Drop the link; succeeds when it is already gone."""
+
+    @abc.abstractmethod
+    def list_links(self, *, after: int = 0, limit: int = 1000) -> list[Link]:
+        """Up to ``limit`` links in Marketo-id order, of persons with an id above ``after``: a
+        page of all of them (the last id is the next page's ``after``). The backfill reads every
+        link this way, a page per request rather than a lookup per record."""
+
+    def put_links(self, links: Sequence[Link]) -> dict[int, ConflictError]:
+        """:meth:`put_link` for each link (in bulk where the adapter can); the links that were
+        not written, by Marketo id, with why (a stale etag, a record linked to another person).
+        The others are written."""
+        refused: dict[int, ConflictError] = {}
+        for link in links:
+            try:
+                self.put_link(link)
+            except ConflictError as exc:
+                refused[link.marketo_id] = exc
+        return refused
 
     # shadows
     @abc.abstractmethod

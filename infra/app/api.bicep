@@ -24,6 +24,7 @@ param stateTableEndpoint string
 param applicationInsightsName string
 param serviceBusFullyQualifiedNamespace string
 param serviceBusQueueName string
+param backfillQueueName string
 
 @minValue(1)
 param maxDeliveryCount int
@@ -90,6 +91,7 @@ var baseSettings = [
   { name: 'DYNAMICS_SYNC_USER_IDS', value: dynamicsSyncUserIds }
   { name: 'MDSYNC_QUEUE_BACKEND', value: 'servicebus' }
   { name: 'SERVICEBUS_QUEUE_NAME', value: serviceBusQueueName }
+  { name: 'BACKFILL_QUEUE_NAME', value: backfillQueueName }
   { name: 'ServiceBusConnection__fullyQualifiedNamespace', value: serviceBusFullyQualifiedNamespace }
   { name: 'ServiceBusConnection__credential', value: 'managedidentity' }
   { name: 'ServiceBusConnection__clientId', value: identityClientId }

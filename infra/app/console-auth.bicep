@@ -11,10 +11,11 @@ param siteName string
 @description('Application (client) id of the console\'s app registration.')
 param clientId string
 
-@description('Paths App Service authentication lets through unauthenticated: the webhook routes.')
+@description('Paths App Service authentication lets through unauthenticated: the webhook routes, and the initial sync\'s admin call (master key).')
 param webhookPaths array = [
   '/api/dynamics/webhook'
   '/api/marketo/sync-person'
+  '/api/backfill'
 ]
 
 resource site 'Microsoft.Web/sites@2024-04-01' existing = {

@@ -51,7 +51,12 @@ from simulators.stack import StackConfig
 CAPACITY_LEVELS = (10_000, 50_000, 100_000, 1_000_000, 3_000_000)
 # A Marketo instance whose rate is mdsync's alone: the bursts run once more with these settings,
 # the sync's client then allowed 95 of Marketo's 100 calls per 20 s (5 left for the flow step).
-WHOLE_API = {"MARKETO_MAX_CALLS_PER_20S": "100", "MARKETO_FLOW_STEP_CALLS_PER_20S": "5"}
+# The live sync with (almost) the whole API: no backfill runs in the bench's live workloads.
+WHOLE_API = {
+    "MARKETO_MAX_CALLS_PER_20S": "100",
+    "MARKETO_FLOW_STEP_CALLS_PER_20S": "5",
+    "MARKETO_BACKFILL_CALLS_PER_20S": "1",
+}
 WHOLE_API_SUFFIX = "_whole_api"
 # The harness reads deletions on every poll it triggers; the bench polls as shipped.
 SHIPPED_POLL = {

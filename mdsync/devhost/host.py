@@ -75,7 +75,7 @@ class DevHost:
     defaults to ``host.json``'s ``extensions.http.routePrefix``, else ``api``. Service Bus
     functions whose ``queueName`` equals ``queue_name`` (default: the queue's own ``queue_name``
     attribute, else the ``SERVICEBUS_QUEUE_NAME`` setting, else ``mdsync-notices``) are fed from
-    ``queue``.
+    ``queue``; those of the other queues in ``extra_queues`` (by name) from those.
     """
 
     def __init__(
@@ -97,6 +97,7 @@ class DevHost:
         queue_lock_seconds: float = DEFAULT_LOCK_SECONDS,
         sign_in: LocalSignIn | None = None,
         max_body_bytes: int = MAX_BODY_BYTES,
+        extra_queues: Mapping[str, LocalQueue] | None = None,
     ) -> None:
         self._pumps: list[QueuePump] = []
         values = dict(
@@ -140,7 +141,8 @@ class DevHost:
                 for spec in self.functions
                 if isinstance(spec.trigger, TimerTrigger)
             }
-            self._pumps = self._make_pumps(queue, queue_idle_wait, queue_lock_seconds)
+            queues = {self.queue_name: queue, **(extra_queues or {})}
+            self._pumps = self._make_pumps(queues, queue_idle_wait, queue_lock_seconds)
         except BaseException:
             self._exported.restore()
             raise
@@ -184,18 +186,29 @@ class DevHost:
         host._exported.exported.update(exported.exported)  # stop() restores these too
         return host
 
-    def _make_pumps(self, queue: LocalQueue | None, idle_wait: float, lock_seconds: float) -> list[QueuePump]:
+    def _make_pumps(
+        self, queues: Mapping[str, LocalQueue | None], idle_wait: float, lock_seconds: float
+    ) -> list[QueuePump]:
+        return [
+            pump
+            for name, queue in queues.items()
+            for pump in self._pumps_for(name, queue, idle_wait, lock_seconds)
+        ]
+
+    def _pumps_for(
+        self, name: str, queue: LocalQueue | None, idle_wait: float, lock_seconds: float
+    ) -> list[QueuePump]:
         fed = [
             spec
             for spec in self.functions
-            if isinstance(spec.trigger, ServiceBusTrigger) and spec.trigger.queue_name == self.queue_name
+            if isinstance(spec.trigger, ServiceBusTrigger) and spec.trigger.queue_name == name
         ]
         if not fed:
             return []
         if queue is None:
             names = [s.name for s in fed]
             raise ConfigurationError(
-                f"functions {names} listen on queue '{self.queue_name}' but no local queue was given"
+                f"functions {names} listen on queue '{name}' but no local queue was given"
             )
         return [
             QueuePump(

@@ -141,8 +141,12 @@ class ServiceBusQueue(NoticeQueue):
     def send(self, notices: Sequence[Notice]) -> None:
         self._send([(n.dedup_id, to_message(n)) for n in notices])
 
-    def send_raw(self, messages: Sequence[RawMessage]) -> None:
-        self._send([(m.message_id, raw_message(m)) for m in messages])
+    def send_raw(self, messages: Sequence[RawMessage], *, at: datetime | None = None) -> None:
+        outgoing = [(m.message_id, raw_message(m)) for m in messages]
+        if at is None:
+            self._send(outgoing)
+        else:
+            self._schedule(outgoing, at)
 
     def _send(self, messages: Sequence[tuple[str, ServiceBusMessage]]) -> None:
         if not messages:
@@ -154,16 +158,19 @@ class ServiceBusQueue(NoticeQueue):
         logger.debug("queue %s: sent %d message(s)", self.queue_name, len(messages))
 
     def schedule(self, notices: Sequence[Notice], at: datetime) -> None:
-        if not notices:
+        self._schedule([(n.dedup_id, to_message(n)) for n in notices], at)
+
+    def _schedule(self, outgoing: Sequence[tuple[str, ServiceBusMessage]], at: datetime) -> None:
+        if not outgoing:
             return
         if at.tzinfo is None:
             at = at.replace(tzinfo=UTC)
         with self._lock, self._errors():
             sender = self._get_sender()
             # One management request per batch-sized group, so no request exceeds the link's size.
-            for _, messages in self._batches(sender, [(n.dedup_id, to_message(n)) for n in notices]):
+            for _, messages in self._batches(sender, outgoing):
                 sender.schedule_messages(messages, at)
-        logger.debug("queue %s: scheduled %d notice(s)", self.queue_name, len(notices))
+        logger.debug("queue %s: scheduled %d message(s)", self.queue_name, len(outgoing))
 
     def probe(self) -> None:
         """Open the sender's link (connect and authenticate) without sending: `mdsync doctor`."""

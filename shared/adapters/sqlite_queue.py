@@ -117,8 +117,10 @@ class SqliteQueue(LocalQueue, QueueInspector):
             at = at.replace(tzinfo=UTC)
         self._enqueue(_raw(notices), at=at.timestamp())
 
-    def send_raw(self, messages: Sequence[RawMessage]) -> None:
-        self._enqueue(messages, at=None)
+    def send_raw(self, messages: Sequence[RawMessage], *, at: datetime | None = None) -> None:
+        if at is not None and at.tzinfo is None:
+            at = at.replace(tzinfo=UTC)
+        self._enqueue(messages, at=at.timestamp() if at is not None else None)
 
     def _enqueue(self, messages: Sequence[RawMessage], *, at: float | None) -> None:
         if not messages:

@@ -174,36 +174,58 @@ class SqliteStateStore(StateStore):
                         found[asked] = Link(*fields)
         return found
 
+    def list_links(self, *, after: int = 0, limit: int = 1000) -> list[Link]:
+        with self._db.read() as conn:
+            rows = conn.execute(
+                "SELECT marketo_id, entity, dynamics_id, etag FROM state_links WHERE marketo_id > ?"
+                " ORDER BY marketo_id LIMIT ?",
+                (after, limit),
+            ).fetchall()
+        return [Link(*row) for row in rows]
+
     def put_link(self, link: Link) -> Link:
+        with self._db.write() as conn:
+            return self._put_link(conn, link)
+
+    def put_links(self, links: Sequence[Link]) -> dict[int, ConflictError]:
+        refused: dict[int, ConflictError] = {}
+        with self._db.write() as conn:
+            for link in links:
+                try:
+                    self._put_link(conn, link)
+                except ConflictError as exc:
+                    refused[link.marketo_id] = exc
+        return refused
+
+    def _put_link(self, conn: sqlite3.Connection, link: Link) -> Link:
         new = _new_etag()
         key = dynamics_key(link.dynamics_id)
-        with self._db.write() as conn:
-            current = conn.execute(
-                "SELECT etag FROM state_links WHERE marketo_id = ?", (link.marketo_id,)
-            ).fetchone()
-            if link.etag and (current is None or current[0] != link.etag):
-                raise ConflictError(
-                    f"the link of person {link.marketo_id} changed since it was read",
-                    service=SERVICE,
-                    code="UpdateConditionNotSatisfied",
-                )
-            owner = conn.execute(
-                "SELECT marketo_id FROM state_links WHERE entity = ? AND dynamics_key = ?",
-                (link.entity, key),
-            ).fetchone()
-            if owner is not None and owner[0] != link.marketo_id:
-                raise ConflictError(
-                    f"{link.entity} {link.dynamics_id} is already linked to person {owner[0]}",
-                    service=SERVICE,
-                    code="DynamicsRecordAlreadyLinked",
-                )
-            conn.execute(
-                "INSERT INTO state_links (marketo_id, entity, dynamics_id, dynamics_key, etag)"
-                " VALUES (?, ?, ?, ?, ?) ON CONFLICT (marketo_id) DO UPDATE SET"
-                " entity = excluded.entity, dynamics_id = excluded.dynamics_id,"
-                " dynamics_key = excluded.dynamics_key, etag = excluded.etag",
-                (link.marketo_id, link.entity, link.dynamics_id, key, new),
+        current = conn.execute(
+            "SELECT etag FROM state_links WHERE marketo_id = ?", (link.marketo_id,)
+        ).fetchone()
+        if link.etag and (current is None or current[0] != link.etag):
+            raise ConflictError(
+                f"the link of person {link.marketo_id} changed since it was read",
+                service=SERVICE,
+                code="UpdateConditionNotSatisfied",
             )
+        owner = conn.execute(
+            "SELECT marketo_id FROM state_links WHERE entity = ? AND dynamics_key = ?",
+            (link.entity, key),
+        ).fetchone()
+        if owner is not None and owner[0] != link.marketo_id:
+            raise ConflictError(
+                f"{link.entity} {link.dynamics_id} is already linked to person {owner[0]}",
+                service=SERVICE,
+                code="DynamicsRecordAlreadyLinked",
+            )
+        conn.execute(
+            "INSERT INTO state_links (marketo_id, entity, dynamics_id, dynamics_key, etag)"
+            " VALUES (?, ?, ?, ?, ?) ON CONFLICT (marketo_id) DO UPDATE SET"
+            " entity = excluded.entity, dynamics_id = excluded.dynamics_id,"
+            " dynamics_key = excluded.dynamics_key, etag = excluded.etag",
+            (link.marketo_id, link.entity, link.dynamics_id, key, new),
+        )
         return Link(link.marketo_id, link.entity, link.dynamics_id, etag=new)
 
     def delete_link(self, link: Link) -> None:

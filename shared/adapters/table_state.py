@@ -188,6 +188,12 @@ class TableStateStore(StateStore):
                 )
         return self._service
 
+    def service(self) -> TableServiceClient:
+        """The account's table service, for another store in the same account (the backfill's
+        staging); closed with this store."""
+        with self._lock, self._errors():
+            return self._service_client()
+
     def _table(self, kind: str) -> TableClient:
         with self._lock:
             table = self._tables.get(kind)
@@ -317,6 +323,25 @@ class TableStateStore(StateStore):
             if link.entity == entity and key in asked:
                 found.update(dict.fromkeys(asked[key], link))
         return found
+
+    def list_links(self, *, after: int = 0, limit: int = 1000) -> list[Link]:
+        # Person rows sort by Marketo id: their partitions are id ranges and their RowKeys the
+        # zero-padded id, so "RowKey above the last id" holds in every later partition too.
+        first, row = self._m_key(after)
+        query = "PartitionKey ge @first and PartitionKey lt @end and RowKey gt @row"
+        rows = self._query("links", query, {"first": first, "end": "n", "row": row}, limit)
+        return [self._link_of(entity) for entity in rows]
+
+    def put_links(self, links: Sequence[Link]) -> dict[int, ConflictError]:
+        def put(link: Link) -> ConflictError | None:
+            try:
+                self.put_link(link)
+            except ConflictError as exc:
+                return exc
+            return None
+
+        outcomes = self._parallel([partial(put, link) for link in links])
+        return {link.marketo_id: outcome for link, outcome in zip(links, outcomes, strict=True) if outcome}
 
     def put_link(self, link: Link) -> Link:
         key = dynamics_key(link.dynamics_id)

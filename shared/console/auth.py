@@ -42,8 +42,9 @@ CSRF_FIELD = "csrf"
 CSRF_HEADER = "x-csrf-token"
 # Routes that callers without an Entra ID token use (each checks its own key and secret): App
 # Service authentication must let them through (authsettingsV2 excludedPaths in the Bicep, and
-# the local host's sign-in; tests keep the three lists equal).
-WEBHOOK_PATHS = ("/api/dynamics/webhook", "/api/marketo/sync-person")
+# the local host's sign-in; tests keep the three lists equal). /api/backfill is an
+# administrator's call with the master key (the Functions host checks it), from a shell.
+WEBHOOK_PATHS = ("/api/dynamics/webhook", "/api/marketo/sync-person", "/api/backfill")
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ give iterators, so memory stays bounded whatever the table's size.
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 import uuid
@@ -240,6 +241,17 @@ class DataverseClient:
                 return
             # The link is followed as given (never re-encoded), with the same preferences.
             data = self._get_json(next_link, None, headers)
+
+    def estimated_counts(self, logical_names: Sequence[str]) -> dict[str, int]:
+        """Rows per table from Dataverse's last snapshot (RetrieveTotalRecordCount, taken within
+        the last 24 hours): one request, an estimate (for an ETA, never for a decision)."""
+        names = json.dumps(list(logical_names))
+        data = self._get_json("RetrieveTotalRecordCount(EntityNames=@p1)", {"@p1": names})
+        collection = data.get("EntityRecordCountCollection") or {}
+        return {
+            str(k): int(v)
+            for k, v in zip(collection.get("Keys", []), collection.get("Values", []), strict=False)
+        }
 
     def get(self, entity_set: str, key: Key, *, select: Sequence[str]) -> dict[str, Any]:
         """One row by id or alternate key; NotFoundError when there is none."""

@@ -82,6 +82,37 @@ def adopt(
     return pair
 
 
+def new_person(
+    planner: Planner, mapping: FieldMapping, who: Link, row: Row
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The fields of a new person for the Dynamics record ``row`` (``who``: its entity and id),
+    and their canonical values (the first shadow). A value Marketo could not take as it is (an
+    option the value map does not name, money in another currency) is left out; the next change
+    of the record reports it. The worker and the backfill create persons with this one rule."""
+    entity = planner.entity(who.entity)
+    values = initial_values(entity, row, Side.DYNAMICS)
+    record: dict[str, Any] = {}
+    for field in entity.fields:
+        if field.marketo not in values:
+            continue
+        try:
+            value = to_marketo(field, values[field.marketo])
+        except UnmappedOptionError:
+            del values[field.marketo]
+            continue
+        if field.type is FieldType.MONEY and value is not None and _foreign_currency(planner, row, field):
+            del values[field.marketo]
+            continue
+        record[field.marketo] = value
+    record.update(link_fields(mapping, Link(0, who.entity, who.dynamics_id), {}))
+    return record, values
+
+
+def _foreign_currency(planner: Planner, row: Row, field: FieldMap) -> bool:
+    currency = str(row.get("_transactioncurrencyid_value") or "").lower()
+    return bool(currency) and planner.rows.currencies().get(currency) != field.currency
+
+
 Adoption = tuple[Orphan, Row, str]
 
 
@@ -310,31 +341,8 @@ class OrphanLinker:
                 batch.park(orphan.notices, str(error), orphan.who)
 
     def _person_record(self, orphan: Orphan) -> tuple[dict[str, Any], dict[str, Any]]:
-        """The new person's fields: a value Marketo could not take as it is (an option the
-        value map does not name, money in another currency) is left out; the next change of
-        the record reports it."""
         assert orphan.row is not None
-        entity = self.planner.entity(orphan.entity)
-        values = initial_values(entity, orphan.row, Side.DYNAMICS)
-        record: dict[str, Any] = {}
-        for field in entity.fields:
-            if field.marketo not in values:
-                continue
-            try:
-                value = to_marketo(field, values[field.marketo])
-            except UnmappedOptionError:
-                del values[field.marketo]
-                continue
-            if field.type is FieldType.MONEY and value is not None and self._foreign_currency(orphan, field):
-                del values[field.marketo]
-                continue
-            record[field.marketo] = value
-        record.update(link_fields(self.mapping, Link(0, orphan.entity, orphan.record_id), {}))
-        return record, values
-
-    def _foreign_currency(self, orphan: Orphan, field: FieldMap) -> bool:
-        currency = str((orphan.row or {}).get("_transactioncurrencyid_value") or "").lower()
-        return bool(currency) and self.rows.currencies().get(currency) != field.currency
+        return new_person(self.planner, self.mapping, Link(0, orphan.entity, orphan.record_id), orphan.row)
 
     def _created(
         self, batch: Batch, orphan: Orphan, marketo_id: int, values: dict[str, Any], journal: Journal

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from typing import Any
 
@@ -89,12 +90,43 @@ class WebApi:
                     **self.who_am_i(req.caller.user_id),
                 },
             )
+        if head.startswith(("RetrieveTotalRecordCount(", f"{NS}RetrieveTotalRecordCount(")):
+            return self._record_counts(head, req)
         name, key_text = split_name_and_key(head)
         table = self.engine.table_by_set(name)
         rest = segments[1:]
         if key_text is None:
             return self._collection(table, rest, req)
         return self._single(table, parse_key(key_text), rest, req)
+
+    def _record_counts(self, head: str, req: ApiRequest) -> ApiResponse:
+        """RetrieveTotalRecordCount(EntityNames=@p1)?@p1=["lead","contact"]: row counts per
+        table. Dataverse answers from a snapshot taken in the last 24 hours; the simulator counts
+        now (an estimate either way: the backfill uses it for its ETA only)."""
+        if req.method != "GET":
+            raise _method_not_allowed(req)
+        argument = head.split("(", 1)[1].rstrip(")")
+        name, _, value = argument.partition("=")
+        if name.strip() != "EntityNames" or not value:
+            raise odata_error("RetrieveTotalRecordCount takes one parameter, EntityNames")
+        text = req.query.get(value, "") if value.startswith("@") else value
+        try:
+            names = json.loads(text.replace("'", '"'))
+        except ValueError:
+            raise odata_error(f"EntityNames is not a list of table names: {text!r}") from None
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+            raise odata_error("EntityNames must be a list of table logical names")
+        counts = []
+        with self.engine.store.lock:
+            for logical in names:
+                if logical not in self.engine.tables:
+                    raise odata_error(
+                        f"The entity with a name = '{logical}' was not found in the MetadataCache."
+                    )
+                counts.append(len(self.engine.store.rows[logical]))
+        collection = {"Count": len(names), "IsReadOnly": False, "Keys": names, "Values": counts}
+        context = f"{req.service_root}/$metadata#{NS}RetrieveTotalRecordCountResponse"
+        return ApiResponse.json(200, {"@odata.context": context, "EntityRecordCountCollection": collection})
 
     def _service_document(self, req: ApiRequest) -> ApiResponse:
         value = [

@@ -210,6 +210,61 @@ def test_two_persons_racing_for_one_dynamics_record_one_wins(make_store: StoreFa
     assert stores[0].get_links_by_marketo([100, 101, 102, 103]) == {winner.marketo_id: winner}
 
 
+def test_every_link_is_listed_page_by_page_in_marketo_id_order(store: StateStore) -> None:
+    # Across several 1,000-id partitions, with gaps, stored out of order.
+    linked = sorted({n * 37 + (n // 20) * 1000 for n in range(1, 90)}, reverse=True)
+    for marketo_id in linked:
+        store.put_link(Link(marketo_id, "contact" if marketo_id % 2 else "lead", f"guid-{marketo_id}"))
+    listed: list[Link] = []
+    after = 0
+    while True:
+        page = store.list_links(after=after, limit=25)
+        listed += page
+        if len(page) < 25:
+            break
+        after = page[-1].marketo_id
+    assert [link.marketo_id for link in listed] == sorted(linked)
+    assert all(link.dynamics_id == f"guid-{link.marketo_id}" for link in listed)
+    assert store.list_links(after=max(linked)) == []
+
+
+def test_links_stored_in_bulk_report_each_one_refused(store: StateStore) -> None:
+    store.put_link(Link(1, "lead", GUID_A))
+    refused = store.put_links(
+        [Link(2, "lead", "guid-2"), Link(3, "lead", GUID_A.upper()), Link(4, "contact", "guid-4")]
+    )
+    assert set(refused) == {3}
+    assert isinstance(refused[3], ConflictError)
+    assert set(store.get_links_by_marketo([1, 2, 3, 4])) == {1, 2, 4}
+    assert store.put_links([Link(2, "lead", "guid-2")]) == {}  # the same link again: fine
+
+
+def test_the_backfill_job_lives_in_the_store_and_is_written_over_its_last_version(
+    make_store: StoreFactory,
+) -> None:
+    from shared.backfill.job import JobState, JobStore, Options, Phase
+
+    first, second = JobStore(make_store()), JobStore(make_store())
+    assert first.load() is None
+    job = JobState.new(Options(dry_run=True))
+    job.enter(Phase.DYNAMICS, total=10)
+    job.advance(4)
+    job.count("records_read", 4)
+    etag = first.save(job, None)
+    loaded, loaded_etag = second.load() or (None, "")
+    assert loaded is not None
+    assert loaded.id == job.id
+    assert loaded.progress[Phase.DYNAMICS].done == 4
+    assert loaded.counts == {"records_read": 4}
+    loaded.advance(6)
+    second.save(loaded, loaded_etag)
+    with pytest.raises(ConflictError):  # the first runner's view is stale now
+        first.save(job, etag)
+    replaced = JobState.new(Options())
+    first.replace(replaced)
+    assert (first.load() or (None, ""))[0] == replaced
+
+
 # --- shadows ------------------------------------------------------------------------------------
 
 VALUES: dict[str, FieldValue] = {

@@ -31,6 +31,9 @@ FUNCTIONS = {
     "dynamics_sweep",
     "sync_worker",
     "sync_person_to_microsoft",
+    "backfill_start",
+    "backfill_status",
+    "backfill_step",
     "console",
     "console_metrics",
 }

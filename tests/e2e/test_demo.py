@@ -11,6 +11,8 @@ ROWS = [
     "setup --dry-run lists the steps",
     "dynamics setup creates them",
     "doctor finds everything in place",
+    "backfill preview writes nothing",
+    "backfill links what already exists",
     "new Dynamics lead → Marketo person",
     "Dynamics edit → Marketo (webhook)",
     "Marketo edit → Dynamics (poll)",

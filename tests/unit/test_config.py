@@ -106,7 +106,8 @@ def test_service_urls_must_be_https_except_on_this_machine(env: pytest.MonkeyPat
     [
         (
             {"MARKETO_MAX_CALLS_PER_20S": "20", "MARKETO_FLOW_STEP_CALLS_PER_20S": "20"},
-            "MARKETO_FLOW_STEP_CALLS_PER_20S must be smaller than MARKETO_MAX_CALLS_PER_20S",
+            "MARKETO_FLOW_STEP_CALLS_PER_20S \\+ MARKETO_BACKFILL_CALLS_PER_20S must be smaller than "
+            "MARKETO_MAX_CALLS_PER_20S",
         ),
         (
             {"MDSYNC_RETRY_BASE_SECONDS": "60", "MDSYNC_RETRY_MAX_SECONDS": "30"},

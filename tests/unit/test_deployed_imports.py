@@ -46,7 +46,15 @@ def test_function_app_imports_no_local_tooling_or_heavy_library() -> None:
     assert offenders == []
     # Telemetry's exporter loads only when Application Insights is configured, on first use;
     # the Python worker's own package is a development tool.
-    lazy = ("azure.monitor", "opentelemetry.sdk", "azure.identity", "azure_functions_runtime")
+    # The backfill's job and runner load with its first call or step.
+    lazy = (
+        "azure.monitor",
+        "opentelemetry.sdk",
+        "azure.identity",
+        "azure_functions_runtime",
+        "shared.backfill.job",
+        "shared.backfill.runner",
+    )
     assert sorted(m for m in modules if m.startswith(lazy)) == []
 
 
@@ -74,6 +82,9 @@ def test_every_function_is_registered_with_its_trigger() -> None:
         "dynamics_sweep": ["timerTrigger", "%DYNAMICS_SWEEP_SCHEDULE%", "-", "-"],
         "sync_worker": ["serviceBusTrigger", "%SERVICEBUS_QUEUE_NAME%", "-", "MANY"],
         "sync_person_to_microsoft": ["httpTrigger", "marketo/sync-person", "FUNCTION", "-"],
+        "backfill_start": ["httpTrigger", "backfill", "ADMIN", "-"],
+        "backfill_status": ["httpTrigger", "backfill", "ADMIN", "-"],
+        "backfill_step": ["serviceBusTrigger", "%BACKFILL_QUEUE_NAME%", "-", "-"],
         # Anonymous for the Functions host: App Service authentication and the operator role
         # guard it (shared/console/auth.py), so no key ever travels in its URLs.
         "console": ["httpTrigger", "console/{*path}", "ANONYMOUS", "-"],

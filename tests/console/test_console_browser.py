@@ -186,6 +186,7 @@ def test_pause_replay_and_resync_from_the_page(
     system.until(
         lambda: (system.dataverse_admin.row("lead", scene.ana_lead) or {}).get("jobtitle") == BAD_TITLE,
     )
+    system.wait_idle()  # the batch's figures (the error closed) are recorded after its writes
     page.goto(f"{host.url}/api/console/errors")
     expect(page.locator("tr[data-error^='refused|lead']")).to_have_count(0)
 

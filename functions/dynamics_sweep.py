@@ -9,7 +9,6 @@ import azure.functions as func
 from functions._faults import log_fault
 from shared import telemetry
 from shared.bootstrap import container
-from shared.capture.dynamics_sweep import DynamicsSweep
 from shared.console import capture as console_capture
 from shared.errors import ConfigurationError, TransientError
 
@@ -31,17 +30,10 @@ def dynamics_sweep(timer: func.TimerRequest) -> None:
 def _run() -> None:
     deps = container()
     deps.app_started()
-    sweep = DynamicsSweep(
-        deps.dataverse,
-        deps.state,
-        deps.queue,
-        deps.mapping,
-        sync_user_ids=deps.settings.dynamics_sync_user_ids,
-    )
     calls = deps.dataverse.calls.total
     try:
         deps.verify_instance()
-        result = sweep.run()
+        result = deps.dynamics_sweep.run()
         telemetry.notices_received.add(result.notices, {"source": "dynamics", "via": "sweep"})
         if not result.skipped:
             console_capture.after_run(

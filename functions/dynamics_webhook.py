@@ -18,9 +18,8 @@ import logging
 import azure.functions as func
 
 from functions._faults import misconfigured
-from functions._http import error, is_json, json_response
+from functions._http import error, is_json, json_response, secret_matches
 from shared import telemetry
-from shared.auth import secret_matches
 from shared.bootstrap import container
 from shared.capture.dataverse_context import Ignored, parse_context
 from shared.errors import BadRequestError, ConfigurationError, MdsyncError, TransientError

@@ -19,8 +19,7 @@ from urllib.parse import parse_qs
 import azure.functions as func
 
 from functions._faults import misconfigured
-from functions._http import error, is_json, json_response
-from shared.auth import secret_matches
+from functions._http import error, is_json, json_response, secret_matches
 from shared.bootstrap import container
 from shared.errors import BadRequestError, ConfigurationError, PermanentError, TransientError
 from shared.flow_step import PersonNotFound

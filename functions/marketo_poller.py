@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
 
 import azure.functions as func
 
 from functions._faults import log_fault
 from shared import telemetry
 from shared.bootstrap import container
-from shared.capture.marketo_poll import MarketoPoller
 from shared.console import capture as console_capture
 from shared.errors import ConfigurationError, TransientError
 
@@ -33,19 +31,10 @@ def marketo_poller(timer: func.TimerRequest) -> None:
 def _run() -> None:
     deps = container()
     deps.app_started()
-    poller = MarketoPoller(
-        deps.marketo,
-        deps.state,
-        deps.queue,
-        deps.mapping,
-        max_pages=deps.settings.marketo_poll_max_pages,
-        start_at=deps.settings.marketo_poll_start,
-        deletes_every=timedelta(seconds=deps.settings.marketo_deletes_poll_seconds),
-    )
     calls = deps.marketo.calls.total
     try:
         deps.verify_instance()
-        result = poller.run()
+        result = deps.marketo_poller.run()
         telemetry.notices_received.add(result.notices, {"source": "marketo", "via": "poll"})
         if not result.skipped:
             console_capture.after_run(

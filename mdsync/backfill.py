@@ -18,7 +18,6 @@ from rich.markup import escape
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from shared.adapters.sqlite_staging import SqliteStaging
 from shared.backfill.job import ORDER, Ambiguity, JobState, Mode, Options, Phase, Status
 from shared.backfill.runner import Backfill
 from shared.backfill.status import progress_of
@@ -108,14 +107,12 @@ def options_from(args: Any) -> Options:
 def run_backfill(args: Any, console: Console) -> int:
     deps = container()
     deps.verify_instance()
-    staging_for = None
-    if args.staging:
-        path = Path(args.staging)
-        staging_for = lambda job_id: SqliteStaging(path)  # noqa: E731 - one line reads best
-    ctx = deps.backfill_context(staging_for)
     # Named after this machine and the staging it uses: run again after a kill, it takes its
     # job back at once (another machine waits for the lease to run out).
-    backfill = Backfill(ctx, owner=f"cli:{socket.gethostname()}:{args.staging or 'default'}")
+    backfill = deps.backfill_command(
+        owner=f"cli:{socket.gethostname()}:{args.staging or 'default'}",
+        staging=Path(args.staging) if args.staging else None,
+    )
     try:
         if args.status:
             return _print_status(backfill, console)
@@ -134,7 +131,7 @@ def run_backfill(args: Any, console: Console) -> int:
             print_results(job, console)
         return 0
     finally:
-        ctx.close()
+        backfill.ctx.close()
 
 
 def _job_to_run(backfill: Backfill, options: Options, restart: bool, console: Console) -> JobState:

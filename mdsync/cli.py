@@ -111,7 +111,6 @@ def webhook_url(text: str) -> str:
 
 def cmd_doctor(args: argparse.Namespace) -> int:
     from shared.bootstrap import container
-    from shared.doctor import Doctor
 
     try:
         deps = container()
@@ -119,7 +118,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
         fix = ", ".join(exc.settings)
         console.print(f"[red]FAIL[/red] settings: {escape(exc.line)} -> fix: {escape(fix)}", soft_wrap=True)
         return 1
-    doctor = Doctor(deps, webhook_name=args.webhook_name)
+    doctor = deps.doctor(webhook_name=args.webhook_name)
     if args.rebind_state:
         bound = doctor.rebind_state()
         console.print(f"the state store now belongs to {bound.describe()}", soft_wrap=True)
@@ -200,9 +199,8 @@ def cmd_webhook_steps(args: argparse.Namespace) -> int:
 
 def cmd_fields_check(args: argparse.Namespace) -> int:
     from shared.bootstrap import container
-    from shared.field_check import check_mapping
+    from shared.doctor import mapping_problems
     from shared.mapping import load_mapping
-    from shared.sync.reads import DynamicsReader
 
     try:
         mapping = load_mapping(Path(args.mapping)) if args.mapping else container().mapping
@@ -211,10 +209,7 @@ def cmd_fields_check(args: argparse.Namespace) -> int:
         console.print(f"[red]error[/red] {escape(str(exc))}", soft_wrap=True)
         return 1
     deps = container()
-    marketo_fields = deps.marketo.describe_leads()
-    columns = {e: deps.dataverse.entity_metadata(e).attributes for e in ("lead", "contact")}
-    currencies = DynamicsReader(deps.dataverse, mapping).currency_codes()
-    problems = check_mapping(mapping, marketo_fields, columns, currencies)
+    problems = mapping_problems(mapping, deps.marketo, deps.dataverse)
     errors = [p for p in problems if p.severity == "error"]
     for problem in problems:
         label = "[red]error[/red]" if problem.severity == "error" else "[yellow]warning[/yellow]"

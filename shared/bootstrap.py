@@ -1,4 +1,17 @@
-"""Wiring, once per process: settings -> mapping, queue, state store, Marketo and Dataverse clients.
+"""The composition root: every client, store and use case, built here and nowhere else.
+
+Every trigger in ``functions/`` and every ``mdsync`` command asks the process's
+:class:`Container` for what it runs (``container().worker``, ``.marketo_poller``,
+``.dynamics_sweep``, ``.flow_step``, ``.doctor()``, ``.queue``, ...) and builds nothing itself.
+Each call path gets clients with its own budget (docs/retries.md):
+
+* the background (worker, poller, sweep, CLI commands): :data:`BACKGROUND`;
+* the flow step: its own short-budget clients (:class:`~shared.flow_step.TimeBudget`), since
+  Marketo abandons the webhook after 30 s; its Marketo client has the share of the rate reserved
+  for it, the background's client the rest;
+* ``mdsync doctor`` and the start-up checks: :data:`DIAGNOSTIC`, one attempt per request;
+* the initial sync (``mdsync backfill``, ``/api/backfill``): :data:`BACKFILL_MARKETO` and
+  :data:`BACKFILL_DATAVERSE`, with its own share of each API.
 
 Nothing here runs at import time (import time is cold-start time in Azure Functions): the
 container is built on the first invocation, and each dependency on first use. Adapter modules
@@ -9,7 +22,10 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, TypeVar
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, TypeVar
 
 from shared.config import QueueBackend, Settings, StateBackend, get_settings
 from shared.mapping import FieldMapping, load_mapping
@@ -21,13 +37,16 @@ if TYPE_CHECKING:
     from shared.backfill.context import Context as BackfillContext
     from shared.backfill.runner import Backfill
     from shared.backfill.staging import StagingStore
+    from shared.capture.dynamics_sweep import DynamicsSweep
+    from shared.capture.marketo_poll import MarketoPoller
     from shared.console.actions import ConsoleActions
     from shared.console.capture import WebhookBeat
     from shared.console.pause import PauseSwitch
     from shared.console.reader import StatusReader
-    from shared.dataverse.auth import TokenProvider
+    from shared.dataverse.auth import CredentialTokens
     from shared.dataverse.client import DataverseClient
-    from shared.flow_step import SyncPersonToMicrosoft
+    from shared.doctor import Doctor
+    from shared.flow_step import SyncPersonToMicrosoft, TimeBudget
     from shared.marketo.client import MarketoClient
     from shared.ports import (
         GivenUpStore,
@@ -41,6 +60,25 @@ if TYPE_CHECKING:
     from shared.sync.worker import SyncWorker
 
 T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class CallBudget:
+    """One call path's budget: seconds per attempt, and for the retries of one call."""
+
+    timeout: float
+    retry_seconds: float
+
+
+# The worker, the poller, the sweep and the CLI commands: a fault that outlasts the retry budget
+# is rescheduled by the worker (or the next timer run) instead of holding the batch.
+BACKGROUND = CallBudget(timeout=30.0, retry_seconds=10.0)
+# mdsync doctor and the start-up checks: one attempt, 15 s to answer; a fault is reported.
+DIAGNOSTIC = CallBudget(timeout=15.0, retry_seconds=0.0)
+# The initial sync (mdsync backfill, /api/backfill): bulk calls that take long (an export file,
+# 1,000 rows a request); a step that still fails is run again from where it stopped.
+BACKFILL_MARKETO = CallBudget(timeout=120.0, retry_seconds=60.0)
+BACKFILL_DATAVERSE = CallBudget(timeout=300.0, retry_seconds=120.0)
 
 
 class Container:
@@ -86,7 +124,7 @@ class Container:
         return self._once("marketo", self._build_marketo)
 
     @property
-    def dataverse_tokens(self) -> TokenProvider:
+    def dataverse_tokens(self) -> CredentialTokens:
         """One credential (and token cache) for every Dataverse client of the process."""
         from shared.dataverse.auth import dataverse_tokens
 
@@ -97,9 +135,7 @@ class Container:
 
     @property
     def dataverse(self) -> DataverseClient:
-        return self._once(
-            "dataverse", lambda: make_dataverse_client(self.settings, self.session, self.dataverse_tokens)
-        )
+        return self._once("dataverse", lambda: self.dataverse_client(BACKGROUND))
 
     @property
     def activity_log(self) -> ActivityLog:
@@ -133,15 +169,93 @@ class Container:
         )
 
     @property
-    def flow_step(self) -> SyncPersonToMicrosoft:
-        """With its own short-budget clients: Marketo gives up on a webhook after 30 s."""
-        from shared.flow_step import build_flow_step
+    def marketo_poller(self) -> MarketoPoller:
+        """Marketo change capture (the poll timer)."""
+        from shared.capture.marketo_poll import MarketoPoller
+
+        s = self.settings
+        return self._once(
+            "marketo_poller",
+            lambda: MarketoPoller(
+                self.marketo,
+                self.state,
+                self.queue,
+                self.mapping,
+                max_pages=s.marketo_poll_max_pages,
+                start_at=s.marketo_poll_start,
+                deletes_every=timedelta(seconds=s.marketo_deletes_poll_seconds),
+            ),
+        )
+
+    @property
+    def dynamics_sweep(self) -> DynamicsSweep:
+        """Dynamics catch-up capture (the sweep timer)."""
+        from shared.capture.dynamics_sweep import DynamicsSweep
 
         return self._once(
-            "flow_step",
-            lambda: build_flow_step(
-                self.settings, self.session, self.state, self.mapping, tokens=self.dataverse_tokens
+            "dynamics_sweep",
+            lambda: DynamicsSweep(
+                self.dataverse,
+                self.state,
+                self.queue,
+                self.mapping,
+                sync_user_ids=self.settings.dynamics_sync_user_ids,
             ),
+        )
+
+    @property
+    def flow_step(self) -> SyncPersonToMicrosoft:
+        """'Sync Person to Microsoft', with its own short-budget clients (:meth:`build_flow_step`)."""
+        return self._once("flow_step", self.build_flow_step)
+
+    def build_flow_step(
+        self,
+        *,
+        settings: Settings | None = None,
+        mapping: FieldMapping | None = None,
+        budget: TimeBudget | None = None,
+    ) -> SyncPersonToMicrosoft:
+        """A flow step with Marketo and Dataverse clients of its own, whose timeouts and retry
+        budgets fit the webhook's 30 s (the background's clients may retry for longer).
+
+        Its Marketo client has its own limiter with the share of the instance's rate reserved
+        for the flow step (MARKETO_FLOW_STEP_CALLS_PER_20S; the background's client gets the
+        rest), so the real-time call never queues behind a backlog and together they stay under
+        MARKETO_MAX_CALLS_PER_20S. ``settings``, ``mapping``, ``budget``: other than the
+        container's (tests)."""
+        from shared.flow_step import SyncPersonToMicrosoft, TimeBudget
+        from shared.sync.activity_log import ActivityLog
+
+        s = settings or self.settings
+        budget = budget or TimeBudget()
+        call = CallBudget(budget.attempt_timeout_seconds, budget.retry_seconds)
+        marketo = self.marketo_client(
+            call,
+            settings=s,
+            max_calls_per_20s=s.marketo_flow_step_calls_per_20s,
+            max_rate_wait_seconds=budget.rate_wait_seconds,
+        )
+        dataverse = self.dataverse_client(call, settings=s)
+        return SyncPersonToMicrosoft(
+            marketo,
+            dataverse,
+            self.state,
+            mapping or self.mapping,
+            ActivityLog(marketo),
+            columns=lambda entity: dataverse.entity_metadata(entity).attributes,
+            budget=budget,
+        )
+
+    def doctor(self, *, webhook_name: str = "mdsync") -> Doctor:
+        """`mdsync doctor` and the start-up checks, with clients that try each request once."""
+        from shared.doctor import Doctor
+
+        s = self.settings
+        return Doctor(
+            self,
+            marketo=lambda: self.marketo_client(DIAGNOSTIC, max_calls_per_20s=s.marketo_max_calls_per_20s),
+            dataverse=lambda: self.dataverse_client(DIAGNOSTIC),
+            webhook_name=webhook_name,
         )
 
     @property
@@ -156,6 +270,16 @@ class Container:
 
         lease = self.settings.backfill_step_seconds + 60.0
         return self._once("backfill", lambda: Backfill(self.backfill_context(), lease_seconds=lease))
+
+    def backfill_command(self, *, owner: str, staging: Path | None = None) -> Backfill:
+        """The backfill job's runner for `mdsync backfill`: named ``owner`` (run again after a
+        kill, it takes its job back at once), its staging in the SQLite file ``staging`` when
+        given, else beside the state store."""
+        from shared.adapters.sqlite_staging import SqliteStaging
+        from shared.backfill.runner import Backfill
+
+        staging_for = (lambda job_id: SqliteStaging(staging)) if staging is not None else None
+        return Backfill(self.backfill_context(staging_for), owner=owner)
 
     # --- the operator console -------------------------------------------------------------------
 
@@ -310,10 +434,53 @@ class Container:
 
     def _build_marketo(self) -> MarketoClient:
         s = self.settings
+        # The background's share of the rate: the flow step's and the initial sync's are theirs.
         share = (
             s.marketo_max_calls_per_20s - s.marketo_flow_step_calls_per_20s - s.marketo_backfill_calls_per_20s
         )
-        return make_marketo_client(s, self.session, max_calls_per_20s=share)
+        return self.marketo_client(BACKGROUND, max_calls_per_20s=share)
+
+    def marketo_client(
+        self,
+        budget: CallBudget,
+        *,
+        max_calls_per_20s: int,
+        settings: Settings | None = None,
+        max_rate_wait_seconds: float | None = None,
+        max_concurrency: int | None = None,
+    ) -> MarketoClient:
+        """A Marketo client with a call path's budget and its share of the instance's rate."""
+        from shared.marketo.client import MarketoClient
+
+        s = settings or self.settings
+        access = s.marketo()
+        return MarketoClient(
+            access.base_url,
+            access.client_id,
+            access.client_secret,
+            session=self.session,
+            max_calls_per_20s=max_calls_per_20s,
+            max_concurrency=max_concurrency or s.marketo_max_concurrency,
+            timeout=budget.timeout,
+            retry_budget_seconds=budget.retry_seconds,
+            max_rate_wait_seconds=max_rate_wait_seconds,
+        )
+
+    def dataverse_client(
+        self, budget: CallBudget, *, settings: Settings | None = None, max_concurrency: int | None = None
+    ) -> DataverseClient:
+        """Every Dataverse client shares the process's credential (one token cache)."""
+        from shared.dataverse.client import DataverseClient
+
+        s = settings or self.settings
+        return DataverseClient(
+            s.dataverse().api_url,
+            self.dataverse_tokens,
+            session=self.session,
+            max_concurrency=max_concurrency or s.dataverse_max_concurrency,
+            timeout=budget.timeout,
+            retry_budget_seconds=budget.retry_seconds,
+        )
 
     def backfill_context(self, staging_for: Callable[[str], StagingStore] | None = None) -> BackfillContext:
         """What the initial sync runs with: clients of its own, with its own share of each API
@@ -322,21 +489,13 @@ class Container:
         from shared.backfill.context import Context
 
         s = self.settings
-        marketo = make_marketo_client(
-            s,
-            self.session,
+        marketo = self.marketo_client(
+            BACKFILL_MARKETO,
             max_calls_per_20s=s.marketo_backfill_calls_per_20s,
             max_concurrency=min(2, s.marketo_max_concurrency),
-            timeout=120.0,
-            retry_budget_seconds=60.0,
         )
-        dataverse = make_dataverse_client(
-            s,
-            self.session,
-            self.dataverse_tokens,
-            max_concurrency=s.dataverse_backfill_concurrency,
-            timeout=300.0,
-            retry_budget_seconds=120.0,
+        dataverse = self.dataverse_client(
+            BACKFILL_DATAVERSE, max_concurrency=s.dataverse_backfill_concurrency
         )
         return Context(
             marketo,
@@ -391,34 +550,6 @@ class Container:
                 if callable(close):
                     close()
         self._built.clear()
-
-
-def make_marketo_client(
-    settings: Settings, session: requests.Session, *, max_calls_per_20s: int, **options: Any
-) -> MarketoClient:
-    """A Marketo client for the settings; ``options``: timeouts, retry budgets, concurrency."""
-    from shared.marketo.client import MarketoClient
-
-    access = settings.marketo()
-    options.setdefault("max_concurrency", settings.marketo_max_concurrency)
-    return MarketoClient(
-        access.base_url,
-        access.client_id,
-        access.client_secret,
-        session=session,
-        max_calls_per_20s=max_calls_per_20s,
-        **options,
-    )
-
-
-def make_dataverse_client(
-    settings: Settings, session: requests.Session, tokens: TokenProvider, **options: Any
-) -> DataverseClient:
-    """A Dataverse client for the settings; ``options``: timeouts, retry budgets, concurrency."""
-    from shared.dataverse.client import DataverseClient
-
-    options.setdefault("max_concurrency", settings.dataverse_max_concurrency)
-    return DataverseClient(settings.dataverse().api_url, tokens, session=session, **options)
 
 
 _container: Container | None = None

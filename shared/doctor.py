@@ -25,7 +25,6 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from shared.bootstrap import make_dataverse_client, make_marketo_client
 from shared.capture.registration import webhook_steps
 from shared.dataverse import odata
 from shared.dataverse.provisioning import plan
@@ -46,11 +45,10 @@ if TYPE_CHECKING:
     from shared.bootstrap import Container
     from shared.dataverse.client import DataverseClient
     from shared.dataverse.models import StepSpec
+    from shared.mapping import FieldMapping
     from shared.marketo.client import MarketoClient
 
 SETUP = "mdsync dynamics setup"
-# One attempt per request, 15 s to answer: a fault is reported, not retried away.
-QUICK = {"timeout": 15.0, "retry_budget_seconds": 0.0}
 REGISTER = (
     "mdsync dynamics register-webhook --url https://<app>.azurewebsites.net/api/dynamics/webhook "
     "--function-key <key>"
@@ -70,34 +68,49 @@ class Check:
         return f"{mark} {self.name}: {self.detail}{fix}"
 
 
-class Doctor:
-    """Runs the checks with the container's settings, mapping, queue and state, and clients of its
-    own that try each request once (a diagnosis reports a fault; it does not wait it out)."""
+def mapping_problems(
+    mapping: FieldMapping, marketo: MarketoClient, dataverse: DataverseClient, *, refresh: bool = False
+) -> list[FieldProblem]:
+    """``mapping`` checked against both systems' live metadata (``mdsync doctor``, ``mdsync
+    fields check``); ``refresh`` reads Dataverse's column metadata again instead of the cache."""
+    fields = marketo.describe_leads()
+    columns = {e: dataverse.entity_metadata(e, refresh=refresh).attributes for e in ("lead", "contact")}
+    currencies = DynamicsReader(dataverse, mapping).currency_codes()
+    return check_mapping(mapping, fields, columns, currencies)
 
-    def __init__(self, deps: Container, *, webhook_name: str = "mdsync") -> None:
+
+class Doctor:
+    """Runs the checks with the container's settings, mapping, queue and state, and clients that
+    try each request once (a diagnosis reports a fault; it does not wait it out). Built by the
+    container (``container().doctor()``); ``marketo`` and ``dataverse`` build those clients, on
+    first use, since a setting they need may be what is wrong."""
+
+    def __init__(
+        self,
+        deps: Container,
+        *,
+        marketo: Callable[[], MarketoClient],
+        dataverse: Callable[[], DataverseClient],
+        webhook_name: str = "mdsync",
+    ) -> None:
         self.deps = deps
         self.webhook_name = webhook_name
+        self._make_marketo = marketo
+        self._make_dataverse = dataverse
         self._marketo: MarketoClient | None = None
         self._dataverse: DataverseClient | None = None
         self.reached: set[str] = set()
 
     @property
     def marketo_client(self) -> MarketoClient:
-
         if self._marketo is None:
-            s = self.deps.settings
-            self._marketo = make_marketo_client(
-                s, self.deps.session, max_calls_per_20s=s.marketo_max_calls_per_20s, **QUICK
-            )
+            self._marketo = self._make_marketo()
         return self._marketo
 
     @property
     def dataverse(self) -> DataverseClient:
-
         if self._dataverse is None:
-            self._dataverse = make_dataverse_client(
-                self.deps.settings, self.deps.session, self.deps.dataverse_tokens, **QUICK
-            )
+            self._dataverse = self._make_dataverse()
         return self._dataverse
 
     def run(self) -> Iterator[Check]:
@@ -191,12 +204,7 @@ class Doctor:
 
     def mapping(self) -> Iterator[Check]:
         mapping = self.deps.mapping
-        fields = self.deps.marketo.describe_leads()
-        columns = {
-            e: self.deps.dataverse.entity_metadata(e, refresh=True).attributes for e in ("lead", "contact")
-        }
-        currencies = DynamicsReader(self.deps.dataverse, mapping).currency_codes()
-        problems = check_mapping(mapping, fields, columns, currencies)
+        problems = mapping_problems(mapping, self.deps.marketo, self.deps.dataverse, refresh=True)
         errors = [p for p in problems if p.severity == "error"]
         for problem in problems:
             if problem.severity == "warning":

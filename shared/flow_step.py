@@ -27,7 +27,8 @@ the same way: the Marketo-id column is written with ``If-Match`` on the ETag the
 so two persons sharing an email cannot both take one record.
 
 Time: Marketo abandons a webhook call after 30 s and never calls again, so the flow step has its
-own clients, with a short per-attempt timeout and retry budget (:class:`TimeBudget`), and a
+own clients (built by ``shared.bootstrap``), with a short per-attempt timeout and retry budget
+(:class:`TimeBudget`), and a
 deadline: a step that could not finish before the deadline is not started, and the call answers
 503 having changed nothing. The create is the commit point: after it, no fault turns the answer
 into an error. The Marketo link fields are written if time allows; otherwise the worker writes
@@ -41,14 +42,13 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 from urllib.parse import quote
 
-from shared.bootstrap import make_dataverse_client, make_marketo_client
 from shared.dataverse import odata
-from shared.dataverse.auth import dataverse_tokens
 from shared.dataverse.client import DataverseClient
 from shared.dataverse.models import BatchRequest
+from shared.dataverse.odata import ENTITY_SETS
 from shared.errors import (
     ConflictError,
     NotFoundError,
@@ -66,16 +66,9 @@ from shared.redaction import redact
 from shared.sync.activity_log import ActivityLog, Failure
 from shared.sync.validation import Column, describe, validate_write
 
-if TYPE_CHECKING:
-    import requests
-
-    from shared.config import Settings
-    from shared.dataverse.auth import TokenProvider
-
 log = logging.getLogger(__name__)
 
 Status = Literal["created", "exists", "failed"]
-ENTITY_SETS = {"lead": "leads", "contact": "contacts"}
 # Contacts first: a person who is already a customer is linked to the contact, not a lead.
 LOOKUP_ORDER = ("contact", "lead")
 CANDIDATES_PER_TABLE = 5
@@ -510,48 +503,3 @@ def _marketo_values(plan: Plan) -> dict[str, Any]:
         except UnmappedOptionError:
             continue
     return values
-
-
-def build_flow_step(
-    settings: Settings,
-    session: requests.Session,
-    state: StateStore,
-    mapping: FieldMapping,
-    *,
-    budget: TimeBudget | None = None,
-    tokens: TokenProvider | None = None,
-) -> SyncPersonToMicrosoft:
-    """The flow step with its own Marketo and Dataverse clients, whose timeouts and retry budgets
-    fit the webhook's 30 s (the worker's clients may retry for longer). ``tokens``: the process's
-    Dataverse token provider (one credential for every client), else one from the settings.
-
-    The Marketo client has its own limiter with the share of the instance's rate reserved for
-    the flow step (MARKETO_FLOW_STEP_CALLS_PER_20S; the worker's client gets the rest), so the
-    real-time call never queues behind a background backlog and together they stay under
-    MARKETO_MAX_CALLS_PER_20S."""
-    budget = budget or TimeBudget()
-    marketo = make_marketo_client(
-        settings,
-        session,
-        max_calls_per_20s=settings.marketo_flow_step_calls_per_20s,
-        timeout=budget.attempt_timeout_seconds,
-        retry_budget_seconds=budget.retry_seconds,
-        max_rate_wait_seconds=budget.rate_wait_seconds,
-    )
-    tokens = tokens or dataverse_tokens(settings.dataverse(), ca_file=settings.extra_ca_file)
-    dataverse = make_dataverse_client(
-        settings,
-        session,
-        tokens,
-        timeout=budget.attempt_timeout_seconds,
-        retry_budget_seconds=budget.retry_seconds,
-    )
-    return SyncPersonToMicrosoft(
-        marketo,
-        dataverse,
-        state,
-        mapping,
-        ActivityLog(marketo),
-        columns=lambda entity: dataverse.entity_metadata(entity).attributes,
-        budget=budget,
-    )

@@ -38,11 +38,9 @@ def check_in_background(deps: Container) -> threading.Thread | None:
 
 def run_checks(deps: Container) -> int:
     """Log every failed check and a summary; the number of failures."""
-    from shared.doctor import Doctor
-
     failed = 0
     try:
-        for check in Doctor(deps).run():
+        for check in deps.doctor().run():
             if not check.ok:
                 failed += 1
                 log.warning("start-up check: %s", check)

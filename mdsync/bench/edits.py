@@ -14,11 +14,11 @@ from collections.abc import Sequence
 from typing import Any
 
 from mdsync.harness import LocalSystem
+from shared.dataverse.odata import ENTITY_SETS
 from simulators.dataverse.admin import AdminError
 
 USER = "Jane Doe"
 CHUNK = 1_000
-ENTITY_SETS = {"lead": "leads", "contact": "contacts"}
 
 
 def edit_in_dynamics(system: LocalSystem, entity: str, edits: Sequence[tuple[str, dict[str, Any]]]) -> None:

@@ -16,12 +16,13 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from mdsync.bench.edits import ENTITY_SETS, edit_in_dynamics, edit_in_marketo
+from mdsync.bench.edits import edit_in_dynamics, edit_in_marketo
 from mdsync.bench.meter import Meter
 from mdsync.bench.seed import Pair
 from mdsync.bench.workloads import TITLE, WorkloadResult
 from mdsync.harness import LocalSystem
 from shared.dataverse.client import DataverseClient
+from shared.dataverse.odata import ENTITY_SETS
 from shared.mapping import EntityMapping, FieldMapping, Side
 from shared.marketo.client import MarketoClient
 from shared.normalize import canonical, to_dynamics, to_marketo

@@ -18,7 +18,6 @@ from shared.ports import Link, Shadow
 from shared.reconcile import Action, initial_values, reconcile
 
 CHUNK = 1_000
-ENTITY_SETS = {"lead": "leads", "contact": "contacts"}
 
 
 @dataclass(frozen=True)

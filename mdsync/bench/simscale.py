@@ -36,7 +36,9 @@ from shared.config import DataverseAccess, DataverseCredential
 from shared.dataverse.auth import dataverse_tokens
 from shared.dataverse.client import DataverseClient
 from shared.http import make_session
-from shared.marketo import MarketoClient, date_windows, import_files
+from shared.marketo.bulk_extract import date_windows
+from shared.marketo.bulk_import import import_files
+from shared.marketo.client import MarketoClient
 from simulators.dataverse.admin import DataverseAdmin
 from simulators.marketo.admin import MarketoAdmin
 from simulators.stack import (

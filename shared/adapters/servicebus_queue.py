@@ -15,8 +15,7 @@ process); a transient failure drops them so the next call reconnects. The SDK's 
 thread-safe, so one lock serialises the calls of the threads of a function host.
 
 The trigger side gets messages from the Functions host, not from this class:
-``shared.adapters.messages.notice_from_message`` decodes them (re-exported here), without
-loading this module's SDK.
+``shared.adapters.messages.notice_from_message`` decodes them without loading this module's SDK.
 """
 
 from __future__ import annotations
@@ -32,8 +31,6 @@ from azure.core.exceptions import AzureError, ClientAuthenticationError
 from azure.servicebus import ServiceBusClient, ServiceBusMessage, ServiceBusMessageBatch
 from azure.servicebus import exceptions as sb
 
-# Re-exported: the decoder moved to a module that does not load the SDK.
-from shared.adapters.messages import notice_from_message
 from shared.errors import (
     AccessDeniedError,
     ConfigurationError,
@@ -54,7 +51,6 @@ __all__ = [
     "ServiceBusQueue",
     "application_properties",
     "map_servicebus_error",
-    "notice_from_message",
     "to_message",
 ]
 

@@ -23,7 +23,7 @@ from shared.backfill.job import JobState
 from shared.backfill.staging import CREATES, PAIRS, Item, person_bucket, record_bucket
 from shared.ports import Link
 from shared.reconcile import Action, FieldDecision
-from shared.sync.batch import Pair
+from shared.sync.batch import Pair, Unwritten
 from shared.sync.journal import Journal
 from shared.sync.linking import new_person
 
@@ -72,9 +72,9 @@ def plan_pairs(ctx: Context, job: JobState, found: Sequence[Found]) -> None:
             new_link=not each.linked,
             first_link=shadow is None,
         )
-        ctx.planner.reconcile(pair, journal)
+        ctx.planner.decide_fields(pair, journal)
         _preview(job, pair)
-        stored = pair.shadow_to_store()
+        stored = pair.shadow_to_store(Unwritten())  # the shadow once both writes are done
         job.count(f"pairs_by_{each.how.replace(' ', '_')}")
         job.count("pairs")
         job.count("pairs_writing_marketo", 1 if pair.marketo_changes else 0)

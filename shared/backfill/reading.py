@@ -36,6 +36,7 @@ from shared.backfill.staging import (
     record_key,
 )
 from shared.dataverse import odata
+from shared.dataverse.odata import ENTITY_SETS
 from shared.errors import (
     NotFoundError,
     PermanentError,
@@ -46,7 +47,7 @@ from shared.errors import (
 from shared.marketo.bulk_extract import ExportJob, date_windows
 from shared.normalize import email_key
 from shared.ports import Link
-from shared.sync.reads import ENTITY_SETS, IDS_PER_QUERY
+from shared.sync.reads import IDS_PER_QUERY
 
 STAGE_CHUNK = 5_000
 EXPORTS_AT_ONCE = 2

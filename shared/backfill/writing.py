@@ -48,13 +48,13 @@ from shared.backfill.staging import (
     record_key,
 )
 from shared.dataverse import odata
+from shared.dataverse.odata import ENTITY_SETS
 from shared.errors import PermanentError, RateLimitedError, ServiceError
 from shared.marketo.bulk_extract import date_windows
 from shared.marketo.bulk_import import import_files
 from shared.marketo.models import PushResult
 from shared.ports import Link
 from shared.sync.journal import Journal
-from shared.sync.reads import ENTITY_SETS
 
 IMPORTS_AT_ONCE = 2
 PAIRS_PER_IMPORT = 150_000  # a range: streamed into files of 10 MB (one or two)

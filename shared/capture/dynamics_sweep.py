@@ -33,6 +33,7 @@ from typing import Any
 
 from shared.capture.lease import LEASE_SECONDS, Lease
 from shared.dataverse.client import DataverseClient
+from shared.dataverse.odata import ENTITY_SETS
 from shared.errors import AccessDeniedError, ConflictError, PermanentError
 from shared.mapping import FieldMapping
 from shared.notices import Entity, Kind, Notice, Source, safe_text
@@ -40,7 +41,6 @@ from shared.ports import Checkpoint, NoticeQueue, StateStore
 
 log = logging.getLogger(__name__)
 
-ENTITY_SETS = {"lead": "leads", "contact": "contacts"}
 LEASE = "dynamics-sweep"
 OVERLAP = timedelta(minutes=2)
 CHANGE_TRACKING = "change-tracking"

@@ -13,9 +13,11 @@ Which credential is a setting (``DATAVERSE_CREDENTIAL``, docs/configuration.md):
 * ``azure_cli``: the signed-in user of the Azure CLI (``az login``), for an administrator running
   ``mdsync dynamics setup``, ``register-webhook`` or ``doctor`` from their own machine.
 
-azure-identity caches tokens inside the credential and renews them before they expire. When
-Dataverse still refuses a token (revoked, or the clocks disagree), :meth:`invalidate` replaces
-the credential, so the next call asks Entra ID for a new token instead of the cached one.
+:class:`CredentialTokens` is itself an azure-core ``TokenCredential``: the Dataverse client's
+``BearerTokenCredentialPolicy`` asks it for tokens. azure-identity caches tokens inside the
+credential and renews them before they expire. When Dataverse still refuses a token (revoked,
+or the clocks disagree), the policy calls :meth:`~CredentialTokens.invalidate`, which replaces
+the credential, so the next token comes from Entra ID instead of the cache.
 Errors are mdsync's: a refusal that fixing a setting cures is a ConfigurationError naming it;
 an unreachable or busy token endpoint is a ServiceUnavailableError of service ``entra``.
 """
@@ -27,13 +29,13 @@ import re
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from shared.config import DataverseAccess, DataverseCredential, is_loopback
 from shared.errors import ConfigurationError, RateLimitedError, ServiceUnavailableError
 
 if TYPE_CHECKING:
-    from azure.core.credentials import TokenCredential
+    from azure.core.credentials import AccessToken, TokenCredential
 
 log = logging.getLogger(__name__)
 
@@ -50,16 +52,9 @@ _CONFIGURATION_ERRORS = (
 _AADSTS = re.compile(r"AADSTS\d+")
 
 
-class TokenProvider(Protocol):
-    def get_token(self) -> str:
-        """A bearer token that is valid now (from cache when possible)."""
-
-    def invalidate(self) -> None:
-        """Forget the cached token: the next get_token asks Entra ID for a new one."""
-
-
 class CredentialTokens:
-    """Bearer tokens for ``scope`` (``{org}/.default``) from an azure-identity credential.
+    """An azure-core TokenCredential: tokens for ``scope`` (``{org}/.default``, unless the caller
+    names scopes) from an azure-identity credential, with mdsync's errors.
 
     ``make_credential`` builds the credential; it is called again by :meth:`invalidate`, since a
     credential's own cache would hand back the token Dataverse has just refused.
@@ -78,7 +73,15 @@ class CredentialTokens:
         self._lock = threading.Lock()
         self._credential: TokenCredential | None = None
 
-    def get_token(self) -> str:
+    def get_token(
+        self,
+        *scopes: str,
+        claims: str | None = None,
+        tenant_id: str | None = None,
+        enable_cae: bool = False,
+        **kwargs: Any,
+    ) -> AccessToken:
+        """A token valid now (from the credential's cache when it can)."""
         from azure.core.exceptions import AzureError, ClientAuthenticationError
 
         with self._lock:
@@ -86,7 +89,7 @@ class CredentialTokens:
                 self._credential = self._make()
             credential = self._credential
         try:
-            return credential.get_token(self.scope).token
+            return credential.get_token(*(scopes or (self.scope,)), claims=claims, tenant_id=tenant_id)
         except ClientAuthenticationError as exc:
             raise self._refused(exc) from None
         except AzureError as exc:

@@ -1,16 +1,16 @@
 """DataverseClient: the Web API v9.2 calls mdsync makes.
 
-Built as ``(api_url, tokens, *, options)`` and never changed afterwards. Every request goes
-through one :class:`~shared.dataverse.transport.Transport` (token, counting, 401 refresh, retry
-budget), so :attr:`calls` counts everything sent. Verbs mean one thing: ``create`` fails if the
-row exists, ``update`` fails if it is missing, ``upsert_by_key`` does either, ``get`` raises
-NotFoundError, ``delete`` succeeds when the row is already gone.
+Built as ``(endpoint, credential, *, options)`` (the Web API URL and an azure-identity
+credential) and never changed afterwards. Every request goes through one azure-core pipeline
+(:mod:`shared.dataverse.pipeline`: bearer token, one retry policy and budget, 401 refresh,
+counting, redacted logging), so :attr:`calls` counts everything sent. Verbs mean one thing:
+``create`` fails if the row exists, ``update`` fails if it is missing, ``upsert_by_key`` does
+either, ``get`` raises NotFoundError, ``delete`` succeeds when the row is already gone.
 
 For whole tables (the initial sync), :meth:`~DataverseClient.read_table` streams pages of 5,000
-rows with only the selected columns, and :meth:`~DataverseClient.update_rows` /
-:meth:`~DataverseClient.upsert_rows` write any number of rows 1,000 a request (UpdateMultiple /
-UpsertMultiple, or ``$batch`` where a table lacks them) with an outcome per row. Both take and
-give iterators, so memory stays bounded whatever the table's size.
+rows with only the selected columns, and :meth:`~DataverseClient.update_rows` writes any number
+of rows 1,000 a request (UpdateMultiple, or ``$batch`` where a table lacks it) with an outcome
+per row. Both take and give iterators, so memory stays bounded whatever the table's size.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
 
 import requests
@@ -29,7 +29,6 @@ import requests
 from shared.calls import CallCounter, RateHeaders
 from shared.dataverse import batch as batch_body
 from shared.dataverse import metadata, odata, webhooks
-from shared.dataverse.auth import TokenProvider
 from shared.dataverse.errors import SERVICE
 from shared.dataverse.models import (
     BatchRequest,
@@ -43,13 +42,14 @@ from shared.dataverse.models import (
     TableInfo,
     WebhookRegistration,
 )
-from shared.dataverse.transport import Transport
 from shared.errors import NotFoundError, PermanentError, ServiceUnavailableError
+
+if TYPE_CHECKING:
+    from azure.core.credentials import TokenCredential
 
 MAX_PAGE_SIZE = 5000
 MAX_BULK_ROWS = 1000  # rows per UpdateMultiple/UpsertMultiple request, as Microsoft advises
 T = TypeVar("T")
-NS = "Microsoft.Dynamics.CRM."
 Key = str | uuid.UUID | Mapping[str, odata.Value]
 
 
@@ -82,18 +82,13 @@ def _update_part(entity_set: str, logical_name: str, record: Mapping[str, Any]) 
     return BatchRequest("PATCH", odata.key_path(entity_set, str(record[key])), body, {"If-Match": "*"})
 
 
-def _upsert_part(entity_set: str, key: Mapping[str, odata.Value], record: Mapping[str, Any]) -> BatchRequest:
-    body = {k: v for k, v in record.items() if k not in key}
-    return BatchRequest("PATCH", odata.key_path(entity_set, key), body)
-
-
 def _label(method: str, path: str) -> str:
     """``leads(…)/Microsoft.Dynamics.CRM.QualifyLead`` -> ``POST leads()/QualifyLead``."""
     parts = []
     for segment in path.split("?", 1)[0].split("/"):
         if not segment:
             continue
-        name = segment.split("(", 1)[0].removeprefix(NS)
+        name = segment.split("(", 1)[0].removeprefix(odata.NS)
         parts.append(name + ("()" if "(" in segment else ""))
     return f"{method} {'/'.join(parts)}"
 
@@ -105,19 +100,30 @@ def _definition(logical_name: str) -> str:
 class DataverseClient:
     def __init__(
         self,
-        api_url: str,
-        tokens: TokenProvider,
+        endpoint: str,
+        credential: TokenCredential,
         *,
         session: requests.Session,
+        scope: str | None = None,
         max_concurrency: int = 16,
         timeout: float = 30.0,
         retry_budget_seconds: float = 10.0,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
-        self.api_url = api_url.rstrip("/")
-        self._service_path = urlsplit(self.api_url).path
-        self._transport = Transport(
-            tokens,
+        """``endpoint``: the Web API URL (``https://org.crm.dynamics.com/api/data/v9.2``);
+        ``credential``: an azure-identity credential (:func:`shared.dataverse.auth.dataverse_tokens`
+        builds the settings' one); ``scope``: the organization's ``/.default``, by default that
+        of the endpoint's host. ``timeout`` is per attempt; ``retry_budget_seconds`` bounds the
+        retries of one call (docs/retries.md)."""
+        # azure-core is imported with the first client, not with this module (cold start).
+        from shared.dataverse.pipeline import DataversePipeline  # noqa: PLC0415
+
+        self.api_url = endpoint.rstrip("/")
+        parts = urlsplit(self.api_url)
+        self._service_path = parts.path
+        self._transport = DataversePipeline(
+            credential,
+            scope or f"{parts.scheme}://{parts.netloc}/.default",
             session,
             max_concurrency=max_concurrency,
             timeout=timeout,
@@ -335,31 +341,6 @@ class DataverseClient:
         except NotFoundError:
             return
 
-    def qualify_lead(
-        self,
-        lead_id: str,
-        *,
-        create_contact: bool = True,
-        create_account: bool = False,
-        status: int = 3,
-    ) -> str | None:
-        """Qualify an open lead; returns the new contact's id (None if no contact was made)."""
-        response = self._request(
-            "POST",
-            f"{odata.key_path('leads', lead_id)}/{NS}QualifyLead",
-            idempotent=False,
-            json={
-                "CreateAccount": create_account,
-                "CreateContact": create_contact,
-                "CreateOpportunity": False,
-                "Status": status,
-            },
-        )
-        for item in response.json().get("value", []):
-            if "contactid" in item:
-                return str(item["contactid"])
-        return None
-
     # --- bulk writes ---------------------------------------------------------------------
 
     def supports_multiple(self, logical_name: str) -> bool:
@@ -383,7 +364,7 @@ class DataverseClient:
 
     @staticmethod
     def _typed(logical_name: str, records: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
-        return [{"@odata.type": f"{NS}{logical_name}", **r} for r in records]
+        return [{"@odata.type": f"{odata.NS}{logical_name}", **r} for r in records]
 
     def create_multiple(
         self, entity_set: str, logical_name: str, records: Sequence[Mapping[str, Any]]
@@ -398,7 +379,7 @@ class DataverseClient:
             return [str(r.entity_id) for r in self._change_set(parts)]
         response = self._request(
             "POST",
-            f"{odata.prop(entity_set)}/{NS}CreateMultiple",
+            f"{odata.prop(entity_set)}/{odata.NS}CreateMultiple",
             idempotent=False,
             json={"Targets": self._typed(logical_name, records)},
         )
@@ -416,68 +397,25 @@ class DataverseClient:
             return
         self._request(
             "POST",
-            f"{odata.prop(entity_set)}/{NS}UpdateMultiple",
+            f"{odata.prop(entity_set)}/{odata.NS}UpdateMultiple",
             idempotent=True,
             json={"Targets": self._typed(logical_name, records)},
-        )
-
-    def upsert_multiple(
-        self,
-        entity_set: str,
-        logical_name: str,
-        items: Sequence[tuple[Mapping[str, odata.Value], Mapping[str, Any]]],
-    ) -> None:
-        """Upsert up to 1,000 rows addressed by alternate key, in one all-or-nothing call."""
-        _check_bulk_size(items)
-        if not items:
-            return
-        if not self.supports_multiple(logical_name):
-            self._change_set([_upsert_part(entity_set, key, record) for key, record in items])
-            return
-        targets = [
-            {
-                "@odata.type": f"{NS}{logical_name}",
-                "@odata.id": f"{entity_set}({odata.key_segment(key)})",
-                **{k: v for k, v in record.items() if k not in key},
-            }
-            for key, record in items
-        ]
-        self._request(
-            "POST",
-            f"{odata.prop(entity_set)}/{NS}UpsertMultiple",
-            idempotent=True,
-            json={"Targets": targets},
         )
 
     def update_rows(
         self, entity_set: str, logical_name: str, records: Iterable[Mapping[str, Any]]
     ) -> Iterator[RowResult]:
         """Update any number of rows (each carries its primary key), 1,000 a request, with an
-        outcome per row in input order (see :meth:`upsert_rows`)."""
+        outcome per row in input order. A request is all-or-nothing, so one bad row fails its 1,000:
+        those are then sent again as one ``$batch`` that carries on past errors, and only the bad
+        rows come back with their error. A transient failure (after retries) raises: the rows of
+        the outcomes already yielded are written, the others are not."""
         key = f"{logical_name}id"
         for chunk in bulk_chunks(records, lambda r: str(r[key]).lower()):
             yield from self._per_row(
                 chunk,
                 lambda rows: self.update_multiple(entity_set, logical_name, [r for _, r in rows]),
                 lambda index, record: _update_part(entity_set, logical_name, record),
-            )
-
-    def upsert_rows(
-        self,
-        entity_set: str,
-        logical_name: str,
-        items: Iterable[tuple[Mapping[str, odata.Value], Mapping[str, Any]]],
-    ) -> Iterator[RowResult]:
-        """Upsert any number of rows by alternate key, 1,000 a request, with an outcome per row
-        in input order. A request is all-or-nothing, so one bad row fails its 1,000: those are
-        then sent again as one ``$batch`` that carries on past errors, and only the bad rows
-        come back with their error. A transient failure (after retries) raises: the rows of
-        the outcomes already yielded are written, the others are not."""
-        for chunk in bulk_chunks(items, lambda item: odata.key_segment(item[0]).lower()):
-            yield from self._per_row(
-                chunk,
-                lambda rows: self.upsert_multiple(entity_set, logical_name, [item for _, item in rows]),
-                lambda index, item: _upsert_part(entity_set, item[0], item[1]),
             )
 
     def _per_row(
@@ -559,7 +497,7 @@ class DataverseClient:
         attributes = self._get_json(base, {"$select": metadata.ATTRIBUTE_SELECT})["value"]
         casts: list[dict[str, Any]] = []
         for cast, params in metadata.CAST_QUERIES:
-            casts.extend(self._get_json(f"{base}/{NS}{cast}", params)["value"])
+            casts.extend(self._get_json(f"{base}/{odata.NS}{cast}", params)["value"])
         result = metadata.build(table, attributes, casts)
         with self._lock:
             self._metadata[logical_name] = result
@@ -635,6 +573,3 @@ class DataverseClient:
     ) -> WebhookRegistration:
         """Register (or re-register) a webhook: HttpHeader service endpoint, steps, images."""
         return webhooks.register(self, name, url, headers, steps)
-
-    def unregister_webhook(self, name: str) -> int:
-        return webhooks.unregister(self, name)

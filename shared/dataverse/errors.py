@@ -39,6 +39,15 @@ _FIELD_PATTERNS = (
 )
 
 
+class ConnectionFailed(ServiceUnavailableError):
+    """No answer: timeout or connection error. ``sent`` is False when the connection never
+    opened, so even a non-idempotent request may be sent again."""
+
+    def __init__(self, message: str, *, sent: bool) -> None:
+        super().__init__(message, service=SERVICE)
+        self.sent = sent
+
+
 def retry_after(response: requests.Response) -> float | None:
     """Retry-After in seconds (delta-seconds or an HTTP date), or None."""
     value = response.headers.get("Retry-After")

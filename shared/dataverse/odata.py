@@ -19,6 +19,11 @@ from urllib.parse import quote
 
 Value = str | int | float | bool | uuid.UUID | datetime | None
 
+# The tables mdsync syncs, by logical name, with their entity set (the name in a URL).
+ENTITY_SETS = {"lead": "leads", "contact": "contacts"}
+# The namespace of Dataverse's own types and actions (``Microsoft.Dynamics.CRM.UpdateMultiple``).
+NS = "Microsoft.Dynamics.CRM."
+
 _GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 _PROPERTY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(/[A-Za-z_][A-Za-z0-9_]*)*$")
 _OPERATORS = frozenset({"eq", "ne", "gt", "ge", "lt", "le"})

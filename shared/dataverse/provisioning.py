@@ -36,14 +36,13 @@ from shared.mapping import FieldMapping
 ENTITIES = ("lead", "contact")
 DEFAULT_SOLUTION = "mdsync"
 LINK_MAX_LENGTH = 20  # Marketo ids are integers below 2**53: at most 16 digits
-NS = "Microsoft.Dynamics.CRM."
 
 Action = Literal["exists", "create", "created", "would create", "pending", "failed"]
 Kind = Literal["publisher", "solution", "column", "key"]
 
 
 def _label(text: str) -> dict[str, Any]:
-    return {"@odata.type": f"{NS}Label", "LocalizedLabels": [{"Label": text, "LanguageCode": 1033}]}
+    return {"@odata.type": f"{odata.NS}Label", "LocalizedLabels": [{"Label": text, "LanguageCode": 1033}]}
 
 
 def _schema_name(logical: str) -> str:
@@ -87,7 +86,7 @@ class Item:
         """The ``AttributeMetadata`` or ``EntityKeyMetadata`` body that creates a column or key."""
         if self.kind == "key":
             return {
-                "@odata.type": f"{NS}EntityKeyMetadata",
+                "@odata.type": f"{odata.NS}EntityKeyMetadata",
                 "SchemaName": _schema_name(self.name),
                 "DisplayName": _label(self.label),
                 "KeyAttributes": [self.column],
@@ -100,12 +99,12 @@ class Item:
         }
         if self.yes_no:
             return {
-                "@odata.type": f"{NS}BooleanAttributeMetadata",
+                "@odata.type": f"{odata.NS}BooleanAttributeMetadata",
                 "AttributeType": "Boolean",
                 "AttributeTypeName": {"Value": "BooleanType"},
                 "DefaultValue": True,
                 "OptionSet": {
-                    "@odata.type": f"{NS}BooleanOptionSetMetadata",
+                    "@odata.type": f"{odata.NS}BooleanOptionSetMetadata",
                     "TrueOption": {"Value": 1, "Label": _label("Yes")},
                     "FalseOption": {"Value": 0, "Label": _label("No")},
                     "OptionSetType": "Boolean",
@@ -113,7 +112,7 @@ class Item:
                 **common,
             }
         return {
-            "@odata.type": f"{NS}StringAttributeMetadata",
+            "@odata.type": f"{odata.NS}StringAttributeMetadata",
             "AttributeType": "String",
             "AttributeTypeName": {"Value": "StringType"},
             "MaxLength": LINK_MAX_LENGTH,

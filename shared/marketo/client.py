@@ -194,16 +194,6 @@ class MarketoClient:
             results.extend(self._record_results(call, len(chunk)))
         return results
 
-    def delete_leads(self, ids: Iterable[int]) -> list[PushResult]:
-        """Delete persons; an id already gone comes back ``skipped`` (1004), which is fine."""
-        results: list[PushResult] = []
-        for chunk in _chunks([int(i) for i in ids], BATCH):
-            body = {"input": [{"id": i} for i in chunk]}
-            results.extend(
-                self._record_results(Call("POST", f"{V1}/leads/delete.json", json_body=body), len(chunk))
-            )
-        return results
-
     def merge_leads(self, winner: int, losers: Sequence[int]) -> None:
         """Merge Leads: ``losers`` (at most 25) into ``winner``. The winner keeps its values and
         takes a loser's where its own is empty; the losers cease to exist. Not resent blindly:

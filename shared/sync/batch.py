@@ -9,6 +9,9 @@ A batch sorts its notices three ways:
 
 Transient faults put a pair's notices in ``retry`` (rescheduled with backoff); permanent faults
 that are not the person's data put them in ``give_up`` (parked, replayable).
+
+What the phases hand on as values rather than as fields of a pair: the writes phase returns the
+persons it could not write (:class:`Unwritten`), which decides the shadows that are stored.
 """
 
 from __future__ import annotations
@@ -37,9 +40,6 @@ class Pair:
     plan: Plan | None = None
     marketo_changes: dict[str, Any] = field(default_factory=dict)
     dynamics_changes: dict[str, Any] = field(default_factory=dict)
-    # False once a write to that side failed: the shadow then keeps that side's old values.
-    wrote_marketo: bool = True
-    wrote_dynamics: bool = True
     # A record this batch created: the values it was created with become the shadow.
     created_values: dict[str, FieldValue] | None = None
     # Mapped fields (Marketo names) whose value was left out of a write (reported): their
@@ -51,7 +51,6 @@ class Pair:
     first_link: bool = False
     unlink: str | None = None  # why the link is dropped once the writes are done
     settled: bool = False  # nothing left to decide (created, unlinked or excluded)
-    retry: bool = False  # a transient fault: the notices come back later
 
     @property
     def marketo_id(self) -> int:
@@ -65,11 +64,14 @@ class Pair:
     def dynamics_id(self) -> str:
         return self.link.dynamics_id
 
-    def shadow_to_store(self) -> Shadow | None:
-        """The shadow after this batch: settled fields, and written ones whose write succeeded."""
+    def shadow_to_store(self, unwritten: Unwritten) -> Shadow | None:
+        """The shadow after this batch: settled fields, and written ones whose write succeeded
+        (a side in ``unwritten`` keeps its old values)."""
         if self.plan is not None:
             values = self.plan.shadow_after(
-                wrote_marketo=self.wrote_marketo, wrote_dynamics=self.wrote_dynamics, dropped=self.dropped
+                wrote_marketo=self.marketo_id not in unwritten.marketo,
+                wrote_dynamics=self.marketo_id not in unwritten.dynamics,
+                dropped=self.dropped,
             )
         elif self.created_values is not None:
             values = dict(self.created_values)
@@ -77,6 +79,16 @@ class Pair:
             return None
         etag = self.shadow.etag if self.shadow is not None else ""
         return Shadow(self.marketo_id, values, etag)
+
+
+@dataclass(frozen=True)
+class Unwritten:
+    """What the writes phase returns: the persons (Marketo ids) whose write to Marketo, or to
+    Dynamics, did not happen (refused, or to try again). Their shadows keep that side's old
+    values, and no confirmation is asked for a Marketo write that did not happen."""
+
+    marketo: frozenset[int] = frozenset()
+    dynamics: frozenset[int] = frozenset()
 
 
 @dataclass
@@ -107,6 +119,8 @@ class Batch:
     # Links that end in this batch because their record moved to another person (merges):
     # removed, with their shadows, before the new links are stored.
     dropped_links: list[Link] = field(default_factory=list)
+    # Persons (Marketo ids) whose notices come back later: their link is not dropped now.
+    deferred: set[int] = field(default_factory=set)
 
     def attach(self, link: Link, notices: Iterable[Notice] = ()) -> Pair:
         """The pair of ``link.marketo_id``, created if new. A pair already relinked to a contact
@@ -123,6 +137,11 @@ class Batch:
     def defer(self, notices: Iterable[Notice], exc: TransientError, who: Link | None = None) -> None:
         for notice in notices:
             self.retry[notice.dedup_id] = (notice, exc, who)
+
+    def defer_pair(self, pair: Pair, exc: TransientError) -> None:
+        """A transient fault for this person: its notices come back later, its link stays."""
+        self.deferred.add(pair.marketo_id)
+        self.defer(pair.notices, exc, pair.link)
 
     def park(self, notices: Iterable[Notice], reason: str, who: Link | None = None) -> None:
         for notice in notices:

@@ -49,12 +49,11 @@ from shared.ports import Link, Shadow, StateStore
 from shared.reconcile import initial_values
 from shared.sync.batch import Batch, Orphan, Pair, Row
 from shared.sync.journal import Journal
+from shared.sync.loading import deletion_confirmed
 from shared.sync.planning import Planner, excluded, link_fields
-from shared.sync.reads import DynamicsReader, MarketoReader
+from shared.sync.reads import QUALIFIED, DynamicsReader, MarketoReader
 from shared.sync.split import Piece, Refusal, per_item, refuse, send_split
-from shared.sync.vanished import deletion_confirmed
 
-QUALIFIED = 1
 ALREADY_EXISTS = "1005"
 
 
@@ -78,7 +77,7 @@ def adopt(
     (pair.marketo, pair.dynamics), pair.shadow, pair.new_link = sides, shadow, True
     pair.first_link = not restored or shadow is None
     journal.linked(link, "linked", why)
-    planner.reconcile(pair, journal)
+    planner.decide_fields(pair, journal)
     return pair
 
 

@@ -12,22 +12,41 @@ every person the batch now concerns.
 A record a read could not ask for (an id that is not one, or refused alone when the call was
 split) is taken out of the batch, reported and its notices parked (``split.refuse``): left in,
 it would read as deleted on that side.
+
+Vanished persons: linked persons missing from Marketo's answer (:func:`hold_vanished`). A read
+by id answers nothing for a person that was deleted, merged into another one, or that the API
+user can no longer see (its role, workspace or partition changed). Only the first two may drop a
+link, and Marketo reports them: Get Deleted Leads (a ``deleted`` notice) and the Merge Leads
+activity (a ``merged`` notice, followed in ``merges``). So a missing person is unlinked only when
+one of its notices confirms the deletion; otherwise its notices are tried again after the poller
+has had time to read the deletions (MARKETO_DELETES_POLL_SECONDS), and parked, link kept, if no
+deletion or merge is ever reported. Many persons disappearing at once without a deletion
+reported is the signature of an access change: it is logged as an error, and nothing is
+unlinked.
 """
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
+from shared import telemetry
+from shared.errors import ServiceUnavailableError
 from shared.mapping import FieldMapping
+from shared.notices import Kind, Source
 from shared.ports import Link, StateStore
 from shared.sync.batch import Batch, Pair, Row
 from shared.sync.journal import Journal
 from shared.sync.merges import MergeFollower
-from shared.sync.reads import DynamicsReader, MarketoReader
+from shared.sync.reads import QUALIFIED, DynamicsReader, MarketoReader
+from shared.sync.retry import NO_ONE
 from shared.sync.split import Refusal, refuse
 
-QUALIFIED = 1  # lead statecode
+log = logging.getLogger(__name__)
+
 Rows = dict[str, dict[str, Row]]
+# This many unconfirmed disappearances in one batch is an alert, not a coincidence.
+MASS_DISAPPEARANCE = 10
 
 
 class Loader:
@@ -38,16 +57,20 @@ class Loader:
         state: StateStore,
         mapping: FieldMapping,
         merges: MergeFollower,
+        *,
+        vanished_retry_seconds: float = 300.0,
     ) -> None:
         self.marketo = marketo
         self.dynamics = dynamics
         self.state = state
         self.mapping = mapping
         self.merges = merges
+        self.vanished_retry_seconds = vanished_retry_seconds
 
     def load(self, batch: Batch, journal: Journal) -> dict[int, Row]:
-        """Fill in both sides of every pair and the rows of the orphans; returns the Marketo
-        persons read (unlinked ones included when automatic creation is on)."""
+        """Fill in both sides of every pair and the rows of the orphans, holding the persons
+        Marketo did not return (:func:`hold_vanished`); returns the Marketo persons read
+        (unlinked ones included when automatic creation is on)."""
         rows = self._rows(batch, journal)
         before = set(batch.pairs)
         self._follow_qualified_leads(batch, rows, journal)
@@ -67,6 +90,7 @@ class Loader:
             self._refused_person(batch, marketo_id, why, journal)
         for marketo_id, pair in batch.pairs.items():
             pair.marketo = people.found.get(marketo_id)
+        hold_vanished(batch, journal, retry_after=self.vanished_retry_seconds)
         return people.found
 
     def _rows(self, batch: Batch, journal: Journal) -> Rows:
@@ -170,3 +194,36 @@ def relink(pair: Pair, contact_id: str, journal: Journal) -> None:
 
 def _statecode(row: dict[str, Any] | None) -> object:
     return (row or {}).get("statecode")
+
+
+def deletion_confirmed(pair: Pair) -> bool:
+    return any(n.source is Source.MARKETO and n.kind is Kind.DELETED for n in pair.notices)
+
+
+def hold_vanished(batch: Batch, journal: Journal, *, retry_after: float) -> None:
+    """Defer every linked person Marketo did not return and did not report deleted."""
+    vanished = [
+        p
+        for p in batch.pairs.values()
+        if p.marketo is None and not p.settled and p.dynamics is not None and not deletion_confirmed(p)
+    ]
+    for pair in vanished:
+        pair.settled = True
+        batch.defer_pair(
+            pair,
+            ServiceUnavailableError(
+                f"person {pair.marketo_id} is not in Marketo's answer and no deletion or merge of it "
+                "was reported (yet): the link is kept",
+                service="marketo",
+                retry_after=retry_after,
+            ),
+        )
+    if len(vanished) >= MASS_DISAPPEARANCE:
+        message = (
+            f"{len(vanished)} linked persons vanished from Marketo's answers at once without a "
+            "deletion or merge reported: has the API user lost access (role, workspace, partition)? "
+            "Nothing is unlinked; their notices wait and are parked if it lasts"
+        )
+        log.error("%s", message)
+        telemetry.failures.add(len(vanished), {"reason": "vanished", "direction": "to_dynamics"})
+        journal.note(NO_ONE, "alert", message)

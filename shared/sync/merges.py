@@ -25,6 +25,7 @@ Both run before the persons are read from Marketo, so what is read is what the m
 
 from __future__ import annotations
 
+from shared.dataverse.odata import ENTITY_SETS
 from shared.errors import PermanentError, TransientError
 from shared.mapping import FieldMapping
 from shared.marketo.client import MarketoClient
@@ -33,7 +34,6 @@ from shared.ports import Link, StateStore
 from shared.sync.batch import Batch, Pair
 from shared.sync.journal import Journal
 from shared.sync.reads import DynamicsReader
-from shared.sync.writes import ENTITY_SETS, defer
 
 Rows = dict[str, dict[str, dict[str, object]]]
 
@@ -157,7 +157,7 @@ class MergeFollower:
             self.rows.dataverse.update(ENTITY_SETS[pair.entity], pair.dynamics_id, {column: None})
         except TransientError as exc:
             pair.settled = True
-            defer(batch, pair, exc)
+            batch.defer_pair(pair, exc)
             return False
         except PermanentError:
             return True  # gone or refused: the master's write will say so
@@ -177,7 +177,7 @@ class MergeFollower:
             self.marketo.merge_leads(owner.marketo_id, [pair.marketo_id])
         except TransientError as exc:
             pair.settled = True
-            defer(batch, pair, exc)
+            batch.defer_pair(pair, exc)
             return
         except PermanentError as exc:
             pair.settled = True

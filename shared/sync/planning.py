@@ -125,7 +125,7 @@ class Planner:
                 pair.link, "skipped", f"excluded by the sync filter ({self.mapping.options.sync_filter})"
             )
         else:
-            self.reconcile(pair, journal)
+            self.decide_fields(pair, journal)
 
     def _marketo_deleted(self, pair: Pair) -> None:
         pair.settled = True
@@ -149,7 +149,7 @@ class Planner:
 
     # --- a linked pair ---------------------------------------------------------------------------
 
-    def reconcile(self, pair: Pair, journal: Journal) -> None:
+    def decide_fields(self, pair: Pair, journal: Journal) -> None:
         """Decide every mapped field, add the link fields, check every value before it is sent."""
         assert pair.marketo is not None
         assert pair.dynamics is not None

@@ -20,6 +20,7 @@ from typing import Any, Generic, TypeVar
 
 from shared.dataverse import odata
 from shared.dataverse.client import DataverseClient
+from shared.dataverse.odata import ENTITY_SETS
 from shared.mapping import EntityMapping, FieldMapping, FieldType, bind_dates, date_behavior
 from shared.marketo.client import MarketoClient
 from shared.marketo.filters import unsendable
@@ -57,7 +58,6 @@ def _read_split(keys: Sequence[K], call: Callable[[list[K]], Iterable[Row]], rea
     return rows
 
 
-ENTITY_SETS = {"lead": "leads", "contact": "contacts"}
 # GUIDs per $filter: about 40 characters each keeps the URL near 10 KB, well inside the limit.
 IDS_PER_QUERY = 250
 
@@ -66,6 +66,7 @@ IDS_PER_QUERY = 250
 # longer than this fits every text field, so Describe is read only for a longer one.
 MARKETO_STRING_LENGTH = 255
 DATE_TYPES = (FieldType.DATE, FieldType.DATETIME)
+QUALIFIED = 1  # a lead's statecode once it is qualified into a contact
 
 
 class MarketoReader:

@@ -11,8 +11,8 @@ One batch goes through these phases, each in its own module:
 1. ``grouping``: notices -> persons (links from the state store), echoes set aside (an echo
    also confirms the Marketo writes it reports);
 2. ``loading``: Dynamics rows by id (250 a query) and Marketo persons by id (300 a call),
-   following lead qualifications and merges on both sides (``merges``); ``vanished``: a linked
-   person Marketo did not return is held until its deletion is confirmed;
+   following lead qualifications and merges on both sides (``merges``); a linked person Marketo
+   did not return is held until its deletion is confirmed;
 3. ``planning``: per linked person, deleted on one side, excluded by the sync filter, or
    reconciled field by field (a new pair by the first-link rule), every value checked before
    it is sent (one that cannot be is left out and reported);
@@ -54,7 +54,7 @@ from shared.notices import Entity, Kind, Notice, Source
 from shared.ports import Link, NoticeQueue, OperationsStore, Shadow, StateStore
 from shared.sync.activity_log import ActivityLog
 from shared.sync.auto_create import LeadCreator
-from shared.sync.batch import Batch
+from shared.sync.batch import Batch, Unwritten
 from shared.sync.grouping import drop_echoes, group
 from shared.sync.journal import BatchResult, Journal
 from shared.sync.linking import OrphanLinker
@@ -63,10 +63,7 @@ from shared.sync.merges import MergeFollower
 from shared.sync.planning import Planner
 from shared.sync.reads import DynamicsReader, MarketoReader
 from shared.sync.retry import NO_ONE, Rescheduler, RetryPolicy
-from shared.sync.vanished import hold_vanished
 from shared.sync.writes import Writer
-
-__all__ = ["BatchResult", "SyncWorker"]
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +100,14 @@ class SyncWorker:
         self.dynamics_reader = DynamicsReader(dataverse, mapping)
         columns = self.dynamics_reader.columns
         merges = MergeFollower(marketo, self.dynamics_reader, state, mapping)
-        self.loader = Loader(self.marketo_reader, self.dynamics_reader, state, mapping, merges)
+        self.loader = Loader(
+            self.marketo_reader,
+            self.dynamics_reader,
+            state,
+            mapping,
+            merges,
+            vanished_retry_seconds=vanished_retry_seconds,
+        )
         self.planner = Planner(mapping, self.dynamics_reader, self.marketo_reader)
         self.linker = OrphanLinker(
             marketo, self.marketo_reader, self.dynamics_reader, state, mapping=mapping, planner=self.planner
@@ -154,16 +158,14 @@ class SyncWorker:
         batch = group(notices, self.state, journal)
         drop_echoes(batch, self.mapping, self.dynamics_reader.entity, journal)
         people = self.loader.load(batch, journal)
-        hold_vanished(batch, journal, retry_after=self.vanished_retry_seconds)
         for pair in list(batch.pairs.values()):
             self.planner.plan(pair, journal)
         self.linker.link(batch, journal)
         self.lead_creator.create(batch, people, journal)
-        self.writer.write_marketo(batch, journal)
-        self.writer.write_dynamics(batch, journal)
+        unwritten = self.writer.write(batch, journal)
         self._store_links(batch, journal)
-        self._store_shadows(batch)
-        self._ask_confirmation(batch)
+        self._store_shadows(batch, unwritten)
+        self._ask_confirmation(batch, unwritten)
         return batch
 
     # --- bookkeeping ----------------------------------------------------------------------------
@@ -174,7 +176,7 @@ class SyncWorker:
             self.state.delete_link(link)
             self.state.delete_shadow(link.marketo_id)
         for pair in list(batch.pairs.values()):
-            if pair.unlink and not pair.retry:
+            if pair.unlink and pair.marketo_id not in batch.deferred:
                 self.state.delete_link(pair.link)
                 self.state.delete_shadow(pair.marketo_id)
                 journal.unlinked(pair.link, pair.unlink)
@@ -186,12 +188,14 @@ class SyncWorker:
                     journal.failed(pair.link, "conflict", exc.code or "conflict", exc.message, activity=False)
                     del batch.pairs[pair.marketo_id]
 
-    def _store_shadows(self, batch: Batch) -> None:
+    def _store_shadows(self, batch: Batch, unwritten: Unwritten) -> None:
         """Conditional on the etags read: when another run moved a shadow meanwhile, this run's
         view of that person is stale, and the person is tried again."""
         self._store_confirmations(batch)
         wanted = {
-            p.marketo_id: s for p in batch.pairs.values() if not p.unlink and (s := p.shadow_to_store())
+            p.marketo_id: s
+            for p in batch.pairs.values()
+            if not p.unlink and (s := p.shadow_to_store(unwritten))
         }
         if not wanted:
             return
@@ -205,7 +209,7 @@ class SyncWorker:
                     exc = ServiceUnavailableError("shadow changed by a concurrent run", service="state")
                     batch.defer(pair.notices, exc, pair.link)
 
-    def _ask_confirmation(self, batch: Batch) -> None:
+    def _ask_confirmation(self, batch: Batch, unwritten: Unwritten) -> None:
         """A ``confirm`` notice per person whose mapped values were written to Marketo: a write
         of values Marketo did not take has no echo, and this is when that shows. Not sent, the
         refusal is still found at the person's next change (or echo). 0 seconds: none sent."""
@@ -224,8 +228,8 @@ class SyncWorker:
             )
             for p in batch.pairs.values()
             if p.plan is not None
-            and p.wrote_marketo
-            and not p.retry
+            and p.marketo_id not in unwritten.marketo
+            and p.marketo_id not in batch.deferred
             and {d.field.marketo for d in p.plan.towards(Side.MARKETO)} - p.dropped
         ]
         if not notices:
@@ -263,7 +267,7 @@ class SyncWorker:
             journal.tallies.add(*t.lane(notice), t.PROCESSED)
         journal.tallies.add(t.NONE, t.NONE, t.MARKETO_CALLS, result.marketo_calls)
         journal.tallies.add(t.NONE, t.NONE, t.DATAVERSE_CALLS, result.dataverse_calls)
-        synced = {p.marketo_id for p in batch.pairs.values() if p.marketo_id and not p.retry}
+        synced = {m for m in batch.pairs if m and m not in batch.deferred}
         try:
             self.operations.add_tallies(journal.tallies.tallies())
             self.operations.record_errors(journal.errors)

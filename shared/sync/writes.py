@@ -22,6 +22,7 @@ from typing import TypeVar
 
 from shared.dataverse.client import DataverseClient
 from shared.dataverse.models import BatchRequest, BatchResponse
+from shared.dataverse.odata import ENTITY_SETS
 from shared.errors import (
     ConflictError,
     NotFoundError,
@@ -34,11 +35,10 @@ from shared.errors import (
 from shared.marketo.client import MarketoClient
 from shared.marketo.models import PushResult
 from shared.reconcile import Action
-from shared.sync.batch import Batch, Pair
+from shared.sync.batch import Batch, Pair, Unwritten
 from shared.sync.journal import Journal
 from shared.sync.split import Piece, Refusal, per_item, refuse, send_split
 
-ENTITY_SETS = {"lead": "leads", "contact": "contacts"}
 # A $batch takes up to 1,000 requests; Microsoft suggests keeping batches small enough that one
 # call's execution time stays modest.
 DATAVERSE_CHUNK = 500
@@ -48,18 +48,6 @@ PERSON_GONE = "1004"
 T = TypeVar("T")
 
 
-def defer(batch: Batch, pair: Pair, exc: TransientError) -> None:
-    pair.retry = True
-    batch.defer(pair.notices, exc, pair.link)
-
-
-def _not_written(pair: Pair, to_marketo: bool) -> None:
-    if to_marketo:
-        pair.wrote_marketo = False
-    else:
-        pair.wrote_dynamics = False
-
-
 class Writer:
     def __init__(self, marketo: MarketoClient, dataverse: DataverseClient) -> None:
         self.marketo = marketo
@@ -67,40 +55,48 @@ class Writer:
 
     # --- Marketo --------------------------------------------------------------------------------
 
-    def write_marketo(self, batch: Batch, journal: Journal) -> None:
+    def write(self, batch: Batch, journal: Journal) -> Unwritten:
+        """Marketo first, then Dataverse; what could not be written, per side."""
+        return Unwritten(self.write_marketo(batch, journal), self.write_dynamics(batch, journal))
+
+    def write_marketo(self, batch: Batch, journal: Journal) -> frozenset[int]:
+        """The persons whose Marketo write did not happen."""
         pairs = [p for p in batch.pairs.values() if p.marketo_changes and p.marketo is not None]
         if not pairs:
-            return
+            return frozenset()
 
         def push(chunk: list[Pair]) -> list[PushResult]:
             records = [{"id": p.marketo_id, **p.marketo_changes} for p in chunk]
             return self.marketo.push_leads(records, action="updateOnly", lookup_field="id")
 
-        for pair, result in self._split_call(batch, pairs, journal, push, to_marketo=True):
-            self._marketo_outcome(batch, pair, result, journal)
+        answered = self._split_call(batch, pairs, journal, push, to_marketo=True)
+        written = {p.marketo_id for p, result in answered if self._marketo_outcome(batch, p, result, journal)}
+        return frozenset(p.marketo_id for p in pairs) - written
 
-    def _marketo_outcome(self, batch: Batch, pair: Pair, result: PushResult | None, journal: Journal) -> None:
+    def _marketo_outcome(self, batch: Batch, pair: Pair, result: PushResult | None, journal: Journal) -> bool:
+        """Whether the person was written; if not, deferred or reported."""
         if result is not None and result.id is not None:
             decisions = pair.plan.writes(Action.TO_MARKETO) if pair.plan else ()
             journal.wrote(pair.link, "to_marketo", pair.marketo_changes, decisions, pair.notices)
-            return
-        pair.wrote_marketo = False
+            return True
         reasons = result.reasons if result is not None else ()
         if result is None or any(r.code == PERSON_GONE for r in reasons):
             # No answer for it, or the person vanished since it was read: look again later.
-            defer(
-                batch,
+            batch.defer_pair(
                 pair,
                 ServiceUnavailableError("person not updated; will read it again", service="marketo"),
             )
-            return
+            return False
         code = reasons[0].code if reasons else result.status
         message = "; ".join(f"{r.code} {r.message}" for r in reasons) or result.status
         journal.failed(pair.link, "marketo", code, message, pair.marketo_changes, direction="to_marketo")
+        return False
 
     # --- Dataverse ------------------------------------------------------------------------------
 
-    def write_dynamics(self, batch: Batch, journal: Journal) -> None:
+    def write_dynamics(self, batch: Batch, journal: Journal) -> frozenset[int]:
+        """The persons whose Dynamics write did not happen."""
+        unwritten: set[int] = set()
         for entity in ENTITY_SETS:
             pairs = [
                 p
@@ -108,9 +104,10 @@ class Writer:
                 if p.entity == entity and p.dynamics_changes and p.dynamics is not None
             ]
             for start in range(0, len(pairs), DATAVERSE_CHUNK):
-                self._update(batch, entity, pairs[start : start + DATAVERSE_CHUNK], journal)
+                unwritten |= self._update(batch, entity, pairs[start : start + DATAVERSE_CHUNK], journal)
+        return frozenset(unwritten)
 
-    def _update(self, batch: Batch, entity: str, pairs: list[Pair], journal: Journal) -> None:
+    def _update(self, batch: Batch, entity: str, pairs: list[Pair], journal: Journal) -> set[int]:
         entity_set = ENTITY_SETS[entity]
 
         def send(chunk: list[Pair]) -> list[BatchResponse]:
@@ -125,23 +122,24 @@ class Writer:
             ]
             return self.dataverse.batch(parts, continue_on_error=True)
 
-        for pair, answer in self._split_call(batch, pairs, journal, send, to_marketo=False):
-            self._row_outcome(batch, pair, answer, journal)
+        answered = self._split_call(batch, pairs, journal, send, to_marketo=False)
+        written = {p.marketo_id for p, answer in answered if self._row_outcome(batch, p, answer, journal)}
+        return {p.marketo_id for p in pairs} - written
 
-    def _row_outcome(self, batch: Batch, pair: Pair, answer: BatchResponse | None, journal: Journal) -> None:
+    def _row_outcome(self, batch: Batch, pair: Pair, answer: BatchResponse | None, journal: Journal) -> bool:
+        """Whether the row was written; if not, deferred, reported or parked."""
         if answer is not None and answer.error is None:
             decisions = pair.plan.writes(Action.TO_DYNAMICS) if pair.plan else ()
             journal.wrote(pair.link, "to_dynamics", pair.dynamics_changes, decisions, pair.notices)
-            return
+            return True
         error = answer.error if answer is not None else None
         if error is None or isinstance(error, TransientError):
-            pair.wrote_dynamics = False
-            defer(batch, pair, error or ServiceUnavailableError("no answer for the row", service="dataverse"))
+            batch.defer_pair(
+                pair, error or ServiceUnavailableError("no answer for the row", service="dataverse")
+            )
         elif isinstance(error, ConflictError) and answer is not None and answer.status == 412:
             # Changed in Dynamics since we read it: read both sides again, soon.
-            pair.wrote_dynamics = False
-            defer(
-                batch,
+            batch.defer_pair(
                 pair,
                 ServiceUnavailableError(
                     f"{pair.entity} changed in Dynamics while syncing; reading it again",
@@ -155,13 +153,12 @@ class Writer:
             self._refused_call(batch, pair, error, journal, to_marketo=False)
         else:
             self._refused_row(batch, pair, ValidationError(str(error), service="dataverse"), journal)
+        return False
 
     def _refused_row(self, batch: Batch, pair: Pair, exc: PermanentError, journal: Journal) -> None:
-        pair.wrote_dynamics = False
         if isinstance(exc, NotFoundError):
             # Deleted since it was read: the next attempt sees it gone and unlinks.
-            defer(
-                batch,
+            batch.defer_pair(
                 pair,
                 ServiceUnavailableError(f"{pair.entity} not found on update", service="dataverse"),
             )
@@ -197,9 +194,8 @@ class Writer:
         error = piece.error
         assert error is not None
         for pair in piece.items:
-            _not_written(pair, to_marketo)
             if isinstance(error, TransientError):
-                defer(batch, pair, error)
+                batch.defer_pair(pair, error)
             elif piece.refused_alone:
                 self._refused_alone(batch, pair, Refusal.of(error), journal, to_marketo=to_marketo)
             else:
@@ -229,7 +225,6 @@ class Writer:
     ) -> None:
         """Refused for a reason that is not this person's data (a permission, a broken request):
         the notices are parked, to replay once the cause is fixed."""
-        _not_written(pair, to_marketo)
         direction = "to_marketo" if to_marketo else "to_dynamics"
         changes = pair.marketo_changes if to_marketo else pair.dynamics_changes
         code = exc.code or exc.service

@@ -3,6 +3,12 @@
 Each field has three names, as in Marketo: the REST name (``company``), the SOAP name
 (``Company``, used by webhook response mappings) and the display name (``Company Name``,
 used by ``{{lead.Company Name}}`` tokens).
+
+The catalog is Marketo's standard fields, then the custom fields a Marketo admin creates for
+mdsync (docs/marketo-setup.md): every field mdsync's default mapping (shared/default_mapping.yaml)
+names that is not a standard one, typed as the mapping types it. A field added to the default
+mapping is therefore in the simulated instance too; fields beyond it come from the
+configuration (``ExtraField``).
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
 
+from shared.mapping import FieldMapping, FieldType, load_mapping
 from simulators.marketo.config import ExtraField
 from simulators.marketo.faults import MarketoFault
 
@@ -67,14 +74,53 @@ STANDARD_FIELDS: tuple[FieldDef, ...] = (
     _f(15, "leadPartitionId", "Person Partition Id", "integer", "LeadPartitionId", read_only=True),
     _f(16, "dateOfBirth", "Date of Birth", "date", "DateofBirth"),
     _f(17, "annualRevenue", "Annual Revenue", "currency", "AnnualRevenue"),
-    # Dynamics-sync fields: ordinary updateable custom fields, since mdsync replaces the native
-    # sync (whose own fields would be read-only and crmManaged).
-    _f(101, "msftType", "Microsoft Type", "string", "MSFTType", custom=True),
-    _f(102, "msftLeadId", "Microsoft Lead Id", "string", "MSFTLeadId", custom=True),
-    _f(103, "msftContactId", "Microsoft Contact Id", "string", "MSFTContactId", custom=True),
-    _f(104, "msftIsDeleted", "Microsoft Is Deleted", "boolean", "MSFTIsDeleted", custom=True),
-    _f(105, "msftDoNotEmail", "Microsoft Do Not Email", "boolean", "MSFTDoNotEmail", custom=True),
 )
+
+# The Marketo data type of a custom field holding values the mapping types so.
+_MARKETO_TYPES = {
+    FieldType.STRING: "string",
+    FieldType.EMAIL: "email",
+    FieldType.PHONE: "phone",
+    FieldType.BOOLEAN: "boolean",
+    FieldType.INTEGER: "integer",
+    FieldType.NUMBER: "float",
+    FieldType.DATE: "date",
+    FieldType.DATETIME: "datetime",
+    FieldType.OPTION: "string",
+    FieldType.MONEY: "currency",
+}
+# How the Dynamics-sync fields are named in Marketo's UI ("msftIsDeleted": "Microsoft Is Deleted").
+_PREFIXES = {"msft": ("Microsoft", "MSFT")}
+
+
+def _custom(field_id: int, name: str, data_type: str) -> FieldDef:
+    """A custom field, its display and SOAP names made from its REST name."""
+    words = re.findall(r"[a-z0-9]+|[A-Z][a-z0-9]*", name)
+    display, soap = _PREFIXES.get(words[0], (words[0].title(), words[0].title()))
+    return _f(
+        field_id, name, " ".join([display, *words[1:]]), data_type, soap + "".join(words[1:]), custom=True
+    )
+
+
+def mapped_fields(mapping: FieldMapping, first_id: int = 101) -> tuple[FieldDef, ...]:
+    """The custom fields ``mapping`` needs beyond Marketo's standard ones: its mapped fields
+    and its link fields. They are ordinary updateable custom fields, since mdsync replaces the
+    native sync (whose own fields would be read-only and crmManaged)."""
+    links = mapping.links
+    wanted: dict[str, str] = {
+        links.marketo_type: "string",
+        links.marketo_lead_id: "string",
+        links.marketo_contact_id: "string",
+        links.marketo_is_deleted: "boolean",
+    }
+    for field in (*mapping.lead.fields, *mapping.contact.fields):
+        wanted.setdefault(field.marketo, _MARKETO_TYPES[field.type])
+    standard = {f.name for f in STANDARD_FIELDS}
+    custom = [(name, data_type) for name, data_type in wanted.items() if name not in standard]
+    return tuple(_custom(first_id + i, name, data_type) for i, (name, data_type) in enumerate(custom))
+
+
+MAPPED_FIELDS = mapped_fields(load_mapping())
 
 DEFAULT_READ_FIELDS = ("id", "email", "firstName", "lastName", "createdAt", "updatedAt")
 
@@ -83,7 +129,7 @@ class FieldCatalog:
     """Lookup of fields by REST, SOAP and display name."""
 
     def __init__(self, extra: tuple[ExtraField, ...] = ()) -> None:
-        fields = list(STANDARD_FIELDS)
+        fields = [*STANDARD_FIELDS, *MAPPED_FIELDS]
         for i, spec in enumerate(extra):
             soap = spec.soap_name or spec.name[:1].upper() + spec.name[1:]
             fields.append(

@@ -19,7 +19,8 @@ from azure.functions.servicebus import ServiceBusMessageInConverter
 from azure.servicebus import ServiceBusMessage, ServiceBusMessageBatch
 from azure.servicebus import exceptions as sb
 
-from shared.adapters.servicebus_queue import ServiceBusQueue, notice_from_message
+from shared.adapters.messages import notice_from_message
+from shared.adapters.servicebus_queue import ServiceBusQueue
 from shared.errors import (
     AccessDeniedError,
     BadRequestError,

@@ -14,7 +14,7 @@ from mdsync.harness import LocalSystem
 from shared.backfill.context import Context
 from shared.backfill.job import JobState, Options
 from shared.backfill.runner import Backfill
-from shared.bootstrap import make_dataverse_client, make_marketo_client
+from shared.bootstrap import BACKGROUND
 
 NOW = datetime.now(UTC)
 CREATED = (NOW - timedelta(days=2)).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -67,10 +67,9 @@ def make_context(system: LocalSystem, **overrides: Any) -> Context:
     """The backfill's context as the app builds it, with a roomy Marketo share and quick polls
     (the simulators finish bulk jobs at once), so the tests are not paced by the real share."""
     deps = system.deps
-    settings = deps.settings
     ctx = deps.backfill_context()
-    ctx.marketo = make_marketo_client(settings, deps.session, max_calls_per_20s=60, max_concurrency=2)
-    ctx.dataverse = make_dataverse_client(settings, deps.session, deps.dataverse_tokens, max_concurrency=2)
+    ctx.marketo = deps.marketo_client(BACKGROUND, max_calls_per_20s=60, max_concurrency=2)
+    ctx.dataverse = deps.dataverse_client(BACKGROUND, max_concurrency=2)
     ctx.__post_init__()
     ctx.poll_seconds = 0.05
     for name, value in overrides.items():

@@ -96,30 +96,29 @@ def test_a_row_that_is_gone_fails_alone(client: DataverseClient, admin: Datavers
     assert [type(r.error) for r in results] == [type(None), NotFoundError, type(None)]
 
 
-def test_upserts_by_alternate_key_create_and_update_in_input_order(
-    client: DataverseClient, admin: DataverseAdmin
-) -> None:
-    admin.seed("lead", [lead(mdsync_marketoid="1", jobtitle="old")])
-    items = [
-        ({"mdsync_marketoid": "1"}, {"jobtitle": "first"}),
-        ({"mdsync_marketoid": "2"}, lead(lastname="Two")),
-        ({"mdsync_marketoid": "1"}, {"jobtitle": "second"}),  # the same key again: a later request
+def test_a_row_updated_twice_goes_in_a_later_request(client: DataverseClient, admin: DataverseAdmin) -> None:
+    ids = seed(admin, 2)
+    records = [
+        {"leadid": ids[0], "jobtitle": "first"},
+        {"leadid": ids[1], "jobtitle": "other"},
+        {"leadid": ids[0], "jobtitle": "second"},  # the same row again: a later request
     ]
-    results = list(client.upsert_rows("leads", "lead", items))
+    results = list(client.update_rows("leads", "lead", records))
     assert [r.ok for r in results] == [True, True, True]
-    rows = {r["mdsync_marketoid"]: r for r in admin.rows("lead")}
-    assert rows["1"]["jobtitle"] == "second"
-    assert rows["2"]["lastname"] == "Two"
-    assert client.calls["POST leads/UpsertMultiple"] == 2
+    titles = {r["leadid"]: r["jobtitle"] for r in admin.rows("lead")}
+    assert titles[ids[0]] == "second"
+    assert titles[ids[1]] == "other"
+    assert client.calls["POST leads/UpdateMultiple"] == 2
 
 
 def test_tables_without_bulk_messages_use_batch(client: DataverseClient, admin: DataverseAdmin) -> None:
+    ids = seed(admin, 4)
     admin.set_bulk_support("lead", False)
-    items = [({"mdsync_marketoid": str(i)}, lead(jobtitle="x" * 500 if i == 2 else "ok")) for i in range(4)]
-    results = list(client.upsert_rows("leads", "lead", items))
+    records = [{"leadid": i, "jobtitle": "x" * 500 if n == 2 else "ok"} for n, i in enumerate(ids)]
+    results = list(client.update_rows("leads", "lead", records))
     assert [r.ok for r in results] == [True, True, False, True]
-    assert sorted(r["mdsync_marketoid"] for r in admin.rows("lead")) == ["0", "1", "3"]
-    assert client.calls["POST leads/UpsertMultiple"] == 0
+    assert sorted(r["jobtitle"] or "" for r in admin.rows("lead")) == ["", "ok", "ok", "ok"]
+    assert client.calls["POST leads/UpdateMultiple"] == 0
 
 
 def test_a_bulk_request_takes_at_most_1000_rows(client: DataverseClient) -> None:

@@ -200,21 +200,6 @@ def test_bulk_falls_back_to_a_batch_change_set(client: DataverseClient, admin: D
     assert sorted(r["jobtitle"] for r in admin.rows("contact")) == ["Z", "Z"]
 
 
-def test_upsert_multiple_by_alternate_key(client: DataverseClient, admin: DataverseAdmin) -> None:
-    client.upsert_multiple(
-        "leads",
-        "lead",
-        [
-            ({"mdsync_marketoid": "1"}, lead(lastname="One")),
-            ({"mdsync_marketoid": "2"}, lead(lastname="Two")),
-        ],
-    )
-    client.upsert_multiple("leads", "lead", [({"mdsync_marketoid": "1"}, {"jobtitle": "CEO"})])
-    rows = {r["mdsync_marketoid"]: r for r in admin.rows("lead")}
-    assert rows["1"]["jobtitle"] == "CEO"
-    assert rows["2"]["lastname"] == "Two"
-
-
 def test_batch_independent_parts_and_change_sets(client: DataverseClient, admin: DataverseAdmin) -> None:
     results = client.batch(
         [

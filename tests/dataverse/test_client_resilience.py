@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import logging
 import threading
+import time
+from typing import Any
 
 import pytest
 import requests
+from azure.core.credentials import AccessToken
 
+from shared.dataverse import odata
 from shared.dataverse.auth import CredentialTokens
 from shared.dataverse.client import DataverseClient
 from shared.errors import (
@@ -15,6 +20,7 @@ from shared.errors import (
     RateLimitedError,
     ServiceUnavailableError,
 )
+from shared.pipeline import WIRE_LOGGER
 from simulators.dataverse.admin import DataverseAdmin
 from simulators.entra import EntraAdmin
 from simulators.tls import TlsFiles
@@ -50,8 +56,8 @@ def test_a_token_rejected_after_refresh_is_auth_expired(
     class Stale:
         invalidated = 0
 
-        def get_token(self) -> str:
-            return "not.a.token"
+        def get_token(self, *scopes: str, **kwargs: Any) -> AccessToken:
+            return AccessToken("not.a.token", int(time.time()) + 3600)
 
         def invalidate(self) -> None:
             self.invalidated += 1
@@ -81,7 +87,7 @@ def test_token_for_another_audience_is_rejected(
 ) -> None:
     other = client_secret_tokens(sims, tls, org_url="https://contoso.crm.dynamics.com")
     response = http.get(
-        f"{sims.api_url}/leads", headers={"Authorization": f"Bearer {other.get_token()}"}, timeout=10
+        f"{sims.api_url}/leads", headers={"Authorization": f"Bearer {other.get_token().token}"}, timeout=10
     )
     assert response.status_code == 401
     assert "audience" in response.json()["error"]["message"]
@@ -187,7 +193,7 @@ def test_request_window_limit_answers_429_with_the_documented_code(
     sims: Sims, http: requests.Session, tokens: CredentialTokens, admin: DataverseAdmin
 ) -> None:
     admin.set_limits(requests=3, window_seconds=60)
-    headers = {"Authorization": f"Bearer {tokens.get_token()}"}
+    headers = {"Authorization": f"Bearer {tokens.get_token().token}"}
     statuses = [http.get(f"{sims.api_url}/leads", headers=headers, timeout=10).status_code for _ in range(4)]
     assert statuses == [200, 200, 200, 429]
     last = http.get(f"{sims.api_url}/leads", headers=headers, timeout=10)
@@ -203,7 +209,7 @@ def test_concurrency_limit_trips_immediately(
 ) -> None:
     admin.set_limits(concurrent=2)
     admin.slow(1.0, count=None, path="leads")
-    headers = {"Authorization": f"Bearer {tokens.get_token()}"}
+    headers = {"Authorization": f"Bearer {tokens.get_token().token}"}
     codes: list[str] = []
     lock = threading.Lock()
 
@@ -220,3 +226,22 @@ def test_concurrency_limit_trips_immediately(
     admin.clear_faults()
     assert codes.count("ok") == 2
     assert codes.count("0x80072326") == 3
+
+
+def test_the_wire_log_is_off_by_default_and_redacted_when_on(
+    client: DataverseClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    email = "ana.lopez@fabrikam.example"
+    with caplog.at_level(logging.INFO, logger="shared"):
+        client.create("leads", lead(emailaddress1=email))
+    assert [r for r in caplog.records if r.name == WIRE_LOGGER] == []
+
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger=WIRE_LOGGER):
+        rows = list(client.query("leads", select=["leadid"], filter=odata.eq("emailaddress1", email)))
+    assert len(rows) == 1
+    wire = "\n".join(r.getMessage() for r in caplog.records if r.name == WIRE_LOGGER)
+    assert "Request URL" in wire
+    assert "'Authorization': 'REDACTED'" in wire
+    assert "Bearer" not in wire
+    assert "fabrikam.example" not in wire

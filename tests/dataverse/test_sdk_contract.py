@@ -32,7 +32,7 @@ class ProviderCredential:
 
     def get_token(self, *scopes: str, **kwargs: Any) -> AccessToken:
         self.scopes.extend(scopes)
-        return AccessToken(self.provider.get_token(), int(time.time()) + 3000)
+        return AccessToken(self.provider.get_token().token, int(time.time()) + 3000)
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ from .conftest import Sims, lead
 
 @pytest.fixture
 def api(sims: Sims, http: requests.Session, tokens: CredentialTokens, admin: DataverseAdmin) -> Any:
-    headers = {"Authorization": f"Bearer {tokens.get_token()}", "Accept": "application/json"}
+    headers = {"Authorization": f"Bearer {tokens.get_token().token}", "Accept": "application/json"}
 
     def call(method: str, path: str, body: Any = None, **extra: Any) -> requests.Response:
         return http.request(

@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 
+from shared.dataverse import webhooks
 from shared.dataverse.client import DataverseClient
 from shared.dataverse.models import StepSpec
-from shared.errors import ValidationError
-from simulators.dataverse.admin import DataverseAdmin
+from simulators.dataverse.admin import AdminError, DataverseAdmin
 from simulators.dataverse.config import DEFAULT_HUMAN_USER_ID
 
 from .conftest import APP_USER, HUMAN, Receiver, lead
@@ -166,8 +166,8 @@ def test_qualification_fires_contact_create_and_lead_update(
         StepSpec("lead", "Update", filtering_attributes=("statecode",)),
     )
     lead_id = admin.seed("lead", [lead(companyname="Fabrikam")])[0]
-    contact_id = client.qualify_lead(lead_id, create_account=True)
-    assert contact_id is not None
+    made = admin.qualify_as(HUMAN, lead_id, create_account=True)
+    contact_id = next(str(item["contactid"]) for item in made if "contactid" in item)
     contexts = {body_of(d)["PrimaryEntityName"]: body_of(d) for d in delivered(admin, receiver)}
     created = kv(kv(contexts["contact"]["InputParameters"])["Target"]["Attributes"])
     assert created["originatingleadid"]["Id"] == lead_id
@@ -177,9 +177,10 @@ def test_qualification_fires_contact_create_and_lead_update(
     assert (updated["statecode"]["Value"], updated["statuscode"]["Value"]) == (1, 3)
     contact = client.get("contacts", contact_id, select=["_originatingleadid_value", "emailaddress1"])
     assert contact["_originatingleadid_value"] == lead_id
-    with pytest.raises(ValidationError) as again:
-        client.qualify_lead(lead_id)
-    assert again.value.code == "0x80040519"
+    with pytest.raises(AdminError) as again:
+        admin.qualify_as(HUMAN, lead_id)
+    assert again.value.status == 400
+    assert "0x80040519" in str(again.value.body)
 
 
 def test_payload_over_256_kb_is_trimmed(
@@ -301,7 +302,7 @@ def test_registration_is_idempotent_and_unregister_stops_deliveries(
     register(client, receiver, StepSpec("lead", "Create", post_image=()))
     client.create("leads", lead())
     assert len(delivered(admin, receiver)) == 1
-    assert client.unregister_webhook("mdsync") == 1
+    assert webhooks.unregister(client, "mdsync") == 1
     receiver.clear()
     client.create("leads", lead())
     assert delivered(admin, receiver) == []

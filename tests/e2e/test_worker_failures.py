@@ -13,6 +13,7 @@ import pytest
 
 from mdsync.harness import WEBHOOK_NAME, LocalSystem
 from shared.adapters.sqlite_queue import SqliteQueue
+from shared.dataverse import webhooks
 from shared.notices import Entity, FieldChange, Kind, Notice, Source
 from shared.sync.worker import SyncWorker
 from tests.e2e.test_worker_support import (
@@ -122,7 +123,7 @@ def rig(system: LocalSystem, tmp_path: Path) -> Iterator[Rig]:
     deps = system.deps
     lead_id, marketo_id = create_linked(system, "lead", firstname="Ana", jobtitle="Engineer")
     # From here on, changes reach the worker only through the notices the test builds.
-    deps.dataverse.unregister_webhook(WEBHOOK_NAME)
+    webhooks.unregister(deps.dataverse, WEBHOOK_NAME)
     now = [datetime.now(UTC).timestamp()]
     queue = SqliteQueue(tmp_path / "retry.sqlite3", clock=lambda: now[0])
     worker = SyncWorker(

@@ -19,6 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from mdsync.harness import WEBHOOK_NAME, LocalSystem
+from shared.dataverse import webhooks
 from shared.notices import Entity, FieldChange, Kind, Notice, Source
 from tests.e2e.test_worker_support import SETS, USER
 
@@ -126,7 +127,7 @@ def _setup(system: LocalSystem) -> dict[str, Side]:
     }
     system.sync()
     system.sweep()  # the sweep's starting point, for the recovery at the end
-    system.deps.dataverse.unregister_webhook(WEBHOOK_NAME)  # notices come from the test now
+    webhooks.unregister(system.deps.dataverse, WEBHOOK_NAME)  # notices come from the test now
     links = {e: system.deps.state.get_links_by_dynamics(e, [i])[i] for e, i in ids.items()}
     return {e: Side(e, ids[e], links[e].marketo_id) for e in ENTITIES}
 

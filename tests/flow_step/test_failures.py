@@ -9,7 +9,7 @@ import pytest
 
 from mdsync.harness import LocalSystem
 from shared.errors import TransientError
-from shared.flow_step import SyncPersonToMicrosoft, TimeBudget, build_flow_step
+from shared.flow_step import SyncPersonToMicrosoft, TimeBudget
 from shared.marketo.limiter import RateShareSpentError
 
 from .conftest import failures_logged, leads, linked, new_person, post, snapshot
@@ -123,12 +123,12 @@ def test_the_flow_steps_clients_retry_well_inside_marketos_30_seconds(flow: Sync
     # A Marketo call may first wait for the step's reserved rate, and the first one still fits.
     assert budget.seconds_for("marketo") == budget.call_seconds + budget.rate_wait_seconds
     assert budget.seconds_for("marketo") < budget.total_seconds
-    assert flow.marketo._transport._max_rate_wait == budget.rate_wait_seconds
+    assert flow.marketo._transport.max_rate_wait == budget.rate_wait_seconds
     # The clients really carry that budget (the worker's clients retry for 10 s, time out at 30 s).
     assert flow.dataverse._transport.retry_budget_seconds == budget.retry_seconds
     assert flow.dataverse._transport.timeout == budget.attempt_timeout_seconds
-    assert flow.marketo._transport._budget == budget.retry_seconds
-    assert flow.marketo._transport._timeout == budget.attempt_timeout_seconds
+    assert flow.marketo._transport.retry_budget_seconds == budget.retry_seconds
+    assert flow.marketo._transport.timeout == budget.attempt_timeout_seconds
 
 
 def test_no_step_starts_that_could_outlive_the_webhook(
@@ -191,7 +191,7 @@ def test_a_spent_marketo_share_answers_503_in_time_and_changes_nothing(system: L
     # A share of 2 calls per 20 s: one create (a read and a write-back) spends it.
     settings = deps.settings.model_copy(update={"marketo_flow_step_calls_per_20s": 2})
     budget = TimeBudget(rate_wait_seconds=0.5)
-    flow = build_flow_step(settings, deps.session, deps.state, deps.mapping, budget=budget)
+    flow = deps.build_flow_step(settings=settings, budget=budget)
     second = new_person(system, email="second@fabrikam.example")
     before = snapshot(system)
     # The campaign's previous call (a read and a write-back) spent the share just now; two reads

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from mdsync.harness import LocalSystem
-from shared.flow_step import SyncPersonToMicrosoft, build_flow_step
+from shared.flow_step import SyncPersonToMicrosoft
 from shared.ports import Link
 
 from .conftest import call, leads, leads_of, linked, new_person, post, snapshot
@@ -152,7 +152,7 @@ def test_match_on_email_can_be_turned_off(system: LocalSystem) -> None:
     deps = system.deps
     options = deps.mapping.options.model_copy(update={"match_on_email": False})
     mapping = deps.mapping.model_copy(update={"options": options})
-    flow = build_flow_step(deps.settings, deps.session, deps.state, mapping)
+    flow = deps.build_flow_step(mapping=mapping)
 
     outcome = flow.run(pid)
 

@@ -19,7 +19,9 @@ from shared.errors import (
     UnsupportedError,
     ValidationError,
 )
-from shared.marketo import ExportJob, ImportFile, MarketoClient, date_windows, import_files
+from shared.marketo.bulk_extract import ExportJob, date_windows
+from shared.marketo.bulk_import import ImportFile, import_files
+from shared.marketo.client import MarketoClient
 from shared.marketo.codes import BulkQueueFullError
 from simulators.marketo.config import BulkLimits
 from tests.marketo.conftest import Marketo

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, timedelta
+from importlib import resources
 from urllib.parse import parse_qs
 from zoneinfo import ZoneInfo
 
@@ -23,13 +24,14 @@ from shared.errors import (
     UnsupportedError,
     ValidationError,
 )
+from shared.mapping import load_mapping, parse_mapping
 from shared.marketo.client import BATCH, MAX_BODY_BYTES, _write_chunks
 from shared.marketo.codes import BulkQueueFullError, error_for, seconds_until_quota_reset
 from shared.marketo.limiter import CallLimiter, RateShareSpentError
 from shared.marketo.models import Activity
 from simulators.marketo.activities import Cursor
 from simulators.marketo.faults import MarketoFault
-from simulators.marketo.fields import STANDARD_FIELDS, coerce
+from simulators.marketo.fields import STANDARD_FIELDS, FieldCatalog, coerce, mapped_fields
 from simulators.marketo.webhooks import encode_value, extract
 
 FIELDS = {f.name: f for f in STANDARD_FIELDS}
@@ -272,3 +274,23 @@ def test_a_caller_with_a_deadline_waits_that_long_then_is_told_when_to_come_back
     with limiter.slot(max_wait=13.5):  # long enough: it gets the slot
         pass
     assert now[0] == pytest.approx(1_020.0)
+
+
+def test_every_field_of_the_default_mapping_is_in_the_catalog() -> None:
+    catalog = FieldCatalog()
+    assert [name for name in load_mapping().marketo_fields() if catalog.get(name) is None] == []
+
+
+def test_a_field_added_to_a_mapping_becomes_a_custom_field_of_its_type() -> None:
+    text = (resources.files("shared").joinpath("default_mapping.yaml").read_text(encoding="utf-8")).replace(
+        "    - {marketo: msftDoNotEmail, dynamics: donotemail,       type: boolean}\ncontact:",
+        "    - {marketo: msftDoNotEmail, dynamics: donotemail,       type: boolean}\n"
+        "    - {marketo: leadScoreValue, dynamics: new_leadscore, type: integer}\ncontact:",
+    )
+    added = {f.name: f for f in mapped_fields(parse_mapping(text, origin="test"))}["leadScoreValue"]
+    assert (added.data_type, added.display_name, added.soap_name, added.custom) == (
+        "integer",
+        "Lead Score Value",
+        "LeadScoreValue",
+        True,
+    )

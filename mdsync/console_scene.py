@@ -7,7 +7,6 @@ denying a write, and the worker held while changes queue up.
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,7 +33,7 @@ def _person(system: LocalSystem, email: str) -> dict[str, Any] | None:
 
 
 def _linked(system: LocalSystem, email: str) -> int:
-    person = system.until(lambda: _person(system, email), timeout=30)
+    person = system.until(lambda: _person(system, email))
     return int(person["id"])
 
 
@@ -63,7 +62,7 @@ def stage(system: LocalSystem, *, backlog: int = 3) -> Scene:
     mk.user_edit(scene.ana, {"city": "Madrid"})
     dv.pause_webhooks(False)
     system.sync()
-    system.until(lambda: (dv.row("lead", scene.ana_lead) or {}).get("address1_city") == "Madrid", timeout=30)
+    system.until(lambda: (dv.row("lead", scene.ana_lead) or {}).get("address1_city") == "Madrid")
 
     # A value Dynamics refuses: a business rule against '!' in job titles.
     dv.add_plugin(
@@ -103,8 +102,6 @@ def stage(system: LocalSystem, *, backlog: int = 3) -> Scene:
                 },
             )
         )
-    system.dataverse_admin.wait_for_webhooks(timeout=30)
-    deadline = time.monotonic() + 30
-    while system.queue.active_count() < backlog and time.monotonic() < deadline:
-        time.sleep(0.05)
+    system.webhooks_delivered()
+    system.until(lambda: system.queue.active_count() >= backlog)
     return scene

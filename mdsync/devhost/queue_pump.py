@@ -76,6 +76,9 @@ class QueuePump:
         self._wake = threading.Event()
         self._released = threading.Event()
         self._released.set()
+        # Held by the loop from its look at _released to the end of its receive: once hold()
+        # has it, no receive is under way, so nothing sent afterwards is handed over.
+        self._receiving = threading.Lock()
         self._pool = (
             None
             if self.many
@@ -92,8 +95,11 @@ class QueuePump:
 
     def hold(self) -> None:
         """Receive nothing until release(); the invocation in progress finishes. Messages wait
-        in the queue, as they would while a function app is stopped."""
+        in the queue, as they would while a function app is stopped. Once this returns, what is
+        sent is not received (a receive under way finishes first)."""
         self._released.clear()
+        with self._receiving:
+            pass
 
     def release(self) -> None:
         self._released.set()
@@ -111,11 +117,10 @@ class QueuePump:
 
     def _loop(self) -> None:
         while not self._stop.is_set():
-            if not self._released.is_set():
+            received = self._receive_unless_held()
+            if received is None:
                 self._released.wait()
                 continue
-            self._wake.clear()
-            received = self._collect()
             if not received:
                 self._wake.wait(self._idle_wait)
                 continue
@@ -123,6 +128,14 @@ class QueuePump:
                 self._deliver(received)
             else:
                 wait([self._pool.submit(self._deliver, [one]) for one in received])
+
+    def _receive_unless_held(self) -> list[ReceivedMessage] | None:
+        """What is ready (maybe nothing), or None while held."""
+        with self._receiving:
+            if not self._released.is_set():
+                return None
+            self._wake.clear()
+            return self._collect()
 
     def _collect(self) -> list[ReceivedMessage]:
         """Like the Service Bus extension with minMessageBatchSize: once something arrived, keep

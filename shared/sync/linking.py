@@ -13,6 +13,12 @@ Not every unlinked record is new. These are left alone:
   deleted in Marketo): the person is created when someone changes the record later;
 * a record excluded by the sync filter.
 
+A record whose person was deleted in Marketo, read in the same batch as someone's change of the
+record, is unlinked and taken as an orphan there and then (``reopen_deleted``): a later update
+makes a new person whether the worker reads the deletion before the change or with it. Unlinked
+first, the change would be consumed by the unlink, and the echo of clearing the Marketo-id column
+would then look like mdsync's own last change.
+
 A record that still names a live, unlinked person in its Marketo-id column is relinked to it
 (the state store lost the link, or a write of it failed).
 
@@ -44,6 +50,7 @@ from shared.ports import Link, Shadow, StateStore
 from shared.reconcile import initial_values
 from shared.sync.batch import Batch, Orphan, Pair, Row
 from shared.sync.journal import Journal
+from shared.sync.loading import deletion_confirmed
 from shared.sync.planning import Planner, excluded, link_fields
 from shared.sync.reads import QUALIFIED, DynamicsReader, MarketoReader
 from shared.sync.split import Piece, Refusal, per_item, refuse, send_split
@@ -129,6 +136,7 @@ class OrphanLinker:
         self.planner = planner
 
     def link(self, batch: Batch, journal: Journal) -> None:
+        self.reopen_deleted(batch, journal)
         pending = [o for o in batch.orphans.values() if self._wanted(o, journal)]
         adoptions, pending = self._recover(batch, pending)
         emails = {o.record_id: self._email(o) for o in pending}
@@ -156,6 +164,23 @@ class OrphanLinker:
         self._create(batch, duplicates, "createDuplicate", journal)
 
     # --- which orphans -------------------------------------------------------------------------
+
+    def reopen_deleted(self, batch: Batch, journal: Journal) -> None:
+        """Pairs whose person was deleted in Marketo and whose record someone changed: the link
+        ends in this batch and the record is an orphan, with its Dynamics notices."""
+        for pair in list(batch.pairs.values()):
+            if pair.unlink is None or pair.marketo is not None or pair.dynamics is None:
+                continue
+            if not deletion_confirmed(pair):
+                continue
+            notices = [n for n in pair.notices if n.source is Source.DYNAMICS]
+            orphan = Orphan(pair.entity, pair.dynamics_id.lower(), notices, pair.dynamics)
+            if not notices or not self._changed_by_someone(orphan, pair.dynamics):
+                continue
+            del batch.pairs[pair.marketo_id]
+            batch.dropped_links.append(pair.link)
+            journal.unlinked(pair.link, pair.unlink)
+            batch.orphans[(orphan.entity, orphan.record_id)] = orphan
 
     def _wanted(self, orphan: Orphan, journal: Journal) -> bool:
         row = orphan.row

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 from urllib.parse import quote
 
@@ -213,8 +214,16 @@ class DataverseAdmin:
         return list(self._call("GET", "webhooks/jobs")["value"])
 
     def wait_for_webhooks(self, timeout: float = 10.0) -> bool:
-        """Block until every queued webhook delivery is done; False on timeout."""
-        return bool(self._call("POST", "webhooks/drain", timeout=timeout)["drained"])
+        """Block until every queued webhook delivery is done; False after ``timeout`` seconds.
+        A long wait is made of short drains, each well inside the HTTP client's own timeout."""
+        deadline = time.monotonic() + timeout
+        step = min(10.0, self.timeout / 2)
+        while True:
+            wait = min(step, max(0.1, deadline - time.monotonic()))
+            if self._call("POST", "webhooks/drain", timeout=wait)["drained"]:
+                return True
+            if time.monotonic() >= deadline:
+                return False
 
     def pause_webhooks(self, paused: bool = True) -> None:
         self._call("POST", "webhooks/pause", {"paused": paused})

@@ -30,7 +30,9 @@ def test_a_change_made_during_the_backfill_syncs_live_and_is_not_overwritten(
         if not seen:
             # The job has read and matched both pairs; now a salesperson edits Ana's lead.
             system.dataverse_admin.update_as(USER, "leads", ana_lead, {"jobtitle": "CEO"})
-            seen["live"] = system.until(lambda: world.marketo("ana").get("title") == "CEO", timeout=60)
+            seen["live"] = system.until(lambda: world.marketo("ana").get("title") == "CEO")
+            # The live batch is done (its link and shadow stored), not only past its Marketo write.
+            system.wait_idle()
         return spec.unit(ctx, job)
 
     monkeypatch.setitem(

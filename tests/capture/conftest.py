@@ -31,6 +31,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from mdsync.harness import PATIENCE
 from shared.adapters.sqlite_queue import SqliteQueue
 from shared.adapters.sqlite_state import SqliteStateStore
 from shared.bootstrap import Container, container, reset_container
@@ -135,7 +136,7 @@ class App:
         )
 
     def deliveries(self, expected: int) -> list[Delivery]:
-        assert self.dataverse_admin.wait_for_webhooks(10)
+        assert self.dataverse_admin.wait_for_webhooks(PATIENCE)
         taken = self.tap.take()
         assert len(taken) == expected, [d.headers.get("x-ms-dynamics-request-name") for d in taken]
         return taken

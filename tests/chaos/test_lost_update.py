@@ -15,19 +15,9 @@ worker's read to complete (mdsync's own call counter) before the user edits.
 
 from __future__ import annotations
 
-import time
-
 from mdsync.bench.meter import sync_quietly
 from mdsync.bench.seed import seed_pairs
-from mdsync.harness import LocalSystem
-
-
-def _wait_for(check: object, timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():  # type: ignore[operator]
-        if time.monotonic() > deadline:
-            raise TimeoutError("the worker never read the contact")
-        time.sleep(0.005)
+from mdsync.harness import PATIENCE, LocalSystem
 
 
 def test_a_dynamics_edit_during_a_batch_wins_its_collision(system: LocalSystem) -> None:
@@ -36,9 +26,9 @@ def test_a_dynamics_edit_during_a_batch_wins_its_collision(system: LocalSystem) 
     system.marketo_admin.inject_latency(1500, count=2)
     reads = system.deps.dataverse.calls["GET contacts"]
     system.dataverse_admin.update_as("Jane Doe", "contacts", pair.dynamics_id, {"firstname": "Ana"})
-    _wait_for(lambda: system.deps.dataverse.calls["GET contacts"] > reads)
+    system.until(lambda: system.deps.dataverse.calls["GET contacts"] > reads)
     system.dataverse_admin.update_as("Jane Doe", "contacts", pair.dynamics_id, {"jobtitle": "from-dynamics"})
-    sync_quietly(system, 60)
+    sync_quietly(system, PATIENCE)
 
     row = system.dataverse_admin.row("contact", pair.dynamics_id)
     person = system.marketo_admin.person(pair.marketo_id)

@@ -38,16 +38,20 @@ def test_simulate_prints_urls_that_answer(tmp_path: Path) -> None:
         assert set(urls) == {"entra", "dataverse", "marketo"}
         assert ca_file is not None
         assert ca_file.is_file()
-        session = make_session(extra_ca_file=ca_file)
-        token = session.get(
-            f"{urls['marketo']}/identity/oauth/token",
-            params={"grant_type": "client_credentials", "client_id": "nobody", "client_secret": "wrong"},
-            timeout=10,
-        )
-        assert token.status_code == 401
-        discovery = session.get(f"{urls['entra']}/common/v2.0/.well-known/openid-configuration", timeout=10)
-        assert discovery.status_code in (200, 400)
+        with make_session(extra_ca_file=ca_file) as session:  # closed: no keep-alive to wait for
+            token = session.get(
+                f"{urls['marketo']}/identity/oauth/token",
+                params={"grant_type": "client_credentials", "client_id": "nobody", "client_secret": "wrong"},
+                timeout=10,
+            )
+            assert token.status_code == 401
+            discovery = session.get(
+                f"{urls['entra']}/common/v2.0/.well-known/openid-configuration", timeout=10
+            )
+            assert discovery.status_code in (200, 400)
     finally:
         process.send_signal(signal.SIGINT)
-        process.wait(timeout=20)
+        # Its output read to the end (a full pipe would block its shutdown), as long as a loaded
+        # machine needs to stop three servers (it exceeded 20 s once in a loaded full run).
+        process.communicate(timeout=120)
     assert process.returncode == 0

@@ -7,13 +7,17 @@ from collections.abc import Iterator
 
 import pytest
 import requests
-from playwright.sync_api import Browser, BrowserContext, Page, Playwright, sync_playwright
+from playwright.sync_api import Browser, BrowserContext, Page, Playwright, expect, sync_playwright
 
 from mdsync.console_scene import Scene, stage
-from mdsync.harness import OPERATOR, LocalSystem
+from mdsync.harness import OPERATOR, PATIENCE, LocalSystem
 from tests.console.browser import ARGS, chromium_path
 
 PASSWORD = "local-operator-password"
+# Pages and assertions wait for what they expect as long as the harness waits for the worker:
+# Playwright's own 5 s (assertions) and 30 s (actions) are short on a loaded machine.
+BROWSER_PATIENCE_MS = PATIENCE * 1000
+expect.set_options(timeout=BROWSER_PATIENCE_MS)
 
 
 @pytest.fixture
@@ -52,6 +56,7 @@ def browser(playwright: Playwright) -> Iterator[Browser]:
 @pytest.fixture
 def context(browser: Browser) -> Iterator[BrowserContext]:
     fresh = browser.new_context(viewport={"width": 1400, "height": 1000})
+    fresh.set_default_timeout(BROWSER_PATIENCE_MS)
     yield fresh
     fresh.close()
 

@@ -35,7 +35,7 @@ def register(client: DataverseClient, receiver: Receiver, *steps: StepSpec) -> N
 
 
 def delivered(admin: DataverseAdmin, receiver: Receiver) -> list[Any]:
-    assert admin.wait_for_webhooks(10)
+    assert admin.wait_for_webhooks(60)
     return receiver.take()
 
 

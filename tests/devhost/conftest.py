@@ -25,7 +25,7 @@ MAX_DELIVERIES = 3
 NEVER = "0 0 0 1 1 *"  # once a year: the scheduler stays idle during a test
 
 
-def wait_for(condition: Callable[[], Any], *, timeout: float = 10.0, what: str = "condition") -> Any:
+def wait_for(condition: Callable[[], Any], *, timeout: float = 60.0, what: str = "condition") -> Any:
     """Poll until ``condition()`` is truthy; fail the test (never hang) after ``timeout``."""
     deadline = time.monotonic() + timeout
     while True:

@@ -41,7 +41,7 @@ class Recorder:
     poison_deliveries: list[int] = field(default_factory=list)
     hold: threading.Event | None = None  # when set by a test, deliveries wait for it
     finished_batches: int = 0
-    barrier: threading.Barrier = field(default_factory=lambda: threading.Barrier(2, timeout=10))
+    barrier: threading.Barrier = field(default_factory=lambda: threading.Barrier(2, timeout=60))
 
     def delivered_ids(self) -> set[str]:
         with self.lock:

@@ -101,7 +101,7 @@ def test_cardinality_one_delivers_single_messages_side_by_side(queue: SqliteQueu
 
     seen: list[str] = []
     lock = threading.Lock()
-    barrier = threading.Barrier(2, timeout=10)
+    barrier = threading.Barrier(2, timeout=60)
     app = func.FunctionApp()
 
     @app.service_bus_queue_trigger(arg_name="msg", connection="ServiceBusConnection", queue_name="notices")

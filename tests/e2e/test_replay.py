@@ -84,7 +84,7 @@ def test_a_dead_letter_is_replayed_through_the_same_path(system: LocalSystem) ->
     lead_id, marketo_id = create_linked(system, "lead", jobtitle="Engineer")
     with system.worker_held():
         update_as_user(system, "lead", lead_id, jobtitle="CTO")
-        system.dataverse_admin.wait_for_webhooks(timeout=30)
+        system.webhooks_delivered()
         (got,) = system.queue.receive(1)
         system.queue.dead_letter(got.lock_token, "MaxDeliveryCountExceeded", "the worker crashed 10 times")
     system.wait_idle()
@@ -106,7 +106,7 @@ def test_an_unreadable_message_is_parked_with_its_body_and_the_rest_syncs(system
     with system.worker_held():
         system.queue.send_raw([RawMessage("m-garbage", GARBAGE)])
         update_as_user(system, "lead", lead_id, jobtitle="CTO")
-        system.dataverse_admin.wait_for_webhooks(timeout=30)
+        system.webhooks_delivered()
     system.wait_idle()
 
     assert person(system, marketo_id)["title"] == "CTO"

@@ -166,12 +166,13 @@ def test_read_timeout_is_retried_for_reads_only(
 ) -> None:
     m = start_marketo(clock=clock)
     (lead_id,) = m.admin.seed_persons([{"email": "a@x.com"}])
-    client = m.client(timeout=0.3)
+    # A timeout a loaded machine's ordinary call never reaches, a latency well beyond it.
+    client = m.client(timeout=3.0)
     type_id = _approved_type(client)
-    m.admin.inject_latency(1000, count=1)
+    m.admin.inject_latency(8000, count=1)
     assert client.get_leads_by_ids([lead_id], ["email"]) == [{"email": "a@x.com"}]
     assert client.calls["GET /rest/v1/leads.json"] == 2
-    m.admin.inject_latency(1000, count=1)
+    m.admin.inject_latency(8000, count=1)
     record = {
         "leadId": lead_id,
         "activityDate": datetime.now(UTC),

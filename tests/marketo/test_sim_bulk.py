@@ -34,7 +34,7 @@ def error(response: Any) -> tuple[str, str]:
     return body["errors"][0]["code"], body["errors"][0]["message"]
 
 
-def wait_for(check: Callable[[], Any], what: str, timeout: float = 30.0) -> Any:
+def wait_for(check: Callable[[], Any], what: str, timeout: float = 120.0) -> Any:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         found = check()

@@ -145,7 +145,8 @@ def test_daily_quota_607(marketo: Marketo) -> None:
 def test_concurrency_615_when_calls_overlap(start_marketo: Callable[..., Marketo]) -> None:
     m = start_marketo(concurrency_limit=2)
     token = m.token()
-    m.admin.inject_latency(400, count=2)
+    # Held long enough that the third call arrives while both are in flight, however loaded.
+    m.admin.inject_latency(5000, count=2)
     answers: list[dict[str, object]] = []
 
     def call() -> None:
@@ -154,9 +155,10 @@ def test_concurrency_615_when_calls_overlap(start_marketo: Callable[..., Marketo
     slow = [threading.Thread(target=call) for _ in range(2)]
     for t in slow:
         t.start()
-    deadline = time.monotonic() + 10
-    while m.sim.state.calls()["inFlight"] < 2 and time.monotonic() < deadline:
-        time.sleep(0.01)  # the two slow calls are being held by the simulator
+    deadline = time.monotonic() + 60
+    while m.sim.state.calls()["inFlight"] < 2:
+        assert time.monotonic() < deadline, "the two slow calls never were in flight together"
+        time.sleep(0.01)
     third = m.rest("GET", DESCRIBE, token=token).json()
     for t in slow:
         t.join()

@@ -17,9 +17,11 @@ import errno
 import importlib.util
 import os
 import secrets
+import signal
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -54,13 +56,21 @@ def _local_tooling(command: str) -> None:
         )
 
 
-def _wait_for_ctrl_c() -> None:
-    stop = threading.Event()
+@contextmanager
+def _ctrl_c_sets(stop: threading.Event) -> Iterator[None]:
+    """Ctrl-C (SIGINT) sets ``stop`` instead of raising wherever the main thread happens to be,
+    so a stop asked for while the servers start or print still shuts them down cleanly."""
+    previous = signal.signal(signal.SIGINT, lambda *_: stop.set())
     try:
-        while not stop.wait(0.5):
-            pass
-    except KeyboardInterrupt:
-        console.print("stopping")
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _wait_for(stop: threading.Event) -> None:
+    while not stop.wait(0.5):
+        pass
+    console.print("stopping")
 
 
 # --- argument types ---------------------------------------------------------------------------
@@ -330,7 +340,8 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     from simulators.stack import FIXED_PORTS, SimulatorStack, StackConfig
 
     stack = SimulatorStack(StackConfig(ports=dict(FIXED_PORTS) if not args.ephemeral else {}))
-    with stack:
+    stop = threading.Event()
+    with _ctrl_c_sets(stop), stack:
         table = Table(title="mdsync simulators (Ctrl-C to stop)")
         table.add_column("simulator")
         table.add_column("URL", overflow="fold")
@@ -350,7 +361,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
             soft_wrap=True,
         )
         sys.stdout.flush()
-        _wait_for_ctrl_c()
+        _wait_for(stop)
     return 0
 
 

@@ -55,3 +55,24 @@ def test_simulate_prints_urls_that_answer(tmp_path: Path) -> None:
         # machine needs to stop three servers (it exceeded 20 s once in a loaded full run).
         process.communicate(timeout=120)
     assert process.returncode == 0
+
+
+def test_ctrl_c_while_it_still_prints_stops_the_servers_cleanly(tmp_path: Path) -> None:
+    # Ctrl-C as soon as the first URL shows, before the command waits for it: it must still
+    # stop the three servers and exit 0 (it used to die with a KeyboardInterrupt traceback).
+    process = subprocess.Popen(
+        [sys.executable, "-m", "mdsync.cli", "simulate", "--ephemeral"],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    assert process.stdout is not None
+    for line in process.stdout:
+        if line.startswith("entra: https://"):
+            break
+    process.send_signal(signal.SIGINT)
+    output, _ = process.communicate(timeout=120)
+    assert process.returncode == 0, output
+    assert "stopping" in output
+    assert "Traceback" not in output

@@ -13,14 +13,18 @@ from shared.http import make_session
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_simulate_prints_urls_that_answer(tmp_path: Path) -> None:
-    process = subprocess.Popen(
+def _simulate(workdir: Path) -> subprocess.Popen[str]:
+    return subprocess.Popen(
         [sys.executable, "-m", "mdsync.cli", "simulate", "--ephemeral"],
-        cwd=tmp_path,
+        cwd=workdir,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
     )
+
+
+def test_simulate_prints_urls_that_answer(tmp_path: Path) -> None:
+    process = _simulate(tmp_path)
     try:
         urls: dict[str, str] = {}
         ca_file = None
@@ -60,13 +64,7 @@ def test_simulate_prints_urls_that_answer(tmp_path: Path) -> None:
 def test_ctrl_c_while_it_still_prints_stops_the_servers_cleanly(tmp_path: Path) -> None:
     # Ctrl-C as soon as the first URL shows, before the command waits for it: it must still
     # stop the three servers and exit 0 (it used to die with a KeyboardInterrupt traceback).
-    process = subprocess.Popen(
-        [sys.executable, "-m", "mdsync.cli", "simulate", "--ephemeral"],
-        cwd=tmp_path,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    process = _simulate(tmp_path)
     assert process.stdout is not None
     for line in process.stdout:
         if line.startswith("entra: https://"):

@@ -84,11 +84,9 @@ class Side:
         pending = self.unconfirmed.pop(name, None)
         if value != m:
             self.unconfirmed[name] = (m, value)
-            return
-        # Still in sync, and still unconfirmed unless a user's change shows it was taken.
-        still = pending and others is not None and m == pending[1] == self.dynamics[name]
-        if pending and still and not _taken(pending[1], others.get(name, []) if others else []):
-            self.unconfirmed[name] = pending
+        elif pending and others is not None and m == pending[1] == self.dynamics[name]:
+            # Still in sync: still unconfirmed, unless a user's change shows it was taken.
+            self.unconfirmed.update({} if _taken(m, others.get(name, [])) else {name: pending})
 
 
 def _taken(sent: Value, others: list[tuple[Value, Value]]) -> bool:

@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from shared.backfill.share import ShareGate
 from shared.backfill.staging import StagingStore, range_width
 from shared.dataverse.client import DataverseClient
 from shared.mapping import FieldMapping
@@ -59,6 +60,8 @@ class Context:
     page_size: int = 5_000
     link_page: int = 1_000
     clock: Callable[[], float] = time.monotonic
+    # The job's reservation of its Marketo share (its client's budget), released when it ends.
+    share: ShareGate | None = None
     rows: DynamicsReader = field(init=False)
     people: MarketoReader = field(init=False)
     planner: Planner = field(init=False)

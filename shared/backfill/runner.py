@@ -218,6 +218,7 @@ class Backfill:
                     # with no staging, and read everything again.
                     self.ctx.staging.drop()
                 if job.finished or job.status is Status.FAILED:
+                    self._release_share()
                     return StepResult(job)
                 if outcome.wait:
                     return StepResult(job, wait=outcome.wait)
@@ -231,6 +232,7 @@ class Backfill:
             self._count_calls(job, calls)
             job.status, job.error = Status.FAILED, str(exc)
             self._save(job)
+            self._release_share()
             return StepResult(job)
         return StepResult(job, wait=0.0)
 
@@ -279,6 +281,12 @@ class Backfill:
             [LogEntry(None, None, "-", "backfill", f"backfill {job.id} done: {summary}")]
         )
         log.info("backfill %s done: %s", job.id, summary)
+
+    def _release_share(self) -> None:
+        """The job has ended (or stopped until a person fixes it): the live sync gets its share
+        of Marketo's rate back (``shared/backfill/share.py``)."""
+        if self.ctx.share is not None:
+            self.ctx.share.release()
 
     def _own_staging(self, job: JobState) -> None:
         """The staging must be this job's; if it is not (a new job, or the job moved to a runner

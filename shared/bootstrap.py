@@ -148,6 +148,7 @@ class Container:
     @property
     def worker(self) -> SyncWorker:
         """Long-lived, so its metadata and activity-type caches outlive one invocation."""
+        from shared.backfill.fence import Fence
         from shared.sync.worker import SyncWorker
 
         return self._once(
@@ -167,6 +168,7 @@ class Container:
                 confirm_seconds=float(self.settings.confirm_seconds),
                 operations=self.operations,
                 pause=self.pause,
+                fence=Fence(self.state),
             ),
         )
 
@@ -504,6 +506,7 @@ class Container:
         DATAVERSE_BACKFILL_CONCURRENCY), so live changes keep theirs; its staging beside the
         state store unless ``staging_for`` says otherwise."""
         from shared.backfill.context import Context
+        from shared.backfill.fence import Fence
         from shared.backfill.share import ShareGate
 
         s = self.settings
@@ -529,6 +532,8 @@ class Container:
             queue=self.queue,
             poll_seconds=s.backfill_poll_seconds,
             share=gate,
+            fence=Fence(self.state),
+            fence_settle_seconds=s.backfill_fence_settle_seconds,
         )
 
     def backfill_staging(self, job_id: str) -> StagingStore:

@@ -168,6 +168,11 @@ class Settings(BaseSettings):
     backfill_share_grace_seconds: float | None = Field(
         default=None, alias="MDSYNC_BACKFILL_SHARE_GRACE_SECONDS", ge=0, le=300
     )
+    # How old the backfill's fence must be before its first range of writes: the longest a
+    # live batch runs (host.json functionTimeout, 4 min) and a margin (shared/backfill/fence.py).
+    backfill_fence_settle_seconds: float = Field(
+        default=250.0, alias="MDSYNC_BACKFILL_FENCE_SETTLE_SECONDS", ge=0, le=3600
+    )
 
     # --- Dataverse and Entra ID ------------------------------------------------------------
     dataverse_url: AnyHttpUrl | None = Field(default=None, alias="DATAVERSE_URL")

@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from shared.backfill.fence import SETTLE_SECONDS, Fence
 from shared.backfill.share import ShareGate
 from shared.backfill.staging import StagingStore, range_width
 from shared.dataverse.client import DataverseClient
@@ -62,6 +63,10 @@ class Context:
     clock: Callable[[], float] = time.monotonic
     # The job's reservation of its Marketo share (its client's budget), released when it ends.
     share: ShareGate | None = None
+    # Live batches claim their records while it is up; the job's first range of writes waits
+    # until it is this old (every live batch begun before it has ended: shared/backfill/fence.py).
+    fence: Fence | None = None
+    fence_settle_seconds: float = SETTLE_SECONDS
     rows: DynamicsReader = field(init=False)
     people: MarketoReader = field(init=False)
     planner: Planner = field(init=False)

@@ -48,7 +48,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from shared.backfill.staging import person_bucket, record_bucket, record_key
-from shared.errors import ConflictError
+from shared.errors import ConflictError, ServiceUnavailableError
 from shared.ports import Claimed, StateStore, WriteFence
 
 FENCE = "backfill/fence"
@@ -141,7 +141,8 @@ class Fence(WriteFence):
             except ConflictError:
                 continue  # the other side wrote meanwhile: look again
             return fence
-        raise ConflictError("the backfill's fence kept changing; try again", service="state")
+        # Transient: the live batch is tried again later, the backfill's unit too.
+        raise ServiceUnavailableError("the backfill's fence kept changing; try again", service="state")
 
     # --- the backfill's side ------------------------------------------------------------------------
 

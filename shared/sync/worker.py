@@ -173,8 +173,7 @@ class SyncWorker:
             self._store_links(batch, journal)
             self._store_shadows(batch, unwritten)
         finally:
-            if claim is not None and self.fence is not None:
-                self.fence.release(claim)
+            self._release(claim)
         self._ask_confirmation(batch, unwritten)
         return batch
 
@@ -199,6 +198,16 @@ class SyncWorker:
                 batch.defer(orphan.notices, busy, orphan.who)
                 del batch.orphans[key]
         return claimed.name
+
+    def _release(self, claim: str | None) -> None:
+        """The batch's links and shadows are stored (or it failed): its claim ends. One left
+        behind expires by itself and only holds those records back from the backfill."""
+        if claim is None or self.fence is None:
+            return
+        try:
+            self.fence.release(claim)
+        except MdsyncError as exc:
+            log.warning("could not release this batch's claim on the backfill's fence: %s", exc)
 
     # --- bookkeeping ----------------------------------------------------------------------------
 

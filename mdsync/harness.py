@@ -137,6 +137,12 @@ class LocalSystem:
             "MDSYNC_STARTUP_CHECKS": "false",
             # The simulators finish a bulk job in moments: ask about it often.
             "MDSYNC_BACKFILL_POLL_SECONDS": "0.5",
+            # The live sync sees a backfill's Marketo share at once, and the job does not wait a
+            # window for it: nothing else spends the simulators' rate.
+            "MDSYNC_BACKFILL_SHARE_CHECK_SECONDS": "0.2",
+            "MDSYNC_BACKFILL_SHARE_GRACE_SECONDS": "0",
+            # No live batch outlives a moment here: the first range of writes need not wait.
+            "MDSYNC_BACKFILL_FENCE_SETTLE_SECONDS": "0",
             # A paused batch comes back soon (tests and the demo resume within seconds).
             "MDSYNC_PAUSE_HOLD_SECONDS": "5",
             "FUNCTIONS_WORKER_RUNTIME": "python",

@@ -11,7 +11,8 @@ Each call path gets clients with its own budget (docs/retries.md):
   for it, the background's client the rest;
 * ``mdsync doctor`` and the start-up checks: :data:`DIAGNOSTIC`, one attempt per request;
 * the initial sync (``mdsync backfill``, ``/api/backfill``): :data:`BACKFILL_MARKETO` and
-  :data:`BACKFILL_DATAVERSE`, with its own share of each API.
+  :data:`BACKFILL_DATAVERSE`, with its own share of each API; its Marketo share is taken from
+  the background's only while a job runs (``shared/backfill/share.py``).
 
 Nothing here runs at import time (import time is cold-start time in Azure Functions): the
 container is built on the first invocation, and each dependency on first use. Adapter modules
@@ -147,6 +148,7 @@ class Container:
     @property
     def worker(self) -> SyncWorker:
         """Long-lived, so its metadata and activity-type caches outlive one invocation."""
+        from shared.backfill.fence import Fence
         from shared.sync.worker import SyncWorker
 
         return self._once(
@@ -166,6 +168,7 @@ class Container:
                 confirm_seconds=float(self.settings.confirm_seconds),
                 operations=self.operations,
                 pause=self.pause,
+                fence=Fence(self.state),
             ),
         )
 
@@ -435,10 +438,14 @@ class Container:
         )
 
     def _build_marketo(self) -> MarketoClient:
+        from shared.backfill.share import ShareView
+
         s = self.settings
-        # The background's share of the rate: the flow step's and the initial sync's are theirs.
-        share = (
-            s.marketo_max_calls_per_20s - s.marketo_flow_step_calls_per_20s - s.marketo_backfill_calls_per_20s
+        # The background's share of the rate: all but the flow step's, and but the initial
+        # sync's while a job holds it (shared/backfill/share.py), asked before each call.
+        view = ShareView(self.state, check_seconds=s.backfill_share_check_seconds)
+        share = view.share(
+            s.marketo_max_calls_per_20s, s.marketo_flow_step_calls_per_20s, s.marketo_backfill_calls_per_20s
         )
         rate = None
         if s.marketo_shared_rate:
@@ -452,7 +459,7 @@ class Container:
         self,
         budget: CallBudget,
         *,
-        max_calls_per_20s: int,
+        max_calls_per_20s: int | Callable[[], int],
         settings: Settings | None = None,
         max_rate_wait_seconds: float | None = None,
         max_concurrency: int | None = None,
@@ -495,15 +502,23 @@ class Container:
 
     def backfill_context(self, staging_for: Callable[[str], StagingStore] | None = None) -> BackfillContext:
         """What the initial sync runs with: clients of its own, with its own share of each API
-        (MARKETO_BACKFILL_CALLS_PER_20S, DATAVERSE_BACKFILL_CONCURRENCY), so live changes keep
-        theirs; its staging beside the state store unless ``staging_for`` says otherwise."""
+        (MARKETO_BACKFILL_CALLS_PER_20S, reserved by its calls and released when it ends;
+        DATAVERSE_BACKFILL_CONCURRENCY), so live changes keep theirs; its staging beside the
+        state store unless ``staging_for`` says otherwise."""
         from shared.backfill.context import Context
+        from shared.backfill.fence import Fence
+        from shared.backfill.share import ShareGate
 
         s = self.settings
+        # Its share is reserved by its own calls, and given back when it ends (share.py).
+        gate = ShareGate(
+            self.state, check_seconds=s.backfill_share_check_seconds, grace=s.backfill_share_grace_seconds
+        )
         marketo = self.marketo_client(
             BACKFILL_MARKETO,
             max_calls_per_20s=s.marketo_backfill_calls_per_20s,
             max_concurrency=min(2, s.marketo_max_concurrency),
+            shared_rate=gate,
         )
         dataverse = self.dataverse_client(
             BACKFILL_DATAVERSE, max_concurrency=s.dataverse_backfill_concurrency
@@ -516,6 +531,9 @@ class Container:
             self.mapping,
             queue=self.queue,
             poll_seconds=s.backfill_poll_seconds,
+            share=gate,
+            fence=Fence(self.state),
+            fence_settle_seconds=s.backfill_fence_settle_seconds,
         )
 
     def backfill_staging(self, job_id: str) -> StagingStore:

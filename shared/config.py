@@ -158,6 +158,21 @@ class Settings(BaseSettings):
     marketo_backfill_calls_per_20s: int = Field(
         default=10, alias="MARKETO_BACKFILL_CALLS_PER_20S", ge=1, le=98
     )
+    # How stale the live sync's view of a backfill's reservation of that share may be (it reads
+    # the record at most this often); a job waits this + one window before its first call.
+    backfill_share_check_seconds: float = Field(
+        default=5.0, alias="MDSYNC_BACKFILL_SHARE_CHECK_SECONDS", gt=0, le=60
+    )
+    # Unset: that check + Marketo's 20 s window + 1 s, the wait that keeps live + backfill within
+    # the limit. Shorter only where nothing else spends the rate (the simulators, a quiet tenant).
+    backfill_share_grace_seconds: float | None = Field(
+        default=None, alias="MDSYNC_BACKFILL_SHARE_GRACE_SECONDS", ge=0, le=300
+    )
+    # How old the backfill's fence must be before its first range of writes: the longest a
+    # live batch runs (host.json functionTimeout, 4 min) and a margin (shared/backfill/fence.py).
+    backfill_fence_settle_seconds: float = Field(
+        default=250.0, alias="MDSYNC_BACKFILL_FENCE_SETTLE_SECONDS", ge=0, le=3600
+    )
 
     # --- Dataverse and Entra ID ------------------------------------------------------------
     dataverse_url: AnyHttpUrl | None = Field(default=None, alias="DATAVERSE_URL")

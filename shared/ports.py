@@ -486,3 +486,25 @@ class QueueInspector(abc.ABC):
 
     @abc.abstractmethod
     def stats(self) -> QueueStats: ...
+
+
+@dataclass(frozen=True)
+class Claimed:
+    """A live batch's claim on its records (``name`` None: no other writer is at work, nothing
+    was claimed) and the records (entity, id) the other writer is writing now."""
+
+    name: str | None
+    busy: frozenset[tuple[str, str]] = frozenset()
+
+
+class WriteFence(abc.ABC):
+    """Another writer of the same records (the initial sync, ``shared/backfill/fence.py``): the
+    live worker claims a batch's records before it writes any, holds back those the other
+    writer is writing now, and releases the claim once its links and shadows are stored."""
+
+    @abc.abstractmethod
+    def claim(self, records: Sequence[tuple[str, str, int | None]]) -> Claimed:
+        """``records``: (entity, Dynamics id, Marketo id or None) of each pair and orphan."""
+
+    @abc.abstractmethod
+    def release(self, name: str) -> None: ...

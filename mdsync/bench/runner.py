@@ -44,6 +44,7 @@ from mdsync.bench.report import Check, at_least, at_most, print_report
 from mdsync.bench.seed import Pair, seed_pairs
 from mdsync.bench.workloads import WorkloadResult, burst_to_dynamics, burst_to_marketo, collisions, steady
 from mdsync.harness import HarnessConfig, LocalSystem
+from shared.backfill.share import live_calls
 from shared.config import Settings
 from simulators.dataverse.config import DataverseSimConfig
 from simulators.dataverse.limits import ServiceLimits
@@ -134,10 +135,12 @@ class _Run:
             system, sizes.flow_steps, "fs", burst=sizes.flow_step_burst
         )
         settle(system, window=self.window)
-        share = (
-            int(WHOLE_API["MARKETO_MAX_CALLS_PER_20S"])
-            - int(WHOLE_API["MARKETO_FLOW_STEP_CALLS_PER_20S"])
-            - int(WHOLE_API["MARKETO_BACKFILL_CALLS_PER_20S"])
+        # No backfill runs: the worker's share is all but the flow step's (shared/backfill/share.py).
+        share = live_calls(
+            int(WHOLE_API["MARKETO_MAX_CALLS_PER_20S"]),
+            int(WHOLE_API["MARKETO_FLOW_STEP_CALLS_PER_20S"]),
+            int(WHOLE_API["MARKETO_BACKFILL_CALLS_PER_20S"]),
+            reserved=False,
         )
         self.say(
             f"{INSTANCES} instances, one Marketo budget of {share} calls/20 s, {sizes.instances_seconds:g} s"

@@ -16,6 +16,11 @@ order:
    ``dynamics_writes`` (UpdateMultiple, 1,000 rows a request);
 4. ``store`` (``storing.py``): links and shadows; the rest handed to the live sync.
 
+Beside the phases, two agreements with the live sync, each one state-store record:
+``share.py`` (the job's share of Marketo's rate, taken from the live sync only while the job
+calls Marketo) and ``fence.py`` (live batches claim their records before they write; the job
+enters each range of writes before it checks it; neither writes over the other).
+
 A dry run stops after matching with the preview. Everything read is staged outside memory
 (``staging.py``), so memory stays flat whatever the size. Every unit's effect is idempotent: a
 kill between a unit's effect and the save of the job's state repeats the unit, and repeating it

@@ -11,6 +11,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from shared.backfill.fence import SETTLE_SECONDS, Fence
+from shared.backfill.share import ShareGate
 from shared.backfill.staging import StagingStore, range_width
 from shared.dataverse.client import DataverseClient
 from shared.mapping import FieldMapping
@@ -59,6 +61,12 @@ class Context:
     page_size: int = 5_000
     link_page: int = 1_000
     clock: Callable[[], float] = time.monotonic
+    # The job's reservation of its Marketo share (its client's budget), released when it ends.
+    share: ShareGate | None = None
+    # Live batches claim their records while it is up; the job's first range of writes waits
+    # until it is this old (every live batch begun before it has ended: shared/backfill/fence.py).
+    fence: Fence | None = None
+    fence_settle_seconds: float = SETTLE_SECONDS
     rows: DynamicsReader = field(init=False)
     people: MarketoReader = field(init=False)
     planner: Planner = field(init=False)

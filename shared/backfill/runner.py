@@ -203,6 +203,8 @@ class Backfill:
         if job.status is Status.FAILED:
             job.status, job.error = Status.RUNNING, None  # resumed: its cause was fixed
         self._own_staging(job)
+        if self.ctx.fence is not None and not job.options.dry_run:
+            self.ctx.fence.put_up(job.id)  # live batches claim their records from now on
         deadline = time.monotonic() + budget_seconds
         calls = (self.ctx.marketo.calls.total, self.ctx.dataverse.calls.total)
         try:
@@ -218,6 +220,7 @@ class Backfill:
                     # with no staging, and read everything again.
                     self.ctx.staging.drop()
                 if job.finished or job.status is Status.FAILED:
+                    self._release_share()
                     return StepResult(job)
                 if outcome.wait:
                     return StepResult(job, wait=outcome.wait)
@@ -231,6 +234,7 @@ class Backfill:
             self._count_calls(job, calls)
             job.status, job.error = Status.FAILED, str(exc)
             self._save(job)
+            self._release_share()
             return StepResult(job)
         return StepResult(job, wait=0.0)
 
@@ -279,6 +283,15 @@ class Backfill:
             [LogEntry(None, None, "-", "backfill", f"backfill {job.id} done: {summary}")]
         )
         log.info("backfill %s done: %s", job.id, summary)
+
+    def _release_share(self) -> None:
+        """The job has ended (or stopped until a person fixes it): the live sync gets its share
+        of Marketo's rate back (``shared/backfill/share.py``) and stops claiming records
+        (``shared/backfill/fence.py``)."""
+        if self.ctx.share is not None:
+            self.ctx.share.release()
+        if self.ctx.fence is not None:
+            self.ctx.fence.take_down()
 
     def _own_staging(self, job: JobState) -> None:
         """The staging must be this job's; if it is not (a new job, or the job moved to a runner

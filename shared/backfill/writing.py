@@ -23,6 +23,7 @@ gets them at the end, to reconcile with fresh values.
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -61,6 +62,8 @@ PAIRS_PER_IMPORT = 150_000  # a range: streamed into files of 10 MB (one or two)
 PAIRS_PER_UPDATE = 5_000  # a range of Dynamics writes: 5 UpdateMultiple requests
 # The created persons are looked for from a little before the imports started.
 CREATED_MARGIN = timedelta(minutes=5)
+# What live batches claimed, from the fence: record keys and Marketo ids.
+Claims = tuple[set[str] | frozenset[str], set[int] | frozenset[int]]
 
 
 # --- held records: changed by someone else during the job ---------------------------------------
@@ -87,20 +90,51 @@ def guard(ctx: Context, job: JobState) -> None:
     job.guarded_at = looked
 
 
-def hold_taken(ctx: Context, job: JobState, first: int, last: int) -> None:
+def enter_range(ctx: Context, name: str, first: int, last: int) -> Claims:
+    """Announce the range's writes to the live sync (shared/backfill/fence.py) before they are
+    checked; what live batches have claimed, to hold."""
+    if ctx.fence is None:
+        return set(), set()
+    return ctx.fence.enter(name, name.split(":", maxsplit=1)[0], first, last)
+
+
+def leave_range(ctx: Context, name: str) -> None:
+    """The range's writes have landed: the live sync may write its records again."""
+    if ctx.fence is not None:
+        ctx.fence.leave(name)
+
+
+def fence_settling(ctx: Context) -> Outcome | None:
+    """A wait while the fence is younger than the longest live batch: one that began before it
+    went up did not claim, and must have stored its link and shadow before a range is checked."""
+    if ctx.fence is None:
+        return None
+    left = ctx.fence.current().since + ctx.fence_settle_seconds - time.time()
+    return wait(left) if left > 0 else None
+
+
+def hold_taken(
+    ctx: Context, job: JobState, first: int, last: int, claimed: Claims = (frozenset(), frozenset())
+) -> None:
     """Hold the range's records the live sync has handled since the reads: one the backfill would
     link for the first time (or create a person for) that now has a link, a person it would link
     that now has one, a linked pair whose shadow moved. The live sync got there first, with
     fresher values. The guard's query does not see these when the live sync wrote the record
     after the user did (its write hides theirs), so the state store is asked, a chunk of the
-    range at a time (memory stays flat: a range of imports holds 150,000 pairs)."""
+    range at a time (memory stays flat: a range of imports holds 150,000 pairs). ``claimed``:
+    the records and persons live batches claimed before the range was entered (their writes
+    may not have landed, nor their links been stored, yet)."""
     before = held_records(ctx)
     pairs = (item.value for item in ctx.staging.stream(PAIRS, first, last))
     creates = ({**c.value, "new": True, "m": None} for c in ctx.staging.stream(CREATES, first, last))
     rows = chain(pairs, creates)
     taken: set[tuple[str, str]] = set()
+    records, persons = claimed
     while chunk := list(islice(rows, 1_000)):
         taken |= _taken(ctx, chunk)
+        taken |= {
+            (p["e"], p["d"]) for p in chunk if record_key(p["e"], p["d"]) in records or p["m"] in persons
+        }
     fresh = [Item(record_bucket(e, d), record_key(e, d), {}) for e, d in sorted(taken)]
     fresh = [item for item in fresh if item.key not in before]  # counted once, whatever repeats
     if fresh:
@@ -217,6 +251,8 @@ class MarketoWrites:
         walk = ranges(cursor["width"])
         startable = cursor.get("starting") or cursor["next"] < len(walk)
         if startable and len(cursor["inflight"]) < IMPORTS_AT_ONCE:
+            if (settling := fence_settling(self.ctx)) is not None:
+                return settling
             waiting = self._start(walk)
             report(self.ctx, self.journal)
             if waiting is None:
@@ -262,7 +298,8 @@ class MarketoWrites:
             guard(ctx, job)
         entry = cursor.get("starting") or {"at": cursor["next"], "imports": [], "pushed": []}
         first, last = walk[entry["at"]]
-        hold_taken(ctx, job, first, last)
+        name = self._range_name(entry)
+        hold_taken(ctx, job, first, last, enter_range(ctx, name, first, last))
         held = held_records(ctx)
         try:
             self._send(entry, first, last, held)
@@ -272,10 +309,14 @@ class MarketoWrites:
         cursor.pop("starting", None)
         cursor["next"] = entry["at"] + 1
         if entry["imports"]:
-            cursor["inflight"].append(entry)
+            cursor["inflight"].append(entry)  # left once Marketo has imported it (_collect)
         else:
+            leave_range(ctx, name)
             job.advance(1)
         return None
+
+    def _range_name(self, entry: dict[str, Any]) -> str:
+        return f"{self.kind}:{entry['at']}"
 
     def _send(self, entry: dict[str, Any], first: int, last: int, held: set[str]) -> None:
         submitted = 0
@@ -379,6 +420,7 @@ class MarketoWrites:
                 self._report(self._who(key), "import", issue.reason, fields)
             self._refused(refused)
         self.cursor["inflight"].pop(0)
+        leave_range(self.ctx, self._range_name(entry))
         self.job.advance(1)
         return MORE
 
@@ -522,9 +564,13 @@ def write_dynamics(ctx: Context, job: JobState) -> Outcome:
     walk = ranges(cursor["width"])
     if cursor["next"] >= len(walk):
         return DONE
-    guard(ctx, job)
+    if (settling := fence_settling(ctx)) is not None:
+        return settling
+    name = f"dw:{cursor['next']}"
     first, last = walk[cursor["next"]]
-    hold_taken(ctx, job, first, last)
+    claimed = enter_range(ctx, name, first, last)
+    guard(ctx, job)
+    hold_taken(ctx, job, first, last, claimed)
     held = held_records(ctx)
     journal = Journal(0)
     by_entity: dict[str, list[dict[str, Any]]] = {}
@@ -547,6 +593,7 @@ def write_dynamics(ctx: Context, job: JobState) -> Outcome:
     ctx.staging.put(FAILED, [Item(person_bucket(m), f"dw:{m}", {"why": why}) for m, why in failed.items()])
     job.count("dynamics_failures", len(failed))
     report(ctx, journal)
+    leave_range(ctx, name)
     cursor["next"] += 1
     job.advance(1)
     return MORE if cursor["next"] < len(walk) else DONE

@@ -13,6 +13,12 @@ just before its call is sent (never leased ahead), so the calls happen when they
 
 A conflicting write (another instance took a token meanwhile) reads again; the instances' clocks
 are the hosts' wall clocks (NTP-synchronised; a skew of a few ms moves a few ms of tokens).
+
+The share may move (``calls_per_window`` given as a function, asked at every take): the live
+sync's shrinks while an initial sync holds its own share (``shared/backfill/share.py``). Burst
+and rate follow the share at once and the stored tokens are capped at the new burst, so in any
+window that starts after every instance has seen the smaller share, at most the smaller share
+is taken (the backfill waits that long before its first call).
 """
 
 from __future__ import annotations
@@ -34,35 +40,53 @@ MAX_ATTEMPTS = 8
 
 
 class StoredTokenBucket(RateBudget):
-    """``calls_per_window`` per ``window`` seconds for everyone using the record ``name``."""
+    """``calls_per_window`` per ``window`` seconds for everyone using the record ``name``
+    (a number, or a function that says the share now)."""
 
     def __init__(
         self,
         state: StateStore,
         name: str,
-        calls_per_window: int,
+        calls_per_window: int | Callable[[], int],
         *,
         window: float = WINDOW,
         burst: float = BURST,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        if calls_per_window < 1:
+        self._share = calls_per_window if callable(calls_per_window) else (lambda: calls_per_window)
+        if self._share() < 1:
             raise ValueError("calls_per_window must be at least 1")
         self.state = state
         self.name = f"rate-budget:{name}"
-        # A tiny share still gets whole tokens: at least one, refilled at least half a call a window.
-        self.burst = max(1.0, min(burst, calls_per_window / 2))
-        self.rate = max(calls_per_window - self.burst, 0.5) / window
+        self.window = window
+        self.max_burst = burst
         self._clock = clock
+
+    @property
+    def calls_per_window(self) -> int:
+        return max(1, self._share())
+
+    def burst_and_rate(self) -> tuple[float, float]:
+        """The bucket's size and refill (tokens a second) for the share now."""
+        return bucket_for(self.calls_per_window, self.window, self.max_burst)
+
+    @property
+    def burst(self) -> float:
+        return self.burst_and_rate()[0]
+
+    @property
+    def rate(self) -> float:
+        return self.burst_and_rate()[1]
 
     def take(self) -> float:
         for _ in range(MAX_ATTEMPTS):
+            burst, rate = self.burst_and_rate()
             stored = self.state.get_checkpoint(self.name)
             now = self._clock()
-            tokens, at = (self.burst, now) if stored is None else _load(stored.value)
-            tokens = min(self.burst, tokens + max(0.0, now - at) * self.rate)
+            tokens, at = (burst, now) if stored is None else _load(stored.value)
+            tokens = min(burst, tokens + max(0.0, now - at) * rate)
             if tokens < 1.0:
-                return (1.0 - tokens) / self.rate
+                return (1.0 - tokens) / rate
             try:
                 self.state.put_checkpoint(
                     self.name, _dump(tokens - 1.0, now), etag=None if stored is None else stored.etag
@@ -71,6 +95,14 @@ class StoredTokenBucket(RateBudget):
                 continue  # another instance took one meanwhile: look again
             return 0.0
         return 1.0 / self.rate
+
+
+def bucket_for(calls_per_window: int, window: float, burst: float = BURST) -> tuple[float, float]:
+    """Burst and refill rate so that at most ``burst + rate * window == calls_per_window`` calls
+    are taken in any ``window``. A tiny share still gets whole tokens: at least one, refilled at
+    least half a call a window."""
+    size = max(1.0, min(burst, calls_per_window / 2))
+    return size, max(calls_per_window - size, 0.5) / window
 
 
 def _load(value: str) -> tuple[float, float]:
@@ -89,7 +121,7 @@ class BudgetedCallLimiter(CallLimiter):
     def __init__(
         self,
         budget: RateBudget,
-        max_calls: int,
+        max_calls: int | Callable[[], int],
         max_concurrency: int,
         *,
         clock: Callable[[], float],

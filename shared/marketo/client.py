@@ -57,7 +57,9 @@ class MarketoClient:
     """A client of one Marketo instance, safe to share between threads.
 
     ``max_calls_per_20s`` and ``max_concurrency`` are this client's share of the instance's
-    limits (100 per rolling 20 s and 10 in flight, for all integrations together).
+    limits (100 per rolling 20 s and 10 in flight, for all integrations together); the first may
+    be a function, asked before each call, when the share moves (the live sync's, during an
+    initial sync).
     ``retry_budget_seconds`` bounds the time one call may spend backing off and retrying;
     ``max_rate_wait_seconds``, the time it may wait for the client's share of the rate (None: as
     long as it takes; after it, RateShareSpentError without sending).
@@ -71,7 +73,7 @@ class MarketoClient:
         client_secret: str,
         *,
         session: requests.Session | None = None,
-        max_calls_per_20s: int = 80,
+        max_calls_per_20s: int | Callable[[], int] = 80,
         max_concurrency: int = 8,
         timeout: float = 30.0,
         retry_budget_seconds: float = 10.0,
@@ -84,7 +86,6 @@ class MarketoClient:
         for suffix in ("/rest", "/identity"):
             base = base.removesuffix(suffix)
         self.base_url = base
-        self.max_calls_per_20s = max_calls_per_20s
         self.calls = CallCounter(uncounted=[IDENTITY_ENDPOINT])
         session = session or requests.Session()
         self._tokens = TokenCache(
@@ -119,6 +120,11 @@ class MarketoClient:
 
     def __repr__(self) -> str:
         return f"MarketoClient({self.base_url!r})"
+
+    @property
+    def max_calls_per_20s(self) -> int:
+        """This client's share of the instance's rate now (it moves when given as a function)."""
+        return self.limiter.max_calls
 
     # --- reading persons ----------------------------------------------------------------------
 

@@ -8,6 +8,10 @@ mdsync each with their own client, spend the same 100 calls. So a 606 (the insta
 exceeded) halves this client's rate, and it grows back by a tenth of its share per quiet window:
 clients that do not know of each other settle, between them, near what Marketo allows, the way
 TCP senders share a link.
+
+A share may move while the client runs (``max_calls`` given as a function): the live sync's
+share shrinks while an initial sync holds its own (``shared/backfill/share.py``). The limiter
+asks for it before each call, outside its lock (the answer may come from the state store).
 """
 
 from __future__ import annotations
@@ -28,35 +32,41 @@ class RateShareSpentError(RateLimitedError):
 
 
 class CallLimiter:
-    """At most ``max_calls`` per rolling ``window`` seconds and ``max_concurrency`` in flight."""
+    """At most ``max_calls`` per rolling ``window`` seconds and ``max_concurrency`` in flight.
+    ``max_calls`` is a number, or a function that says the share now (read before every call)."""
 
     def __init__(
         self,
-        max_calls: int,
+        max_calls: int | Callable[[], int],
         max_concurrency: int,
         *,
         window: float = 20.0,
         clock: Callable[[], float],
         sleep: Callable[[float], None],
     ) -> None:
-        if max_calls < 1 or max_concurrency < 1:
+        self._share = max_calls if callable(max_calls) else (lambda: max_calls)
+        if self._share() < 1 or max_concurrency < 1:
             raise ValueError("limits must be at least 1")
-        self.max_calls = max_calls
         self.window = window
         # After a 606: the rate it was cut to, and when (None: never cut).
-        self._cut_to = max_calls
+        self._cut_to = self._share()
         self._cut_at: float | None = None
-        self._regrowth = max(1, max_calls // 10)
         self._clock = clock
         self._sleep = sleep
         self._stamps: deque[float] = deque()
         self._lock = threading.Lock()
         self._slots = threading.BoundedSemaphore(max_concurrency)
 
+    @property
+    def max_calls(self) -> int:
+        """This client's share of the instance's rate now (at least 1)."""
+        return max(1, self._share())
+
     def allowed(self) -> int:
         """Calls this client may make per window now (``max_calls`` unless Marketo said 606)."""
+        share = self.max_calls
         with self._lock:
-            return self._allowed(self._clock())
+            return self._allowed(self._clock(), share)
 
     def in_window(self) -> int:
         """Calls this client made in the rolling window that ends now (the console's figure)."""
@@ -67,19 +77,20 @@ class CallLimiter:
     def saw_rate_limit(self) -> int | None:
         """Marketo answered 606: halve the rate. The 606s of the same burst (within a quarter of
         a window of the cut) cut once; returns the new rate, or None for those."""
+        share = self.max_calls
         with self._lock:
             now = self._clock()
             if self._cut_at is not None and now - self._cut_at < self.window / 4:
                 return None
-            self._cut_to = max(1, self._allowed(now) // 2)
+            self._cut_to = max(1, self._allowed(now, share) // 2)
             self._cut_at = now
             return self._cut_to
 
-    def _allowed(self, now: float) -> int:
+    def _allowed(self, now: float, share: int) -> int:
         if self._cut_at is None:
-            return self.max_calls
+            return share
         windows = int((now - self._cut_at) // self.window)
-        return min(self.max_calls, self._cut_to + windows * self._regrowth)
+        return min(share, self._cut_to + windows * max(1, share // 10))
 
     @contextmanager
     def slot(self, max_wait: float | None = None) -> Iterator[None]:
@@ -92,11 +103,12 @@ class CallLimiter:
 
     def _take_rate_slot(self, give_up_at: float | None) -> None:
         while True:
+            share = self.max_calls
             with self._lock:
                 now = self._clock()
                 while self._stamps and self._stamps[0] <= now - self.window:
                     self._stamps.popleft()
-                allowed = self._allowed(now)
+                allowed = self._allowed(now, share)
                 if len(self._stamps) < allowed:
                     self._stamps.append(now)
                     return

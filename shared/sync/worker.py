@@ -16,7 +16,9 @@ One batch goes through these phases, each in its own module:
 3. ``planning``: per linked person, deleted on one side, excluded by the sync filter, or
    reconciled field by field (a new pair by the first-link rule), every value checked before
    it is sent (one that cannot be is left out and reported);
-4. ``linking``: new Dynamics records link a person with the same email or create one;
+4. (while an initial sync runs) the batch's records claimed from it before any write, and the
+   pairs it is writing now put back for later (``shared.backfill.fence``);
+   ``linking``: new Dynamics records link a person with the same email or create one;
    ``auto_create``: new Marketo persons get a lead only when the mapping opts in;
 5. ``writes``: Marketo Sync Leads (300 a call), then Dataverse ``$batch`` (ETag-guarded rows);
 6. here: links, shadows (conditional on their etag), a ``confirm`` notice for the persons whose
@@ -51,7 +53,7 @@ from shared.errors import (
 from shared.mapping import FieldMapping, Side
 from shared.marketo.client import MarketoClient
 from shared.notices import Entity, Kind, Notice, Source
-from shared.ports import Link, NoticeQueue, OperationsStore, Shadow, StateStore
+from shared.ports import Link, NoticeQueue, OperationsStore, Shadow, StateStore, WriteFence
 from shared.sync.activity_log import ActivityLog
 from shared.sync.auto_create import LeadCreator
 from shared.sync.batch import Batch, Unwritten
@@ -85,6 +87,7 @@ class SyncWorker:
         confirm_seconds: float = 180.0,
         operations: OperationsStore | None = None,
         pause: PauseSwitch | None = None,
+        fence: WriteFence | None = None,
     ) -> None:
         self.marketo = marketo
         self.dataverse = dataverse
@@ -117,6 +120,7 @@ class SyncWorker:
         self.writer = Writer(marketo, dataverse)
         self.operations = operations
         self.pause = pause
+        self.fence = fence
 
     @property
     def max_attempts(self) -> int:
@@ -161,13 +165,49 @@ class SyncWorker:
         people = self.loader.load(batch, journal)
         for pair in list(batch.pairs.values()):
             self.planner.plan(pair, journal)
-        self.linker.link(batch, journal)
-        self.lead_creator.create(batch, people, journal)
-        unwritten = self.writer.write(batch, journal)
-        self._store_links(batch, journal)
-        self._store_shadows(batch, unwritten)
+        claim = self._claim(batch)
+        try:
+            self.linker.link(batch, journal)
+            self.lead_creator.create(batch, people, journal)
+            unwritten = self.writer.write(batch, journal)
+            self._store_links(batch, journal)
+            self._store_shadows(batch, unwritten)
+        finally:
+            self._release(claim)
         self._ask_confirmation(batch, unwritten)
         return batch
+
+    def _claim(self, batch: Batch) -> str | None:
+        """Before the first write: claim the batch's records from the initial sync, and put back
+        for later the pairs it is writing now (shared/backfill/fence.py: its writes and ours
+        never cross between a check and a write)."""
+        if self.fence is None:
+            return None
+        records: list[tuple[str, str, int | None]] = [
+            (p.entity, p.dynamics_id, p.marketo_id) for p in batch.pairs.values()
+        ]
+        records += [(o.entity, o.record_id, None) for o in batch.orphans.values()]
+        claimed = self.fence.claim(records)
+        busy = ServiceUnavailableError("the initial sync is writing this record now", service="backfill")
+        for marketo_id, pair in list(batch.pairs.items()):
+            if (pair.entity, pair.dynamics_id.lower()) in claimed.busy:
+                batch.defer_pair(pair, busy)
+                del batch.pairs[marketo_id]
+        for key, orphan in list(batch.orphans.items()):
+            if (orphan.entity, orphan.record_id.lower()) in claimed.busy:
+                batch.defer(orphan.notices, busy, orphan.who)
+                del batch.orphans[key]
+        return claimed.name
+
+    def _release(self, claim: str | None) -> None:
+        """The batch's links and shadows are stored (or it failed): its claim ends. One left
+        behind expires by itself and only holds those records back from the backfill."""
+        if claim is None or self.fence is None:
+            return
+        try:
+            self.fence.release(claim)
+        except MdsyncError as exc:
+            log.warning("could not release this batch's claim on the backfill's fence: %s", exc)
 
     # --- bookkeeping ----------------------------------------------------------------------------
 

@@ -42,9 +42,7 @@ def test_settings_changed_rebuilds_the_clients_and_restores_them(system: LocalSy
     with system.settings_changed(WHOLE_API):
         settings = system.deps.settings
         assert settings.marketo_max_calls_per_20s == int(WHOLE_API["MARKETO_MAX_CALLS_PER_20S"])
-        reserved = int(WHOLE_API["MARKETO_FLOW_STEP_CALLS_PER_20S"]) + int(
-            WHOLE_API["MARKETO_BACKFILL_CALLS_PER_20S"]
-        )
+        reserved = int(WHOLE_API["MARKETO_FLOW_STEP_CALLS_PER_20S"])  # no backfill holds its share
         assert system.deps.marketo.max_calls_per_20s == 100 - reserved  # the worker's share
     assert system.deps.settings.marketo_max_calls_per_20s == before
 

@@ -32,7 +32,7 @@ While the console's pause switch is on, a batch is held instead (``shared.consol
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
@@ -54,7 +54,7 @@ from shared.notices import Entity, Kind, Notice, Source
 from shared.ports import Link, NoticeQueue, OperationsStore, Shadow, StateStore
 from shared.sync.activity_log import ActivityLog
 from shared.sync.auto_create import LeadCreator
-from shared.sync.batch import Batch, Unwritten
+from shared.sync.batch import Batch, Decision, Reconciled, Unwritten, unlink_reason
 from shared.sync.grouping import drop_echoes, group
 from shared.sync.journal import BatchResult, Journal
 from shared.sync.linking import OrphanLinker
@@ -158,30 +158,32 @@ class SyncWorker:
     def _sync(self, notices: Sequence[Notice], journal: Journal) -> Batch:
         batch = group(notices, self.state, journal)
         drop_echoes(batch, self.mapping, self.dynamics_reader.entity, journal)
-        people = self.loader.load(batch, journal)
-        for pair in list(batch.pairs.values()):
-            self.planner.plan(pair, journal)
-        self.linker.link(batch, journal)
-        self.lead_creator.create(batch, people, journal)
-        unwritten = self.writer.write(batch, journal)
-        self._store_links(batch, journal)
-        self._store_shadows(batch, unwritten)
-        self._ask_confirmation(batch, unwritten)
+        loaded = self.loader.load(batch, journal)
+        planned = self.planner.plan_all(batch, loaded, journal)
+        linked = self.linker.link(batch, planned, journal)
+        created = self.lead_creator.create(batch, loaded.people, journal)
+        decisions = {**planned, **linked, **created}
+        unwritten = self.writer.write(batch, decisions, journal)
+        self._store_links(batch, decisions, journal)
+        self._store_shadows(batch, decisions, unwritten)
+        self._ask_confirmation(batch, decisions, unwritten)
         return batch
 
     # --- bookkeeping ----------------------------------------------------------------------------
 
-    def _store_links(self, batch: Batch, journal: Journal) -> None:
+    def _store_links(self, batch: Batch, decisions: Mapping[int, Decision], journal: Journal) -> None:
         for link in batch.dropped_links:
             # The record moved to another person (a merge): its old link ends first.
             self.state.delete_link(link)
             self.state.delete_shadow(link.marketo_id)
         for pair in list(batch.pairs.values()):
-            if pair.unlink and pair.marketo_id not in batch.deferred:
+            decision = decisions.get(pair.marketo_id)
+            unlink = unlink_reason(decision)
+            if unlink and pair.marketo_id not in batch.deferred:
                 self.state.delete_link(pair.link)
                 self.state.delete_shadow(pair.marketo_id)
-                journal.unlinked(pair.link, pair.unlink)
-            elif pair.new_link:
+                journal.unlinked(pair.link, unlink)
+            elif decision is not None and decision.linked is not None:
                 try:
                     self.state.put_link(replace(pair.link, etag=""))
                 except ConflictError as exc:
@@ -189,14 +191,16 @@ class SyncWorker:
                     journal.failed(pair.link, "conflict", exc.code or "conflict", exc.message, activity=False)
                     del batch.pairs[pair.marketo_id]
 
-    def _store_shadows(self, batch: Batch, unwritten: Unwritten) -> None:
+    def _store_shadows(self, batch: Batch, decisions: Mapping[int, Decision], unwritten: Unwritten) -> None:
         """Conditional on the etags read: when another run moved a shadow meanwhile, this run's
         view of that person is stale, and the person is tried again."""
         self._store_confirmations(batch)
         wanted = {
             p.marketo_id: s
             for p in batch.pairs.values()
-            if not p.unlink and (s := p.shadow_to_store(unwritten))
+            if (d := decisions.get(p.marketo_id)) is not None
+            and not unlink_reason(d)
+            and (s := p.shadow_to_store(d, unwritten))
         }
         if not wanted:
             return
@@ -210,7 +214,9 @@ class SyncWorker:
                     exc = ServiceUnavailableError("shadow changed by a concurrent run", service="state")
                     batch.defer(pair.notices, exc, pair.link)
 
-    def _ask_confirmation(self, batch: Batch, unwritten: Unwritten) -> None:
+    def _ask_confirmation(
+        self, batch: Batch, decisions: Mapping[int, Decision], unwritten: Unwritten
+    ) -> None:
         """A ``confirm`` notice per person whose mapped values were written to Marketo: a write
         of values Marketo did not take has no echo, and this is when that shows. Not sent, the
         refusal is still found at the person's next change (or echo). 0 seconds: none sent."""
@@ -228,10 +234,10 @@ class SyncWorker:
                 own_write=True,
             )
             for p in batch.pairs.values()
-            if p.plan is not None
+            if isinstance(r := decisions.get(p.marketo_id), Reconciled)
             and p.marketo_id not in unwritten.marketo
             and p.marketo_id not in batch.deferred
-            and {d.field.marketo for d in p.plan.towards(Side.MARKETO)} - p.dropped
+            and {d.field.marketo for d in r.plan.towards(Side.MARKETO)} - r.dropped
         ]
         if not notices:
             return

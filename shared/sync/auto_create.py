@@ -10,6 +10,9 @@ alternate key: Dynamics itself refuses a second lead for the same person, so a r
 flow step (or a retry after a lost state write) cannot make two. When a chunk is refused it is
 split down to single create-only upserts on that key (``If-None-Match: *``), and a person whose
 lead already exists is linked to it.
+
+Each pair made is returned with its decision: a lead created is ``Settled`` (its values become
+the shadow; the person gets the link fields), a record linked is ``Reconciled`` (a first link).
 """
 
 from __future__ import annotations

@@ -11,7 +11,8 @@ Transient faults put a pair's notices in ``retry`` (rescheduled with backoff); p
 that are not the person's data put them in ``give_up`` (parked, replayable).
 
 A :class:`Pair` holds what was observed of a person: its notices, its link, the two sides as read
-and its shadow, all set while the batch is loaded. What the phases decide they hand on as values:
+and its shadow, all set while the batch is grouped and loaded. What the phases decide they hand
+on as values:
 
 * loading returns :class:`Loaded`: the persons read, the pairs it linked (:class:`Linked`: a
   qualification or a merge moved the person) and the pairs it settled (:class:`Settled`);
@@ -41,8 +42,8 @@ Row = dict[str, Any]
 @dataclass
 class Pair:
     """One linked person as observed: its notices, its link and both sides as read, with its
-    shadow. Only loading changes them (``loading`` and the ``merges`` it follows); the pairs
-    that later phases link are made whole."""
+    shadow. Only grouping and loading change them (``grouping``, ``loading`` and the ``merges``
+    it follows); a pair a later phase links is made whole (``Batch.add``)."""
 
     link: Link
     notices: list[Notice] = field(default_factory=list)

@@ -32,6 +32,10 @@ One record never holds the others back (``split``): an email Marketo's filter ca
 comma would make it two addresses, one perhaps another person's) is never looked up, and its
 record is reported and parked instead of being linked or given a person; a lookup or a creation
 refused for its content is split until the refused record stands alone.
+
+Each pair made is returned with its decision (``shared.sync.batch``): a person created is
+``Settled`` (its values become the shadow; the record gets its Marketo id), a person linked is
+``Reconciled`` by the first-link rule.
 """
 
 from __future__ import annotations

@@ -10,6 +10,10 @@ Marketo follow their winner (``merges``), and Marketo is read (persons by id, 30
 every person the batch now concerns, but those whose notices carry Marketo's side where that
 is safe (``carried``: no read for them).
 
+Loading is the last phase that changes a pair (its link, its sides, its shadow). What it decides
+it returns (:class:`~shared.sync.batch.Loaded`): the pairs a qualification or merge linked anew
+(a first link), and the pairs it settled (held, unlinked or refused), which planning keeps.
+
 A record a read could not ask for (an id that is not one, or refused alone when the call was
 split) is taken out of the batch, reported and its notices parked (``split.refuse``): left in,
 it would read as deleted on that side.

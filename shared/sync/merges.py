@@ -18,6 +18,9 @@ subordinate is deactivated; its person follows the master, as the native sync do
 
 Either way the subordinate's Marketo-id column is cleared first (one request per merge): the
 column is an alternate key, which the master cannot take while the subordinate still holds it.
+
+What following decided is returned (:class:`Followed`): the pairs relinked (a first link) and
+the pairs settled (a loser unlinked, a merge held or refused); loading hands both on.
 A notice about a subordinate whose person has moved on reconciles the master's pair.
 
 Both run before the persons are read from Marketo, so what is read is what the merge left.

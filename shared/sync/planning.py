@@ -1,4 +1,8 @@
-"""Decide what to write for each linked person, before anything is written.
+"""Decide what to write for each linked person, before anything is written: a
+:class:`~shared.sync.batch.Decision` per pair, which the writes phase carries out.
+
+A pair loading settled keeps that settlement; otherwise (``Settled`` but for the last case,
+``Reconciled`` for it):
 
 * the person is gone from Marketo (its deletion confirmed: see ``vanished``) -> drop the link,
   clear the Marketo id on the Dynamics record, delete nothing in Dynamics;

@@ -6,23 +6,29 @@ current values of every person in the batch from both systems in bulk, decides p
 shadow for what was really written. Duplicate, late and out-of-order notices are therefore
 harmless, and the echo of our own write finds nothing to do.
 
-One batch goes through these phases, each in its own module:
+One batch goes through these phases, each in its own module; each hands what it decided to
+the next as a value (``batch``: :class:`Loaded`, :class:`Decision`, :class:`Unwritten`), and the
+batch (``Batch``) holds the persons as observed:
 
 1. ``grouping``: notices -> persons (links from the state store), echoes set aside (an echo
    also confirms the Marketo writes it reports);
-2. ``loading``: Dynamics rows by id (250 a query) and Marketo persons by id (300 a call),
-   following lead qualifications and merges on both sides (``merges``); a linked person Marketo
-   did not return is held until its deletion is confirmed;
-3. ``planning``: per linked person, deleted on one side, excluded by the sync filter, or
-   reconciled field by field (a new pair by the first-link rule), every value checked before
-   it is sent (one that cannot be is left out and reported);
-4. ``linking``: new Dynamics records link a person with the same email or create one;
-   ``auto_create``: new Marketo persons get a lead only when the mapping opts in;
-5. ``writes``: Marketo Sync Leads (300 a call), then Dataverse ``$batch`` (ETag-guarded rows);
-6. here: links, shadows (conditional on their etag), a ``confirm`` notice for the persons whose
-   Marketo values are to be seen taken (MDSYNC_CONFIRM_SECONDS later; their echo usually
-   confirms them first, and the notice then costs no call), the Activity Log, the sync log, and
-   the notices to try again (``retry``) or to park;
+2. ``loading`` -> ``Loaded``: Dynamics rows by id (250 a query) and Marketo persons by id (300 a
+   call), following lead qualifications and merges on both sides (``merges``): the pairs they
+   linked anew (``Linked``) and those settled already (``Settled``: a person merged away, a
+   linked person Marketo did not return, held until its deletion is confirmed);
+3. ``planning`` -> a ``Decision`` per linked person: ``Settled`` (deleted on one side, excluded
+   by the sync filter) or ``Reconciled`` field by field (a new pair by the first-link rule),
+   every value checked before it is sent (one that cannot be is left out and reported);
+4. ``linking`` -> the decisions of the pairs it makes: new Dynamics records link a person with
+   the same email or create one; ``auto_create`` -> the same for new Marketo persons, which get
+   a lead only when the mapping opts in;
+5. ``writes`` (the decisions) -> ``Unwritten``: Marketo Sync Leads (300 a call), then Dataverse
+   ``$batch`` (ETag-guarded rows);
+6. here, from the decisions and ``Unwritten``: links, shadows (conditional on their etag), a
+   ``confirm`` notice for the persons whose Marketo values are to be seen taken
+   (MDSYNC_CONFIRM_SECONDS later; their echo usually confirms them first, and the notice then
+   costs no call), the Activity Log, the sync log, and the notices to try again (``retry``) or
+   to park;
 7. for the operator console, in one write each: the batch's hourly tallies, its error records
    (and the persons whose errors it resolved), the API budgets it saw.
 

@@ -13,6 +13,10 @@ person's Activity Log, not retried blindly); transient (the notices are reschedu
 any other reason (parked, replayable). A call refused as a whole for its content is split until
 the refused person stands alone (``split``): the others are written, and that person's refusal
 is reported on them and their notices parked.
+
+The writes carry out the planned decisions (``shared.sync.batch.Decision``), one
+:class:`Outgoing` per pair and side; what could not be written comes back as
+:class:`~shared.sync.batch.Unwritten`.
 """
 
 from __future__ import annotations

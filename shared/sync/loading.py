@@ -94,8 +94,8 @@ class Loader:
         for (entity, record_id), orphan in batch.orphans.items():
             orphan.row = rows[entity].get(record_id)
         in_marketo = self.merges.follow_marketo(batch, journal)
-        linked |= in_dynamics.linked | in_marketo.linked
-        settled = in_dynamics.settled | in_marketo.settled
+        linked |= {**in_dynamics.linked, **in_marketo.linked}
+        settled = {**in_dynamics.settled, **in_marketo.settled}
         people = self._read_people(batch, set(batch.pairs) - set(settled), linked, journal)
         settled |= hold_vanished(batch, settled, journal, retry_after=self.vanished_retry_seconds)
         return Loaded(people, linked, settled)

@@ -28,6 +28,7 @@ Both run before the persons are read from Marketo, so what is read is what the m
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from shared.dataverse.odata import ENTITY_SETS
@@ -60,8 +61,8 @@ class Followed:
     """What following merges decided: the pairs relinked (a first link) and the pairs settled
     (unlinked, held for later, or refused)."""
 
-    linked: dict[int, Linked] = field(default_factory=dict)
-    settled: dict[int, Settled] = field(default_factory=dict)
+    linked: Mapping[int, Linked] = field(default_factory=dict)
+    settled: Mapping[int, Settled] = field(default_factory=dict)
 
 
 class MergeFollower:
@@ -80,13 +81,14 @@ class MergeFollower:
         if not merged:
             return Followed()
         links = self.state.get_links_by_marketo(merged.values())
-        followed = Followed()
+        linked: dict[int, Linked] = {}
+        settled: dict[int, Settled] = {}
         for loser_id, winner_id in merged.items():
             pair = batch.pairs[loser_id]
             owner = batch.pairs.get(winner_id)
             winner_link = owner.link if owner is not None else links.get(winner_id)
             if winner_link is None:
-                followed.linked[winner_id] = self._relink_to_winner(batch, pair, winner_id, journal)
+                linked[winner_id] = self._relink_to_winner(batch, pair, winner_id, journal)
             elif (winner_link.entity, winner_link.dynamics_id.lower()) == (
                 pair.entity,
                 pair.dynamics_id.lower(),
@@ -94,8 +96,8 @@ class MergeFollower:
                 batch.dropped_links.append(pair.link)
                 del batch.pairs[loser_id]
             else:
-                followed.settled[loser_id] = self._unlink_loser(pair, winner_link, journal)
-        return followed
+                settled[loser_id] = self._unlink_loser(pair, winner_link, journal)
+        return Followed(linked, settled)
 
     def _relink_to_winner(self, batch: Batch, pair: Pair, winner_id: int, journal: Journal) -> Linked:
         del batch.pairs[pair.marketo_id]
@@ -138,7 +140,8 @@ class MergeFollower:
         if not merged and not orphans:
             return Followed()
         owners = self._owners(batch, rows, merged, orphans)
-        followed = Followed()
+        linked: dict[int, Linked] = {}
+        settled: dict[int, Settled] = {}
         for marketo_id, master in merged.items():
             pair = batch.pairs[marketo_id]
             owner = _owner(batch, pair.entity, master) or owners[pair.entity].get(master)
@@ -146,16 +149,16 @@ class MergeFollower:
                 continue
             moved = self._follow_master(batch, pair, rows, journal, master=master, owner=owner)
             if isinstance(moved, Linked):
-                followed.linked[marketo_id] = moved
+                linked[marketo_id] = moved
             elif moved is not None:
-                followed.settled[marketo_id] = moved
+                settled[marketo_id] = moved
         for (entity, record_id), master in orphans.items():
             owner = _owner(batch, entity, master) or owners[entity].get(master)
             if owner is not None:
                 # A notice about a record merged away (a retry, the Merge itself): its person is
                 # the master's now, and the master's pair is what to reconcile.
                 batch.attach(owner, batch.orphans.pop((entity, record_id)).notices)
-        return followed
+        return Followed(linked, settled)
 
     def _owners(
         self, batch: Batch, rows: Rows, merged: dict[int, str], orphans: dict[tuple[str, str], str]

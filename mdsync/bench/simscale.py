@@ -118,23 +118,22 @@ def run(count: int, *, poll_seconds: float = 0.5, span: timedelta = SPAN) -> lis
     with tempfile.TemporaryDirectory() as tmp, SimulatorStack(StackConfig(tls_dir=Path(tmp))) as stack:
         deps = Container(load_settings(**stack.settings()))
         try:
-            return _phases(deps, stack.urls, count, poll_seconds=poll_seconds, span=span)
+            phases = [timed("baseline", 0, None, lambda: 0)]
+            phases += marketo_phases(deps, stack.urls["marketo"], count, poll_seconds=poll_seconds, span=span)
+            phases += dataverse_phases(deps, stack.urls["dataverse"], count)
+            return phases
         finally:
             deps.close()
 
 
-def _phases(
-    deps: Container, urls: dict[str, str], count: int, *, poll_seconds: float, span: timedelta
+def marketo_phases(
+    deps: Container, url: str, count: int, *, poll_seconds: float, span: timedelta
 ) -> list[Phase]:
-    """The phases, with the initial sync's clients from the composition root (its budgets, the
-    whole Marketo rate: nothing else runs)."""
-    session = deps.session
-    marketo_admin = MarketoAdmin(urls["marketo"], session)
-    dataverse_admin = DataverseAdmin(urls["dataverse"], session, timeout=300)
-    rate = deps.settings.marketo_max_calls_per_20s
-    marketo = deps.marketo_client(BACKFILL_MARKETO, max_calls_per_20s=rate)
-    dataverse = deps.dataverse_client(BACKFILL_DATAVERSE)
-    phases = [timed("baseline", 0, None, lambda: 0)]
+    """Seed, extract and import ``count`` persons, with the initial sync's client from the
+    composition root (its budget, the whole rate: nothing else runs)."""
+    marketo_admin = MarketoAdmin(url, deps.session)
+    marketo = deps.marketo_client(BACKFILL_MARKETO, max_calls_per_20s=deps.settings.marketo_max_calls_per_20s)
+    phases: list[Phase] = []
 
     def seed_marketo() -> int:
         seeded = (
@@ -171,6 +170,15 @@ def _phases(
         return imported
 
     phases.append(timed("marketo_import", count, marketo.calls, import_all, imported_files))
+    return phases
+
+
+def dataverse_phases(deps: Container, url: str, count: int) -> list[Phase]:
+    """Seed, read and update ``count`` leads, with the initial sync's client from the
+    composition root."""
+    dataverse_admin = DataverseAdmin(url, deps.session, timeout=300)
+    dataverse = deps.dataverse_client(BACKFILL_DATAVERSE)
+    phases: list[Phase] = []
 
     def seed_dataverse() -> int:
         return sum(len(dataverse_admin.seed("lead", [lead(i) for i in part])) for part in chunks(count))

@@ -42,8 +42,10 @@ Row = dict[str, Any]
 @dataclass
 class Pair:
     """One linked person as observed: its notices, its link and both sides as read, with its
-    shadow. Only grouping and loading change them (``grouping``, ``loading`` and the ``merges``
-    it follows); a pair a later phase links is made whole (``Batch.add``)."""
+    shadow. Set while the batch is grouped and loaded, and no later: notices join through
+    ``Batch.attach``, the link changes through :meth:`relink`, the sides and the shadow of a
+    pair are set by the phase that brings it into the batch (``grouping``, ``loading``); a pair
+    a later phase links is made whole (``Batch.add``)."""
 
     link: Link
     notices: list[Notice] = field(default_factory=list)
@@ -65,6 +67,12 @@ class Pair:
     @property
     def dynamics_id(self) -> str:
         return self.link.dynamics_id
+
+    def relink(self, entity: str, record_id: str) -> Linked:
+        """The person follows another record (a qualification, a merge): the one change of a
+        pair's link, and a first link."""
+        self.link = Link(self.marketo_id, entity, record_id)
+        return Linked(first_link=True)
 
     def shadow_to_store(self, decision: Decision, unwritten: Unwritten) -> Shadow | None:
         """The shadow after this batch: settled fields, and written ones whose write succeeded

@@ -206,7 +206,7 @@ class Loader:
             orphan = batch.orphans.pop(("contact", contact_id), None)
             linked[pair.marketo_id] = relink(pair, contact_id, journal)
             if orphan is not None:
-                pair.notices.extend(orphan.notices)
+                batch.attach(pair.link, orphan.notices)
         return linked
 
     def _adopt_qualified_contacts(self, batch: Batch, rows: Rows, journal: Journal) -> dict[int, Linked]:
@@ -235,9 +235,9 @@ class Loader:
 def relink(pair: Pair, contact_id: str, journal: Journal) -> Linked:
     """Qualification: the person now follows the contact; contact rules apply from here on."""
     old = pair.link
-    pair.link = Link(old.marketo_id, "contact", contact_id)
+    linked = pair.relink("contact", contact_id)
     journal.linked(pair.link, "relinked", f"lead {old.dynamics_id} qualified into contact {contact_id}")
-    return Linked(first_link=True)
+    return linked
 
 
 def _statecode(row: dict[str, Any] | None) -> object:

@@ -203,10 +203,10 @@ class MergeFollower:
 
     def _relink_to_master(self, pair: Pair, master: str, journal: Journal) -> Linked:
         old = pair.link
-        pair.link = Link(old.marketo_id, old.entity, master)
+        linked = pair.relink(old.entity, master)
         why = f"relinked: {old.entity} {old.dynamics_id} was merged into {old.entity} {master} in Dynamics"
         journal.linked(pair.link, "relinked", why)
-        return Linked(first_link=True)
+        return linked
 
     def _merge_persons(self, batch: Batch, pair: Pair, owner: Link, journal: Journal) -> Settled | None:
         """The subordinate's person is merged into the master's person in Marketo (None: done;

@@ -7,7 +7,7 @@ shadow for what was really written. Duplicate, late and out-of-order notices are
 harmless, and the echo of our own write finds nothing to do.
 
 One batch goes through these phases, each in its own module; each hands what it decided to
-the next as a value (``batch``: :class:`Loaded`, :class:`Decision`, :class:`Unwritten`), and the
+the next as a value (defined in ``batch``: ``Loaded``, ``Decision``, ``Unwritten``), and the
 batch (``Batch``) holds the persons as observed:
 
 1. ``grouping``: notices -> persons (links from the state store), echoes set aside (an echo

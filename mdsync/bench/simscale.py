@@ -13,7 +13,9 @@ Starts the simulators in this process and, timing each phase and noting the proc
 5. ``dataverse_read``: every lead read with ``read_table`` (pages of 5,000, four columns);
 6. ``dataverse_update``: every lead updated with ``update_rows`` (UpdateMultiple, 1,000 a request).
 
-Each phase checks what it read or wrote (all N rows), so the numbers are of work really done.
+The clients are the initial sync's, asked of the composition root (``shared.bootstrap``) with
+the stack's settings: its call budgets, and the whole Marketo rate (nothing else runs). Each
+phase checks what it read or wrote (all N rows), so the numbers are of work really done.
 Not part of ``make bench`` (a million records takes several minutes); the suite runs it small
 (tests/bench/test_simscale.py), and docs/initial-sync.md has the numbers of the last full run.
 Timings are measurements, not assertions.
@@ -31,25 +33,14 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from shared.bootstrap import BACKFILL_DATAVERSE, BACKFILL_MARKETO, Container
 from shared.calls import CallCounter
-from shared.config import DataverseAccess, DataverseCredential
-from shared.dataverse.auth import dataverse_tokens
-from shared.dataverse.client import DataverseClient
-from shared.http import make_session
+from shared.config import load_settings
 from shared.marketo.bulk_extract import date_windows
 from shared.marketo.bulk_import import import_files
-from shared.marketo.client import MarketoClient
 from simulators.dataverse.admin import DataverseAdmin
 from simulators.marketo.admin import MarketoAdmin
-from simulators.stack import (
-    DATAVERSE_CLIENT_ID,
-    DATAVERSE_CLIENT_SECRET,
-    MARKETO_CLIENT_ID,
-    MARKETO_CLIENT_SECRET,
-    TENANT_ID,
-    SimulatorStack,
-    StackConfig,
-)
+from simulators.stack import SimulatorStack, StackConfig
 
 SEED_CHUNK = 1_000
 SPAN = timedelta(days=3 * 365)
@@ -125,80 +116,89 @@ def chunks(count: int) -> Iterator[range]:
 def run(count: int, *, poll_seconds: float = 0.5, span: timedelta = SPAN) -> list[Phase]:
     """The phases for ``count`` records created over ``span``; jobs polled every ``poll_seconds``."""
     with tempfile.TemporaryDirectory() as tmp, SimulatorStack(StackConfig(tls_dir=Path(tmp))) as stack:
-        session = make_session(extra_ca_file=stack.tls.ca_file, pool_size=4)
-        urls = stack.urls
-        marketo_admin = MarketoAdmin(urls["marketo"], session)
-        dataverse_admin = DataverseAdmin(urls["dataverse"], session, timeout=300)
-        marketo = MarketoClient(urls["marketo"], MARKETO_CLIENT_ID, MARKETO_CLIENT_SECRET, session=session)
-        access = DataverseAccess(
-            url=urls["dataverse"],
-            credential=DataverseCredential.CLIENT_SECRET,
-            authority_host=urls["entra"],
-            tenant_id=TENANT_ID,
-            client_id=DATAVERSE_CLIENT_ID,
-            client_secret=DATAVERSE_CLIENT_SECRET,
+        deps = Container(load_settings(**stack.settings()))
+        try:
+            phases = [timed("baseline", 0, None, lambda: 0)]
+            phases += marketo_phases(deps, stack.urls["marketo"], count, poll_seconds=poll_seconds, span=span)
+            phases += dataverse_phases(deps, stack.urls["dataverse"], count)
+            return phases
+        finally:
+            deps.close()
+
+
+def marketo_phases(
+    deps: Container, url: str, count: int, *, poll_seconds: float, span: timedelta
+) -> list[Phase]:
+    """Seed, extract and import ``count`` persons, with the initial sync's client from the
+    composition root (its budget, the whole rate: nothing else runs)."""
+    marketo_admin = MarketoAdmin(url, deps.session)
+    marketo = deps.marketo_client(BACKFILL_MARKETO, max_calls_per_20s=deps.settings.marketo_max_calls_per_20s)
+    phases: list[Phase] = []
+
+    def seed_marketo() -> int:
+        seeded = (
+            marketo_admin.seed_persons([person(i, count, span) for i in part]) for part in chunks(count)
         )
-        tokens = dataverse_tokens(access, ca_file=stack.tls.ca_file)
-        api = f"{urls['dataverse']}/api/data/v9.2"
-        dataverse = DataverseClient(api, tokens, session=session, timeout=300)
-        phases = [timed("baseline", 0, None, lambda: 0)]
+        return sum(len(ids) for ids in seeded)
 
-        def seed_marketo() -> int:
-            seeded = (
-                marketo_admin.seed_persons([person(i, count, span) for i in part]) for part in chunks(count)
-            )
-            return sum(len(ids) for ids in seeded)
+    phases.append(timed("marketo_seed", count, None, seed_marketo))
+    extracted: dict[str, int] = {"windows": 0, "file_bytes": 0}
 
-        phases.append(timed("marketo_seed", count, None, seed_marketo))
-        extracted: dict[str, int] = {"windows": 0, "file_bytes": 0}
+    def extract() -> int:
+        seen = 0
+        for start, end in date_windows(START, START + span):
+            job = marketo.exports.create(FIELDS, created=(start, end))
+            marketo.exports.enqueue(job.export_id)
+            job = marketo.exports.wait(job.export_id, poll_seconds=poll_seconds, timeout=600)
+            seen += sum(1 for _ in marketo.exports.rows(job))
+            extracted["windows"] += 1
+            extracted["file_bytes"] += job.file_size or 0
+        return seen
 
-        def extract() -> int:
-            seen = 0
-            for start, end in date_windows(START, START + span):
-                job = marketo.exports.create(FIELDS, created=(start, end))
-                marketo.exports.enqueue(job.export_id)
-                job = marketo.exports.wait(job.export_id, poll_seconds=poll_seconds, timeout=600)
-                seen += sum(1 for _ in marketo.exports.rows(job))
-                extracted["windows"] += 1
-                extracted["file_bytes"] += job.file_size or 0
-            return seen
+    phases.append(timed("marketo_extract", count, marketo.calls, extract, extracted))
+    imported_files: dict[str, int] = {"files": 0, "file_bytes": 0}
 
-        phases.append(timed("marketo_extract", count, marketo.calls, extract, extracted))
-        imported_files: dict[str, int] = {"files": 0, "file_bytes": 0}
+    def import_all() -> int:
+        imported = 0
+        records = ({"id": 1001 + i, "lastName": f"Imported{i}"} for i in range(count))
+        for file in import_files(["id", "lastName"], records):
+            job = marketo.imports.submit(file, lookup_field="id")
+            job = marketo.imports.wait(job.batch_id, poll_seconds=poll_seconds, timeout=600)
+            imported += job.leads_processed
+            imported_files["files"] += 1
+            imported_files["file_bytes"] += len(file.data)
+        return imported
 
-        def import_all() -> int:
-            imported = 0
-            records = ({"id": 1001 + i, "lastName": f"Imported{i}"} for i in range(count))
-            for file in import_files(["id", "lastName"], records):
-                job = marketo.imports.submit(file, lookup_field="id")
-                job = marketo.imports.wait(job.batch_id, poll_seconds=poll_seconds, timeout=600)
-                imported += job.leads_processed
-                imported_files["files"] += 1
-                imported_files["file_bytes"] += len(file.data)
-            return imported
+    phases.append(timed("marketo_import", count, marketo.calls, import_all, imported_files))
+    return phases
 
-        phases.append(timed("marketo_import", count, marketo.calls, import_all, imported_files))
 
-        def seed_dataverse() -> int:
-            return sum(len(dataverse_admin.seed("lead", [lead(i) for i in part])) for part in chunks(count))
+def dataverse_phases(deps: Container, url: str, count: int) -> list[Phase]:
+    """Seed, read and update ``count`` leads, with the initial sync's client from the
+    composition root."""
+    dataverse_admin = DataverseAdmin(url, deps.session, timeout=300)
+    dataverse = deps.dataverse_client(BACKFILL_DATAVERSE)
+    phases: list[Phase] = []
 
-        phases.append(timed("dataverse_seed", count, None, seed_dataverse))
-        ids: list[str] = []
+    def seed_dataverse() -> int:
+        return sum(len(dataverse_admin.seed("lead", [lead(i) for i in part])) for part in chunks(count))
 
-        def read() -> int:
-            for page in dataverse.read_table("leads", ["leadid", "emailaddress1", "lastname", "modifiedon"]):
-                ids.extend(row["leadid"] for row in page.rows)
-            return len(ids)
+    phases.append(timed("dataverse_seed", count, None, seed_dataverse))
+    ids: list[str] = []
 
-        phases.append(timed("dataverse_read", count, dataverse.calls, read))
+    def read() -> int:
+        for page in dataverse.read_table("leads", ["leadid", "emailaddress1", "lastname", "modifiedon"]):
+            ids.extend(row["leadid"] for row in page.rows)
+        return len(ids)
 
-        def update() -> int:
-            records = ({"leadid": lead_id, "jobtitle": "scaled"} for lead_id in ids)
-            return sum(1 for result in dataverse.update_rows("leads", "lead", records) if result.ok)
+    phases.append(timed("dataverse_read", count, dataverse.calls, read))
 
-        phases.append(timed("dataverse_update", count, dataverse.calls, update))
-        session.close()
-        return phases
+    def update() -> int:
+        records = ({"leadid": lead_id, "jobtitle": "scaled"} for lead_id in ids)
+        return sum(1 for result in dataverse.update_rows("leads", "lead", records) if result.ok)
+
+    phases.append(timed("dataverse_update", count, dataverse.calls, update))
+    return phases
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -23,7 +23,7 @@ from shared.backfill.job import JobState
 from shared.backfill.staging import CREATES, PAIRS, Item, person_bucket, record_bucket
 from shared.ports import Link
 from shared.reconcile import Action, FieldDecision
-from shared.sync.batch import Pair, Unwritten
+from shared.sync.batch import Pair, Reconciled, Unwritten
 from shared.sync.journal import Journal
 from shared.sync.linking import new_person
 
@@ -65,28 +65,23 @@ def plan_pairs(ctx: Context, job: JobState, found: Sequence[Found]) -> None:
         dynamics_id = str(row[f"{entity}id"]).lower()
         shadow = shadows.get(each.marketo_id) if each.linked else None
         pair = Pair(
-            Link(each.marketo_id, entity, dynamics_id),
-            marketo=each.person,
-            dynamics=row,
-            shadow=shadow,
-            new_link=not each.linked,
-            first_link=shadow is None,
+            Link(each.marketo_id, entity, dynamics_id), marketo=each.person, dynamics=row, shadow=shadow
         )
-        ctx.planner.decide_fields(pair, journal)
-        _preview(job, pair)
-        stored = pair.shadow_to_store(Unwritten())  # the shadow once both writes are done
+        decision = ctx.planner.decide_fields(pair, journal, first_link=shadow is None)
+        _preview(job, pair, decision)
+        stored = pair.shadow_to_store(decision, Unwritten())  # the shadow once both writes are done
         job.count(f"pairs_by_{each.how.replace(' ', '_')}")
         job.count("pairs")
-        job.count("pairs_writing_marketo", 1 if pair.marketo_changes else 0)
-        job.count("pairs_writing_dynamics", 1 if pair.dynamics_changes else 0)
+        job.count("pairs_writing_marketo", 1 if decision.marketo_changes else 0)
+        job.count("pairs_writing_dynamics", 1 if decision.dynamics_changes else 0)
         value = {
             "m": each.marketo_id,
             "e": entity,
             "d": dynamics_id,
             "how": each.how,
             "new": not each.linked,
-            "mc": pair.marketo_changes,
-            "dc": pair.dynamics_changes,
+            "mc": dict(decision.marketo_changes),
+            "dc": dict(decision.dynamics_changes),
             "sh": stored.values if stored is not None else None,
             "et": stored.etag if stored is not None else "",
         }
@@ -101,10 +96,8 @@ def plan_pairs(ctx: Context, job: JobState, found: Sequence[Found]) -> None:
         report(ctx, journal)
 
 
-def _preview(job: JobState, pair: Pair) -> None:
-    if pair.plan is None:
-        return
-    for decision in pair.plan.decisions:
+def _preview(job: JobState, pair: Pair, reconciled: Reconciled) -> None:
+    for decision in reconciled.plan.decisions:
         named = outcome(decision)
         if named:
             job.field_outcome(f"{pair.entity}.{decision.field.marketo}", named)

@@ -10,6 +10,9 @@ alternate key: Dynamics itself refuses a second lead for the same person, so a r
 flow step (or a retry after a lost state write) cannot make two. When a chunk is refused it is
 split down to single create-only upserts on that key (``If-None-Match: *``), and a person whose
 lead already exists is linked to it.
+
+Each pair made is returned with its decision: a lead created is ``Settled`` (its values become
+the shadow; the person gets the link fields), a record linked is ``Reconciled`` (a first link).
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from shared.normalize import UnmappedOptionError, email_key, to_dynamics
 from shared.notices import Kind, Notice
 from shared.ports import Link
 from shared.reconcile import initial_values
-from shared.sync.batch import Batch, Row
+from shared.sync.batch import Batch, Decision, Linked, Pair, Row, Settled
 from shared.sync.journal import Journal
 from shared.sync.linking import adopt
 from shared.sync.planning import Columns, Planner, currency_binding, excluded, link_fields
@@ -64,19 +67,23 @@ class LeadCreator:
         self.planner = planner
         self.columns = columns
 
-    def create(self, batch: Batch, people: Mapping[int, Row], journal: Journal) -> None:
+    def create(self, batch: Batch, people: Mapping[int, Row], journal: Journal) -> dict[int, Decision]:
+        """A lead (or an unlinked record with the same email) for each new person, when the
+        mapping opts in; returns the decisions of the pairs made."""
         if not self.mapping.options.auto_create_in_dynamics:
             for marketo_id, notices in batch.unlinked_persons.items():
                 if any(n.kind is Kind.CREATED for n in notices):
                     journal.note(Link(marketo_id, "-", ""), "skipped", NOT_PUSHED)
-            return
+            return {}
         candidates = {
             m: people[m] for m in batch.unlinked_persons if m in people and self._never_linked(people[m])
         }
+        made: dict[int, Decision] = {}
         if self.mapping.options.match_on_email:
-            self._match(batch, candidates, journal)
+            made |= self._match(batch, candidates, journal)
         leads = [self._new_lead(batch, m, p, journal) for m, p in candidates.items()]
-        self._insert(batch, [lead for lead in leads if lead is not None], journal)
+        made |= self._insert(batch, [lead for lead in leads if lead is not None], journal)
+        return made
 
     def _never_linked(self, person: Row) -> bool:
         names = self.mapping.links
@@ -86,13 +93,14 @@ class LeadCreator:
 
     # --- an existing record ----------------------------------------------------------------------
 
-    def _match(self, batch: Batch, candidates: dict[int, Row], journal: Journal) -> None:
+    def _match(self, batch: Batch, candidates: dict[int, Row], journal: Journal) -> dict[int, Decision]:
         """Link open, unlinked records with the same email (contacts first, as the flow step)."""
+        made: dict[int, Decision] = {}
         for entity in ("contact", "lead"):
             email_field = self.mapping.entity(entity).email
             emails = {m: e for m, p in candidates.items() if (e := email_key(p.get(email_field.marketo)))}
             if not emails:
-                return
+                return made
             read = self.rows.unlinked_by_email(entity, emails.values())
             found = read.found
             taken = batch.linked_records()
@@ -111,7 +119,8 @@ class LeadCreator:
                 person = candidates.pop(marketo_id)
                 link = Link(marketo_id, entity, record_id)
                 why = "linked to the unlinked record with the same email"
-                adopt(batch, self.planner, link, (person, row), journal, why=why)
+                made[marketo_id] = adopt(batch, self.planner, link, (person, row), journal, why=why)
+        return made
 
     def _email_refused(
         self, batch: Batch, marketo_id: int, refusal: Refusal, column: str, journal: Journal
@@ -155,31 +164,31 @@ class LeadCreator:
             return None
         return new
 
-    def _insert(self, batch: Batch, leads: Sequence[NewLead], journal: Journal) -> None:
+    def _insert(self, batch: Batch, leads: Sequence[NewLead], journal: Journal) -> dict[int, Decision]:
+        """Create the leads (split down to one when a chunk is refused); the pairs made."""
         if not leads:
-            return
+            return {}
         if len(leads) == 1:
-            self._insert_one(batch, leads[0], journal)
-            return
+            return self._insert_one(batch, leads[0], journal)
         try:
             ids = self.dataverse.create_multiple("leads", "lead", [lead.record for lead in leads])
         except TransientError as exc:
             for lead in leads:
                 batch.defer(lead.notices, exc, lead.who)
-            return
+            return {}
         except (ValidationError, ConflictError):
             middle = len(leads) // 2
-            self._insert(batch, leads[:middle], journal)
-            self._insert(batch, leads[middle:], journal)
-            return
+            return self._insert(batch, leads[:middle], journal) | self._insert(batch, leads[middle:], journal)
         except PermanentError as exc:
             for lead in leads:
                 self._refused(batch, lead, exc, journal)
-            return
-        for lead, lead_id in zip(leads, ids, strict=True):
-            self._created(batch, lead, lead_id.lower(), journal)
+            return {}
+        return {
+            lead.marketo_id: self._created(batch, lead, lead_id.lower(), journal)
+            for lead, lead_id in zip(leads, ids, strict=True)
+        }
 
-    def _insert_one(self, batch: Batch, lead: NewLead, journal: Journal) -> None:
+    def _insert_one(self, batch: Batch, lead: NewLead, journal: Journal) -> dict[int, Decision]:
         key = {self.mapping.links.dynamics_marketo_id: str(lead.marketo_id)}
         select = self.rows.select("lead")
         try:
@@ -189,28 +198,32 @@ class LeadCreator:
             row = self.dataverse.get("leads", key, select=select)
             link = Link(lead.marketo_id, "lead", str(row["leadid"]).lower())
             why = "linked to the lead that already carries its Marketo id"
-            adopt(batch, self.planner, link, (lead.person, row), journal, why=why, notices=lead.notices)
-            return
+            adopted = adopt(
+                batch, self.planner, link, (lead.person, row), journal, why=why, notices=lead.notices
+            )
+            return {lead.marketo_id: adopted}
         except TransientError as exc:
             batch.defer(lead.notices, exc, lead.who)
-            return
+            return {}
         except ValidationError as exc:
             fields = exc.fields or tuple(lead.record)
             journal.failed(lead.who, "rejected", exc.code or "dataverse", exc.message, fields)
-            return
+            return {}
         except PermanentError as exc:
             self._refused(batch, lead, exc, journal)
-            return
-        self._created(batch, lead, str(row["leadid"]).lower(), journal)
+            return {}
+        return {lead.marketo_id: self._created(batch, lead, str(row["leadid"]).lower(), journal)}
 
-    def _created(self, batch: Batch, lead: NewLead, lead_id: str, journal: Journal) -> None:
+    def _created(self, batch: Batch, lead: NewLead, lead_id: str, journal: Journal) -> Settled:
+        """The lead created for a new person: the person gets the link fields."""
         link = Link(lead.marketo_id, "lead", lead_id)
-        pair = batch.attach(link, lead.notices)
-        pair.marketo, pair.created_values = lead.person, lead.values
-        pair.new_link = pair.settled = True
-        pair.marketo_changes.update(link_fields(self.mapping, link, lead.person))
+        batch.add(Pair(link, list(lead.notices), marketo=lead.person))
         detail = f"new person in Marketo: lead {lead_id} created in Dynamics (auto_create_in_dynamics)"
         journal.created(link, "to_dynamics", detail, lead.values)
+        return Settled(
+            marketo_changes=link_fields(self.mapping, link, lead.person),
+            linked=Linked(first_link=False, created=lead.values),
+        )
 
     def _refused(self, batch: Batch, lead: NewLead, exc: PermanentError, journal: Journal) -> None:
         code = exc.code or exc.service

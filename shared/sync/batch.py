@@ -1,4 +1,4 @@
-"""The working state of one batch: the persons its notices concern and what happens to each.
+"""The working state of one batch: the persons its notices concern, and what each phase decides.
 
 A batch sorts its notices three ways:
 
@@ -10,14 +10,23 @@ A batch sorts its notices three ways:
 Transient faults put a pair's notices in ``retry`` (rescheduled with backoff); permanent faults
 that are not the person's data put them in ``give_up`` (parked, replayable).
 
-What the phases hand on as values rather than as fields of a pair: the writes phase returns the
-persons it could not write (:class:`Unwritten`), which decides the shadows that are stored.
+A :class:`Pair` holds what was observed of a person: its notices, its link, the two sides as read
+and its shadow, all set while the batch is grouped and loaded. What the phases decide they hand
+on as values:
+
+* loading returns :class:`Loaded`: the persons read, the pairs it linked (:class:`Linked`: a
+  qualification or a merge moved the person) and the pairs it settled (:class:`Settled`);
+* planning returns a :class:`Decision` per pair: :class:`Reconciled` (a plan, field by field) or
+  :class:`Settled` (nothing to reconcile; why the link ends, if it does); linking and automatic
+  creation return the decisions of the pairs they make, each carrying its :class:`Linked`;
+* the writes phase takes the decisions and returns what it could not write (:class:`Unwritten`),
+  which with the decisions gives the links and shadows the worker stores.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -32,28 +41,17 @@ Row = dict[str, Any]
 
 @dataclass
 class Pair:
-    """One linked person: its notices, both sides as read, and what to write where."""
+    """One linked person as observed: its notices, its link and both sides as read, with its
+    shadow. Set while the batch is grouped and loaded, and no later: notices join through
+    ``Batch.attach``, the link changes through :meth:`relink`, the sides and the shadow of a
+    pair are set by the phase that brings it into the batch (``grouping``, ``loading``); a pair
+    a later phase links is made whole (``Batch.add``)."""
 
     link: Link
     notices: list[Notice] = field(default_factory=list)
     marketo: Row | None = None
     dynamics: Row | None = None
     shadow: Shadow | None = None
-    plan: Plan | None = None
-    marketo_changes: dict[str, Any] = field(default_factory=dict)
-    dynamics_changes: dict[str, Any] = field(default_factory=dict)
-    # A record this batch created: the values it was created with become the shadow.
-    created_values: dict[str, FieldValue] | None = None
-    # Mapped fields (Marketo names) whose value was left out of a write (reported): their
-    # shadow entry stays as it was.
-    dropped: set[str] = field(default_factory=set)
-    new_link: bool = False  # store the link (linked, created or relinked in this batch)
-    # A pair linked for the first time (or relinked to another record): the first-link rule
-    # decides, whatever shadow the person has from before.
-    first_link: bool = False
-    unlink: str | None = None  # why the link is dropped once the writes are done
-    settled: bool = False  # nothing left to decide (created, unlinked or excluded)
-    retry: bool = False  # a transient fault: the notices come back later
     # When Marketo's side, as decided on, was true: the read's time, or the newest change the
     # notices carried (``carried``); kept in the shadow as its view of Marketo.
     marketo_seen: datetime | None = None
@@ -70,17 +68,24 @@ class Pair:
     def dynamics_id(self) -> str:
         return self.link.dynamics_id
 
-    def shadow_to_store(self, unwritten: Unwritten) -> Shadow | None:
+    def relink(self, entity: str, record_id: str) -> Linked:
+        """The person follows another record (a qualification, a merge): the one change of a
+        pair's link, and a first link."""
+        self.link = Link(self.marketo_id, entity, record_id)
+        return Linked(first_link=True)
+
+    def shadow_to_store(self, decision: Decision, unwritten: Unwritten) -> Shadow | None:
         """The shadow after this batch: settled fields, and written ones whose write succeeded
-        (a side in ``unwritten`` keeps its old values)."""
-        if self.plan is not None:
-            values = self.plan.shadow_after(
+        (a side in ``unwritten`` keeps its old values); a record created in this batch starts
+        from the values it was created with."""
+        if isinstance(decision, Reconciled):
+            values = decision.plan.shadow_after(
                 wrote_marketo=self.marketo_id not in unwritten.marketo,
                 wrote_dynamics=self.marketo_id not in unwritten.dynamics,
-                dropped=self.dropped,
+                dropped=decision.dropped,
             )
-        elif self.created_values is not None:
-            values = dict(self.created_values)
+        elif decision.linked is not None and decision.linked.created is not None:
+            values = dict(decision.linked.created)
         else:
             return None
         if self.marketo_seen is not None:
@@ -88,11 +93,61 @@ class Pair:
         etag = self.shadow.etag if self.shadow is not None else ""
         return Shadow(self.marketo_id, values, etag)
 
-    def forget_plan(self) -> None:
-        """Back to before planning (a trial plan is thrown away)."""
-        self.plan = None
-        self.marketo_changes, self.dynamics_changes, self.dropped = {}, {}, set()
-        self.settled, self.unlink = False, None
+
+@dataclass(frozen=True)
+class Linked:
+    """How a pair came to be linked in this batch: its link is stored once the writes are done."""
+
+    # Linked for the first time, or relinked to another record: the first-link rule decides,
+    # whatever shadow the person has from before.
+    first_link: bool = True
+    # The record this batch created for the person, and the values it was created with (they
+    # become the shadow).
+    created: Mapping[str, FieldValue] | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class Decision:
+    """What was decided for one pair before anything is written: what to write on each side,
+    and ``linked`` when the pair was linked in this batch."""
+
+    marketo_changes: Mapping[str, Any] = field(default_factory=dict)
+    dynamics_changes: Mapping[str, Any] = field(default_factory=dict)
+    linked: Linked | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class Reconciled(Decision):
+    """Both sides decided field by field (``plan``)."""
+
+    plan: Plan
+    # Mapped fields (Marketo names) whose value was left out of a write (reported): their
+    # shadow entry stays as it was.
+    dropped: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True, kw_only=True)
+class Settled(Decision):
+    """Nothing to reconcile: created in this batch, deleted on one side, merged away, excluded
+    by the sync filter, or held for later; ``unlink`` says why the link ends once the writes
+    are done."""
+
+    unlink: str | None = None
+
+
+def unlink_reason(decision: Decision | None) -> str | None:
+    """Why the pair's link ends in this batch (None: it does not)."""
+    return decision.unlink if isinstance(decision, Settled) else None
+
+
+@dataclass(frozen=True)
+class Loaded:
+    """What loading hands on: the Marketo persons read (unlinked ones included when automatic
+    creation is on), the pairs a qualification or merge linked, and the pairs it settled."""
+
+    people: Mapping[int, Row]
+    linked: Mapping[int, Linked]
+    settled: Mapping[int, Settled]
 
 
 @dataclass(frozen=True)
@@ -143,6 +198,15 @@ class Batch:
         if pair is None:
             pair = self.pairs[link.marketo_id] = Pair(link)
         pair.notices.extend(notices)
+        return pair
+
+    def add(self, pair: Pair) -> Pair:
+        """A pair linked or created after loading, whole; the notices of a pair already there
+        for its person join it."""
+        earlier = self.pairs.get(pair.marketo_id)
+        if earlier is not None:
+            pair = replace(pair, notices=[*earlier.notices, *pair.notices])
+        self.pairs[pair.marketo_id] = pair
         return pair
 
     def linked_records(self) -> set[tuple[str, str]]:

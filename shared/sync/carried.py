@@ -38,7 +38,7 @@ from shared import shadow as memory_of
 from shared.mapping import EntityMapping, FieldMapping, FieldType, Side
 from shared.normalize import Known, canonical, same
 from shared.notices import FieldValue, Kind, Notice, Source
-from shared.sync.batch import Pair, Row
+from shared.sync.batch import Decision, Pair, Reconciled, Row
 from shared.sync.planning import link_fields
 
 SKEW = timedelta(seconds=60)
@@ -92,8 +92,9 @@ def _usable(notice: Notice) -> bool:
 
 
 def carried_person(pair: Pair, mapping: FieldMapping, entity: EntityMapping) -> Row | None:
-    """Marketo's side of ``pair`` from its notices and shadow, or None when it must be read."""
-    if pair.shadow is None or pair.first_link or pair.new_link or pair.settled or pair.dynamics is None:
+    """Marketo's side of ``pair`` from its notices and shadow, or None when it must be read. For
+    a pair linked before this batch and not settled (the loader asks for no other)."""
+    if pair.shadow is None or pair.dynamics is None:
         return None
     values = pair.shadow.values
     if memory_of.pending_fields(values):
@@ -117,9 +118,9 @@ def newest(pair: Pair) -> datetime:
     return max(n.occurred_at.astimezone(UTC) for n in pair.notices)
 
 
-def writes_only_to_dynamics(pair: Pair) -> bool:
+def writes_only_to_dynamics(trial: Decision) -> bool:
     """The trial plan sends nothing to Marketo and decided no collision."""
-    plan = pair.plan
-    if plan is None or pair.settled or pair.marketo_changes:
+    if not isinstance(trial, Reconciled) or trial.marketo_changes:
         return False
+    plan = trial.plan
     return not plan.towards(Side.MARKETO) and not plan.collisions and not plan.refusals

@@ -32,11 +32,16 @@ One record never holds the others back (``split``): an email Marketo's filter ca
 comma would make it two addresses, one perhaps another person's) is never looked up, and its
 record is reported and parked instead of being linked or given a person; a lookup or a creation
 refused for its content is split until the refused record stands alone.
+
+Each pair made is returned with its decision (``shared.sync.batch``): a person created is
+``Settled`` (its values become the shadow; the record gets its Marketo id), a person linked is
+``Reconciled`` by the first-link rule.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -48,7 +53,17 @@ from shared.normalize import UnmappedOptionError, email_key, to_marketo
 from shared.notices import Kind, Notice, Source
 from shared.ports import Link, Shadow, StateStore
 from shared.reconcile import initial_values
-from shared.sync.batch import Batch, Orphan, Pair, Row
+from shared.sync.batch import (
+    Batch,
+    Decision,
+    Linked,
+    Orphan,
+    Pair,
+    Reconciled,
+    Row,
+    Settled,
+    unlink_reason,
+)
 from shared.sync.journal import Journal
 from shared.sync.loading import deletion_confirmed
 from shared.sync.planning import Planner, excluded, link_fields
@@ -69,18 +84,17 @@ def adopt(
     notices: Iterable[Notice] = (),
     shadow: Shadow | None = None,
     restored: bool = False,
-) -> Pair:
+) -> Reconciled:
     """Link an existing person and an existing record, and reconcile them: a first link, unless
     the link is ``restored`` (the record names the person: a link the state store lost) and a
     shadow survives from it."""
-    pair = batch.attach(link, notices)
-    pair.notices.extend(batch.unlinked_persons.pop(link.marketo_id, []))
-    (pair.marketo, pair.dynamics), pair.shadow, pair.new_link = sides, shadow, True
-    pair.marketo_seen = datetime.now(UTC)  # both sides were just read (or written)
-    pair.first_link = not restored or shadow is None
+    marketo, dynamics = sides
+    notices = [*notices, *batch.unlinked_persons.pop(link.marketo_id, [])]
+    seen = datetime.now(UTC)  # both sides were just read (or written)
+    pair = batch.add(Pair(link, notices, marketo, dynamics, shadow, marketo_seen=seen))
+    linked = Linked(first_link=not restored or shadow is None)
     journal.linked(link, "linked", why)
-    planner.decide_fields(pair, journal)
-    return pair
+    return replace(planner.decide_fields(pair, journal, first_link=linked.first_link), linked=linked)
 
 
 def new_person(
@@ -135,8 +149,10 @@ class OrphanLinker:
         self.mapping = mapping
         self.planner = planner
 
-    def link(self, batch: Batch, journal: Journal) -> None:
-        self.reopen_deleted(batch, journal)
+    def link(self, batch: Batch, decisions: Mapping[int, Decision], journal: Journal) -> dict[int, Decision]:
+        """Link or create a person for each orphan that wants one; returns the decisions of the
+        pairs made (``decisions``: the planned ones, whose deleted persons may reopen orphans)."""
+        self.reopen_deleted(batch, decisions, journal)
         pending = [o for o in batch.orphans.values() if self._wanted(o, journal)]
         adoptions, pending = self._recover(batch, pending)
         emails = {o.record_id: self._email(o) for o in pending}
@@ -159,17 +175,19 @@ class OrphanLinker:
                 fresh.append(orphan)
             else:
                 duplicates.append(orphan)  # no email, or every person with it has its record
-        self._adopt_all(batch, adoptions, journal)
-        self._create(batch, fresh, "createOnly", journal)
-        self._create(batch, duplicates, "createDuplicate", journal)
+        made = self._adopt_all(batch, adoptions, journal)
+        made |= self._create(batch, fresh, "createOnly", journal)
+        made |= self._create(batch, duplicates, "createDuplicate", journal)
+        return made
 
     # --- which orphans -------------------------------------------------------------------------
 
-    def reopen_deleted(self, batch: Batch, journal: Journal) -> None:
+    def reopen_deleted(self, batch: Batch, decisions: Mapping[int, Decision], journal: Journal) -> None:
         """Pairs whose person was deleted in Marketo and whose record someone changed: the link
         ends in this batch and the record is an orphan, with its Dynamics notices."""
         for pair in list(batch.pairs.values()):
-            if pair.unlink is None or pair.marketo is not None or pair.dynamics is None:
+            unlink = unlink_reason(decisions.get(pair.marketo_id))
+            if unlink is None or pair.marketo is not None or pair.dynamics is None:
                 continue
             if not deletion_confirmed(pair):
                 continue
@@ -179,7 +197,7 @@ class OrphanLinker:
                 continue
             del batch.pairs[pair.marketo_id]
             batch.dropped_links.append(pair.link)
-            journal.unlinked(pair.link, pair.unlink)
+            journal.unlinked(pair.link, unlink)
             batch.orphans[(orphan.entity, orphan.record_id)] = orphan
 
     def _wanted(self, orphan: Orphan, journal: Journal) -> bool:
@@ -278,8 +296,9 @@ class OrphanLinker:
 
     # --- linking and creating ------------------------------------------------------------------
 
-    def _adopt_all(self, batch: Batch, adoptions: list[Adoption], journal: Journal) -> None:
+    def _adopt_all(self, batch: Batch, adoptions: list[Adoption], journal: Journal) -> dict[int, Decision]:
         shadows = self.state.get_shadows(int(p["id"]) for _, p, _ in adoptions) if adoptions else {}
+        made: dict[int, Decision] = {}
         for orphan, person, why in adoptions:
             assert orphan.row is not None
             batch.orphans.pop((orphan.entity, orphan.record_id), None)
@@ -287,7 +306,7 @@ class OrphanLinker:
             shadow = shadows.get(link.marketo_id)
             sides = (person, orphan.row)
             restored = why.startswith("relinked")
-            adopt(
+            made[link.marketo_id] = adopt(
                 batch,
                 self.planner,
                 link,
@@ -298,14 +317,20 @@ class OrphanLinker:
                 shadow=shadow,
                 restored=restored,
             )
+        return made
 
-    def _create(self, batch: Batch, orphans: Sequence[Orphan], action: str, journal: Journal) -> None:
-        made = {o.record_id: self._person_record(o) for o in orphans}
+    def _create(
+        self, batch: Batch, orphans: Sequence[Orphan], action: str, journal: Journal
+    ) -> dict[int, Decision]:
+        """A Marketo person for each orphan; returns the decisions of the pairs created."""
+        records = {o.record_id: self._person_record(o) for o in orphans}
 
         def push(chunk: list[Orphan]) -> list[PushResult]:
-            records = [made[o.record_id][0] for o in chunk]
-            return self.marketo.push_leads(records, action=action, lookup_field="email")
+            return self.marketo.push_leads(
+                [records[o.record_id][0] for o in chunk], action=action, lookup_field="email"
+            )
 
+        made: dict[int, Decision] = {}
         for piece in send_split(orphans, push):
             if piece.answer is None:
                 self._create_failed(batch, piece, journal)
@@ -314,7 +339,9 @@ class OrphanLinker:
                 if result is None or result.id is None:
                     self._not_created(batch, orphan, result.reasons if result else (), journal)
                 else:
-                    self._created(batch, orphan, int(result.id), made[orphan.record_id][1], journal)
+                    values = records[orphan.record_id][1]
+                    made[int(result.id)] = self._created(batch, orphan, int(result.id), values, journal)
+        return made
 
     def _create_failed(self, batch: Batch, piece: Piece[Orphan, list[PushResult]], journal: Journal) -> None:
         error = piece.error
@@ -347,15 +374,17 @@ class OrphanLinker:
 
     def _created(
         self, batch: Batch, orphan: Orphan, marketo_id: int, values: dict[str, Any], journal: Journal
-    ) -> None:
+    ) -> Settled:
+        """The person created for ``orphan``: the record gets its Marketo id."""
         batch.orphans.pop((orphan.entity, orphan.record_id), None)
         link = Link(marketo_id, orphan.entity, orphan.record_id)
-        pair = batch.attach(link, orphan.notices)
-        pair.dynamics, pair.created_values = orphan.row, values
-        pair.new_link = pair.settled = True
-        pair.dynamics_changes[self.mapping.links.dynamics_marketo_id] = str(marketo_id)
+        batch.add(Pair(link, list(orphan.notices), dynamics=orphan.row))
         detail = f"new {orphan.entity} in Dynamics: Marketo person {marketo_id} created"
         journal.created(link, "to_marketo", detail, values)
+        return Settled(
+            dynamics_changes={self.mapping.links.dynamics_marketo_id: str(marketo_id)},
+            linked=Linked(first_link=False, created=values),
+        )
 
     def _not_created(self, batch: Batch, orphan: Orphan, reasons: Sequence[Reason], journal: Journal) -> None:
         if not reasons or any(r.code == ALREADY_EXISTS for r in reasons):

@@ -10,6 +10,10 @@ Marketo follow their winner (``merges``), and Marketo is read (persons by id, 30
 every person the batch now concerns, but those whose notices carry Marketo's side where that
 is safe (``carried``: no read for them).
 
+Loading is the last phase that changes a pair (its link, its sides, its shadow). What it decides
+it returns (:class:`~shared.sync.batch.Loaded`): the pairs a qualification or merge linked anew
+(a first link), and the pairs it settled (held, unlinked or refused), which planning keeps.
+
 A record a read could not ask for (an id that is not one, or refused alone when the call was
 split) is taken out of the batch, reported and its notices parked (``split.refuse``): left in,
 it would read as deleted on that side.
@@ -29,6 +33,8 @@ unlinked.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -37,7 +43,7 @@ from shared.errors import ServiceUnavailableError
 from shared.mapping import FieldMapping
 from shared.notices import Kind, Source
 from shared.ports import Link, StateStore
-from shared.sync.batch import Batch, Pair, Row
+from shared.sync.batch import Batch, Linked, Loaded, Pair, Row, Settled
 from shared.sync.carried import carried_person, newest, writes_only_to_dynamics
 from shared.sync.journal import Journal
 from shared.sync.merges import MergeFollower
@@ -73,23 +79,33 @@ class Loader:
         self.merges = merges
         self.vanished_retry_seconds = vanished_retry_seconds
 
-    def load(self, batch: Batch, journal: Journal) -> dict[int, Row]:
-        """Fill in both sides of every pair and the rows of the orphans, holding the persons
-        Marketo did not return (:func:`hold_vanished`); returns the Marketo persons read
-        (unlinked ones included when automatic creation is on)."""
+    def load(self, batch: Batch, journal: Journal) -> Loaded:
+        """Fill in both sides of every pair and the rows of the orphans, following
+        qualifications and merges and holding the persons Marketo did not return
+        (:func:`hold_vanished`)."""
         rows = self._rows(batch, journal)
         before = set(batch.pairs)
-        self._follow_qualified_leads(batch, rows, journal)
-        self._adopt_qualified_contacts(batch, rows, journal)
-        self.merges.follow_dynamics(batch, rows, journal)
+        linked = self._follow_qualified_leads(batch, rows, journal)
+        linked |= self._adopt_qualified_contacts(batch, rows, journal)
+        in_dynamics = self.merges.follow_dynamics(batch, rows, journal)
         self._load_shadows(batch, set(batch.pairs) - before)
         for pair in batch.pairs.values():
             pair.dynamics = rows[pair.entity].get(pair.dynamics_id.lower())
         for (entity, record_id), orphan in batch.orphans.items():
             orphan.row = rows[entity].get(record_id)
-        self.merges.follow_marketo(batch, journal)
-        wanted = {m for m, p in batch.pairs.items() if not p.settled}
-        carried = self._carried(batch, wanted)
+        in_marketo = self.merges.follow_marketo(batch, journal)
+        linked |= {**in_dynamics.linked, **in_marketo.linked}
+        settled = {**in_dynamics.settled, **in_marketo.settled}
+        people = self._read_people(batch, set(batch.pairs) - set(settled), linked, journal)
+        settled |= hold_vanished(batch, settled, journal, retry_after=self.vanished_retry_seconds)
+        return Loaded(people, linked, settled)
+
+    def _read_people(
+        self, batch: Batch, wanted: set[int], linked: Mapping[int, Linked], journal: Journal
+    ) -> dict[int, Row]:
+        """Marketo's side of the ``wanted`` pairs, read or carried by their notices; returns the
+        persons read (unlinked ones included when automatic creation is on)."""
+        carried = self._carried(batch, wanted - set(linked))
         wanted -= set(carried)
         if self.mapping.options.auto_create_in_dynamics:
             wanted |= set(batch.unlinked_persons)
@@ -103,7 +119,6 @@ class Loader:
             else:
                 pair.marketo = people.found.get(marketo_id)
                 pair.marketo_seen = read_at if marketo_id in wanted else None
-        hold_vanished(batch, journal, retry_after=self.vanished_retry_seconds)
         return people.found
 
     def _carried(self, batch: Batch, wanted: set[int]) -> dict[int, Row]:
@@ -117,12 +132,9 @@ class Loader:
             person = carried_person(pair, self.mapping, self.planner.entity(pair.entity))
             if person is None:
                 continue
-            pair.marketo = person
-            self.planner.plan(pair, Journal(0))
-            if writes_only_to_dynamics(pair):
+            trial = self.planner.plan(replace(pair, marketo=person), Journal(0))
+            if writes_only_to_dynamics(trial):
                 found[marketo_id] = person
-            pair.forget_plan()
-            pair.marketo = None
         return found
 
     def _rows(self, batch: Batch, journal: Journal) -> Rows:
@@ -164,7 +176,7 @@ class Loader:
             for marketo_id in marketo_ids:
                 batch.pairs[marketo_id].shadow = shadows.get(marketo_id)
 
-    def _follow_qualified_leads(self, batch: Batch, rows: Rows, journal: Journal) -> None:
+    def _follow_qualified_leads(self, batch: Batch, rows: Rows, journal: Journal) -> dict[int, Linked]:
         """A linked lead that reads back qualified: its person follows it to its contact, even if
         the contact's own notice was lost."""
         qualified = [
@@ -173,11 +185,12 @@ class Loader:
             if p.entity == "lead" and _statecode(rows["lead"].get(p.dynamics_id.lower())) == QUALIFIED
         ]
         if not qualified:
-            return
+            return {}
         read = self.dynamics.by_originating_lead(p.dynamics_id for p in qualified)
         contacts = read.found
         ids = {str(c["contactid"]).lower() for c in contacts.values()}
         taken = self.state.get_links_by_dynamics("contact", ids)
+        linked: dict[int, Linked] = {}
         for pair in qualified:
             contact = contacts.get(pair.dynamics_id.lower())
             if contact is None:
@@ -191,11 +204,12 @@ class Loader:
                 continue
             rows["contact"][contact_id] = contact
             orphan = batch.orphans.pop(("contact", contact_id), None)
-            relink(pair, contact_id, journal)
+            linked[pair.marketo_id] = relink(pair, contact_id, journal)
             if orphan is not None:
-                pair.notices.extend(orphan.notices)
+                batch.attach(pair.link, orphan.notices)
+        return linked
 
-    def _adopt_qualified_contacts(self, batch: Batch, rows: Rows, journal: Journal) -> None:
+    def _adopt_qualified_contacts(self, batch: Batch, rows: Rows, journal: Journal) -> dict[int, Linked]:
         """An unlinked contact that originates from a linked lead is that person's contact."""
         origins: dict[str, str] = {}
         for entity, record_id in batch.orphans:
@@ -204,8 +218,9 @@ class Loader:
             if entity == "contact" and origin:
                 origins[record_id] = origin
         if not origins:
-            return
+            return {}
         leads = self.state.get_links_by_dynamics("lead", set(origins.values()))
+        linked: dict[int, Linked] = {}
         for contact_id, origin in origins.items():
             link = leads.get(origin)
             if link is None:
@@ -213,15 +228,16 @@ class Loader:
             orphan = batch.orphans.pop(("contact", contact_id))
             pair = batch.attach(link, orphan.notices)
             if pair.entity == "lead" and pair.dynamics_id.lower() == origin:
-                relink(pair, contact_id, journal)
+                linked[pair.marketo_id] = relink(pair, contact_id, journal)
+        return linked
 
 
-def relink(pair: Pair, contact_id: str, journal: Journal) -> None:
+def relink(pair: Pair, contact_id: str, journal: Journal) -> Linked:
     """Qualification: the person now follows the contact; contact rules apply from here on."""
     old = pair.link
-    pair.link = Link(old.marketo_id, "contact", contact_id)
-    pair.new_link = pair.first_link = True
+    linked = pair.relink("contact", contact_id)
     journal.linked(pair.link, "relinked", f"lead {old.dynamics_id} qualified into contact {contact_id}")
+    return linked
 
 
 def _statecode(row: dict[str, Any] | None) -> object:
@@ -232,15 +248,20 @@ def deletion_confirmed(pair: Pair) -> bool:
     return any(n.source is Source.MARKETO and n.kind is Kind.DELETED for n in pair.notices)
 
 
-def hold_vanished(batch: Batch, journal: Journal, *, retry_after: float) -> None:
-    """Defer every linked person Marketo did not return and did not report deleted."""
+def hold_vanished(
+    batch: Batch, settled: Mapping[int, Settled], journal: Journal, *, retry_after: float
+) -> dict[int, Settled]:
+    """Defer every linked person Marketo did not return and did not report deleted (but those
+    already ``settled``); returns them, held."""
     vanished = [
         p
         for p in batch.pairs.values()
-        if p.marketo is None and not p.settled and p.dynamics is not None and not deletion_confirmed(p)
+        if p.marketo is None
+        and p.marketo_id not in settled
+        and p.dynamics is not None
+        and not deletion_confirmed(p)
     ]
     for pair in vanished:
-        pair.settled = True
         batch.defer_pair(
             pair,
             ServiceUnavailableError(
@@ -259,3 +280,4 @@ def hold_vanished(batch: Batch, journal: Journal, *, retry_after: float) -> None
         log.error("%s", message)
         telemetry.failures.add(len(vanished), {"reason": "vanished", "direction": "to_dynamics"})
         journal.note(NO_ONE, "alert", message)
+    return {p.marketo_id: Settled() for p in vanished}

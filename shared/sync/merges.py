@@ -18,6 +18,9 @@ subordinate is deactivated; its person follows the master, as the native sync do
 
 Either way the subordinate's Marketo-id column is cleared first (one request per merge): the
 column is an alternate key, which the master cannot take while the subordinate still holds it.
+
+What following decided is returned (:class:`Followed`): the pairs relinked (a first link) and
+the pairs settled (a loser unlinked, a merge held or refused); loading hands both on.
 A notice about a subordinate whose person has moved on reconciles the master's pair.
 
 Both run before the persons are read from Marketo, so what is read is what the merge left.
@@ -25,14 +28,18 @@ Both run before the persons are read from Marketo, so what is read is what the m
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
 from shared.dataverse.odata import ENTITY_SETS
 from shared.errors import PermanentError, TransientError
 from shared.mapping import FieldMapping
 from shared.marketo.client import MarketoClient
 from shared.notices import Kind, Source
 from shared.ports import Link, StateStore
-from shared.sync.batch import Batch, Pair
+from shared.sync.batch import Batch, Linked, Pair, Settled
 from shared.sync.journal import Journal
+from shared.sync.planning import release_marketo_id
 from shared.sync.reads import DynamicsReader
 
 Rows = dict[str, dict[str, dict[str, object]]]
@@ -49,6 +56,15 @@ def _merged_into(pair: Pair) -> int | None:
     return None
 
 
+@dataclass(frozen=True)
+class Followed:
+    """What following merges decided: the pairs relinked (a first link) and the pairs settled
+    (unlinked, held for later, or refused)."""
+
+    linked: Mapping[int, Linked] = field(default_factory=dict)
+    settled: Mapping[int, Settled] = field(default_factory=dict)
+
+
 class MergeFollower:
     def __init__(
         self, marketo: MarketoClient, rows: DynamicsReader, state: StateStore, mapping: FieldMapping
@@ -60,17 +76,19 @@ class MergeFollower:
 
     # --- merged in Marketo -----------------------------------------------------------------------
 
-    def follow_marketo(self, batch: Batch, journal: Journal) -> None:
+    def follow_marketo(self, batch: Batch, journal: Journal) -> Followed:
         merged = {p.marketo_id: w for p in batch.pairs.values() if (w := _merged_into(p)) is not None}
         if not merged:
-            return
+            return Followed()
         links = self.state.get_links_by_marketo(merged.values())
+        linked: dict[int, Linked] = {}
+        settled: dict[int, Settled] = {}
         for loser_id, winner_id in merged.items():
             pair = batch.pairs[loser_id]
             owner = batch.pairs.get(winner_id)
             winner_link = owner.link if owner is not None else links.get(winner_id)
             if winner_link is None:
-                self._relink_to_winner(batch, pair, winner_id, journal)
+                linked[winner_id] = self._relink_to_winner(batch, pair, winner_id, journal)
             elif (winner_link.entity, winner_link.dynamics_id.lower()) == (
                 pair.entity,
                 pair.dynamics_id.lower(),
@@ -78,36 +96,37 @@ class MergeFollower:
                 batch.dropped_links.append(pair.link)
                 del batch.pairs[loser_id]
             else:
-                self._unlink_loser(pair, winner_link, journal)
+                settled[loser_id] = self._unlink_loser(pair, winner_link, journal)
+        return Followed(linked, settled)
 
-    def _relink_to_winner(self, batch: Batch, pair: Pair, winner_id: int, journal: Journal) -> None:
+    def _relink_to_winner(self, batch: Batch, pair: Pair, winner_id: int, journal: Journal) -> Linked:
         del batch.pairs[pair.marketo_id]
         batch.dropped_links.append(pair.link)
-        moved = batch.attach(Link(winner_id, pair.entity, pair.dynamics_id), pair.notices)
-        moved.notices.extend(batch.unlinked_persons.pop(winner_id, []))
-        moved.dynamics, moved.new_link, moved.first_link = pair.dynamics, True, True
+        notices = [*pair.notices, *batch.unlinked_persons.pop(winner_id, [])]
+        link = Link(winner_id, pair.entity, pair.dynamics_id)
+        batch.add(Pair(link, notices, dynamics=pair.dynamics))
         why = f"relinked: person {pair.marketo_id} was merged into person {winner_id} in Marketo"
-        journal.linked(moved.link, "relinked", why)
+        journal.linked(link, "relinked", why)
+        return Linked(first_link=True)
 
-    def _unlink_loser(self, pair: Pair, winner: Link, journal: Journal) -> None:
-        pair.settled = True
-        pair.unlink = (
-            f"person merged into person {winner.marketo_id} in Marketo, which is linked to "
-            f"{winner.entity} {winner.dynamics_id}: this {pair.entity} is no longer synced"
-        )
-        column = self.mapping.links.dynamics_marketo_id
-        if pair.dynamics is not None and str(pair.dynamics.get(column) or "") == str(pair.marketo_id):
-            pair.dynamics_changes[column] = None
+    def _unlink_loser(self, pair: Pair, winner: Link, journal: Journal) -> Settled:
         message = (
             f"Person {pair.marketo_id} was merged into this person, whose Dynamics record is "
             f"{winner.entity} {winner.dynamics_id}; {pair.entity} {pair.dynamics_id} is no longer "
             "synced (merge the two records in Dynamics)"
         )
         journal.failed(winner, "merge", "mdsync-merge", message, direction="to_dynamics")
+        return Settled(
+            unlink=(
+                f"person merged into person {winner.marketo_id} in Marketo, which is linked to "
+                f"{winner.entity} {winner.dynamics_id}: this {pair.entity} is no longer synced"
+            ),
+            dynamics_changes=release_marketo_id(self.mapping, pair),
+        )
 
     # --- merged in Dynamics ----------------------------------------------------------------------
 
-    def follow_dynamics(self, batch: Batch, rows: Rows, journal: Journal) -> None:
+    def follow_dynamics(self, batch: Batch, rows: Rows, journal: Journal) -> Followed:
         merged = {
             p.marketo_id: str(master).lower()
             for p in batch.pairs.values()
@@ -119,7 +138,32 @@ class MergeFollower:
             if (master := (rows[key[0]].get(key[1]) or {}).get("_masterid_value"))
         }
         if not merged and not orphans:
-            return
+            return Followed()
+        owners = self._owners(batch, rows, merged, orphans)
+        linked: dict[int, Linked] = {}
+        settled: dict[int, Settled] = {}
+        for marketo_id, master in merged.items():
+            pair = batch.pairs[marketo_id]
+            owner = _owner(batch, pair.entity, master) or owners[pair.entity].get(master)
+            if owner is not None and owner.marketo_id == pair.marketo_id:
+                continue
+            moved = self._follow_master(batch, pair, rows, journal, master=master, owner=owner)
+            if isinstance(moved, Linked):
+                linked[marketo_id] = moved
+            elif moved is not None:
+                settled[marketo_id] = moved
+        for (entity, record_id), master in orphans.items():
+            owner = _owner(batch, entity, master) or owners[entity].get(master)
+            if owner is not None:
+                # A notice about a record merged away (a retry, the Merge itself): its person is
+                # the master's now, and the master's pair is what to reconcile.
+                batch.attach(owner, batch.orphans.pop((entity, record_id)).notices)
+        return Followed(linked, settled)
+
+    def _owners(
+        self, batch: Batch, rows: Rows, merged: dict[int, str], orphans: dict[tuple[str, str], str]
+    ) -> dict[str, dict[str, Link]]:
+        """The links of the masters, per entity (their rows read when the batch had not)."""
         by_entity: dict[str, set[str]] = {}
         for marketo_id, master in merged.items():
             by_entity.setdefault(batch.pairs[marketo_id].entity, set()).add(master)
@@ -128,24 +172,18 @@ class MergeFollower:
         for entity, masters in by_entity.items():
             missing = [m for m in masters if m not in rows[entity]]
             rows[entity].update(self.rows.by_ids(entity, missing).found)
-        owners = {e: self.state.get_links_by_dynamics(e, masters) for e, masters in by_entity.items()}
-        for marketo_id, master in merged.items():
-            pair = batch.pairs[marketo_id]
-            owner = _owner(batch, pair.entity, master) or owners[pair.entity].get(master)
-            if owner is not None and owner.marketo_id == pair.marketo_id:
-                continue
-            if not self._release(batch, pair, rows):
-                continue
-            if owner is None:
-                self._relink_to_master(pair, master, journal)
-            else:
-                self._merge_persons(batch, pair, owner, journal)
-        for (entity, record_id), master in orphans.items():
-            owner = _owner(batch, entity, master) or owners[entity].get(master)
-            if owner is not None:
-                # A notice about a record merged away (a retry, the Merge itself): its person is
-                # the master's now, and the master's pair is what to reconcile.
-                batch.attach(owner, batch.orphans.pop((entity, record_id)).notices)
+        return {e: self.state.get_links_by_dynamics(e, masters) for e, masters in by_entity.items()}
+
+    def _follow_master(
+        self, batch: Batch, pair: Pair, rows: Rows, journal: Journal, *, master: str, owner: Link | None
+    ) -> Linked | Settled | None:
+        """The subordinate's person follows the master: relinked to it (no person of its own),
+        merged into its person (None), or held (the subordinate could not be released)."""
+        if not self._release(batch, pair, rows):
+            return Settled()
+        if owner is None:
+            return self._relink_to_master(pair, master, journal)
+        return self._merge_persons(batch, pair, owner, journal)
 
     def _release(self, batch: Batch, pair: Pair, rows: Rows) -> bool:
         """Clear the subordinate's Marketo-id column (an alternate key the master is to take)."""
@@ -156,7 +194,6 @@ class MergeFollower:
         try:
             self.rows.dataverse.update(ENTITY_SETS[pair.entity], pair.dynamics_id, {column: None})
         except TransientError as exc:
-            pair.settled = True
             batch.defer_pair(pair, exc)
             return False
         except PermanentError:
@@ -164,25 +201,24 @@ class MergeFollower:
         row[column] = None
         return True
 
-    def _relink_to_master(self, pair: Pair, master: str, journal: Journal) -> None:
+    def _relink_to_master(self, pair: Pair, master: str, journal: Journal) -> Linked:
         old = pair.link
-        pair.link = Link(old.marketo_id, old.entity, master)
-        pair.new_link = pair.first_link = True
+        linked = pair.relink(old.entity, master)
         why = f"relinked: {old.entity} {old.dynamics_id} was merged into {old.entity} {master} in Dynamics"
         journal.linked(pair.link, "relinked", why)
+        return linked
 
-    def _merge_persons(self, batch: Batch, pair: Pair, owner: Link, journal: Journal) -> None:
-        """The subordinate's person is merged into the master's person in Marketo."""
+    def _merge_persons(self, batch: Batch, pair: Pair, owner: Link, journal: Journal) -> Settled | None:
+        """The subordinate's person is merged into the master's person in Marketo (None: done;
+        the pair is the master's now); held or reported when Marketo did not merge them."""
         try:
             self.marketo.merge_leads(owner.marketo_id, [pair.marketo_id])
         except TransientError as exc:
-            pair.settled = True
             batch.defer_pair(pair, exc)
-            return
+            return Settled()
         except PermanentError as exc:
-            pair.settled = True
             journal.failed(pair.link, "merge", exc.code or "marketo", exc.message, direction="to_marketo")
-            return
+            return Settled()
         del batch.pairs[pair.marketo_id]
         batch.dropped_links.append(pair.link)
         master = batch.attach(owner, pair.notices)
@@ -192,6 +228,7 @@ class MergeFollower:
             f"{pair.entity} {pair.dynamics_id} was merged into {owner.entity} {owner.dynamics_id} in "
             f"Dynamics: person {pair.marketo_id} merged into this person in Marketo",
         )
+        return None
 
 
 def _owner(batch: Batch, entity: str, record_id: str) -> Link | None:

@@ -1,4 +1,8 @@
-"""Decide what to write for each linked person, before anything is written.
+"""Decide what to write for each linked person, before anything is written: a
+:class:`~shared.sync.batch.Decision` per pair, which the writes phase carries out.
+
+A pair loading settled keeps that settlement; otherwise (``Settled`` but for the last case,
+``Reconciled`` for it):
 
 * the person is gone from Marketo (its deletion confirmed: see ``vanished``) -> drop the link,
   clear the Marketo id on the Dynamics record, delete nothing in Dynamics;
@@ -17,15 +21,17 @@ Marketo did not take the last time (``shared.reconcile``) is reported the same w
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from typing import Any
 
 from shared.mapping import EntityMapping, FieldMap, FieldMapping, FieldType, Side
 from shared.normalize import UnmappedOptionError, to_dynamics, to_marketo
 from shared.notices import Kind, Notice, Source
 from shared.ports import Link
-from shared.reconcile import FieldDecision, MarketoNews, reconcile
-from shared.sync.batch import Pair, Row
+from shared.reconcile import FieldDecision, MarketoNews, Plan, reconcile
+from shared.sync.batch import Batch, Decision, Loaded, Pair, Reconciled, Row, Settled
 from shared.sync.journal import Journal
 from shared.sync.reads import MARKETO_STRING_LENGTH, DynamicsReader, MarketoReader
 from shared.sync.validation import Column, Problem, describe, validate_write
@@ -102,6 +108,24 @@ def marketo_news(notices: Sequence[Notice]) -> MarketoNews:
     return MarketoNews(echoes, others, seen)
 
 
+def release_marketo_id(mapping: FieldMapping, pair: Pair) -> dict[str, Any]:
+    """The Dynamics write that clears the record's Marketo-id column while it still names this
+    pair's person (the link ends)."""
+    column = mapping.links.dynamics_marketo_id
+    if pair.dynamics is not None and str(pair.dynamics.get(column) or "") == str(pair.marketo_id):
+        return {column: None}
+    return {}
+
+
+@dataclass
+class _Draft:
+    """The writes of one pair while the planner decides them, frozen into a :class:`Reconciled`."""
+
+    marketo: dict[str, Any] = dataclasses.field(default_factory=dict)
+    dynamics: dict[str, Any] = dataclasses.field(default_factory=dict)
+    dropped: set[str] = dataclasses.field(default_factory=set)
+
+
 class Planner:
     def __init__(self, mapping: FieldMapping, rows: DynamicsReader, people: MarketoReader) -> None:
         self.mapping = mapping
@@ -114,31 +138,37 @@ class Planner:
     def entity(self, name: str) -> EntityMapping:
         return self.rows.entity(name)
 
-    def plan(self, pair: Pair, journal: Journal) -> None:
-        if pair.settled:
-            return
+    def plan_all(self, batch: Batch, loaded: Loaded, journal: Journal) -> dict[int, Decision]:
+        """A decision per linked pair: the settlement loading made, or a plan; each carries how
+        the pair was linked in this batch, if it was."""
+        decisions: dict[int, Decision] = {}
+        for marketo_id, pair in batch.pairs.items():
+            linked = loaded.linked.get(marketo_id)
+            settled = loaded.settled.get(marketo_id)
+            first_link = linked is not None and linked.first_link
+            decision = settled if settled is not None else self.plan(pair, journal, first_link=first_link)
+            decisions[marketo_id] = replace(decision, linked=linked)
+        return decisions
+
+    def plan(self, pair: Pair, journal: Journal, *, first_link: bool = False) -> Decision:
+        """What to write for one pair (``first_link``: decided by the first-link rule)."""
         if pair.marketo is None:
-            self._marketo_deleted(pair)
-        elif pair.dynamics is None:
-            self._dynamics_deleted(pair)
-        elif excluded(self.mapping, pair.dynamics):
-            pair.settled = True
-            journal.note(
-                pair.link, "skipped", f"excluded by the sync filter ({self.mapping.options.sync_filter})"
-            )
-        else:
-            self.decide_fields(pair, journal)
+            return self._marketo_deleted(pair)
+        if pair.dynamics is None:
+            return self._dynamics_deleted(pair)
+        if excluded(self.mapping, pair.dynamics):
+            filtered = f"excluded by the sync filter ({self.mapping.options.sync_filter})"
+            journal.note(pair.link, "skipped", filtered)
+            return Settled()
+        return self.decide_fields(pair, journal, first_link=first_link)
 
-    def _marketo_deleted(self, pair: Pair) -> None:
-        pair.settled = True
-        pair.unlink = "person deleted in Marketo; nothing deleted in Dynamics"
-        column = self.mapping.links.dynamics_marketo_id
-        if pair.dynamics is not None and str(pair.dynamics.get(column) or "") == str(pair.marketo_id):
-            pair.dynamics_changes[column] = None
+    def _marketo_deleted(self, pair: Pair) -> Settled:
+        return Settled(
+            unlink="person deleted in Marketo; nothing deleted in Dynamics",
+            dynamics_changes=release_marketo_id(self.mapping, pair),
+        )
 
-    def _dynamics_deleted(self, pair: Pair) -> None:
-        pair.settled = True
-        pair.unlink = f"{pair.entity} deleted in Dynamics; Microsoft Is Deleted set on the person"
+    def _dynamics_deleted(self, pair: Pair) -> Settled:
         names = self.mapping.links
         assert pair.marketo is not None
         wanted = {
@@ -147,27 +177,50 @@ class Planner:
             names.marketo_contact_id: None,
             names.marketo_type: None,
         }
-        pair.marketo_changes.update({k: v for k, v in wanted.items() if pair.marketo.get(k) != v})
+        return Settled(
+            unlink=f"{pair.entity} deleted in Dynamics; Microsoft Is Deleted set on the person",
+            marketo_changes={k: v for k, v in wanted.items() if pair.marketo.get(k) != v},
+        )
 
     # --- a linked pair ---------------------------------------------------------------------------
 
-    def decide_fields(self, pair: Pair, journal: Journal) -> None:
+    def decide_fields(self, pair: Pair, journal: Journal, *, first_link: bool) -> Reconciled:
         """Decide every mapped field, add the link fields, check every value before it is sent."""
         assert pair.marketo is not None
         assert pair.dynamics is not None
-        entity = self.entity(pair.entity)
-        shadow = pair.shadow.values if pair.shadow is not None and not pair.first_link else None
-        pair.plan = reconcile(
-            entity,
+        shadow = pair.shadow.values if pair.shadow is not None and not first_link else None
+        plan = reconcile(
+            self.entity(pair.entity),
             pair.marketo,
             pair.dynamics,
             shadow,
             first_link=self.mapping.options.first_link,
             news=marketo_news(pair.notices),
         )
+        draft = _Draft()
+        to_marketo, to_dynamics = self._copy_decided(pair, plan, draft, journal)
+        draft.marketo.update(link_fields(self.mapping, pair.link, pair.marketo))
+        column = self.mapping.links.dynamics_marketo_id
+        if str(pair.dynamics.get(column) or "") != str(pair.marketo_id):
+            draft.dynamics[column] = str(pair.marketo_id)
+        if to_marketo:
+            self._report(pair, draft, to_marketo, journal, direction="to_marketo")
+        self.validate(pair, draft, to_dynamics, journal)
+        return Reconciled(
+            plan=plan,
+            marketo_changes=draft.marketo,
+            dynamics_changes=draft.dynamics,
+            dropped=frozenset(draft.dropped),
+        )
+
+    def _copy_decided(
+        self, pair: Pair, plan: Plan, draft: _Draft, journal: Journal
+    ) -> tuple[list[Problem], list[Problem]]:
+        """Each decided value into the draft; the values each side cannot take (Marketo's,
+        Dynamics') as problems. Collisions and values Marketo did not take are reported."""
         to_marketo: list[Problem] = []
         to_dynamics: list[Problem] = []
-        for decision in pair.plan.decisions:
+        for decision in plan.decisions:
             if decision.collision:
                 journal.collision(pair.link, decision)
             if decision.refused:
@@ -180,18 +233,14 @@ class Planner:
                     direction="to_marketo",
                 )
             if decision.to_marketo:
-                self._copy(pair, decision, Side.MARKETO, to_marketo)
+                self._copy(pair, draft, decision, Side.MARKETO, to_marketo)
             if decision.to_dynamics:
-                self._copy(pair, decision, Side.DYNAMICS, to_dynamics)
-        pair.marketo_changes.update(link_fields(self.mapping, pair.link, pair.marketo))
-        column = self.mapping.links.dynamics_marketo_id
-        if str(pair.dynamics.get(column) or "") != str(pair.marketo_id):
-            pair.dynamics_changes[column] = str(pair.marketo_id)
-        if to_marketo:
-            self._report(pair, to_marketo, journal, direction="to_marketo")
-        self.validate(pair, to_dynamics, journal)
+                self._copy(pair, draft, decision, Side.DYNAMICS, to_dynamics)
+        return to_marketo, to_dynamics
 
-    def _copy(self, pair: Pair, decision: FieldDecision, side: Side, problems: list[Problem]) -> None:
+    def _copy(
+        self, pair: Pair, draft: _Draft, decision: FieldDecision, side: Side, problems: list[Problem]
+    ) -> None:
         """Convert the decided value for ``side`` and add it to the write, unless ``side``
         cannot take it as it is (then it is a problem, reported)."""
         fmap = decision.field
@@ -207,11 +256,11 @@ class Planner:
             problems.append(Problem(name, why))
             return
         if towards_marketo:
-            pair.marketo_changes[name] = value
+            draft.marketo[name] = value
             return
         if fmap.type is FieldType.MONEY and value is not None:
-            self._bind_currency(pair, fmap)
-        pair.dynamics_changes[name] = value
+            self._bind_currency(pair, draft, fmap)
+        draft.dynamics[name] = value
 
     def _cannot_hold(self, pair: Pair, fmap: FieldMap, value: object, side: Side) -> str:
         """Why ``side`` cannot take ``value`` as it is ("" when it can). Dataverse's own limits
@@ -243,38 +292,40 @@ class Planner:
             f"in {fmap.currency}: not copied"
         )
 
-    def _bind_currency(self, pair: Pair, fmap: FieldMap) -> None:
+    def _bind_currency(self, pair: Pair, draft: _Draft, fmap: FieldMap) -> None:
         """A row without a currency gets the mapping's, so the value means what Marketo meant."""
         if not (pair.dynamics or {}).get("_transactioncurrencyid_value"):
-            pair.dynamics_changes.update(currency_reference(fmap.currency, self.rows.currencies))
+            draft.dynamics.update(currency_reference(fmap.currency, self.rows.currencies))
 
     # --- what is left out ------------------------------------------------------------------------
 
-    def validate(self, pair: Pair, problems: list[Problem], journal: Journal) -> None:
+    def validate(self, pair: Pair, draft: _Draft, problems: list[Problem], journal: Journal) -> None:
         """Check the Dynamics write against the table's metadata; every column that would be
         refused is left out (with the ones already found), reported, and the rest is written."""
-        if pair.dynamics_changes:
+        if draft.dynamics:
             problems = problems + validate_write(
                 self.columns(pair.entity),
-                pair.dynamics_changes,
+                draft.dynamics,
                 create=False,
                 enforce_business_required=self.mapping.options.enforce_business_required,
             )
         if problems:
             for problem in problems:
-                pair.dynamics_changes.pop(problem.column, None)
-            self._report(pair, problems, journal, direction="to_dynamics")
+                draft.dynamics.pop(problem.column, None)
+            self._report(pair, draft, problems, journal, direction="to_dynamics")
 
-    def _report(self, pair: Pair, problems: list[Problem], journal: Journal, *, direction: str) -> None:
+    def _report(
+        self, pair: Pair, draft: _Draft, problems: list[Problem], journal: Journal, *, direction: str
+    ) -> None:
         entity = self.mapping.entity(pair.entity)
         names = []
         for problem in problems:
             fmap = entity.by_marketo(problem.column) if direction == "to_marketo" else None
             fmap = fmap or entity.by_dynamics(problem.column)
             if fmap is not None:
-                pair.dropped.add(fmap.marketo)
+                draft.dropped.add(fmap.marketo)
             names.append(problem.column)
         if direction == "to_marketo":
             for name in names:
-                pair.marketo_changes.pop(name, None)
+                draft.marketo.pop(name, None)
         journal.failed(pair.link, "validation", NOT_COPIED, describe(problems), names, direction=direction)

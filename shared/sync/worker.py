@@ -6,25 +6,31 @@ current values of every person in the batch from both systems in bulk, decides p
 shadow for what was really written. Duplicate, late and out-of-order notices are therefore
 harmless, and the echo of our own write finds nothing to do.
 
-One batch goes through these phases, each in its own module:
+One batch goes through these phases, each in its own module; each hands what it decided to
+the next as a value (defined in ``batch``: ``Loaded``, ``Decision``, ``Unwritten``), and the
+batch (``Batch``) holds the persons as observed:
 
 1. ``grouping``: notices -> persons (links from the state store), echoes set aside (an echo
    also confirms the Marketo writes it reports);
-2. ``loading``: Dynamics rows by id (250 a query) and Marketo persons by id (300 a call),
-   following lead qualifications and merges on both sides (``merges``); a linked person Marketo
-   did not return is held until its deletion is confirmed;
-3. ``planning``: per linked person, deleted on one side, excluded by the sync filter, or
-   reconciled field by field (a new pair by the first-link rule), every value checked before
-   it is sent (one that cannot be is left out and reported);
+2. ``loading`` -> ``Loaded``: Dynamics rows by id (250 a query) and Marketo persons by id (300 a
+   call), following lead qualifications and merges on both sides (``merges``): the pairs they
+   linked anew (``Linked``) and those settled already (``Settled``: a person merged away, a
+   linked person Marketo did not return, held until its deletion is confirmed);
+3. ``planning`` -> a ``Decision`` per linked person: ``Settled`` (deleted on one side, excluded
+   by the sync filter) or ``Reconciled`` field by field (a new pair by the first-link rule),
+   every value checked before it is sent (one that cannot be is left out and reported);
 4. (while an initial sync runs) the batch's records claimed from it before any write, and the
    pairs it is writing now put back for later (``shared.backfill.fence``);
-   ``linking``: new Dynamics records link a person with the same email or create one;
-   ``auto_create``: new Marketo persons get a lead only when the mapping opts in;
-5. ``writes``: Marketo Sync Leads (300 a call), then Dataverse ``$batch`` (ETag-guarded rows);
-6. here: links, shadows (conditional on their etag), a ``confirm`` notice for the persons whose
-   Marketo values are to be seen taken (MDSYNC_CONFIRM_SECONDS later; their echo usually
-   confirms them first, and the notice then costs no call), the Activity Log, the sync log, and
-   the notices to try again (``retry``) or to park;
+   ``linking`` -> the decisions of the pairs it makes: new Dynamics records link a person with
+   the same email or create one; ``auto_create`` -> the same for new Marketo persons, which get
+   a lead only when the mapping opts in;
+5. ``writes`` (the decisions) -> ``Unwritten``: Marketo Sync Leads (300 a call), then Dataverse
+   ``$batch`` (ETag-guarded rows);
+6. here, from the decisions and ``Unwritten``: links, shadows (conditional on their etag), a
+   ``confirm`` notice for the persons whose Marketo values are to be seen taken
+   (MDSYNC_CONFIRM_SECONDS later; their echo usually confirms them first, and the notice then
+   costs no call), the Activity Log, the sync log, and the notices to try again (``retry``) or
+   to park;
 7. for the operator console, in one write each: the batch's hourly tallies, its error records
    (and the persons whose errors it resolved), the API budgets it saw.
 
@@ -34,7 +40,7 @@ While the console's pause switch is on, a batch is held instead (``shared.consol
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
@@ -56,7 +62,7 @@ from shared.notices import Entity, Kind, Notice, Source
 from shared.ports import Link, NoticeQueue, OperationsStore, Shadow, StateStore, WriteFence
 from shared.sync.activity_log import ActivityLog
 from shared.sync.auto_create import LeadCreator
-from shared.sync.batch import Batch, Unwritten
+from shared.sync.batch import Batch, Decision, Reconciled, Unwritten, unlink_reason
 from shared.sync.grouping import drop_echoes, group
 from shared.sync.journal import BatchResult, Journal
 from shared.sync.linking import OrphanLinker
@@ -162,19 +168,20 @@ class SyncWorker:
     def _sync(self, notices: Sequence[Notice], journal: Journal) -> Batch:
         batch = group(notices, self.state, journal)
         drop_echoes(batch, self.mapping, self.dynamics_reader.entity, journal)
-        people = self.loader.load(batch, journal)
-        for pair in list(batch.pairs.values()):
-            self.planner.plan(pair, journal)
+        loaded = self.loader.load(batch, journal)
+        planned = self.planner.plan_all(batch, loaded, journal)
         claim = self._claim(batch)
         try:
-            self.linker.link(batch, journal)
-            self.lead_creator.create(batch, people, journal)
-            unwritten = self.writer.write(batch, journal)
-            self._store_links(batch, journal)
-            self._store_shadows(batch, unwritten)
+            planned = {marketo_id: d for marketo_id, d in planned.items() if marketo_id in batch.pairs}
+            linked = self.linker.link(batch, planned, journal)
+            created = self.lead_creator.create(batch, loaded.people, journal)
+            decisions = {**planned, **linked, **created}
+            unwritten = self.writer.write(batch, decisions, journal)
+            self._store_links(batch, decisions, journal)
+            self._store_shadows(batch, decisions, unwritten)
         finally:
             self._release(claim)
-        self._ask_confirmation(batch, unwritten)
+        self._ask_confirmation(batch, decisions, unwritten)
         return batch
 
     def _claim(self, batch: Batch) -> str | None:
@@ -211,17 +218,19 @@ class SyncWorker:
 
     # --- bookkeeping ----------------------------------------------------------------------------
 
-    def _store_links(self, batch: Batch, journal: Journal) -> None:
+    def _store_links(self, batch: Batch, decisions: Mapping[int, Decision], journal: Journal) -> None:
         for link in batch.dropped_links:
             # The record moved to another person (a merge): its old link ends first.
             self.state.delete_link(link)
             self.state.delete_shadow(link.marketo_id)
         for pair in list(batch.pairs.values()):
-            if pair.unlink and pair.marketo_id not in batch.deferred:
+            decision = decisions.get(pair.marketo_id)
+            unlink = unlink_reason(decision)
+            if unlink and pair.marketo_id not in batch.deferred:
                 self.state.delete_link(pair.link)
                 self.state.delete_shadow(pair.marketo_id)
-                journal.unlinked(pair.link, pair.unlink)
-            elif pair.new_link:
+                journal.unlinked(pair.link, unlink)
+            elif decision is not None and decision.linked is not None:
                 try:
                     self.state.put_link(replace(pair.link, etag=""))
                 except ConflictError as exc:
@@ -229,14 +238,16 @@ class SyncWorker:
                     journal.failed(pair.link, "conflict", exc.code or "conflict", exc.message, activity=False)
                     del batch.pairs[pair.marketo_id]
 
-    def _store_shadows(self, batch: Batch, unwritten: Unwritten) -> None:
+    def _store_shadows(self, batch: Batch, decisions: Mapping[int, Decision], unwritten: Unwritten) -> None:
         """Conditional on the etags read: when another run moved a shadow meanwhile, this run's
         view of that person is stale, and the person is tried again."""
         self._store_confirmations(batch)
         wanted = {
             p.marketo_id: s
             for p in batch.pairs.values()
-            if not p.unlink and (s := p.shadow_to_store(unwritten))
+            if (d := decisions.get(p.marketo_id)) is not None
+            and not unlink_reason(d)
+            and (s := p.shadow_to_store(d, unwritten))
         }
         if not wanted:
             return
@@ -250,7 +261,9 @@ class SyncWorker:
                     exc = ServiceUnavailableError("shadow changed by a concurrent run", service="state")
                     batch.defer(pair.notices, exc, pair.link)
 
-    def _ask_confirmation(self, batch: Batch, unwritten: Unwritten) -> None:
+    def _ask_confirmation(
+        self, batch: Batch, decisions: Mapping[int, Decision], unwritten: Unwritten
+    ) -> None:
         """A ``confirm`` notice per person whose mapped values were written to Marketo: a write
         of values Marketo did not take has no echo, and this is when that shows. Not sent, the
         refusal is still found at the person's next change (or echo). 0 seconds: none sent."""
@@ -268,10 +281,10 @@ class SyncWorker:
                 own_write=True,
             )
             for p in batch.pairs.values()
-            if p.plan is not None
+            if isinstance(r := decisions.get(p.marketo_id), Reconciled)
             and p.marketo_id not in unwritten.marketo
             and p.marketo_id not in batch.deferred
-            and {d.field.marketo for d in p.plan.towards(Side.MARKETO)} - p.dropped
+            and {d.field.marketo for d in r.plan.towards(Side.MARKETO)} - r.dropped
         ]
         if not notices:
             return

@@ -13,12 +13,17 @@ person's Activity Log, not retried blindly); transient (the notices are reschedu
 any other reason (parked, replayable). A call refused as a whole for its content is split until
 the refused person stands alone (``split``): the others are written, and that person's refusal
 is reported on them and their notices parked.
+
+The writes carry out the planned decisions (``shared.sync.batch.Decision``), one
+:class:`Outgoing` per pair and side; what could not be written comes back as
+:class:`~shared.sync.batch.Unwritten`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import TypeVar
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, TypeVar
 
 from shared.dataverse.client import DataverseClient
 from shared.dataverse.models import BatchRequest, BatchResponse
@@ -34,8 +39,8 @@ from shared.errors import (
 )
 from shared.marketo.client import MarketoClient
 from shared.marketo.models import PushResult
-from shared.reconcile import Action
-from shared.sync.batch import Batch, Pair, Unwritten
+from shared.reconcile import Action, FieldDecision
+from shared.sync.batch import Batch, Decision, Pair, Reconciled, Unwritten
 from shared.sync.journal import Journal
 from shared.sync.split import Piece, Refusal, per_item, refuse, send_split
 
@@ -48,36 +53,69 @@ PERSON_GONE = "1004"
 T = TypeVar("T")
 
 
+@dataclass(frozen=True)
+class Outgoing:
+    """One pair's write to one side: the values decided for it, and the plan's decisions that
+    write that side (the sync log says what each write did)."""
+
+    pair: Pair
+    changes: Mapping[str, Any]
+    decisions: tuple[FieldDecision, ...] = ()
+
+    @classmethod
+    def to_marketo(cls, pair: Pair, decision: Decision) -> Outgoing:
+        plan = decision.plan.writes(Action.TO_MARKETO) if isinstance(decision, Reconciled) else ()
+        return cls(pair, decision.marketo_changes, plan)
+
+    @classmethod
+    def to_dynamics(cls, pair: Pair, decision: Decision) -> Outgoing:
+        plan = decision.plan.writes(Action.TO_DYNAMICS) if isinstance(decision, Reconciled) else ()
+        return cls(pair, decision.dynamics_changes, plan)
+
+
 class Writer:
     def __init__(self, marketo: MarketoClient, dataverse: DataverseClient) -> None:
         self.marketo = marketo
         self.dataverse = dataverse
 
+    def write(self, batch: Batch, decisions: Mapping[int, Decision], journal: Journal) -> Unwritten:
+        """Write what was decided for each pair, Marketo first, then Dataverse; returns what
+        could not be written, per side."""
+        pairs = [(p, decisions[m]) for m, p in batch.pairs.items() if m in decisions]
+        to_marketo = [
+            Outgoing.to_marketo(p, d) for p, d in pairs if d.marketo_changes and p.marketo is not None
+        ]
+        to_dynamics = [
+            Outgoing.to_dynamics(p, d) for p, d in pairs if d.dynamics_changes and p.dynamics is not None
+        ]
+        return Unwritten(
+            self.write_marketo(batch, to_marketo, journal), self.write_dynamics(batch, to_dynamics, journal)
+        )
+
     # --- Marketo --------------------------------------------------------------------------------
 
-    def write(self, batch: Batch, journal: Journal) -> Unwritten:
-        """Marketo first, then Dataverse; what could not be written, per side."""
-        return Unwritten(self.write_marketo(batch, journal), self.write_dynamics(batch, journal))
-
-    def write_marketo(self, batch: Batch, journal: Journal) -> frozenset[int]:
+    def write_marketo(self, batch: Batch, writes: list[Outgoing], journal: Journal) -> frozenset[int]:
         """The persons whose Marketo write did not happen."""
-        pairs = [p for p in batch.pairs.values() if p.marketo_changes and p.marketo is not None]
-        if not pairs:
+        if not writes:
             return frozenset()
 
-        def push(chunk: list[Pair]) -> list[PushResult]:
-            records = [{"id": p.marketo_id, **p.marketo_changes} for p in chunk]
+        def push(chunk: list[Outgoing]) -> list[PushResult]:
+            records = [{"id": w.pair.marketo_id, **w.changes} for w in chunk]
             return self.marketo.push_leads(records, action="updateOnly", lookup_field="id")
 
-        answered = self._split_call(batch, pairs, journal, push, to_marketo=True)
-        written = {p.marketo_id for p, result in answered if self._marketo_outcome(batch, p, result, journal)}
-        return frozenset(p.marketo_id for p in pairs) - written
+        answered = self._split_call(batch, writes, journal, push, to_marketo=True)
+        written = {
+            w.pair.marketo_id for w, result in answered if self._marketo_outcome(batch, w, result, journal)
+        }
+        return frozenset(w.pair.marketo_id for w in writes) - written
 
-    def _marketo_outcome(self, batch: Batch, pair: Pair, result: PushResult | None, journal: Journal) -> bool:
+    def _marketo_outcome(
+        self, batch: Batch, write: Outgoing, result: PushResult | None, journal: Journal
+    ) -> bool:
         """Whether the person was written; if not, deferred or reported."""
+        pair = write.pair
         if result is not None and result.id is not None:
-            decisions = pair.plan.writes(Action.TO_MARKETO) if pair.plan else ()
-            journal.wrote(pair.link, "to_marketo", pair.marketo_changes, decisions, pair.notices)
+            journal.wrote(pair.link, "to_marketo", write.changes, write.decisions, pair.notices)
             return True
         reasons = result.reasons if result is not None else ()
         if result is None or any(r.code == PERSON_GONE for r in reasons):
@@ -89,48 +127,48 @@ class Writer:
             return False
         code = reasons[0].code if reasons else result.status
         message = "; ".join(f"{r.code} {r.message}" for r in reasons) or result.status
-        journal.failed(pair.link, "marketo", code, message, pair.marketo_changes, direction="to_marketo")
+        journal.failed(pair.link, "marketo", code, message, write.changes, direction="to_marketo")
         return False
 
     # --- Dataverse ------------------------------------------------------------------------------
 
-    def write_dynamics(self, batch: Batch, journal: Journal) -> frozenset[int]:
+    def write_dynamics(self, batch: Batch, writes: list[Outgoing], journal: Journal) -> frozenset[int]:
         """The persons whose Dynamics write did not happen."""
         unwritten: set[int] = set()
         for entity in ENTITY_SETS:
-            pairs = [
-                p
-                for p in batch.pairs.values()
-                if p.entity == entity and p.dynamics_changes and p.dynamics is not None
-            ]
-            for start in range(0, len(pairs), DATAVERSE_CHUNK):
-                unwritten |= self._update(batch, entity, pairs[start : start + DATAVERSE_CHUNK], journal)
+            rows = [w for w in writes if w.pair.entity == entity]
+            for start in range(0, len(rows), DATAVERSE_CHUNK):
+                unwritten |= self._update(batch, entity, rows[start : start + DATAVERSE_CHUNK], journal)
         return frozenset(unwritten)
 
-    def _update(self, batch: Batch, entity: str, pairs: list[Pair], journal: Journal) -> set[int]:
+    def _update(self, batch: Batch, entity: str, writes: list[Outgoing], journal: Journal) -> set[int]:
         entity_set = ENTITY_SETS[entity]
 
-        def send(chunk: list[Pair]) -> list[BatchResponse]:
+        def send(chunk: list[Outgoing]) -> list[BatchResponse]:
             parts = [
                 BatchRequest(
                     "PATCH",
-                    f"{entity_set}({pair.dynamics_id})",
-                    body=pair.dynamics_changes,
-                    headers={"If-Match": str((pair.dynamics or {}).get("@odata.etag") or "*")},
+                    f"{entity_set}({w.pair.dynamics_id})",
+                    body=dict(w.changes),
+                    headers={"If-Match": str((w.pair.dynamics or {}).get("@odata.etag") or "*")},
                 )
-                for pair in chunk
+                for w in chunk
             ]
             return self.dataverse.batch(parts, continue_on_error=True)
 
-        answered = self._split_call(batch, pairs, journal, send, to_marketo=False)
-        written = {p.marketo_id for p, answer in answered if self._row_outcome(batch, p, answer, journal)}
-        return {p.marketo_id for p in pairs} - written
+        answered = self._split_call(batch, writes, journal, send, to_marketo=False)
+        written = {
+            w.pair.marketo_id for w, answer in answered if self._row_outcome(batch, w, answer, journal)
+        }
+        return {w.pair.marketo_id for w in writes} - written
 
-    def _row_outcome(self, batch: Batch, pair: Pair, answer: BatchResponse | None, journal: Journal) -> bool:
+    def _row_outcome(
+        self, batch: Batch, write: Outgoing, answer: BatchResponse | None, journal: Journal
+    ) -> bool:
         """Whether the row was written; if not, deferred, reported or parked."""
+        pair = write.pair
         if answer is not None and answer.error is None:
-            decisions = pair.plan.writes(Action.TO_DYNAMICS) if pair.plan else ()
-            journal.wrote(pair.link, "to_dynamics", pair.dynamics_changes, decisions, pair.notices)
+            journal.wrote(pair.link, "to_dynamics", write.changes, write.decisions, pair.notices)
             return True
         error = answer.error if answer is not None else None
         if error is None or isinstance(error, TransientError):
@@ -148,14 +186,15 @@ class Writer:
                 ),
             )
         elif isinstance(error, ValidationError | NotFoundError | ConflictError):
-            self._refused_row(batch, pair, error, journal)
+            self._refused_row(batch, write, error, journal)
         elif isinstance(error, PermanentError):
-            self._refused_call(batch, pair, error, journal, to_marketo=False)
+            self._refused_call(batch, write, error, journal, to_marketo=False)
         else:
-            self._refused_row(batch, pair, ValidationError(str(error), service="dataverse"), journal)
+            self._refused_row(batch, write, ValidationError(str(error), service="dataverse"), journal)
         return False
 
-    def _refused_row(self, batch: Batch, pair: Pair, exc: PermanentError, journal: Journal) -> None:
+    def _refused_row(self, batch: Batch, write: Outgoing, exc: PermanentError, journal: Journal) -> None:
+        pair = write.pair
         if isinstance(exc, NotFoundError):
             # Deleted since it was read: the next attempt sees it gone and unlinks.
             batch.defer_pair(
@@ -163,25 +202,25 @@ class Writer:
                 ServiceUnavailableError(f"{pair.entity} not found on update", service="dataverse"),
             )
             return
-        fields = getattr(exc, "fields", ()) or tuple(pair.dynamics_changes)
+        fields = getattr(exc, "fields", ()) or tuple(write.changes)
         # With the values sent: the console's error list shows what was refused.
-        sent = {name: pair.dynamics_changes.get(name) for name in fields}
+        sent = {name: write.changes.get(name) for name in fields}
         journal.failed(pair.link, "rejected", exc.code or "dataverse", exc.message, sent)
 
     def _split_call(
         self,
         batch: Batch,
-        pairs: list[Pair],
+        writes: list[Outgoing],
         journal: Journal,
-        call: Callable[[list[Pair]], list[T]],
+        call: Callable[[list[Outgoing]], list[T]],
         *,
         to_marketo: bool,
-    ) -> list[tuple[Pair, T | None]]:
-        """Each pair with its answer from the call that wrote it, splitting a call refused for its
-        content. Pairs whose call failed are settled here and left out: deferred (transient),
+    ) -> list[tuple[Outgoing, T | None]]:
+        """Each write with its answer from the call that made it, splitting a call refused for its
+        content. Writes whose call failed are settled here and left out: deferred (transient),
         refused alone (reported and parked), or parked (refused for another reason)."""
-        answered: list[tuple[Pair, T | None]] = []
-        for piece in send_split(pairs, call):
+        answered: list[tuple[Outgoing, T | None]] = []
+        for piece in send_split(writes, call):
             if piece.answer is not None:
                 answered += zip(piece.items, per_item(piece.answer, piece.items), strict=True)
             else:
@@ -189,25 +228,25 @@ class Writer:
         return answered
 
     def _call_failed(
-        self, batch: Batch, piece: Piece[Pair, list[T]], journal: Journal, *, to_marketo: bool
+        self, batch: Batch, piece: Piece[Outgoing, list[T]], journal: Journal, *, to_marketo: bool
     ) -> None:
         error = piece.error
         assert error is not None
-        for pair in piece.items:
+        for write in piece.items:
             if isinstance(error, TransientError):
-                batch.defer_pair(pair, error)
+                batch.defer_pair(write.pair, error)
             elif piece.refused_alone:
-                self._refused_alone(batch, pair, Refusal.of(error), journal, to_marketo=to_marketo)
+                self._refused_alone(batch, write, Refusal.of(error), journal, to_marketo=to_marketo)
             else:
-                self._refused_call(batch, pair, error, journal, to_marketo=to_marketo)
+                self._refused_call(batch, write, error, journal, to_marketo=to_marketo)
 
     def _refused_alone(
-        self, batch: Batch, pair: Pair, refusal: Refusal, journal: Journal, *, to_marketo: bool
+        self, batch: Batch, write: Outgoing, refusal: Refusal, journal: Journal, *, to_marketo: bool
     ) -> None:
         """The service refused the call for this person's values alone: their data."""
-        changes = pair.marketo_changes if to_marketo else pair.dynamics_changes
+        pair = write.pair
         target = f"Marketo person {pair.marketo_id}" if to_marketo else f"{pair.entity} {pair.dynamics_id}"
-        record = f"{target} (writing {', '.join(sorted(changes))})"
+        record = f"{target} (writing {', '.join(sorted(write.changes))})"
         direction = "to_marketo" if to_marketo else "to_dynamics"
         refuse(
             batch,
@@ -216,17 +255,19 @@ class Writer:
             pair.notices,
             refusal,
             record=record,
-            fields=changes,
+            fields=write.changes,
             direction=direction,
         )
 
     def _refused_call(
-        self, batch: Batch, pair: Pair, exc: ServiceError, journal: Journal, *, to_marketo: bool
+        self, batch: Batch, write: Outgoing, exc: ServiceError, journal: Journal, *, to_marketo: bool
     ) -> None:
         """Refused for a reason that is not this person's data (a permission, a broken request):
         the notices are parked, to replay once the cause is fixed."""
+        pair = write.pair
         direction = "to_marketo" if to_marketo else "to_dynamics"
-        changes = pair.marketo_changes if to_marketo else pair.dynamics_changes
         code = exc.code or exc.service
-        journal.failed(pair.link, "refused", code, exc.message, changes, direction=direction, activity=False)
+        journal.failed(
+            pair.link, "refused", code, exc.message, write.changes, direction=direction, activity=False
+        )
         batch.park(pair.notices, str(exc), pair.link)

@@ -5,7 +5,7 @@ else since it read it, writes nothing over it and leaves it to the live sync."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import pytest
@@ -17,7 +17,7 @@ from shared.backfill.fence import Fence
 from shared.backfill.job import JobState, Phase, Status
 from shared.backfill.runner import PhaseSpec
 from shared.ports import Claimed
-from shared.sync.batch import Batch
+from shared.sync.batch import Batch, Decision
 from shared.sync.journal import Journal
 from shared.sync.worker import SyncWorker
 from tests.backfill.conftest import Run, World
@@ -78,12 +78,12 @@ def test_a_live_write_whose_link_is_not_stored_yet_is_not_overwritten_by_the_bac
     store_links = SyncWorker._store_links
 
     def worker_stops_between_its_writes_and_its_link(
-        worker: SyncWorker, batch: Batch, journal: Journal
+        worker: SyncWorker, batch: Batch, decisions: Mapping[int, Decision], journal: Journal
     ) -> None:
         if not go.is_set() and any(p.dynamics_id.lower() == ana_lead for p in batch.pairs.values()):
             written.set()
             assert go.wait(PATIENCE), "the backfill's range never ran"
-        store_links(worker, batch, journal)
+        store_links(worker, batch, decisions, journal)
 
     monkeypatch.setattr(SyncWorker, "_store_links", worker_stops_between_its_writes_and_its_link)
     spec = runner.PHASES[Phase.MARKETO_WRITES]
@@ -142,11 +142,13 @@ def test_a_live_batch_waits_while_the_backfill_writes_its_records_then_syncs(
 
     store_links = SyncWorker._store_links
 
-    def worker_stops_after_its_writes(worker: SyncWorker, batch: Batch, journal: Journal) -> None:
+    def worker_stops_after_its_writes(
+        worker: SyncWorker, batch: Batch, decisions: Mapping[int, Decision], journal: Journal
+    ) -> None:
         if not go.is_set() and any(n.record_id.lower() == ana_lead for n in batch.notices):
             writes_done.set()  # whatever it wrote of Ana's has landed
             assert go.wait(PATIENCE), "the backfill's range never ran"
-        store_links(worker, batch, journal)
+        store_links(worker, batch, decisions, journal)
 
     monkeypatch.setattr(Fence, "claim", claim_and_tell)
     monkeypatch.setattr(SyncWorker, "_store_links", worker_stops_after_its_writes)

@@ -15,7 +15,7 @@ from shared.normalize import UnmappedOptionError, canonical, to_marketo, unmappe
 from shared.notices import Entity, FieldChange, FieldValue, Kind, Notice, Source
 from shared.ports import Link, Shadow
 from shared.reconcile import Action, reconcile
-from shared.sync.batch import Pair, Unwritten
+from shared.sync.batch import Pair, Reconciled, Unwritten
 from shared.sync.grouping import is_echo
 from shared.sync.journal import Journal
 from shared.sync.planning import link_fields
@@ -203,8 +203,8 @@ def test_a_shadow_advances_only_for_the_side_that_was_written() -> None:
     marketo = {"email": "a@b.example", "firstName": "Anna", "title": "CTO"}
     dynamics = {"emailaddress1": "a@b.example", "firstname": "Ana", "jobtitle": "CEO"}
     pair = Pair(LINK, shadow=Shadow(1001, base, etag="e1"))
-    pair.plan = reconcile(MAPPING.lead, marketo, dynamics, base)
-    stored = pair.shadow_to_store(Unwritten(dynamics=frozenset({LINK.marketo_id})))
+    decision = Reconciled(plan=reconcile(MAPPING.lead, marketo, dynamics, base))
+    stored = pair.shadow_to_store(decision, Unwritten(dynamics=frozenset({LINK.marketo_id})))
     assert stored is not None
     assert stored.etag == "e1"  # conditional on what was read
     assert stored.values["title"] == "CEO"  # written to Marketo

@@ -58,6 +58,7 @@ if TYPE_CHECKING:
         SyncError,
     )
     from shared.sync.activity_log import ActivityLog
+    from shared.sync.pacer import Pacer
     from shared.sync.worker import SyncWorker
 
 T = TypeVar("T")
@@ -168,6 +169,26 @@ class Container:
                 pause=self.pause,
             ),
         )
+
+    @property
+    def pacer(self) -> Pacer | None:
+        """The worker's batching window (``shared/sync/pacer.py``); None when it is off."""
+        return self._once("pacer", self._build_pacer)
+
+    def _build_pacer(self) -> Pacer | None:
+        if not self.settings.batch_window:
+            return None
+        from shared.pacing import PacingPolicy
+        from shared.sync.pacer import Pacer
+
+        budget = self.settings.sync_daily_budget
+        # The reserve covers a million changes a day; a smaller quota keeps half for the windows.
+        policy = PacingPolicy(
+            float(budget),
+            reserve=min(PacingPolicy.reserve, budget / 2),
+            max_window=self.settings.batch_window_max_seconds,
+        )
+        return Pacer(policy, self.operations, self.queue)
 
     @property
     def marketo_poller(self) -> MarketoPoller:

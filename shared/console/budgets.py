@@ -32,6 +32,20 @@ def marketo_day_start(now: datetime) -> datetime:
     return local.replace(hour=0, minute=0, second=0, microsecond=0).astimezone(UTC)
 
 
+def marketo_day_end(now: datetime) -> datetime:
+    """The next midnight US Central after ``now``, in UTC (23 or 25 hours after the day's
+    start when the clocks change)."""
+    local = now.astimezone(MARKETO_DAY)
+    tomorrow = local.date() + timedelta(days=1)
+    return datetime(tomorrow.year, tomorrow.month, tomorrow.day, tzinfo=MARKETO_DAY).astimezone(UTC)
+
+
+def marketo_calls_today(tallies: list[Tally], now: datetime) -> int:
+    """mdsync's Marketo calls counted since the quota's day began (the worker's and capture's)."""
+    day = marketo_day_start(now)
+    return sum(x.count for x in tallies if x.name == t.MARKETO_CALLS and x.hour >= day)
+
+
 @dataclass(frozen=True)
 class Budgets:
     marketo_calls_today: int
@@ -79,7 +93,7 @@ def read_budgets(
 ) -> Budgets:
     day = marketo_day_start(now)
     hour_ago = now - timedelta(hours=1)
-    marketo_today = sum(x.count for x in tallies if x.name == t.MARKETO_CALLS and x.hour >= day)
+    marketo_today = marketo_calls_today(tallies, now)
     dataverse_hour = sum(
         x.count
         for x in tallies

@@ -119,12 +119,15 @@ def _on_ladder(policy: PacingPolicy, seconds: float) -> float:
     return min(policy.base_window * float(2**steps), policy.longest)
 
 
+def may_wait(policy: PacingPolicy, batch_size: int, *, waited: bool) -> bool:
+    """Whether a batch may wait at all: a full batch and a batch holding a notice that already
+    waited are processed whatever the spend."""
+    return not waited and 0 < batch_size < policy.full_batch
+
+
 def decide(policy: PacingPolicy, spend: Spend, batch_size: int, *, waited: bool) -> float:
-    """The window this batch waits for, or 0 to process it now: a full batch and a batch holding
-    a notice that already waited are processed whatever the spend."""
-    if waited or batch_size >= policy.full_batch or batch_size <= 0:
-        return 0.0
-    return window(policy, spend)
+    """The window this batch waits for, or 0 to process it now."""
+    return window(policy, spend) if may_wait(policy, batch_size, waited=waited) else 0.0
 
 
 def boundary(now: float, seconds: float) -> float:

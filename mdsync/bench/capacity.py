@@ -29,6 +29,7 @@ from Dynamics a day, 57.9 per second on average.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -203,14 +204,23 @@ def capacity(
     )
 
 
+def most_changes(fits: Callable[[int], bool], *, within: int = 1_000) -> int:
+    """The most changes a day (to ``within``) for which ``fits`` holds, assuming more never fit
+    once fewer do not."""
+    low, high = 0, 100_000_000
+    while high - low > within:
+        middle = (low + high) // 2
+        low, high = (middle, high) if fits(middle) else (low, middle)
+    return low
+
+
 def changes_within_quota(to_marketo_share: float, *, deployment: Deployment | None = None) -> int:
     """The most changes a day (arriving evenly) whose calls fit Marketo's daily quota."""
-    low, high = 0, 100_000_000
-    while high - low > 1_000:
-        middle = (low + high) // 2
-        used = capacity(middle, to_marketo_share=to_marketo_share, deployment=deployment).marketo_quota_used
-        low, high = (middle, high) if used <= 1.0 else (low, middle)
-    return low
+    return most_changes(
+        lambda n: (
+            capacity(n, to_marketo_share=to_marketo_share, deployment=deployment).marketo_quota_used <= 1.0
+        )
+    )
 
 
 def sustained(
@@ -310,9 +320,6 @@ def paced_day(
 
 def changes_within_budget_paced(to_marketo_share: float, *, policy: PacingPolicy | None = None) -> int:
     """The most changes a day (arriving evenly) whose paced day fits the budget."""
-    low, high = 0, 100_000_000
-    while high - low > 10_000:
-        middle = (low + high) // 2
-        fits = paced_day(middle, to_marketo_share=to_marketo_share, policy=policy).within_budget
-        low, high = (middle, high) if fits else (low, middle)
-    return low
+    return most_changes(
+        lambda n: paced_day(n, to_marketo_share=to_marketo_share, policy=policy).within_budget, within=10_000
+    )

@@ -30,7 +30,7 @@ from datetime import UTC, datetime
 from shared.console.budgets import marketo_calls_today, marketo_day_end, marketo_day_start
 from shared.errors import MdsyncError
 from shared.notices import Notice, Source
-from shared.pacing import PacingPolicy, Spend, boundary, decide
+from shared.pacing import PacingPolicy, Spend, boundary, may_wait, window
 from shared.ports import NoticeQueue, OperationsStore
 
 log = logging.getLogger(__name__)
@@ -77,12 +77,12 @@ class Pacer:
         copies: the caller must then not complete the batch."""
         # An operator's re-sync has someone waiting for it.
         waited = any(n.paced or n.source is Source.OPERATOR for n in notices)
-        if waited or len(notices) >= self.policy.full_batch or not notices:
-            return 0
+        if not may_wait(self.policy, len(notices), waited=waited):
+            return 0  # decided without reading the spend
         spend = self.spend()
         if spend is None:
             return 0
-        seconds = decide(self.policy, spend, len(notices), waited=False)
+        seconds = window(self.policy, spend)
         if not seconds:
             return 0
         at = datetime.fromtimestamp(boundary(self._clock(), seconds), UTC)

@@ -12,7 +12,9 @@ not process them. The caller then returns normally and the host completes the or
   every notice deferred into one window comes back at the same boundary, as one batch;
 - a batch deferred twice (its invocation failed after the copies were queued) is queued once:
   a copy's message id is the original's plus ``-w``, which duplicate detection drops the second
-  time.
+  time (the local queue does, tested; Service Bus "removes second and further submissions" of a
+  MessageId, and whether that covers a scheduled repeat is not confirmed here: if not, the
+  notice comes back twice at the boundary, and the duplicate finds nothing to do).
 
 The day's spend is what mdsync already counts: the hourly ``marketo_calls`` tallies (the worker's
 and capture's calls, ``shared/console/tallies.py``) since midnight US Central, when Marketo's

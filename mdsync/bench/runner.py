@@ -66,10 +66,6 @@ INSTANCES = 4
 SHIPPED_POLL = {
     "MARKETO_DELETES_POLL_SECONDS": str(Settings.model_fields["marketo_deletes_poll_seconds"].default)
 }
-# The bench spends a day's worth of Marketo calls in minutes, which would open the batching
-# window whenever its day had just begun: the workloads measure the sync with ample quota, and
-# the window is measured on its own (mdsync/bench/window.py).
-BENCH_SETTINGS = {**SHIPPED_POLL, "MDSYNC_BATCH_WINDOW": "false"}
 DIRECTIONS = {
     "naive_to_marketo": "to_marketo",
     "naive_to_dynamics": "to_dynamics",
@@ -403,7 +399,7 @@ def run_bench(quick: bool, output: Path, console: Console) -> int:
     )
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="mdsync-bench-") as folder:
-        system = LocalSystem(HarnessConfig(workdir=Path(folder), stack=stack, extra_settings=BENCH_SETTINGS))
+        system = LocalSystem(HarnessConfig(workdir=Path(folder), stack=stack, extra_settings=SHIPPED_POLL))
         with system:
             run = _Run(system, sizes, quick, console, Path(folder))
             meta = _meta(quick, sizes, system)

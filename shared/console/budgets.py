@@ -17,8 +17,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from shared import pacing
 from shared.console import records
 from shared.console import tallies as t
+from shared.pacing import PacingPolicy, Spend
 from shared.ports import StateStore, Tally
 
 MARKETO_DAY = ZoneInfo("America/Chicago")
@@ -58,6 +60,8 @@ class Budgets:
     dataverse_time_remaining_ms: float | None
     dataverse_seen_at: datetime | None
     dataverse_calls_last_hour: int
+    # The batching window a small worker batch would wait for now (0: none); None when it is off.
+    batching_window_seconds: float | None = None
 
     @property
     def marketo_quota_used(self) -> float:
@@ -89,7 +93,13 @@ def note_batch(state: StateStore, *, marketo_window: int, marketo_limit: int, da
 
 
 def read_budgets(
-    state: StateStore, tallies: list[Tally], now: datetime, *, daily_quota: int, window_limit: int
+    state: StateStore,
+    tallies: list[Tally],
+    now: datetime,
+    *,
+    daily_quota: int,
+    window_limit: int,
+    policy: PacingPolicy | None = None,
 ) -> Budgets:
     day = marketo_day_start(now)
     hour_ago = now - timedelta(hours=1)
@@ -115,4 +125,13 @@ def read_budgets(
         dataverse_time_remaining_ms=float(spent) if isinstance(spent, int | float) else None,
         dataverse_seen_at=records.moment(dataverse.get("at")),
         dataverse_calls_last_hour=dataverse_hour,
+        batching_window_seconds=None
+        if policy is None
+        else pacing.window(policy, marketo_spend(marketo_today, now)),
     )
+
+
+def marketo_spend(calls: float, now: datetime) -> Spend:
+    """``calls`` made so far in ``now``'s Marketo day, as the batching window reads them."""
+    start = marketo_day_start(now)
+    return Spend(calls, (now - start).total_seconds(), (marketo_day_end(now) - start).total_seconds())

@@ -29,7 +29,7 @@ import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 
-from shared.console.budgets import marketo_calls_today, marketo_day_end, marketo_day_start
+from shared.console.budgets import marketo_calls_today, marketo_day_start, marketo_spend
 from shared.errors import MdsyncError
 from shared.notices import Notice, Source
 from shared.pacing import PacingPolicy, Spend, boundary, may_wait, window
@@ -61,15 +61,14 @@ class Pacer:
         if self._cached is not None and now - self._cached[0] < self.cache_seconds:
             return self._cached[1]
         moment = datetime.fromtimestamp(now, UTC)
-        start, end = marketo_day_start(moment), marketo_day_end(moment)
         found: Spend | None
         try:
-            calls = marketo_calls_today(self.operations.read_tallies(start), moment)
+            calls = marketo_calls_today(self.operations.read_tallies(marketo_day_start(moment)), moment)
         except MdsyncError as exc:
             log.warning("the day's Marketo calls could not be read; batches are not paced: %s", exc)
             found = None
         else:
-            found = Spend(calls, (moment - start).total_seconds(), (end - start).total_seconds())
+            found = marketo_spend(calls, moment)
         self._cached = (now, found)
         return found
 

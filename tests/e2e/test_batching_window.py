@@ -130,7 +130,10 @@ def test_through_the_worker_a_change_waits_for_the_window_and_lands(
             update_as_user(system, "lead", lead_id, jobtitle="Chief Buyer")
             system.wait_idle()
             assert person(system, marketo_id)["title"] == "Chief Buyer"
+            # the console's API budgets show the window a small batch waits for now
+            assert system.deps.status_reader.read().budgets.batching_window_seconds == 4
     finally:
         # The session's system is shared: later tests get the day's spend as it was.
         system.deps.operations.add_tallies([Tally(now, t.NONE, t.NONE, t.MARKETO_CALLS, -1_900)])
     assert any("waits for the 4 s batching window" in r.getMessage() for r in caplog.records)
+    assert system.deps.status_reader.read().budgets.batching_window_seconds is None  # off in the harness

@@ -49,6 +49,11 @@ def _run(messages: list[func.ServiceBusMessage]) -> None:
         for item in unreadable:
             log.error("parked unreadable message %s: %s", item.dedup_id, item.reason)
         note_unreadable(deps, unreadable)
+    # A small batch may wait for company (the batching window, shared/sync/pacer.py): its
+    # notices are queued again for the window's boundary, and this batch completes. Raises when
+    # the queue refuses them: the host then abandons the batch, and nothing is lost.
+    if deps.pacer is not None and deps.pacer.hold_back(notices):
+        return
     # Raises only when rescheduled notices could not be queued: the host then abandons the
     # batch and Service Bus redelivers it.
     result = deps.worker.process(notices)

@@ -119,10 +119,11 @@ def _print_status(s: Status, console: Console) -> None:
     b = s.budgets
     window = "-" if b.marketo_window_calls is None else b.marketo_window_calls
     dataverse = "-" if b.dataverse_requests_in_window is None else b.dataverse_requests_in_window
+    batching = "off" if b.batching_window_seconds is None else f"{b.batching_window_seconds:g} s"
     console.print(
         f"Marketo calls today: {b.marketo_calls_today} of {b.marketo_daily_quota} "
         f"({b.marketo_quota_used:.1%}); 20-s window: {window} of {b.marketo_window_limit}; "
-        f"Dataverse requests in the 5-min window: {dataverse} of 6000",
+        f"Dataverse requests in the 5-min window: {dataverse} of 6000; batching window: {batching}",
         soft_wrap=True,
     )
     if s.initial_sync is not None:

@@ -145,6 +145,10 @@ class LocalSystem:
             "MDSYNC_BACKFILL_FENCE_SETTLE_SECONDS": "0",
             # A paused batch comes back soon (tests and the demo resume within seconds).
             "MDSYNC_PAUSE_HOLD_SECONDS": "5",
+            # The harness's day begins when it starts, and a test or the bench spends a day's
+            # Marketo budget in minutes: no batching window, whatever the hour (its tests and the
+            # bench's window workloads turn it on).
+            "MDSYNC_BATCH_WINDOW": "false",
             "FUNCTIONS_WORKER_RUNTIME": "python",
             **self.config.extra_settings,
         }

@@ -49,6 +49,7 @@ if TYPE_CHECKING:
     from shared.doctor import Doctor
     from shared.flow_step import SyncPersonToMicrosoft, TimeBudget
     from shared.marketo.client import MarketoClient
+    from shared.pacing import PacingPolicy
     from shared.ports import (
         GivenUpStore,
         NoticeQueue,
@@ -59,6 +60,7 @@ if TYPE_CHECKING:
         SyncError,
     )
     from shared.sync.activity_log import ActivityLog
+    from shared.sync.pacer import Pacer
     from shared.sync.worker import SyncWorker
 
 T = TypeVar("T")
@@ -170,6 +172,31 @@ class Container:
                 pause=self.pause,
                 fence=Fence(self.state),
             ),
+        )
+
+    @property
+    def pacer(self) -> Pacer | None:
+        """The worker's batching window (``shared/sync/pacer.py``); None when it is off."""
+        return self._once("pacer", self._build_pacer)
+
+    def _build_pacer(self) -> Pacer | None:
+        from shared.sync.pacer import Pacer
+
+        policy = self.pacing_policy()
+        return None if policy is None else Pacer(policy, self.operations, self.queue)
+
+    def pacing_policy(self) -> PacingPolicy | None:
+        """The batching window's rule as configured; None when it is off."""
+        if not self.settings.batch_window:
+            return None
+        from shared.pacing import PacingPolicy
+
+        budget = self.settings.sync_daily_budget
+        # The reserve covers a million changes a day; a smaller quota keeps half for the windows.
+        return PacingPolicy(
+            float(budget),
+            reserve=min(PacingPolicy.reserve, budget / 2),
+            max_window=self.settings.batch_window_max_seconds,
         )
 
     @property
@@ -328,6 +355,7 @@ class Container:
                 progress=lambda: console_progress(self.state) or read_progress(self.state),
                 marketo_daily_quota=s.marketo_daily_quota,
                 marketo_window_limit=s.marketo_max_calls_per_20s - s.marketo_flow_step_calls_per_20s,
+                pacing=self.pacing_policy(),
             ),
         )
 

@@ -265,6 +265,17 @@ class Settings(BaseSettings):
     # The instance's Marketo daily API quota (the console's "calls today" figure and alert).
     marketo_daily_quota: int = Field(default=50_000, alias="MARKETO_DAILY_QUOTA", ge=1)
 
+    # --- The batching window (shared/pacing.py) -------------------------------------------------
+    # Small batches wait for company when the day's Marketo spend runs ahead of its budget.
+    batch_window: bool = Field(default=True, alias="MDSYNC_BATCH_WINDOW")
+    # Marketo calls a day the worker and the poller may spend; unset: MARKETO_DAILY_QUOTA times
+    # the sync's share of the rate, (MARKETO_MAX_CALLS_PER_20S - MARKETO_FLOW_STEP_CALLS_PER_20S) / 100.
+    marketo_daily_budget: int | None = Field(default=None, alias="MDSYNC_MARKETO_DAILY_BUDGET", ge=1)
+    # The longest a small batch waits (rounded down to 2 s times a power of two).
+    batch_window_max_seconds: float = Field(
+        default=512.0, alias="MDSYNC_BATCH_WINDOW_MAX_SECONDS", ge=4, le=3600
+    )
+
     # --- Schedules (NCRONTAB, six fields) ------------------------------------------------------
     marketo_poll_schedule: str = Field(default="0 */1 * * * *", alias="MARKETO_POLL_SCHEDULE")
     dynamics_sweep_schedule: str = Field(default="0 */15 * * * *", alias="DYNAMICS_SWEEP_SCHEDULE")
@@ -344,6 +355,14 @@ class Settings(BaseSettings):
         if self.retry_max_seconds < self.retry_base_seconds:
             raise ValueError("MDSYNC_RETRY_MAX_SECONDS must not be smaller than MDSYNC_RETRY_BASE_SECONDS")
         return self
+
+    @property
+    def sync_daily_budget(self) -> int:
+        """The Marketo calls a day the worker and the poller may spend (the batching window's)."""
+        if self.marketo_daily_budget is not None:
+            return self.marketo_daily_budget
+        share = self.marketo_max_calls_per_20s - self.marketo_flow_step_calls_per_20s
+        return self.marketo_daily_quota * share // 100
 
     @property
     def dynamics_sync_user_ids(self) -> frozenset[str]:

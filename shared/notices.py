@@ -135,6 +135,8 @@ class Notice(BaseModel):
     email: str | None = Field(default=None, max_length=320)
     # Retry bookkeeping for transient failures in the worker.
     attempt: int = Field(default=0, ge=0)
+    # It waited once for the batching window (``shared/sync/pacer.py``): never again.
+    paced: bool = False
     # When change capture first saw the change; used for end-to-end lag.
     captured_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
     # Set by ``mdsync replay``: every replay is a new message, whatever was sent before.
@@ -173,6 +175,13 @@ class Notice(BaseModel):
         replay) gives it an id of its own. Within the queue's duplicate-detection window the
         first attempt's id would be dropped as a duplicate, and the change lost."""
         return Notice.model_validate({**self.model_dump(), "attempt": 0, "replay": token, "dedup_id": ""})
+
+    def paced_copy(self) -> Notice:
+        """The notice sent back to wait for the batching window: marked, so it waits only once,
+        under an id of its own (the queue's duplicate detection would drop the original's id)
+        that is the same every time, so a batch deferred twice (redelivered after a crash) is
+        queued once."""
+        return Notice.model_validate({**self.model_dump(), "paced": True, "dedup_id": f"{self.dedup_id}-w"})
 
     @property
     def person_key(self) -> str:

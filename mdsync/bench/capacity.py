@@ -29,8 +29,11 @@ from Dynamics a day, 57.9 per second on average.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
+
+from shared.pacing import PacingPolicy, Spend, window
 
 SECONDS_PER_DAY = 86_400
 
@@ -141,6 +144,12 @@ def webhook_batch(rate: float, deployment: Deployment) -> float:
     return min(float(deployment.min_batch), 1.0 + rate * deployment.batch_wait_seconds)
 
 
+def _invocation_calls(changes: float, batch: float, limits: ApiLimits) -> float:
+    """Marketo calls of the worker invocations syncing ``changes`` Dynamics changes, ``batch``
+    a time: a read and a write per 300 persons each."""
+    return changes / batch * 2 * _per_batch(batch, limits.marketo_batch) if changes else 0.0
+
+
 def capacity(
     changes_per_day: int,
     *,
@@ -171,7 +180,7 @@ def capacity(
     per_poll = to_dynamics / polls
     size = limits.marketo_batch
     marketo = (
-        invocations * 2 * _per_batch(batch, size)
+        _invocation_calls(to_marketo, batch, limits)
         + to_marketo / size
         + polls * max(1.0, _per_batch(per_poll, size))
         + 2 * deletes  # Get Deleted Leads and the Merge Leads activities
@@ -195,14 +204,23 @@ def capacity(
     )
 
 
+def most_changes(fits: Callable[[int], bool], *, within: int = 1_000) -> int:
+    """The most changes a day (to ``within``) for which ``fits`` holds, assuming more never fit
+    once fewer do not."""
+    low, high = 0, 100_000_000
+    while high - low > within:
+        middle = (low + high) // 2
+        low, high = (middle, high) if fits(middle) else (low, middle)
+    return low
+
+
 def changes_within_quota(to_marketo_share: float, *, deployment: Deployment | None = None) -> int:
     """The most changes a day (arriving evenly) whose calls fit Marketo's daily quota."""
-    low, high = 0, 100_000_000
-    while high - low > 1_000:
-        middle = (low + high) // 2
-        used = capacity(middle, to_marketo_share=to_marketo_share, deployment=deployment).marketo_quota_used
-        low, high = (middle, high) if used <= 1.0 else (low, middle)
-    return low
+    return most_changes(
+        lambda n: (
+            capacity(n, to_marketo_share=to_marketo_share, deployment=deployment).marketo_quota_used <= 1.0
+        )
+    )
 
 
 def sustained(
@@ -225,3 +243,83 @@ def sustained(
     if dataverse_per_change:
         limits.append(dataverse_rate / dataverse_per_change)
     return min(limits)
+
+
+# --- with the batching window (shared/pacing.py) -----------------------------------------------
+
+# The shipped budget: MARKETO_DAILY_QUOTA x the sync's share of the rate, (MARKETO_MAX_CALLS_PER_20S
+# - MARKETO_FLOW_STEP_CALLS_PER_20S) / 100 (Settings.sync_daily_budget).
+SHIPPED_DAILY_BUDGET = 30_000
+STEP_SECONDS = 60.0
+
+
+@dataclass(frozen=True)
+class PacedDay:
+    """A day of evenly arriving changes with the batching window on: a projection."""
+
+    changes_per_day: int
+    to_marketo_share: float
+    daily_budget: float
+    marketo_calls_per_day: float
+    marketo_calls_per_change: float
+    paced_share_of_day: float  # of the day's minutes with a window open
+    mean_window_seconds: float  # over those minutes
+    longest_window_seconds: float
+
+    @property
+    def within_budget(self) -> bool:
+        return self.marketo_calls_per_day <= self.daily_budget
+
+    def to_json(self) -> dict[str, Any]:
+        return {**asdict(self), "within_budget": self.within_budget}
+
+
+def paced_day(
+    changes_per_day: int,
+    *,
+    to_marketo_share: float = 0.5,
+    policy: PacingPolicy | None = None,
+    deployment: Deployment | None = None,
+    limits: ApiLimits | None = None,
+) -> PacedDay:
+    """Walk one day a minute at a time: each minute the worker's window comes from the calls
+    spent so far (``shared.pacing.window``, as the worker decides it), and the minute spends
+    what ``capacity`` counts, except that while a window ``w`` is open the Dynamics changes are
+    synced once per window (at most ``1 / w`` invocations a second: the deferred notices of a
+    window come back together) instead of once per host batch."""
+    deployment = deployment or Deployment()
+    limits = limits or ApiLimits()
+    policy = policy or PacingPolicy(float(SHIPPED_DAILY_BUDGET))
+    day = capacity(changes_per_day, to_marketo_share=to_marketo_share, deployment=deployment, limits=limits)
+    to_marketo = changes_per_day * to_marketo_share
+    unpaced = _invocation_calls(to_marketo, day.to_marketo_batch, limits)
+    other_per_second = (day.marketo_calls_per_day - unpaced) / SECONDS_PER_DAY
+    rate = to_marketo / SECONDS_PER_DAY
+    spent, paced, window_sum, longest = 0.0, 0, 0.0, 0.0
+    minutes = int(SECONDS_PER_DAY / STEP_SECONDS)
+    for minute in range(minutes):
+        seconds = window(policy, Spend(spent, minute * STEP_SECONDS))
+        if seconds and rate:
+            invocations = min(rate, 1.0 / seconds)
+            worker = _invocation_calls(rate, rate / invocations, limits)
+            paced, window_sum, longest = paced + 1, window_sum + seconds, max(longest, seconds)
+        else:
+            worker = unpaced / SECONDS_PER_DAY
+        spent += (worker + other_per_second) * STEP_SECONDS
+    return PacedDay(
+        changes_per_day,
+        to_marketo_share,
+        policy.daily_budget,
+        spent,
+        spent / changes_per_day if changes_per_day else 0.0,
+        paced / minutes,
+        window_sum / paced if paced else 0.0,
+        longest,
+    )
+
+
+def changes_within_budget_paced(to_marketo_share: float, *, policy: PacingPolicy | None = None) -> int:
+    """The most changes a day (arriving evenly) whose paced day fits the budget."""
+    return most_changes(
+        lambda n: paced_day(n, to_marketo_share=to_marketo_share, policy=policy).within_budget, within=10_000
+    )

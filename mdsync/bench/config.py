@@ -30,6 +30,8 @@ class BenchSizes:
     profile_batch: int
     # How long the instances sharing one Marketo budget read as fast as it lets them.
     instances_seconds: float
+    # Changes arriving evenly at a million a day, window off and on (mdsync/bench/window.py).
+    even_seconds: float = 180.0
     # The operator console's pages are timed over this much state.
     console_log_entries: int = 1_000_000
     console_errors: int = 100_000
@@ -65,6 +67,7 @@ QUICK = BenchSizes(
     instances_seconds=25.0,
     console_log_entries=100_000,
     console_errors=20_000,
+    even_seconds=30.0,
 )
 
 # How often the bench triggers the Marketo poller (the harness runs timers only when told to).

@@ -53,6 +53,8 @@ SHORT = {
     "collisions": "collisions",
     "steady": "steady mix",
     "steady_campaign": "steady mix, campaign",
+    "even_window_off": "1M/day evenly, window off",
+    "even_window_on": "1M/day evenly, window on",
 }
 
 
@@ -86,7 +88,7 @@ def _throughput(results: dict[str, Any]) -> Table:
             _fmt(workload["marketo_calls_per_change"], 2),
             _fmt(workload["dataverse_calls_per_change"], 2),
             str(workload["lost"]),
-            end_section=key == "steady_campaign",
+            end_section=key in ("steady_campaign", "even_window_on"),
         )
     return table
 

@@ -42,6 +42,7 @@ from mdsync.bench.naive import naive_to_dynamics, naive_to_marketo
 from mdsync.bench.process import cold_start, worker_probe
 from mdsync.bench.report import Check, at_least, at_most, print_report
 from mdsync.bench.seed import Pair, seed_pairs
+from mdsync.bench.window import evenly, projection
 from mdsync.bench.workloads import WorkloadResult, burst_to_dynamics, burst_to_marketo, collisions, steady
 from mdsync.harness import HarnessConfig, LocalSystem
 from shared.backfill.share import live_calls
@@ -125,6 +126,10 @@ class _Run:
         )
         # Marketo -> Dynamics through the change campaign, the poller at its shipped schedule.
         self._workload("steady_campaign", lambda: self._steady_campaign(leads[len(leads) // 2 :]))
+        # A million changes a day arriving evenly, the batching window off and then open.
+        even = sizes.even_seconds
+        self._workload("even_window_off", lambda: evenly(system, leads, "ew0", seconds=even, window=False))
+        self._workload("even_window_on", lambda: evenly(system, leads, "ew1", seconds=even, window=True))
         # The naive baseline's sustained rate does not depend on the rate window it starts with
         # (see _project), so it runs after the workloads whose measured rate does.
         naive = sizes.naive
@@ -341,6 +346,7 @@ def _summarise(run: _Run, worker_share: float) -> tuple[dict[str, Any], list[Che
         "workloads": workloads,
         "latency": latency,
         "capacity": _capacity(workloads),
+        "batching_window": projection(workloads),
         **run.extra,
         "targets": [c.to_json() for c in checks],
     }

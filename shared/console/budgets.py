@@ -17,8 +17,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from shared import pacing
 from shared.console import records
 from shared.console import tallies as t
+from shared.pacing import PacingPolicy, Spend
 from shared.ports import StateStore, Tally
 
 MARKETO_DAY = ZoneInfo("America/Chicago")
@@ -30,6 +32,20 @@ def marketo_day_start(now: datetime) -> datetime:
     """Midnight US Central of ``now``'s Marketo day, in UTC (a whole UTC hour)."""
     local = now.astimezone(MARKETO_DAY)
     return local.replace(hour=0, minute=0, second=0, microsecond=0).astimezone(UTC)
+
+
+def marketo_day_end(now: datetime) -> datetime:
+    """The next midnight US Central after ``now``, in UTC (23 or 25 hours after the day's
+    start when the clocks change)."""
+    local = now.astimezone(MARKETO_DAY)
+    tomorrow = local.date() + timedelta(days=1)
+    return datetime(tomorrow.year, tomorrow.month, tomorrow.day, tzinfo=MARKETO_DAY).astimezone(UTC)
+
+
+def marketo_calls_today(tallies: list[Tally], now: datetime) -> int:
+    """mdsync's Marketo calls counted since the quota's day began (the worker's and capture's)."""
+    day = marketo_day_start(now)
+    return sum(x.count for x in tallies if x.name == t.MARKETO_CALLS and x.hour >= day)
 
 
 @dataclass(frozen=True)
@@ -44,6 +60,8 @@ class Budgets:
     dataverse_time_remaining_ms: float | None
     dataverse_seen_at: datetime | None
     dataverse_calls_last_hour: int
+    # The batching window a small worker batch would wait for now (0: none); None when it is off.
+    batching_window_seconds: float | None = None
 
     @property
     def marketo_quota_used(self) -> float:
@@ -75,11 +93,17 @@ def note_batch(state: StateStore, *, marketo_window: int, marketo_limit: int, da
 
 
 def read_budgets(
-    state: StateStore, tallies: list[Tally], now: datetime, *, daily_quota: int, window_limit: int
+    state: StateStore,
+    tallies: list[Tally],
+    now: datetime,
+    *,
+    daily_quota: int,
+    window_limit: int,
+    policy: PacingPolicy | None = None,
 ) -> Budgets:
     day = marketo_day_start(now)
     hour_ago = now - timedelta(hours=1)
-    marketo_today = sum(x.count for x in tallies if x.name == t.MARKETO_CALLS and x.hour >= day)
+    marketo_today = marketo_calls_today(tallies, now)
     dataverse_hour = sum(
         x.count
         for x in tallies
@@ -101,4 +125,13 @@ def read_budgets(
         dataverse_time_remaining_ms=float(spent) if isinstance(spent, int | float) else None,
         dataverse_seen_at=records.moment(dataverse.get("at")),
         dataverse_calls_last_hour=dataverse_hour,
+        batching_window_seconds=None
+        if policy is None
+        else pacing.window(policy, marketo_spend(marketo_today, now)),
     )
+
+
+def marketo_spend(calls: float, now: datetime) -> Spend:
+    """``calls`` made so far in ``now``'s Marketo day, as the batching window reads them."""
+    start = marketo_day_start(now)
+    return Spend(calls, (now - start).total_seconds(), (marketo_day_end(now) - start).total_seconds())

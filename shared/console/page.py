@@ -232,6 +232,12 @@ def _capture(status: Status) -> str:
 feed; sweep: the oldest table's watermark).</p></section>"""
 
 
+def _batching(seconds: float | None) -> str:
+    if seconds is None:
+        return "off"
+    return f"{seconds:g} s" if seconds else "none (quota ample)"
+
+
 def _meter(fraction: float) -> str:
     width = max(0.0, min(1.0, fraction)) * 100
     hot = " hot" if fraction >= 0.8 else ""
@@ -256,6 +262,7 @@ def _budgets(status: Status) -> str:
 <tr><td>Marketo calls today (since {_when(b.marketo_day_started)})</td><td class="n" data-figure="marketo-calls-today">{b.marketo_calls_today}</td>
 <td class="n" data-figure="marketo-quota">of {b.marketo_daily_quota}</td><td>{_meter(b.marketo_quota_used)} <span data-figure="marketo-quota-used">{b.marketo_quota_used:.1%}</span></td></tr>
 <tr><td>Marketo, current 20-second window</td><td class="n" data-figure="marketo-window" colspan="2">{_e(window)}</td><td class="small muted">the worker's own calls, {_when(b.marketo_window_at)}</td></tr>
+<tr><td>Batching window</td><td class="n" data-figure="batching-window" colspan="2">{_e(_batching(b.batching_window_seconds))}</td><td class="small muted">how long a small worker batch waits for company, from the day's Marketo calls</td></tr>
 <tr><td>Dataverse requests in the 5-minute window</td><td class="n" data-figure="dataverse-window" colspan="2">{_e(dataverse)}</td><td class="small muted">execution time left: {_e(time_left)}</td></tr>
 <tr><td>Dataverse requests, last hour</td><td class="n" data-figure="dataverse-calls-hour" colspan="2">{b.dataverse_calls_last_hour}</td><td></td></tr>
 </tbody></table><p class="small muted">mdsync counts its own worker and poller calls; other integrations share Marketo's quota

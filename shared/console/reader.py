@@ -14,6 +14,7 @@ from shared.console.failures import DEAD_LETTER, PARKED
 from shared.console.pause import PauseSwitch
 from shared.console.progress import ProgressSource
 from shared.console.status import TREND_HOURS, Status, build_status, trailing_hour
+from shared.pacing import PacingPolicy
 from shared.ports import ErrorQuery, OperationsStore, QueueInspector, QueueStats, StateStore
 
 # A Marketo day starts at most 30 hours before now (US Central, daylight saving), and the trend
@@ -30,6 +31,7 @@ class StatusReader:
     progress: ProgressSource
     marketo_daily_quota: int
     marketo_window_limit: int
+    pacing: PacingPolicy | None = None
 
     def read(self, now: datetime | None = None) -> Status:
         moment = now or datetime.now(UTC)
@@ -67,6 +69,7 @@ class StatusReader:
                 moment,
                 daily_quota=self.marketo_daily_quota,
                 window_limit=self.marketo_window_limit,
+                policy=self.pacing,
             ),
             initial_sync=self.progress(),
             errors_by_kind=errors_by_kind,

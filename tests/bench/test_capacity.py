@@ -7,11 +7,12 @@ import math
 from pathlib import Path
 
 import pytest
-from hypothesis import given
+from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from mdsync.bench import capacity as cap
 from shared.config import Settings
+from shared.pacing import PacingPolicy
 
 ROOT = Path(__file__).resolve().parents[2]
 LIMITS = cap.ApiLimits()
@@ -96,3 +97,40 @@ def test_changes_within_quota_is_where_the_quota_runs_out(share: float) -> None:
     most = cap.changes_within_quota(share)
     assert cap.capacity(most, to_marketo_share=share).marketo_quota_used <= 1.0
     assert cap.capacity(most + 2_000, to_marketo_share=share).marketo_quota_used > 1.0
+
+
+# --- with the batching window (shared/pacing.py) -------------------------------------------------
+
+
+def test_the_paced_model_uses_the_shipped_budget() -> None:
+    settings = Settings.model_construct()  # the defaults, without reading any environment
+    assert settings.sync_daily_budget == cap.SHIPPED_DAILY_BUDGET
+
+
+@given(st.integers(min_value=0, max_value=1_000_000), st.floats(min_value=0, max_value=1))
+def test_a_million_evenly_arriving_changes_a_day_stay_within_the_budget(changes: int, share: float) -> None:
+    """The capacity target, from either side: the projected day's Marketo calls stay within the
+    sync's daily budget (the quota less the flow step's and other integrations' shares)."""
+    day = cap.paced_day(changes, to_marketo_share=share)
+    assert day.within_budget, day
+    without = cap.capacity(changes, to_marketo_share=share)
+    assert day.marketo_calls_per_day <= max(without.marketo_calls_per_day, cap.SHIPPED_DAILY_BUDGET)
+
+
+@given(st.integers(min_value=0, max_value=30_000), st.floats(min_value=0, max_value=1))
+def test_with_ample_quota_no_window_opens(changes: int, share: float) -> None:
+    """A day whose calls stay within the ample share of the budget never waits: evenly arriving,
+    they never run ahead of the pro-rata line."""
+    without = cap.capacity(changes, to_marketo_share=share)
+    assume(
+        without.marketo_calls_per_day
+        <= PacingPolicy(cap.SHIPPED_DAILY_BUDGET).ample * cap.SHIPPED_DAILY_BUDGET
+    )
+    day = cap.paced_day(changes, to_marketo_share=share)
+    assert day.paced_share_of_day == 0
+    assert day.marketo_calls_per_day == pytest.approx(without.marketo_calls_per_day)
+
+
+def test_without_the_window_a_million_from_dynamics_would_not_fit() -> None:
+    assert cap.capacity(1_000_000, to_marketo_share=1.0).marketo_quota_used > 1.0
+    assert cap.changes_within_budget_paced(1.0) > 1_000_000

@@ -57,6 +57,7 @@ if TYPE_CHECKING:
         StateStore,
         SyncError,
     )
+    from shared.retention import Retention
     from shared.sync.activity_log import ActivityLog
     from shared.sync.worker import SyncWorker
 
@@ -113,6 +114,15 @@ class Container:
     @property
     def state(self) -> StateStore:
         return self._once("state", self._build_state)
+
+    @property
+    def retention(self) -> Retention:
+        from shared.retention import Retention
+
+        return self._once(
+            "retention",
+            lambda: Retention(self.state, self.queue, self.settings.sync_log_retention_days),
+        )
 
     @property
     def given_up(self) -> list[GivenUpStore]:

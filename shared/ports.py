@@ -87,6 +87,17 @@ class LocalQueue(NoticeQueue):
     @abc.abstractmethod
     def complete(self, lock_token: str) -> None: ...
 
+    def complete_all(self, lock_tokens: Sequence[str]) -> list[str]:
+        """Complete each message (an invocation's batch); the tokens whose lock was lost (those
+        messages come back). The embedded queue settles them in one transaction."""
+        lost = []
+        for token in lock_tokens:
+            try:
+                self.complete(token)
+            except ConflictError:
+                lost.append(token)
+        return lost
+
     @abc.abstractmethod
     def abandon(self, lock_token: str) -> None:
         """Release the lock; the delivery count grows and the message is dead-lettered with
@@ -286,6 +297,12 @@ class StateStore(abc.ABC):
     def read_log(
         self, *, marketo_id: int | None = None, dynamics_id: str | None = None, limit: int = 200
     ) -> list[LogEntry]: ...
+
+    @abc.abstractmethod
+    def expire_log(self, before: datetime) -> None:
+        """Drop the sync log's entries older than ``before`` (the retention; see
+        shared/retention.py). An adapter may keep some up to a day longer (Table Storage drops
+        whole days); it never drops a newer one."""
 
     # leases (one poller or sweep run at a time; see shared/capture/lease.py)
     @abc.abstractmethod

@@ -23,6 +23,8 @@ from shared.errors import ConfigurationError, MdsyncError, ServiceUnavailableErr
 
 logger = logging.getLogger(__name__)
 
+_INCREMENTAL = 2  # PRAGMA auto_vacuum's value for INCREMENTAL
+
 # Faults of the file or its location, not of the moment: retrying will not help.
 _CONFIGURATION_ERRORS = (
     "SQLITE_CANTOPEN",
@@ -106,6 +108,21 @@ class SqliteDatabase:
                 if conn.in_transaction:
                     conn.execute("COMMIT")
 
+    def compact(self) -> None:
+        """Give the file's free pages back (rows deleted since leave free pages, which SQLite
+        reuses but never returns) and truncate the write-ahead log. Best effort: a busy file is
+        compacted next time."""
+        try:
+            conn = self._connection()
+            if conn.execute("PRAGMA auto_vacuum").fetchone()[0] != _INCREMENTAL:
+                # A file made before auto_vacuum was set: one full rewrite switches it.
+                conn.execute("PRAGMA auto_vacuum=INCREMENTAL")
+                conn.execute("VACUUM")
+            conn.execute("PRAGMA incremental_vacuum").fetchall()  # each step frees pages
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+        except sqlite3.OperationalError as exc:
+            logger.info("%s: compaction deferred: %s", self.service, exc)
+
     def _roll_back(self, conn: sqlite3.Connection) -> None:
         """Leave no transaction open on this thread's connection, whatever failed."""
         try:
@@ -178,6 +195,9 @@ class SqliteDatabase:
         with self._lock:
             ready = self._schema_ready
         if not ready:
+            # Before the first table exists, so that compact() can hand free pages back to the
+            # file system (a file made by an earlier release gets it from compact's VACUUM).
+            conn.execute("PRAGMA auto_vacuum=INCREMENTAL")
             # Each CREATE ... IF NOT EXISTS is its own statement: processes racing here are fine.
             for statement in self._schema.split(";"):
                 if statement.strip():

@@ -90,4 +90,5 @@ def test_every_function_is_registered_with_its_trigger() -> None:
         # guard it (shared/console/auth.py), so no key ever travels in its URLs.
         "console": ["httpTrigger", "console/{*path}", "ANONYMOUS", "-"],
         "console_metrics": ["timerTrigger", "%MDSYNC_METRICS_SCHEDULE%", "-", "-"],
+        "sync_log_retention": ["timerTrigger", "0 45 2 * * *", "-", "-"],
     }

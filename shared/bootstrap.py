@@ -433,15 +433,19 @@ class Container:
         return self._table_state()
 
     def _table_state(self) -> TableStateStore:
-        """A Table Storage client for the state's tables (the state store's, or the console's)."""
+        """The Table Storage client of the state's tables, the state store's and the console's
+        (one connection pool; its ``requests`` count what the process sent)."""
         from shared.adapters.table_state import TableStateStore
 
         s = self.settings
         secret = s.state_connection_string
-        return TableStateStore(
-            connection_string=secret.get_secret_value() if secret else None,
-            endpoint=s.state_table_endpoint,
-            table_prefix=s.state_table_prefix,
+        return self._once(
+            "table_state",
+            lambda: TableStateStore(
+                connection_string=secret.get_secret_value() if secret else None,
+                endpoint=s.state_table_endpoint,
+                table_prefix=s.state_table_prefix,
+            ),
         )
 
     def _build_marketo(self) -> MarketoClient:

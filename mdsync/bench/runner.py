@@ -42,6 +42,8 @@ from mdsync.bench.naive import naive_to_dynamics, naive_to_marketo
 from mdsync.bench.process import cold_start, worker_probe
 from mdsync.bench.report import Check, at_least, at_most, print_report
 from mdsync.bench.seed import Pair, seed_pairs
+from mdsync.bench.stores import KEYS as STORE_BURSTS
+from mdsync.bench.stores import STORES, store_bursts, store_key
 from mdsync.bench.workloads import WorkloadResult, burst_to_dynamics, burst_to_marketo, collisions, steady
 from mdsync.harness import HarnessConfig, LocalSystem
 from shared.config import Settings
@@ -73,6 +75,7 @@ DIRECTIONS = {
     f"burst_to_marketo{WHOLE_API_SUFFIX}": "to_marketo",
     f"burst_to_dynamics{WHOLE_API_SUFFIX}": "to_dynamics",
 }
+DIRECTIONS |= {store_key(key, store): DIRECTIONS[key] for key in STORE_BURSTS for store in STORES}
 LABELS = {"to_marketo": "Dynamics -> Marketo", "to_dynamics": "Marketo -> Dynamics"}
 
 
@@ -259,15 +262,18 @@ def _direction_checks(workloads: dict[str, dict[str, Any]]) -> list[Check]:
     for way, label in LABELS.items():
         burst, naive = workloads.get(f"burst_{way}"), workloads.get(f"naive_{way}")
         whole = workloads.get(f"burst_{way}{WHOLE_API_SUFFIX}")
-        if burst is None:
-            continue
         if whole is not None:
             name = f"{label} burst, whole API: sustained / API ceiling"
             checks.append(at_least(name, whole["fraction_of_ceiling"], 0.9))
-        if naive:
+        if naive and burst:
             ratio = burst["sustained_changes_per_second"] / naive["sustained_changes_per_second"]
             burst["speedup_vs_naive"] = ratio
             checks.append(at_least(f"{label} burst vs naive (sustained)", ratio, 20, "x"))
+        for store in STORES:
+            on_store = workloads.get(store_key(f"burst_{way}", store))
+            if on_store is not None:
+                name = f"{label} burst, whole API, {store} state: sustained / API ceiling"
+                checks.append(at_least(name, on_store["fraction_of_ceiling"], 0.9))
         for run in (burst, whole):
             if run is None:
                 continue
@@ -386,22 +392,46 @@ def _meta(quick: bool, sizes: BenchSizes, system: LocalSystem) -> dict[str, Any]
     }
 
 
-def run_bench(quick: bool, output: Path, console: Console) -> int:
-    sizes = QUICK if quick else FULL
-    stack = StackConfig(
+def _stack() -> StackConfig:
+    """The simulators with their documented limits."""
+    return StackConfig(
         marketo=MarketoSimConfig(limits=Limits()), dataverse=DataverseSimConfig(limits=ServiceLimits())
     )
+
+
+def run_bench(quick: bool, output: Path, console: Console, *, stores_only: bool = False) -> int:
+    """Every workload, then the bursts on each state store side by side (``stores_only``: only
+    those)."""
+    sizes = QUICK if quick else FULL
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="mdsync-bench-") as folder:
-        system = LocalSystem(HarnessConfig(workdir=Path(folder), stack=stack, extra_settings=SHIPPED_POLL))
-        with system:
-            run = _Run(system, sizes, quick, console, Path(folder))
-            meta = _meta(quick, sizes, system)
-            # The worker's Marketo client gets what the flow step's reserved share leaves.
-            worker_calls = system.deps.marketo.max_calls_per_20s
-            run.run()
-    run.say(f"cold start: importing function_app in {sizes.import_runs} fresh interpreters")
-    run.extra["cold_start"] = cold_start(sizes.import_runs)
+        system = LocalSystem(HarnessConfig(workdir=Path(folder), stack=_stack(), extra_settings=SHIPPED_POLL))
+        run = _Run(system, sizes, quick, console, Path(folder))
+        meta: dict[str, Any] = {"quick": quick, "stores_only": stores_only, "sizes": asdict(sizes)}
+        # The worker's Marketo client gets what the flow step's reserved share leaves.
+        worker_calls = int(WHOLE_API["MARKETO_MAX_CALLS_PER_20S"]) - int(
+            WHOLE_API["MARKETO_FLOW_STEP_CALLS_PER_20S"]
+        )
+        if stores_only:
+            system.session.close()  # never started
+        else:
+            with system:
+                meta = _meta(quick, sizes, system)
+                worker_calls = system.deps.marketo.max_calls_per_20s
+                run.run()
+        run.say(f"state stores side by side: {', '.join(STORES)} (Azurite), Marketo's whole rate")
+        run.workloads |= store_bursts(
+            STORES,
+            burst=sizes.burst,
+            workdir=Path(folder),
+            stack=_stack,
+            settings={**SHIPPED_POLL, **WHOLE_API},
+            window=run.window,
+            say=run.say,
+        )
+    if not stores_only:
+        run.say(f"cold start: importing function_app in {sizes.import_runs} fresh interpreters")
+        run.extra["cold_start"] = cold_start(sizes.import_runs)
     results, checks = _summarise(run, worker_calls / cap.ApiLimits().marketo_calls)
     meta["seconds"] = round(time.monotonic() - started, 1)
     document = {"meta": meta, **results}

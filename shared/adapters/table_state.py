@@ -73,6 +73,7 @@ from shared.adapters._table_keys import (
 )
 from shared.adapters._tables_errors import SERVICE, error_code, map_tables_error
 from shared.adapters.table_sync_log import TableSyncLog, entry_of, person_keys
+from shared.calls import CallCounter
 from shared.errors import ConfigurationError, ConflictError, PermanentError
 from shared.notices import FieldValue
 from shared.ports import Checkpoint, LeaseState, Link, LogEntry, ParkedNotice, Shadow, StateStore
@@ -91,6 +92,7 @@ TRANSACTION_BYTES = 3_500_000  # under the 4 MiB payload cap, with room for the 
 _CLAIM_ATTEMPTS = 3
 _PREFIX = re.compile(r"^[A-Za-z][A-Za-z0-9]{0,40}$")
 _IF_MATCH = MatchConditions.IfNotModified
+_LOG_DAY = re.compile(r"^log\d{8}$")
 
 
 def dynamics_key(dynamics_id: str) -> str:
@@ -147,7 +149,9 @@ class TableStateStore(StateStore):
         self._connection_string = connection_string
         self._endpoint = endpoint
         self._credential = credential
-        self._client_options = client_options
+        # Every request sent, by table and verb ("POST $batch", "GET links"), retries included.
+        self.requests = CallCounter()
+        self._client_options = {**client_options, "raw_request_hook": self._counting(client_options)}
         self.table_prefix = table_prefix
         self._clock = clock
         self._max_workers = max_workers
@@ -158,6 +162,24 @@ class TableStateStore(StateStore):
         self._log = TableSyncLog(self)
 
     # --- plumbing ------------------------------------------------------------------------------
+
+    def _counting(self, options: Mapping[str, Any]) -> Callable[[Any], None]:
+        theirs = options.get("raw_request_hook")
+
+        def hook(request: Any) -> None:
+            http = request.http_request
+            self.requests.record(f"{http.method} {self._table_of(http.url)}", 0.0)
+            if theirs is not None:
+                theirs(request)
+
+        return hook
+
+    def _table_of(self, url: str) -> str:
+        """``links``, ``log<day>``, ``$batch``, ``Tables``: the table a request is about."""
+        name = url.split("?", 1)[0].rstrip("/").rsplit("/", 1)[-1].split("(", 1)[0]
+        if name.startswith(self.table_prefix):
+            name = name[len(self.table_prefix) :]
+        return _LOG_DAY.sub("log<day>", name)
 
     @contextmanager
     def _errors(self) -> Iterator[None]:

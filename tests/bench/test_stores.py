@@ -1,0 +1,47 @@
+"""The bench's bursts on the Table state store (Azurite), as ``make bench`` runs them beside
+SQLite: every change lands, and the Table Storage requests are counted.
+
+In a subprocess: the bench's local system sets the process's settings and container, which the
+test session's own system uses."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from mdsync.azurite import ensure_installed
+
+pytestmark = pytest.mark.azurite
+
+BURST = 60
+SCRIPT = f"""
+import json, tempfile
+from pathlib import Path
+from mdsync.bench.runner import SHIPPED_POLL, WHOLE_API, _stack
+from mdsync.bench.stores import store_bursts
+with tempfile.TemporaryDirectory() as folder:
+    results = store_bursts(("table",), burst={BURST}, workdir=Path(folder), stack=_stack,
+                           settings={{**SHIPPED_POLL, **WHOLE_API}}, window=None, say=lambda text: None)
+print(json.dumps({{key: result.to_json() for key, result in results.items()}}))
+"""
+
+
+def test_both_bursts_land_on_the_table_store_and_its_requests_are_counted() -> None:
+    ensure_installed()
+    done = subprocess.run(
+        [sys.executable, "-c", SCRIPT], capture_output=True, text=True, timeout=600, check=False
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    results = json.loads(done.stdout.strip().splitlines()[-1])
+    assert set(results) == {"burst_to_dynamics_state_table", "burst_to_marketo_state_table"}
+    for result in results.values():
+        assert result["state_store"] == "table"
+        assert (result["changes"], result["lost"]) == (BURST, 0)
+        requests = result["calls"]["table_storage_by_endpoint"]
+        # The sync log of a worker batch: a transaction per partition of the day's table, not
+        # a write per person and per record; the links and shadows are read in range queries.
+        assert 0 < requests.get("POST $batch", 0) <= 20
+        assert result["calls"]["table_storage"] == sum(requests.values())

@@ -118,7 +118,8 @@ class SqliteDatabase:
                 # A file made before auto_vacuum was set: one full rewrite switches it.
                 conn.execute("PRAGMA auto_vacuum=INCREMENTAL")
                 conn.execute("VACUUM")
-            conn.execute("PRAGMA incremental_vacuum").fetchall()  # each step frees pages
+            # As a script: through execute() the pragma runs one step, which frees one page.
+            conn.executescript("PRAGMA incremental_vacuum;")
             conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
         except sqlite3.OperationalError as exc:
             logger.info("%s: compaction deferred: %s", self.service, exc)
@@ -190,14 +191,14 @@ class SqliteDatabase:
         conn = sqlite3.connect(
             self.path, timeout=self._busy_timeout, isolation_level=None, check_same_thread=False
         )
+        # Before anything is written to a new file, so that compact() can hand free pages back
+        # to the file system (a no-op on a file that has tables: compact's VACUUM switches it).
+        conn.execute("PRAGMA auto_vacuum=INCREMENTAL")
         self._use_wal(conn)
         conn.execute(f"PRAGMA synchronous={self._synchronous}")
         with self._lock:
             ready = self._schema_ready
         if not ready:
-            # Before the first table exists, so that compact() can hand free pages back to the
-            # file system (a file made by an earlier release gets it from compact's VACUUM).
-            conn.execute("PRAGMA auto_vacuum=INCREMENTAL")
             # Each CREATE ... IF NOT EXISTS is its own statement: processes racing here are fine.
             for statement in self._schema.split(";"):
                 if statement.strip():

@@ -243,6 +243,27 @@ def test_compaction_gives_back_settled_room_and_keeps_unsettled_messages(
     q.close()
 
 
+def test_compaction_switches_a_file_made_before_auto_vacuum(tmp_path: Path, clock: FakeClock) -> None:
+    path = tmp_path / "old.sqlite3"
+    q = SqliteQueue(path, clock=clock)
+    q.active_count()
+    with sqlite3.connect(path) as db:  # as an earlier release made it
+        db.execute("PRAGMA auto_vacuum=NONE")
+        db.execute("VACUUM")
+    q.send_raw([RawMessage(f"m{i}", "x" * 4000) for i in range(500)])
+    assert q.complete_all([m.lock_token for m in q.receive(500)]) == []
+    q.send([notice("kept")])
+    before = _file_bytes(path)
+
+    q.compact()
+
+    assert _file_bytes(path) < before / 10
+    with sqlite3.connect(path) as db:
+        assert db.execute("PRAGMA auto_vacuum").fetchone()[0] == 2  # INCREMENTAL from now on
+    assert records(q.receive(5)) == ["kept"]
+    q.close()
+
+
 def _file_bytes(path: Path) -> int:
     """The database and its write-ahead log, as the file system holds them."""
     wal = path.with_name(path.name + "-wal")

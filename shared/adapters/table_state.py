@@ -62,19 +62,18 @@ from azure.data.tables import (
 
 from shared.adapters._clock import Clock, from_micros, system_clock, to_datetime, to_micros
 from shared.adapters._table_keys import (
-    MAX_TEXT_BYTES,
     dynamics_partition,
     escape_key,
     join_text,
     marketo_partition,
     marketo_row,
-    split_text,
+    sized_text,
     utf16_bytes,
 )
 from shared.adapters._tables_errors import SERVICE, error_code, map_tables_error
 from shared.adapters.table_sync_log import TableSyncLog, entry_of, person_keys
 from shared.calls import CallCounter
-from shared.errors import ConfigurationError, ConflictError, PermanentError
+from shared.errors import ConfigurationError, ConflictError
 from shared.notices import FieldValue
 from shared.ports import Checkpoint, LeaseState, Link, LogEntry, ParkedNotice, Shadow, StateStore
 
@@ -107,17 +106,6 @@ def _etag(entity: TableEntity | Mapping[str, Any]) -> str:
 
 def _text(entity: Mapping[str, Any], name: str) -> str:
     return join_text(name, entity)
-
-
-def _sized(name: str, text: str, what: str) -> dict[str, str | int]:
-    size = utf16_bytes(text)
-    if size > MAX_TEXT_BYTES:
-        raise PermanentError(
-            f"{what} is too large for Table Storage ({size} bytes of UTF-16, limit {MAX_TEXT_BYTES})",
-            service=SERVICE,
-            code="EntityTooLarge",
-        )
-    return split_text(name, text)
 
 
 class TableStateStore(StateStore):
@@ -306,7 +294,7 @@ class TableStateStore(StateStore):
             "PartitionKey": "checkpoint",
             "RowKey": escape_key(name),
             "Name": name,
-            **_sized("Value", value, f"checkpoint {name!r}"),
+            **sized_text("Value", value, f"checkpoint {name!r}"),
         }
         table = self._table("checkpoints")
         with self._errors():
@@ -559,7 +547,7 @@ class TableStateStore(StateStore):
             entity = {
                 "PartitionKey": partition,
                 "RowKey": marketo_row(shadow.marketo_id),
-                **_sized(
+                **sized_text(
                     "Values",
                     # Not ASCII-escaped: the limits count UTF-16 units, and "\u00e9" is six.
                     json.dumps(shadow.values, sort_keys=True, ensure_ascii=False),
@@ -616,7 +604,7 @@ class TableStateStore(StateStore):
     # --- sync log (see table_sync_log for its layout) ------------------------------------------
 
     def append_log(self, entries: Sequence[LogEntry]) -> None:
-        self._log.append(entries, _log_body)
+        self._log.append(entries)
 
     def _submit_grouped(self, kind: str, groups: Mapping[str, Sequence[tuple[None, dict[str, Any]]]]) -> None:
         """Create the entities of each partition, up to 100 in one transaction, in parallel."""
@@ -643,7 +631,7 @@ class TableStateStore(StateStore):
         else:
             key = None if dynamics_id is None else dynamics_key(dynamics_id)
             rows = self._log.read(person_keys(marketo_id, key), limit)
-        return [entry_of(row, _text) for row in rows]
+        return [entry_of(row) for row in rows]
 
     def expire_log(self, before: datetime) -> None:
         """Whole days only: a day's table goes once all of that day is before ``before``."""
@@ -716,7 +704,7 @@ class TableStateStore(StateStore):
                     "DedupId": n.dedup_id,
                     "Reason": n.reason,
                     "ParkedAt": str(to_micros(n.parked_at)),
-                    **_sized("Body", n.body, f"parked notice {n.dedup_id}"),
+                    **sized_text("Body", n.body, f"parked notice {n.dedup_id}"),
                 },
             )
             for n in latest.values()
@@ -791,22 +779,3 @@ def _transaction_chunks(
         size += entity_size
     if chunk:
         yield chunk
-
-
-def _log_body(entry: LogEntry, at_us: int) -> dict[str, Any]:
-    body: dict[str, Any] = {
-        "Entity": entry.entity,
-        "Action": entry.action,
-        "Fields": json.dumps(list(entry.fields)),
-        "AtMicros": str(at_us),
-        **_sized("Detail", entry.detail, "a sync log detail"),
-    }
-    if entry.marketo_id is not None:
-        body["MarketoId"] = str(entry.marketo_id)
-    if entry.dynamics_id is not None:
-        body["DynamicsId"] = entry.dynamics_id
-    if entry.notice_id is not None:
-        body["NoticeId"] = entry.notice_id
-    if entry.values:
-        body.update(_sized("Values", json.dumps(entry.values), "a sync log entry's values"))
-    return body

@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING, Any
 from azure.data.tables import TableEntity
 
 from shared.adapters._clock import from_micros, to_micros
-from shared.adapters._table_keys import escape_key, marketo_row, newest_first
+from shared.adapters._table_keys import escape_key, join_text, marketo_row, newest_first, sized_text
 from shared.errors import NotFoundError
 from shared.ports import LogEntry
 
@@ -81,7 +81,7 @@ class TableSyncLog:
 
     # --- writing -------------------------------------------------------------------------------
 
-    def append(self, entries: Sequence[LogEntry], body_of: Callable[[LogEntry, int], dict[str, Any]]) -> None:
+    def append(self, entries: Sequence[LogEntry]) -> None:
         if not entries:
             return
         now_us = int(self._store._clock() * 1_000_000)
@@ -90,7 +90,7 @@ class TableSyncLog:
         for sequence, entry in enumerate(entries):
             at_us = now_us if entry.at is None else to_micros(entry.at)
             entry_id = f"{newest_first(at_us, sequence)}-{uuid.uuid4().hex[:8]}"
-            body = {**body_of(entry, at_us), "EntryId": entry_id}
+            body = {**_body(entry, at_us), "EntryId": entry_id}
             dynamics = None if entry.dynamics_id is None else entry.dynamics_id.lower()
             for key in person_keys(entry.marketo_id, dynamics):
                 entity = {**body, "PartitionKey": shard(key), "RowKey": f"{key}!{entry_id}"}
@@ -186,16 +186,35 @@ def _day_end_micros(day: date) -> int:
     return to_micros(datetime(day.year, day.month, day.day, tzinfo=UTC) + timedelta(days=1))
 
 
-def entry_of(row: TableEntity, text: Callable[[TableEntity, str], str]) -> LogEntry:
+def _body(entry: LogEntry, at_us: int) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "Entity": entry.entity,
+        "Action": entry.action,
+        "Fields": json.dumps(list(entry.fields)),
+        "AtMicros": str(at_us),
+        **sized_text("Detail", entry.detail, "a sync log detail"),
+    }
+    if entry.marketo_id is not None:
+        body["MarketoId"] = str(entry.marketo_id)
+    if entry.dynamics_id is not None:
+        body["DynamicsId"] = entry.dynamics_id
+    if entry.notice_id is not None:
+        body["NoticeId"] = entry.notice_id
+    if entry.values:
+        body.update(sized_text("Values", json.dumps(entry.values), "a sync log entry's values"))
+    return body
+
+
+def entry_of(row: TableEntity) -> LogEntry:
     marketo_id = row.get("MarketoId")
     return LogEntry(
         marketo_id=None if marketo_id is None else int(marketo_id),
         dynamics_id=row.get("DynamicsId"),
         entity=str(row["Entity"]),
         action=str(row["Action"]),
-        detail=text(row, "Detail"),
+        detail=join_text("Detail", row),
         fields=tuple(json.loads(row["Fields"])),
         at=from_micros(int(row["AtMicros"])),
         notice_id=row.get("NoticeId"),
-        values=json.loads(text(row, "Values")) if "ValuesChunks" in row else {},
+        values=json.loads(join_text("Values", row)) if "ValuesChunks" in row else {},
     )

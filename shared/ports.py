@@ -73,6 +73,10 @@ class NoticeQueue(abc.ABC):
         to read is still put back for a reader that can; the backfill's steps, which are not
         notices), visible at once or from ``at`` (UTC). Same guarantees as ``send``."""
 
+    def compact(self) -> None:  # noqa: B027 - optional hook
+        """Give back the room settled messages took (the embedded queue's file; Service Bus
+        removes settled messages itself)."""
+
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections."""
 

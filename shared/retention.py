@@ -29,8 +29,6 @@ class Retention:
         """Expire what is older than the retention; the cutoff used."""
         cutoff = (now or datetime.now(UTC)) - timedelta(days=self.days)
         self.state.expire_log(cutoff)
-        compact = getattr(self.queue, "compact", None)
-        if callable(compact):
-            compact()
+        self.queue.compact()
         log.info("sync log: entries before %s expired", cutoff.isoformat(timespec="seconds"))
         return cutoff

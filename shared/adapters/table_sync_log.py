@@ -22,7 +22,9 @@ table              PartitionKey               RowKey
   (an index seek, not a scan), newest days first, a few days in parallel, until ``limit``.
   Reading without ids (an operator's or a test's view, not the console's) reads whole days.
 - Retention: a day table is deleted once all of that day is older than the retention; deleting
-  a table is one request, whatever it holds.
+  a table is one request, whatever it holds. The sync log of earlier releases, the one table
+  ``<prefix>log``, is not read; it is deleted with the first day table that expires (everything
+  in it was written before).
 
 Four partitions per day keep a burst well under a partition's 2,000 entities per second; the
 table per day keeps deletion cheap (a partition per day would need a delete per 100 entities).
@@ -50,6 +52,7 @@ if TYPE_CHECKING:
     from shared.adapters.table_state import TableStateStore
 
 LOG_SHARDS = 4
+LEGACY_TABLE = "log"  # the sync log of earlier releases: a partition per person, record and day
 NO_PERSON = "-"
 _END = '"'  # the character after "!": the end of a person key's RowKey range
 
@@ -172,6 +175,11 @@ class TableSyncLog:
             with self._store._errors():
                 service.delete_table(self._store.table_prefix + log_table_kind(day))  # gone: fine
             self._store._forget_table(log_table_kind(day))
+        if expired:
+            # The one table of the layout before this one: everything in it was written before
+            # the oldest day table, so it expires with it.
+            with self._store._errors():
+                service.delete_table(self._store.table_prefix + LEGACY_TABLE)
         return len(expired)
 
 

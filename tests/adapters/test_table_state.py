@@ -187,13 +187,20 @@ def test_expired_days_are_deleted_as_whole_tables(azurite: str) -> None:
     store = TableStateStore(
         connection_string=azurite, table_prefix=unique_prefix(), clock=clock, retry_total=0
     )
+    service = TableServiceClient.from_connection_string(azurite)
+    legacy = service.create_table(store.table_prefix + "log")  # an earlier release's sync log
+    legacy.create_entity({"PartitionKey": "m-1", "RowKey": "0", "Detail0": "old layout"})
     try:
         for _ in range(3):
             store.append_log([LogEntry(1, None, "lead", "failed", "a day's entry")])
             clock.advance(86_400)
-        assert len(_log_tables(azurite, store)) == 3
+        assert len(_log_tables(azurite, store)) == 4
+        assert len(store.read_log(marketo_id=1)) == 3  # the old layout is not read
+
         store.expire_log(datetime.fromtimestamp(clock.now, tz=UTC) - timedelta(days=1))
-        assert len(_log_tables(azurite, store)) == 1
+
+        (left,) = _log_tables(azurite, store)
+        assert left.table_name != store.table_prefix + "log"  # gone with the first expired day
         assert len(store.read_log(marketo_id=1)) == 1
     finally:
         store.close()

@@ -3,8 +3,9 @@
 Like the extension with ``autoCompleteMessages=true``: messages are received under a peek-lock;
 ``cardinality="many"`` hands the function a list of up to ``maxMessageBatchSize`` messages,
 ``"one"`` runs up to ``maxConcurrentCalls`` single-message invocations side by side; success
-completes every message of the invocation, an exception abandons every one of them (the queue
-redelivers, and dead-letters after its maximum delivery count). No ordering is promised.
+completes every message of the invocation (``complete_all``: one commit for the batch in the
+embedded queue), an exception abandons every one of them (the queue redelivers, and
+dead-letters after its maximum delivery count). No ordering is promised.
 """
 
 from __future__ import annotations

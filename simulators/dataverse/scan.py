@@ -3,11 +3,15 @@
 A filter that requires the primary key, or an indexed column, to equal one of a few values
 (``leadid eq …``, ``Microsoft.Dynamics.CRM.In(PropertyName='emailaddress1',…)``, either inside
 an ``and``) names its candidate rows outright; the query then evaluates the whole filter on
-those rows only. Anything else (``or``, ``not``, ranges, functions) returns None: scan them all.
+those rows only; so does ``modifiedon ge``/``gt`` a moment, from the store's time index, when
+few rows are that recent. Anything else (``or``, ``not``, other ranges, functions) returns None:
+scan them all.
 The answer is a superset of the matches, never a subset, so it changes speed and nothing else.
 """
 
 from __future__ import annotations
+
+from datetime import datetime
 
 from simulators.dataverse.odata import BoolOp, Call, Compare, InList, Literal, Node, Prop
 from simulators.dataverse.schema import Table
@@ -23,11 +27,22 @@ def narrow(node: Node, table: Table, store: Store) -> set[str] | None:
         return min(narrowed, key=len) if narrowed else None
     if isinstance(node, InList) and not node.negate:
         return _lookup(node.prop, node.values, table, store)
+    if isinstance(node, Compare) and node.op in ("ge", "gt"):
+        return _recent(node, table, store)
     if isinstance(node, Compare) and node.op == "eq":
         for prop, other in ((node.left, node.right), (node.right, node.left)):
             if isinstance(prop, Prop) and isinstance(other, Literal) and other.value is not None:
                 return _lookup(prop, (other.value,), table, store)
     return None
+
+
+def _recent(node: Compare, table: Table, store: Store) -> set[str] | None:
+    prop, moment = node.left, node.right
+    if not (isinstance(prop, Prop) and prop.path == ("modifiedon",) and isinstance(moment, Literal)):
+        return None
+    if not isinstance(moment.value, datetime):
+        return None
+    return store.modified_since(table.logical_name, moment.value)
 
 
 def _lookup(prop: Prop | Call, values: tuple[object, ...], table: Table, store: Store) -> set[str] | None:

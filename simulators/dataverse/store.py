@@ -8,7 +8,9 @@ and deletes leave tombstones, which is what change tracking reads.
 A million rows must not make a read slow (the initial sync pages through whole tables while the
 ongoing sync keeps querying by id and email), so the store keeps, besides the rows, what a
 database would: the ids of each table in key order (:class:`OrderedIds`, for keyset paging) and
-value indexes on the columns mdsync looks rows up by (:data:`INDEXED_COLUMNS`).
+value indexes on the columns mdsync looks rows up by (:data:`INDEXED_COLUMNS`), and when each
+row was last modified (:class:`ModifiedIndex`, for the ``modifiedon ge`` questions of the sweep and
+of the initial sync's guard, which a database answers from an index, not a scan).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from bisect import bisect_left
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, NamedTuple
 
 from simulators.dataverse.faults import DUPLICATE_RECORD_ENTITY_KEY, DataverseFault
@@ -69,6 +72,7 @@ class Store:
         self.version = 1_000_000
         self.on_commit: Callable[[list[Event]], None] = lambda events: None
         self.ordered: dict[str, OrderedIds] = {name: OrderedIds() for name in tables}
+        self.modified: dict[str, ModifiedIndex] = {name: ModifiedIndex() for name in tables}
         self.value_index: dict[str, dict[str, dict[Any, set[str]]]] = {
             name: {column: {} for column in INDEXED_COLUMNS.get(name, ()) if column in table.columns}
             for name, table in tables.items()
@@ -96,6 +100,13 @@ class Store:
         for value in values:
             found.update(index.get(_fold(value), ()))
         return found
+
+    def modified_since(self, logical: str, moment: datetime) -> set[str] | None:
+        """Ids of the rows modified at or after ``moment`` (a superset: the caller checks each
+        row), or None when that is most of the table and a scan is as cheap."""
+        rows = self.rows[logical]
+        found = self.modified[logical].since(moment, rows)
+        return found if len(found) <= len(rows) // 8 else None
 
     def ordered_ids(self, logical: str) -> list[str]:
         """The table's row ids in key order (may name rows deleted since: skip those)."""
@@ -131,6 +142,7 @@ class Store:
             value = row.get(column)
             if value is not None:
                 values.setdefault(_fold(value), set()).add(row_id)
+        self.modified[logical].written(row_id, row.get("modifiedon"))
 
     def _unindex(self, logical: str, row_id: str, row: Row) -> None:
         for name, key in self._key_entries(logical, row):
@@ -168,6 +180,7 @@ class Store:
             self.key_index.clear()
             for name in self.rows:
                 self.ordered[name] = OrderedIds()
+                self.modified[name] = ModifiedIndex()
                 for values in self.value_index[name].values():
                     values.clear()
 
@@ -286,6 +299,38 @@ class OrderedIds:
                 current.insert(at, row_id)
         self._pending.clear()
         return current
+
+
+class ModifiedIndex:
+    """Each row's ``modifiedon``, in time order, kept up to date lazily: a write appends an
+    entry, the next read sorts (timsort: the appended tail is one run, nearly free). An entry a
+    later write made stale stays until the index is rebuilt from the rows (after it has grown to
+    twice their number) and is skipped on the way: it no longer says when its row was modified."""
+
+    def __init__(self) -> None:
+        self._entries: list[tuple[datetime, str]] = []
+        self._sorted = 0
+
+    def written(self, row_id: str, modifiedon: Any) -> None:
+        if isinstance(modifiedon, datetime):
+            self._entries.append((modifiedon, row_id))
+
+    def since(self, moment: datetime, rows: dict[str, Row]) -> set[str]:
+        entries = self._entries
+        if len(entries) > 2 * len(rows) + 1_000:
+            entries = self._entries = [
+                (r["modifiedon"], i) for i, r in rows.items() if isinstance(r.get("modifiedon"), datetime)
+            ]
+            self._sorted = 0
+        if self._sorted < len(entries):
+            entries.sort()
+            self._sorted = len(entries)
+        start = bisect_left(entries, (moment, ""))
+        return {
+            row_id
+            for moment_written, row_id in entries[start:]
+            if (row := rows.get(row_id)) is not None and row.get("modifiedon") == moment_written
+        }
 
 
 def _fold(value: Any) -> Any:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import itertools
 import uuid
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from hypothesis import HealthCheck, given, settings
@@ -91,3 +92,57 @@ def test_indexed_lookups_follow_updates_deletes_and_rollbacks(
     assert emails(client, "a2@x.example") == ["a2@x.example"]
     by_id = list(client.query("leads", select=["leadid"], filter=odata.eq("leadid", uuid.UUID(a))))
     assert [r["leadid"] for r in by_id] == [a]
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    st.lists(st.integers(min_value=0, max_value=30), min_size=1, max_size=40),
+    st.sets(st.integers(min_value=0, max_value=39), max_size=4),
+    st.integers(min_value=15, max_value=31),
+    st.sampled_from(["ge", "gt"]),
+)
+def test_a_modifiedon_range_gives_the_rows_a_scan_gives(
+    client: DataverseClient, admin: DataverseAdmin, days: list[int], edited: set[int], since: int, op: str
+) -> None:
+    """``modifiedon ge`` a moment is answered from the time index when few rows are that recent
+    and by a scan otherwise: the same rows either way, after updates and a rolled-back change."""
+    admin.reset()
+    start = datetime(2024, 1, 1, tzinfo=UTC)
+    ids = admin.seed(
+        "lead",
+        [
+            lead(
+                emailaddress1=f"p{i}@x.example", modifiedon=f"{start + timedelta(days=d):%Y-%m-%dT%H:%M:%SZ}"
+            )
+            for i, d in enumerate(days)
+        ],
+    )
+    for i in sorted(edited):
+        if i < len(ids):
+            client.update("leads", ids[i], {"jobtitle": "edited"})
+    client.batch(
+        [
+            [
+                BatchRequest("PATCH", f"leads({ids[0]})", {"jobtitle": "undone"}),
+                BatchRequest("PATCH", f"leads({uuid.uuid4()})", {"jobtitle": "gone"}, {"If-Match": "*"}),
+            ]
+        ]
+    )
+    moment = start + timedelta(days=since)
+    recent = odata.compare("modifiedon", op, moment)
+    for clause, also in (
+        (recent, lambda r: True),
+        (odata.and_(recent, odata.ne("jobtitle", "CEO")), not_ceo),
+    ):
+        query = client.query("leads", select=["leadid"], filter=clause, page_size=3)
+        expected = [r["leadid"] for r in admin.rows("lead") if also(r) and after(r, moment, op)]
+        assert sorted(r["leadid"] for r in query) == sorted(expected)
+
+
+def not_ceo(row: dict[str, Any]) -> bool:
+    return bool(row["jobtitle"] != "CEO")
+
+
+def after(row: dict[str, Any], moment: datetime, op: str) -> bool:
+    modified = datetime.fromisoformat(row["modifiedon"].replace("Z", "+00:00"))
+    return modified >= moment if op == "ge" else modified > moment

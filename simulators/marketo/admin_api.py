@@ -102,7 +102,13 @@ class _AdminApi:
         return {"ids": self.state.seed(records)}
 
     async def persons(self, request: Request) -> dict[str, Any]:
-        return {"persons": self.state.all_persons()}
+        """Every person; ``?fields=id,email`` keeps only those (a million persons in full are
+        gigabytes of JSON)."""
+        persons = self.state.all_persons()
+        wanted = [f for f in request.query_params.get("fields", "").split(",") if f]
+        if wanted:
+            persons = [{f: p.get(f) for f in wanted} for p in persons]
+        return {"persons": persons}
 
     async def person(self, request: Request) -> dict[str, Any]:
         lead_id = int(request.path_params["lead_id"])

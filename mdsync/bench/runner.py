@@ -43,14 +43,10 @@ from mdsync.bench.process import cold_start, worker_probe
 from mdsync.bench.report import Check, at_least, at_most, print_report
 from mdsync.bench.seed import Pair, seed_pairs
 from mdsync.bench.stores import KEYS as STORE_BURSTS
-from mdsync.bench.stores import STORES, store_bursts, store_key
+from mdsync.bench.stores import STORES, _stack, store_bursts, store_key
 from mdsync.bench.workloads import WorkloadResult, burst_to_dynamics, burst_to_marketo, collisions, steady
 from mdsync.harness import HarnessConfig, LocalSystem
 from shared.config import Settings
-from simulators.dataverse.config import DataverseSimConfig
-from simulators.dataverse.limits import ServiceLimits
-from simulators.marketo.config import Limits, MarketoSimConfig
-from simulators.stack import StackConfig
 
 CAPACITY_LEVELS = (10_000, 50_000, 100_000, 1_000_000, 3_000_000)
 # A Marketo instance whose rate is mdsync's alone: the bursts run once more with these settings,
@@ -89,6 +85,8 @@ class _Run:
         self.console = console
         self.window: float | None = None if quick else MARKETO_WINDOW_SECONDS
         self.workloads: dict[str, WorkloadResult] = {}
+        # The bursts on each state store, as JSON from their own processes (bench/stores.py).
+        self.store_workloads: dict[str, dict[str, Any]] = {}
         self.extra: dict[str, Any] = {}
 
     def say(self, text: str) -> None:
@@ -286,7 +284,7 @@ def _direction_checks(workloads: dict[str, dict[str, Any]]) -> list[Check]:
 
 def _summarise(run: _Run, worker_share: float) -> tuple[dict[str, Any], list[Check]]:
     ceilings = _ceilings(worker_share)
-    workloads = {k: w.to_json() for k, w in run.workloads.items()}
+    workloads = {k: w.to_json() for k, w in run.workloads.items()} | run.store_workloads
     _project(workloads)
     checks = _direction_checks(workloads)
     latency: dict[str, Any] = {}
@@ -392,13 +390,6 @@ def _meta(quick: bool, sizes: BenchSizes, system: LocalSystem) -> dict[str, Any]
     }
 
 
-def _stack() -> StackConfig:
-    """The simulators with their documented limits."""
-    return StackConfig(
-        marketo=MarketoSimConfig(limits=Limits()), dataverse=DataverseSimConfig(limits=ServiceLimits())
-    )
-
-
 def run_bench(quick: bool, output: Path, console: Console, *, stores_only: bool = False) -> int:
     """Every workload, then the bursts on each state store side by side (``stores_only``: only
     those)."""
@@ -420,11 +411,10 @@ def run_bench(quick: bool, output: Path, console: Console, *, stores_only: bool 
                 worker_calls = system.deps.marketo.max_calls_per_20s
                 run.run()
         run.say(f"state stores side by side: {', '.join(STORES)} (Azurite), Marketo's whole rate")
-        run.workloads |= store_bursts(
+        run.store_workloads = store_bursts(
             STORES,
             burst=sizes.burst,
             workdir=Path(folder),
-            stack=_stack,
             settings={**SHIPPED_POLL, **WHOLE_API},
             window=run.window,
             say=run.say,

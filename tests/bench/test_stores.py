@@ -1,41 +1,36 @@
 """The bench's bursts on the Table state store (Azurite), as ``make bench`` runs them beside
 SQLite: every change lands, and the Table Storage requests are counted.
 
-In a subprocess: the bench's local system sets the process's settings and container, which the
-test session's own system uses."""
+Each store runs in its own process, as in the bench: a local system sets its process's settings
+and container (which the test session's own system uses) and indexes the function app."""
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
+import tempfile
+from pathlib import Path
 
 import pytest
 
 from mdsync.azurite import ensure_installed
+from mdsync.bench.runner import SHIPPED_POLL, WHOLE_API
+from mdsync.bench.stores import store_bursts
 
 pytestmark = pytest.mark.azurite
 
 BURST = 60
-SCRIPT = f"""
-import json, tempfile
-from pathlib import Path
-from mdsync.bench.runner import SHIPPED_POLL, WHOLE_API, _stack
-from mdsync.bench.stores import store_bursts
-with tempfile.TemporaryDirectory() as folder:
-    results = store_bursts(("table",), burst={BURST}, workdir=Path(folder), stack=_stack,
-                           settings={{**SHIPPED_POLL, **WHOLE_API}}, window=None, say=lambda text: None)
-print(json.dumps({{key: result.to_json() for key, result in results.items()}}))
-"""
 
 
 def test_both_bursts_land_on_the_table_store_and_its_requests_are_counted() -> None:
     ensure_installed()
-    done = subprocess.run(
-        [sys.executable, "-c", SCRIPT], capture_output=True, text=True, timeout=600, check=False
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    results = json.loads(done.stdout.strip().splitlines()[-1])
+    with tempfile.TemporaryDirectory() as folder:
+        results = store_bursts(
+            ("table",),
+            burst=BURST,
+            workdir=Path(folder),
+            settings={**SHIPPED_POLL, **WHOLE_API},
+            window=None,
+            say=lambda text: None,
+        )
     assert set(results) == {"burst_to_dynamics_state_table", "burst_to_marketo_state_table"}
     for result in results.values():
         assert result["state_store"] == "table"

@@ -11,6 +11,7 @@ from functions import (
     flow_step,
     marketo_change,
     marketo_poller,
+    sync_log_retention,
     sync_worker,
 )
 from shared.redaction import install_log_redaction
@@ -28,3 +29,4 @@ app.register_functions(flow_step.bp)
 app.register_functions(backfill.bp)
 app.register_functions(console.bp)
 app.register_functions(console_metrics.bp)
+app.register_functions(sync_log_retention.bp)

@@ -139,12 +139,11 @@ param failureRatePercent int = 5
 @description('The Marketo instance\'s daily API quota (the console and its 80 % alert).')
 param marketoDailyQuota int = 50000
 
-@description('State tables created up front: STATE_TABLE_PREFIX (mdsync) + the kinds in shared/adapters/table_state.py TABLES.')
+@description('State tables created up front: STATE_TABLE_PREFIX (mdsync) + the kinds in shared/adapters/table_state.py TABLES. The sync log\'s day tables (mdsynclog<yyyymmdd>) are created and deleted by the app.')
 param stateTableNames array = [
   'mdsynccheckpoints'
   'mdsynclinks'
   'mdsyncshadows'
-  'mdsynclog'
   'mdsyncleases'
   'mdsyncparked'
   'mdsynctallies'

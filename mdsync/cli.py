@@ -419,7 +419,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from mdsync.bench import run_bench
 
     wide = Console(highlight=False, width=max(console.width, 160))
-    return run_bench(quick=args.quick, output=Path(args.output), console=wide)
+    return run_bench(quick=args.quick, output=Path(args.output), console=wide, stores_only=args.stores_only)
 
 
 def cmd_chaos(args: argparse.Namespace) -> int:
@@ -656,6 +656,11 @@ def _add_local_commands(commands: argparse._SubParsersAction[argparse.ArgumentPa
     )
     bench.add_argument("--quick", action="store_true", help="small workloads, under two minutes")
     bench.add_argument("--output", default="bench/results.json", help="where to write the JSON results")
+    bench.add_argument(
+        "--stores-only",
+        action="store_true",
+        help="only the bursts on each state store side by side (SQLite, Table Storage on Azurite)",
+    )
     bench.set_defaults(run=cmd_bench)
 
     chaos = commands.add_parser(

@@ -59,6 +59,7 @@ if TYPE_CHECKING:
         StateStore,
         SyncError,
     )
+    from shared.retention import Retention
     from shared.sync.activity_log import ActivityLog
     from shared.sync.pacer import Pacer
     from shared.sync.worker import SyncWorker
@@ -116,6 +117,15 @@ class Container:
     @property
     def state(self) -> StateStore:
         return self._once("state", self._build_state)
+
+    @property
+    def retention(self) -> Retention:
+        from shared.retention import Retention
+
+        return self._once(
+            "retention",
+            lambda: Retention(self.state, self.queue, self.settings.sync_log_retention_days),
+        )
 
     @property
     def given_up(self) -> list[GivenUpStore]:
@@ -454,15 +464,19 @@ class Container:
         return self._table_state()
 
     def _table_state(self) -> TableStateStore:
-        """A Table Storage client for the state's tables (the state store's, or the console's)."""
+        """The Table Storage client of the state's tables, the state store's and the console's
+        (one connection pool; its ``requests`` count what the process sent)."""
         from shared.adapters.table_state import TableStateStore
 
         s = self.settings
         secret = s.state_connection_string
-        return TableStateStore(
-            connection_string=secret.get_secret_value() if secret else None,
-            endpoint=s.state_table_endpoint,
-            table_prefix=s.state_table_prefix,
+        return self._once(
+            "table_state",
+            lambda: TableStateStore(
+                connection_string=secret.get_secret_value() if secret else None,
+                endpoint=s.state_table_endpoint,
+                table_prefix=s.state_table_prefix,
+            ),
         )
 
     def _build_marketo(self) -> MarketoClient:

@@ -232,6 +232,9 @@ class Settings(BaseSettings):
         default="mdsync", alias="STATE_TABLE_PREFIX", pattern=r"^[A-Za-z][A-Za-z0-9]{0,40}$"
     )
     sqlite_path: Path = Field(default=Path(".mdsync/mdsync.sqlite3"), alias="MDSYNC_SQLITE_PATH")
+    # How long the sync log keeps an entry (the sync_log_retention timer, daily; Table Storage
+    # drops whole days, so an entry stays up to a day longer there).
+    sync_log_retention_days: int = Field(default=30, alias="SYNC_LOG_RETENTION_DAYS", ge=1, le=3650)
 
     # The doctor's checks on a background thread at a process's first invocation (shared/startup.py).
     startup_checks: bool = Field(default=True, alias="MDSYNC_STARTUP_CHECKS")

@@ -73,6 +73,10 @@ class NoticeQueue(abc.ABC):
         to read is still put back for a reader that can; the backfill's steps, which are not
         notices), visible at once or from ``at`` (UTC). Same guarantees as ``send``."""
 
+    def compact(self) -> None:  # noqa: B027 - optional hook
+        """Give back the room settled messages took (the embedded queue's file; Service Bus
+        removes settled messages itself)."""
+
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections."""
 
@@ -86,6 +90,17 @@ class LocalQueue(NoticeQueue):
 
     @abc.abstractmethod
     def complete(self, lock_token: str) -> None: ...
+
+    def complete_all(self, lock_tokens: Sequence[str]) -> list[str]:
+        """Complete each message (an invocation's batch); the tokens whose lock was lost (those
+        messages come back). The embedded queue settles them in one transaction."""
+        lost = []
+        for token in lock_tokens:
+            try:
+                self.complete(token)
+            except ConflictError:
+                lost.append(token)
+        return lost
 
     @abc.abstractmethod
     def abandon(self, lock_token: str) -> None:
@@ -286,6 +301,12 @@ class StateStore(abc.ABC):
     def read_log(
         self, *, marketo_id: int | None = None, dynamics_id: str | None = None, limit: int = 200
     ) -> list[LogEntry]: ...
+
+    @abc.abstractmethod
+    def expire_log(self, before: datetime) -> None:
+        """Drop the sync log's entries older than ``before`` (the retention; see
+        shared/retention.py). An adapter may keep some up to a day longer (Table Storage drops
+        whole days); it never drops a newer one."""
 
     # leases (one poller or sweep run at a time; see shared/capture/lease.py)
     @abc.abstractmethod

@@ -10,12 +10,12 @@ if TYPE_CHECKING:
     from rich.console import Console
 
 
-def run_bench(quick: bool, output: Path, console: Console) -> int:
+def run_bench(quick: bool, output: Path, console: Console, *, stores_only: bool = False) -> int:
     # Imported here, not at the top: ``python -m mdsync.bench.probe`` (a bare worker process
     # whose memory is measured) must not load the harness and the simulators with this package.
     from mdsync.bench.runner import run_bench as run  # noqa: PLC0415
 
-    return run(quick=quick, output=output, console=console)
+    return run(quick=quick, output=output, console=console, stores_only=stores_only)
 
 
 __all__ = ["run_bench"]

@@ -21,6 +21,13 @@ class Calls:
     marketo_by_endpoint: dict[str, int] = field(default_factory=dict)
     dataverse_by_endpoint: dict[str, int] = field(default_factory=dict)
     marketo_errors: dict[str, int] = field(default_factory=dict)
+    # Requests to Table Storage (state, console records, the shared Marketo budget), when the
+    # state store is the Table one; none with SQLite.
+    state_by_endpoint: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def state(self) -> int:
+        return sum(self.state_by_endpoint.values())
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -29,15 +36,19 @@ class Calls:
             "marketo_by_endpoint": self.marketo_by_endpoint,
             "dataverse_by_endpoint": self.dataverse_by_endpoint,
             "marketo_error_codes_seen_by_simulator": self.marketo_errors,
+            "table_storage": self.state,
+            "table_storage_by_endpoint": self.state_by_endpoint,
         }
 
 
-def _snapshot(system: LocalSystem) -> tuple[Counter[str], Counter[str], Counter[str]]:
+def _snapshot(system: LocalSystem) -> tuple[Counter[str], Counter[str], Counter[str], Counter[str]]:
     deps = system.deps
     marketo = Counter(deps.marketo.calls.snapshot())
     dataverse = Counter(deps.dataverse.calls.snapshot())
     errors = Counter(system.stack.marketo.state.calls()["byErrorCode"])
-    return marketo, dataverse, errors
+    requests = getattr(deps.state, "requests", None)  # only the Table store counts its own
+    state = Counter(requests.snapshot() if requests is not None else {})
+    return marketo, dataverse, errors, state
 
 
 class Meter:
@@ -55,13 +66,14 @@ class Meter:
 
     def __exit__(self, *exc: object) -> None:
         after = _snapshot(self.system)
-        marketo, dataverse, errors = (a - b for a, b in zip(after, self._before, strict=True))
+        marketo, dataverse, errors, state = (a - b for a, b in zip(after, self._before, strict=True))
         self.calls = Calls(
             marketo=sum(n for k, n in marketo.items() if k != self.IDENTITY),
             dataverse=sum(dataverse.values()),
             marketo_by_endpoint=dict(marketo),
             dataverse_by_endpoint=dict(dataverse),
             marketo_errors=dict(errors),
+            state_by_endpoint=dict(state),
         )
 
 

@@ -55,6 +55,10 @@ SHORT = {
     "steady_campaign": "steady mix, campaign",
     "even_window_off": "1M/day evenly, window off",
     "even_window_on": "1M/day evenly, window on",
+    "burst_to_dynamics_state_sqlite": "burst M->D, whole API, SQLite",
+    "burst_to_marketo_state_sqlite": "burst D->M, whole API, SQLite",
+    "burst_to_dynamics_state_table": "burst M->D, whole API, Table (Azurite)",
+    "burst_to_marketo_state_table": "burst D->M, whole API, Table (Azurite)",
 }
 
 
@@ -93,6 +97,28 @@ def _throughput(results: dict[str, Any]) -> Table:
     return table
 
 
+def _stores(results: dict[str, Any]) -> Table | None:
+    """The bursts on each state store (mdsync/bench/stores.py), side by side."""
+    rows = {k: w for k, w in results["workloads"].items() if "_state_" in k}
+    if not rows:
+        return None
+    table = Table(title="State stores side by side (whole-API bursts)")
+    for header in ("burst", "store", "changes", "/s", "of ceiling", "Table requests", "per change", "lost"):
+        table.add_column(header, justify="left" if header in ("burst", "store") else "right")
+    for key, workload in sorted(rows.items()):
+        table.add_row(
+            "M->D" if "to_dynamics" in key else "D->M",
+            str(workload.get("state_store", "-")),
+            str(workload["changes"]),
+            _fmt(workload["changes_per_second"]),
+            _fmt(workload.get("fraction_of_ceiling"), 2),
+            str(workload["calls"].get("table_storage", 0)),
+            _fmt(workload.get("table_storage_requests_per_change"), 3),
+            str(workload["lost"]),
+        )
+    return table
+
+
 def _latency(results: dict[str, Any]) -> Table:
     table = Table(title="Latency (ms)")
     for header in ("path", "count", "p50", "p95", "p99", "max"):
@@ -122,6 +148,9 @@ def print_report(results: dict[str, Any], checks: list[Check], console: Console)
         "sustained = min(measured, rate allowed / calls per change); "
         "'of its share': of the ceiling at the Marketo calls per 20 s the sync's client had"
     )
+    stores = _stores(results)
+    if stores is not None:
+        console.print(stores)
     console.print(_latency(results))
     cold, worker = results.get("cold_start", {}), results.get("worker_process", {})
     if cold:

@@ -42,15 +42,13 @@ from mdsync.bench.naive import naive_to_dynamics, naive_to_marketo
 from mdsync.bench.process import cold_start, worker_probe
 from mdsync.bench.report import Check, at_least, at_most, print_report
 from mdsync.bench.seed import Pair, seed_pairs
+from mdsync.bench.stores import KEYS as STORE_BURSTS
+from mdsync.bench.stores import STORES, documented_limits, store_bursts, store_key
 from mdsync.bench.window import evenly, projection
 from mdsync.bench.workloads import WorkloadResult, burst_to_dynamics, burst_to_marketo, collisions, steady
 from mdsync.harness import HarnessConfig, LocalSystem
 from shared.backfill.share import live_calls
 from shared.config import Settings
-from simulators.dataverse.config import DataverseSimConfig
-from simulators.dataverse.limits import ServiceLimits
-from simulators.marketo.config import Limits, MarketoSimConfig
-from simulators.stack import StackConfig
 
 CAPACITY_LEVELS = (10_000, 50_000, 100_000, 1_000_000, 3_000_000)
 # A Marketo instance whose rate is mdsync's alone: the bursts run once more with these settings,
@@ -75,6 +73,7 @@ DIRECTIONS = {
     f"burst_to_marketo{WHOLE_API_SUFFIX}": "to_marketo",
     f"burst_to_dynamics{WHOLE_API_SUFFIX}": "to_dynamics",
 }
+DIRECTIONS |= {store_key(key, store): DIRECTIONS[key] for key in STORE_BURSTS for store in STORES}
 LABELS = {"to_marketo": "Dynamics -> Marketo", "to_dynamics": "Marketo -> Dynamics"}
 
 
@@ -88,6 +87,8 @@ class _Run:
         self.console = console
         self.window: float | None = None if quick else MARKETO_WINDOW_SECONDS
         self.workloads: dict[str, WorkloadResult] = {}
+        # The bursts on each state store, as JSON from their own processes (bench/stores.py).
+        self.store_workloads: dict[str, dict[str, Any]] = {}
         self.extra: dict[str, Any] = {}
 
     def say(self, text: str) -> None:
@@ -267,15 +268,18 @@ def _direction_checks(workloads: dict[str, dict[str, Any]]) -> list[Check]:
     for way, label in LABELS.items():
         burst, naive = workloads.get(f"burst_{way}"), workloads.get(f"naive_{way}")
         whole = workloads.get(f"burst_{way}{WHOLE_API_SUFFIX}")
-        if burst is None:
-            continue
         if whole is not None:
             name = f"{label} burst, whole API: sustained / API ceiling"
             checks.append(at_least(name, whole["fraction_of_ceiling"], 0.9))
-        if naive:
+        if naive and burst:
             ratio = burst["sustained_changes_per_second"] / naive["sustained_changes_per_second"]
             burst["speedup_vs_naive"] = ratio
             checks.append(at_least(f"{label} burst vs naive (sustained)", ratio, 20, "x"))
+        for store in STORES:
+            on_store = workloads.get(store_key(f"burst_{way}", store))
+            if on_store is not None:
+                name = f"{label} burst, whole API, {store} state: sustained / API ceiling"
+                checks.append(at_least(name, on_store["fraction_of_ceiling"], 0.9))
         for run in (burst, whole):
             if run is None:
                 continue
@@ -288,7 +292,7 @@ def _direction_checks(workloads: dict[str, dict[str, Any]]) -> list[Check]:
 
 def _summarise(run: _Run, worker_share: float) -> tuple[dict[str, Any], list[Check]]:
     ceilings = _ceilings(worker_share)
-    workloads = {k: w.to_json() for k, w in run.workloads.items()}
+    workloads = {k: w.to_json() for k, w in run.workloads.items()} | run.store_workloads
     _project(workloads)
     checks = _direction_checks(workloads)
     latency: dict[str, Any] = {}
@@ -395,22 +399,40 @@ def _meta(quick: bool, sizes: BenchSizes, system: LocalSystem) -> dict[str, Any]
     }
 
 
-def run_bench(quick: bool, output: Path, console: Console) -> int:
+def run_bench(quick: bool, output: Path, console: Console, *, stores_only: bool = False) -> int:
+    """Every workload, then the bursts on each state store side by side (``stores_only``: only
+    those)."""
     sizes = QUICK if quick else FULL
-    stack = StackConfig(
-        marketo=MarketoSimConfig(limits=Limits()), dataverse=DataverseSimConfig(limits=ServiceLimits())
-    )
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="mdsync-bench-") as folder:
-        system = LocalSystem(HarnessConfig(workdir=Path(folder), stack=stack, extra_settings=SHIPPED_POLL))
-        with system:
-            run = _Run(system, sizes, quick, console, Path(folder))
-            meta = _meta(quick, sizes, system)
-            # The worker's Marketo client gets what the flow step's reserved share leaves.
-            worker_calls = system.deps.marketo.max_calls_per_20s
-            run.run()
-    run.say(f"cold start: importing function_app in {sizes.import_runs} fresh interpreters")
-    run.extra["cold_start"] = cold_start(sizes.import_runs)
+        system = LocalSystem(
+            HarnessConfig(workdir=Path(folder), stack=documented_limits(), extra_settings=SHIPPED_POLL)
+        )
+        run = _Run(system, sizes, quick, console, Path(folder))
+        meta: dict[str, Any] = {"quick": quick, "stores_only": stores_only, "sizes": asdict(sizes)}
+        # The worker's Marketo client gets what the flow step's reserved share leaves.
+        worker_calls = int(WHOLE_API["MARKETO_MAX_CALLS_PER_20S"]) - int(
+            WHOLE_API["MARKETO_FLOW_STEP_CALLS_PER_20S"]
+        )
+        if stores_only:
+            system.session.close()  # never started
+        else:
+            with system:
+                meta = _meta(quick, sizes, system)
+                worker_calls = system.deps.marketo.max_calls_per_20s
+                run.run()
+        run.say(f"state stores side by side: {', '.join(STORES)} (Azurite), Marketo's whole rate")
+        run.store_workloads = store_bursts(
+            STORES,
+            burst=sizes.burst,
+            workdir=Path(folder),
+            settings={**SHIPPED_POLL, **WHOLE_API},
+            window=run.window,
+            say=run.say,
+        )
+    if not stores_only:
+        run.say(f"cold start: importing function_app in {sizes.import_runs} fresh interpreters")
+        run.extra["cold_start"] = cold_start(sizes.import_runs)
     results, checks = _summarise(run, worker_calls / cap.ApiLimits().marketo_calls)
     meta["seconds"] = round(time.monotonic() - started, 1)
     document = {"meta": meta, **results}

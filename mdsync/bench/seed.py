@@ -105,8 +105,11 @@ def _store_state(system: LocalSystem, pairs: Sequence[Pair]) -> None:
     mapping = system.deps.mapping.entity(pairs[0].entity)
     marketo = system.stack.marketo.state
     shadows = []
+    for chunk in _chunks(pairs):
+        refused = state.put_links([Link(p.marketo_id, p.entity, p.dynamics_id) for p in chunk])
+        if refused:
+            raise RuntimeError(f"seeded links refused: {sorted(refused)[:5]}")
     for pair in pairs:
-        state.put_link(Link(pair.marketo_id, pair.entity, pair.dynamics_id))
         with marketo.lock:
             person = dict(marketo.persons.get(pair.marketo_id) or {})
         values = initial_values(mapping, person, Side.MARKETO)

@@ -52,6 +52,7 @@ class WorkloadResult:
             "changes_per_second": round(self.rate, 1),
             "marketo_calls_per_change": per(self.calls.marketo, self.changes),
             "dataverse_calls_per_change": per(self.calls.dataverse, self.changes),
+            "table_storage_requests_per_change": per(self.calls.state, self.changes),
             "calls": self.calls.to_json(),
             "latency": self.latency,
             **self.extra,

@@ -3,8 +3,9 @@
 Like the extension with ``autoCompleteMessages=true``: messages are received under a peek-lock;
 ``cardinality="many"`` hands the function a list of up to ``maxMessageBatchSize`` messages,
 ``"one"`` runs up to ``maxConcurrentCalls`` single-message invocations side by side; success
-completes every message of the invocation, an exception abandons every one of them (the queue
-redelivers, and dead-letters after its maximum delivery count). No ordering is promised.
+completes every message of the invocation (``complete_all``: one commit for the batch in the
+embedded queue), an exception abandons every one of them (the queue redelivers, and
+dead-letters after its maximum delivery count). No ordering is promised.
 """
 
 from __future__ import annotations
@@ -169,7 +170,17 @@ class QueuePump:
         except Exception:  # already logged by invoke; the queue decides redelivery or DLQ
             self._settle(received, self._queue.abandon, "abandon")
         else:
-            self._settle(received, self._queue.complete, "complete")
+            self._complete(received)
+
+    def _complete(self, received: Sequence[ReceivedMessage]) -> None:
+        try:
+            lost = set(self._queue.complete_all([one.lock_token for one in received]))
+        except Exception:  # nothing settled: every message comes back, as on Service Bus
+            log.warning("could not complete %d message(s)", len(received), exc_info=True)
+            return
+        for one in received:
+            if one.lock_token in lost:
+                log.warning("could not complete message %s (lock lost)", one.message_id)
 
     def _settle(self, received: Sequence[ReceivedMessage], action: Callable[[str], None], verb: str) -> None:
         for one in received:

@@ -23,6 +23,8 @@ from shared.errors import ConfigurationError, MdsyncError, ServiceUnavailableErr
 
 logger = logging.getLogger(__name__)
 
+_INCREMENTAL = 2  # PRAGMA auto_vacuum's value for INCREMENTAL
+
 # Faults of the file or its location, not of the moment: retrying will not help.
 _CONFIGURATION_ERRORS = (
     "SQLITE_CANTOPEN",
@@ -106,6 +108,22 @@ class SqliteDatabase:
                 if conn.in_transaction:
                     conn.execute("COMMIT")
 
+    def compact(self) -> None:
+        """Give the file's free pages back (rows deleted since leave free pages, which SQLite
+        reuses but never returns) and truncate the write-ahead log. Best effort: a busy file is
+        compacted next time."""
+        try:
+            conn = self._connection()
+            if conn.execute("PRAGMA auto_vacuum").fetchone()[0] != _INCREMENTAL:
+                # A file made before auto_vacuum was set: one full rewrite switches it.
+                conn.execute("PRAGMA auto_vacuum=INCREMENTAL")
+                conn.execute("VACUUM")
+            # As a script: through execute() the pragma runs one step, which frees one page.
+            conn.executescript("PRAGMA incremental_vacuum;")
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+        except sqlite3.OperationalError as exc:
+            logger.info("%s: compaction deferred: %s", self.service, exc)
+
     def _roll_back(self, conn: sqlite3.Connection) -> None:
         """Leave no transaction open on this thread's connection, whatever failed."""
         try:
@@ -173,6 +191,9 @@ class SqliteDatabase:
         conn = sqlite3.connect(
             self.path, timeout=self._busy_timeout, isolation_level=None, check_same_thread=False
         )
+        # Before anything is written to a new file, so that compact() can hand free pages back
+        # to the file system (a no-op on a file that has tables: compact's VACUUM switches it).
+        conn.execute("PRAGMA auto_vacuum=INCREMENTAL")
         self._use_wal(conn)
         conn.execute(f"PRAGMA synchronous={self._synchronous}")
         with self._lock:

@@ -20,6 +20,9 @@ import hashlib
 import string
 from collections.abc import Mapping
 
+from shared.adapters._tables_errors import SERVICE
+from shared.errors import PermanentError
+
 MARKETO_BUCKET = 1000
 DYNAMICS_BUCKETS_HEX = 2  # 256 partitions per entity
 MAX_KEY_CHARS = 1024
@@ -77,6 +80,18 @@ def split_text(name: str, text: str) -> dict[str, str | int]:
     props: dict[str, str | int] = {f"{name}{i}": chunk for i, chunk in enumerate(chunks)}
     props[f"{name}Chunks"] = len(chunks)
     return props
+
+
+def sized_text(name: str, text: str, what: str) -> dict[str, str | int]:
+    """:func:`split_text`, refusing (never truncating) a text too large for an entity."""
+    size = utf16_bytes(text)
+    if size > MAX_TEXT_BYTES:
+        raise PermanentError(
+            f"{what} is too large for Table Storage ({size} bytes of UTF-16, limit {MAX_TEXT_BYTES})",
+            service=SERVICE,
+            code="EntityTooLarge",
+        )
+    return split_text(name, text)
 
 
 def join_text(name: str, entity: Mapping[str, object]) -> str:

@@ -185,6 +185,21 @@ class SqliteQueue(LocalQueue, QueueInspector):
             seq, _ = self._locked(conn, lock_token)
             conn.execute("DELETE FROM queue_messages WHERE seq = ?", (seq,))
 
+    def complete_all(self, lock_tokens: Sequence[str]) -> list[str]:
+        """One transaction (one commit, one fsync) for the batch, not one per message."""
+        lost = []
+        now = self._clock()
+        with self._db.write() as conn:
+            for token in lock_tokens:
+                deleted = conn.execute(
+                    "DELETE FROM queue_messages"
+                    " WHERE lock_token = ? AND dead_at IS NULL AND locked_until > ?",
+                    (token, now),
+                ).rowcount
+                if deleted != 1:
+                    lost.append(token)
+        return lost
+
     def abandon(self, lock_token: str) -> None:
         now = self._clock()
         with self._db.write() as conn:
@@ -317,6 +332,17 @@ class SqliteQueue(LocalQueue, QueueInspector):
 
     def _ready_args(self, now: float, limit: int) -> tuple[str, float, float, int, int]:
         return (self.queue_name, now, now, self.max_delivery_count, limit)
+
+    def compact(self) -> None:
+        """Keep the file from growing: forget message ids older than the duplicate window and
+        give the pages of settled messages back (see SqliteDatabase.compact). Waiting, locked,
+        scheduled and dead-lettered messages stay as they are."""
+        with self._db.write() as conn:
+            conn.execute(
+                "DELETE FROM queue_dedup WHERE queue = ? AND sent_at <= ?",
+                (self.queue_name, self._clock() - self.duplicate_window_seconds),
+            )
+        self._db.compact()
 
     def close(self) -> None:
         self._db.close()

@@ -21,6 +21,7 @@ import json
 import sqlite3
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,7 @@ from shared.ports import Checkpoint, LeaseState, Link, LogEntry, ParkedNotice, S
 
 SERVICE = "state"
 _CHUNK = 500  # ids per IN (...) query, well under SQLite's variable limit
+_EXPIRE_CHUNK = 5_000  # expired log rows deleted per transaction
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS state_checkpoints (
@@ -347,6 +349,20 @@ class SqliteStateStore(StateStore):
             )
             for m, d, entity, action, detail, fields, at_us, notice_id, vals in rows
         ]
+
+    def expire_log(self, before: datetime) -> None:
+        """A few thousand rows per transaction, so the worker's writes wait only moments."""
+        cutoff = to_micros(before)
+        while True:
+            with self._db.write() as conn:
+                deleted = conn.execute(
+                    "DELETE FROM state_log WHERE id IN"
+                    " (SELECT id FROM state_log WHERE at_us < ? ORDER BY at_us LIMIT ?)",
+                    (cutoff, _EXPIRE_CHUNK),
+                ).rowcount
+            if deleted < _EXPIRE_CHUNK:
+                break
+        self._db.compact()
 
     # --- leases --------------------------------------------------------------------------------
 

@@ -1,7 +1,8 @@
 """The production state store: Azure Table Storage through azure-data-tables.
 
-Six tables, ``<prefix>checkpoints``, ``links``, ``shadows``, ``log``, ``leases``, ``parked``,
-created on first use (once per process). Key layout (see ``_table_keys`` for the encoding):
+Five tables, ``<prefix>checkpoints``, ``links``, ``shadows``, ``leases``, ``parked``, created on
+first use (once per process), and the sync log's table per day, ``<prefix>log<yyyymmdd>``. Key
+layout (see ``_table_keys`` for the encoding):
 
 =============  ==========================================  ======================================
 table          PartitionKey                                RowKey
@@ -10,8 +11,7 @@ checkpoints    ``checkpoint``                              name
 links (M)      ``m`` + Marketo id // 1000                  Marketo id, zero-padded
 links (D)      ``d-<entity>-`` + 2 hex of sha256(id)       Dynamics id, lower-case
 shadows        ``s`` + Marketo id // 1000                  Marketo id, zero-padded
-log            ``m-<marketo id>``, ``d-<dynamics id>``,     inverted time + sequence + random
-               ``t-<yyyymmdd>`` (one copy per key)
+log<yyyymmdd>  ``s0`` .. ``s3`` (see ``table_sync_log``)    person key + inverted time + random
 leases         ``lease``                                   name
 parked         ``parked``                                  dedup id
 =============  ==========================================  ======================================
@@ -37,11 +37,10 @@ import json
 import logging
 import re
 import threading
-import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, suppress
-from datetime import timedelta
+from datetime import datetime
 from functools import partial
 from itertools import islice
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -63,18 +62,18 @@ from azure.data.tables import (
 
 from shared.adapters._clock import Clock, from_micros, system_clock, to_datetime, to_micros
 from shared.adapters._table_keys import (
-    MAX_TEXT_BYTES,
     dynamics_partition,
     escape_key,
     join_text,
     marketo_partition,
     marketo_row,
-    newest_first,
-    split_text,
+    sized_text,
     utf16_bytes,
 )
 from shared.adapters._tables_errors import SERVICE, error_code, map_tables_error
-from shared.errors import ConfigurationError, ConflictError, PermanentError
+from shared.adapters.table_sync_log import TableSyncLog, entry_of, person_keys
+from shared.calls import CallCounter
+from shared.errors import ConfigurationError, ConflictError
 from shared.notices import FieldValue
 from shared.ports import Checkpoint, LeaseState, Link, LogEntry, ParkedNotice, Shadow, StateStore
 
@@ -85,14 +84,14 @@ logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-TABLES = ("checkpoints", "links", "shadows", "log", "leases", "parked")
+TABLES = ("checkpoints", "links", "shadows", "leases", "parked")
 ROWS_PER_QUERY = 14  # + the PartitionKey comparison = the service's limit of 15 comparisons
 OPS_PER_TRANSACTION = 100
 TRANSACTION_BYTES = 3_500_000  # under the 4 MiB payload cap, with room for the envelope
-LOG_LOOKBACK_DAYS = 31  # how far back read_log() without ids looks
 _CLAIM_ATTEMPTS = 3
 _PREFIX = re.compile(r"^[A-Za-z][A-Za-z0-9]{0,40}$")
 _IF_MATCH = MatchConditions.IfNotModified
+_LOG_DAY = re.compile(r"^log\d{8}$")
 
 
 def dynamics_key(dynamics_id: str) -> str:
@@ -107,17 +106,6 @@ def _etag(entity: TableEntity | Mapping[str, Any]) -> str:
 
 def _text(entity: Mapping[str, Any], name: str) -> str:
     return join_text(name, entity)
-
-
-def _sized(name: str, text: str, what: str) -> dict[str, str | int]:
-    size = utf16_bytes(text)
-    if size > MAX_TEXT_BYTES:
-        raise PermanentError(
-            f"{what} is too large for Table Storage ({size} bytes of UTF-16, limit {MAX_TEXT_BYTES})",
-            service=SERVICE,
-            code="EntityTooLarge",
-        )
-    return split_text(name, text)
 
 
 class TableStateStore(StateStore):
@@ -149,7 +137,9 @@ class TableStateStore(StateStore):
         self._connection_string = connection_string
         self._endpoint = endpoint
         self._credential = credential
-        self._client_options = client_options
+        # Every request sent, by table and verb ("POST $batch", "GET links"), retries included.
+        self.requests = CallCounter()
+        self._client_options = {**client_options, "raw_request_hook": self._counting(client_options)}
         self.table_prefix = table_prefix
         self._clock = clock
         self._max_workers = max_workers
@@ -157,8 +147,27 @@ class TableStateStore(StateStore):
         self._service: TableServiceClient | None = None
         self._tables: dict[str, TableClient] = {}
         self._pool: ThreadPoolExecutor | None = None
+        self._log = TableSyncLog(self)
 
     # --- plumbing ------------------------------------------------------------------------------
+
+    def _counting(self, options: Mapping[str, Any]) -> Callable[[Any], None]:
+        theirs = options.get("raw_request_hook")
+
+        def hook(request: Any) -> None:
+            http = request.http_request
+            self.requests.record(f"{http.method} {self._table_of(http.url)}", 0.0)
+            if theirs is not None:
+                theirs(request)
+
+        return hook
+
+    def _table_of(self, url: str) -> str:
+        """``links``, ``log<day>``, ``$batch``, ``Tables``: the table a request is about."""
+        name = url.split("?", 1)[0].rstrip("/").rsplit("/", 1)[-1].split("(", 1)[0]
+        if name.startswith(self.table_prefix):
+            name = name[len(self.table_prefix) :]
+        return _LOG_DAY.sub("log<day>", name)
 
     @contextmanager
     def _errors(self) -> Iterator[None]:
@@ -203,6 +212,21 @@ class TableStateStore(StateStore):
                 self._tables[kind] = table
             return table
 
+    def _existing_table(self, kind: str) -> TableClient:
+        """A client for a table that may not exist (reading it then raises NotFoundError)."""
+        with self._lock:
+            table = self._tables.get(kind)
+        if table is not None:
+            return table
+        with self._lock, self._errors():
+            return self._service_client().get_table_client(self.table_prefix + kind)
+
+    def _forget_table(self, kind: str) -> None:
+        with self._lock:
+            table = self._tables.pop(kind, None)
+        if table is not None:
+            table.close()
+
     def _parallel(self, calls: Sequence[Callable[[], T]]) -> list[T]:
         if len(calls) <= 1:
             return [call() for call in calls]
@@ -216,7 +240,16 @@ class TableStateStore(StateStore):
     def _query(
         self, kind: str, query_filter: str, parameters: dict[str, Any], limit: int | None = None
     ) -> list[TableEntity]:
-        table = self._table(kind)
+        return self._query_in(self._table(kind), query_filter, parameters, limit)
+
+    def _query_existing(
+        self, kind: str, query_filter: str, parameters: dict[str, Any], limit: int | None = None
+    ) -> list[TableEntity]:
+        return self._query_in(self._existing_table(kind), query_filter, parameters, limit)
+
+    def _query_in(
+        self, table: TableClient, query_filter: str, parameters: dict[str, Any], limit: int | None
+    ) -> list[TableEntity]:
         with self._errors():
             pages = table.query_entities(
                 query_filter, parameters=parameters, results_per_page=min(limit or 1000, 1000)
@@ -261,7 +294,7 @@ class TableStateStore(StateStore):
             "PartitionKey": "checkpoint",
             "RowKey": escape_key(name),
             "Name": name,
-            **_sized("Value", value, f"checkpoint {name!r}"),
+            **sized_text("Value", value, f"checkpoint {name!r}"),
         }
         table = self._table("checkpoints")
         with self._errors():
@@ -514,7 +547,7 @@ class TableStateStore(StateStore):
             entity = {
                 "PartitionKey": partition,
                 "RowKey": marketo_row(shadow.marketo_id),
-                **_sized(
+                **sized_text(
                     "Values",
                     # Not ASCII-escaped: the limits count UTF-16 units, and "\u00e9" is six.
                     json.dumps(shadow.values, sort_keys=True, ensure_ascii=False),
@@ -568,50 +601,20 @@ class TableStateStore(StateStore):
         with self._errors():
             table.delete_entity(marketo_partition("s", marketo_id), marketo_row(marketo_id))
 
-    # --- sync log ------------------------------------------------------------------------------
+    # --- sync log (see table_sync_log for its layout) ------------------------------------------
 
     def append_log(self, entries: Sequence[LogEntry]) -> None:
-        if not entries:
-            return
-        now_us = int(self._clock() * 1_000_000)
-        groups: dict[str, list[tuple[None, dict[str, Any]]]] = {}
-        for sequence, entry in enumerate(entries):
-            at_us = now_us if entry.at is None else to_micros(entry.at)
-            row = f"{newest_first(at_us, sequence)}-{uuid.uuid4().hex[:8]}"
-            body: dict[str, Any] = {
-                "RowKey": row,
-                "Entity": entry.entity,
-                "Action": entry.action,
-                "Fields": json.dumps(list(entry.fields)),
-                "AtMicros": str(at_us),
-                **_sized("Detail", entry.detail, "a sync log detail"),
-            }
-            if entry.marketo_id is not None:
-                body["MarketoId"] = str(entry.marketo_id)
-            if entry.dynamics_id is not None:
-                body["DynamicsId"] = entry.dynamics_id
-            if entry.notice_id is not None:
-                body["NoticeId"] = entry.notice_id
-            if entry.values:
-                body.update(_sized("Values", json.dumps(entry.values), "a sync log entry's values"))
-            for partition in self._log_partitions(entry, at_us):
-                groups.setdefault(partition, []).append((None, {**body, "PartitionKey": partition}))
-        table = self._table("log")
+        self._log.append(entries)
+
+    def _submit_grouped(self, kind: str, groups: Mapping[str, Sequence[tuple[None, dict[str, Any]]]]) -> None:
+        """Create the entities of each partition, up to 100 in one transaction, in parallel."""
+        table = self._table(kind)
         calls = [
             partial(self._submit, table, [("create", entity) for _, entity in chunk])
             for group in groups.values()
             for chunk in _transaction_chunks(group)
         ]
         self._parallel(calls)
-
-    @staticmethod
-    def _log_partitions(entry: LogEntry, at_us: int) -> list[str]:
-        partitions = [f"t-{from_micros(at_us):%Y%m%d}"]
-        if entry.marketo_id is not None:
-            partitions.append(f"m-{entry.marketo_id}")
-        if entry.dynamics_id is not None:
-            partitions.append(f"d-{escape_key(dynamics_key(entry.dynamics_id))}")
-        return partitions
 
     def _submit(self, table: TableClient, operations: list[Any]) -> None:
         with self._errors():
@@ -620,33 +623,19 @@ class TableStateStore(StateStore):
     def read_log(
         self, *, marketo_id: int | None = None, dynamics_id: str | None = None, limit: int = 200
     ) -> list[LogEntry]:
-        """Newest first. With both ids, entries about either; with neither, the entries of the
-        last ``LOG_LOOKBACK_DAYS`` days."""
+        """Newest first. With both ids, entries about either; with neither, every entry."""
         if limit <= 0:
             return []
-        partitions: list[str] = []
-        if marketo_id is not None:
-            partitions.append(f"m-{marketo_id}")
-        if dynamics_id is not None:
-            partitions.append(f"d-{escape_key(dynamics_key(dynamics_id))}")
-        rows = self._newest(partitions, limit) if partitions else self._newest_days(limit)
-        return [_log_entry(row) for row in rows]
+        if marketo_id is None and dynamics_id is None:
+            rows = self._log.read_all(limit)
+        else:
+            key = None if dynamics_id is None else dynamics_key(dynamics_id)
+            rows = self._log.read(person_keys(marketo_id, key), limit)
+        return [entry_of(row) for row in rows]
 
-    def _newest(self, partitions: Sequence[str], limit: int) -> list[TableEntity]:
-        calls = [partial(self._query, "log", "PartitionKey eq @p", {"p": p}, limit) for p in partitions]
-        # An entry about both ids is stored under both with the same RowKey: keep one.
-        unique = {row["RowKey"]: row for batch in self._parallel(calls) for row in batch}
-        return [unique[row] for row in sorted(unique)[:limit]]
-
-    def _newest_days(self, limit: int) -> list[TableEntity]:
-        today = from_micros(int(self._clock() * 1_000_000))
-        rows: list[TableEntity] = []
-        for back in range(LOG_LOOKBACK_DAYS + 1):
-            day = today - timedelta(days=back)
-            rows += self._query("log", "PartitionKey eq @p", {"p": f"t-{day:%Y%m%d}"}, limit - len(rows))
-            if len(rows) >= limit:
-                break
-        return rows
+    def expire_log(self, before: datetime) -> None:
+        """Whole days only: a day's table goes once all of that day is before ``before``."""
+        self._log.expire(before)
 
     # --- leases --------------------------------------------------------------------------------
 
@@ -715,7 +704,7 @@ class TableStateStore(StateStore):
                     "DedupId": n.dedup_id,
                     "Reason": n.reason,
                     "ParkedAt": str(to_micros(n.parked_at)),
-                    **_sized("Body", n.body, f"parked notice {n.dedup_id}"),
+                    **sized_text("Body", n.body, f"parked notice {n.dedup_id}"),
                 },
             )
             for n in latest.values()
@@ -790,18 +779,3 @@ def _transaction_chunks(
         size += entity_size
     if chunk:
         yield chunk
-
-
-def _log_entry(row: Mapping[str, Any]) -> LogEntry:
-    marketo_id = row.get("MarketoId")
-    return LogEntry(
-        marketo_id=None if marketo_id is None else int(marketo_id),
-        dynamics_id=row.get("DynamicsId"),
-        entity=str(row["Entity"]),
-        action=str(row["Action"]),
-        detail=_text(row, "Detail"),
-        fields=tuple(json.loads(row["Fields"])),
-        at=from_micros(int(row["AtMicros"])),
-        notice_id=row.get("NoticeId"),
-        values=json.loads(_text(row, "Values")) if "ValuesChunks" in row else {},
-    )

@@ -94,6 +94,22 @@ def test_complete_removes_the_message_once(local_queue: LocalQueue) -> None:
         local_queue.complete(got.lock_token)
 
 
+def test_complete_all_settles_a_batch_and_names_the_locks_lost(
+    local_queue: LocalQueue, clock: FakeClock
+) -> None:
+    local_queue.send([notice(f"r{i}") for i in range(5)])
+    batch = local_queue.receive(5, lock_seconds=10)
+    local_queue.complete(batch[0].lock_token)  # settled already
+    clock.advance(11)  # every lock expired: the messages are visible again
+    again = local_queue.receive(4, lock_seconds=60)
+
+    lost = local_queue.complete_all([m.lock_token for m in batch[1:3]] + [m.lock_token for m in again[:2]])
+
+    assert lost == [m.lock_token for m in batch[1:3]]
+    assert local_queue.active_count() == 2
+    assert local_queue.complete_all([]) == []
+
+
 def test_messages_survive_a_new_queue_object(tmp_path: Path, clock: FakeClock) -> None:
     first = SqliteQueue(tmp_path / "q.sqlite3", clock=clock)
     first.send([notice("a")])
@@ -195,6 +211,63 @@ def test_dead_letters_can_be_listed_and_removed(tmp_path: Path, clock: FakeClock
     assert removed == 1
     assert q.receive(5) == []
     assert [d.message_id for d in q.dead_letters()] == [notice("a").dedup_id]
+
+
+def test_compaction_gives_back_settled_room_and_keeps_unsettled_messages(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    path = tmp_path / "q.sqlite3"
+    q = SqliteQueue(path, max_delivery_count=1, duplicate_window_seconds=WINDOW, clock=clock)
+    q.send_raw([RawMessage(f"settled-{i}", "x" * 4000) for i in range(1000)])
+    for batch in iter(lambda: q.receive(200), []):
+        assert q.complete_all([m.lock_token for m in batch]) == []
+    q.send([notice("dead"), notice("locked"), notice("waiting")])
+    dead, locked = q.receive(2, lock_seconds=600)
+    q.dead_letter(dead.lock_token, "ValidationFailed")
+    q.schedule([notice("scheduled")], datetime.fromtimestamp(clock.now + 300, tz=UTC))
+    clock.advance(WINDOW + 1)  # the settled messages' ids are past the duplicate window
+    q.send([notice("fresh")])
+    before = _file_bytes(path)
+
+    q.compact()
+
+    assert _file_bytes(path) < before / 10
+    assert [d.message_id for d in q.dead_letters()] == [notice("dead").dedup_id]
+    q.complete(locked.lock_token)  # its lock survived
+    assert records(q.receive(5)) == ["waiting", "fresh"]
+    clock.advance(300)
+    assert records(q.receive(5)) == ["scheduled"]
+    with sqlite3.connect(path) as db:
+        remembered = db.execute("SELECT message_id FROM queue_dedup").fetchall()
+    assert [row[0] for row in remembered] == [notice("fresh").dedup_id]
+    q.close()
+
+
+def test_compaction_switches_a_file_made_before_auto_vacuum(tmp_path: Path, clock: FakeClock) -> None:
+    path = tmp_path / "old.sqlite3"
+    q = SqliteQueue(path, clock=clock)
+    q.active_count()
+    with sqlite3.connect(path) as db:  # as an earlier release made it
+        db.execute("PRAGMA auto_vacuum=NONE")
+        db.execute("VACUUM")
+    q.send_raw([RawMessage(f"m{i}", "x" * 4000) for i in range(500)])
+    assert q.complete_all([m.lock_token for m in q.receive(500)]) == []
+    q.send([notice("kept")])
+    before = _file_bytes(path)
+
+    q.compact()
+
+    assert _file_bytes(path) < before / 10
+    with sqlite3.connect(path) as db:
+        assert db.execute("PRAGMA auto_vacuum").fetchone()[0] == 2  # INCREMENTAL from now on
+    assert records(q.receive(5)) == ["kept"]
+    q.close()
+
+
+def _file_bytes(path: Path) -> int:
+    """The database and its write-ahead log, as the file system holds them."""
+    wal = path.with_name(path.name + "-wal")
+    return path.stat().st_size + (wal.stat().st_size if wal.exists() else 0)
 
 
 # --- scheduling ---------------------------------------------------------------------------------

@@ -380,6 +380,53 @@ def test_long_log_detail_is_kept_whole(store: StateStore) -> None:
     assert store.read_log(marketo_id=4)[0].detail == BIG_TEXT
 
 
+def _details(entries: Sequence[LogEntry]) -> list[str]:
+    return [e.detail for e in entries]
+
+
+DAY = 86_400.0
+
+
+def test_log_of_one_person_is_read_across_days_newest_first(store: StateStore, clock: FakeClock) -> None:
+    clock.advance(-2 * DAY)
+    store.append_log([LogEntry(1, GUID_A, "lead", "to_dynamics", f"day 1 #{i}") for i in range(3)])
+    clock.advance(DAY)
+    store.append_log([LogEntry(1, None, "lead", "failed", "day 2"), LogEntry(2, None, "lead", "x", "other")])
+    clock.advance(DAY)
+    store.append_log([LogEntry(None, GUID_A, "lead", "unlinked", "day 3")])
+    assert _details(store.read_log(marketo_id=1)) == ["day 2", "day 1 #2", "day 1 #1", "day 1 #0"]
+    assert _details(store.read_log(marketo_id=1, limit=2)) == ["day 2", "day 1 #2"]
+    assert _details(store.read_log(dynamics_id=GUID_A.upper(), limit=2)) == ["day 3", "day 1 #2"]
+    both = _details(store.read_log(marketo_id=1, dynamics_id=GUID_A))
+    assert both == ["day 3", "day 2", "day 1 #2", "day 1 #1", "day 1 #0"]
+    assert _details(store.read_log(limit=3)) == ["day 3", "other", "day 2"]
+
+
+def test_log_retention_drops_older_entries_and_keeps_newer(store: StateStore, clock: FakeClock) -> None:
+    now = clock.now
+    clock.advance(-40 * DAY)
+    store.append_log([LogEntry(1, GUID_A, "lead", "to_dynamics", "40 days ago")])
+    store.append_log([LogEntry(None, None, "lead", "alert", "an alert 40 days ago")])
+    clock.now = now - 29 * DAY
+    store.append_log([LogEntry(1, None, "lead", "failed", "29 days ago")])
+    clock.now = now
+    store.append_log([LogEntry(1, GUID_A, "lead", "to_marketo", "today")])
+    cutoff = datetime.fromtimestamp(now, tz=UTC) - timedelta(days=30)
+
+    store.expire_log(cutoff)
+
+    assert _details(store.read_log(marketo_id=1)) == ["today", "29 days ago"]
+    assert _details(store.read_log(dynamics_id=GUID_A)) == ["today"]
+    assert _details(store.read_log()) == ["today", "29 days ago"]
+    store.expire_log(cutoff)  # again: nothing more goes
+    assert _details(store.read_log()) == ["today", "29 days ago"]
+
+
+def test_log_retention_on_an_empty_log_does_nothing(store: StateStore, clock: FakeClock) -> None:
+    store.expire_log(datetime.fromtimestamp(clock.now, tz=UTC))
+    assert store.read_log() == []
+
+
 # --- leases -------------------------------------------------------------------------------------
 
 

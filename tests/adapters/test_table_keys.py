@@ -16,6 +16,7 @@ from shared.adapters._table_keys import (
     split_text,
     utf16_bytes,
 )
+from shared.adapters.table_sync_log import person_keys, shard
 
 FORBIDDEN = set("/\\#?") | {chr(c) for c in range(0x20)} | {chr(c) for c in range(0x7F, 0xA0)}
 MICROS = st.integers(min_value=0, max_value=253_402_300_799_999_999)
@@ -69,3 +70,21 @@ def test_dynamics_partitions_spread_over_256_buckets() -> None:
     partitions = {dynamics_partition("lead", f"{i:08x}-0000-0000-0000-000000000000") for i in range(5000)}
     assert len(partitions) == 256
     assert all(p.startswith("d-lead-") for p in partitions)
+
+
+PERSON = st.one_of(
+    st.tuples(st.integers(min_value=0, max_value=10**12), st.none()),
+    st.tuples(st.none(), st.text(min_size=1, max_size=40)),
+    st.tuples(st.integers(min_value=0, max_value=10**12), st.text(min_size=1, max_size=40)),
+    st.just((None, None)),
+)
+
+
+@given(PERSON, PERSON, st.text(alphabet="0123456789-abcdef", max_size=40))
+def test_a_persons_log_range_holds_its_own_rows_only(a: tuple, b: tuple, suffix: str) -> None:  # type: ignore[type-arg]
+    """The sync log reads a person's rows as the RowKeys from ``key + "!"`` to ``key + '"'``."""
+    for key_a in person_keys(*a):
+        for key_b in person_keys(*b):
+            row = f"{key_b}!{suffix}"
+            assert (key_a + "!" <= row < key_a + '"') == (key_a == key_b)
+            assert shard(key_b) in {"s0", "s1", "s2", "s3"}

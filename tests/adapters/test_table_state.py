@@ -7,6 +7,7 @@ themselves (through azure-data-tables, as an operator would) and count HTTP requ
 from __future__ import annotations
 
 import base64
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -34,8 +35,8 @@ from shared.errors import (
     TransientError,
 )
 from shared.notices import FieldValue
-from shared.ports import Link, Shadow
-from tests.adapters.conftest import azurite_connection_string, unique_prefix
+from shared.ports import Link, LogEntry, Shadow
+from tests.adapters.conftest import FakeClock, azurite_connection_string, unique_prefix
 
 GUID = "0f8fad5b-d9cb-469f-a165-70867728950e"
 
@@ -158,6 +159,57 @@ def test_shadows_of_one_partition_are_written_in_transactions(
     table_store.put_shadows([Shadow(i, {"n": i}) for i in range(2000, 2250)])
     assert counter.count == 3  # 100 + 100 + 50 operations
     assert len(table_store.get_shadows(range(2000, 2250))) == 250
+
+
+def test_a_worker_batch_of_log_entries_is_a_few_transactions(
+    azurite: str, table_store: TableStateStore, counter: RequestCounter
+) -> None:
+    table_store.append_log([LogEntry(1, None, "lead", "warm-up", "creates the day's table")])
+    counter.count = 0
+    # A 900-notice batch: every entry is about a person and a Dynamics record (two copies).
+    entries = [
+        LogEntry(5000 + 7919 * i, f"{i:08x}-0000-4000-8000-000000000000", "lead", "to_dynamics", f"#{i}")
+        for i in range(900)
+    ]
+    table_store.append_log(entries)
+    # 1,800 entities in 4 partitions, 100 per transaction: 18 transactions and a partial one
+    # per partition at most (the layout before wrote one transaction per person and per record).
+    assert counter.count <= 22
+    (day,) = _log_tables(azurite, table_store)
+    assert sum(1 for _ in day.list_entities()) == 1 + 1800
+    counter.count = 0
+    assert [e.detail for e in table_store.read_log(marketo_id=5000 + 7919 * 7)] == ["#7"]
+    assert counter.count == 2  # the list of day tables, one range query
+
+
+def test_expired_days_are_deleted_as_whole_tables(azurite: str) -> None:
+    clock = FakeClock()
+    store = TableStateStore(
+        connection_string=azurite, table_prefix=unique_prefix(), clock=clock, retry_total=0
+    )
+    service = TableServiceClient.from_connection_string(azurite)
+    legacy = service.create_table(store.table_prefix + "log")  # an earlier release's sync log
+    legacy.create_entity({"PartitionKey": "m-1", "RowKey": "0", "Detail0": "old layout"})
+    try:
+        for _ in range(3):
+            store.append_log([LogEntry(1, None, "lead", "failed", "a day's entry")])
+            clock.advance(86_400)
+        assert len(_log_tables(azurite, store)) == 4
+        assert len(store.read_log(marketo_id=1)) == 3  # the old layout is not read
+
+        store.expire_log(datetime.fromtimestamp(clock.now, tz=UTC) - timedelta(days=1))
+
+        (left,) = _log_tables(azurite, store)
+        assert left.table_name != store.table_prefix + "log"  # gone with the first expired day
+        assert len(store.read_log(marketo_id=1)) == 1
+    finally:
+        store.close()
+
+
+def _log_tables(azurite: str, store: TableStateStore) -> list[Any]:
+    service = TableServiceClient.from_connection_string(azurite)
+    names = [t.name for t in service.list_tables() if t.name.startswith(store.table_prefix + "log")]
+    return [service.get_table_client(name) for name in names]
 
 
 # --- limits -------------------------------------------------------------------------------------

@@ -37,6 +37,7 @@ FUNCTIONS = {
     "backfill_step",
     "console",
     "console_metrics",
+    "sync_log_retention",
 }
 
 REFUSED_APP = """

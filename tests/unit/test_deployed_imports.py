@@ -65,7 +65,7 @@ for f in function_app.app.get_functions():
     trigger = next(b for b in bindings if b["type"].endswith("Trigger"))
     where = trigger.get("route") or trigger.get("schedule") or trigger.get("queueName")
     level, cardinality = trigger.get("authLevel", "-"), trigger.get("cardinality", "-")
-    print(f.get_function_name(), trigger["type"], where, level, cardinality)
+    print(f.get_function_name(), trigger["type"], where, level, cardinality, sep="|")
 """
 
 
@@ -75,7 +75,7 @@ def test_every_function_is_registered_with_its_trigger() -> None:
     result = subprocess.run(
         [sys.executable, "-c", REGISTRATION], cwd=ROOT, capture_output=True, text=True, check=True
     )
-    rows = {line.split()[0]: line.split()[1:] for line in result.stdout.splitlines()}
+    rows = {line.split("|")[0]: line.split("|")[1:] for line in result.stdout.splitlines()}
     assert rows == {
         "dynamics_webhook": ["httpTrigger", "dynamics/webhook", "FUNCTION", "-"],
         "marketo_change": ["httpTrigger", "marketo/change", "FUNCTION", "-"],
@@ -90,4 +90,5 @@ def test_every_function_is_registered_with_its_trigger() -> None:
         # guard it (shared/console/auth.py), so no key ever travels in its URLs.
         "console": ["httpTrigger", "console/{*path}", "ANONYMOUS", "-"],
         "console_metrics": ["timerTrigger", "%MDSYNC_METRICS_SCHEDULE%", "-", "-"],
+        "sync_log_retention": ["timerTrigger", "0 45 2 * * *", "-", "-"],
     }

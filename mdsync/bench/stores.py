@@ -1,0 +1,142 @@
+"""The bursts on each state store, side by side: SQLite (the local default) and Azure Table
+Storage, the production store, on Azurite.
+
+For each store a fresh local system (simulators, the local host, the SQLite queue), in its own
+process, runs with that state store and Marketo's whole rate (as the main run's ``_whole_api``
+bursts), seeds the same linked leads, and runs the same two bursts. With Table Storage every
+request the process sends to it is counted (``TableStateStore.requests``): the worker's links,
+shadows and sync log, the console's records, the capture checkpoints and the shared Marketo
+budget.
+
+Azurite answers from memory on this machine, so its requests cost less than Azure's (a few ms
+within a region): the rate measured here is an upper bound for Table Storage, and the requests
+per change are what to read.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from mdsync import azurite
+from mdsync.bench.meter import settle
+from mdsync.bench.seed import seed_pairs
+from mdsync.bench.workloads import WorkloadResult, burst_to_dynamics, burst_to_marketo
+from mdsync.harness import HarnessConfig, LocalSystem
+from simulators.dataverse.config import DataverseSimConfig
+from simulators.dataverse.limits import ServiceLimits
+from simulators.marketo.config import Limits, MarketoSimConfig
+from simulators.stack import StackConfig
+
+STORES = ("sqlite", "table")
+KEYS = ("burst_to_dynamics", "burst_to_marketo")
+
+
+def store_key(workload: str, store: str) -> str:
+    return f"{workload}_state_{store}"
+
+
+def store_bursts(
+    stores: tuple[str, ...],
+    *,
+    burst: int,
+    workdir: Path,
+    settings: Mapping[str, str],
+    window: float | None,
+    say: Callable[[str], None],
+) -> dict[str, dict[str, Any]]:
+    """Both bursts of ``burst`` changes on each store in ``stores``, by :func:`store_key`, as
+    JSON. Each store runs in its own process: a process indexes the function app once."""
+    results: dict[str, dict[str, Any]] = {}
+    for store in stores:
+        output = workdir / f"state-{store}.json"
+        command = [sys.executable, "-m", "mdsync.bench.stores", store, str(burst), str(workdir), str(output)]
+        command += ["--settings", json.dumps(dict(settings))]
+        if window is not None:
+            command += ["--window", str(window)]
+        done = subprocess.run(command, capture_output=True, text=True, check=False)  # noqa: S603 - our own
+        for line in done.stdout.splitlines():
+            say(line)
+        if done.returncode != 0:
+            raise RuntimeError(f"the bursts on {store} failed ({done.returncode}):\n{done.stderr[-3000:]}")
+        results |= json.loads(output.read_text(encoding="utf-8"))
+    return results
+
+
+def _in_process(
+    store: str, burst: int, workdir: Path, settings: dict[str, str], window: float | None
+) -> dict[str, WorkloadResult]:
+    folder = workdir / f"state-{store}"
+    say = functools.partial(print, flush=True)
+    if store == "table":
+        with azurite.running(folder / "azurite") as url:
+            table = {
+                "MDSYNC_STATE_BACKEND": "table",
+                "STATE_CONNECTION_STRING": url,
+                "STATE_TABLE_PREFIX": "bench",
+            }
+            config = HarnessConfig(folder, stack=documented_limits(), extra_settings={**settings, **table})
+            return _bursts(store, burst, config, window=window, say=say)
+    config = HarnessConfig(folder, stack=documented_limits(), extra_settings=settings)
+    return _bursts(store, burst, config, window=window, say=say)
+
+
+def _bursts(
+    store: str, burst: int, config: HarnessConfig, *, window: float | None, say: Callable[[str], None]
+) -> dict[str, WorkloadResult]:
+    system = LocalSystem(config)
+    results: dict[str, WorkloadResult] = {}
+    with system:
+        say(f"state store {store}: seeding {burst} linked leads")
+        pairs = seed_pairs(system, "lead", burst, tag=f"{store}lead")
+        settle(system, window=window)
+        runs: dict[str, Callable[[], WorkloadResult]] = {
+            "burst_to_dynamics": lambda: burst_to_dynamics(system, pairs, f"{store}bd"),
+            "burst_to_marketo": lambda: burst_to_marketo(system, pairs, f"{store}bm"),
+        }
+        for workload, run in runs.items():
+            say(f"  {workload.replace('_', ' ')} on {store} ...")
+            started = time.monotonic()
+            result = run()
+            result.extra["state_store"] = store
+            result.extra["worker_marketo_calls_per_20s"] = system.deps.marketo.max_calls_per_20s
+            results[store_key(workload, store)] = result
+            say(
+                f"  {result.changes} changes in {result.seconds:.1f} s = {result.rate:.1f}/s, "
+                f"{result.calls.state} Table Storage requests "
+                f"({time.monotonic() - started:.0f} s with the echoes)"
+            )
+            settle(system, window=window)
+    return results
+
+
+def documented_limits() -> StackConfig:
+    """The simulators with their documented limits."""
+    return StackConfig(
+        marketo=MarketoSimConfig(limits=Limits()), dataverse=DataverseSimConfig(limits=ServiceLimits())
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="the bench's two bursts on one state store")
+    parser.add_argument("store", choices=STORES)
+    parser.add_argument("burst", type=int)
+    parser.add_argument("workdir", type=Path)
+    parser.add_argument("output", type=Path)
+    parser.add_argument("--settings", default="{}")
+    parser.add_argument("--window", type=float, default=None)
+    args = parser.parse_args(argv)
+    results = _in_process(args.store, args.burst, args.workdir, json.loads(args.settings), args.window)
+    args.output.write_text(json.dumps({k: r.to_json() for k, r in results.items()}), encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

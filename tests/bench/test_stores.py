@@ -1,0 +1,42 @@
+"""The bench's bursts on the Table state store (Azurite), as ``make bench`` runs them beside
+SQLite: every change lands, and the Table Storage requests are counted.
+
+Each store runs in its own process, as in the bench: a local system sets its process's settings
+and container (which the test session's own system uses) and indexes the function app."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from mdsync.azurite import ensure_installed
+from mdsync.bench.runner import SHIPPED_POLL, WHOLE_API
+from mdsync.bench.stores import store_bursts
+
+pytestmark = pytest.mark.azurite
+
+BURST = 60
+
+
+def test_both_bursts_land_on_the_table_store_and_its_requests_are_counted() -> None:
+    ensure_installed()
+    with tempfile.TemporaryDirectory() as folder:
+        results = store_bursts(
+            ("table",),
+            burst=BURST,
+            workdir=Path(folder),
+            settings={**SHIPPED_POLL, **WHOLE_API},
+            window=None,
+            say=lambda text: None,
+        )
+    assert set(results) == {"burst_to_dynamics_state_table", "burst_to_marketo_state_table"}
+    for result in results.values():
+        assert result["state_store"] == "table"
+        assert (result["changes"], result["lost"]) == (BURST, 0)
+        requests = result["calls"]["table_storage_by_endpoint"]
+        # The sync log of a worker batch: a transaction per partition of the day's table, not
+        # a write per person and per record; the links and shadows are read in range queries.
+        assert 0 < requests.get("POST $batch", 0) <= 20
+        assert result["calls"]["table_storage"] == sum(requests.values())

@@ -16,14 +16,22 @@ class Check:
     measured: float | None
     met: bool | None
     unit: str = ""
+    # Why nothing was measured (shown in its place), e.g. a burst too short to have a sustained part.
+    note: str = ""
 
     def to_json(self) -> dict[str, Any]:
-        return {"name": self.name, "target": self.target, "measured": self.measured, "met": self.met}
+        document = {"name": self.name, "target": self.target, "measured": self.measured, "met": self.met}
+        return document | ({"note": self.note} if self.note else {})
 
 
 def at_least(name: str, measured: float | None, target: float, unit: str = "") -> Check:
     met = None if measured is None else measured >= target
     return Check(name, f">= {target:g}{unit}", measured, met, unit)
+
+
+def unmeasured(name: str, target: float, note: str, unit: str = "") -> Check:
+    """A target nothing was measured for, and why: never judged on something else instead."""
+    return Check(name, f">= {target:g}{unit}", None, None, unit, note)
 
 
 def at_most(name: str, measured: float | None, target: float, unit: str = "") -> Check:
@@ -134,7 +142,8 @@ def _targets(checks: list[Check]) -> Table:
     for header in ("target", "wanted", "measured", ""):
         table.add_column(header)
     for check in checks:
-        table.add_row(check.name, check.target, _fmt(check.measured) + check.unit, _verdict(check.met))
+        measured = check.note if check.measured is None and check.note else _fmt(check.measured) + check.unit
+        table.add_row(check.name, check.target, measured, _verdict(check.met))
     return table
 
 

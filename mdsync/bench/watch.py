@@ -46,6 +46,7 @@ class Watcher:
         self._lock = threading.Lock()
         self._pending: dict[Hashable, _Pending] = {}
         self._landed: dict[str, list[float]] = {}
+        self._landed_at: dict[str, list[float]] = {}
         self._last = 0.0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="bench-watcher", daemon=True)
@@ -71,6 +72,11 @@ class Watcher:
     def latencies(self, label: str) -> list[float]:
         with self._lock:
             return list(self._landed.get(label, []))
+
+    def landed_at(self, label: str) -> list[float]:
+        """When each value landed (time.monotonic), in the order noted."""
+        with self._lock:
+            return list(self._landed_at.get(label, []))
 
     def wait(self, timeout: float, *, stall: float = 120.0) -> bool:
         """Until nothing is outstanding; False after ``timeout``, or after ``stall`` seconds in
@@ -112,6 +118,7 @@ class Watcher:
                 if self._pending.get(key) is item:
                     del self._pending[key]
                     self._landed.setdefault(item.label, []).append(now - item.since)
+                    self._landed_at.setdefault(item.label, []).append(now)
                     self._last = now
 
     def _landed_now(self, pending: list[tuple[Hashable, _Pending]]) -> list[tuple[Hashable, _Pending]]:

@@ -15,10 +15,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from mdsync.bench import capacity as cap
 from mdsync.bench.edits import edit_in_dynamics, edit_in_marketo, edit_one_in_dynamics
 from mdsync.bench.meter import BatchSizes, Calls, Meter, PollDriver, idle, sync_quietly
 from mdsync.bench.seed import Pair
 from mdsync.bench.stats import latency_summary, per
+from mdsync.bench.timeline import Timeline
 from mdsync.bench.watch import Target, Watcher
 from mdsync.harness import LocalSystem
 
@@ -72,6 +74,16 @@ def _delivered(system: LocalSystem, timeout: float) -> None:
             raise TimeoutError("Dataverse did not deliver its webhooks")
 
 
+def _instruments(system: LocalSystem) -> tuple[Meter, Watcher, BatchSizes, Timeline]:
+    """What a burst measures: calls, landings, worker batches, and the timeline of all three."""
+    return Meter(system), Watcher(system, period=0.1), BatchSizes(), Timeline(system)
+
+
+def timeline_json(timeline: Timeline, started: float, watcher: Watcher, direction: str) -> dict[str, Any]:
+    ceiling = cap.ceiling(cap.ApiLimits(), direction).changes_per_second
+    return timeline.to_json(started, watcher.landed_at(direction), ceiling)
+
+
 def burst_to_marketo(system: LocalSystem, pairs: Sequence[Pair], tag: str) -> WorkloadResult:
     """Every pair's lead edited in Dynamics at once, then synced as one backlog.
 
@@ -81,7 +93,8 @@ def burst_to_marketo(system: LocalSystem, pairs: Sequence[Pair], tag: str) -> Wo
     machine's simulator posts webhooks, one at a time, not by the sync: ``arrival_seconds``.)"""
     column, field_name = TITLE
     edits = [(p.dynamics_id, {column: f"{tag}-{i}"}) for i, p in enumerate(pairs)]
-    with Meter(system) as meter, Watcher(system, period=0.1) as watcher, BatchSizes() as batches:
+    meter, watcher, batches, timeline = _instruments(system)
+    with meter, watcher, batches, timeline:
         with system.worker_held():
             edited = time.monotonic()
             edit_in_dynamics(system, "lead", edits)
@@ -101,7 +114,11 @@ def burst_to_marketo(system: LocalSystem, pairs: Sequence[Pair], tag: str) -> Wo
         meter.calls,
         landed,
         {"to_marketo": latency_summary(watcher.latencies("to_marketo"))},
-        {"arrival_seconds": round(arrival, 3), "worker_batches": batches.summary()},
+        {
+            "arrival_seconds": round(arrival, 3),
+            "worker_batches": batches.summary(),
+            "timeline": timeline_json(timeline, started, watcher, "to_marketo"),
+        },
     )
 
 
@@ -111,7 +128,8 @@ def burst_to_dynamics(system: LocalSystem, pairs: Sequence[Pair], tag: str) -> W
     value. Marketo has no echo of mdsync's Dataverse writes, so quiet means the webhooks of
     those writes delivered and the queue empty, without another poll run."""
     column, field_name = TITLE
-    with Meter(system) as meter, Watcher(system, period=0.1) as watcher, BatchSizes() as batches:
+    meter, watcher, batches, timeline = _instruments(system)
+    with meter, watcher, batches, timeline:
         edit_in_marketo(system, [(p.marketo_id, {field_name: f"{tag}-{i}"}) for i, p in enumerate(pairs)])
         started = time.monotonic()
         for i, pair in enumerate(pairs):
@@ -128,7 +146,11 @@ def burst_to_dynamics(system: LocalSystem, pairs: Sequence[Pair], tag: str) -> W
         meter.calls,
         landed,
         {"to_dynamics": latency_summary(watcher.latencies("to_dynamics"))},
-        {"poll_runs": 1, "worker_batches": batches.summary()},
+        {
+            "poll_runs": 1,
+            "worker_batches": batches.summary(),
+            "timeline": timeline_json(timeline, started, watcher, "to_dynamics"),
+        },
     )
 
 

@@ -66,11 +66,17 @@ def store_bursts(
             command += ["--window", str(window)]
         if store == peer_on:
             command += ["--peer"]
-        done = subprocess.run(command, capture_output=True, text=True, check=False)  # noqa: S603 - our own
-        for line in done.stdout.splitlines():
-            say(line)
-        if done.returncode != 0:
-            raise RuntimeError(f"the bursts on {store} failed ({done.returncode}):\n{done.stderr[-3000:]}")
+        errors = workdir / f"state-{store}.stderr"
+        with errors.open("w", encoding="utf-8") as stderr:
+            # Its lines as they come: the 100,000-change bursts take many minutes.
+            process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=stderr, text=True)  # noqa: S603 - our own
+            assert process.stdout is not None
+            for line in process.stdout:
+                say(line.rstrip())
+            code = process.wait()
+        if code != 0:
+            tail = errors.read_text(encoding="utf-8")[-3000:]
+            raise RuntimeError(f"the bursts on {store} failed ({code}):\n{tail}")
         results |= json.loads(output.read_text(encoding="utf-8"))
     return results
 

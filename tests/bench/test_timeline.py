@@ -4,6 +4,7 @@ from mdsync's own call counter, and the targets judged on it (never on the proje
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -80,9 +81,7 @@ def test_call_times_are_when_each_request_was_sent_not_counting_the_identity_cal
     assert counter.total == 3
 
 
-def _store_burst(
-    changes_per_second: float, timeline_sustained: dict[str, object] | None
-) -> dict[str, object]:
+def _store_burst(changes_per_second: float, timeline_sustained: dict[str, float] | None) -> dict[str, Any]:
     return {
         "changes_per_second": changes_per_second,
         "marketo_calls_per_change": 0.0103,

@@ -21,6 +21,7 @@ from mdsync.bench.timeline import (
     sustained,
     too_short,
 )
+from mdsync.bench.watch import _narrowed
 from shared.calls import CallCounter
 
 times = st.lists(st.floats(min_value=0, max_value=500, allow_nan=False), max_size=300)
@@ -118,3 +119,18 @@ def test_ours_against_the_peer_is_measured_against_measured() -> None:
     check = next(c for c in _direction_checks(workloads) if "batching peer" in c.name)
     assert check.measured == pytest.approx(460 / 400)
     assert check.met is False
+
+
+@given(
+    st.floats(min_value=0, max_value=100),
+    st.floats(min_value=0, max_value=10),
+    st.one_of(st.none(), st.floats(min_value=-5, max_value=115)),
+)
+def test_a_landing_is_placed_within_what_the_checks_and_the_record_stamp_allow(
+    after: float, period: float, modified: float | None
+) -> None:
+    before = after + period
+    moment = _narrowed(after, before, modified)
+    assert after <= moment <= before
+    if modified is not None and modified < before and modified + 1 > after:
+        assert modified <= moment <= modified + 1

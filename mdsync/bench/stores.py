@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import functools
 import json
+import os
 import subprocess
 import sys
 import time
@@ -123,8 +124,9 @@ def _bursts(
         }
         for workload, run in runs.items():
             say(f"  {workload.replace('_', ' ')} on {store} ...")
-            started = time.monotonic()
+            started, load = time.monotonic(), os.getloadavg()
             result = run()
+            result.extra["load_average"] = _load(load)
             result.extra |= {"state_store": store, **seeded}
             result.extra["worker_marketo_calls_per_20s"] = system.deps.marketo.max_calls_per_20s
             results[store_key(workload, store)] = result
@@ -151,12 +153,20 @@ def _peer(
     }
     for workload, run in runs.items():
         say(f"  {workload.replace('_', ' ')} (batching peer) ...")
+        load = os.getloadavg()
         result = run()
+        result.extra["load_average"] = _load(load)
         result.extra["worker_marketo_calls_per_20s"] = system.deps.marketo.max_calls_per_20s
         results[workload] = result
         say(f"  {result.changes} changes in {result.seconds:.1f} s = {result.rate:.1f}/s")
         fresh_window(system, window=window)
     return results
+
+
+def _load(before: tuple[float, float, float]) -> dict[str, list[float]]:
+    """The machine's load average (1, 5, 15 min) before and after a burst: its measured rate is
+    of this machine as much as of the API, and other work on it slows the burst."""
+    return {"before": [round(x, 2) for x in before], "after": [round(x, 2) for x in os.getloadavg()]}
 
 
 def documented_limits() -> StackConfig:

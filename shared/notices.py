@@ -132,6 +132,10 @@ class Notice(BaseModel):
     originating_lead_id: RecordId | None = None
     # A merge: the record (Marketo person id, or Dynamics record id) this one was merged into.
     merged_into: RecordId | None = None
+    # A Dynamics record's link column as the webhook's image showed it: the Marketo person it
+    # names, a hint that lets the worker find the link by person (never trusted alone: the
+    # person's link must name this record).
+    linked_to: Annotated[int, Field(ge=0)] | None = None
     email: str | None = Field(default=None, max_length=320)
     # Retry bookkeeping for transient failures in the worker.
     attempt: int = Field(default=0, ge=0)

@@ -167,6 +167,12 @@ def _post_image(context: _Context) -> _Entity | None:
     return None
 
 
+def _marketo_id(value: FieldValue) -> int | None:
+    """A link column's value as a Marketo id, if it is one (it is a hint: anything else is none)."""
+    text = str(value).strip() if isinstance(value, int | str) and not isinstance(value, bool) else ""
+    return int(text) if text.isascii() and text.isdigit() and len(text) <= 18 else None
+
+
 def _first_problem(exc: PydanticValidationError) -> str:
     first = exc.errors(include_input=False, include_url=False)[0]
     where = ".".join(str(p) for p in first["loc"]) or "(body)"
@@ -269,10 +275,12 @@ def parse_context(
     columns: Mapping[str, Collection[str]],
     sync_user_ids: Collection[str] = (),
     trimmed: bool = False,
+    link_column: str | None = None,
 ) -> Notice | Ignored:
     """Turn one webhook body into a Notice.
 
     ``columns`` maps each synced entity to the Dynamics columns worth reporting (mapped fields);
+    ``link_column`` is the column holding the linked Marketo id (the notice's ``linked_to``);
     ``sync_user_ids`` are the systemuserids of mdsync's own application users; ``trimmed`` is the
     ``x-ms-dynamics-msg-size-exceeded`` header (no images: the worker re-reads the row).
     """
@@ -286,7 +294,7 @@ def parse_context(
     if kind is Kind.MERGED:
         return _merge_notice(context, entity, sync_user_ids)
     mapped = set(columns[entity.value])
-    wanted = mapped | _EXTRA_COLUMNS
+    wanted = mapped | _EXTRA_COLUMNS | ({link_column} if link_column else set())
     target = None if trimmed else _entity_of(context.InputParameters, "Target")
     pre = None if trimmed else _entity_of(context.PreEntityImages)
     post = None if trimmed else _post_image(context)
@@ -313,6 +321,7 @@ def parse_context(
             own_write=actor is not None and actor in {u.lower() for u in sync_user_ids},
             trimmed=trimmed or cut,
             originating_lead_id=originating,
+            linked_to=_marketo_id(new.get(link_column, old.get(link_column))) if link_column else None,
             email=safe_text(email) if isinstance(email, str) and len(email) <= 320 else None,
         )
         notice.to_json()  # it must go on the queue

@@ -26,9 +26,19 @@ readers ignore it and the next claim of that record takes it over. The one gap l
 that dies between writing M and confirming, while a rival takes the claim, leaves its M row
 naming a record now linked to the rival (lookups by that record still find one person).
 
-Batch reads group ids by partition and ask for up to 14 RowKeys per query (a $filter may hold at
-most 15 comparisons); an ``or`` over RowKeys scans one partition, which holds at most 1,000
-persons or 1/256 of the linked records. Queries for several partitions run in parallel.
+A lookup by record may carry hints (the Marketo id the record's own link column names, which
+a Dynamics notice reports): a hinted person whose M row names the record is the link, as the
+M row is the truth; the other records go through their D rows. The hint changes the answer
+only in the gap above, where it finds the hinted person, as a lookup by that person does.
+
+Batch reads group ids by partition. In a person partition (1,000 consecutive ids) a range read,
+``RowKey ge first and RowKey le last`` in pages of 1,000, is taken where it costs fewer requests
+than asking up to 14 RowKeys per query (a $filter may hold at most 15 comparisons): a batch of
+persons created close together is one or two requests. Otherwise, and always in a D partition
+(1/256 of an entity's records, by hash), RowKeys go 14 to a query; an ``or`` over RowKeys scans
+the one partition. Queries for several partitions run in parallel. A lookup of 900 records
+without hints is about 256 queries (one per D partition) plus the persons' rows: hence the
+hints (docs/performance.md has the counts).
 """
 
 from __future__ import annotations

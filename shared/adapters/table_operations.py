@@ -16,11 +16,11 @@ per batch and tally. An error is a row in its person's partition (so a person's 
 query when they are resolved) and a copy in the ``t`` partition ordered newest first, so a page
 of the error list is one range query whatever the list holds. A worker batch resolves the errors
 of the persons it synced: the ``t`` partition, read for that kind, says which of them have any
-(one request while fewer than 1,000 are open), and only their partitions are read. Updating an error moves its copy:
-the old copy is deleted after the new one is written; a crash in between leaves a stale copy,
-which readers recognise (its time is not the row's) and skip. Counting errors per reason has no
-index: ``error_groups`` reads the ``t`` partition's Kind, Reason and time columns (1,000 rows a
-request), and the console caches the answer for a minute.
+(one request while fewer than 1,000 are open), and only their partitions are read. Updating an
+error moves its copy: the old copy is deleted after the new one is written; a crash in between
+leaves a stale copy, which readers recognise (its time is not the row's) and skip. Counting
+errors per reason has no index: ``error_groups`` reads the ``t`` partition's Kind, Reason and
+time columns (1,000 rows a request), and the console caches the answer for a minute.
 """
 
 from __future__ import annotations

@@ -45,7 +45,8 @@ def draw_charts(results: Mapping[str, Any], folder: Path, say: Callable[[str], N
         return False
     for skipped in drawn.skipped:
         note(f"chart skipped: {skipped}")
-    note(f"{len(drawn.written)} charts drawn in {folder}")
+    count = len(drawn.written)
+    note(f"{count} chart{'' if count == 1 else 's'} drawn in {folder}")
     return True
 
 

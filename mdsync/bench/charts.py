@@ -3,7 +3,8 @@
 ``draw(results, folder)`` is a pure function of the results document (bench/results.json) to
 SVG files with stable names, which docs/performance.md links to:
 
-- ``<burst workload>.svg`` for every burst whose results carry a ``timeline``: Marketo calls per
+- ``<workload>.svg`` for every workload whose results carry a ``timeline`` (the bursts, the
+  batching peer): Marketo calls per
   20 s against Marketo's 100 and the sync client's own limit, as bars over fixed windows from the
   clock's start (the windows the sustained part is counted in) and as a line over the rolling
   20 s Marketo enforces ("calls in the past 20 seconds"); Dataverse requests per 20 s against 400
@@ -43,6 +44,8 @@ FLOW_STEP_TARGET_SECONDS = 0.3  # the flow step's p50 target (a webhook call Mar
 # The steady workloads whose latency the results keep per workload only (not in "latency").
 WINDOW_WORKLOADS = ("even_window_off", "even_window_on")
 DIRECTIONS = {"to_marketo": "D->M", "to_dynamics": "M->D"}
+# The workloads that record a timeline: the bursts and the batching peer's.
+TIMED = ("burst_", "peer_")
 SHAPE_ERRORS = (KeyError, TypeError, ValueError, IndexError, AttributeError)
 
 
@@ -59,17 +62,16 @@ def draw(results: Mapping[str, Any], folder: Path) -> Drawn:
     folder.mkdir(parents=True, exist_ok=True)
     drawn = Drawn()
     for key, workload in results.get("workloads", {}).items():
-        if not key.startswith("burst_"):
-            continue
         if not workload.get("timeline"):
-            drawn.skipped.append(f"{key}: no timeline in the results (an older bench?)")
+            if key.startswith(TIMED):
+                drawn.skipped.append(f"{key}: no timeline in the results (a bench before timelines?)")
             continue
         _attempt(drawn, key, folder / f"{key}.svg", lambda w=workload, k=key: burst_figure(k, w, results))
     series = latency_series(results)
     if series:
-        _attempt(drawn, "latency", folder / LATENCY_FILE, lambda: latency_figure(series))
+        _attempt(drawn, "latency", folder / LATENCY_FILE, lambda: latency_figure(series, source(results)))
     else:
-        drawn.skipped.append("latency: no latency samples in the results (an older bench?)")
+        drawn.skipped.append("latency: no latency samples in the results (a bench before samples_ms?)")
     return drawn
 
 
@@ -82,6 +84,18 @@ def _attempt(drawn: Drawn, name: str, path: Path, figure: Any) -> None:
         drawn.skipped.append(f"{name}: unexpected results ({type(exc).__name__}: {exc})")
         return
     drawn.written.append(path)
+
+
+def source(results: Mapping[str, Any]) -> str:
+    """The run a chart comes from, as its title says it: the command and when it started."""
+    meta = results.get("meta", {})
+    flags = [
+        flag
+        for flag, on in (("--quick", meta.get("quick")), ("--stores-only", meta.get("stores_only")))
+        if on
+    ]
+    started = meta.get("started_at")
+    return " ".join(["mdsync bench", *flags, *([f"of {started}"] if started else [])])
 
 
 # --- bursts ----------------------------------------------------------------------------------
@@ -114,10 +128,8 @@ def burst_figure(key: str, workload: Mapping[str, Any], results: Mapping[str, An
     _landed(landed_ax, landed, timeline.get("sustained"), _ceiling(key, results))
     landed_ax.set_xlabel("seconds since the clock started")
     landed_ax.set_xlim(start, end)
-    figure.suptitle(
-        f"{SHORT.get(key, key)}: {workload['changes']:,} changes in {workload['seconds']:.1f} s",
-        fontsize=11,
-    )
+    title = f"{SHORT.get(key, key)}: {workload['changes']:,} changes in {workload['seconds']:.1f} s"
+    figure.suptitle(f"{title}\n{source(results)}", fontsize=11)
     return figure
 
 
@@ -197,7 +209,9 @@ def _landed(
             color="#a63603",
         )
     else:
-        ax.annotate("no sustained part measured", (0.01, 0.93), xycoords="axes fraction", va="top")
+        ax.annotate(
+            "no sustained part: the burst is too short", (0.01, 0.93), xycoords="axes fraction", va="top"
+        )
     top = max(
         [*landed, *([ceiling] if ceiling else []), *([sustained["changes_per_second"]] if sustained else [])]
     )
@@ -228,16 +242,17 @@ def latency_series(results: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
     return {label: summary for label, summary in found.items() if summary.get("samples_ms")}
 
 
-def latency_figure(series: Mapping[str, Mapping[str, Any]]) -> Figure:
+def latency_figure(series: Mapping[str, Mapping[str, Any]], run: str = "") -> Figure:
     columns = 2 if len(series) > 1 else 1
     rows = math.ceil(len(series) / columns)
-    figure = Figure(figsize=(10, 2.6 * rows), layout="constrained")
+    figure = Figure(figsize=(11, 2.5 * rows), layout="constrained")
     axes = figure.subplots(rows, columns, squeeze=False).flatten()
     for ax, (label, summary) in zip(axes, series.items(), strict=False):
         _distribution(ax, label, summary)
     for ax in axes[len(series) :]:
         ax.set_visible(False)
-    figure.suptitle("Latency from the edit to the value landing (cumulative share of changes)", fontsize=11)
+    title = "Latency from the edit to the value landing (cumulative share of changes)"
+    figure.suptitle(f"{title}\n{run}".strip(), fontsize=11)
     return figure
 
 
@@ -246,8 +261,8 @@ def _distribution(ax: Axes, label: str, summary: Mapping[str, Any]) -> None:
     last = max(len(seconds) - 1, 1)
     ax.plot(seconds, [i / last for i in range(len(seconds))], color="#08519c")
     target = FLOW_STEP_TARGET_SECONDS if label.startswith("flow step") else TARGET_SECONDS
-    ax.axvline(target, color="#cb181d", ls="--", lw=1)
-    ax.annotate(f"target p50 {target:g} s", (target, 0.02), color="#cb181d", rotation=90, va="bottom")
+    ax.axvline(target, color="#cb181d", ls="--", lw=1, label=f"target p50 {target:g} s")
+    ax.legend(loc="lower right", frameon=False)  # a distribution's corner that stays empty
     for name, y in (("p50", 0.5), ("p95", 0.95)):
         value = summary.get(f"{name}_ms")
         if value is not None:
@@ -255,6 +270,6 @@ def _distribution(ax: Axes, label: str, summary: Mapping[str, Any]) -> None:
             ax.annotate(f" {name} {value / 1000:.2f} s", (value / 1000, y), va="top", color="#a63603")
     ax.set_xlim(0, max(seconds[-1], target) * 1.08)
     ax.set_ylim(0, 1.02)
-    ax.set_title(f"{label}: {summary.get('count', len(seconds)):,} changes", loc="left")
+    ax.set_title(f"{label}, {summary.get('count', len(seconds)):,} changes", loc="left", fontsize=9)
     ax.set_xlabel("seconds")
     ax.set_ylabel("share of changes")

@@ -12,12 +12,13 @@ from typing import Any
 
 import pytest
 
+from mdsync.bench import draw_charts
 from mdsync.bench.charts import LATENCY_FILE, draw, fixed_windows, rolling_counts
 from mdsync.bench.stats import latency_summary
 from mdsync.cli import main
 
 SVG = "{http://www.w3.org/2000/svg}svg"
-BURSTS = ("burst_to_marketo_whole_api", "burst_to_dynamics_state_table")
+BURSTS = ("burst_to_marketo_whole_api", "burst_to_dynamics_state_table", "peer_to_marketo")
 
 
 def _timeline(seconds: int, client_limit: int, *, sustained: bool) -> dict[str, Any]:
@@ -58,6 +59,7 @@ def _burst(changes: int, seconds: float, timeline: dict[str, Any] | None) -> dic
 @pytest.fixture
 def results() -> dict[str, Any]:
     return {
+        "meta": {"quick": True, "started_at": "2026-12-05T18:36:49+00:00"},
         "ceiling": {
             "api": {"to_marketo": {"changes_per_second": 500.0}, "to_dynamics": {"changes_per_second": 750.0}}
         },
@@ -65,6 +67,8 @@ def results() -> dict[str, Any]:
             "burst_to_marketo_whole_api": _burst(100_000, 215.0, _timeline(215, 95, sustained=True)),
             "burst_to_dynamics_state_table": _burst(2_000, 9.0, _timeline(9, 95, sustained=False)),
             "burst_to_marketo": _burst(10_000, 22.7, None),  # an older run's: no timeline
+            "peer_to_marketo": _burst(100_000, 310.0, _timeline(310, 95, sustained=True)),
+            "naive_to_marketo": _burst(100, 60.1, None),  # never has one
             "steady": {"changes": 1200, "latency": {}},
             "even_window_on": {
                 "latency": {"to_marketo": _latency(5, 16.0), "to_dynamics": _latency(6, 30.0)},
@@ -90,7 +94,7 @@ def test_one_chart_per_burst_with_a_timeline_and_one_for_latency(
 ) -> None:
     drawn = draw(results, tmp_path)
     assert sorted(p.name for p in drawn.written) == sorted([*(f"{b}.svg" for b in BURSTS), LATENCY_FILE])
-    assert drawn.skipped == ["burst_to_marketo: no timeline in the results (an older bench?)"]
+    assert drawn.skipped == ["burst_to_marketo: no timeline in the results (a bench before timelines?)"]
     for burst in BURSTS:
         text = _svg_text(tmp_path / f"{burst}.svg")
         assert "Marketo's limit: 100" in text
@@ -113,6 +117,7 @@ def test_the_latency_chart_names_every_path_with_samples(results: dict[str, Any]
         assert label in text
     assert "older run" not in text  # a summary without samples is left out
     assert "target p50 2 s" in text
+    assert "mdsync bench --quick of 2026-12-05T18:36:49+00:00" in text  # the run it comes from
     assert "target p50 0.3 s" in text  # the flow step's own
 
 
@@ -128,7 +133,11 @@ def test_a_timeline_of_another_shape_costs_only_its_own_chart(
 ) -> None:
     del results["workloads"]["burst_to_dynamics_state_table"]["timeline"]["landed_per_second"]
     drawn = draw(results, tmp_path)
-    assert {p.name for p in drawn.written} == {"burst_to_marketo_whole_api.svg", LATENCY_FILE}
+    assert {p.name for p in drawn.written} == {
+        "burst_to_marketo_whole_api.svg",
+        "peer_to_marketo.svg",
+        LATENCY_FILE,
+    }
     assert any(note.startswith("burst_to_dynamics_state_table: unexpected results") for note in drawn.skipped)
 
 
@@ -158,3 +167,12 @@ def test_charts_only_redraws_from_a_results_file(results: dict[str, Any], tmp_pa
     assert (
         main(["bench", "--charts-only", "--input", str(tmp_path / "none.json"), "--charts", str(folder)]) == 1
     )
+
+
+def test_the_bench_never_fails_for_its_charts(tmp_path: Path) -> None:
+    said: list[str] = []
+    assert draw_charts({"workloads": ["not", "a", "mapping"]}, tmp_path, said.append) is False
+    assert said == ["charts not drawn: AttributeError: 'list' object has no attribute 'items'"]
+    said.clear()
+    assert draw_charts({"workloads": {}}, tmp_path, said.append) is True
+    assert said[-1] == f"0 charts drawn in {tmp_path}"

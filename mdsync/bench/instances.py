@@ -18,7 +18,7 @@ from typing import Any
 from mdsync.harness import LocalSystem
 from shared.adapters.sqlite_state import SqliteStateStore
 from shared.http import make_session
-from shared.marketo.budget import StoredTokenBucket
+from shared.marketo.budget import StoredCallWindow
 from shared.marketo.client import MarketoClient
 
 FIELDS = ["id", "email", "title"]
@@ -32,7 +32,7 @@ def _instance(settings: dict[str, Any], start: Event, until: float, counts: Any,
         settings["client_secret"],
         session=make_session(extra_ca_file=settings["ca_file"]),
         max_calls_per_20s=settings["share"],
-        budget=StoredTokenBucket(store, "marketo", settings["share"]),
+        budget=StoredCallWindow(store, "marketo", settings["share"]),
     )
     ids = settings["ids"]
     start.wait()

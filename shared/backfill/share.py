@@ -28,7 +28,7 @@ job that stops calling gives it back by itself:
   runner, a paused tenant: nobody advances it) gives it back when ``until`` passes, at most
   ``hold`` seconds after its last call.
 
-Clocks are the hosts' wall clocks (NTP-synchronised, as for the shared token bucket); ``margin``
+Clocks are the hosts' wall clocks (NTP-synchronised, as for the shared rolling window); ``margin``
 (1 s) covers the time a read of the record takes and a small skew.
 """
 

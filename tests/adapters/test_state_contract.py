@@ -8,12 +8,15 @@ expiry is tested by moving it, never by sleeping.
 from __future__ import annotations
 
 import functools
+import itertools
 import threading
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import TypeVar
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from shared.errors import ConflictError
 from shared.notices import FieldValue
@@ -235,6 +238,37 @@ def test_hints_never_change_who_is_linked(store: StateStore) -> None:
         assert store.get_links_by_dynamics("lead", asked, hints=hint) == plain, hint
     assert plain == {"GUID-A": first, "guid-b": second}
     assert store.get_links_by_dynamics("contact", ["guid-c"], hints={"guid-c": 10}) == {"guid-c": contact}
+
+
+_PERSONS = st.integers(0, 30)
+_RECORDS = st.integers(0, 12)
+_run = itertools.count()
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    links=st.lists(st.tuples(_PERSONS, _RECORDS), max_size=14),
+    hints=st.dictionaries(_RECORDS, _PERSONS, max_size=13),
+)
+def test_any_hints_give_the_answer_without_hints(
+    store: StateStore, links: list[tuple[int, int]], hints: dict[int, int]
+) -> None:
+    base = 100_000 * (next(_run) + 1)  # each example its own persons and records
+    owner: dict[int, int] = {}  # record -> person, as the links were made in order
+    for person, record in links:
+        try:
+            store.put_link(Link(base + person, "lead", f"rec-{base}-{record}"))
+        except ConflictError:
+            continue  # the record is another person's
+        owner = {r: p for r, p in owner.items() if p != person} | {record: person}
+    asked = [f"REC-{base}-{r}" for r in range(13)]
+    hinted = {f"rec-{base}-{r}": base + p for r, p in hints.items()}
+
+    found = store.get_links_by_dynamics("lead", asked, hints=hinted)
+
+    assert found == store.get_links_by_dynamics("lead", asked)
+    expected = {f"REC-{base}-{r}": base + p for r, p in owner.items()}
+    assert {k: v.marketo_id for k, v in found.items()} == expected
 
 
 def test_a_hint_naming_the_previous_person_of_a_relinked_record_finds_the_new_one(store: StateStore) -> None:

@@ -68,6 +68,13 @@ def safe_text(text: str) -> str:
     return text
 
 
+def linked_marketo_id(value: object) -> int | None:
+    """A Dynamics link column's value as a Marketo id (a notice's ``linked_to``), if it is one:
+    it is a hint, so anything else is none."""
+    text = str(value).strip() if isinstance(value, int | str) and not isinstance(value, bool) else ""
+    return int(text) if text.isascii() and text.isdigit() and len(text) <= 18 else None
+
+
 def _carried(value: FieldValue) -> tuple[FieldValue, bool]:
     """The value a notice can carry, and whether it differs from ``value``."""
     if not isinstance(value, str):

@@ -30,7 +30,17 @@ from pydantic import ValidationError as PydanticValidationError
 from pydantic_core import PydanticSerializationError
 
 from shared.errors import BadRequestError
-from shared.notices import Entity, FieldChange, FieldValue, Kind, Notice, Source, fit_changes, safe_text
+from shared.notices import (
+    Entity,
+    FieldChange,
+    FieldValue,
+    Kind,
+    Notice,
+    Source,
+    fit_changes,
+    linked_marketo_id,
+    safe_text,
+)
 
 MAX_BODY_BYTES = 1024 * 1024  # Dataverse trims at 256 KB; anything far above is not Dataverse.
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -165,12 +175,6 @@ def _post_image(context: _Context) -> _Entity | None:
         if item.key != "AsynchronousStepPrimaryName":
             return _entity_of([item])
     return None
-
-
-def _marketo_id(value: FieldValue) -> int | None:
-    """A link column's value as a Marketo id, if it is one (it is a hint: anything else is none)."""
-    text = str(value).strip() if isinstance(value, int | str) and not isinstance(value, bool) else ""
-    return int(text) if text.isascii() and text.isdigit() and len(text) <= 18 else None
 
 
 def _first_problem(exc: PydanticValidationError) -> str:
@@ -321,7 +325,7 @@ def parse_context(
             own_write=actor is not None and actor in {u.lower() for u in sync_user_ids},
             trimmed=trimmed or cut,
             originating_lead_id=originating,
-            linked_to=_marketo_id(new.get(link_column, old.get(link_column))) if link_column else None,
+            linked_to=linked_marketo_id(new.get(link_column, old.get(link_column))) if link_column else None,
             email=safe_text(email) if isinstance(email, str) and len(email) <= 320 else None,
         )
         notice.to_json()  # it must go on the queue

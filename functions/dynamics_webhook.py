@@ -54,6 +54,7 @@ def _handle(req: func.HttpRequest) -> func.HttpResponse:
             columns=columns,
             sync_user_ids=settings.dynamics_sync_user_ids,
             trimmed=req.headers.get(SIZE_EXCEEDED) is not None,
+            link_column=deps.mapping.links.dynamics_marketo_id,
         )
     except BadRequestError as exc:
         return error(exc.status, str(exc))

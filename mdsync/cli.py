@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import errno
 import importlib.util
+import json
 import os
 import secrets
 import signal
@@ -415,11 +416,31 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
+    if args.charts_only:
+        return _redraw_charts(Path(args.input or args.output), Path(args.charts))
     _local_tooling("bench")
     from mdsync.bench import run_bench
 
     wide = Console(highlight=False, width=max(console.width, 160))
-    return run_bench(quick=args.quick, output=Path(args.output), console=wide, stores_only=args.stores_only)
+    return run_bench(
+        quick=args.quick,
+        output=Path(args.output),
+        console=wide,
+        stores_only=args.stores_only,
+        charts=Path(args.charts),
+    )
+
+
+def _redraw_charts(source: Path, folder: Path) -> int:
+    """The charts drawn again from a results file, nothing run."""
+    from mdsync.bench import draw_charts
+
+    try:
+        results = json.loads(source.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        console.print(f"[red]error[/red]: cannot read bench results from {source}: {escape(str(exc))}")
+        return 1
+    return 0 if draw_charts(results, folder, console.print) else 1
 
 
 def cmd_chaos(args: argparse.Namespace) -> int:
@@ -661,6 +682,17 @@ def _add_local_commands(commands: argparse._SubParsersAction[argparse.ArgumentPa
         action="store_true",
         help="only the bursts on each state store side by side (SQLite, Table Storage on Azurite)",
     )
+    bench.add_argument(
+        "--charts",
+        default="docs/images/bench",
+        help="where to draw the charts of the results (default: docs/images/bench)",
+    )
+    bench.add_argument(
+        "--charts-only",
+        action="store_true",
+        help="run nothing: draw the charts again from a results file (--input)",
+    )
+    bench.add_argument("--input", help="the results file --charts-only draws (default: --output's)")
     bench.set_defaults(run=cmd_bench)
 
     chaos = commands.add_parser(

@@ -491,10 +491,10 @@ class Container:
         )
         rate = None
         if s.marketo_shared_rate:
-            from shared.marketo.budget import StoredTokenBucket
+            from shared.marketo.budget import StoredCallWindow
 
             # Every instance's worker and poller together, in the state store they share.
-            rate = StoredTokenBucket(self.state, "marketo", share)
+            rate = StoredCallWindow(self.state, "marketo", share)
         return self.marketo_client(BACKGROUND, max_calls_per_20s=share, shared_rate=rate)
 
     def marketo_client(

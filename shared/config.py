@@ -150,7 +150,7 @@ class Settings(BaseSettings):
     marketo_flow_step_calls_per_20s: int = Field(
         default=20, alias="MARKETO_FLOW_STEP_CALLS_PER_20S", ge=1, le=99
     )
-    # The worker's share is one budget for every instance, a token bucket in the state store
+    # The worker's share is one budget for every instance, the rolling window in the state store
     # (shared/marketo/budget.py); off, each instance spends its share on its own.
     marketo_shared_rate: bool = Field(default=True, alias="MARKETO_SHARED_RATE")
     # Of MARKETO_MAX_CALLS_PER_20S, the initial sync's share (mdsync backfill): bulk jobs take a

@@ -68,6 +68,13 @@ def safe_text(text: str) -> str:
     return text
 
 
+def linked_marketo_id(value: object) -> int | None:
+    """A Dynamics link column's value as a Marketo id (a notice's ``linked_to``), if it is one:
+    it is a hint, so anything else is none."""
+    text = str(value).strip() if isinstance(value, int | str) and not isinstance(value, bool) else ""
+    return int(text) if text.isascii() and text.isdigit() and len(text) <= 18 else None
+
+
 def _carried(value: FieldValue) -> tuple[FieldValue, bool]:
     """The value a notice can carry, and whether it differs from ``value``."""
     if not isinstance(value, str):
@@ -132,6 +139,10 @@ class Notice(BaseModel):
     originating_lead_id: RecordId | None = None
     # A merge: the record (Marketo person id, or Dynamics record id) this one was merged into.
     merged_into: RecordId | None = None
+    # A Dynamics record's link column as the webhook's image showed it: the Marketo person it
+    # names, a hint that lets the worker find the link by person (never trusted alone: the
+    # person's link must name this record).
+    linked_to: Annotated[int, Field(ge=0)] | None = None
     email: str | None = Field(default=None, max_length=320)
     # Retry bookkeeping for transient failures in the worker.
     attempt: int = Field(default=0, ge=0)

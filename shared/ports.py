@@ -8,7 +8,7 @@ cannot drift from what the worker relies on.
 from __future__ import annotations
 
 import abc
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -255,7 +255,16 @@ class StateStore(abc.ABC):
     def get_links_by_marketo(self, marketo_ids: Iterable[int]) -> dict[int, Link]: ...
 
     @abc.abstractmethod
-    def get_links_by_dynamics(self, entity: str, dynamics_ids: Iterable[str]) -> dict[str, Link]: ...
+    def get_links_by_dynamics(
+        self, entity: str, dynamics_ids: Iterable[str], *, hints: Mapping[str, int] | None = None
+    ) -> dict[str, Link]:
+        """The links of these records, by the ids as asked (any case).
+
+        ``hints``: record id -> the Marketo id the record's own link column names. A store may
+        look those persons up first and take a person's link when it names the record; the
+        answer is the one it gives without hints (a wrong hint costs a lookup, no more; the
+        Table store's docstring names the one crash gap where the two may differ).
+        """
 
     @abc.abstractmethod
     def put_link(self, link: Link) -> Link:

@@ -53,7 +53,7 @@ FULL = BenchSizes(
     flow_step_burst=20,
     import_runs=5,
     profile_batch=1_000,
-    instances_seconds=60.0,
+    instances_seconds=90.0,
 )
 
 QUICK = BenchSizes(
@@ -69,7 +69,7 @@ QUICK = BenchSizes(
     flow_step_burst=0,
     import_runs=3,
     profile_batch=300,
-    instances_seconds=25.0,
+    instances_seconds=45.0,
     console_log_entries=100_000,
     console_errors=20_000,
     even_seconds=30.0,

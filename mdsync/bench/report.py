@@ -227,8 +227,10 @@ def print_report(results: dict[str, Any], checks: list[Check], console: Console)
         i = instances
         console.print(
             f"{i['processes']} instances, one Marketo budget ({i['share_per_20s']} calls/20 s): "
-            f"{i['calls']} calls in {i['seconds']:.0f} s = {i['calls_per_second']:.2f}/s, "
-            f"{i['fraction_of_api_rate']:.2f} of Marketo's 5/s, {i['answered_606']} answered 606, "
+            f"{i['calls']} calls in {i['seconds']:.0f} s = {i['calls_per_second']:.2f}/s; "
+            f"over {i['whole_windows']} whole windows {_fmt(i['sustained_calls_per_second'], 3)}/s, "
+            f"{_fmt(i['fraction_of_api_rate'], 2)} of Marketo's 5/s, "
+            f"{i['answered_606']} answered 606, "
             f"peak {i['peak_calls_in_window']} calls in a 20 s window"
         )
     quota = results.get("capacity", {}).get("quota_allows_changes_per_day")

@@ -30,7 +30,7 @@ from typing import Any
 from rich.console import Console
 
 from mdsync.bench import capacity as cap
-from mdsync.bench import console_pages
+from mdsync.bench import console_pages, draw_charts
 from mdsync.bench.config import (
     BURST_POLL_SECONDS,
     FULL,
@@ -432,9 +432,11 @@ def _meta(quick: bool, sizes: BenchSizes, system: LocalSystem) -> dict[str, Any]
     }
 
 
-def run_bench(quick: bool, output: Path, console: Console, *, stores_only: bool = False) -> int:
+def run_bench(
+    quick: bool, output: Path, console: Console, *, stores_only: bool = False, charts: Path | None = None
+) -> int:
     """Every workload, then the bursts on each state store side by side (``stores_only``: only
-    those)."""
+    those); the charts of what ran drawn into ``charts``."""
     sizes = QUICK if quick else FULL
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="mdsync-bench-") as folder:
@@ -474,5 +476,7 @@ def run_bench(quick: bool, output: Path, console: Console, *, stores_only: bool 
     output.write_text(json.dumps(document, indent=2, default=str) + "\n", encoding="utf-8")
     print_report(document, checks, console)
     console.print(f"results written to {output} ({meta['seconds']:.0f} s)")
+    if charts is not None:
+        draw_charts(document, charts, run.say)
     correctness = [c for c in checks if c.name.startswith(("collisions", "changes lost")) and c.met is False]
     return 1 if correctness else 0

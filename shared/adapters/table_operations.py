@@ -14,11 +14,13 @@ audit      ``a<yyyymm>``                           inverted time + random
 A tally is a counter row updated under its etag (a lost race is read again and retried), once
 per batch and tally. An error is a row in its person's partition (so a person's errors are one
 query when they are resolved) and a copy in the ``t`` partition ordered newest first, so a page
-of the error list is one range query whatever the list holds. Updating an error moves its copy:
-the old copy is deleted after the new one is written; a crash in between leaves a stale copy,
-which readers recognise (its time is not the row's) and skip. Counting errors per reason has no
-index: ``error_groups`` reads the ``t`` partition's Kind, Reason and time columns (1,000 rows a
-request), and the console caches the answer for a minute.
+of the error list is one range query whatever the list holds. A worker batch resolves the errors
+of the persons it synced: the ``t`` partition, read for that kind, says which of them have any
+(one request while fewer than 1,000 are open), and only their partitions are read. Updating an
+error moves its copy: the old copy is deleted after the new one is written; a crash in between
+leaves a stale copy, which readers recognise (its time is not the row's) and skip. Counting
+errors per reason has no index: ``error_groups`` reads the ``t`` partition's Kind, Reason and
+time columns (1,000 rows a request), and the console caches the answer for a minute.
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ from azure.data.tables import TableEntity, UpdateMode
 from shared.adapters._clock import from_micros, to_micros
 from shared.adapters._table_keys import escape_key, newest_first
 from shared.adapters.sqlite_operations import decode_cursor, hour_of
-from shared.adapters.table_state import ROWS_PER_QUERY, TableStateStore
+from shared.adapters.table_state import PAGE_ROWS, ROWS_PER_QUERY, TableStateStore
 from shared.errors import ServiceUnavailableError
 from shared.ports import (
     AuditEntry,
@@ -252,8 +254,23 @@ class TableOperationsStore(OperationsStore):
         return removed
 
     def resolve_errors(self, marketo_ids: Iterable[int], kinds: Iterable[str]) -> int:
-        wanted = set(kinds)
-        partitions = [f"p{m}" for m in dict.fromkeys(marketo_ids)]
+        """A worker batch asks this for every person it synced, and few of them have errors: the
+        index partition, read for these kinds (one request while they number under 1,000),
+        says which; only those persons' partitions are read. When the index holds more of
+        them than reading every person's partition would cost, every partition is read."""
+        ids = list(dict.fromkeys(marketo_ids))
+        wanted = list(dict.fromkeys(kinds))
+        if not ids or not wanted:
+            return 0
+        queries = -(-len(ids) // ROWS_PER_QUERY)
+        kind_ors = " or ".join(f"Kind eq @k{i}" for i in range(len(wanted)))
+        params: dict[str, Any] = {f"k{i}": kind for i, kind in enumerate(wanted)} | {"t": INDEX}
+        limit = queries * PAGE_ROWS
+        indexed = self._tables._query("errors", f"PartitionKey eq @t and ( {kind_ors} )", params, limit)
+        if len(indexed) < limit:
+            asked = {str(m) for m in ids}
+            ids = list(dict.fromkeys(int(m) for row in indexed if (m := str(row["MarketoId"])) in asked))
+        partitions = [f"p{m}" for m in ids]
         calls = []
         for start in range(0, len(partitions), ROWS_PER_QUERY):
             chunk = partitions[start : start + ROWS_PER_QUERY]

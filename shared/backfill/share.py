@@ -28,18 +28,18 @@ job that stops calling gives it back by itself:
   runner, a paused tenant: nobody advances it) gives it back when ``until`` passes, at most
   ``hold`` seconds after its last call.
 
-Clocks are the hosts' wall clocks (NTP-synchronised, as for the shared token bucket); ``margin``
+Clocks are the hosts' wall clocks (NTP-synchronised, as for the shared rolling window); ``margin``
 (1 s) covers the time a read of the record takes and a small skew.
 """
 
 from __future__ import annotations
 
 import json
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from shared.cached import CachedRead
 from shared.errors import ConflictError
 from shared.ports import RateBudget, StateStore
 
@@ -87,19 +87,14 @@ class ShareView:
         self.state = state
         self.check_seconds = check_seconds
         self._clock = clock
-        self._lock = threading.Lock()
-        self._read: tuple[float, Reservation | None] | None = None
+        self._reservation = CachedRead(self._read, check_seconds, clock=clock)
+
+    def _read(self) -> Reservation | None:
+        stored = self.state.get_checkpoint(RESERVATION)
+        return Reservation.load(stored.value) if stored is not None else None
 
     def reserved(self) -> bool:
-        now = self._clock()
-        with self._lock:
-            cached = self._read
-        if cached is None or now - cached[0] >= self.check_seconds:
-            stored = self.state.get_checkpoint(RESERVATION)
-            cached = (now, Reservation.load(stored.value) if stored is not None else None)
-            with self._lock:
-                self._read = cached
-        reservation = cached[1]
+        reservation = self._reservation.get()
         return reservation is not None and reservation.held(self._clock())
 
     def share(self, total: int, flow_step: int, backfill: int) -> Callable[[], int]:

@@ -30,7 +30,17 @@ from pydantic import ValidationError as PydanticValidationError
 from pydantic_core import PydanticSerializationError
 
 from shared.errors import BadRequestError
-from shared.notices import Entity, FieldChange, FieldValue, Kind, Notice, Source, fit_changes, safe_text
+from shared.notices import (
+    Entity,
+    FieldChange,
+    FieldValue,
+    Kind,
+    Notice,
+    Source,
+    fit_changes,
+    linked_marketo_id,
+    safe_text,
+)
 
 MAX_BODY_BYTES = 1024 * 1024  # Dataverse trims at 256 KB; anything far above is not Dataverse.
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -269,10 +279,12 @@ def parse_context(
     columns: Mapping[str, Collection[str]],
     sync_user_ids: Collection[str] = (),
     trimmed: bool = False,
+    link_column: str | None = None,
 ) -> Notice | Ignored:
     """Turn one webhook body into a Notice.
 
     ``columns`` maps each synced entity to the Dynamics columns worth reporting (mapped fields);
+    ``link_column`` is the column holding the linked Marketo id (the notice's ``linked_to``);
     ``sync_user_ids`` are the systemuserids of mdsync's own application users; ``trimmed`` is the
     ``x-ms-dynamics-msg-size-exceeded`` header (no images: the worker re-reads the row).
     """
@@ -286,7 +298,7 @@ def parse_context(
     if kind is Kind.MERGED:
         return _merge_notice(context, entity, sync_user_ids)
     mapped = set(columns[entity.value])
-    wanted = mapped | _EXTRA_COLUMNS
+    wanted = mapped | _EXTRA_COLUMNS | ({link_column} if link_column else set())
     target = None if trimmed else _entity_of(context.InputParameters, "Target")
     pre = None if trimmed else _entity_of(context.PreEntityImages)
     post = None if trimmed else _post_image(context)
@@ -313,6 +325,7 @@ def parse_context(
             own_write=actor is not None and actor in {u.lower() for u in sync_user_ids},
             trimmed=trimmed or cut,
             originating_lead_id=originating,
+            linked_to=linked_marketo_id(new.get(link_column, old.get(link_column))) if link_column else None,
             email=safe_text(email) if isinstance(email, str) and len(email) <= 320 else None,
         )
         notice.to_json()  # it must go on the queue

@@ -36,7 +36,7 @@ from shared.dataverse.client import DataverseClient
 from shared.dataverse.odata import ENTITY_SETS
 from shared.errors import AccessDeniedError, ConflictError, PermanentError
 from shared.mapping import FieldMapping
-from shared.notices import Entity, Kind, Notice, Source, safe_text
+from shared.notices import Entity, Kind, Notice, Source, linked_marketo_id, safe_text
 from shared.ports import Checkpoint, NoticeQueue, StateStore
 
 log = logging.getLogger(__name__)
@@ -125,6 +125,7 @@ class DynamicsSweep:
             actor=actor,
             own_write=actor is not None and actor in self.sync_user_ids,
             originating_lead_id=_lower_id(row.get("_originatingleadid_value")),
+            linked_to=linked_marketo_id(row.get(self.mapping.links.dynamics_marketo_id)),
             email=safe_text(email) if isinstance(email, str) and len(email) <= 320 else None,
         )
 

@@ -27,6 +27,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from shared.cached import CachedRead
 from shared.console import records
 from shared.notices import Notice
 from shared.ports import NoticeQueue, StateStore
@@ -84,22 +85,17 @@ class PauseSwitch:
     ) -> None:
         self.state = state
         self.hold_seconds = hold_seconds
-        self.cache_seconds = cache_seconds
-        self._clock = clock
-        self._cached: tuple[float, PauseState] | None = None
+        self._flag = CachedRead(
+            lambda: PauseState.from_dict(records.read(state, records.PAUSE)), cache_seconds, clock=clock
+        )
 
     def current(self, *, fresh: bool = False) -> PauseState:
-        now = self._clock()
-        if not fresh and self._cached is not None and now - self._cached[0] < self.cache_seconds:
-            return self._cached[1]
-        found = PauseState.from_dict(records.read(self.state, records.PAUSE))
-        self._cached = (now, found)
-        return found
+        return self._flag.get(fresh=fresh)
 
     def set(self, paused: bool, *, by: str, reason: str = "") -> PauseState:
         wanted = PauseState(paused, by, datetime.now(UTC), reason)
         records.update(self.state, records.PAUSE, lambda _: wanted.as_dict())
-        self._cached = (self._clock(), wanted)
+        self._flag.put(wanted)
         return wanted
 
     def hold(self, notices: Sequence[Notice], queue: NoticeQueue) -> int:

@@ -1,24 +1,28 @@
-"""One Marketo rate budget for every worker instance: a token bucket kept in the state store.
+"""One Marketo rate budget for every worker instance: the rolling window, kept in the state store.
 
 Marketo's limit (100 calls per rolling 20 s) is per instance. Each Function instance's own
 ``CallLimiter`` keeps it under its share, but N busy instances each spending their share
-together exceed it, collide on 606 and only then back off. The bucket is one record in the state
-store (a checkpoint, written conditionally on its etag), shared by all of them: a call takes a
-token; tokens come back at ``rate`` a second up to ``burst``.
+together exceed it, collide on 606 and only then back off. The window is one record in the state
+store (a checkpoint, written conditionally on its etag), shared by all of them: the times of the
+calls made in the last ``window`` seconds. A call may start when fewer than the share are in it;
+it adds its time.
 
-Why it never exceeds the window: in any ``window`` seconds at most ``burst + rate * window``
-tokens can be taken, and ``rate`` is chosen so that this is ``calls_per_window``: a burst of 2
-leaves ``(calls - 2) / window`` a second, 93 of 95 calls per 20 s sustained. A token is taken
-just before its call is sent (never leased ahead), so the calls happen when they are counted.
+It is Marketo's own rule, so it allows what Marketo allows and no less: a lone batch's few calls
+go at once (a token bucket small enough to keep every window under the share spaced them a third
+of a second apart, a second of every small worker batch's latency), and a backlog gets the whole
+share of every window. A time is taken just before its call is sent (never leased ahead), so the
+calls happen when they are counted; ``margin`` widens the window by what may separate two calls'
+sending from their arrival at Marketo (a thread scheduled late, a slower connection), so a call
+sent exactly one window after another never lands inside it.
 
-A conflicting write (another instance took a token meanwhile) reads again; the instances' clocks
-are the hosts' wall clocks (NTP-synchronised; a skew of a few ms moves a few ms of tokens).
+A conflicting write (another instance took a call meanwhile) reads again; the instances' clocks
+are the hosts' wall clocks (NTP-synchronised; a skew of a few ms moves a few ms of calls).
 
 The share may move (``calls_per_window`` given as a function, asked at every take): the live
-sync's shrinks while an initial sync holds its own share (``shared/backfill/share.py``). Burst
-and rate follow the share at once and the stored tokens are capped at the new burst, so in any
-window that starts after every instance has seen the smaller share, at most the smaller share
-is taken (the backfill waits that long before its first call).
+sync's shrinks while an initial sync holds its own share (``shared/backfill/share.py``). A
+smaller share counts the calls already in the window, so in any window that starts after every
+instance has seen the smaller share, at most the smaller share is taken (the backfill waits that
+long before its first call).
 """
 
 from __future__ import annotations
@@ -32,15 +36,15 @@ from shared.errors import ConflictError
 from shared.marketo.limiter import CallLimiter, RateShareSpentError
 from shared.ports import RateBudget, StateStore
 
-BURST = 2.0
 WINDOW = 20.0
-# A store that keeps refusing the conditional write is one taking tokens as fast as it can:
+MARGIN = 0.5
+# A store that keeps refusing the conditional write is one taking calls as fast as it can:
 # wait a moment rather than spin.
 MAX_ATTEMPTS = 8
 
 
-class StoredTokenBucket(RateBudget):
-    """``calls_per_window`` per ``window`` seconds for everyone using the record ``name``
+class StoredCallWindow(RateBudget):
+    """``calls_per_window`` per rolling ``window`` seconds for everyone using the record ``name``
     (a number, or a function that says the share now)."""
 
     def __init__(
@@ -50,68 +54,47 @@ class StoredTokenBucket(RateBudget):
         calls_per_window: int | Callable[[], int],
         *,
         window: float = WINDOW,
-        burst: float = BURST,
+        margin: float = MARGIN,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._share = calls_per_window if callable(calls_per_window) else (lambda: calls_per_window)
         if self._share() < 1:
             raise ValueError("calls_per_window must be at least 1")
         self.state = state
-        self.name = f"rate-budget:{name}"
+        self.name = f"rate-window:{name}"
         self.window = window
-        self.max_burst = burst
+        self.span = window + margin
         self._clock = clock
 
     @property
     def calls_per_window(self) -> int:
         return max(1, self._share())
 
-    def burst_and_rate(self) -> tuple[float, float]:
-        """The bucket's size and refill (tokens a second) for the share now."""
-        return bucket_for(self.calls_per_window, self.window, self.max_burst)
-
-    @property
-    def burst(self) -> float:
-        return self.burst_and_rate()[0]
-
-    @property
-    def rate(self) -> float:
-        return self.burst_and_rate()[1]
-
     def take(self) -> float:
         for _ in range(MAX_ATTEMPTS):
-            burst, rate = self.burst_and_rate()
+            share = self.calls_per_window
             stored = self.state.get_checkpoint(self.name)
             now = self._clock()
-            tokens, at = (burst, now) if stored is None else _load(stored.value)
-            tokens = min(burst, tokens + max(0.0, now - at) * rate)
-            if tokens < 1.0:
-                return (1.0 - tokens) / rate
+            recent = [t for t in _load(stored.value) if t > now - self.span] if stored else []
+            if len(recent) >= share:
+                # The calls that must leave the window before one more fits.
+                return max(recent[len(recent) - share] + self.span - now, 0.001)
             try:
                 self.state.put_checkpoint(
-                    self.name, _dump(tokens - 1.0, now), etag=None if stored is None else stored.etag
+                    self.name, _dump([*recent, now]), etag=None if stored is None else stored.etag
                 )
             except ConflictError:
-                continue  # another instance took one meanwhile: look again
+                continue  # another instance took a call meanwhile: look again
             return 0.0
-        return 1.0 / self.rate
+        return self.span / self.calls_per_window
 
 
-def bucket_for(calls_per_window: int, window: float, burst: float = BURST) -> tuple[float, float]:
-    """Burst and refill rate so that at most ``burst + rate * window == calls_per_window`` calls
-    are taken in any ``window``. A tiny share still gets whole tokens: at least one, refilled at
-    least half a call a window."""
-    size = max(1.0, min(burst, calls_per_window / 2))
-    return size, max(calls_per_window - size, 0.5) / window
+def _load(value: str) -> list[float]:
+    return sorted(float(t) for t in json.loads(value)["calls"])
 
 
-def _load(value: str) -> tuple[float, float]:
-    data = json.loads(value)
-    return float(data["tokens"]), float(data["at"])
-
-
-def _dump(tokens: float, at: float) -> str:
-    return json.dumps({"tokens": round(tokens, 6), "at": at})
+def _dump(calls: list[float]) -> str:
+    return json.dumps({"calls": [round(t, 4) for t in calls]})
 
 
 class BudgetedCallLimiter(CallLimiter):

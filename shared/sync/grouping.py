@@ -32,8 +32,16 @@ def group(notices: Sequence[Notice], state: StateStore, journal: Journal) -> Bat
         entity: {n.record_id.lower() for n in notices if n.entity.value == entity}
         for entity in ("lead", "contact")
     }
+    # The Marketo id a Dynamics notice saw in the record's link column lets the store find the
+    # link by person; the link found is the same (see StateStore.get_links_by_dynamics).
+    hints = {(n.entity.value, n.record_id.lower()): n.linked_to for n in notices if n.linked_to is not None}
     by_person = state.get_links_by_marketo(persons)
-    by_record = {entity: state.get_links_by_dynamics(entity, ids) for entity, ids in records.items()}
+    by_record = {
+        entity: state.get_links_by_dynamics(
+            entity, ids, hints={i: hints[entity, i] for i in ids if (entity, i) in hints}
+        )
+        for entity, ids in records.items()
+    }
     for notice in notices:
         if notice.entity is Entity.PERSON:
             _place_person(batch, notice, by_person, journal)

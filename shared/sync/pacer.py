@@ -29,6 +29,7 @@ import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 
+from shared.cached import CachedRead
 from shared.console.budgets import marketo_calls_today, marketo_day_start, marketo_spend
 from shared.errors import MdsyncError
 from shared.notices import Notice, Source
@@ -51,16 +52,15 @@ class Pacer:
         self.policy = policy
         self.operations = operations
         self.queue = queue
-        self.cache_seconds = cache_seconds
         self._clock = clock
-        self._cached: tuple[float, Spend | None] | None = None
+        self._spend = CachedRead(self._read_spend, cache_seconds, clock=clock)
 
     def spend(self) -> Spend | None:
         """The day's Marketo spend so far, or None when the tallies cannot be read."""
-        now = self._clock()
-        if self._cached is not None and now - self._cached[0] < self.cache_seconds:
-            return self._cached[1]
-        moment = datetime.fromtimestamp(now, UTC)
+        return self._spend.get()
+
+    def _read_spend(self) -> Spend | None:
+        moment = datetime.fromtimestamp(self._clock(), UTC)
         found: Spend | None
         try:
             calls = marketo_calls_today(self.operations.read_tallies(marketo_day_start(moment)), moment)
@@ -69,7 +69,6 @@ class Pacer:
             found = None
         else:
             found = marketo_spend(calls, moment)
-        self._cached = (now, found)
         return found
 
     def hold_back(self, notices: Sequence[Notice]) -> int:

@@ -137,6 +137,26 @@ def test_resolving_a_persons_errors_drops_only_those_kinds(operations: Operation
     assert [g.errors for g in operations.error_groups(ErrorQuery())] == [1]
 
 
+def test_resolving_a_batch_finds_its_few_errors_among_many(operations: OperationsStore) -> None:
+    batch = range(5000, 5900)
+    operations.record_errors([error(f"in-{m}", marketo_id=m) for m in (5000, 5450, 5899)])
+    operations.record_errors([error(f"out-{m}", marketo_id=m) for m in (4999, 5900, 50000)])
+    operations.record_errors([error("parked", marketo_id=5001, kind="parked")])
+
+    assert operations.resolve_errors(batch, ["refused"]) == 3
+    left = {e.key for e in operations.list_errors(ErrorQuery(), limit=10).errors}
+    assert left == {"out-4999", "out-5900", "out-50000", "parked"}
+
+
+def test_resolving_when_more_errors_are_open_than_a_batch_reads(operations: OperationsStore) -> None:
+    # Over 1,000 open errors of that kind: more than reading the one person's partition costs.
+    operations.record_errors([error(f"other-{m}", marketo_id=m) for m in range(1, 1002)])
+    operations.record_errors([error("mine", marketo_id=7, kind="refused", field="email")])
+
+    assert operations.resolve_errors([7], ["refused"]) == 2  # "other-7" and "mine"
+    assert operations.error_groups(ErrorQuery())[0].errors == 1000
+
+
 def test_a_bad_cursor_is_refused(operations: OperationsStore) -> None:
     with pytest.raises(ValueError, match="cursor"):
         operations.list_errors(ErrorQuery(), cursor="garbage")

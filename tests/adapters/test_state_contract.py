@@ -8,12 +8,15 @@ expiry is tested by moving it, never by sleeping.
 from __future__ import annotations
 
 import functools
+import itertools
 import threading
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import TypeVar
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from shared.errors import ConflictError
 from shared.notices import FieldValue
@@ -195,6 +198,86 @@ def test_batch_link_reads_return_exactly_the_linked_ones(store: StateStore) -> N
     assert set(by_marketo) == set(linked)
     assert {link.marketo_id for link in by_dynamics.values()} == set(linked)
     assert all(by_dynamics[f"GUID-{i}"].dynamics_id == f"guid-{i}" for i in linked)
+
+
+# Dense runs (read as ranges), a partition's edges and sparse ids (read by RowKey), with holes.
+EDGES = [0, 1, 998, 999, 1000, 1001, 1999, 2000, 2999, *range(3100, 3900, 2), 7005, 10_000, 123_456_789]
+
+
+def test_batch_reads_across_partitions_ranges_holes_and_edges(store: StateStore) -> None:
+    linked = EDGES[::2] + EDGES[1::7]
+    for marketo_id in linked:
+        store.put_link(Link(marketo_id, "lead", f"guid-{marketo_id}"))
+    store.put_shadows([Shadow(i, {"i": i}) for i in linked])
+    asked = sorted({*EDGES, *range(3000, 4000), 5000})
+
+    assert set(store.get_links_by_marketo(asked)) == set(linked)
+    assert {i: s.values for i, s in store.get_shadows(asked).items()} == {i: {"i": i} for i in linked}
+    by_dynamics = store.get_links_by_dynamics("lead", [f"guid-{i}" for i in asked])
+    assert {k: v.marketo_id for k, v in by_dynamics.items()} == {f"guid-{i}": i for i in linked}
+    # A range read (200 of 800 ids) returns no row that was not asked, even inside its range.
+    every_fourth = range(3100, 3900, 4)
+    assert set(store.get_links_by_marketo(every_fourth)) == set(linked) & set(every_fourth)
+    assert set(store.get_shadows(every_fourth)) == set(linked) & set(every_fourth)
+
+
+def test_hints_never_change_who_is_linked(store: StateStore) -> None:
+    first = store.put_link(Link(10, "lead", "guid-a"))
+    second = store.put_link(Link(11, "lead", "guid-b"))
+    contact = store.put_link(Link(12, "contact", "guid-c"))
+    asked = ["GUID-A", "guid-b", "guid-c", "guid-d"]
+    plain = store.get_links_by_dynamics("lead", asked)
+
+    hints = [
+        {"GUID-A": 10, "guid-b": 11},  # right
+        {"GUID-A": 11, "guid-b": 10},  # each names the other's person
+        {"guid-a": 99, "guid-b": 12, "guid-c": 12, "guid-d": 10},  # unlinked, other entity, stray
+        {"guid-x": 10},  # a hint for a record nobody asked about
+    ]
+    for hint in hints:
+        assert store.get_links_by_dynamics("lead", asked, hints=hint) == plain, hint
+    assert plain == {"GUID-A": first, "guid-b": second}
+    assert store.get_links_by_dynamics("contact", ["guid-c"], hints={"guid-c": 10}) == {"guid-c": contact}
+
+
+_PERSONS = st.integers(0, 30)
+_RECORDS = st.integers(0, 12)
+_run = itertools.count()
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    links=st.lists(st.tuples(_PERSONS, _RECORDS), max_size=14),
+    hints=st.dictionaries(_RECORDS, _PERSONS, max_size=13),
+)
+def test_any_hints_give_the_answer_without_hints(
+    store: StateStore, links: list[tuple[int, int]], hints: dict[int, int]
+) -> None:
+    base = 100_000 * (next(_run) + 1)  # each example its own persons and records
+    owner: dict[int, int] = {}  # record -> person, as the links were made in order
+    for person, record in links:
+        try:
+            store.put_link(Link(base + person, "lead", f"rec-{base}-{record}"))
+        except ConflictError:
+            continue  # the record is another person's
+        owner = {r: p for r, p in owner.items() if p != person} | {record: person}
+    asked = [f"REC-{base}-{r}" for r in range(13)]
+    hinted = {f"rec-{base}-{r}": base + p for r, p in hints.items()}
+
+    found = store.get_links_by_dynamics("lead", asked, hints=hinted)
+
+    assert found == store.get_links_by_dynamics("lead", asked)
+    expected = {f"REC-{base}-{r}": base + p for r, p in owner.items()}
+    assert {k: v.marketo_id for k, v in found.items()} == expected
+
+
+def test_a_hint_naming_the_previous_person_of_a_relinked_record_finds_the_new_one(store: StateStore) -> None:
+    store.put_link(Link(20, "lead", "guid-r"))
+    store.put_link(Link(20, "lead", "guid-s"))  # person 20 moved on
+    now = store.put_link(Link(21, "lead", "guid-r"))
+    assert store.get_links_by_dynamics("lead", ["guid-r"], hints={"guid-r": 20}) == {"guid-r": now}
+    store.delete_link(now)
+    assert store.get_links_by_dynamics("lead", ["guid-r"], hints={"guid-r": 21}) == {}
 
 
 def test_two_persons_racing_for_one_dynamics_record_one_wins(make_store: StoreFactory) -> None:

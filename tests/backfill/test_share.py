@@ -18,7 +18,7 @@ from mdsync.harness import LocalSystem
 from shared.adapters.sqlite_state import SqliteStateStore
 from shared.backfill.job import Options, Status
 from shared.backfill.share import HOLD, WINDOW, ShareGate, ShareView, live_calls
-from shared.marketo.budget import BudgetedCallLimiter, StoredTokenBucket
+from shared.marketo.budget import BudgetedCallLimiter, StoredCallWindow
 from shared.marketo.limiter import CallLimiter, RateShareSpentError
 from tests.adapters.conftest import FakeClock
 from tests.backfill.conftest import CREATED_FROM, World
@@ -91,7 +91,7 @@ def test_live_and_backfill_never_exceed_the_limit_even_when_a_job_starts_mid_win
         share = view.share(TOTAL, FLOW, BACKFILL)
         worker = (
             BudgetedCallLimiter(
-                StoredTokenBucket(state, "marketo", share, clock=clock),
+                StoredCallWindow(state, "marketo", share, clock=clock),
                 share,
                 8,
                 clock=clock,
@@ -186,7 +186,7 @@ def test_the_worker_gives_the_backfill_its_share_only_while_a_job_runs(
         if backfill.ctx.marketo.calls.total and "during" not in seen:
             assert system.until(lambda: worker.max_calls_per_20s == busy, timeout=30)
             seen["during"] = worker.max_calls_per_20s
-            if isinstance(bucket, StoredTokenBucket):
+            if isinstance(bucket, StoredCallWindow):
                 seen["bucket"] = bucket.calls_per_window
 
     try:

@@ -48,7 +48,7 @@ def test_the_sweep_queues_changes_and_deletions_since_the_last_sweep(app: App) -
     admin = app.dataverse_admin
     ana = admin.create_as(HUMAN, "leads", lead("Ana"))
     bo = admin.create_as(HUMAN, "leads", lead("Bo"))
-    contact = admin.create_as(HUMAN, "contacts", lead("Cy"))
+    contact = admin.create_as(HUMAN, "contacts", lead("Cy", mdsync_marketoid="77"))
     dynamics_sweep(timer())  # the first sweep records where to start
     assert app.queued() == []
 
@@ -69,6 +69,8 @@ def test_the_sweep_queues_changes_and_deletions_since_the_last_sweep(app: App) -
         SYNC_USER_ID,
         True,
     )
+    # The link column's Marketo id, the worker's hint for finding the link.
+    assert (updated.linked_to, notices[contact, Kind.UPDATED].linked_to) == (None, 77)
 
     dynamics_sweep(timer())
     assert app.queued() == []

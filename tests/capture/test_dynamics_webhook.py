@@ -103,6 +103,25 @@ def test_a_change_by_the_sync_user_is_marked_own_write(app: App) -> None:
     assert notice.own_write
 
 
+def test_a_notice_carries_the_marketo_id_the_link_column_holds(app: App) -> None:
+    linked = app.dataverse_admin.create_as(HUMAN, "leads", {**LEAD, "mdsync_marketoid": "1234"})
+    unlinked = app.dataverse_admin.create_as(HUMAN, "leads", {**LEAD, "emailaddress1": "b@fabrikam.example"})
+    app.register_tap()
+    app.dataverse_admin.update_as(HUMAN, "leads", linked, {"jobtitle": "CTO"})
+    app.dataverse_admin.update_as(HUMAN, "leads", unlinked, {"jobtitle": "CFO"})
+    app.dataverse_admin.delete_as(HUMAN, "leads", linked)
+    for delivery in app.deliveries(3):
+        assert dynamics_webhook(request_from(delivery)).status_code == 202
+
+    # From the post-image (the column did not change) and, for the deletion, the pre-image.
+    hints = {(n.record_id, n.kind): n.linked_to for n in app.notices()}
+    assert hints == {
+        (linked, Kind.UPDATED): 1234,
+        (unlinked, Kind.UPDATED): None,
+        (linked, Kind.DELETED): 1234,
+    }
+
+
 def test_a_retried_delivery_is_queued_once(app: App) -> None:
     lead_id = app.dataverse_admin.create_as(HUMAN, "leads", LEAD)
     app.register_tap()

@@ -21,6 +21,7 @@ from shared.notices import (
     Notice,
     Source,
     fit_changes,
+    linked_marketo_id,
 )
 
 WHEN = datetime(2030, 1, 2, 3, 4, 5, 678_000, tzinfo=UTC)
@@ -210,3 +211,24 @@ def test_the_worker_does_not_load_the_service_bus_sdk() -> None:
         subprocess.run([sys.executable, "-c", light], capture_output=True, text=True, check=True).stdout
         == "False\n"
     )
+
+
+@pytest.mark.parametrize(
+    ("value", "hint"),
+    [
+        ("1234", 1234),
+        (1234, 1234),
+        (" 42 ", 42),
+        ("0", 0),
+        ("", None),
+        (None, None),
+        (True, None),
+        (12.5, None),
+        ("-5", None),
+        ("1e3", None),
+        ("\u0661\u0662", None),  # Arabic-Indic digits: digits, but no Marketo id
+        ("9" * 19, None),
+    ],
+)
+def test_a_link_column_value_is_a_hint_only_when_it_is_a_marketo_id(value: object, hint: int | None) -> None:
+    assert linked_marketo_id(value) == hint

@@ -42,6 +42,9 @@ def test_the_function_app_needs_exactly_requirements_txt_and_the_command_adds_ri
     local = {_name(d) for d in project["optional-dependencies"]["local"]}
     assert {"starlette", "uvicorn", "trustme", "croniter"} <= local
     assert not local & set(requirements)
+    bench = {_name(d) for d in project["optional-dependencies"]["bench"]}  # the bench's charts
+    assert bench == {"matplotlib"}
+    assert not bench & set(requirements)
 
 
 def test_the_licence_is_declared_and_shipped() -> None:

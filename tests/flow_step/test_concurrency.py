@@ -9,7 +9,7 @@ create, and the count of create requests proves that Dataverse's key guard decid
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -135,9 +135,11 @@ class _HeldState(SqliteStateStore):
         super().__init__(path)
         self._hold = hold
 
-    def get_links_by_dynamics(self, entity: str, dynamics_ids: Iterable[str]) -> dict[str, Link]:
+    def get_links_by_dynamics(
+        self, entity: str, dynamics_ids: Iterable[str], *, hints: Mapping[str, int] | None = None
+    ) -> dict[str, Link]:
         self._hold()
-        return super().get_links_by_dynamics(entity, dynamics_ids)
+        return super().get_links_by_dynamics(entity, dynamics_ids, hints=hints)
 
 
 def test_two_persons_sharing_an_email_cannot_both_take_one_record(

@@ -18,6 +18,7 @@ FORBIDDEN = (
     "rich",
     "pandas",
     "numpy",
+    "matplotlib",
     "hypothesis",
     "trustme",
     "pytest",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import suppress
 
 
@@ -19,6 +19,8 @@ class CallCounter(Mapping[str, int]):
         self._seconds: defaultdict[str, float] = defaultdict(float)
         self._uncounted = frozenset(uncounted)
         self._thread = threading.local()
+        # Replaced, never mutated, so record() reads it without the lock.
+        self._listeners: tuple[Callable[[str, float], None], ...] = ()
 
     def record(self, endpoint: str, seconds: float) -> None:
         with self._lock:
@@ -26,6 +28,25 @@ class CallCounter(Mapping[str, int]):
             self._seconds[endpoint] += seconds
         if endpoint not in self._uncounted:
             self._thread.total = self.on_this_thread + 1
+        for listener in self._listeners:
+            listener(endpoint, seconds)
+
+    def listen(self, listener: Callable[[str, float], None]) -> Callable[[], None]:
+        """``listener(endpoint, seconds)`` after every request recorded from now on (the bench's
+        timeline notes when each was sent); the returned function stops it."""
+        with self._lock:
+            self._listeners = (*self._listeners, listener)
+
+        def stop() -> None:
+            with self._lock:
+                self._listeners = tuple(f for f in self._listeners if f is not listener)
+
+        return stop
+
+    @property
+    def uncounted(self) -> frozenset[str]:
+        """Endpoints listed but left out of :attr:`total` (Marketo's identity call)."""
+        return self._uncounted
 
     @property
     def on_this_thread(self) -> int:

@@ -133,6 +133,11 @@ def settle(system: LocalSystem, *, window: float | None, timeout: float = 300.0)
     """Let the sync go quiet (webhooks delivered, a poll, queue empty); with ``window``, also
     wait until Marketo's rate window is empty, so that the next workload starts fresh."""
     sync_quietly(system, timeout)
+    fresh_window(system, window=window)
+
+
+def fresh_window(system: LocalSystem, *, window: float | None) -> None:
+    """With ``window``, until Marketo's rate window is empty (no more than ``window`` + 5 s)."""
     if window is None:
         return
     marketo = system.stack.marketo.state

@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import functools
 import json
+import os
 import subprocess
 import sys
 import time
@@ -26,8 +27,9 @@ from pathlib import Path
 from typing import Any
 
 from mdsync import azurite
-from mdsync.bench.meter import settle
-from mdsync.bench.seed import seed_pairs
+from mdsync.bench.meter import fresh_window, settle
+from mdsync.bench.peer import peer_to_dynamics, peer_to_marketo
+from mdsync.bench.seed import Pair, seed_pairs
 from mdsync.bench.workloads import WorkloadResult, burst_to_dynamics, burst_to_marketo
 from mdsync.harness import HarnessConfig, LocalSystem
 from simulators.dataverse.config import DataverseSimConfig
@@ -51,9 +53,11 @@ def store_bursts(
     settings: Mapping[str, str],
     window: float | None,
     say: Callable[[str], None],
+    peer_on: str | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Both bursts of ``burst`` changes on each store in ``stores``, by :func:`store_key`, as
-    JSON. Each store runs in its own process: a process indexes the function app once."""
+    JSON; on the store ``peer_on``, the batching peer's two after them (``peer_to_*``). Each
+    store runs in its own process: a process indexes the function app once."""
     results: dict[str, dict[str, Any]] = {}
     for store in stores:
         output = workdir / f"state-{store}.json"
@@ -61,17 +65,25 @@ def store_bursts(
         command += ["--settings", json.dumps(dict(settings))]
         if window is not None:
             command += ["--window", str(window)]
-        done = subprocess.run(command, capture_output=True, text=True, check=False)  # noqa: S603 - our own
-        for line in done.stdout.splitlines():
-            say(line)
-        if done.returncode != 0:
-            raise RuntimeError(f"the bursts on {store} failed ({done.returncode}):\n{done.stderr[-3000:]}")
+        if store == peer_on:
+            command += ["--peer"]
+        errors = workdir / f"state-{store}.stderr"
+        with errors.open("w", encoding="utf-8") as stderr:
+            # Its lines as they come: the 100,000-change bursts take many minutes.
+            process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=stderr, text=True)  # noqa: S603 - our own
+            assert process.stdout is not None
+            for line in process.stdout:
+                say(line.rstrip())
+            code = process.wait()
+        if code != 0:
+            tail = errors.read_text(encoding="utf-8")[-3000:]
+            raise RuntimeError(f"the bursts on {store} failed ({code}):\n{tail}")
         results |= json.loads(output.read_text(encoding="utf-8"))
     return results
 
 
 def _in_process(
-    store: str, burst: int, workdir: Path, settings: dict[str, str], window: float | None
+    store: str, burst: int, workdir: Path, settings: dict[str, str], window: float | None, *, peer: bool
 ) -> dict[str, WorkloadResult]:
     folder = workdir / f"state-{store}"
     say = functools.partial(print, flush=True)
@@ -83,19 +95,28 @@ def _in_process(
                 "STATE_TABLE_PREFIX": "bench",
             }
             config = HarnessConfig(folder, stack=documented_limits(), extra_settings={**settings, **table})
-            return _bursts(store, burst, config, window=window, say=say)
+            return _bursts(store, burst, config, window=window, say=say, peer=peer)
     config = HarnessConfig(folder, stack=documented_limits(), extra_settings=settings)
-    return _bursts(store, burst, config, window=window, say=say)
+    return _bursts(store, burst, config, window=window, say=say, peer=peer)
 
 
 def _bursts(
-    store: str, burst: int, config: HarnessConfig, *, window: float | None, say: Callable[[str], None]
+    store: str,
+    burst: int,
+    config: HarnessConfig,
+    *,
+    window: float | None,
+    say: Callable[[str], None],
+    peer: bool,
 ) -> dict[str, WorkloadResult]:
     system = LocalSystem(config)
     results: dict[str, WorkloadResult] = {}
     with system:
         say(f"state store {store}: seeding {burst} linked leads")
+        seeding = time.monotonic()
         pairs = seed_pairs(system, "lead", burst, tag=f"{store}lead")
+        seeded = {"seeded_pairs": burst, "seed_seconds": round(time.monotonic() - seeding, 1)}
+        say(f"  seeded in {seeded['seed_seconds']:.0f} s")
         settle(system, window=window)
         runs: dict[str, Callable[[], WorkloadResult]] = {
             "burst_to_dynamics": lambda: burst_to_dynamics(system, pairs, f"{store}bd"),
@@ -103,9 +124,10 @@ def _bursts(
         }
         for workload, run in runs.items():
             say(f"  {workload.replace('_', ' ')} on {store} ...")
-            started = time.monotonic()
+            started, load = time.monotonic(), os.getloadavg()
             result = run()
-            result.extra["state_store"] = store
+            result.extra["load_average"] = _load(load)
+            result.extra |= {"state_store": store, **seeded}
             result.extra["worker_marketo_calls_per_20s"] = system.deps.marketo.max_calls_per_20s
             results[store_key(workload, store)] = result
             say(
@@ -114,7 +136,37 @@ def _bursts(
                 f"({time.monotonic() - started:.0f} s with the echoes)"
             )
             settle(system, window=window)
+        if peer:
+            results |= _peer(system, pairs, store, window=window, say=say)
     return results
+
+
+def _peer(
+    system: LocalSystem, pairs: list[Pair], store: str, *, window: float | None, say: Callable[[str], None]
+) -> dict[str, WorkloadResult]:
+    """The batching peer's two bursts on the same pairs, limits and clients, last: between and
+    after them mdsync's sync is left alone (no poll reads the peer's activities)."""
+    results: dict[str, WorkloadResult] = {}
+    runs: dict[str, Callable[[], WorkloadResult]] = {
+        "peer_to_dynamics": lambda: peer_to_dynamics(system, pairs, f"{store}pd"),
+        "peer_to_marketo": lambda: peer_to_marketo(system, pairs, f"{store}pm"),
+    }
+    for workload, run in runs.items():
+        say(f"  {workload.replace('_', ' ')} (batching peer) ...")
+        load = os.getloadavg()
+        result = run()
+        result.extra["load_average"] = _load(load)
+        result.extra["worker_marketo_calls_per_20s"] = system.deps.marketo.max_calls_per_20s
+        results[workload] = result
+        say(f"  {result.changes} changes in {result.seconds:.1f} s = {result.rate:.1f}/s")
+        fresh_window(system, window=window)
+    return results
+
+
+def _load(before: tuple[float, float, float]) -> dict[str, list[float]]:
+    """The machine's load average (1, 5, 15 min) before and after a burst: its measured rate is
+    of this machine as much as of the API, and other work on it slows the burst."""
+    return {"before": [round(x, 2) for x in before], "after": [round(x, 2) for x in os.getloadavg()]}
 
 
 def documented_limits() -> StackConfig:
@@ -132,8 +184,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("output", type=Path)
     parser.add_argument("--settings", default="{}")
     parser.add_argument("--window", type=float, default=None)
+    parser.add_argument("--peer", action="store_true", help="the batching peer's bursts after ours")
     args = parser.parse_args(argv)
-    results = _in_process(args.store, args.burst, args.workdir, json.loads(args.settings), args.window)
+    settings = json.loads(args.settings)
+    results = _in_process(args.store, args.burst, args.workdir, settings, args.window, peer=args.peer)
     args.output.write_text(json.dumps({k: r.to_json() for k, r in results.items()}), encoding="utf-8")
     return 0
 

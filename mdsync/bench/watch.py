@@ -5,6 +5,12 @@ outstanding ones against the target simulator's state on a short period and note
 moment each holds the value. Reading in-process state costs no API call, so watching never
 changes what is measured. Resolution is the watch period (default 20 ms), longer while so many
 values are outstanding that checking them would take more than a tenth of the time.
+
+Landing times for a burst's timeline (:meth:`Watcher.landed_at`) are narrowed further: a value
+landed after the previous check and before this one, and within the second its record says it
+was last modified (both simulators keep whole seconds, as the real services do): the midpoint of
+what both allow. With 100,000 values outstanding the period grows to seconds, and noting a
+landing at the check would shift it late by up to that much.
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ import threading
 import time
 from collections.abc import Hashable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from mdsync.harness import LocalSystem
@@ -46,7 +53,9 @@ class Watcher:
         self._lock = threading.Lock()
         self._pending: dict[Hashable, _Pending] = {}
         self._landed: dict[str, list[float]] = {}
+        self._landed_at: dict[str, list[float]] = {}
         self._last = 0.0
+        self._checked = 0.0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="bench-watcher", daemon=True)
 
@@ -71,6 +80,11 @@ class Watcher:
     def latencies(self, label: str) -> list[float]:
         with self._lock:
             return list(self._landed.get(label, []))
+
+    def landed_at(self, label: str) -> list[float]:
+        """When each value landed (time.monotonic), in the order noted."""
+        with self._lock:
+            return list(self._landed_at.get(label, []))
 
     def wait(self, timeout: float, *, stall: float = 120.0) -> bool:
         """Until nothing is outstanding; False after ``timeout``, or after ``stall`` seconds in
@@ -105,28 +119,60 @@ class Watcher:
             pending = list(self._pending.items())
         if not pending:
             return
-        now = time.monotonic()
+        now, previous = time.monotonic(), self._checked
+        epoch_offset = time.time() - now
         landed = self._landed_now(pending)
+        scanned = time.monotonic()  # a value may land during the scan, before it is looked at
         with self._lock:
-            for key, item in landed:
+            for key, item, modified in landed:
                 if self._pending.get(key) is item:
                     del self._pending[key]
                     self._landed.setdefault(item.label, []).append(now - item.since)
+                    after = max(previous, item.since)
+                    stamp = None if modified is None else modified - epoch_offset
+                    moment = _narrowed(after, scanned, stamp)
+                    self._landed_at.setdefault(item.label, []).append(moment)
                     self._last = now
+        self._checked = now
 
-    def _landed_now(self, pending: list[tuple[Hashable, _Pending]]) -> list[tuple[Hashable, _Pending]]:
+    def _landed_now(
+        self, pending: list[tuple[Hashable, _Pending]]
+    ) -> list[tuple[Hashable, _Pending, float | None]]:
+        """The pending values that landed, each with its record's last modification (epoch s)."""
         # One lock acquisition per simulator and check, not one per target.
         marketo = [(k, p) for k, p in pending if p.target.side == "marketo"]
         dynamics = [(k, p) for k, p in pending if p.target.side != "marketo"]
-        landed = []
+        found: list[tuple[Hashable, _Pending, Any]] = []
         with self._marketo.lock:
             for key, item in marketo:
                 person = self._marketo.persons.get(int(item.target.record_id))
                 if person is not None and person.get(item.target.field) == item.target.value:
-                    landed.append((key, item))
+                    found.append((key, item, person.get("updatedAt")))
         with self._dataverse.store.lock:
             for key, item in dynamics:
                 row = self._dataverse.store.get(item.target.entity, item.target.record_id.lower())
                 if row is not None and row.get(item.target.field) == item.target.value:
-                    landed.append((key, item))
-        return landed
+                    found.append((key, item, row.get("modifiedon")))
+        return [(key, item, _epoch(stamp)) for key, item, stamp in found]
+
+
+def _epoch(stamp: Any) -> float | None:
+    """A record's modification stamp (Dataverse: a datetime; Marketo: ISO text), epoch seconds."""
+    if isinstance(stamp, datetime):
+        return stamp.timestamp()
+    if isinstance(stamp, str):
+        try:
+            return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
+        except ValueError:
+            return None
+    return None
+
+
+def _narrowed(after: float, before: float, modified: float | None) -> float:
+    """When a value landed: after ``after`` (the previous check, or its edit), by ``before`` (this
+    check), within the whole second from ``modified`` if that says anything; the midpoint of what
+    these allow."""
+    low, high = after, before
+    if modified is not None and modified < high and modified + 1 > low:
+        low, high = max(low, modified), min(high, modified + 1)
+    return (low + high) / 2

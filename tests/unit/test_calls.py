@@ -31,3 +31,14 @@ def test_each_thread_counts_its_own_calls_and_the_total_counts_all() -> None:
     assert seen == {"poll": 3, "worker": 5}
     assert calls.total == 8
     assert calls.on_this_thread == 0
+
+
+def test_a_listener_hears_every_request_until_stopped() -> None:
+    counter = CallCounter()
+    heard: list[tuple[str, float]] = []
+    stop = counter.listen(lambda endpoint, seconds: heard.append((endpoint, seconds)))
+    counter.record("GET a", 0.5)
+    stop()
+    counter.record("GET b", 0.25)
+    assert heard == [("GET a", 0.5)]
+    assert counter.total == 2

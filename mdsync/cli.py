@@ -420,6 +420,17 @@ def cmd_bench(args: argparse.Namespace) -> int:
         return _redraw_charts(Path(args.input or args.output), Path(args.charts))
     _local_tooling("bench")
     from mdsync.bench import run_bench
+    from mdsync.bench.stores import STORES
+
+    stores = tuple(dict.fromkeys(name.strip() for name in args.stores.split(",") if name.strip()))
+    unknown = sorted(set(stores) - set(STORES))
+    if not stores or unknown:
+        print(
+            f"mdsync bench: --stores: unknown state store {', '.join(unknown) or '(none given)'}; "
+            f"choose from {', '.join(STORES)}",
+            file=sys.stderr,
+        )
+        return 2
 
     wide = Console(highlight=False, width=max(console.width, 160))
     return run_bench(
@@ -427,6 +438,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         output=Path(args.output),
         console=wide,
         stores_only=args.stores_only,
+        stores=stores,
         charts=Path(args.charts),
     )
 
@@ -681,6 +693,12 @@ def _add_local_commands(commands: argparse._SubParsersAction[argparse.ArgumentPa
         "--stores-only",
         action="store_true",
         help="only the bursts on each state store side by side (SQLite, Table Storage on Azurite)",
+    )
+    bench.add_argument(
+        "--stores",
+        default="sqlite,table",
+        help="the state stores the side-by-side bursts run on, comma-separated (default: sqlite,table;"
+        " table starts Azurite)",
     )
     bench.add_argument(
         "--charts",

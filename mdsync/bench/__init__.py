@@ -15,13 +15,21 @@ CHARTS = Path("docs/images/bench")
 
 
 def run_bench(
-    quick: bool, output: Path, console: Console, *, stores_only: bool = False, charts: Path | None = CHARTS
+    quick: bool,
+    output: Path,
+    console: Console,
+    *,
+    stores_only: bool = False,
+    stores: tuple[str, ...] = ("sqlite", "table"),
+    charts: Path | None = CHARTS,
 ) -> int:
     # Imported here, not at the top: ``python -m mdsync.bench.probe`` (a bare worker process
     # whose memory is measured) must not load the harness and the simulators with this package.
     from mdsync.bench.runner import run_bench as run  # noqa: PLC0415
 
-    return run(quick=quick, output=output, console=console, stores_only=stores_only, charts=charts)
+    return run(
+        quick=quick, output=output, console=console, stores_only=stores_only, stores=stores, charts=charts
+    )
 
 
 def draw_charts(results: Mapping[str, Any], folder: Path, say: Callable[[str], None]) -> bool:

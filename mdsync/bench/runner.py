@@ -433,9 +433,15 @@ def _meta(quick: bool, sizes: BenchSizes, system: LocalSystem) -> dict[str, Any]
 
 
 def run_bench(
-    quick: bool, output: Path, console: Console, *, stores_only: bool = False, charts: Path | None = None
+    quick: bool,
+    output: Path,
+    console: Console,
+    *,
+    stores_only: bool = False,
+    stores: tuple[str, ...] = STORES,
+    charts: Path | None = None,
 ) -> int:
-    """Every workload, then the bursts on each state store side by side (``stores_only``: only
+    """Every workload, then the bursts on each of ``stores`` side by side (``stores_only``: only
     those); the charts of what ran drawn into ``charts``."""
     sizes = QUICK if quick else FULL
     started = time.monotonic()
@@ -445,6 +451,7 @@ def run_bench(
         )
         run = _Run(system, sizes, quick, console, Path(folder))
         meta: dict[str, Any] = {"quick": quick, "stores_only": stores_only, "sizes": asdict(sizes)}
+        meta_stores = {"stores": list(stores)}
         # The worker's Marketo client gets what the flow step's reserved share leaves.
         worker_calls = int(WHOLE_API["MARKETO_MAX_CALLS_PER_20S"]) - int(
             WHOLE_API["MARKETO_FLOW_STEP_CALLS_PER_20S"]
@@ -456,9 +463,9 @@ def run_bench(
                 meta = _meta(quick, sizes, system)
                 worker_calls = system.deps.marketo.max_calls_per_20s
                 run.run()
-        run.say(f"state stores side by side: {', '.join(STORES)} (Azurite), Marketo's whole rate")
+        run.say(f"state stores side by side: {', '.join(stores)}, Marketo's whole rate")
         run.store_workloads = store_bursts(
-            STORES,
+            stores,
             burst=sizes.store_burst,
             workdir=Path(folder),
             settings={**SHIPPED_POLL, **WHOLE_API},
@@ -470,6 +477,7 @@ def run_bench(
         run.say(f"cold start: importing function_app in {sizes.import_runs} fresh interpreters")
         run.extra["cold_start"] = cold_start(sizes.import_runs)
     results, checks = _summarise(run, worker_calls / cap.ApiLimits().marketo_calls)
+    meta |= meta_stores
     meta["seconds"] = round(time.monotonic() - started, 1)
     document = {"meta": meta, **results}
     output.parent.mkdir(parents=True, exist_ok=True)

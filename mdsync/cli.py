@@ -687,7 +687,7 @@ def _add_local_commands(commands: argparse._SubParsersAction[argparse.ArgumentPa
     bench = commands.add_parser(
         "bench", help="measure throughput, API calls per change, latency, cold start (local extra)"
     )
-    bench.add_argument("--quick", action="store_true", help="small workloads, under two minutes")
+    bench.add_argument("--quick", action="store_true", help="small workloads, a few minutes")
     bench.add_argument("--output", default="bench/results.json", help="where to write the JSON results")
     bench.add_argument(
         "--stores-only",

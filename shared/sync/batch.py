@@ -143,11 +143,15 @@ def unlink_reason(decision: Decision | None) -> str | None:
 @dataclass(frozen=True)
 class Loaded:
     """What loading hands on: the Marketo persons read (unlinked ones included when automatic
-    creation is on), the pairs a qualification or merge linked, and the pairs it settled."""
+    creation is on), the pairs a qualification or merge linked, and the pairs it settled.
+    ``planned``: the pairs whose Marketo side their notices carried, with the plan loading made
+    of them on trial (the same inputs planning has, so planning keeps it instead of deciding
+    them again)."""
 
     people: Mapping[int, Row]
     linked: Mapping[int, Linked]
     settled: Mapping[int, Settled]
+    planned: Mapping[int, Decision] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -70,6 +70,11 @@ class Journal:
         self.failed_persons: set[int] = set()
         self._writes: list[tuple[str, str, list[Notice]]] = []
 
+    @property
+    def quiet(self) -> bool:
+        """Nothing recorded yet (no sync-log entry, console error or failed person)."""
+        return not (self.entries or self.errors or self.failed_persons)
+
     # --- the sync log ---------------------------------------------------------------------------
 
     def note(

@@ -43,7 +43,7 @@ from shared.errors import ServiceUnavailableError
 from shared.mapping import FieldMapping
 from shared.notices import Kind, Source
 from shared.ports import Link, StateStore
-from shared.sync.batch import Batch, Linked, Loaded, Pair, Row, Settled
+from shared.sync.batch import Batch, Decision, Linked, Loaded, Pair, Row, Settled
 from shared.sync.carried import carried_person, newest, writes_only_to_dynamics
 from shared.sync.journal import Journal
 from shared.sync.merges import MergeFollower
@@ -96,16 +96,17 @@ class Loader:
         in_marketo = self.merges.follow_marketo(batch, journal)
         linked |= {**in_dynamics.linked, **in_marketo.linked}
         settled = {**in_dynamics.settled, **in_marketo.settled}
-        people = self._read_people(batch, set(batch.pairs) - set(settled), linked, journal)
+        people, planned = self._read_people(batch, set(batch.pairs) - set(settled), linked, journal)
         settled |= hold_vanished(batch, settled, journal, retry_after=self.vanished_retry_seconds)
-        return Loaded(people, linked, settled)
+        return Loaded(people, linked, settled, planned)
 
     def _read_people(
         self, batch: Batch, wanted: set[int], linked: Mapping[int, Linked], journal: Journal
-    ) -> dict[int, Row]:
+    ) -> tuple[dict[int, Row], dict[int, Decision]]:
         """Marketo's side of the ``wanted`` pairs, read or carried by their notices; returns the
-        persons read (unlinked ones included when automatic creation is on)."""
-        carried = self._carried(batch, wanted - set(linked))
+        persons read (unlinked ones included when automatic creation is on) and the plans of the
+        carried pairs."""
+        carried, planned = self._carried(batch, wanted - set(linked))
         wanted -= set(carried)
         if self.mapping.options.auto_create_in_dynamics:
             wanted |= set(batch.unlinked_persons)
@@ -119,23 +120,29 @@ class Loader:
             else:
                 pair.marketo = people.found.get(marketo_id)
                 pair.marketo_seen = read_at if marketo_id in wanted else None
-        return people.found
+        return people.found, planned
 
-    def _carried(self, batch: Batch, wanted: set[int]) -> dict[int, Row]:
+    def _carried(self, batch: Batch, wanted: set[int]) -> tuple[dict[int, Row], dict[int, Decision]]:
         """The pairs whose Marketo side their notices carry (``carried``): each is planned on
-        trial with it, and kept only if that plan writes nothing to Marketo."""
+        trial with it, and kept only if that plan writes nothing to Marketo. A kept trial that
+        recorded nothing is the plan itself (planning, on the same pair, would decide the same
+        and record nothing): returned too, so the pair is not planned twice."""
         if self.planner is None:
-            return {}
+            return {}, {}
         found: dict[int, Row] = {}
+        planned: dict[int, Decision] = {}
         for marketo_id in sorted(wanted):
             pair = batch.pairs[marketo_id]
             person = carried_person(pair, self.mapping, self.planner.entity(pair.entity))
             if person is None:
                 continue
-            trial = self.planner.plan(replace(pair, marketo=person), Journal(0))
+            trial_journal = Journal(0)
+            trial = self.planner.plan(replace(pair, marketo=person), trial_journal)
             if writes_only_to_dynamics(trial):
                 found[marketo_id] = person
-        return found
+                if trial_journal.quiet:
+                    planned[marketo_id] = trial
+        return found, planned
 
     def _rows(self, batch: Batch, journal: Journal) -> Rows:
         wanted: dict[str, set[str]] = {"lead": set(), "contact": set()}

@@ -139,14 +139,20 @@ class Planner:
         return self.rows.entity(name)
 
     def plan_all(self, batch: Batch, loaded: Loaded, journal: Journal) -> dict[int, Decision]:
-        """A decision per linked pair: the settlement loading made, or a plan; each carries how
-        the pair was linked in this batch, if it was."""
+        """A decision per linked pair: the settlement loading made, or a plan (the one loading
+        made on trial, for a pair its notices carried); each carries how the pair was linked in
+        this batch, if it was."""
         decisions: dict[int, Decision] = {}
         for marketo_id, pair in batch.pairs.items():
             linked = loaded.linked.get(marketo_id)
             settled = loaded.settled.get(marketo_id)
             first_link = linked is not None and linked.first_link
-            decision = settled if settled is not None else self.plan(pair, journal, first_link=first_link)
+            if settled is not None:
+                decision: Decision = settled
+            elif linked is None and marketo_id in loaded.planned:
+                decision = loaded.planned[marketo_id]
+            else:
+                decision = self.plan(pair, journal, first_link=first_link)
             decisions[marketo_id] = replace(decision, linked=linked)
         return decisions
 

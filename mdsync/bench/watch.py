@@ -3,8 +3,15 @@
 Every expected value is registered with the moment its edit was made; the watcher checks the
 outstanding ones against the target simulator's state on a short period and notes the first
 moment each holds the value. Reading in-process state costs no API call, so watching never
-changes what is measured. Resolution is the watch period (default 20 ms), longer while so many
-values are outstanding that checking them would take more than a tenth of the time.
+changes what is measured. Resolution is the watch period (default 20 ms), longer while checking
+would take more than a tenth of the time.
+
+An instrument must not take the CPU of what it measures (the simulators and the sync share this
+process), so a check looks only at the records written since the last one (the Dataverse
+store's recent writes, Marketo's activity log: every change of a person's value records an
+activity) and at the values registered since; not at all 100,000 outstanding values of a
+burst. Every ``FULL_CHECK_SECONDS``, and whenever a simulator cannot tell what was written
+(its state was reset, or the watcher fell too far behind), it checks every outstanding value.
 
 Landing times for a burst's timeline (:meth:`Watcher.landed_at`) are narrowed further: a value
 landed after the previous check and before this one, and within the second its record says it
@@ -17,7 +24,6 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Hashable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -25,6 +31,8 @@ from typing import Any
 from mdsync.harness import LocalSystem
 
 CHECK_SHARE_INVERSE = 10
+# The safety net: every outstanding value checked this often, whatever the simulators tell.
+FULL_CHECK_SECONDS = 10.0
 
 
 @dataclass(frozen=True)
@@ -45,17 +53,70 @@ class _Pending:
     label: str
 
 
+Key = tuple[str, str, str, str]  # (side, entity, record id, field)
+Record = tuple[str, str]  # (Dynamics table, id in lower case) or ("person", Marketo id)
+Found = list[tuple[Key, _Pending, Any]]
+
+
+def _record(target: Target) -> Record:
+    if target.side == "marketo":
+        return ("person", str(int(target.record_id)))
+    return (target.entity, target.record_id.lower())
+
+
+class _MarketoWrites:
+    """The persons whose activities were recorded since the last call (None: cannot tell)."""
+
+    def __init__(self, state: Any) -> None:
+        self._state = state
+        self._log = state.log
+        self._seen = len(self._log)
+
+    def since_last(self) -> set[Record] | None:
+        log = self._state.log
+        if log is not self._log:  # the simulator was reset
+            self._log, self._seen = log, len(log)
+            return None
+        activities = log.since(self._seen)
+        self._seen += len(activities)
+        return {("person", str(a.lead_id)) for a in activities}
+
+
+class _DataverseWrites:
+    """The rows written since the last call (None: cannot tell)."""
+
+    def __init__(self, state: Any) -> None:
+        self._state = state
+        self._store = state.store
+        self._seen = self._store.writes
+
+    def since_last(self) -> set[Record] | None:
+        store = self._state.store
+        if store is not self._store:
+            self._store, self._seen = store, store.writes
+            return None
+        written = store.written_since(self._seen)
+        self._seen = store.writes
+        return None if written is None else set(written)
+
+
 class Watcher:
     def __init__(self, system: LocalSystem, *, period: float = 0.02) -> None:
         self._marketo = system.stack.marketo.state
         self._dataverse = system.stack.dataverse.state
         self._period = period
         self._lock = threading.Lock()
-        self._pending: dict[Hashable, _Pending] = {}
+        self._pending: dict[Key, _Pending] = {}
+        # Outstanding keys by the record that holds them, and the ones not checked yet.
+        self._by_record: dict[Record, set[Key]] = {}
+        self._fresh: set[Key] = set()
         self._landed: dict[str, list[float]] = {}
         self._landed_at: dict[str, list[float]] = {}
         self._last = 0.0
         self._checked = 0.0
+        self._full_checked = 0.0
+        self._marketo_writes = _MarketoWrites(self._marketo)
+        self._dataverse_writes = _DataverseWrites(self._dataverse)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="bench-watcher", daemon=True)
 
@@ -72,6 +133,8 @@ class Watcher:
         key = (target.side, target.entity, target.record_id, target.field)
         with self._lock:
             self._pending[key] = _Pending(target, since, label)
+            self._by_record.setdefault(_record(target), set()).add(key)
+            self._fresh.add(key)
 
     def outstanding(self) -> int:
         with self._lock:
@@ -107,26 +170,24 @@ class Watcher:
         while not self._stop.wait(pause):
             started = time.thread_time()
             self.check()
-            # Checking 10,000 outstanding values takes a good part of a period and holds the
-            # simulators' locks: watching must not slow down what it watches, so it spends at
-            # most a tenth of the CPU checking (its own CPU time: waiting for a busy
-            # simulator's lock costs nothing). The last values land with few outstanding,
-            # where the period is back to its resolution.
+            # Checking holds the simulators' locks, and a full check of 100,000 outstanding
+            # values takes a good part of a period: watching must not slow down what it watches,
+            # so it spends at most a tenth of the CPU checking (its own CPU time: waiting for a
+            # busy simulator's lock costs nothing).
             pause = max(self._period, CHECK_SHARE_INVERSE * (time.thread_time() - started))
 
     def check(self) -> None:
-        with self._lock:
-            pending = list(self._pending.items())
-        if not pending:
-            return
         now, previous = time.monotonic(), self._checked
+        full = now - self._full_checked >= FULL_CHECK_SECONDS
+        if full:
+            self._full_checked = now
         epoch_offset = time.time() - now
-        landed = self._landed_now(pending)
+        landed = self._landed_now(full=full)
         scanned = time.monotonic()  # a value may land during the scan, before it is looked at
         with self._lock:
             for key, item, modified in landed:
                 if self._pending.get(key) is item:
-                    del self._pending[key]
+                    self._forget(key, item)
                     self._landed.setdefault(item.label, []).append(now - item.since)
                     after = max(previous, item.since)
                     stamp = None if modified is None else modified - epoch_offset
@@ -135,22 +196,42 @@ class Watcher:
                     self._last = now
         self._checked = now
 
-    def _landed_now(
-        self, pending: list[tuple[Hashable, _Pending]]
-    ) -> list[tuple[Hashable, _Pending, float | None]]:
-        """The pending values that landed, each with its record's last modification (epoch s)."""
-        # One lock acquisition per simulator and check, not one per target.
-        marketo = [(k, p) for k, p in pending if p.target.side == "marketo"]
-        dynamics = [(k, p) for k, p in pending if p.target.side != "marketo"]
-        found: list[tuple[Hashable, _Pending, Any]] = []
+    def _forget(self, key: Key, item: _Pending) -> None:
+        del self._pending[key]
+        record = _record(item.target)
+        keys = self._by_record.get(record)
+        if keys is not None:
+            keys.discard(key)
+            if not keys:
+                del self._by_record[record]
+
+    def _candidates(self, side: str, written: set[Record] | None, full: bool) -> list[tuple[Key, _Pending]]:
+        """The outstanding values of ``side`` to look at: all of them on a full check or when
+        the simulator cannot tell what was written; else those of the records written and those
+        not looked at yet."""
+        with self._lock:
+            if full or written is None:
+                self._fresh -= {k for k in self._fresh if k[0] == side}
+                return [(k, p) for k, p in self._pending.items() if p.target.side == side]
+            keys = {k for k in self._fresh if k[0] == side}
+            self._fresh -= keys
+            for record in written:
+                keys |= self._by_record.get(record, set())
+            return [(k, p) for k in keys if (p := self._pending.get(k)) is not None and p.target.side == side]
+
+    def _landed_now(self, *, full: bool) -> list[tuple[Key, _Pending, float | None]]:
+        """The outstanding values that landed, each with its record's last modification (epoch
+        s). One lock acquisition per simulator and check, not one per target."""
+        found: Found = []
         with self._marketo.lock:
-            for key, item in marketo:
+            for key, item in self._candidates("marketo", self._marketo_writes.since_last(), full):
                 person = self._marketo.persons.get(int(item.target.record_id))
                 if person is not None and person.get(item.target.field) == item.target.value:
                     found.append((key, item, person.get("updatedAt")))
-        with self._dataverse.store.lock:
-            for key, item in dynamics:
-                row = self._dataverse.store.get(item.target.entity, item.target.record_id.lower())
+        store = self._dataverse.store
+        with store.lock:
+            for key, item in self._candidates("dynamics", self._dataverse_writes.since_last(), full):
+                row = store.get(item.target.entity, item.target.record_id.lower())
                 if row is not None and row.get(item.target.field) == item.target.value:
                     found.append((key, item, row.get("modifiedon")))
         return [(key, item, _epoch(stamp)) for key, item, stamp in found]

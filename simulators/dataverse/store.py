@@ -11,6 +11,10 @@ database would: the ids of each table in key order (:class:`OrderedIds`, for key
 value indexes on the columns mdsync looks rows up by (:data:`INDEXED_COLUMNS`), and when each
 row was last modified (:class:`ModifiedIndex`, for the ``modifiedon ge`` questions of the sweep and
 of the initial sync's guard, which a database answers from an index, not a scan).
+
+For watchers in the same process (the bench's, which notes when each value lands) the store also
+tells which rows were written since a moment (:meth:`Store.written_since`): a watcher then looks
+at those rows, not at every value it waits for. It is the simulator's, not an API.
 """
 
 from __future__ import annotations
@@ -27,6 +31,9 @@ from simulators.dataverse.faults import DUPLICATE_RECORD_ENTITY_KEY, DataverseFa
 from simulators.dataverse.schema import Table
 
 Row = dict[str, Any]
+
+# Writes remembered for :meth:`Store.written_since`: a watcher further behind looks at everything.
+RECENT_WRITES = 100_000
 
 # Columns with a value index, per table: the ones mdsync filters on with eq / In() besides the
 # primary key (which the rows dict is) and the alternate keys (which ``key_index`` is).
@@ -77,6 +84,9 @@ class Store:
             name: {column: {} for column in INDEXED_COLUMNS.get(name, ()) if column in table.columns}
             for name, table in tables.items()
         }
+        # The (table, id) of the latest writes, and how many writes came before the first of them.
+        self._recent: list[tuple[str, str]] = []
+        self._recent_base = 0
 
     def next_version(self) -> int:
         with self.lock:
@@ -85,6 +95,25 @@ class Store:
 
     def get(self, logical: str, row_id: str) -> Row | None:
         return self.rows[logical].get(row_id)
+
+    @property
+    def writes(self) -> int:
+        """How many rows were written (inserted, replaced or deleted) so far."""
+        return self._recent_base + len(self._recent)
+
+    def written_since(self, writes: int) -> list[tuple[str, str]] | None:
+        """The (table, id) of the rows written after the first ``writes`` writes (some of them
+        rolled back since), oldest first; None when they are no longer all remembered."""
+        start = writes - self._recent_base
+        if start < 0 or writes > self.writes:
+            return None
+        return self._recent[start:]
+
+    def _wrote(self, logical: str, row_id: str) -> None:
+        self._recent.append((logical, row_id))
+        if len(self._recent) >= 2 * RECENT_WRITES:
+            del self._recent[:RECENT_WRITES]
+            self._recent_base += RECENT_WRITES
 
     def find_by_key(self, logical: str, key_name: str, values: tuple[Any, ...]) -> str | None:
         return self.key_index.get((logical, key_name), {}).get(_fold_key(values))
@@ -197,6 +226,7 @@ class Transaction:
         self.store._index(logical, row_id, row)
         self.store.rows[logical][row_id] = row
         self.store.ordered[logical].added(row_id)
+        self.store._wrote(logical, row_id)
         self.undo.append(lambda: self._remove(logical, row_id))
 
     def replace(self, logical: str, row: Row) -> None:
@@ -210,6 +240,7 @@ class Transaction:
             self.store._index(logical, row_id, old)
             raise
         self.store.rows[logical][row_id] = row
+        self.store._wrote(logical, row_id)
         self.undo.append(lambda: self._restore(logical, row_id, old))
 
     def delete(self, logical: str, row_id: str) -> None:
@@ -218,6 +249,7 @@ class Transaction:
         self.store.ordered[logical].removed()
         stone = (self.store.next_version(), row_id)
         self.store.tombstones[logical].append(stone)
+        self.store._wrote(logical, row_id)
 
         def undo() -> None:
             self.store.tombstones[logical].remove(stone)

@@ -166,6 +166,10 @@ class ActivityLog:
     def __len__(self) -> int:
         return len(self._items)
 
+    def since(self, count: int) -> list[Activity]:
+        """The activities recorded after the first ``count``, oldest first."""
+        return self._items[count:]
+
     def append(self, lead_id: int, type_id: int, at: float, **details: Any) -> Activity:
         seq = len(self._items)
         item = Activity(seq, self._first_id + seq, lead_id, type_id, at, **details)

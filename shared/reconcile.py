@@ -86,6 +86,23 @@ class FieldDecision:
     keep_before: bool = False
     before: FieldValue = None
 
+    def seen_as(self, marketo: FieldValue, dynamics: FieldValue, before: FieldValue) -> FieldDecision:
+        """This decision with the values it was made on (``dataclasses.replace``'s result, at a
+        fraction of its cost: it runs for every mapped field of every change)."""
+        return FieldDecision(
+            self.field,
+            self.action,
+            self.value,
+            self.collision,
+            self.winner,
+            self.reason,
+            marketo,
+            dynamics,
+            self.refused,
+            self.keep_before,
+            before,
+        )
+
     @property
     def to_marketo(self) -> bool:
         return self.action in (Action.TO_MARKETO, Action.TO_BOTH)
@@ -348,7 +365,7 @@ def decide_field(
         decision = _pending(mapping, field_map, (marketo, dynamics), memory, (echoes, others, seen))
     else:
         decision = _changed(mapping, field_map, (marketo, dynamics), (memory.marketo, memory.value))
-    return replace(decision, marketo=marketo, dynamics=dynamics, before=memory.before)
+    return decision.seen_as(marketo, dynamics, memory.before)
 
 
 def reconcile(
@@ -388,9 +405,12 @@ def reconcile(
 
 
 def _canonical_changes(field_map: FieldMap, changes: Echoes) -> list[tuple[FieldValue, FieldValue]]:
+    reported = changes.get(field_map.marketo)
+    if not reported:
+        return []
     return [
         (canonical(field_map, old, Side.MARKETO), canonical(field_map, new, Side.MARKETO))
-        for old, new in changes.get(field_map.marketo, ())
+        for old, new in reported
     ]
 
 

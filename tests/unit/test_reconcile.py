@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from hypothesis import given
@@ -9,7 +10,7 @@ from hypothesis import strategies as st
 
 from shared.mapping import Direction, EntityMapping, FieldMap, FieldType, Side, load_mapping
 from shared.normalize import canonical, to_dynamics, to_marketo
-from shared.reconcile import Action, MarketoNews, Plan, reconcile
+from shared.reconcile import Action, FieldDecision, MarketoNews, Plan, reconcile
 
 MAPPING = load_mapping()
 values = st.sampled_from([None, "Ana", "ana ", "Bo", "Web", "Seminar", "x@y.example", True, False])
@@ -245,3 +246,22 @@ def test_an_unconfirmed_write_both_sides_moved_away_from_is_simply_in_sync(
     after = plan.shadow_after(wrote_marketo=True, wrote_dynamics=True)
     assert after["firstName"] == canonical(entity.fields[1], agreed, Side.MARKETO)
     assert "firstName@before" not in after
+
+
+@given(
+    st.sampled_from(list(Action)),
+    st.booleans(),
+    st.sampled_from([None, *Side]),
+    texts,
+    texts,
+    st.booleans(),
+    texts,
+)
+def test_a_decision_seen_as_the_values_read_is_replace_with_them(
+    action: Action, collision: bool, winner: Side | None, value: str, read: str, keep: bool, before: str
+) -> None:
+    decided = FieldDecision(
+        MAPPING.lead.fields[0], action, value, collision, winner, "why", refused=read, keep_before=keep
+    )
+    seen = decided.seen_as(read, value, before)
+    assert seen == replace(decided, marketo=read, dynamics=value, before=before)

@@ -389,15 +389,18 @@ def reconcile(
     for field_map in mapping.fields:
         m = canonical(field_map, marketo.get(field_map.marketo), Side.MARKETO)
         d = canonical(field_map, dynamics.get(field_map.dynamics), Side.DYNAMICS)
+        memory = memory_of.recall(values, field_map.marketo)
+        # Only a field whose last write to Marketo is unconfirmed is decided on the news.
+        pending = memory is not None and memory.pending
         decision = decide_field(
             mapping,
             field_map,
             m,
             d,
-            memory_of.recall(values, field_map.marketo),
+            memory,
             first_link=first_link,
-            echoes=_canonical_changes(field_map, news.echoes),
-            others=_canonical_changes(field_map, news.others),
+            echoes=_canonical_changes(field_map, news.echoes) if pending else (),
+            others=_canonical_changes(field_map, news.others) if pending else (),
             seen=news.seen,
         )
         decisions.append(decision)

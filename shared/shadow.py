@@ -24,8 +24,8 @@ A shadow written before these keys existed has only plain entries, which read as
 from __future__ import annotations
 
 from collections.abc import Mapping, MutableMapping
-from dataclasses import dataclass
 from datetime import datetime
+from typing import NamedTuple
 
 from shared.notices import FieldValue
 
@@ -34,11 +34,10 @@ BEFORE = "@before"
 SEEN = "@seen"
 
 
-@dataclass(frozen=True)
-class Memory:
+class Memory(NamedTuple):
     """One field's entry. ``value``: the last value synced (Dynamics' value when split);
     ``marketo``: what Marketo holds (``value`` unless split); ``before``: Marketo's value before
-    an unconfirmed write (``pending``)."""
+    an unconfirmed write (``pending``). (A tuple: one is made per mapped field and change.)"""
 
     value: FieldValue
     marketo: FieldValue

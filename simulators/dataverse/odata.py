@@ -563,6 +563,8 @@ def parse_key(text: str) -> KeySegment:
 
 def split_segments(path: str) -> list[str]:
     """Split a resource path on ``/`` outside quotes and parentheses."""
+    if "/" not in path:  # one segment (a row's path, most of a $batch): no need to walk it
+        return [path] if path else []
     segments: list[str] = []
     depth, quoted, start = 0, False, 0
     for i, ch in enumerate(path):

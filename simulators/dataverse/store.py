@@ -173,6 +173,14 @@ class Store:
                 values.setdefault(_fold(value), set()).add(row_id)
         self.modified[logical].written(row_id, row.get("modifiedon"))
 
+    def keys_changed(self, logical: str, old: Row, new: Row) -> bool:
+        """Whether a rewrite of row ``old`` as ``new`` changes a column a key or value index holds."""
+        columns = [
+            *self.value_index[logical],
+            *(c for k in self.tables[logical].alternate_keys.values() for c in k),
+        ]
+        return any(old.get(c) != new.get(c) for c in columns)
+
     def _unindex(self, logical: str, row_id: str, row: Row) -> None:
         for name, key in self._key_entries(logical, row):
             index = self.key_index.get((logical, name), {})
@@ -233,12 +241,15 @@ class Transaction:
         table = self.store.tables[logical]
         row_id = row[table.primary_id]
         old = self.store.rows[logical][row_id]
-        self.store._unindex(logical, row_id, old)
-        try:
-            self.store._index(logical, row_id, row)
-        except DataverseFault:
-            self.store._index(logical, row_id, old)
-            raise
+        if self.store.keys_changed(logical, old, row):
+            self.store._unindex(logical, row_id, old)
+            try:
+                self.store._index(logical, row_id, row)
+            except DataverseFault:
+                self.store._index(logical, row_id, old)
+                raise
+        else:  # most updates leave every indexed column as it was
+            self.store.modified[logical].written(row_id, row.get("modifiedon"))
         self.store.rows[logical][row_id] = row
         self.store._wrote(logical, row_id)
         self.undo.append(lambda: self._restore(logical, row_id, old))

@@ -15,15 +15,17 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from shared.errors import ConfigurationError, MdsyncError, ServiceUnavailableError
 
 logger = logging.getLogger(__name__)
 
 _INCREMENTAL = 2  # PRAGMA auto_vacuum's value for INCREMENTAL
+IN_CHUNK = 500  # values per IN (...) query, well under SQLite's variable limit
 
 # Faults of the file or its location, not of the moment: retrying will not help.
 _CONFIGURATION_ERRORS = (
@@ -34,6 +36,16 @@ _CONFIGURATION_ERRORS = (
     "SQLITE_CORRUPT",
     "SQLITE_NOTADB",
 )
+
+
+def chunks(items: Sequence[Any], size: int = IN_CHUNK) -> Iterator[Sequence[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def in_list(head: str, values: Sequence[Any]) -> str:
+    """``head IN (?, ?, ...)``: only placeholders are added to the SQL text."""
+    return f"{head} IN ({','.join('?' * len(values))})"
 
 
 def map_sqlite_error(exc: sqlite3.Error, *, service: str, path: Path) -> MdsyncError | None:

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from shared.adapters._clock import Clock, system_clock, to_datetime
-from shared.adapters._sqlite import SqliteDatabase
+from shared.adapters._sqlite import SqliteDatabase, chunks, in_list
 from shared.errors import ConflictError
 from shared.notices import Notice
 from shared.ports import (
@@ -126,31 +126,36 @@ class SqliteQueue(LocalQueue, QueueInspector):
         if not messages:
             return
         now = self._clock()
-        dropped = 0
         with self._db.write() as conn:
             conn.execute(
                 "DELETE FROM queue_dedup WHERE queue = ? AND sent_at <= ?",
                 (self.queue_name, now - self.duplicate_window_seconds),
             )
-            for message in messages:
-                if not self._remember(conn, message.message_id, now):
-                    dropped += 1
-                    continue
-                conn.execute(
-                    "INSERT INTO queue_messages (queue, message_id, body, enqueued_at) VALUES (?, ?, ?, ?)",
-                    (self.queue_name, message.message_id, message.body, now if at is None else at),
-                )
+            fresh = self._unsent(conn, messages)
+            # One statement per table for the whole send (a poll run sends thousands at once).
+            conn.executemany(
+                "INSERT INTO queue_dedup (queue, message_id, sent_at) VALUES (?, ?, ?)"
+                " ON CONFLICT (queue, message_id) DO NOTHING",
+                [(self.queue_name, m.message_id, now) for m in fresh],
+            )
+            conn.executemany(
+                "INSERT INTO queue_messages (queue, message_id, body, enqueued_at) VALUES (?, ?, ?, ?)",
+                [(self.queue_name, m.message_id, m.body, now if at is None else at) for m in fresh],
+            )
+        dropped = len(messages) - len(fresh)
         if dropped:
             logger.debug("queue %s: dropped %d duplicate notice(s)", self.queue_name, dropped)
 
-    def _remember(self, conn: sqlite3.Connection, message_id: str, now: float) -> bool:
-        """Record ``message_id`` as sent; False when it was already sent within the window."""
-        cursor = conn.execute(
-            "INSERT INTO queue_dedup (queue, message_id, sent_at) VALUES (?, ?, ?)"
-            " ON CONFLICT (queue, message_id) DO NOTHING",
-            (self.queue_name, message_id, now),
-        )
-        return cursor.rowcount == 1
+    def _unsent(self, conn: sqlite3.Connection, messages: Sequence[RawMessage]) -> list[RawMessage]:
+        """The messages not sent within the window (by id), each id's first only."""
+        first: dict[str, int] = {}
+        for i, message in enumerate(messages):
+            first.setdefault(message.message_id, i)
+        for chunk in chunks(list(first)):
+            query = in_list("SELECT message_id FROM queue_dedup WHERE queue = ? AND message_id", chunk)
+            for (message_id,) in conn.execute(query, (self.queue_name, *chunk)):
+                del first[message_id]
+        return [messages[i] for i in sorted(first.values())]
 
     # --- receiving and settling ----------------------------------------------------------------
 

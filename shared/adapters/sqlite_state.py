@@ -20,19 +20,20 @@ from __future__ import annotations
 import json
 import sqlite3
 import uuid
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from shared.adapters._clock import Clock, from_micros, system_clock, to_datetime, to_micros
 from shared.adapters._sqlite import SqliteDatabase
+from shared.adapters._sqlite import chunks as _chunks
+from shared.adapters._sqlite import in_list as _in
 from shared.errors import ConflictError
 from shared.notices import FieldValue
 from shared.ports import Checkpoint, LeaseState, Link, LogEntry, ParkedNotice, Shadow, StateStore
 
 SERVICE = "state"
-_CHUNK = 500  # ids per IN (...) query, well under SQLite's variable limit
 _EXPIRE_CHUNK = 5_000  # expired log rows deleted per transaction
 
 _SCHEMA = """
@@ -80,18 +81,12 @@ def dynamics_key(dynamics_id: str) -> str:
     return dynamics_id.lower()
 
 
+def _shadow_body(shadow: Shadow) -> str:
+    return json.dumps(shadow.values, sort_keys=True)
+
+
 def _new_etag() -> str:
     return uuid.uuid4().hex
-
-
-def _chunks(items: Sequence[Any], size: int = _CHUNK) -> Iterator[Sequence[Any]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
-
-
-def _in(head: str, values: Sequence[Any]) -> str:
-    """``head IN (?, ?, ...)``: only placeholders are added to the SQL text."""
-    return f"{head} IN ({','.join('?' * len(values))})"
 
 
 _LOG_SELECT = (
@@ -264,11 +259,20 @@ class SqliteStateStore(StateStore):
         return found
 
     def put_shadows(self, shadows: Sequence[Shadow]) -> None:
-        stale: list[int] = []
+        # One statement for all the updates (each conditional on its etag) and one for the
+        # inserts, rather than a call per row: a worker batch writes hundreds of shadows.
+        updates = [(_shadow_body(s), _new_etag(), s.marketo_id, s.etag) for s in shadows if s.etag]
+        inserts = [(s.marketo_id, _shadow_body(s), _new_etag()) for s in shadows if not s.etag]
         with self._db.write() as conn:
-            for shadow in shadows:
-                if not self._put_shadow(conn, shadow):
-                    stale.append(shadow.marketo_id)
+            updated = conn.executemany(
+                "UPDATE state_shadows SET body = ?, etag = ? WHERE marketo_id = ? AND etag = ?", updates
+            ).rowcount
+            stale = self._not_updated(conn, updates) if updated != len(updates) else []
+            conn.executemany(
+                "INSERT INTO state_shadows (marketo_id, body, etag) VALUES (?, ?, ?)"
+                " ON CONFLICT (marketo_id) DO UPDATE SET body = excluded.body, etag = excluded.etag",
+                inserts,
+            )
         if stale:
             raise ConflictError(
                 f"shadow(s) changed since they were read, not written: persons {stale}",
@@ -276,20 +280,14 @@ class SqliteStateStore(StateStore):
                 code="UpdateConditionNotSatisfied",
             )
 
-    def _put_shadow(self, conn: sqlite3.Connection, shadow: Shadow) -> bool:
-        body = json.dumps(shadow.values, sort_keys=True)
-        if shadow.etag:
-            cursor = conn.execute(
-                "UPDATE state_shadows SET body = ?, etag = ? WHERE marketo_id = ? AND etag = ?",
-                (body, _new_etag(), shadow.marketo_id, shadow.etag),
-            )
-            return cursor.rowcount == 1
-        conn.execute(
-            "INSERT INTO state_shadows (marketo_id, body, etag) VALUES (?, ?, ?)"
-            " ON CONFLICT (marketo_id) DO UPDATE SET body = excluded.body, etag = excluded.etag",
-            (shadow.marketo_id, body, _new_etag()),
-        )
-        return True
+    def _not_updated(self, conn: sqlite3.Connection, updates: list[tuple[str, str, int, str]]) -> list[int]:
+        """The persons of ``updates`` whose stored etag is not the one their update set."""
+        ids = list(dict.fromkeys(marketo_id for _, _, marketo_id, _ in updates))
+        stored: dict[int, str] = {}
+        for chunk in _chunks(ids):
+            query = _in("SELECT marketo_id, etag FROM state_shadows WHERE marketo_id", chunk)
+            stored.update(conn.execute(query, chunk).fetchall())
+        return [marketo_id for _, etag, marketo_id, _ in updates if stored.get(marketo_id) != etag]
 
     def delete_shadow(self, marketo_id: int) -> None:
         with self._db.write() as conn:

@@ -175,11 +175,14 @@ class Store:
 
     def keys_changed(self, logical: str, old: Row, new: Row) -> bool:
         """Whether a rewrite of row ``old`` as ``new`` changes a column a key or value index holds."""
-        columns = [
-            *self.value_index[logical],
-            *(c for k in self.tables[logical].alternate_keys.values() for c in k),
-        ]
-        return any(old.get(c) != new.get(c) for c in columns)
+        for column in self.value_index[logical]:
+            if old.get(column) != new.get(column):
+                return True
+        for columns in self.tables[logical].alternate_keys.values():
+            for column in columns:
+                if old.get(column) != new.get(column):
+                    return True
+        return False
 
     def _unindex(self, logical: str, row_id: str, row: Row) -> None:
         for name, key in self._key_entries(logical, row):

@@ -46,7 +46,7 @@ from mdsync.bench.meter import settle
 from mdsync.bench.naive import naive_to_dynamics, naive_to_marketo
 from mdsync.bench.process import cold_start, worker_probe
 from mdsync.bench.report import Check, at_least, at_most, print_report, unmeasured
-from mdsync.bench.seed import Pair, seed_pairs
+from mdsync.bench.seed import Pair, freeze_seeded, seed_pairs
 from mdsync.bench.stores import KEYS as STORE_BURSTS
 from mdsync.bench.stores import STORES, documented_limits, store_bursts, store_key
 from mdsync.bench.timeline import too_short
@@ -103,6 +103,7 @@ class _Run:
         leads = seed_pairs(system, "lead", sizes.leads, tag="lead")
         contacts = seed_pairs(system, "contact", sizes.contacts, tag="contact")
         settle(system, window=self.window)
+        freeze_seeded()
         # At the shipped share; the bursts with Marketo's whole rate (where the ceiling is judged)
         # run on each state store, large enough for the rate windows to bind (bench/stores.py).
         self._bursts(leads[: sizes.burst])

@@ -29,7 +29,7 @@ from typing import Any
 from mdsync import azurite
 from mdsync.bench.meter import fresh_window, settle
 from mdsync.bench.peer import peer_to_dynamics, peer_to_marketo
-from mdsync.bench.seed import Pair, seed_pairs
+from mdsync.bench.seed import Pair, freeze_seeded, seed_pairs
 from mdsync.bench.workloads import WorkloadResult, burst_to_dynamics, burst_to_marketo
 from mdsync.harness import HarnessConfig, LocalSystem
 from simulators.dataverse.config import DataverseSimConfig
@@ -118,6 +118,7 @@ def _bursts(
         seeded = {"seeded_pairs": burst, "seed_seconds": round(time.monotonic() - seeding, 1)}
         say(f"  seeded in {seeded['seed_seconds']:.0f} s")
         settle(system, window=window)
+        freeze_seeded()
         runs: dict[str, Callable[[], WorkloadResult]] = {
             "burst_to_dynamics": lambda: burst_to_dynamics(system, pairs, f"{store}bd"),
             "burst_to_marketo": lambda: burst_to_marketo(system, pairs, f"{store}bm"),

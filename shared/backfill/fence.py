@@ -62,8 +62,8 @@ RANGE_SECONDS = 1800.0  # a range not re-entered for this long belongs to a job 
 # before the backfill checks its first range.
 SETTLE_SECONDS = 250.0
 # A fence neither beaten by its job's steps nor entered for this long belongs to a job that
-# stopped without ending; live batches stop claiming (a step comes back at least every few
-# minutes while the job runs or waits on Marketo).
+# stopped without ending; live batches stop claiming. (A running job steps every poll; one that
+# waits longer, for the next day's quota, finds the fence lapsed and puts it up anew.)
 STOPPED_SECONDS = 1800.0
 BEAT_SECONDS = 60.0  # a step beats at most this often: one write a minute, not one a step
 MAX_ATTEMPTS = 20

@@ -85,6 +85,9 @@ class FieldDecision:
     # The last write to Marketo is still unconfirmed: keep remembering what Marketo held before.
     keep_before: bool = False
     before: FieldValue = None
+    # The Marketo value mdsync's write overwrote, when its echo showed one (a collision found
+    # after the write); empty otherwise (a 1-tuple, so that an overwritten blank shows too).
+    overwritten: tuple[FieldValue, ...] = ()
 
     def seen_as(self, marketo: FieldValue, dynamics: FieldValue, before: FieldValue) -> FieldDecision:
         """This decision with the values it was made on (``dataclasses.replace``'s result, at a
@@ -307,10 +310,12 @@ def _restore(
         f"{winner.value} wins ({rule})"
     )
     if winner is Side.MARKETO:
-        return FieldDecision(
+        decision = FieldDecision(
             field_map, Action.TO_BOTH, lost, True, winner, reason + ": restored on both sides"
         )
-    return FieldDecision(field_map, Action.IN_SYNC, marketo, True, winner, reason)
+    else:
+        decision = FieldDecision(field_map, Action.IN_SYNC, marketo, True, winner, reason)
+    return replace(decision, overwritten=(lost,))
 
 
 def _pending(

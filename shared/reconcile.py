@@ -91,19 +91,21 @@ class FieldDecision:
 
     def seen_as(self, marketo: FieldValue, dynamics: FieldValue, before: FieldValue) -> FieldDecision:
         """This decision with the values it was made on (``dataclasses.replace``'s result, at a
-        fraction of its cost: it runs for every mapped field of every change)."""
+        fraction of its cost: it runs for every mapped field of every change). Every field is
+        named: one added to the class must be added here (a test checks that none is lost)."""
         return FieldDecision(
-            self.field,
-            self.action,
-            self.value,
-            self.collision,
-            self.winner,
-            self.reason,
-            marketo,
-            dynamics,
-            self.refused,
-            self.keep_before,
-            before,
+            field=self.field,
+            action=self.action,
+            value=self.value,
+            collision=self.collision,
+            winner=self.winner,
+            reason=self.reason,
+            marketo=marketo,
+            dynamics=dynamics,
+            refused=self.refused,
+            keep_before=self.keep_before,
+            before=before,
+            overwritten=self.overwritten,
         )
 
     @property

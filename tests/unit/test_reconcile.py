@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import fields, replace
 from typing import Any
 
 from hypothesis import given
@@ -248,20 +248,12 @@ def test_an_unconfirmed_write_both_sides_moved_away_from_is_simply_in_sync(
     assert "firstName@before" not in after
 
 
-@given(
-    st.sampled_from(list(Action)),
-    st.booleans(),
-    st.sampled_from([None, *Side]),
-    texts,
-    texts,
-    st.booleans(),
-    texts,
-)
-def test_a_decision_seen_as_the_values_read_is_replace_with_them(
-    action: Action, collision: bool, winner: Side | None, value: str, read: str, keep: bool, before: str
-) -> None:
-    decided = FieldDecision(
-        MAPPING.lead.fields[0], action, value, collision, winner, "why", refused=read, keep_before=keep
-    )
-    seen = decided.seen_as(read, value, before)
-    assert seen == replace(decided, marketo=read, dynamics=value, before=before)
+def test_a_decision_seen_as_the_values_read_keeps_every_other_field() -> None:
+    """``seen_as`` is ``dataclasses.replace`` with the values read: every other field of the
+    class, present or added later, is kept."""
+    decided = FieldDecision(MAPPING.lead.fields[0], Action.TO_DYNAMICS, "v")
+    set_apart: dict[str, Any] = {f.name: object() for f in fields(FieldDecision)}
+    set_apart["field"] = MAPPING.lead.fields[1]
+    decided = replace(decided, **set_apart)
+    read: dict[str, Any] = {"marketo": "m", "dynamics": "d", "before": "b"}
+    assert decided.seen_as(**read) == replace(decided, **read)

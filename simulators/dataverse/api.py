@@ -7,6 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 from simulators.dataverse import batch
+from simulators.dataverse.bypass import BypassPolicy
 from simulators.dataverse.customization import activate_due_keys
 from simulators.dataverse.engine import Engine
 from simulators.dataverse.faults import (
@@ -49,8 +50,10 @@ class WebApi:
         who_am_i: Callable[[str], dict[str, Any]],
         count: Callable[[str], None],
         key_activation_seconds: float = 0.0,
+        bypass: BypassPolicy | None = None,
     ) -> None:
         self.engine = engine
+        self.bypass = bypass or BypassPolicy()
         self.metadata = MetadataApi(engine, key_activation_seconds=key_activation_seconds)
         self.bulk_tables = bulk_tables
         self.who_am_i = who_am_i
@@ -60,6 +63,7 @@ class WebApi:
         """Answer one request; a DataverseFault becomes the error envelope."""
         activate_due_keys(self.engine)
         try:
+            self.bypass.apply(req)
             return self._route(req)
         except DataverseFault as fault:
             annotations = AnnotationFilter(req.prefer.get("odata.include-annotations")).any

@@ -45,6 +45,7 @@ if TYPE_CHECKING:
     from shared.console.pause import PauseSwitch
     from shared.console.reader import StatusReader
     from shared.dataverse.auth import CredentialTokens
+    from shared.dataverse.bypass import OwnSteps
     from shared.dataverse.client import DataverseClient
     from shared.doctor import Doctor
     from shared.flow_step import SyncPersonToMicrosoft, TimeBudget
@@ -136,6 +137,17 @@ class Container:
     @property
     def marketo(self) -> MarketoClient:
         return self._once("marketo", self._build_marketo)
+
+    @property
+    def own_steps(self) -> OwnSteps | None:
+        """mdsync's own webhook steps, which its Dataverse writes bypass (one per process);
+        None with DYNAMICS_BYPASS_OWN_WEBHOOK=false."""
+        from shared.dataverse.bypass import OwnSteps
+
+        settings = self.settings
+        if not settings.dynamics_bypass_own_webhook:
+            return None
+        return self._once("own_steps", lambda: OwnSteps(settings.dynamics_webhook_name))
 
     @property
     def dataverse_tokens(self) -> CredentialTokens:
@@ -540,6 +552,7 @@ class Container:
             max_concurrency=max_concurrency or s.dataverse_max_concurrency,
             timeout=budget.timeout,
             retry_budget_seconds=budget.retry_seconds,
+            own_steps=self.own_steps,
         )
 
     def backfill_context(self, staging_for: Callable[[str], StagingStore] | None = None) -> BackfillContext:

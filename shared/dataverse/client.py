@@ -297,6 +297,13 @@ class DataverseClient:
         """The systemuserid of the calling application user."""
         return str(self._get_json("WhoAmI")["UserId"])
 
+    def holds_privilege(self, name: str) -> bool:
+        """Whether the calling user holds privilege ``name`` through a role or a team
+        (RetrieveUserPrivilegeByPrivilegeName)."""
+        user = self.whoami()
+        function = f"{odata.NS}RetrieveUserPrivilegeByPrivilegeName(PrivilegeName={odata.string(name)})"
+        return bool(self._get_json(f"systemusers({user})/{function}").get("RolePrivileges"))
+
     def organization_id(self) -> str:
         """The organization's id (WhoAmI): what the state store is bound to."""
         return str(self._get_json("WhoAmI")["OrganizationId"])

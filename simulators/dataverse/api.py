@@ -6,7 +6,7 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from simulators.dataverse import batch
+from simulators.dataverse import batch, bypass
 from simulators.dataverse.bypass import BypassPolicy
 from simulators.dataverse.customization import activate_due_keys
 from simulators.dataverse.engine import Engine
@@ -189,6 +189,8 @@ class WebApi:
         if rest:
             if rest == [f"{NS}QualifyLead"] and table.logical_name == "lead" and req.method == "POST":
                 return self._qualify(table, key, req)
+            if table.logical_name == "systemuser" and req.method == "GET" and len(rest) == 1:
+                return self._user_privilege(key, rest[0], req)
             raise odata_error(f"Resource not found for the segment '{rest[0]}'.", status=404)
         if req.method == "GET":
             row_id = self.engine.locate(table, key)
@@ -262,6 +264,21 @@ class WebApi:
             _check_etag(row, req.headers.get("if-match"))
             self.engine.delete(tx, table, row_id, req.caller)
         return ApiResponse(204, {})
+
+    def _user_privilege(self, key: KeySegment, function: str, req: ApiRequest) -> ApiResponse:
+        """``systemusers(id)/RetrieveUserPrivilegeByPrivilegeName(PrivilegeName='...')``: the
+        user's grants of that privilege (none when not held). Only prvBypassCustomBusinessLogic
+        is modelled."""
+        name = bypass.privilege_asked(function.removeprefix(NS))
+        user_id = key.primary or ""
+        if self.engine.store.get("systemuser", user_id) is None:
+            raise not_found("systemuser", user_id)
+        held = self.bypass.holds(user_id)
+        grants = (
+            [{"Depth": "Global", "PrivilegeId": bypass.PRIVILEGE_ID, "PrivilegeName": name}] if held else []
+        )
+        context = f"{req.service_root}/$metadata#{NS}RetrieveUserPrivilegeByPrivilegeNameResponse"
+        return ApiResponse.json(200, {"@odata.context": context, "RolePrivileges": grants})
 
     def _qualify(self, table: Table, key: KeySegment, req: ApiRequest) -> ApiResponse:
         params = req.json(table.entity_set)

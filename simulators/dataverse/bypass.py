@@ -33,6 +33,16 @@ DEFAULT_LIMIT = 3
 _GUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 
 
+def privilege_asked(function: str) -> str:
+    """The privilege ``RetrieveUserPrivilegeByPrivilegeName(PrivilegeName='...')`` asks about."""
+    match = re.fullmatch(r"RetrieveUserPrivilegeByPrivilegeName\(PrivilegeName='([^']*)'\)", function)
+    if match is None:
+        raise DataverseFault(404, INVALID_ARGUMENT, f"Resource not found for the segment '{function}'.")
+    if match.group(1) != PRIVILEGE:
+        raise DataverseFault(400, INVALID_ARGUMENT, f"The simulator models only the privilege {PRIVILEGE}.")
+    return PRIVILEGE
+
+
 def step_ids(value: str, limit: int) -> frozenset[str]:
     """The ids a header value names (the documented example wraps the list in quotes)."""
     ids = [part.strip().strip('"').strip().lower() for part in value.strip().strip('"').split(",")]

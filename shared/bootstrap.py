@@ -289,7 +289,9 @@ class Container:
             max_calls_per_20s=s.marketo_flow_step_calls_per_20s,
             max_rate_wait_seconds=budget.rate_wait_seconds,
         )
-        dataverse = self.dataverse_client(call, settings=s)
+        # The flow step's writes keep their echo: when it runs out of time, the worker writes the
+        # person's link fields as it reconciles the new lead's create notice (shared/flow_step.py).
+        dataverse = self.dataverse_client(call, settings=s, bypass_own_webhook=False)
         return SyncPersonToMicrosoft(
             marketo,
             dataverse,
@@ -539,9 +541,15 @@ class Container:
         )
 
     def dataverse_client(
-        self, budget: CallBudget, *, settings: Settings | None = None, max_concurrency: int | None = None
+        self,
+        budget: CallBudget,
+        *,
+        settings: Settings | None = None,
+        max_concurrency: int | None = None,
+        bypass_own_webhook: bool = True,
     ) -> DataverseClient:
-        """Every Dataverse client shares the process's credential (one token cache)."""
+        """Every Dataverse client shares the process's credential (one token cache) and, unless
+        ``bypass_own_webhook`` is False, the steps of mdsync's webhook its writes bypass."""
         from shared.dataverse.client import DataverseClient
 
         s = settings or self.settings
@@ -552,7 +560,7 @@ class Container:
             max_concurrency=max_concurrency or s.dataverse_max_concurrency,
             timeout=budget.timeout,
             retry_budget_seconds=budget.retry_seconds,
-            own_steps=self.own_steps,
+            own_steps=self.own_steps if bypass_own_webhook else None,
         )
 
     def backfill_context(self, staging_for: Callable[[str], StagingStore] | None = None) -> BackfillContext:

@@ -115,3 +115,18 @@ def test_a_value_a_plugin_changed_on_mdsyncs_write_comes_back_with_the_sweep(sys
     system.sweep()
     system.wait_idle()
     system.until(lambda: system.marketo_admin.person(person_id).get("title") == "CTO")
+
+
+def test_the_sweep_sets_mdsyncs_own_unchanged_write_aside_without_reading(system: LocalSystem) -> None:
+    """The sweep's notice is the only one a bypassed write gets: with the row's values equal to
+    the shadow it is an echo, so no person is read (Marketo's quota) and nothing is written."""
+    lead_id, person_id = linked_lead(system, "di@bypass.example")
+    edit_in_marketo(system, person_id, "CFO")
+    assert title(system, lead_id) == "CFO"
+    system.marketo_admin.reset_calls()
+    log_before = len(system.deps.state.read_log(marketo_id=person_id))
+    system.sweep()
+    system.wait_idle()
+    calls = system.marketo_admin.calls()
+    assert calls["byEndpoint"] == {}, calls
+    assert len(system.deps.state.read_log(marketo_id=person_id)) == log_before

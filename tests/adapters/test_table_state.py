@@ -221,6 +221,69 @@ def test_in_the_crash_gap_a_hint_finds_the_person_whose_row_names_the_record(
     assert table_store.get_links_by_marketo([6]) == {6: crashed}
 
 
+def test_first_links_in_bulk_take_three_transactions_per_partition(
+    table_store: TableStateStore, counter: RequestCounter
+) -> None:
+    table_store.get_links_by_marketo([1])  # creates the table
+    records = [f"00000000-0000-4000-8000-{m:012d}" for m in range(1000)]
+    claim_partitions = {dynamics_partition("lead", r) for r in records}
+    counter.count = 0
+    before = table_store.requests.snapshot()
+
+    assert table_store.put_links([Link(m, "lead", r) for m, r in enumerate(records)]) == {}
+
+    after = table_store.requests.snapshot()
+    sent = {k: v - before.get(k, 0) for k, v in after.items() if v != before.get(k, 0)}
+    # One range read of the persons' rows; claims created, persons' rows created (10 of 100),
+    # claims confirmed: a transaction per partition each, instead of 3,000 requests and more.
+    assert sent == {"GET links": 1, "POST $batch": 2 * len(claim_partitions) + 10}
+    assert len(table_store.get_links_by_dynamics("lead", records)) == 1000
+
+
+def test_a_bulk_of_first_links_takes_over_a_claim_left_by_a_crash(
+    azurite: str, table_store: TableStateStore
+) -> None:
+    table_store.get_links_by_marketo([1])  # creates the table
+    raw_links(azurite, table_store).create_entity(claim(5, GUID))  # person 5's process died
+
+    assert table_store.put_links([Link(6, "lead", GUID), Link(7, "lead", "guid-7")]) == {}
+
+    found = table_store.get_links_by_dynamics("lead", [GUID, "guid-7"])
+    assert {r: link.marketo_id for r, link in found.items()} == {GUID: 6, "guid-7": 7}
+
+
+def test_a_claim_a_rival_takes_before_the_bulk_confirms_it_refuses_the_link(
+    azurite: str, counter: RequestCounter
+) -> None:
+    prefix = unique_prefix()
+    rival = TableStateStore(connection_string=azurite, table_prefix=prefix, retry_total=0)
+    rival_link: list[Link] = []
+
+    def rival_takes_the_claim(request: Any) -> None:
+        # Before the second transaction (our person's row): our claim is created and not yet
+        # confirmed, and a rival that finds it so takes it over (put_link's rule for claims
+        # left by a crash).
+        if "$batch" in request.http_request.url:
+            counter(request)
+            if counter.count == 2:
+                rival_link.append(rival.put_link(Link(9, "lead", GUID)))
+
+    store = TableStateStore(
+        connection_string=azurite, table_prefix=prefix, retry_total=0, raw_request_hook=rival_takes_the_claim
+    )
+    try:
+        store.get_links_by_marketo([1])  # creates the table
+        refused = store.put_links([Link(6, "lead", GUID)])
+        assert set(refused) == {6}
+        assert isinstance(refused[6], ConflictError)
+        assert store.get_links_by_marketo([6, 9]) == {9: rival_link[0]}
+        assert store.get_links_by_dynamics("lead", [GUID]) == {GUID: rival_link[0]}
+        assert counter.count == 3  # claim, person's row, the confirmation that failed
+    finally:
+        store.close()
+        rival.close()
+
+
 def test_shadows_of_one_partition_are_written_in_transactions(
     table_store: TableStateStore, counter: RequestCounter
 ) -> None:

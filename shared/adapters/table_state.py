@@ -82,6 +82,7 @@ from shared.adapters._table_keys import (
     sized_text,
     utf16_bytes,
 )
+from shared.adapters._table_transactions import submit_transaction
 from shared.adapters._tables_errors import SERVICE, error_code, map_tables_error
 from shared.adapters.table_sync_log import TableSyncLog, entry_of, person_keys
 from shared.calls import CallCounter
@@ -514,7 +515,7 @@ class TableStateStore(StateStore):
         nothing of it was written)."""
         with self._errors():
             try:
-                results = table.submit_transaction(operations)
+                results = submit_transaction(table, operations)
             except TableTransactionError:
                 return None
         return [str(result["etag"]) for result in results]
@@ -729,7 +730,7 @@ class TableStateStore(StateStore):
         operations: list[Any] = [_shadow_operation(shadow, entity) for shadow, entity in chunk]
         with self._errors():
             try:
-                table.submit_transaction(operations)
+                submit_transaction(table, operations)
                 return []
             except TableTransactionError as exc:
                 if exc.status_code not in (404, 409, 412) and error_code(exc) not in _STALE_CODES:
@@ -772,7 +773,7 @@ class TableStateStore(StateStore):
 
     def _submit(self, table: TableClient, operations: list[Any]) -> None:
         with self._errors():
-            table.submit_transaction(operations)
+            submit_transaction(table, operations)
 
     def read_log(
         self, *, marketo_id: int | None = None, dynamics_id: str | None = None, limit: int = 200

@@ -427,3 +427,46 @@ def test_azure_errors_map_to_ours(error: Any, expected: type[MdsyncError]) -> No
     if isinstance(error, HttpResponseError) and not isinstance(mapped, ConfigurationError):
         assert mapped.code == error.error_code  # type: ignore[attr-defined]
         assert "RequestId" not in str(mapped)
+
+
+# --- transactions -------------------------------------------------------------------------------
+
+
+def test_a_transaction_writes_what_the_sdk_would_and_reports_a_failed_operation(azurite: str) -> None:
+    from azure.core import MatchConditions
+    from azure.data.tables import TableTransactionError, UpdateMode
+
+    from shared.adapters._table_transactions import submit_transaction
+
+    table = TableServiceClient.from_connection_string(azurite).create_table(unique_prefix() + "tx")
+    entity = {"PartitionKey": "p'1", "RowKey": "ré 1", "Text": "Ünïcødé \U0001f600", "N": 7, "F": 1.5}
+    entity |= {"B": True, "When": datetime(2030, 1, 2, tzinfo=UTC)}
+    etags = submit_transaction(
+        table, [("create", entity), ("upsert", {"PartitionKey": "p'1", "RowKey": "2"})]
+    )
+
+    stored = table.get_entity("p'1", "ré 1")
+    assert dict(stored) == entity
+    assert [e["etag"] for e in etags] == [
+        stored.metadata["etag"],
+        table.get_entity("p'1", "2").metadata["etag"],
+    ]
+
+    stale = {
+        "mode": UpdateMode.REPLACE,
+        "etag": etags[1]["etag"],
+        "match_condition": MatchConditions.IfNotModified,
+    }
+    table.upsert_entity({"PartitionKey": "p'1", "RowKey": "2", "Moved": True})
+    with pytest.raises(TableTransactionError) as failed:
+        submit_transaction(
+            table,
+            [
+                ("delete", {"PartitionKey": "p'1", "RowKey": "ré 1"}),
+                ("update", {"PartitionKey": "p'1", "RowKey": "2"}, stale),
+            ],
+        )
+    assert failed.value.status_code == 412
+    assert failed.value.error_code == "UpdateConditionNotSatisfied"
+    assert isinstance(map_tables_error(failed.value), ConflictError)
+    assert table.get_entity("p'1", "ré 1")["Text"] == entity["Text"]  # nothing of it was written

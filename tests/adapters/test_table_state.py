@@ -20,7 +20,7 @@ from azure.core.exceptions import (
 from azure.data.tables import TableServiceClient
 
 from shared.adapters._table_keys import dynamics_partition, escape_key
-from shared.adapters._tables_errors import map_tables_error
+from shared.adapters._tables_errors import error_code, map_tables_error
 from shared.adapters.table_state import TableStateStore
 from shared.errors import (
     AccessDeniedError,
@@ -467,6 +467,6 @@ def test_a_transaction_writes_what_the_sdk_would_and_reports_a_failed_operation(
             ],
         )
     assert failed.value.status_code == 412
-    assert failed.value.error_code == "UpdateConditionNotSatisfied"
+    assert error_code(failed.value) == "UpdateConditionNotSatisfied"
     assert isinstance(map_tables_error(failed.value), ConflictError)
     assert table.get_entity("p'1", "ré 1")["Text"] == entity["Text"]  # nothing of it was written

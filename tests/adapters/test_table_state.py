@@ -470,3 +470,23 @@ def test_a_transaction_writes_what_the_sdk_would_and_reports_a_failed_operation(
     assert error_code(failed.value) == "UpdateConditionNotSatisfied"
     assert isinstance(map_tables_error(failed.value), ConflictError)
     assert table.get_entity("p'1", "ré 1")["Text"] == entity["Text"]  # nothing of it was written
+
+
+def test_a_batch_of_tallies_is_one_query_and_one_transaction_per_hour(table_store: TableStateStore) -> None:
+    from shared.adapters.table_operations import TableOperationsStore
+    from shared.ports import Tally
+
+    operations = TableOperationsStore(table_store)
+    hour = datetime(2030, 1, 2, 3, tzinfo=UTC)
+    names = ["processed", "synced", "marketo_calls", "dataverse_calls", "skipped"]
+    operations.add_tallies([Tally(hour, "lead", "to_dynamics", "processed", 1)])  # creates the table
+    for _ in range(2):
+        before = table_store.requests.snapshot()
+        operations.add_tallies([Tally(hour, "lead", "to_dynamics", name, 2) for name in names])
+        after = table_store.requests.snapshot()
+        assert {k: v - before.get(k, 0) for k, v in after.items() if v != before.get(k, 0)} == {
+            "GET tallies": 1,
+            "POST $batch": 1,
+        }
+    counts = {t.name: t.count for t in operations.read_tallies(hour)}
+    assert counts == dict.fromkeys(names, 4) | {"processed": 5}

@@ -490,3 +490,26 @@ def test_a_batch_of_tallies_is_one_query_and_one_transaction_per_hour(table_stor
         }
     counts = {t.name: t.count for t in operations.read_tallies(hour)}
     assert counts == dict.fromkeys(names, 4) | {"processed": 5}
+
+
+def test_a_lone_instance_takes_a_shared_marketo_call_in_one_request(
+    table_store: TableStateStore, clock: FakeClock
+) -> None:
+    from shared.marketo.budget import StoredCallWindow
+
+    budget = StoredCallWindow(table_store, "marketo", 95, clock=clock)
+    rival = StoredCallWindow(table_store, "marketo", 95, clock=clock)
+    assert budget.take() == 0.0  # reads the record (none yet) and creates it
+    before = table_store.requests.snapshot()
+    for _ in range(10):
+        clock.advance(0.1)
+        assert budget.take() == 0.0
+    after = table_store.requests.snapshot()
+    assert {k: v - before.get(k, 0) for k, v in after.items() if v != before.get(k, 0)} == {
+        "PUT checkpoints": 10
+    }
+
+    assert rival.take() == 0.0  # another instance's call: ours now reads again, and counts it
+    for _ in range(95 - 12):
+        assert budget.take() == 0.0
+    assert budget.take() > 0

@@ -26,6 +26,13 @@ readers ignore it and the next claim of that record takes it over. The one gap l
 that dies between writing M and confirming, while a rival takes the claim, leaves its M row
 naming a record now linked to the rival (lookups by that record still find one person).
 
+``put_links`` takes the same steps for many first links (a person without a row, no etag) at
+once, each step a transaction per partition of up to 100 rows: create the claims, create the
+persons' rows, confirm the claims under their etags. A transaction that fails writes nothing and
+leaves its links to ``put_link``, one at a time; a claim taken before it was confirmed restores
+(deletes) the person's row and refuses the link, as ``put_link`` does. Seeding 100,000 links
+takes about 3 requests per 100 rather than 3 or more per link.
+
 A lookup by record may carry hints (the Marketo id the record's own link column names, which
 a Dynamics notice reports): a hinted person whose M row names the record is the link, as the
 M row is the truth; the other records go through their D rows. The hint changes the answer

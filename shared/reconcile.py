@@ -85,6 +85,9 @@ class FieldDecision:
     # The last write to Marketo is still unconfirmed: keep remembering what Marketo held before.
     keep_before: bool = False
     before: FieldValue = None
+    # The Marketo value mdsync's write overwrote, when its echo showed one (a collision found
+    # after the write); empty otherwise (a 1-tuple, so that an overwritten blank shows too).
+    overwritten: tuple[FieldValue, ...] = ()
 
     @property
     def to_marketo(self) -> bool:
@@ -290,10 +293,12 @@ def _restore(
         f"{winner.value} wins ({rule})"
     )
     if winner is Side.MARKETO:
-        return FieldDecision(
+        decision = FieldDecision(
             field_map, Action.TO_BOTH, lost, True, winner, reason + ": restored on both sides"
         )
-    return FieldDecision(field_map, Action.IN_SYNC, marketo, True, winner, reason)
+    else:
+        decision = FieldDecision(field_map, Action.IN_SYNC, marketo, True, winner, reason)
+    return replace(decision, overwritten=(lost,))
 
 
 def _pending(

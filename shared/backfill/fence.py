@@ -32,7 +32,11 @@ until the fence is older than the longest a worker batch can run (``functionTime
 plus a margin): by then every such batch has stored its link and shadow, which ``hold_taken``
 sees, or has died and is retried (claiming). Claims of a batch that died expire after
 ``CLAIM_SECONDS``; ranges of a job that stopped, after ``RANGE_SECONDS`` (an import range is
-re-entered, so kept, while it is collected); the fence comes down when the job ends.
+re-entered, so kept, while it is collected); the fence comes down when the job ends, and lapses
+when the job stopped without ending (its runner killed and the job never resumed): every step
+of the job beats on it (at most one write a minute), and a fence neither beaten nor entered for
+``STOPPED_SECONDS`` is down. A job that comes back to a lapsed fence puts it up anew, so its next
+range waits for the settle again (live batches did not claim meanwhile).
 
 Cost: without a job, one point read per worker batch (the record is absent). During a job, one
 read and one conditional write per batch to claim, one to release; per backfill range, two.
@@ -57,6 +61,11 @@ RANGE_SECONDS = 1800.0  # a range not re-entered for this long belongs to a job 
 # A worker batch runs at most host.json's functionTimeout (4 min): the fence must be this old
 # before the backfill checks its first range.
 SETTLE_SECONDS = 250.0
+# A fence neither beaten by its job's steps nor entered for this long belongs to a job that
+# stopped without ending; live batches stop claiming. (A running job steps every poll; one that
+# waits longer, for the next day's quota, finds the fence lapsed and puts it up anew.)
+STOPPED_SECONDS = 1800.0
+BEAT_SECONDS = 60.0  # a step beats at most this often: one write a minute, not one a step
 MAX_ATTEMPTS = 20
 
 
@@ -83,6 +92,7 @@ class Range:
 class FenceState:
     job: str = ""
     since: float = 0.0
+    beat: float = 0.0  # the job's last step (0: a record written before the beat existed)
     ranges: dict[str, Range] = field(default_factory=dict)
     claims: dict[str, Claim] = field(default_factory=dict)
 
@@ -90,11 +100,17 @@ class FenceState:
     def up(self) -> bool:
         return bool(self.job)
 
+    def live(self, now: float) -> bool:
+        """Up, and touched by its job lately (not lapsed)."""
+        touched = max([self.since, self.beat, *(r.at for r in self.ranges.values())])
+        return self.up and now - touched < STOPPED_SECONDS
+
     def dump(self) -> str:
         return json.dumps(
             {
                 "job": self.job,
                 "since": self.since,
+                "beat": self.beat,
                 "ranges": {k: vars(r) for k, r in self.ranges.items()},
                 "claims": {k: vars(c) for k, c in self.claims.items()},
             }
@@ -106,11 +122,14 @@ class FenceState:
         return FenceState(
             data.get("job", ""),
             float(data.get("since", 0.0)),
+            float(data.get("beat", 0.0)),
             {k: Range(**r) for k, r in data.get("ranges", {}).items()},
             {k: Claim(**c) for k, c in data.get("claims", {}).items()},
         )
 
     def expire(self, now: float) -> None:
+        if self.up and not self.live(now):
+            _clear(self)  # its job stopped without ending
         self.claims = {k: c for k, c in self.claims.items() if now - c.at < CLAIM_SECONDS}
         self.ranges = {k: r for k, r in self.ranges.items() if now - r.at < RANGE_SECONDS}
 
@@ -147,12 +166,17 @@ class Fence(WriteFence):
     # --- the backfill's side ------------------------------------------------------------------------
 
     def put_up(self, job_id: str) -> float:
-        """The job runs: live batches claim from now on. When it went up (kept for the same job)."""
+        """The job runs (each of its steps says so): live batches claim from now on. When it went
+        up (kept for the same job while the fence has not lapsed)."""
+        now = self._clock()
 
         def up(fence: FenceState) -> bool:
             if fence.job == job_id:
-                return False
-            fence.job, fence.since, fence.ranges = job_id, self._clock(), {}
+                if now - fence.beat < BEAT_SECONDS:
+                    return False
+                fence.beat = now
+                return True
+            fence.job, fence.since, fence.beat, fence.ranges = job_id, now, now, {}
             return True
 
         return self._change(up).since
@@ -181,10 +205,10 @@ class Fence(WriteFence):
     # --- the live worker's side (WriteFence) --------------------------------------------------------
 
     def claim(self, records: Sequence[tuple[str, str, int | None]]) -> Claimed:
-        if not records or not self.current().up:
+        now = self._clock()
+        if not records or not self.current().live(now):
             return Claimed(None)
         name = uuid.uuid4().hex
-        now = self._clock()
         keys = sorted({record_key(e, d.lower()) for e, d, _ in records})
         persons = sorted({m for _, _, m in records if m})
 
@@ -209,5 +233,5 @@ class Fence(WriteFence):
 
 
 def _clear(fence: FenceState) -> bool:
-    fence.job, fence.since, fence.ranges, fence.claims = "", 0.0, {}, {}
+    fence.job, fence.since, fence.beat, fence.ranges, fence.claims = "", 0.0, 0.0, {}, {}
     return True

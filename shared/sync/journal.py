@@ -138,7 +138,9 @@ class Journal:
         # The winner's value travels to the loser's side.
         direction = t.TO_DYNAMICS if winner == "marketo" else t.TO_MARKETO
         self.tallies.add(who.entity, direction, t.collision_name(winner))
-        values = {"marketo": decision.marketo, "dynamics": decision.dynamics, "winner": winner}
+        # A collision found by the echo of mdsync's write: Marketo's side is what the write overwrote.
+        marketo = decision.overwritten[0] if decision.overwritten else decision.marketo
+        values = {"marketo": marketo, "dynamics": decision.dynamics, "winner": winner}
         self.note(
             who,
             "collision",

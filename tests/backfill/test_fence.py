@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from shared.adapters.sqlite_state import SqliteStateStore
-from shared.backfill.fence import CLAIM_SECONDS, Fence
+from shared.backfill.fence import BEAT_SECONDS, CLAIM_SECONDS, STOPPED_SECONDS, Fence
 from shared.backfill.staging import BUCKETS, person_bucket, record_bucket, record_key
 from tests.adapters.conftest import FakeClock
 
@@ -72,3 +72,55 @@ def test_a_released_or_expired_claim_is_no_longer_held_and_the_fence_comes_down(
     fence.take_down()
     assert not fence.current().up
     assert fence.claim([(*LEAD, PERSON)]).name is None
+
+
+def _clock(fence: Fence) -> FakeClock:
+    clock = fence._clock
+    assert isinstance(clock, FakeClock)
+    return clock
+
+
+def test_a_job_that_stopped_without_ending_lets_the_fence_lapse(fence: Fence) -> None:
+    fence.put_up("job-1")
+    _clock(fence).advance(STOPPED_SECONDS + 1)  # its runner was killed; nobody resumed it
+
+    before = fence.state.get_checkpoint("backfill/fence")
+    claimed = fence.claim([(*LEAD, PERSON)])
+
+    assert claimed.name is None  # live batches stop claiming: no conditional writes forever
+    assert fence.state.get_checkpoint("backfill/fence") == before
+
+
+def test_a_running_job_keeps_its_fence_up_with_a_beat_a_minute_at_most(fence: Fence) -> None:
+    since = fence.put_up("job-1")
+    writes = 0
+    for _ in range(int(2 * STOPPED_SECONDS / 30)):  # a step every 30 s for an hour
+        _clock(fence).advance(30)
+        before = fence.state.get_checkpoint("backfill/fence")
+        assert fence.put_up("job-1") == since
+        writes += fence.state.get_checkpoint("backfill/fence") != before
+
+    assert fence.claim([(*LEAD, PERSON)]).name is not None
+    assert writes <= 2 * STOPPED_SECONDS / BEAT_SECONDS
+
+
+def test_an_import_range_being_collected_keeps_the_fence_up(fence: Fence) -> None:
+    fence.put_up("job-1")
+    for _ in range(3):
+        _clock(fence).advance(STOPPED_SECONDS / 2)
+        fence.enter("mw:0", "mw", 0, BUCKETS - 1)  # re-entered each time the import is polled
+
+    assert fence.claim([(*LEAD, PERSON)]).name is not None
+
+
+def test_a_job_back_at_a_lapsed_fence_puts_it_up_anew_and_settles_again(fence: Fence) -> None:
+    first = fence.put_up("job-1")
+    fence.claim([(*LEAD, PERSON)])
+    _clock(fence).advance(STOPPED_SECONDS + 1)
+
+    again = fence.put_up("job-1")
+
+    assert again == _clock(fence)()  # the next range waits for live batches begun meanwhile
+    assert again > first
+    assert fence.current().claims == {}
+    assert fence.claim([(*LEAD, PERSON)]).name is not None

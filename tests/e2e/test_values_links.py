@@ -116,6 +116,12 @@ def test_item_03_a_marketo_edit_overwritten_by_mdsyncs_write_is_restored_for_a_l
     (collision,) = [e for e in log_of(system, marketo_id) if e.action == "collision"]
     assert "between mdsync's read and its write" in collision.detail
     assert "marketo wins" in collision.detail
+    # The console shows the value the write overwrote, not mdsync's own.
+    assert collision.values == {
+        "marketo": "Typed in Marketo",
+        "dynamics": "From Dynamics",
+        "winner": "marketo",
+    }
 
 
 def test_item_03_on_a_contact_the_collision_rule_keeps_the_dynamics_value_and_logs_it(
@@ -126,6 +132,11 @@ def test_item_03_on_a_contact_the_collision_rule_keeps_the_dynamics_value_and_lo
     assert row(system, "contact", contact_id)["jobtitle"] == "From Dynamics"
     (collision,) = [e for e in log_of(system, marketo_id) if e.action == "collision"]
     assert "dynamics wins" in collision.detail
+    assert collision.values == {
+        "marketo": "Typed in Marketo",
+        "dynamics": "From Dynamics",
+        "winner": "dynamics",
+    }
 
 
 # --- item 4: Marketo merges, deletions confirmed, mass disappearance ---------------------------------

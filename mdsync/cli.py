@@ -129,7 +129,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
         fix = ", ".join(exc.settings)
         console.print(f"[red]FAIL[/red] settings: {escape(exc.line)} -> fix: {escape(fix)}", soft_wrap=True)
         return 1
-    doctor = deps.doctor(webhook_name=args.webhook_name)
+    doctor = deps.doctor(webhook_name=args.webhook_name or deps.settings.dynamics_webhook_name)
     if args.rebind_state:
         bound = doctor.rebind_state()
         console.print(f"the state store now belongs to {bound.describe()}", soft_wrap=True)
@@ -584,7 +584,9 @@ def _add_setup_commands(commands: argparse._SubParsersAction[argparse.ArgumentPa
         "doctor", help="check settings, credentials, Dataverse set-up, mapping, webhook, queue and state"
     )
     doctor.add_argument(
-        "--webhook-name", default="mdsync", help="name of the Dataverse service endpoint (default: mdsync)"
+        "--webhook-name",
+        default=None,
+        help="name of the Dataverse service endpoint (default: DYNAMICS_WEBHOOK_NAME, mdsync)",
     )
     doctor.add_argument(
         "--rebind-state",

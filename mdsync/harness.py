@@ -126,6 +126,8 @@ class LocalSystem:
             "SERVICEBUS_QUEUE_NAME": "mdsync-notices",
             "BACKFILL_QUEUE_NAME": BACKFILL_QUEUE,
             "MARKETO_POLL_SCHEDULE": self.config.poll_schedule,
+            # The service endpoint the harness registers: the steps mdsync's writes bypass.
+            "DYNAMICS_WEBHOOK_NAME": WEBHOOK_NAME,
             "DYNAMICS_SWEEP_SCHEDULE": self.config.sweep_schedule,
             "MDSYNC_METRICS_SCHEDULE": NEVER,
             # Polls run when the harness says; each shows a deletion made before it.

@@ -45,6 +45,7 @@ if TYPE_CHECKING:
     from shared.console.pause import PauseSwitch
     from shared.console.reader import StatusReader
     from shared.dataverse.auth import CredentialTokens
+    from shared.dataverse.bypass import OwnSteps
     from shared.dataverse.client import DataverseClient
     from shared.doctor import Doctor
     from shared.flow_step import SyncPersonToMicrosoft, TimeBudget
@@ -136,6 +137,17 @@ class Container:
     @property
     def marketo(self) -> MarketoClient:
         return self._once("marketo", self._build_marketo)
+
+    @property
+    def own_steps(self) -> OwnSteps | None:
+        """mdsync's own webhook steps, which its Dataverse writes bypass (one per process);
+        None with DYNAMICS_BYPASS_OWN_WEBHOOK=false."""
+        from shared.dataverse.bypass import OwnSteps
+
+        settings = self.settings
+        if not settings.dynamics_bypass_own_webhook:
+            return None
+        return self._once("own_steps", lambda: OwnSteps(settings.dynamics_webhook_name))
 
     @property
     def dataverse_tokens(self) -> CredentialTokens:
@@ -277,7 +289,9 @@ class Container:
             max_calls_per_20s=s.marketo_flow_step_calls_per_20s,
             max_rate_wait_seconds=budget.rate_wait_seconds,
         )
-        dataverse = self.dataverse_client(call, settings=s)
+        # The flow step's writes keep their echo: when it runs out of time, the worker writes the
+        # person's link fields as it reconciles the new lead's create notice (shared/flow_step.py).
+        dataverse = self.dataverse_client(call, settings=s, bypass_own_webhook=False)
         return SyncPersonToMicrosoft(
             marketo,
             dataverse,
@@ -527,9 +541,15 @@ class Container:
         )
 
     def dataverse_client(
-        self, budget: CallBudget, *, settings: Settings | None = None, max_concurrency: int | None = None
+        self,
+        budget: CallBudget,
+        *,
+        settings: Settings | None = None,
+        max_concurrency: int | None = None,
+        bypass_own_webhook: bool = True,
     ) -> DataverseClient:
-        """Every Dataverse client shares the process's credential (one token cache)."""
+        """Every Dataverse client shares the process's credential (one token cache) and, unless
+        ``bypass_own_webhook`` is False, the steps of mdsync's webhook its writes bypass."""
         from shared.dataverse.client import DataverseClient
 
         s = settings or self.settings
@@ -540,6 +560,7 @@ class Container:
             max_concurrency=max_concurrency or s.dataverse_max_concurrency,
             timeout=budget.timeout,
             retry_budget_seconds=budget.retry_seconds,
+            own_steps=self.own_steps if bypass_own_webhook else None,
         )
 
     def backfill_context(self, staging_for: Callable[[str], StagingStore] | None = None) -> BackfillContext:

@@ -256,6 +256,10 @@ class Settings(BaseSettings):
     # systemuserids of mdsync's own Dataverse application users (comma-separated): notices they
     # caused are marked so the worker can skip echoes cheaply. Correctness never depends on it.
     dynamics_sync_user_ids_raw: str = Field(default="", alias="DYNAMICS_SYNC_USER_IDS")
+    # The service endpoint `mdsync dynamics register-webhook` registered: its steps are what
+    # mdsync's own writes bypass (MSCRM.BypassBusinessLogicExecutionStepIds), unless turned off.
+    dynamics_webhook_name: str = Field(default="mdsync", alias="DYNAMICS_WEBHOOK_NAME", min_length=1)
+    dynamics_bypass_own_webhook: bool = Field(default=True, alias="DYNAMICS_BYPASS_OWN_WEBHOOK")
 
     # --- The operator console ---------------------------------------------------------------
     # The app role (Entra ID) a signed-in user needs for the console (docs/operations.md).

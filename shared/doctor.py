@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING
 
 from shared.capture.registration import webhook_steps
 from shared.dataverse import odata
+from shared.dataverse.bypass import PRIVILEGE, read_steps
 from shared.dataverse.provisioning import plan
 from shared.errors import (
     AccessDeniedError,
@@ -122,6 +123,7 @@ class Doctor:
             ("Dataverse set-up", self.setup, ("dataverse",)),
             ("field mapping", self.mapping, ("marketo", "dataverse")),
             ("Dataverse webhook", self.webhook, ("dataverse",)),
+            ("own-write bypass", self.bypass, ("dataverse",)),
             ("queue", self.queue, ()),
             ("state", self.state, ("marketo", "dataverse")),
         ):
@@ -235,6 +237,29 @@ class Doctor:
             yield Check("Dataverse webhook", False, detail, REGISTER)
             return
         yield Check("Dataverse webhook", True, f"{self.webhook_name!r} registered with {len(expected)} steps")
+
+    def bypass(self) -> Iterator[Check]:
+        """Whether mdsync's writes can skip its own webhook (shared/dataverse/bypass.py)."""
+        name = "own-write bypass"
+        settings = self.deps.settings
+        if not settings.dynamics_bypass_own_webhook:
+            yield Check(
+                name, True, "off (DYNAMICS_BYPASS_OWN_WEBHOOK=false): mdsync's writes run its webhook"
+            )
+            return
+        endpoint = settings.dynamics_webhook_name
+        steps = read_steps(self.dataverse, endpoint)
+        if not steps:
+            fix = f"set DYNAMICS_WEBHOOK_NAME to the webhook's name, or {REGISTER} --name {endpoint}"
+            yield Check(name, False, f"no webhook steps of a service endpoint named {endpoint!r}", fix)
+            return
+        count = sum(len(ids) for ids in steps.values())
+        if not self.dataverse.holds_privilege(PRIVILEGE):
+            fix = f"add {PRIVILEGE} to the application user's role (docs/dataverse-webhook.md), then restart"
+            detail = f"the application user lacks {PRIVILEGE}: mdsync's writes run its webhook"
+            yield Check(name, False, detail, fix)
+            return
+        yield Check(name, True, f"mdsync's writes skip the {count} steps of {endpoint!r}")
 
     # --- the app's own storage ------------------------------------------------------------------
 

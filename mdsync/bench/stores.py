@@ -134,15 +134,17 @@ def _bursts(
         }
         for workload, run in runs.items():
             say(f"  {workload.replace('_', ' ')} on {store} ...")
-            started, load = time.monotonic(), os.getloadavg()
+            started, load, cpu = time.monotonic(), os.getloadavg(), _cpu_seconds()
             result = run()
             result.extra["load_average"] = _load(load)
+            result.extra |= _cpu(cpu, result.changes)
             result.extra |= {"state_store": store, **seeded}
             result.extra["worker_marketo_calls_per_20s"] = system.deps.marketo.max_calls_per_20s
             results[store_key(workload, store)] = result
             say(
                 f"  {result.changes} changes in {result.seconds:.1f} s = {result.rate:.1f}/s, "
-                f"{result.calls.state} Table Storage requests "
+                f"{result.calls.state} Table Storage requests, "
+                f"{result.extra['cpu_seconds_per_1000']:.1f} CPU s per 1,000 changes "
                 f"({time.monotonic() - started:.0f} s with the echoes)"
             )
             save(results)
@@ -172,6 +174,19 @@ def _peer(
         say(f"  {result.changes} changes in {result.seconds:.1f} s = {result.rate:.1f}/s")
         fresh_window(system, window=window)
     return results
+
+
+def _cpu_seconds() -> float:
+    times = os.times()
+    return times.user + times.system
+
+
+def _cpu(before: float, changes: int) -> dict[str, float]:
+    """The CPU seconds the burst took, until quiet again (echoes included), of every part of the
+    local system: the simulators, the local host and the bench share this one process."""
+    seconds = _cpu_seconds() - before
+    per_1000 = seconds / max(changes, 1) * 1000
+    return {"cpu_seconds": round(seconds, 1), "cpu_seconds_per_1000": round(per_1000, 2)}
 
 
 def _load(before: tuple[float, float, float]) -> dict[str, list[float]]:

@@ -36,7 +36,16 @@ from shared.dataverse.client import DataverseClient
 from shared.dataverse.odata import ENTITY_SETS
 from shared.errors import AccessDeniedError, ConflictError, PermanentError
 from shared.mapping import FieldMapping
-from shared.notices import Entity, Kind, Notice, Source, linked_marketo_id, safe_text
+from shared.notices import (
+    Entity,
+    FieldChange,
+    Kind,
+    Notice,
+    Source,
+    fit_changes,
+    linked_marketo_id,
+    safe_text,
+)
 from shared.ports import Checkpoint, NoticeQueue, StateStore
 
 log = logging.getLogger(__name__)
@@ -114,6 +123,8 @@ class DynamicsSweep:
         actor = _lower_id(row.get("_modifiedby_value"))
         version = str(row.get("versionnumber") or "")
         email = row.get("emailaddress1")
+        own = actor is not None and actor in self.sync_user_ids
+        changes, trimmed = self._own_values(entity, row) if own else ({}, False)
         return Notice(
             source=Source.DYNAMICS,
             entity=Entity(entity),
@@ -123,11 +134,27 @@ class DynamicsSweep:
             version=version if version.isascii() and version.isdigit() and len(version) <= 64 else None,
             occurred_at=_modified(row) or datetime.now(UTC),
             actor=actor,
-            own_write=actor is not None and actor in self.sync_user_ids,
+            own_write=own,
+            changes=changes,
+            trimmed=trimmed,
             originating_lead_id=_lower_id(row.get("_originatingleadid_value")),
             linked_to=linked_marketo_id(row.get(self.mapping.links.dynamics_marketo_id)),
             email=safe_text(email) if isinstance(email, str) and len(email) <= 320 else None,
         )
+
+    def _own_values(self, entity: str, row: dict[str, Any]) -> tuple[dict[str, FieldChange], bool]:
+        """The row's values of every mapped column, for a row mdsync's own user changed last: the
+        worker sets the notice aside as an echo when they all equal the shadow, and reconciles it
+        otherwise (a customer's plug-in changed mdsync's value as it was written). mdsync's writes
+        bypass its webhook, so this notice is the only one such a write gets. None when a column
+        is not in the row as such (a lookup): then the notice is reconciled."""
+        names = [
+            *(f.dynamics for f in self.mapping.entity(entity).fields),
+            self.mapping.links.dynamics_marketo_id,
+        ]
+        if any(name not in row for name in names):
+            return {}, False
+        return fit_changes({name: FieldChange(new=row[name]) for name in sorted(set(names))})
 
     def _sweep(self, entity: str, now: datetime) -> tuple[int, str]:
         name = f"dynamics-sweep:{entity}"

@@ -96,6 +96,28 @@ def _response(text: str) -> BatchResponse:
     return BatchResponse(status, headers, body, error)
 
 
+def per_part(parts: Sequence[BatchPart], answers: list[BatchResponse]) -> list[list[BatchResponse]]:
+    """The flat answers of :func:`parse`, per part: a request's one; a change set's every
+    request's, or only its failing one's; none for a part the batch did not run (it stopped)."""
+    out: list[list[BatchResponse]] = []
+    at = 0
+    for part in parts:
+        size = (
+            1
+            if isinstance(part, BatchRequest) or (at < len(answers) and answers[at].status >= 400)
+            else len(part)
+        )
+        out.append(answers[at : at + size])
+        at += size
+    return out
+
+
+def carries(part: BatchPart, header: str) -> bool:
+    """Whether the part (any request of a change set) carries ``header``."""
+    requests = [part] if isinstance(part, BatchRequest) else list(part)
+    return any(header in r.headers for r in requests)
+
+
 def parse(content_type: str, payload: bytes) -> list[BatchResponse]:
     """Flatten the multipart response into one BatchResponse per answered request."""
     match = _BOUNDARY.search(content_type)

@@ -15,6 +15,7 @@ per row. Both take and give iterators, so memory stays bounded whatever the tabl
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import threading
 import time
@@ -29,6 +30,7 @@ import requests
 from shared.calls import CallCounter, RateHeaders
 from shared.dataverse import batch as batch_body
 from shared.dataverse import metadata, odata, webhooks
+from shared.dataverse.bypass import HEADER, OwnSteps, refuses_bypass
 from shared.dataverse.errors import SERVICE
 from shared.dataverse.models import (
     BatchRequest,
@@ -42,7 +44,13 @@ from shared.dataverse.models import (
     TableInfo,
     WebhookRegistration,
 )
-from shared.errors import NotFoundError, PermanentError, ServiceUnavailableError
+from shared.errors import (
+    AccessDeniedError,
+    NotFoundError,
+    PermanentError,
+    ServiceUnavailableError,
+    ValidationError,
+)
 
 if TYPE_CHECKING:
     from azure.core.credentials import TokenCredential
@@ -109,12 +117,14 @@ class DataverseClient:
         timeout: float = 30.0,
         retry_budget_seconds: float = 10.0,
         sleep: Callable[[float], None] = time.sleep,
+        own_steps: OwnSteps | None = None,
     ) -> None:
         """``endpoint``: the Web API URL (``https://org.crm.dynamics.com/api/data/v9.2``);
         ``credential``: an azure-identity credential (:func:`shared.dataverse.auth.dataverse_tokens`
         builds the settings' one); ``scope``: the organization's ``/.default``, by default that
         of the endpoint's host. ``timeout`` is per attempt; ``retry_budget_seconds`` bounds the
-        retries of one call (docs/retries.md)."""
+        retries of one call (docs/retries.md). ``own_steps``: mdsync's webhook steps, which its
+        writes of leads and contacts then bypass (:mod:`shared.dataverse.bypass`)."""
         # azure-core is imported with the first client, not with this module (cold start).
         from shared.dataverse.pipeline import DataversePipeline  # noqa: PLC0415
 
@@ -134,6 +144,7 @@ class DataverseClient:
         self._tables: dict[str, TableInfo] = {}
         self._metadata: dict[str, EntityMetadata] = {}
         self._multiple: dict[str, bool] = {}
+        self._own_steps = own_steps
 
     @property
     def calls(self) -> CallCounter:
@@ -163,17 +174,33 @@ class DataverseClient:
         keep: Callable[[requests.Response], bool] | None = None,
     ) -> requests.Response:
         relative = path[len(self.api_url) + 1 :] if path.startswith(self.api_url) else path
-        return self._transport.request(
-            method,
-            self._url(path),
-            label=_label(method, relative),
-            idempotent=idempotent,
-            params=params,
-            json=json,
-            data=data,
-            headers=headers,
-            keep=keep,
-        )
+
+        def send(extra: Mapping[str, str]) -> requests.Response:
+            return self._transport.request(
+                method,
+                self._url(path),
+                label=_label(method, relative),
+                idempotent=idempotent,
+                params=params,
+                json=json,
+                data=data,
+                headers={**(headers or {}), **extra} if extra else headers,
+                keep=keep,
+            )
+
+        own = self._own_steps
+        bypass = own.header(self, method, relative, headers or {}) if own is not None else {}
+        if not bypass:
+            return send({})
+        try:
+            return send(bypass)
+        except (AccessDeniedError, ValidationError) as exc:
+            if own is None or not refuses_bypass(exc):
+                raise
+            # Refused before anything was written: the same write without the header.
+            response = send({})
+            own.refuse(exc)
+            return response
 
     def _get_json(
         self, path: str, params: Mapping[str, str] | None = None, headers: Mapping[str, str] | None = None
@@ -269,6 +296,13 @@ class DataverseClient:
     def whoami(self) -> str:
         """The systemuserid of the calling application user."""
         return str(self._get_json("WhoAmI")["UserId"])
+
+    def holds_privilege(self, name: str) -> bool:
+        """Whether the calling user holds privilege ``name`` through a role or a team
+        (RetrieveUserPrivilegeByPrivilegeName)."""
+        user = self.whoami()
+        function = f"{odata.NS}RetrieveUserPrivilegeByPrivilegeName(PrivilegeName={odata.string(name)})"
+        return bool(self._get_json(f"systemusers({user})/{function}").get("RolePrivileges"))
 
     def organization_id(self) -> str:
         """The organization's id (WhoAmI): what the state store is bound to."""
@@ -448,8 +482,76 @@ class DataverseClient:
 
         Without ``continue_on_error`` the service stops at the first failure; the failed part's
         response carries ``error``. A change set that failed answers with its failing part."""
+        own = self._own_steps
+        marked, outer = self._bypassing(parts) if own is not None else (parts, {})
+        if own is None or marked is parts:
+            return self._send_batch(parts, continue_on_error, {})
+        try:
+            answers = self._send_batch(marked, continue_on_error, outer)
+        except (AccessDeniedError, ValidationError) as exc:
+            if not refuses_bypass(exc):
+                raise
+            answers = self._send_batch(parts, continue_on_error, {})
+            own.refuse(exc)
+            return answers
+        return self._unrefused(own, parts, marked, answers, continue_on_error)
+
+    def _bypassing(
+        self, parts: Sequence[batch_body.BatchPart]
+    ) -> tuple[Sequence[batch_body.BatchPart], dict[str, str]]:
+        """The parts with the bypass header on each write of a lead or contact, and the header
+        for the whole batch (the union, while within Dataverse's limit): whichever of the two
+        Dataverse reads. The parts as given when none carries one."""
+        assert self._own_steps is not None
+        own, union, marked, changed = self._own_steps, set[str](), [], False
+
+        def mark(request: BatchRequest) -> BatchRequest:
+            nonlocal changed
+            header = own.header(self, request.method, request.path, request.headers)
+            if not header:
+                return request
+            changed = True
+            union.update(next(iter(header.values())).split(","))
+            return dataclasses.replace(request, headers={**request.headers, **header})
+
+        for part in parts:
+            marked.append(mark(part) if isinstance(part, BatchRequest) else [mark(r) for r in part])
+        return (marked, own.header_for(union)) if changed else (parts, {})
+
+    def _unrefused(
+        self,
+        own: OwnSteps,
+        parts: Sequence[batch_body.BatchPart],
+        marked: Sequence[batch_body.BatchPart],
+        answers: list[BatchResponse],
+        continue_on_error: bool,
+    ) -> list[BatchResponse]:
+        """The answers, with the parts refused while they carried the header (and those the
+        batch then did not run) sent again without it."""
+        per_part = batch_body.per_part(parts, answers)
+        refusals = [
+            answer.error
+            for part, got in zip(marked, per_part, strict=True)
+            for answer in got
+            if answer.error is not None and refuses_bypass(answer.error) and batch_body.carries(part, HEADER)
+        ]
+        if not refusals:
+            return answers
+        again = [i for i, got in enumerate(per_part) if not got or any(a.error in refusals for a in got)]
+        resent = batch_body.per_part(
+            [parts[i] for i in again], self._send_batch([parts[i] for i in again], continue_on_error, {})
+        )
+        for i, got in zip(again, resent, strict=True):
+            if per_part[i] and not any(a.error is not None and refuses_bypass(a.error) for a in got):
+                own.refuse(refusals[0])
+            per_part[i] = got
+        return [answer for got in per_part for answer in got]
+
+    def _send_batch(
+        self, parts: Sequence[batch_body.BatchPart], continue_on_error: bool, extra: Mapping[str, str]
+    ) -> list[BatchResponse]:
         content_type, body = batch_body.build(parts, self._service_path)
-        headers = {"Content-Type": content_type}
+        headers = {"Content-Type": content_type, **extra}
         if continue_on_error:
             headers["Prefer"] = "odata.continue-on-error"
         only_reads = all(isinstance(p, BatchRequest) and p.method == "GET" for p in parts)
@@ -572,4 +674,7 @@ class DataverseClient:
         self, name: str, url: str, headers: Mapping[str, str], steps: Sequence[StepSpec]
     ) -> WebhookRegistration:
         """Register (or re-register) a webhook: HttpHeader service endpoint, steps, images."""
-        return webhooks.register(self, name, url, headers, steps)
+        registration = webhooks.register(self, name, url, headers, steps)
+        if self._own_steps is not None:
+            self._own_steps.forget()
+        return registration

@@ -207,6 +207,14 @@ class DataverseAdmin:
     def set_bulk_support(self, entity: str, supported: bool) -> None:
         self._call("PUT", "bulk-support", {"entity": entity, "supported": supported})
 
+    def grant_bypass(self, user: str, granted: bool = True) -> None:
+        """Give (or take) ``user`` the prvBypassCustomBusinessLogic privilege."""
+        self._call("PUT", "bypass", {"user": user, "granted": granted})
+
+    def set_bypass_limit(self, limit: int) -> None:
+        """BypassBusinessLogicExecutionStepIdsLimit: the step ids one request may name."""
+        self._call("PUT", "bypass", {"limit": limit})
+
     # --- observation -----------------------------------------------------------------------
 
     def jobs(self) -> list[dict[str, Any]]:

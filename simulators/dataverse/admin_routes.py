@@ -62,6 +62,7 @@ class AdminApi:
             Route("/calls", self.calls, methods=["GET", "DELETE"]),
             Route("/users", self.users, methods=["GET"]),
             Route("/bulk-support", self.bulk, methods=["PUT"]),
+            Route("/bypass", self.bypass, methods=["GET", "PUT"]),
         ]
 
     async def reset(self, request: Request) -> Response:
@@ -236,6 +237,24 @@ class AdminApi:
                 for r in self.state.store.rows["systemuser"].values()
             ]
         return JSONResponse({"value": value})
+
+    async def bypass(self, request: Request) -> Response:
+        """``{"user": name or id, "granted": bool}`` gives or takes prvBypassCustomBusinessLogic;
+        ``{"limit": n}`` sets BypassBusinessLogicExecutionStepIdsLimit."""
+        policy = self.state.bypass
+        if request.method == "PUT":
+            body = await _json(request)
+            if "user" in body:
+                try:
+                    user_id = self.state.user_id(str(body["user"]))
+                except KeyError:
+                    return _bad(f"unknown user '{body['user']}'", 404)
+                policy.grant(user_id, bool(body.get("granted", True)))
+            if "limit" in body:
+                if not isinstance(body["limit"], int) or body["limit"] < 1:
+                    return _bad("limit: a positive whole number of step ids")
+                policy.limit = body["limit"]
+        return JSONResponse(policy.to_json())
 
     async def bulk(self, request: Request) -> Response:
         body = await _json(request)

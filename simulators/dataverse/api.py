@@ -6,7 +6,8 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from simulators.dataverse import batch
+from simulators.dataverse import batch, bypass
+from simulators.dataverse.bypass import BypassPolicy
 from simulators.dataverse.customization import activate_due_keys
 from simulators.dataverse.engine import Engine
 from simulators.dataverse.faults import (
@@ -49,8 +50,10 @@ class WebApi:
         who_am_i: Callable[[str], dict[str, Any]],
         count: Callable[[str], None],
         key_activation_seconds: float = 0.0,
+        bypass: BypassPolicy | None = None,
     ) -> None:
         self.engine = engine
+        self.bypass = bypass or BypassPolicy()
         self.metadata = MetadataApi(engine, key_activation_seconds=key_activation_seconds)
         self.bulk_tables = bulk_tables
         self.who_am_i = who_am_i
@@ -60,6 +63,7 @@ class WebApi:
         """Answer one request; a DataverseFault becomes the error envelope."""
         activate_due_keys(self.engine)
         try:
+            self.bypass.apply(req)
             return self._route(req)
         except DataverseFault as fault:
             annotations = AnnotationFilter(req.prefer.get("odata.include-annotations")).any
@@ -185,6 +189,8 @@ class WebApi:
         if rest:
             if rest == [f"{NS}QualifyLead"] and table.logical_name == "lead" and req.method == "POST":
                 return self._qualify(table, key, req)
+            if table.logical_name == "systemuser" and req.method == "GET" and len(rest) == 1:
+                return self._user_privilege(key, rest[0], req)
             raise odata_error(f"Resource not found for the segment '{rest[0]}'.", status=404)
         if req.method == "GET":
             row_id = self.engine.locate(table, key)
@@ -258,6 +264,21 @@ class WebApi:
             _check_etag(row, req.headers.get("if-match"))
             self.engine.delete(tx, table, row_id, req.caller)
         return ApiResponse(204, {})
+
+    def _user_privilege(self, key: KeySegment, function: str, req: ApiRequest) -> ApiResponse:
+        """``systemusers(id)/RetrieveUserPrivilegeByPrivilegeName(PrivilegeName='...')``: the
+        user's grants of that privilege (none when not held). Only prvBypassCustomBusinessLogic
+        is modelled."""
+        name = bypass.privilege_asked(function.removeprefix(NS))
+        user_id = key.primary or ""
+        if self.engine.store.get("systemuser", user_id) is None:
+            raise not_found("systemuser", user_id)
+        held = self.bypass.holds(user_id)
+        grants = (
+            [{"Depth": "Global", "PrivilegeId": bypass.PRIVILEGE_ID, "PrivilegeName": name}] if held else []
+        )
+        context = f"{req.service_root}/$metadata#{NS}RetrieveUserPrivilegeByPrivilegeNameResponse"
+        return ApiResponse.json(200, {"@odata.context": context, "RolePrivileges": grants})
 
     def _qualify(self, table: Table, key: KeySegment, req: ApiRequest) -> ApiResponse:
         params = req.json(table.entity_set)

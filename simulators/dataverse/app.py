@@ -17,6 +17,7 @@ from starlette.routing import Mount, Route
 
 from simulators.dataverse.admin_routes import admin_routes
 from simulators.dataverse.api import WebApi, endpoint_label
+from simulators.dataverse.bypass import BypassPolicy
 from simulators.dataverse.config import DataverseSimConfig, TokenVerifier
 from simulators.dataverse.engine import Caller, Engine
 from simulators.dataverse.faults import NOT_A_MEMBER, DataverseFault
@@ -60,14 +61,24 @@ class DataverseState:
             size_limit=config.webhook_size_limit,
         )
         self.store.on_commit = self.webhooks.on_events
+        self.bypass = BypassPolicy()
+        self._default_bypass()
         self.api = WebApi(
             self.engine,
             bulk_tables=self.bulk_tables,
             who_am_i=self.who_am_i,
             count=self.count,
             key_activation_seconds=config.key_activation_seconds,
+            bypass=self.bypass,
         )
         self.seed_system_rows()
+
+    def _default_bypass(self) -> None:
+        # The configured human users are salespeople: no prvBypassCustomBusinessLogic. The
+        # application users hold it, as the documented set-up grants it to mdsync's role.
+        self.bypass.reset(
+            lacking=[u.systemuserid for u in self.config.users], limit=self.config.bypass_step_ids_limit
+        )
 
     # --- identity and bookkeeping --------------------------------------------------------
 
@@ -272,6 +283,7 @@ class DataverseState:
             self.bulk_tables.clear()
             self.bulk_tables.update(self.config.bulk_tables)
             self.seed_system_rows()
+        self._default_bypass()
         self.limiter.reset(ServiceLimits(**self.config.limits.to_json()))
         self.faults.clear()
         with self.calls_lock:

@@ -51,5 +51,7 @@ class DataverseSimConfig:
     provisioned: bool = True
     # Seconds the system job takes to build a new alternate key's index (Pending, then Active).
     key_activation_seconds: float = 0.2
+    # BypassBusinessLogicExecutionStepIdsLimit (OrgDbOrgSettings): step ids one request may name.
+    bypass_step_ids_limit: int = 3
     # The Default Publisher's customization prefix (recent organizations have "cr" + 3 chars).
     default_publisher_prefix: str = "new"

@@ -9,6 +9,7 @@ create/update are silently ignored, and every committed write raises the platfor
 
 from __future__ import annotations
 
+import copy
 import re
 import uuid
 from collections.abc import Iterator
@@ -63,12 +64,20 @@ _SYSTEM_STAMPS = ("modifiedon", "modifiedby", "modifiedonbehalfby")
 
 
 class Caller:
-    """Who is writing, and the ids that tie a request's events together."""
+    """Who is writing, the ids that tie a request's events together, and the registered steps
+    the request bypasses (``MSCRM.BypassBusinessLogicExecutionStepIds``)."""
 
     def __init__(self, user_id: str, *, correlation_id: str | None = None) -> None:
         self.user_id = user_id
         self.correlation_id = correlation_id or str(uuid.uuid4())
         self.request_id = str(uuid.uuid4())
+        self.bypass: frozenset[str] = frozenset()
+
+    def bypassing(self, step_ids: frozenset[str]) -> Caller:
+        """The same caller and request, bypassing ``step_ids`` (and no others)."""
+        other = copy.copy(self)
+        other.bypass = step_ids
+        return other
 
 
 # The state a Merge leaves the subordinate in (statecode, statuscode): inactive, or for a lead
@@ -403,6 +412,7 @@ class Engine:
                 caller.user_id,
                 caller.correlation_id,
                 caller.request_id,
+                bypassed=caller.bypass,
                 key_attributes=dict(key_values or {}),
             )
         )
@@ -483,6 +493,7 @@ class Engine:
                     caller.user_id,
                     caller.correlation_id,
                     caller.request_id,
+                    bypassed=caller.bypass,
                     key_attributes=dict(key_values),
                 )
             )
@@ -509,6 +520,7 @@ class Engine:
                 caller.user_id,
                 caller.correlation_id,
                 caller.request_id,
+                bypassed=caller.bypass,
             )
         )
 
@@ -588,6 +600,7 @@ class Engine:
                 caller.user_id,
                 caller.correlation_id,
                 caller.request_id,
+                bypassed=caller.bypass,
                 inputs={
                     "SubordinateId": subordinate_id,
                     "UpdateContent": dict(values.items()),

@@ -1,8 +1,9 @@
-"""Customer business rules, emulated as synchronous validation plug-ins (pre-operation).
+"""Customer business rules, emulated as synchronous plug-ins (pre-operation).
 
 A real org rejects writes through plug-ins and real-time workflows that throw
 InvalidPluginExecutionException; the Web API answers 400 with code IsvAborted (0x80040265) and
-the plug-in's own message. Each rule here is configured per table and message.
+the plug-in's own message. Others change the Target before it is written (``upper``: a
+plug-in that normalises a column). Each rule here is configured per table and message.
 """
 
 from __future__ import annotations
@@ -15,14 +16,15 @@ from simulators.dataverse.faults import ISV_ABORTED, DataverseFault
 from simulators.dataverse.store import Row
 
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
-KINDS = ("required", "email", "regex", "reject")
+KINDS = ("required", "email", "regex", "reject", "upper")
 
 
 @dataclass(frozen=True)
 class PluginRule:
     """``required``: the column must have a value; ``email``: if set, it must look like an
     address; ``regex``: if set, it must match ``pattern``; ``reject``: abort whenever the column
-    is written (or every write when ``column`` is empty)."""
+    is written (or every write when ``column`` is empty); ``upper``: a text value written to the
+    column is stored in upper case."""
 
     name: str
     entity: str
@@ -70,6 +72,10 @@ class PluginRule:
         if not touched:
             return
         value = row.get(self.column) if self.column else None
+        if self.kind == "upper":
+            if isinstance(value, str):
+                row[self.column] = value.upper()
+            return
         if self._fails(value):
             raise DataverseFault(400, ISV_ABORTED, self.message)
 

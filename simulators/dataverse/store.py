@@ -60,6 +60,8 @@ class Event:
     key_attributes: dict[str, Any] = field(default_factory=dict)
     # Other InputParameters of the message (Merge: SubordinateId, UpdateContent, ...).
     inputs: dict[str, Any] = field(default_factory=dict)
+    # The sdkmessageprocessingstep ids the request bypassed: those steps do not run for it.
+    bypassed: frozenset[str] = frozenset()
 
 
 class Store:

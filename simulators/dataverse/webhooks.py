@@ -1,7 +1,8 @@
 """Webhook steps, fired like the platform: RemoteExecutionContext JSON POSTed after the write.
 
 On commit, every event is matched against the enabled ``sdkmessageprocessingstep`` rows (message,
-table, ``filteringattributes`` for Update); each match becomes a system job that a background
+table, ``filteringattributes`` for Update) that its request did not bypass
+(:mod:`simulators.dataverse.bypass`); each match becomes a system job that a background
 worker delivers to the step's service endpoint with its authentication (WebhookKey ``?code=``,
 HttpHeader headers, HttpQueryString parameters). A 502/503/504 answer earns exactly one more
 attempt; the outcome is kept as a system job (``asyncoperation``-like record). Payloads over
@@ -140,11 +141,15 @@ class Step:
 
 
 def matching_steps(store: Store, event: Event) -> list[Step]:
-    """The enabled steps registered for this message and table (call under the store lock)."""
+    """The enabled steps registered for this message and table, less those the request bypassed
+    (``MSCRM.BypassBusinessLogicExecutionStepIds``: no system job at all) (call under the store
+    lock)."""
     rows = store.rows
     steps: list[Step] = []
     for step in rows["sdkmessageprocessingstep"].values():
         if step.get("statecode") != 0 or step.get("sdkmessageid") is None:
+            continue
+        if step["sdkmessageprocessingstepid"] in event.bypassed:
             continue
         message = rows["sdkmessage"].get(step["sdkmessageid"].id, {})
         if message.get("name") != event.message:

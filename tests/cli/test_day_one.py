@@ -17,7 +17,7 @@ from mdsync.harness import WEBHOOK_NAME, LocalSystem
 from shared.bootstrap import container, reset_container
 from shared.errors import PermanentError
 from simulators.dataverse import DataverseSimConfig
-from simulators.stack import SimulatorStack, StackConfig
+from simulators.stack import SYNC_USER_ID, SimulatorStack, StackConfig
 from simulators.tls import TlsFiles
 
 DOCTOR = ["doctor", "--webhook-name", WEBHOOK_NAME]
@@ -100,6 +100,17 @@ def test_doctor_passes_on_a_set_up_system(system: LocalSystem, capsys: pytest.Ca
     out = _out(capsys)
     assert "FAIL" not in out
     assert "ok state: sqlite state reachable; belongs to these instances" in out
+    assert f"ok own-write bypass: mdsync's writes skip the 8 steps of '{WEBHOOK_NAME}'" in out
+
+
+def test_doctor_names_the_missing_bypass_privilege(
+    system: LocalSystem, capsys: pytest.CaptureFixture[str]
+) -> None:
+    system.dataverse_admin.grant_bypass(SYNC_USER_ID, granted=False)
+    assert main(DOCTOR) == 1
+    out = _out(capsys)
+    assert "FAIL own-write bypass: the application user lacks prvBypassCustomBusinessLogic" in out
+    assert "fix: add prvBypassCustomBusinessLogic to the application user's role" in out
 
 
 @pytest.mark.parametrize(

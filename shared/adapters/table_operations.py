@@ -13,9 +13,10 @@ audit      ``a<yyyymm>``                           inverted time + random
 
 A tally is a counter row updated under its etag. A batch's tallies of one hour are read in one
 query and written in one transaction of conditional updates and creates (a lost race, any of
-them, reads the partition's rows again and retries the whole). An error is a row in its person's partition (so a person's errors are one
-query when they are resolved) and a copy in the ``t`` partition ordered newest first, so a page
-of the error list is one range query whatever the list holds. A worker batch resolves the errors
+them, reads the partition's rows again and retries the whole). An error is a row in its
+person's partition (so a person's errors are one query when they are resolved) and a copy in
+the ``t`` partition ordered newest first, so a page of the error list is one range query
+whatever the list holds. A worker batch resolves the errors
 of the persons it synced: the ``t`` partition, read for that kind, says which of them have any
 (one request while fewer than 1,000 are open), and only their partitions are read. Updating an
 error moves its copy: the old copy is deleted after the new one is written; a crash in between

@@ -24,6 +24,9 @@ from shared.reconcile import Action, initial_values, reconcile
 from shared.shadow import mark_seen
 
 CHUNK = 1_000
+# Links go to the store in larger chunks: the Table store writes first links as a transaction
+# per partition, and a record's partition holds 1/256 of them (about 100 each at this size).
+LINK_CHUNK = 25_600
 
 SYNCED_BEFORE = timedelta(hours=1)
 # Young-generation collections between two full ones, after freeze_seeded (Python's default: 10).
@@ -128,7 +131,7 @@ def _store_state(system: LocalSystem, pairs: Sequence[Pair]) -> None:
     mapping = system.deps.mapping.entity(pairs[0].entity)
     marketo = system.stack.marketo.state
     shadows = []
-    for chunk in _chunks(pairs):
+    for chunk in _chunks(pairs, LINK_CHUNK):
         refused = state.put_links([Link(p.marketo_id, p.entity, p.dynamics_id) for p in chunk])
         if refused:
             raise RuntimeError(f"seeded links refused: {sorted(refused)[:5]}")

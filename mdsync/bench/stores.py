@@ -83,7 +83,14 @@ def store_bursts(
 
 
 def _in_process(
-    store: str, burst: int, workdir: Path, settings: dict[str, str], window: float | None, *, peer: bool
+    store: str,
+    burst: int,
+    workdir: Path,
+    settings: dict[str, str],
+    window: float | None,
+    *,
+    peer: bool,
+    save: Callable[[dict[str, WorkloadResult]], None],
 ) -> dict[str, WorkloadResult]:
     folder = workdir / f"state-{store}"
     say = functools.partial(print, flush=True)
@@ -95,9 +102,9 @@ def _in_process(
                 "STATE_TABLE_PREFIX": "bench",
             }
             config = HarnessConfig(folder, stack=documented_limits(), extra_settings={**settings, **table})
-            return _bursts(store, burst, config, window=window, say=say, peer=peer)
+            return _bursts(store, burst, config, window=window, say=say, peer=peer, save=save)
     config = HarnessConfig(folder, stack=documented_limits(), extra_settings=settings)
-    return _bursts(store, burst, config, window=window, say=say, peer=peer)
+    return _bursts(store, burst, config, window=window, say=say, peer=peer, save=save)
 
 
 def _bursts(
@@ -108,7 +115,10 @@ def _bursts(
     window: float | None,
     say: Callable[[str], None],
     peer: bool,
+    save: Callable[[dict[str, WorkloadResult]], None],
 ) -> dict[str, WorkloadResult]:
+    """``save`` gets the results so far after each burst: a 100,000-change run on Table Storage
+    takes the better part of an hour, and one cut short keeps the bursts it finished."""
     system = LocalSystem(config)
     results: dict[str, WorkloadResult] = {}
     with system:
@@ -138,6 +148,7 @@ def _bursts(
                 f"{result.extra['cpu_seconds_per_1000']:.1f} CPU s per 1,000 changes "
                 f"({time.monotonic() - started:.0f} s with the echoes)"
             )
+            save(results)
             settle(system, window=window)
         if peer:
             results |= _peer(system, pairs, store, window=window, say=say)
@@ -203,8 +214,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--peer", action="store_true", help="the batching peer's bursts after ours")
     args = parser.parse_args(argv)
     settings = json.loads(args.settings)
-    results = _in_process(args.store, args.burst, args.workdir, settings, args.window, peer=args.peer)
-    args.output.write_text(json.dumps({k: r.to_json() for k, r in results.items()}), encoding="utf-8")
+
+    def save(results: dict[str, WorkloadResult]) -> None:
+        args.output.write_text(json.dumps({k: r.to_json() for k, r in results.items()}), encoding="utf-8")
+
+    save(_in_process(args.store, args.burst, args.workdir, settings, args.window, peer=args.peer, save=save))
     return 0
 
 

@@ -11,10 +11,12 @@ errors     ``t`` (the newest-first index)          inverted last-seen time + the
 audit      ``a<yyyymm>``                           inverted time + random
 =========  ======================================  ============================================
 
-A tally is a counter row updated under its etag (a lost race is read again and retried), once
-per batch and tally. An error is a row in its person's partition (so a person's errors are one
-query when they are resolved) and a copy in the ``t`` partition ordered newest first, so a page
-of the error list is one range query whatever the list holds. A worker batch resolves the errors
+A tally is a counter row updated under its etag. A batch's tallies of one hour are read in one
+query and written in one transaction of conditional updates and creates (a lost race, any of
+them, reads the partition's rows again and retries the whole). An error is a row in its
+person's partition (so a person's errors are one query when they are resolved) and a copy in
+the ``t`` partition ordered newest first, so a page of the error list is one range query
+whatever the list holds. A worker batch resolves the errors
 of the persons it synced: the ``t`` partition, read for that kind, says which of them have any
 (one request while fewer than 1,000 are open), and only their partitions are read. Updating an
 error moves its copy: the old copy is deleted after the new one is written; a crash in between
@@ -35,13 +37,13 @@ from typing import Any
 from urllib.parse import unquote
 
 from azure.core import MatchConditions
-from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
-from azure.data.tables import TableEntity, UpdateMode
+from azure.data.tables import TableEntity, TableTransactionError, UpdateMode
 
 from shared.adapters._clock import from_micros, to_micros
 from shared.adapters._table_keys import escape_key, newest_first
+from shared.adapters._table_transactions import submit_transaction
 from shared.adapters.sqlite_operations import decode_cursor, hour_of
-from shared.adapters.table_state import PAGE_ROWS, ROWS_PER_QUERY, TableStateStore
+from shared.adapters.table_state import OPS_PER_TRANSACTION, PAGE_ROWS, ROWS_PER_QUERY, TableStateStore
 from shared.errors import ServiceUnavailableError
 from shared.ports import (
     AuditEntry,
@@ -146,48 +148,47 @@ class TableOperationsStore(OperationsStore):
     # --- tallies -------------------------------------------------------------------------------
 
     def add_tallies(self, tallies: Sequence[Tally]) -> None:
-        totals: dict[tuple[str, str], int] = {}
+        """A batch's tallies, an hour's partition at a time: its rows read in one query and
+        written in one transaction (conditional on the etags read; again on a conflict)."""
+        by_partition: dict[str, dict[str, int]] = {}
         for t in tallies:
             if t.count:
-                key = (f"h{hour_of(t.hour):%Y%m%d%H}", escape_key(f"{t.entity}|{t.direction}|{t.name}"))
-                totals[key] = totals.get(key, 0) + t.count
-        calls = [partial(self._add_tally, p, r, n) for (p, r), n in totals.items()]
+                rows = by_partition.setdefault(f"h{hour_of(t.hour):%Y%m%d%H}", {})
+                row = escape_key(f"{t.entity}|{t.direction}|{t.name}")
+                rows[row] = rows.get(row, 0) + t.count
+        calls = [
+            partial(self._add_tallies, partition, dict(items[start : start + OPS_PER_TRANSACTION]))
+            for partition, rows in by_partition.items()
+            for items in [list(rows.items())]
+            for start in range(0, len(items), OPS_PER_TRANSACTION)
+        ]
         self._tables._parallel(calls)
 
-    def _add_tally(self, partition: str, row: str, count: int) -> None:
+    def _add_tallies(self, partition: str, counts: dict[str, int]) -> None:
         table = self._tables._table("tallies")
-        entity, direction, name = _unescape_tally(row)
         for _ in range(_TALLY_ATTEMPTS):
+            current = {
+                str(e["RowKey"]): e
+                for e in self._tables._rows_by_key("tallies", ((partition, r) for r in counts))
+            }
+            operations: list[Any] = []
+            for row, count in counts.items():
+                stored = current.get(row)
+                if stored is None:
+                    entity, direction, name = _unescape_tally(row)
+                    fields = {"Entity": entity, "Direction": direction, "Name": name, "Count": count}
+                    operations.append(("create", {"PartitionKey": partition, "RowKey": row, **fields}))
+                else:
+                    stored["Count"] = int(stored.get("Count") or 0) + count
+                    etag = {"etag": stored.metadata["etag"], "match_condition": MatchConditions.IfNotModified}
+                    operations.append(("update", stored, {"mode": UpdateMode.REPLACE, **etag}))
             with self._tables._errors():
                 try:
-                    current = table.get_entity(partition, row)
-                except ResourceNotFoundError:
-                    try:
-                        table.create_entity(
-                            {
-                                "PartitionKey": partition,
-                                "RowKey": row,
-                                "Entity": entity,
-                                "Direction": direction,
-                                "Name": name,
-                                "Count": count,
-                            }
-                        )
-                        return
-                    except ResourceExistsError:
-                        continue
-                current["Count"] = int(current.get("Count") or 0) + count
-                try:
-                    table.update_entity(
-                        current,
-                        mode=UpdateMode.REPLACE,
-                        etag=current.metadata["etag"],
-                        match_condition=MatchConditions.IfNotModified,
-                    )
+                    submit_transaction(table, operations)
                     return
-                except (ResourceModifiedError, ResourceNotFoundError):
-                    continue
-        raise ServiceUnavailableError(f"tally {row} kept changing under us", service="operations")
+                except TableTransactionError:
+                    continue  # another batch added to one of them meanwhile: read again
+        raise ServiceUnavailableError(f"tallies of {partition} kept changing under us", service="operations")
 
     def read_tallies(self, since: datetime) -> list[Tally]:
         rows = self._tables._query(

@@ -26,6 +26,13 @@ readers ignore it and the next claim of that record takes it over. The one gap l
 that dies between writing M and confirming, while a rival takes the claim, leaves its M row
 naming a record now linked to the rival (lookups by that record still find one person).
 
+``put_links`` takes the same steps for many first links (a person without a row, no etag) at
+once, each step a transaction per partition of up to 100 rows: create the claims, create the
+persons' rows, confirm the claims under their etags. A transaction that fails writes nothing and
+leaves its links to ``put_link``, one at a time; a claim taken before it was confirmed restores
+(deletes) the person's row and refuses the link, as ``put_link`` does. Seeding 100,000 links
+takes about 3 requests per 100 rather than 3 or more per link.
+
 A lookup by record may carry hints (the Marketo id the record's own link column names, which
 a Dynamics notice reports): a hinted person whose M row names the record is the link, as the
 M row is the truth; the other records go through their D rows. The hint changes the answer
@@ -48,6 +55,7 @@ import json
 import logging
 import re
 import threading
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, suppress
@@ -81,6 +89,7 @@ from shared.adapters._table_keys import (
     sized_text,
     utf16_bytes,
 )
+from shared.adapters._table_transactions import submit_transaction
 from shared.adapters._tables_errors import SERVICE, error_code, map_tables_error
 from shared.adapters.table_sync_log import TableSyncLog, entry_of, person_keys
 from shared.calls import CallCounter
@@ -423,6 +432,11 @@ class TableStateStore(StateStore):
         return [self._link_of(entity) for entity in rows]
 
     def put_links(self, links: Sequence[Link]) -> dict[int, ConflictError]:
+        """First links (see :meth:`_first_links`) in bulk, the others one at a time, after."""
+        first, others = self._first_links(links)
+        refused, retry = self._put_first_links(first)
+        others += retry
+
         def put(link: Link) -> ConflictError | None:
             try:
                 self.put_link(link)
@@ -430,8 +444,110 @@ class TableStateStore(StateStore):
                 return exc
             return None
 
-        outcomes = self._parallel([partial(put, link) for link in links])
-        return {link.marketo_id: outcome for link, outcome in zip(links, outcomes, strict=True) if outcome}
+        outcomes = self._parallel([partial(put, link) for link in others])
+        refused |= {link.marketo_id: exc for link, exc in zip(others, outcomes, strict=True) if exc}
+        return refused
+
+    def _first_links(self, links: Sequence[Link]) -> tuple[list[Link], list[Link]]:
+        """The links that can be written in bulk, and the others: a first link carries no etag,
+        its person has no row yet and no other link of the batch names its person or record."""
+        persons = Counter(link.marketo_id for link in links)
+        records = Counter((link.entity, dynamics_key(link.dynamics_id)) for link in links)
+        alone = [
+            link
+            for link in links
+            if not link.etag
+            and persons[link.marketo_id] == 1
+            and records[link.entity, dynamics_key(link.dynamics_id)] == 1
+        ]
+        existing = self._rows_by_marketo("links", "m", (link.marketo_id for link in alone)) if alone else {}
+        first = [link for link in alone if link.marketo_id not in existing]
+        chosen = {id(link) for link in first}
+        return first, [link for link in links if id(link) not in chosen]
+
+    def _put_first_links(self, links: Sequence[Link]) -> tuple[dict[int, ConflictError], list[Link]]:
+        """:meth:`put_link`'s steps for links whose person has no row, each step a transaction
+        per partition (up to 100 rows): create the claims (D rows), create the persons' rows
+        (M), confirm the claims by rewriting them under their etags. A transaction that fails
+        (a claim or a row exists, a rival wrote first) writes nothing and leaves its links to
+        :meth:`put_link`, which takes our unconfirmed claims as its own. A claim a rival took
+        before we confirmed it undoes the person's row and refuses the link, as in put_link.
+
+        Returns the refused links, by Marketo id, and the links to write one at a time.
+        """
+        by_id = {link.marketo_id: link for link in links}
+        claims = {m: self._claim_row(link) for m, link in by_id.items()}
+        claimed, retry = self._submit_rows({m: ("create", claims[m], {}) for m in by_id})
+        rows = {m: self._person_row(by_id[m]) for m in claimed}
+        written, unwritten = self._submit_rows({m: ("create", rows[m], {}) for m in claimed})
+        confirming = {
+            m: (
+                "update",
+                claims[m],
+                {"mode": UpdateMode.REPLACE, "etag": claimed[m], "match_condition": _IF_MATCH},
+            )
+            for m in written
+        }
+        _, unconfirmed = self._submit_rows(confirming)
+        refused: dict[int, ConflictError] = {}
+        for m in unconfirmed:
+            if not self._confirm_claim(claims[m], claimed[m]):
+                link = by_id[m]
+                self._restore_link_row(*self._m_key(m), None, written[m])
+                refused[m] = self._already_linked(link.entity, link.dynamics_id, None)
+        return refused, [by_id[m] for m in retry + unwritten]
+
+    def _submit_rows(
+        self, operations: Mapping[int, tuple[str, dict[str, Any], dict[str, Any]]]
+    ) -> tuple[dict[int, str], list[int]]:
+        """Each operation (by Marketo id) on the links table, a transaction per partition of up
+        to 100. Returns the new etags of those done, and the ids of the failed transactions'."""
+        groups: dict[str, list[tuple[int, dict[str, Any]]]] = {}
+        for marketo_id, (_, row, _) in operations.items():
+            groups.setdefault(row["PartitionKey"], []).append((marketo_id, row))
+        chunks = [chunk for group in groups.values() for chunk in _transaction_chunks(group)]
+        table = self._table("links")
+        calls = [partial(self._transaction, table, [operations[m] for m, _ in chunk]) for chunk in chunks]
+        done: dict[int, str] = {}
+        failed: list[int] = []
+        for chunk, etags in zip(chunks, self._parallel(calls), strict=True):
+            if etags is None:
+                failed += [marketo_id for marketo_id, _ in chunk]
+            else:
+                done |= {marketo_id: etag for (marketo_id, _), etag in zip(chunk, etags, strict=True)}
+        return done, failed
+
+    def _transaction(self, table: TableClient, operations: list[Any]) -> list[str] | None:
+        """One transaction; the rows' new etags, or None if the service refused it (then
+        nothing of it was written)."""
+        with self._errors():
+            try:
+                results = submit_transaction(table, operations)
+            except TableTransactionError:
+                return None
+        return [str(result["etag"]) for result in results]
+
+    def _person_row(self, link: Link) -> dict[str, Any]:
+        """A link's row by person (M): the truth of the link."""
+        m_partition, m_row = self._m_key(link.marketo_id)
+        return {
+            "PartitionKey": m_partition,
+            "RowKey": m_row,
+            "Entity": link.entity,
+            "DynamicsId": link.dynamics_id,
+            "DynamicsKey": dynamics_key(link.dynamics_id),
+        }
+
+    def _claim_row(self, link: Link) -> dict[str, Any]:
+        """A link's row by Dynamics record (D): its claim."""
+        d_partition, d_row = self._d_key(link.entity, dynamics_key(link.dynamics_id))
+        return {
+            "PartitionKey": d_partition,
+            "RowKey": d_row,
+            "MarketoId": str(link.marketo_id),
+            "Entity": link.entity,
+            "DynamicsId": link.dynamics_id,
+        }
 
     def put_link(self, link: Link) -> Link:
         key = dynamics_key(link.dynamics_id)
@@ -439,14 +555,8 @@ class TableStateStore(StateStore):
         current = self._get("links", m_partition, m_row)
         if link.etag and (current is None or _etag(current) != link.etag):
             raise self._stale_link(link.marketo_id)
-        claim, claim_etag = self._claim(link.entity, key, link.marketo_id, link.dynamics_id)
-        entity = {
-            "PartitionKey": m_partition,
-            "RowKey": m_row,
-            "Entity": link.entity,
-            "DynamicsId": link.dynamics_id,
-            "DynamicsKey": key,
-        }
+        claim, claim_etag = self._claim(link)
+        entity = self._person_row(link)
         table = self._table("links")
         with self._errors():
             try:
@@ -481,19 +591,14 @@ class TableStateStore(StateStore):
         # The person's row no longer names this record: its claim (if any is left) is ours to drop.
         self._drop_claim(link.entity, key, link.marketo_id)
 
-    def _claim(self, entity: str, key: str, marketo_id: int, dynamics_id: str) -> tuple[dict[str, str], str]:
-        """Make the D row of (entity, key) name ``marketo_id``, or raise ConflictError.
+    def _claim(self, link: Link) -> tuple[dict[str, Any], str]:
+        """Make the D row of the link's record name its person, or raise ConflictError.
 
         Returns the claim and its etag, for ``_confirm_claim``.
         """
-        d_partition, d_row = self._d_key(entity, key)
-        claim = {
-            "PartitionKey": d_partition,
-            "RowKey": d_row,
-            "MarketoId": str(marketo_id),
-            "Entity": entity,
-            "DynamicsId": dynamics_id,
-        }
+        claim = self._claim_row(link)
+        d_partition, d_row = claim["PartitionKey"], claim["RowKey"]
+        entity, key, marketo_id = link.entity, dynamics_key(link.dynamics_id), link.marketo_id
         table = self._table("links")
         for _ in range(_CLAIM_ATTEMPTS):
             with self._errors():
@@ -508,7 +613,7 @@ class TableStateStore(StateStore):
             if owner == marketo_id:
                 return claim, _etag(existing)
             if self._confirms(owner, entity, key):
-                raise self._already_linked(entity, dynamics_id, owner)
+                raise self._already_linked(entity, link.dynamics_id, owner)
             with self._errors():
                 try:
                     # A claim no person's row confirms is left over: take it, if still unchanged.
@@ -519,7 +624,9 @@ class TableStateStore(StateStore):
                 except (ResourceModifiedError, ResourceNotFoundError):
                     continue
         raise ConflictError(
-            f"{entity} {dynamics_id} is being linked concurrently", service=SERVICE, code="ClaimContended"
+            f"{entity} {link.dynamics_id} is being linked concurrently",
+            service=SERVICE,
+            code="ClaimContended",
         )
 
     def _confirms(self, marketo_id: int, entity: str, key: str) -> bool:
@@ -630,7 +737,7 @@ class TableStateStore(StateStore):
         operations: list[Any] = [_shadow_operation(shadow, entity) for shadow, entity in chunk]
         with self._errors():
             try:
-                table.submit_transaction(operations)
+                submit_transaction(table, operations)
                 return []
             except TableTransactionError as exc:
                 if exc.status_code not in (404, 409, 412) and error_code(exc) not in _STALE_CODES:
@@ -673,7 +780,7 @@ class TableStateStore(StateStore):
 
     def _submit(self, table: TableClient, operations: list[Any]) -> None:
         with self._errors():
-            table.submit_transaction(operations)
+            submit_transaction(table, operations)
 
     def read_log(
         self, *, marketo_id: int | None = None, dynamics_id: str | None = None, limit: int = 200

@@ -34,7 +34,7 @@ from contextlib import contextmanager
 
 from shared.errors import ConflictError
 from shared.marketo.limiter import CallLimiter, RateShareSpentError
-from shared.ports import RateBudget, StateStore
+from shared.ports import Checkpoint, RateBudget, StateStore
 
 WINDOW = 20.0
 MARGIN = 0.5
@@ -65,6 +65,7 @@ class StoredCallWindow(RateBudget):
         self.window = window
         self.span = window + margin
         self._clock = clock
+        self._last: Checkpoint | None = None
 
     @property
     def calls_per_window(self) -> int:
@@ -73,17 +74,22 @@ class StoredCallWindow(RateBudget):
     def take(self) -> float:
         for _ in range(MAX_ATTEMPTS):
             share = self.calls_per_window
-            stored = self.state.get_checkpoint(self.name)
+            # The record as this instance last wrote it, while no one else has written since (the
+            # conditional write says so): one request a call rather than two. A stored record
+            # holds every unexpired call of the version it was written over, so a version that
+            # says the window is full is right.
+            stored = self._last or self.state.get_checkpoint(self.name)
             now = self._clock()
             recent = [t for t in _load(stored.value) if t > now - self.span] if stored else []
             if len(recent) >= share:
                 # The calls that must leave the window before one more fits.
                 return max(recent[len(recent) - share] + self.span - now, 0.001)
             try:
-                self.state.put_checkpoint(
+                self._last = self.state.put_checkpoint(
                     self.name, _dump([*recent, now]), etag=None if stored is None else stored.etag
                 )
             except ConflictError:
+                self._last = None
                 continue  # another instance took a call meanwhile: look again
             return 0.0
         return self.span / self.calls_per_window

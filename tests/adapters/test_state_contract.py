@@ -322,6 +322,51 @@ def test_links_stored_in_bulk_report_each_one_refused(store: StateStore) -> None
     assert store.put_links([Link(2, "lead", "guid-2")]) == {}  # the same link again: fine
 
 
+def test_many_links_stored_in_bulk_are_found_both_ways(store: StateStore) -> None:
+    # Several person partitions and many record partitions, leads and contacts.
+    wanted = [
+        Link(m, "contact" if m % 3 == 0 else "lead", f"00000000-0000-4000-8000-{m:012d}")
+        for m in [*range(1, 260), *range(4_000, 4_150)]
+    ]
+    assert store.put_links(wanted) == {}
+
+    by_person = store.get_links_by_marketo(link.marketo_id for link in wanted)
+    assert {m: (link.entity, link.dynamics_id) for m, link in by_person.items()} == {
+        link.marketo_id: (link.entity, link.dynamics_id) for link in wanted
+    }
+    for entity in ("lead", "contact"):
+        records = [link.dynamics_id.upper() for link in wanted if link.entity == entity]
+        found = store.get_links_by_dynamics(entity, records)
+        assert {r: link.marketo_id for r, link in found.items()} == {
+            link.dynamics_id.upper(): link.marketo_id for link in wanted if link.entity == entity
+        }
+    assert store.put_links(wanted[:5]) == {}  # the same links again: fine
+
+
+def test_links_stored_in_bulk_among_existing_ones_keep_each_rule(store: StateStore) -> None:
+    kept = store.put_link(Link(1, "lead", GUID_A))
+    moved = store.put_link(Link(2, "lead", "guid-2"))
+    refused = store.put_links(
+        [
+            Link(3, "lead", GUID_A),  # linked to person 1
+            Link(2, "lead", "guid-2b"),  # person 2 moves to another record
+            Link(5, "lead", "guid-5", etag="not-its-etag"),  # person 5 has no link: stale
+            Link(6, "contact", "guid-6"),
+            Link(7, "lead", "guid-7"),
+            Link(8, "lead", "guid-7"),  # the same record twice: one of the two gets it
+        ]
+    )
+    assert set(refused) in ({3, 5, 7}, {3, 5, 8})
+    assert all(isinstance(exc, ConflictError) for exc in refused.values())
+    links = store.get_links_by_marketo(range(1, 9))
+    assert links[1] == kept
+    assert links[2].dynamics_id == "guid-2b"
+    assert links[2].etag != moved.etag
+    assert set(links) == {1, 2, 6} | ({7, 8} - set(refused))
+    assert store.get_links_by_dynamics("lead", ["guid-2"]) == {}  # person 2's former record
+    assert store.get_links_by_dynamics("lead", ["guid-7"])["guid-7"].marketo_id in {7, 8} - set(refused)
+
+
 def test_the_backfill_job_lives_in_the_store_and_is_written_over_its_last_version(
     make_store: StoreFactory,
 ) -> None:

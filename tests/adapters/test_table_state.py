@@ -20,7 +20,7 @@ from azure.core.exceptions import (
 from azure.data.tables import TableServiceClient
 
 from shared.adapters._table_keys import dynamics_partition, escape_key
-from shared.adapters._tables_errors import map_tables_error
+from shared.adapters._tables_errors import error_code, map_tables_error
 from shared.adapters.table_state import TableStateStore
 from shared.errors import (
     AccessDeniedError,
@@ -221,6 +221,69 @@ def test_in_the_crash_gap_a_hint_finds_the_person_whose_row_names_the_record(
     assert table_store.get_links_by_marketo([6]) == {6: crashed}
 
 
+def test_first_links_in_bulk_take_three_transactions_per_partition(
+    table_store: TableStateStore, counter: RequestCounter
+) -> None:
+    table_store.get_links_by_marketo([1])  # creates the table
+    records = [f"00000000-0000-4000-8000-{m:012d}" for m in range(1000)]
+    claim_partitions = {dynamics_partition("lead", r) for r in records}
+    counter.count = 0
+    before = table_store.requests.snapshot()
+
+    assert table_store.put_links([Link(m, "lead", r) for m, r in enumerate(records)]) == {}
+
+    after = table_store.requests.snapshot()
+    sent = {k: v - before.get(k, 0) for k, v in after.items() if v != before.get(k, 0)}
+    # One range read of the persons' rows; claims created, persons' rows created (10 of 100),
+    # claims confirmed: a transaction per partition each, instead of 3,000 requests and more.
+    assert sent == {"GET links": 1, "POST $batch": 2 * len(claim_partitions) + 10}
+    assert len(table_store.get_links_by_dynamics("lead", records)) == 1000
+
+
+def test_a_bulk_of_first_links_takes_over_a_claim_left_by_a_crash(
+    azurite: str, table_store: TableStateStore
+) -> None:
+    table_store.get_links_by_marketo([1])  # creates the table
+    raw_links(azurite, table_store).create_entity(claim(5, GUID))  # person 5's process died
+
+    assert table_store.put_links([Link(6, "lead", GUID), Link(7, "lead", "guid-7")]) == {}
+
+    found = table_store.get_links_by_dynamics("lead", [GUID, "guid-7"])
+    assert {r: link.marketo_id for r, link in found.items()} == {GUID: 6, "guid-7": 7}
+
+
+def test_a_claim_a_rival_takes_before_the_bulk_confirms_it_refuses_the_link(
+    azurite: str, counter: RequestCounter
+) -> None:
+    prefix = unique_prefix()
+    rival = TableStateStore(connection_string=azurite, table_prefix=prefix, retry_total=0)
+    rival_link: list[Link] = []
+
+    def rival_takes_the_claim(request: Any) -> None:
+        # Before the second transaction (our person's row): our claim is created and not yet
+        # confirmed, and a rival that finds it so takes it over (put_link's rule for claims
+        # left by a crash).
+        if "$batch" in request.http_request.url:
+            counter(request)
+            if counter.count == 2:
+                rival_link.append(rival.put_link(Link(9, "lead", GUID)))
+
+    store = TableStateStore(
+        connection_string=azurite, table_prefix=prefix, retry_total=0, raw_request_hook=rival_takes_the_claim
+    )
+    try:
+        store.get_links_by_marketo([1])  # creates the table
+        refused = store.put_links([Link(6, "lead", GUID)])
+        assert set(refused) == {6}
+        assert isinstance(refused[6], ConflictError)
+        assert store.get_links_by_marketo([6, 9]) == {9: rival_link[0]}
+        assert store.get_links_by_dynamics("lead", [GUID]) == {GUID: rival_link[0]}
+        assert counter.count == 3  # claim, person's row, the confirmation that failed
+    finally:
+        store.close()
+        rival.close()
+
+
 def test_shadows_of_one_partition_are_written_in_transactions(
     table_store: TableStateStore, counter: RequestCounter
 ) -> None:
@@ -364,3 +427,89 @@ def test_azure_errors_map_to_ours(error: Any, expected: type[MdsyncError]) -> No
     if isinstance(error, HttpResponseError) and not isinstance(mapped, ConfigurationError):
         assert mapped.code == error.error_code  # type: ignore[attr-defined]
         assert "RequestId" not in str(mapped)
+
+
+# --- transactions -------------------------------------------------------------------------------
+
+
+def test_a_transaction_writes_what_the_sdk_would_and_reports_a_failed_operation(azurite: str) -> None:
+    from azure.core import MatchConditions
+    from azure.data.tables import TableTransactionError, UpdateMode
+
+    from shared.adapters._table_transactions import submit_transaction
+
+    table = TableServiceClient.from_connection_string(azurite).create_table(unique_prefix() + "tx")
+    entity = {"PartitionKey": "p'1", "RowKey": "ré 1", "Text": "Ünïcødé \U0001f600", "N": 7, "F": 1.5}
+    entity |= {"B": True, "When": datetime(2030, 1, 2, tzinfo=UTC)}
+    etags = submit_transaction(
+        table, [("create", entity), ("upsert", {"PartitionKey": "p'1", "RowKey": "2"})]
+    )
+
+    stored = table.get_entity("p'1", "ré 1")
+    assert dict(stored) == entity
+    assert [e["etag"] for e in etags] == [
+        stored.metadata["etag"],
+        table.get_entity("p'1", "2").metadata["etag"],
+    ]
+
+    stale = {
+        "mode": UpdateMode.REPLACE,
+        "etag": etags[1]["etag"],
+        "match_condition": MatchConditions.IfNotModified,
+    }
+    table.upsert_entity({"PartitionKey": "p'1", "RowKey": "2", "Moved": True})
+    with pytest.raises(TableTransactionError) as failed:
+        submit_transaction(
+            table,
+            [
+                ("delete", {"PartitionKey": "p'1", "RowKey": "ré 1"}),
+                ("update", {"PartitionKey": "p'1", "RowKey": "2"}, stale),
+            ],
+        )
+    assert failed.value.status_code == 412
+    assert error_code(failed.value) == "UpdateConditionNotSatisfied"
+    assert isinstance(map_tables_error(failed.value), ConflictError)
+    assert table.get_entity("p'1", "ré 1")["Text"] == entity["Text"]  # nothing of it was written
+
+
+def test_a_batch_of_tallies_is_one_query_and_one_transaction_per_hour(table_store: TableStateStore) -> None:
+    from shared.adapters.table_operations import TableOperationsStore
+    from shared.ports import Tally
+
+    operations = TableOperationsStore(table_store)
+    hour = datetime(2030, 1, 2, 3, tzinfo=UTC)
+    names = ["processed", "synced", "marketo_calls", "dataverse_calls", "skipped"]
+    operations.add_tallies([Tally(hour, "lead", "to_dynamics", "processed", 1)])  # creates the table
+    for _ in range(2):
+        before = table_store.requests.snapshot()
+        operations.add_tallies([Tally(hour, "lead", "to_dynamics", name, 2) for name in names])
+        after = table_store.requests.snapshot()
+        assert {k: v - before.get(k, 0) for k, v in after.items() if v != before.get(k, 0)} == {
+            "GET tallies": 1,
+            "POST $batch": 1,
+        }
+    counts = {t.name: t.count for t in operations.read_tallies(hour)}
+    assert counts == dict.fromkeys(names, 4) | {"processed": 5}
+
+
+def test_a_lone_instance_takes_a_shared_marketo_call_in_one_request(
+    table_store: TableStateStore, clock: FakeClock
+) -> None:
+    from shared.marketo.budget import StoredCallWindow
+
+    budget = StoredCallWindow(table_store, "marketo", 95, clock=clock)
+    rival = StoredCallWindow(table_store, "marketo", 95, clock=clock)
+    assert budget.take() == 0.0  # reads the record (none yet) and creates it
+    before = table_store.requests.snapshot()
+    for _ in range(10):
+        clock.advance(0.1)
+        assert budget.take() == 0.0
+    after = table_store.requests.snapshot()
+    assert {k: v - before.get(k, 0) for k, v in after.items() if v != before.get(k, 0)} == {
+        "PUT checkpoints": 10
+    }
+
+    assert rival.take() == 0.0  # another instance's call: ours now reads again, and counts it
+    for _ in range(95 - 12):
+        assert budget.take() == 0.0
+    assert budget.take() > 0

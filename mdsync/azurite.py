@@ -7,12 +7,14 @@ that same npm command once. Without node/npm it raises AzuriteError saying what 
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import subprocess
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -69,10 +71,29 @@ def _wait_until_listening(port: int, process: subprocess.Popen[bytes], timeout: 
     raise AzuriteError(f"azurite-table did not listen on port {port} within {timeout} s")
 
 
+@dataclass(frozen=True)
+class Azurite:
+    """A running Azurite table service: its connection string and its Node.js process."""
+
+    url: str
+    pid: int
+
+    def cpu_seconds(self) -> float:
+        """The CPU time (user + system) Azurite's process has used so far (Linux ``/proc``): what
+        the bench charges to the emulator, whatever else runs on the machine."""
+        try:
+            stat = Path(f"/proc/{self.pid}/stat").read_text(encoding="ascii")
+        except OSError as exc:
+            raise AzuriteError(f"cannot read Azurite's CPU time: {exc}") from exc
+        fields = stat.rsplit(")", 1)[1].split()  # the name in parentheses may hold spaces
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 @contextmanager
-def running(workdir: Path, *, timeout: float = 30.0) -> Iterator[str]:
-    """A running Azurite table service kept in memory; yields its connection string."""
-    binary = ensure_installed()
+def started(workdir: Path, *, timeout: float = 30.0, binary: Path | None = None) -> Iterator[Azurite]:
+    """A running Azurite table service kept in memory (``binary``: another install's
+    ``azurite-table``, to compare versions)."""
+    binary = binary or ensure_installed()
     port = free_port()
     workdir.mkdir(parents=True, exist_ok=True)
     command = [
@@ -88,7 +109,7 @@ def running(workdir: Path, *, timeout: float = 30.0) -> Iterator[str]:
     process = subprocess.Popen(command, cwd=workdir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         _wait_until_listening(port, process, timeout)
-        yield connection_string(port)
+        yield Azurite(connection_string(port), process.pid)
     finally:
         process.terminate()
         try:
@@ -96,3 +117,10 @@ def running(workdir: Path, *, timeout: float = 30.0) -> Iterator[str]:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+@contextmanager
+def running(workdir: Path, *, timeout: float = 30.0) -> Iterator[str]:
+    """A running Azurite table service kept in memory; yields its connection string."""
+    with started(workdir, timeout=timeout) as server:
+        yield server.url

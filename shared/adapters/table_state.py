@@ -80,6 +80,7 @@ from azure.data.tables import (
 )
 
 from shared.adapters._clock import Clock, from_micros, system_clock, to_datetime, to_micros
+from shared.adapters._keep_alive import fresh_connection_transport
 from shared.adapters._table_keys import (
     dynamics_partition,
     escape_key,
@@ -200,12 +201,20 @@ class TableStateStore(StateStore):
 
     def _service_client(self) -> TableServiceClient:
         if self._service is None:
+            # A transaction sent on a connection the server is closing is lost, and azure-core
+            # does not retry a POST: hence our transport (see _keep_alive), unless given one.
+            options = dict(self._client_options)
+            ours = "transport" not in options
+            if ours:
+                options["transport"] = fresh_connection_transport()
             if self._connection_string:
                 try:
                     self._service = TableServiceClient.from_connection_string(
-                        self._connection_string, **self._client_options
+                        self._connection_string, **options
                     )
                 except ValueError as exc:
+                    if ours:
+                        options["transport"].close()
                     raise ConfigurationError(f"STATE_CONNECTION_STRING is not valid: {exc}") from exc
             else:
                 credential = self._credential
@@ -215,7 +224,7 @@ class TableStateStore(StateStore):
 
                     credential = DefaultAzureCredential()
                 self._service = TableServiceClient(
-                    endpoint=str(self._endpoint), credential=credential, **self._client_options
+                    endpoint=str(self._endpoint), credential=credential, **options
                 )
         return self._service
 

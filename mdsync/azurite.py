@@ -1,12 +1,19 @@
 """Azurite's table service on a free local port, for the tests and the bench: the Azure Table
 state store's production code path against the emulator (npm package ``azurite``).
 
-The Makefile's ``test`` target installs it into ``node_modules``; if it is missing, this runs
-that same npm command once. Without node/npm it raises AzuriteError saying what to install.
+The version is pinned: Azurite 3.35 found an entity by its PartitionKey and then scanned that
+partition, so every write into a partition of 50,000 entities cost Azurite ~7 ms (a sync-log day's
+partition in a 100,000-change burst); 3.36 and later look the RowKey up first (0.1 ms, the
+partition's size no longer counts; docs/performance.md has the measurements). Its package asks
+for Node.js 22; it runs on Node.js 20 (this project's machines), which npm would otherwise answer
+with 3.35, the newest release that asks for 20. ``make test`` (``python -m mdsync.azurite``)
+and every start install it into ``node_modules`` when another version, or none, is there.
+Without node/npm it raises AzuriteError saying what to install.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
@@ -19,7 +26,17 @@ from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 AZURITE_BIN = REPO_ROOT / "node_modules" / ".bin" / "azurite-table"
-NPM_INSTALL = ["npm", "install", "--no-save", "--no-audit", "--no-fund", "--loglevel=error", "azurite@3"]
+AZURITE_PACKAGE = REPO_ROOT / "node_modules" / "azurite" / "package.json"
+AZURITE_VERSION = "3.37.0"
+NPM_INSTALL = [
+    "npm",
+    "install",
+    "--no-save",
+    "--no-audit",
+    "--no-fund",
+    "--loglevel=error",
+    f"azurite@{AZURITE_VERSION}",
+]
 # The well-known development account every Azure Storage emulator accepts.
 DEV_ACCOUNT_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
 
@@ -41,18 +58,26 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def installed_version() -> str | None:
+    try:
+        return str(json.loads(AZURITE_PACKAGE.read_text(encoding="utf-8"))["version"])
+    except (OSError, ValueError, KeyError):
+        return None
+
+
 def ensure_installed() -> Path:
-    if AZURITE_BIN.exists():
+    """The pinned Azurite's ``azurite-table``, installed first if another version or none is."""
+    if AZURITE_BIN.exists() and installed_version() == AZURITE_VERSION:
         return AZURITE_BIN
     if shutil.which("npm") is None or shutil.which("node") is None:
         raise AzuriteError(
-            f"Azurite is not installed ({AZURITE_BIN} is missing) and node/npm are not on PATH. "
+            f"Azurite {AZURITE_VERSION} is not installed and node/npm are not on PATH. "
             f"Install Node.js, then run `{' '.join(NPM_INSTALL)}` in {REPO_ROOT} (or `make test`)."
         )
     result = subprocess.run(
         NPM_INSTALL, cwd=REPO_ROOT, capture_output=True, text=True, timeout=600, check=False
     )
-    if result.returncode != 0 or not AZURITE_BIN.exists():
+    if result.returncode != 0 or not AZURITE_BIN.exists() or installed_version() != AZURITE_VERSION:
         command = " ".join(NPM_INSTALL)
         raise AzuriteError(f"`{command}` failed ({result.returncode}):\n{result.stderr[-2000:]}")
     return AZURITE_BIN
@@ -124,3 +149,7 @@ def running(workdir: Path, *, timeout: float = 30.0) -> Iterator[str]:
     """A running Azurite table service kept in memory; yields its connection string."""
     with started(workdir, timeout=timeout) as server:
         yield server.url
+
+
+if __name__ == "__main__":
+    print(f"Azurite {AZURITE_VERSION}: {ensure_installed()}")

@@ -17,7 +17,9 @@ Two series, each grown in stages in one table:
 
 Per stage: a point GET; a query of 100 rows (``PartitionKey eq`` and a RowKey range); a
 transaction of 100 creates into one partition (in ``table``: a new one, so only the table's
-size counts); a transaction of 100 replacing upserts of existing entities. Run::
+size counts); transactions of 100 writes over existing entities: upserts (REPLACE), updates
+replacing and updates merging (``If-Match: *``). ``--azurite`` runs another install's
+``azurite-table`` (to compare versions). Run::
 
     python -m mdsync.bench.azurite_costs WORKDIR OUT.json [--table 1000,10000,100000,300000]
         [--partition 1000,10000,50000,100000]
@@ -114,14 +116,18 @@ def measure(
 
     results["insert_100"] = meter.per_request(insert, 20)
 
-    def upsert(i: int) -> None:
-        first = (i * ROWS) % max(1, span - ROWS + 1)
-        rows = range(first, first + min(ROWS, span))
-        submit_transaction(
-            table, [("upsert", entity(target, row, i + 1), {"mode": UpdateMode.REPLACE}) for row in rows]
-        )
+    def rewrite(verb: str, mode: UpdateMode) -> Callable[[int], None]:
+        def run(i: int) -> None:
+            first = (i * ROWS) % max(1, span - ROWS + 1)
+            rows = range(first, first + min(ROWS, span))
+            submit_transaction(table, [(verb, entity(target, row, i + 1), {"mode": mode}) for row in rows])
 
-    results["upsert_100"] = meter.per_request(upsert, 20)
+        return run
+
+    # Existing entities: an upsert (REPLACE), and an update (If-Match: *) replacing or merging.
+    results["upsert_100"] = meter.per_request(rewrite("upsert", UpdateMode.REPLACE), 20)
+    results["replace_100"] = meter.per_request(rewrite("update", UpdateMode.REPLACE), 20)
+    results["merge_100"] = meter.per_request(rewrite("update", UpdateMode.MERGE), 20)
     return results
 
 

@@ -157,6 +157,7 @@ def _stores(results: dict[str, Any]) -> Table | None:
         "of ceiling",
         "Table requests",
         "per change",
+        "Azurite CPU s/1,000",
         "lost",
     )
     for header in headers:
@@ -171,6 +172,7 @@ def _stores(results: dict[str, Any]) -> Table | None:
             _measured(workload, "fraction_of_ceiling", 2),
             str(workload["calls"].get("table_storage", 0)),
             _fmt(workload.get("table_storage_requests_per_change"), 3),
+            _fmt(workload.get("azurite_cpu_seconds_per_1000"), 2),
             str(workload["lost"]),
         )
     return table

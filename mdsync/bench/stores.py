@@ -95,14 +95,16 @@ def _in_process(
     folder = workdir / f"state-{store}"
     say = functools.partial(print, flush=True)
     if store == "table":
-        with azurite.running(folder / "azurite") as url:
+        with azurite.started(folder / "azurite") as server:
             table = {
                 "MDSYNC_STATE_BACKEND": "table",
-                "STATE_CONNECTION_STRING": url,
+                "STATE_CONNECTION_STRING": server.url,
                 "STATE_TABLE_PREFIX": "bench",
             }
             config = HarnessConfig(folder, stack=documented_limits(), extra_settings={**settings, **table})
-            return _bursts(store, burst, config, window=window, say=say, peer=peer, save=save)
+            return _bursts(
+                store, burst, config, window=window, say=say, peer=peer, save=save, emulator=server
+            )
     config = HarnessConfig(folder, stack=documented_limits(), extra_settings=settings)
     return _bursts(store, burst, config, window=window, say=say, peer=peer, save=save)
 
@@ -116,9 +118,11 @@ def _bursts(
     say: Callable[[str], None],
     peer: bool,
     save: Callable[[dict[str, WorkloadResult]], None],
+    emulator: azurite.Azurite | None = None,
 ) -> dict[str, WorkloadResult]:
     """``save`` gets the results so far after each burst: a 100,000-change run on Table Storage
-    takes the better part of an hour, and one cut short keeps the bursts it finished."""
+    takes the better part of an hour, and one cut short keeps the bursts it finished. With
+    ``emulator``, each burst also reports Azurite's own CPU seconds (its Node.js process)."""
     system = LocalSystem(config)
     results: dict[str, WorkloadResult] = {}
     with system:
@@ -136,17 +140,21 @@ def _bursts(
         for workload, run in runs.items():
             say(f"  {workload.replace('_', ' ')} on {store} ...")
             started, load, cpu = time.monotonic(), os.getloadavg(), _cpu_seconds()
+            emulator_cpu = emulator.cpu_seconds() if emulator else 0.0
             result = run()
             result.extra["load_average"] = _load(load)
             result.extra |= _cpu(cpu, result.changes)
+            if emulator:
+                result.extra |= _cpu(emulator_cpu, result.changes, emulator.cpu_seconds(), "azurite_")
             result.extra |= {"state_store": store, **seeded}
             result.extra["worker_marketo_calls_per_20s"] = system.deps.marketo.max_calls_per_20s
             results[store_key(workload, store)] = result
             say(
                 f"  {result.changes} changes in {result.seconds:.1f} s = {result.rate:.1f}/s, "
                 f"{result.calls.state} Table Storage requests, "
-                f"{result.extra['cpu_seconds_per_1000']:.1f} CPU s per 1,000 changes "
-                f"({time.monotonic() - started:.0f} s with the echoes)"
+                f"{result.extra['cpu_seconds_per_1000']:.1f} CPU s per 1,000 changes"
+                + (f" (Azurite {result.extra['azurite_cpu_seconds_per_1000']:.2f})" if emulator else "")
+                + f" ({time.monotonic() - started:.0f} s with the echoes)"
             )
             save(results)
             settle(system, window=window)
@@ -182,12 +190,13 @@ def _cpu_seconds() -> float:
     return times.user + times.system
 
 
-def _cpu(before: float, changes: int) -> dict[str, float]:
+def _cpu(before: float, changes: int, after: float | None = None, prefix: str = "") -> dict[str, float]:
     """The CPU seconds the burst took, until quiet again (echoes included), of every part of the
-    local system: the simulators, the local host and the bench share this one process."""
-    seconds = _cpu_seconds() - before
+    local system: the simulators, the local host and the bench share this one process (or, given
+    ``after``, of another process: Azurite's)."""
+    seconds = (_cpu_seconds() if after is None else after) - before
     per_1000 = seconds / max(changes, 1) * 1000
-    return {"cpu_seconds": round(seconds, 1), "cpu_seconds_per_1000": round(per_1000, 2)}
+    return {f"{prefix}cpu_seconds": round(seconds, 1), f"{prefix}cpu_seconds_per_1000": round(per_1000, 2)}
 
 
 def _load(before: tuple[float, float, float]) -> dict[str, list[float]]:

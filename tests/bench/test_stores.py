@@ -44,3 +44,4 @@ def test_both_bursts_land_on_the_table_store_and_its_requests_are_counted() -> N
         assert requests.get("GET links", 0) <= BURST // 5
         assert requests.get("GET shadows", 0) <= BURST // 5
         assert result["calls"]["table_storage"] == sum(requests.values())
+        assert result["azurite_cpu_seconds"] > 0  # the emulator's own process, measured

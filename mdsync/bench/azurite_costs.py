@@ -131,36 +131,40 @@ def measure(
     return results
 
 
-def table_series(
-    service: TableServiceClient, meter: Meter, sizes: Sequence[int], say: Callable[[str], None]
-) -> list[dict[str, Any]]:
-    table = service.create_table("costtable")
-    stages, filled = [], 0
-    for size in sizes:
-        fill(table, {f"p{n:05d}": range(PARTITION) for n in range(filled // PARTITION, size // PARTITION)})
-        filled = size
-        stage: dict[str, Any] = {"entities": size, "partition": PARTITION}
-        stage |= measure(table, meter, target="p00000", size=PARTITION, fresh=partial(_fresh, size))
-        say(f"table of {size}: {json.dumps(stage)}")
-        stages.append(stage)
-    return stages
+def grow_partitions(table: TableClient, filled: int, size: int) -> None:
+    """The ``table`` series: partitions of 1,000 up to ``size`` entities."""
+    fill(table, {f"p{n:05d}": range(PARTITION) for n in range(filled // PARTITION, size // PARTITION)})
 
 
-def partition_series(
-    service: TableServiceClient, meter: Meter, sizes: Sequence[int], say: Callable[[str], None]
+def grow_one_partition(table: TableClient, filled: int, size: int) -> None:
+    """The ``partition`` series: one partition, filled from 4 threads in disjoint RowKey ranges."""
+    quarter = -(-(size - filled) // 4)
+    ranges = [range(filled + q * quarter, min(size, filled + (q + 1) * quarter)) for q in range(4)]
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(lambda rows: fill_serially(table, "big", rows), ranges))
+
+
+def series(
+    table: TableClient,
+    meter: Meter,
+    sizes: Sequence[int],
+    say: Callable[[str], None],
+    *,
+    one_partition: bool,
 ) -> list[dict[str, Any]]:
-    table = service.create_table("costpartition")
-    stages, filled = [], 0
+    """Grow ``table`` stage by stage and measure the requests at each size."""
+    stages: list[dict[str, Any]] = []
+    filled = 0
     for size in sizes:
-        # One partition: filled from 4 threads in disjoint RowKey ranges.
-        quarter = -(-(size - filled) // 4)
-        ranges = [range(filled + q * quarter, min(size, filled + (q + 1) * quarter)) for q in range(4)]
-        with ThreadPoolExecutor(4) as pool:
-            list(pool.map(lambda rows: fill_serially(table, "big", rows), ranges))
+        (grow_one_partition if one_partition else grow_partitions)(table, filled, size)
         filled = size
-        stage: dict[str, Any] = {"entities": size, "partition": size}
-        stage |= measure(table, meter, target="big", size=size, fresh=lambda _i: "big")
-        say(f"one partition of {size}: {json.dumps(stage)}")
+        if one_partition:
+            stage = {"entities": size, "partition": size}
+            stage |= measure(table, meter, target="big", size=size, fresh=lambda _i: "big")
+        else:
+            stage = {"entities": size, "partition": PARTITION}
+            stage |= measure(table, meter, target="p00000", size=PARTITION, fresh=partial(_fresh, size))
+        say(f"{'one partition' if one_partition else 'table'} of {size}: {json.dumps(stage)}")
         stages.append(stage)
     return stages
 
@@ -194,10 +198,12 @@ def main(argv: list[str] | None = None) -> int:
         fill(warm, {"w": range(ROWS)})
         measure(warm, meter, target="w", size=ROWS, fresh=lambda i: f"w{i}")
         if sizes["table"]:
-            results["table"] = table_series(service, meter, sizes["table"], say)
+            table = service.create_table("costtable")
+            results["table"] = series(table, meter, sizes["table"], say, one_partition=False)
             service.delete_table("costtable")
         if sizes["partition"]:
-            results["partition"] = partition_series(service, meter, sizes["partition"], say)
+            table = service.create_table("costpartition")
+            results["partition"] = series(table, meter, sizes["partition"], say, one_partition=True)
     args.output.write_text(json.dumps(results, indent=1), encoding="utf-8")
     return 0
 

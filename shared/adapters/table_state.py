@@ -489,11 +489,13 @@ class TableStateStore(StateStore):
         claimed, retry = self._submit_rows({m: ("create", claims[m], {}) for m in by_id})
         rows = {m: self._person_row(by_id[m]) for m in claimed}
         written, unwritten = self._submit_rows({m: ("create", rows[m], {}) for m in claimed})
+        # A MERGE of the claim's every property: the same claim and a new etag, as a REPLACE,
+        # at half Azurite's cost (see put_shadows).
         confirming = {
             m: (
                 "update",
                 claims[m],
-                {"mode": UpdateMode.REPLACE, "etag": claimed[m], "match_condition": _IF_MATCH},
+                {"mode": UpdateMode.MERGE, "etag": claimed[m], "match_condition": _IF_MATCH},
             )
             for m in written
         }

@@ -53,9 +53,22 @@ CASES = [
 ]
 
 
+ENTRA = [
+    Case("POST", "/clock", {"advance_seconds": 0}, "advance_seconds", "number", state=("/state",)),
+    Case("POST", "/faults", {"status": 503, "count": 1}, "status", "whole", state=("/state",)),
+    Case("POST", "/faults", {"status": 503, "count": 1}, "count", "whole", state=("/state",)),
+]
+
+
 @pytest.fixture
 def admin_url(sims: Sims, admin: DataverseAdmin) -> str:
     return f"{sims.url}/admin"
+
+
+@pytest.fixture
+def entra_url(sims: Sims, admin: DataverseAdmin) -> str:
+    """The Entra simulator's admin API (reset with the Dataverse simulator's, by ``admin``)."""
+    return f"{sims.entra_url}/admin"
 
 
 def test_the_string_false_does_not_grant_the_bypass_privilege(admin_url: str, http: requests.Session) -> None:
@@ -96,3 +109,17 @@ def test_a_body_that_is_not_an_object_of_known_fields_is_refused(
     assert answer.status_code == 400
     assert answer.json()["error"].startswith(("body: must be a JSON object", "grnated: must be left out"))
     assert http.get(f"{admin_url}/bypass", timeout=30).json() == before
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_the_entra_simulators_admin_fields_are_read_strictly_too(
+    data: st.DataObject, entra_url: str, http: requests.Session
+) -> None:
+    case = data.draw(st.sampled_from(ENTRA), label="case")
+    assert_refused(http, entra_url, case, data.draw(wrong(case), label="value"))
+
+
+@pytest.mark.parametrize("case", ENTRA, ids=str)
+def test_each_entra_case_accepts_its_body(case: Case, entra_url: str, http: requests.Session) -> None:
+    assert send(http, entra_url, case, case.body).status_code == 200

@@ -7,7 +7,9 @@ issues HMAC-SHA256 signed JWT-style access tokens (``aud``, ``appid``, ``tid``, 
 that the Dataverse simulator verifies through :meth:`EntraSim.verify`.
 
 Admin endpoints (for fault tests) live under ``/admin``: revoke every token issued so far,
-move the token clock forward (tokens expire), fail the next token requests, read call counts.
+move the token clock forward (tokens expire), fail the next token requests, read call counts
+and what is armed (``GET /admin/state``). Their bodies are read strictly
+(``simulators/admin_body.py``): a wrong JSON type is a 400 naming the field, and changes nothing.
 """
 
 from __future__ import annotations
@@ -31,6 +33,8 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+
+from simulators.admin_body import BadField, Body
 
 DEFAULT_TENANT = "6a1f3c2e-0b7d-4e59-9f3a-2c8d1e4b7a60"
 DEFAULT_CLIENT_ID = "3f2b8c1d-5e6a-4b7c-8d9e-0a1b2c3d4e5f"
@@ -293,15 +297,26 @@ def _routes(sim: EntraSim) -> list[Route]:
         return JSONResponse({"revoked": sim.state.revoke_all()})
 
     async def admin_clock(request: Request) -> Response:
-        body = await request.json()
-        sim.state.advance_clock(float(body.get("advance_seconds", 0)))
+        try:
+            seconds = Body.parse(await request.body(), ["advance_seconds"]).number("advance_seconds", 0.0)
+        except BadField as why:
+            return JSONResponse({"error": str(why)}, status_code=400)
+        sim.state.advance_clock(seconds)
         return JSONResponse({"clock_offset": sim.state.clock_offset})
 
     async def admin_faults(request: Request) -> Response:
-        body = await request.json()
+        try:
+            body = Body.parse(await request.body(), ["status", "count"])
+            status, count = body.whole("status", 503, minimum=100), body.whole("count", 1, minimum=1)
+        except BadField as why:
+            return JSONResponse({"error": str(why)}, status_code=400)
         with sim.state.lock:
-            sim.state.fail_next.extend([int(body.get("status", 503))] * int(body.get("count", 1)))
+            sim.state.fail_next.extend([status] * count)
         return JSONResponse({"pending": len(sim.state.fail_next)})
+
+    async def admin_pending(request: Request) -> Response:
+        with sim.state.lock:
+            return JSONResponse({"pending": len(sim.state.fail_next), "clock_offset": sim.state.clock_offset})
 
     async def admin_reset(request: Request) -> Response:
         # Tokens issued before a reset stay revoked: a test never inherits another's token.
@@ -321,6 +336,7 @@ def _routes(sim: EntraSim) -> list[Route]:
         Route("/admin/revoke", admin_revoke, methods=["POST"]),
         Route("/admin/clock", admin_clock, methods=["POST"]),
         Route("/admin/faults", admin_faults, methods=["POST"]),
+        Route("/admin/state", admin_pending, methods=["GET"]),
         Route("/admin/calls", admin_calls, methods=["GET", "DELETE"]),
         Route("/admin/reset", admin_reset, methods=["POST"]),
     ]

@@ -11,6 +11,11 @@ budget.
 Azurite answers from memory on this machine, so its requests cost less than Azure's (a few ms
 within a region): the rate measured here is an upper bound for Table Storage, and the requests
 per change are what to read.
+
+Run alone, ``python -m mdsync.bench.stores STORE CHANGES WORKDIR OUTPUT`` runs both bursts
+(Marketo -> Dynamics, then Dynamics -> Marketo); ``--bursts to_marketo`` (or ``to_dynamics``, or
+both comma-separated, in the order given) runs only those, and ``--peer`` the batching peer's in
+the same directions after them. ``mdsync bench`` always runs both.
 """
 
 from __future__ import annotations
@@ -39,6 +44,8 @@ from simulators.stack import StackConfig
 
 STORES = ("sqlite", "table")
 KEYS = ("burst_to_dynamics", "burst_to_marketo")
+# The directions a run may choose (``--bursts``), in the order the bench runs them.
+DIRECTIONS = ("to_dynamics", "to_marketo")
 
 
 def store_key(workload: str, store: str) -> str:
@@ -91,8 +98,10 @@ def _in_process(
     *,
     peer: bool,
     save: Callable[[dict[str, WorkloadResult]], None],
+    directions: tuple[str, ...] = DIRECTIONS,
 ) -> dict[str, WorkloadResult]:
     folder = workdir / f"state-{store}"
+    run = functools.partial(_bursts, window=window, peer=peer, save=save, directions=directions)
     say = functools.partial(print, flush=True)
     if store == "table":
         with azurite.started(folder / "azurite") as server:
@@ -102,11 +111,9 @@ def _in_process(
                 "STATE_TABLE_PREFIX": "bench",
             }
             config = HarnessConfig(folder, stack=documented_limits(), extra_settings={**settings, **table})
-            return _bursts(
-                store, burst, config, window=window, say=say, peer=peer, save=save, emulator=server
-            )
+            return run(store, burst, config, say=say, emulator=server)
     config = HarnessConfig(folder, stack=documented_limits(), extra_settings=settings)
-    return _bursts(store, burst, config, window=window, say=say, peer=peer, save=save)
+    return run(store, burst, config, say=say)
 
 
 def _bursts(
@@ -118,11 +125,14 @@ def _bursts(
     say: Callable[[str], None],
     peer: bool,
     save: Callable[[dict[str, WorkloadResult]], None],
+    directions: tuple[str, ...] = DIRECTIONS,
     emulator: azurite.Azurite | None = None,
 ) -> dict[str, WorkloadResult]:
-    """``save`` gets the results so far after each burst: a 100,000-change run on Table Storage
-    takes the better part of an hour, and one cut short keeps the bursts it finished. With
-    ``emulator``, each burst also reports Azurite's own CPU seconds (its Node.js process)."""
+    """The bursts in ``directions``, in that order (with ``peer``, the batching peer's in the
+    same directions after them). ``save`` gets the results so far after each burst: a
+    100,000-change run on Table Storage takes the better part of an hour, and one cut short
+    keeps the bursts it finished. With ``emulator``, each burst also reports Azurite's own CPU
+    seconds (its Node.js process)."""
     system = LocalSystem(config)
     results: dict[str, WorkloadResult] = {}
     with system:
@@ -133,11 +143,12 @@ def _bursts(
         say(f"  seeded in {seeded['seed_seconds']:.0f} s")
         settle(system, window=window)
         freeze_seeded()
-        runs: dict[str, Callable[[], WorkloadResult]] = {
-            "burst_to_dynamics": lambda: burst_to_dynamics(system, pairs, f"{store}bd"),
-            "burst_to_marketo": lambda: burst_to_marketo(system, pairs, f"{store}bm"),
+        bursts: dict[str, Callable[[], WorkloadResult]] = {
+            "to_dynamics": lambda: burst_to_dynamics(system, pairs, f"{store}bd"),
+            "to_marketo": lambda: burst_to_marketo(system, pairs, f"{store}bm"),
         }
-        for workload, run in runs.items():
+        for direction in directions:
+            workload, run = f"burst_{direction}", bursts[direction]
             say(f"  {workload.replace('_', ' ')} on {store} ...")
             started, load, cpu = time.monotonic(), os.getloadavg(), _cpu_seconds()
             emulator_cpu = emulator.cpu_seconds() if emulator else 0.0
@@ -159,21 +170,28 @@ def _bursts(
             save(results)
             settle(system, window=window)
         if peer:
-            results |= _peer(system, pairs, store, window=window, say=say)
+            results |= _peer(system, pairs, store, window=window, say=say, directions=directions)
     return results
 
 
 def _peer(
-    system: LocalSystem, pairs: list[Pair], store: str, *, window: float | None, say: Callable[[str], None]
+    system: LocalSystem,
+    pairs: list[Pair],
+    store: str,
+    *,
+    window: float | None,
+    say: Callable[[str], None],
+    directions: tuple[str, ...] = DIRECTIONS,
 ) -> dict[str, WorkloadResult]:
-    """The batching peer's two bursts on the same pairs, limits and clients, last: between and
+    """The batching peer's bursts on the same pairs, limits and clients, last: between and
     after them mdsync's sync is left alone (no poll reads the peer's activities)."""
     results: dict[str, WorkloadResult] = {}
-    runs: dict[str, Callable[[], WorkloadResult]] = {
-        "peer_to_dynamics": lambda: peer_to_dynamics(system, pairs, f"{store}pd"),
-        "peer_to_marketo": lambda: peer_to_marketo(system, pairs, f"{store}pm"),
+    bursts: dict[str, Callable[[], WorkloadResult]] = {
+        "to_dynamics": lambda: peer_to_dynamics(system, pairs, f"{store}pd"),
+        "to_marketo": lambda: peer_to_marketo(system, pairs, f"{store}pm"),
     }
-    for workload, run in runs.items():
+    for direction in directions:
+        workload, run = f"peer_{direction}", bursts[direction]
         say(f"  {workload.replace('_', ' ')} (batching peer) ...")
         load = os.getloadavg()
         result = run()
@@ -212,8 +230,20 @@ def documented_limits() -> StackConfig:
     )
 
 
+def directions_of(text: str) -> tuple[str, ...]:
+    """``--bursts``: burst directions, comma-separated (``to_dynamics,to_marketo``), each once."""
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    unknown = [name for name in names if name not in DIRECTIONS]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(
+            f"unknown burst {', '.join(map(repr, unknown)) or '(none given)'}: "
+            f"choose from {', '.join(DIRECTIONS)}, comma-separated"
+        )
+    return tuple(dict.fromkeys(names))
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="the bench's two bursts on one state store")
+    parser = argparse.ArgumentParser(description="the bench's bursts on one state store")
     parser.add_argument("store", choices=STORES)
     parser.add_argument("burst", type=int)
     parser.add_argument("workdir", type=Path)
@@ -221,13 +251,31 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--settings", default="{}")
     parser.add_argument("--window", type=float, default=None)
     parser.add_argument("--peer", action="store_true", help="the batching peer's bursts after ours")
+    parser.add_argument(
+        "--bursts",
+        type=directions_of,
+        default=DIRECTIONS,
+        metavar="to_dynamics,to_marketo",
+        help="the bursts to run, in this order (default: both; Marketo -> Dynamics first)",
+    )
     args = parser.parse_args(argv)
     settings = json.loads(args.settings)
 
     def save(results: dict[str, WorkloadResult]) -> None:
         args.output.write_text(json.dumps({k: r.to_json() for k, r in results.items()}), encoding="utf-8")
 
-    save(_in_process(args.store, args.burst, args.workdir, settings, args.window, peer=args.peer, save=save))
+    save(
+        _in_process(
+            args.store,
+            args.burst,
+            args.workdir,
+            settings,
+            args.window,
+            peer=args.peer,
+            save=save,
+            directions=args.bursts,
+        )
+    )
     return 0
 
 

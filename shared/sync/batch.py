@@ -15,7 +15,8 @@ and its shadow, all set while the batch is grouped and loaded. What the phases d
 on as values:
 
 * loading returns :class:`Loaded`: the persons read, the pairs it linked (:class:`Linked`: a
-  qualification or a merge moved the person) and the pairs it settled (:class:`Settled`);
+  qualification or a merge moved the person), the pairs it settled (:class:`Settled`) and the
+  pairs it planned on trial (:class:`Trial`);
 * planning returns a :class:`Decision` per pair: :class:`Reconciled` (a plan, field by field) or
   :class:`Settled` (nothing to reconcile; why the link ends, if it does); linking and automatic
   creation return the decisions of the pairs they make, each carrying its :class:`Linked`;
@@ -35,6 +36,7 @@ from shared.notices import FieldValue, Notice
 from shared.ports import Link, Shadow
 from shared.reconcile import Plan
 from shared.shadow import mark_seen
+from shared.sync.journal import Journal
 
 Row = dict[str, Any]
 
@@ -141,17 +143,26 @@ def unlink_reason(decision: Decision | None) -> str | None:
 
 
 @dataclass(frozen=True)
+class Trial:
+    """A plan loading made on trial, and the journal it recorded into (its reports held back
+    until planning adopts them: ``Journal.trial``)."""
+
+    decision: Decision
+    journal: Journal
+
+
+@dataclass(frozen=True)
 class Loaded:
     """What loading hands on: the Marketo persons read (unlinked ones included when automatic
     creation is on), the pairs a qualification or merge linked, and the pairs it settled.
     ``planned``: the pairs whose Marketo side their notices carried, with the plan loading made
-    of them on trial (the same inputs planning has, so planning keeps it instead of deciding
-    them again)."""
+    of them on trial (the same inputs planning has, so planning keeps it, and what it reported,
+    instead of deciding them again)."""
 
     people: Mapping[int, Row]
     linked: Mapping[int, Linked]
     settled: Mapping[int, Settled]
-    planned: Mapping[int, Decision] = field(default_factory=dict)
+    planned: Mapping[int, Trial] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -8,14 +8,20 @@ operator console only (the entry's ``values``, the error list), never in the app
 
 For the console, a batch also counts what it did per entity and direction (``tallies``) and
 lists its failures as error records (``errors``); the worker stores both once per batch.
+
+A plan made on trial (a pair whose notices carry Marketo's side, ``loading``) records into a
+journal of its own, :meth:`Journal.trial`, which holds back its log lines and metrics: a trial
+thrown away leaves no trace, and a trial kept is adopted (:meth:`Journal.adopt`) by the batch's
+journal, so what it recorded is reported and counted once, as if planned there.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
+from functools import partial
 
 from shared import telemetry
 from shared.console import failures as console_failures
@@ -54,6 +60,16 @@ class BatchResult:
     # Notices put back on the queue unprocessed because the sync is paused.
     held: int = 0
 
+    def add(self, other: BatchResult) -> None:
+        """Add ``other``'s counts to these."""
+        for f in fields(self):
+            mine, theirs = getattr(self, f.name), getattr(other, f.name)
+            if isinstance(mine, dict):
+                for key, n in theirs.items():
+                    _count(mine, key, n)
+            else:
+                setattr(self, f.name, mine + theirs)
+
 
 def _count(counts: dict[str, int], key: str, n: int = 1) -> None:
     counts[key] = counts.get(key, 0) + n
@@ -69,11 +85,37 @@ class Journal:
         # Persons whose sync failed in this batch: their open errors stay open.
         self.failed_persons: set[int] = set()
         self._writes: list[tuple[str, str, list[Notice]]] = []
+        # A trial's log lines and metrics, held until it is adopted; None: they go out at once.
+        self._held: list[Callable[[], None]] | None = None
 
-    @property
-    def quiet(self) -> bool:
-        """Nothing recorded yet (no sync-log entry, console error or failed person)."""
-        return not (self.entries or self.errors or self.failed_persons)
+    @classmethod
+    def trial(cls) -> Journal:
+        """A journal for a plan made on trial: it records as any journal does, but its log lines
+        and metrics wait for :meth:`adopt` (a trial thrown away has told no one anything)."""
+        journal = cls(0)
+        journal._held = []
+        return journal
+
+    def adopt(self, trial: Journal) -> None:
+        """Make what ``trial`` recorded this journal's own, once: its sync-log entries, failures,
+        error records, tallies and counts, and its held log lines and metrics, let out now."""
+        self.result.add(trial.result)
+        self.entries += trial.entries
+        self.failures += trial.failures
+        self.errors += trial.errors
+        self.tallies.counts.update(trial.tallies.counts)
+        self.failed_persons |= trial.failed_persons
+        self._writes += trial._writes
+        held, trial._held = trial._held or [], []
+        for effect in held:
+            self._out(effect)
+
+    def _out(self, effect: Callable[[], None]) -> None:
+        """A log line or a metric: out now, or held while this journal is a trial."""
+        if self._held is None:
+            effect()
+        else:
+            self._held.append(effect)
 
     # --- the sync log ---------------------------------------------------------------------------
 
@@ -101,15 +143,18 @@ class Journal:
         )
         self.entries.append(entry)
         person = f"marketo:{who.marketo_id}" if who.marketo_id else f"{who.entity}:{who.dynamics_id}"
-        log.info(
-            "%s %s %s:%s notices=%s: %s",
-            action,
-            person,
-            who.entity,
-            who.dynamics_id or "-",
-            ",".join(notice_ids) or "-",
-            entry.detail,
-            extra={"person_key": person, "notice_ids": notice_ids, "sync_action": action},
+        self._out(
+            partial(
+                log.info,
+                "%s %s %s:%s notices=%s: %s",
+                action,
+                person,
+                who.entity,
+                who.dynamics_id or "-",
+                ",".join(notice_ids) or "-",
+                entry.detail,
+                extra={"person_key": person, "notice_ids": notice_ids, "sync_action": action},
+            )
         )
 
     def wrote(
@@ -139,7 +184,7 @@ class Journal:
     def collision(self, who: Link, decision: FieldDecision) -> None:
         winner = decision.winner.value if decision.winner else "?"
         _count(self.result.collisions, winner)
-        telemetry.collisions.add(1, {"winner": winner, "entity": who.entity})
+        self._out(partial(telemetry.collisions.add, 1, {"winner": winner, "entity": who.entity}))
         # The winner's value travels to the loser's side.
         direction = t.TO_DYNAMICS if winner == "marketo" else t.TO_MARKETO
         self.tallies.add(who.entity, direction, t.collision_name(winner))
@@ -192,7 +237,7 @@ class Journal:
             )
         self.result.failures += 1
         _count(self.result.failure_reasons, reason)
-        telemetry.failures.add(1, {"reason": reason, "direction": direction})
+        self._out(partial(telemetry.failures.add, 1, {"reason": reason, "direction": direction}))
 
     def linked(self, who: Link, action: str, detail: str) -> None:
         self.note(who, action, detail)
@@ -210,7 +255,7 @@ class Journal:
         else:
             self.result.created_in_dynamics += 1
         self.tallies.add(who.entity, direction, t.CREATED)
-        telemetry.writes.add(1, {"direction": direction, "kind": "create"})
+        self._out(partial(telemetry.writes.add, 1, {"direction": direction, "kind": "create"}))
 
     def gave_up(self, who: Link | None, notice: Notice, reason: str) -> None:
         """A notice parked: listed in the console's errors until it is replayed."""

@@ -43,7 +43,7 @@ from shared.errors import ServiceUnavailableError
 from shared.mapping import FieldMapping
 from shared.notices import Kind, Source
 from shared.ports import Link, StateStore
-from shared.sync.batch import Batch, Decision, Linked, Loaded, Pair, Row, Settled
+from shared.sync.batch import Batch, Linked, Loaded, Pair, Row, Settled, Trial
 from shared.sync.carried import carried_person, newest, writes_only_to_dynamics
 from shared.sync.journal import Journal
 from shared.sync.merges import MergeFollower
@@ -102,7 +102,7 @@ class Loader:
 
     def _read_people(
         self, batch: Batch, wanted: set[int], linked: Mapping[int, Linked], journal: Journal
-    ) -> tuple[dict[int, Row], dict[int, Decision]]:
+    ) -> tuple[dict[int, Row], dict[int, Trial]]:
         """Marketo's side of the ``wanted`` pairs, read or carried by their notices; returns the
         persons read (unlinked ones included when automatic creation is on) and the plans of the
         carried pairs."""
@@ -122,26 +122,26 @@ class Loader:
                 pair.marketo_seen = read_at if marketo_id in wanted else None
         return people.found, planned
 
-    def _carried(self, batch: Batch, wanted: set[int]) -> tuple[dict[int, Row], dict[int, Decision]]:
+    def _carried(self, batch: Batch, wanted: set[int]) -> tuple[dict[int, Row], dict[int, Trial]]:
         """The pairs whose Marketo side their notices carry (``carried``): each is planned on
-        trial with it, and kept only if that plan writes nothing to Marketo. A kept trial that
-        recorded nothing is the plan itself (planning, on the same pair, would decide the same
-        and record nothing): returned too, so the pair is not planned twice."""
+        trial with it, and kept only if that plan writes nothing to Marketo. A kept trial is the
+        plan itself (planning, on the same pair, would decide the same): returned with what it
+        recorded, so the pair is planned, and its failures reported and counted, once. A trial
+        thrown away reported nothing (``Journal.trial``): the pair is read and planned anew."""
         if self.planner is None:
             return {}, {}
         found: dict[int, Row] = {}
-        planned: dict[int, Decision] = {}
+        planned: dict[int, Trial] = {}
         for marketo_id in sorted(wanted):
             pair = batch.pairs[marketo_id]
             person = carried_person(pair, self.mapping, self.planner.entity(pair.entity))
             if person is None:
                 continue
-            trial_journal = Journal(0)
-            trial = self.planner.plan(replace(pair, marketo=person), trial_journal)
+            journal = Journal.trial()
+            trial = self.planner.plan(replace(pair, marketo=person), journal)
             if writes_only_to_dynamics(trial):
                 found[marketo_id] = person
-                if trial_journal.quiet:
-                    planned[marketo_id] = trial
+                planned[marketo_id] = Trial(trial, journal)
         return found, planned
 
     def _rows(self, batch: Batch, journal: Journal) -> Rows:

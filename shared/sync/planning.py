@@ -140,8 +140,8 @@ class Planner:
 
     def plan_all(self, batch: Batch, loaded: Loaded, journal: Journal) -> dict[int, Decision]:
         """A decision per linked pair: the settlement loading made, or a plan (the one loading
-        made on trial, for a pair its notices carried); each carries how the pair was linked in
-        this batch, if it was."""
+        made on trial, for a pair its notices carried, with what it reported); each carries how
+        the pair was linked in this batch, if it was."""
         decisions: dict[int, Decision] = {}
         for marketo_id, pair in batch.pairs.items():
             linked = loaded.linked.get(marketo_id)
@@ -150,7 +150,9 @@ class Planner:
             if settled is not None:
                 decision: Decision = settled
             elif linked is None and marketo_id in loaded.planned:
-                decision = loaded.planned[marketo_id]
+                trial = loaded.planned[marketo_id]
+                journal.adopt(trial.journal)
+                decision = trial.decision
             else:
                 decision = self.plan(pair, journal, first_link=first_link)
             decisions[marketo_id] = replace(decision, linked=linked)

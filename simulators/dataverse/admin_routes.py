@@ -3,12 +3,16 @@
 Seeding and reading rows bypass webhooks; calls under ``/admin/as/{user}/...`` are ordinary Web
 API calls made as a configured human user, so they validate and fire webhooks exactly like an
 API call, with that user as ``InitiatingUserId``.
+
+Request bodies are read strictly (``simulators/admin_body.py``): a value of the wrong JSON type
+or an unknown field is a 400 naming the field, and changes nothing.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
+import dataclasses
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, unquote
 
@@ -16,9 +20,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from simulators.admin_body import BadField, Body, query_number, settings
 from simulators.dataverse.engine import Caller
 from simulators.dataverse.faults import DataverseFault
-from simulators.dataverse.limits import FaultRule
+from simulators.dataverse.limits import FaultRule, ServiceLimits
 from simulators.dataverse.messages import ApiRequest, ApiResponse
 from simulators.dataverse.plugins import PluginRule
 from simulators.dataverse.representation import AnnotationFilter, represent
@@ -35,9 +40,20 @@ def _bad(message: str, status: int = 400) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=status)
 
 
-async def _json(request: Request) -> Any:
-    body = await request.body()
-    return json.loads(body) if body else {}
+async def _body(request: Request, *allowed: str) -> Body:
+    return Body.parse(await request.body(), allowed)
+
+
+def _strict(handler: Callable[[Request], Awaitable[Response]]) -> Callable[[Request], Awaitable[Response]]:
+    """A bad field of the request is a 400 that says which and what it must be."""
+
+    async def endpoint(request: Request) -> Response:
+        try:
+            return await handler(request)
+        except BadField as why:
+            return _bad(str(why))
+
+    return endpoint
 
 
 class AdminApi:
@@ -47,6 +63,9 @@ class AdminApi:
         self.state = state
 
     def routes(self) -> list[Route]:
+        return [Route(r.path, _strict(r.endpoint), methods=r.methods) for r in self._routes()]
+
+    def _routes(self) -> list[Route]:
         return [
             Route("/reset", self.reset, methods=["POST"]),
             Route("/rows/{logical}", self.rows, methods=["GET", "POST"]),
@@ -77,9 +96,9 @@ class AdminApi:
         except KeyError:
             return _bad(f"unknown table '{logical}'", 404)
         if request.method == "POST":
-            body = await _json(request)
+            rows = (await _body(request, "rows")).objects("rows", [])
             try:
-                ids = _seed(state, logical, body.get("rows", []))
+                ids = _seed(state, logical, rows)
             except DataverseFault as fault:
                 return JSONResponse(fault.envelope(), status_code=fault.status)
             return JSONResponse({"ids": ids})
@@ -122,21 +141,22 @@ class AdminApi:
             column = self.state.table(logical).columns[name]
         except KeyError:
             return _bad(f"unknown column '{logical}.{name}'", 404)
-        body = await _json(request)
-        level = body.get("required_level")
-        if level is not None and level not in _REQUIRED_LEVELS:
-            return _bad(f"required_level must be one of {', '.join(_REQUIRED_LEVELS)}")
-        options = body.get("options")
-        if options is not None and (not isinstance(options, dict) or column.type not in OPTION_TYPES):
-            return _bad("options: an object of value -> label, for a choice column")
+        body = await _body(request, "required_level", "max_length", "options")
+        level = body.text_or_none("required_level")
+        if level is not None:
+            body.text("required_level", choices=_REQUIRED_LEVELS)
+        max_length = body.whole_or_none("max_length", minimum=1)
+        options = _options(body) if body.data.get("options") is not None else None
+        if options is not None and column.type not in OPTION_TYPES:
+            return _bad(f"options: only a choice column has options ({logical}.{name} is {column.type})")
         with self.state.store.lock:
             if level is not None:
                 column.required = level
-            if body.get("max_length") is not None:
-                column.max_length = int(body["max_length"])
+            if max_length is not None:
+                column.max_length = max_length
             if options is not None:
                 # A choice added to the column (customisation): value -> label.
-                column.options.update({int(value): str(label) for value, label in options.items()})
+                column.options.update(options)
         return JSONResponse(
             {
                 "column": name,
@@ -149,9 +169,10 @@ class AdminApi:
     async def plugins(self, request: Request) -> Response:
         engine = self.state.engine
         if request.method == "POST":
+            fields = _plugin(await _body(request, *_PLUGIN_FIELDS))
             try:
-                rule = PluginRule.from_json(await _json(request))
-            except (KeyError, ValueError) as exc:
+                rule = PluginRule.from_json(fields)
+            except ValueError as exc:
                 return _bad(f"invalid plug-in: {exc}")
             with self.state.store.lock:
                 engine.plugins[:] = [p for p in engine.plugins if p.name != rule.name]
@@ -169,10 +190,8 @@ class AdminApi:
 
     async def limits(self, request: Request) -> Response:
         if request.method == "PUT":
-            try:
-                self.state.limiter.configure(**(await _json(request)))
-            except (TypeError, ValueError) as exc:
-                return _bad(str(exc))
+            body = await _body(request, *_LIMITS)
+            self.state.limiter.configure(**settings(ServiceLimits, body, {n: n for n in _LIMITS}))
         return JSONResponse(self.state.limiter.limits.to_json())
 
     async def faults(self, request: Request) -> Response:
@@ -182,20 +201,21 @@ class AdminApi:
             with sender.cond:
                 sender.drop_next = sender.duplicate_next = 0
         elif request.method == "POST":
-            body = await _json(request)
-            kind = body.get("kind")
-            count = int(body.get("count") or 1)
-            if kind == "drop_webhooks":
+            body = await _body(request, *_FAULT_FIELDS)
+            kind = body.text("kind", choices=_FAULT_KINDS)
+            if kind in ("drop_webhooks", "duplicate_webhooks"):
+                count = body.whole("count", 1, minimum=1)
                 with sender.cond:
-                    sender.drop_next += count
-            elif kind == "duplicate_webhooks":
-                with sender.cond:
-                    sender.duplicate_next += count
+                    if kind == "drop_webhooks":
+                        sender.drop_next += count
+                    else:
+                        sender.duplicate_next += count
             else:
                 try:
-                    self.state.faults.add(FaultRule.from_json(body))
+                    rule = FaultRule.from_json(_fault(body))
                 except ValueError as exc:
                     return _bad(str(exc))
+                self.state.faults.add(rule)
         return JSONResponse(
             {
                 "rules": self.state.faults.to_json(),
@@ -211,13 +231,13 @@ class AdminApi:
         return JSONResponse({"value": value, "pending": sender.pending()})
 
     async def drain(self, request: Request) -> Response:
-        timeout = float(request.query_params.get("timeout", "10"))
+        timeout = query_number(request.query_params, "timeout", 10.0)
         drained = await asyncio.to_thread(self.state.webhooks.drain, timeout)
         return JSONResponse({"drained": drained, "pending": self.state.webhooks.pending()})
 
     async def pause(self, request: Request) -> Response:
-        body = await _json(request)
-        self.state.webhooks.set_paused(bool(body.get("paused", True)))
+        paused = (await _body(request, "paused")).flag("paused", True)
+        self.state.webhooks.set_paused(paused)
         return JSONResponse({"paused": self.state.webhooks.paused})
 
     async def calls(self, request: Request) -> Response:
@@ -243,27 +263,73 @@ class AdminApi:
         ``{"limit": n}`` sets BypassBusinessLogicExecutionStepIdsLimit."""
         policy = self.state.bypass
         if request.method == "PUT":
-            body = await _json(request)
-            if "user" in body:
+            body = await _body(request, "user", "granted", "limit")
+            user, granted = body.text_or_none("user"), body.flag("granted", True)
+            if "granted" in body and user is None:
+                raise BadField("user", "given with granted: the user's name or id")
+            limit = body.whole_or_none("limit", minimum=1)
+            if user is not None:
                 try:
-                    user_id = self.state.user_id(str(body["user"]))
+                    user_id = self.state.user_id(user)
                 except KeyError:
-                    return _bad(f"unknown user '{body['user']}'", 404)
-                policy.grant(user_id, bool(body.get("granted", True)))
-            if "limit" in body:
-                if not isinstance(body["limit"], int) or body["limit"] < 1:
-                    return _bad("limit: a positive whole number of step ids")
-                policy.limit = body["limit"]
+                    return _bad(f"unknown user '{user}'", 404)
+                policy.grant(user_id, granted)
+            if limit is not None:
+                policy.limit = limit
         return JSONResponse(policy.to_json())
 
     async def bulk(self, request: Request) -> Response:
-        body = await _json(request)
-        self.state.set_bulk_support(str(body["entity"]), bool(body.get("supported", True)))
+        body = await _body(request, "entity", "supported")
+        entity, supported = body.text("entity"), body.flag("supported", True)
+        self.state.set_bulk_support(entity, supported)
         return JSONResponse({"bulk_tables": sorted(self.state.bulk_tables)})
 
 
 def admin_routes(state: DataverseState) -> list[Route]:
     return AdminApi(state).routes()
+
+
+_LIMITS = tuple(f.name for f in dataclasses.fields(ServiceLimits))
+_PLUGIN_FIELDS = ("name", "entity", "kind", "message", "column", "pattern", "messages")
+_FAULT_KINDS = ("throttle", "error", "latency", "refuse", "drop_webhooks", "duplicate_webhooks")
+_FAULT_FIELDS = ("kind", "count", "status", "retry_after", "seconds", "path", "contains")
+
+
+def _options(body: Body) -> dict[int, str]:
+    """``options``: an object of whole-number value -> label."""
+    raw = body.obj("options")
+    options: dict[int, str] = {}
+    for value, label in raw.items():
+        if not value.lstrip("-").isdigit() or not isinstance(label, str):
+            raise BadField(f"options.{value}", "a whole-number value (as the key) with a string label", label)
+        options[int(value)] = label
+    return options
+
+
+def _plugin(body: Body) -> dict[str, Any]:
+    """A plug-in rule's fields, each of its type (``PluginRule.from_json`` checks what they mean)."""
+    found: dict[str, Any] = {
+        "name": body.text("name"),
+        "entity": body.text("entity"),
+        "kind": body.text("kind"),
+    }
+    for name in ("message", "column", "pattern"):
+        found[name] = body.text_or_none(name)
+    found["messages"] = body.texts("messages", ["Create", "Update"])
+    return found
+
+
+def _fault(body: Body) -> dict[str, Any]:
+    """A fault rule's fields, each of its type (``FaultRule.from_json`` checks what they mean)."""
+    found: dict[str, Any] = {"kind": body.text("kind"), "count": body.whole_or_none("count", 1, minimum=1)}
+    for name in ("status", "retry_after"):
+        if name in body:
+            found[name] = body.whole(name, minimum=0)
+    if "seconds" in body:
+        found["seconds"] = body.number("seconds", minimum=0)
+    for name in ("path", "contains"):
+        found[name] = body.text_or_none(name)
+    return found
 
 
 def _plain(response: ApiResponse) -> Response:

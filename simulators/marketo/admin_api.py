@@ -3,12 +3,14 @@
 It does what a test or a demo needs and the REST API cannot: seed persons, act as a Marketo
 user (edits recorded with a user source), read a person's Activity Log, set limits, inject
 faults, read call counts, define and fire webhooks.
+
+Request bodies are read strictly (``simulators/admin_body.py``): a value of the wrong JSON type
+or an unknown field is a 400 naming the field, and changes nothing.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict
 from typing import Any
@@ -17,7 +19,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from simulators.admin_body import Body, query_number, settings
 from simulators.marketo.campaigns import CampaignDefinitionError
+from simulators.marketo.config import BulkLimits, Limits
 from simulators.marketo.faults import MarketoFault
 from simulators.marketo.firing import UnknownTarget, fire
 from simulators.marketo.state import SimState
@@ -55,14 +59,14 @@ def _error(status: int, message: str, code: str | None = None) -> JSONResponse:
     return JSONResponse(body, status_code=status)
 
 
-async def _json(request: Request) -> dict[str, Any]:
-    raw = await request.body()
-    if not raw.strip():
-        return {}
-    body = json.loads(raw)
-    if not isinstance(body, dict):
-        raise ValueError("the body must be a JSON object")
-    return body
+async def _body(request: Request, *allowed: str) -> Body:
+    """The request's JSON object (a bad field raises ``BadField``, a ValueError: a 400)."""
+    return Body.parse(await request.body(), allowed)
+
+
+async def _any_body(request: Request) -> dict[str, Any]:
+    """An object whose fields its parser checks (a webhook's, a campaign's definition)."""
+    return dict(Body.parse(await request.body()).data)
 
 
 def _guarded(handler: Callable[[Request], Awaitable[Any]]) -> Endpoint:
@@ -96,9 +100,7 @@ class _AdminApi:
         return {}
 
     async def seed(self, request: Request) -> dict[str, Any]:
-        records = (await _json(request)).get("persons")
-        if not isinstance(records, list):
-            raise ValueError("'persons' must be a list of field objects")
+        records = (await _body(request, "persons")).objects("persons")
         return {"ids": self.state.seed(records)}
 
     async def persons(self, request: Request) -> dict[str, Any]:
@@ -123,11 +125,12 @@ class _AdminApi:
         return {"activities": self.state.activities(int(request.path_params["lead_id"]), types)}
 
     async def user_create(self, request: Request) -> dict[str, Any]:
-        return {"id": self.state.user_create((await _json(request)).get("fields", {}))}
+        return {"id": self.state.user_create((await _body(request, "fields")).obj("fields", {}))}
 
     async def user_edit(self, request: Request) -> dict[str, Any]:
         lead_id = int(request.path_params["lead_id"])
-        return {"changed": self.state.user_edit(lead_id, (await _json(request)).get("fields", {}))}
+        fields = (await _body(request, "fields")).obj("fields", {})
+        return {"changed": self.state.user_edit(lead_id, fields)}
 
     async def user_delete(self, request: Request) -> dict[str, Any]:
         lead_id = int(request.path_params["lead_id"])
@@ -136,27 +139,26 @@ class _AdminApi:
         return {}
 
     async def user_merge(self, request: Request) -> dict[str, Any]:
-        losers = (await _json(request)).get("losers")
-        if not isinstance(losers, list) or not losers:
-            raise ValueError("'losers' must be a non-empty list of person ids")
+        losers = (await _body(request, "losers")).wholes("losers")
+        if not losers:
+            raise ValueError("losers: must be a non-empty list of person ids")
         winner = int(request.path_params["lead_id"])
-        return {"taken": self.state.user_merge(winner, [int(i) for i in losers])}
+        return {"taken": self.state.user_merge(winner, losers)}
 
     async def partitions(self, request: Request) -> dict[str, Any]:
-        body = await _json(request)
         if request.url.path.endswith("/move"):
-            self.state.move_to_partition([int(i) for i in body.get("ids", [])], int(body["partition"]))
+            body = await _body(request, "ids", "partition")
+            ids, partition = body.wholes("ids", []), body.whole("partition", minimum=1)
+            self.state.move_to_partition(ids, partition)
             return {}
-        reach = body.get("partitions")
-        self.state.set_api_partitions(None if reach is None else [int(p) for p in reach])
+        reach = (await _body(request, "partitions")).wholes_or_none("partitions")
+        self.state.set_api_partitions(reach)
         return {"partitions": reach}
 
     async def field_block(self, request: Request) -> dict[str, Any]:
         name = request.path_params["name"]
         if request.method == "PUT":
-            sources = (await _json(request)).get("sources")
-            if not isinstance(sources, list) or not all(isinstance(x, str) for x in sources):
-                raise ValueError("'sources' must be a list of input source names")
+            sources = (await _body(request, "sources")).texts("sources")
             self.state.block_field_updates(name, sources)
         elif request.method == "DELETE":
             self.state.block_field_updates(name, ())
@@ -164,11 +166,8 @@ class _AdminApi:
 
     async def limits(self, request: Request) -> dict[str, Any]:
         if request.method == "PUT":
-            body = await _json(request)
-            unknown = set(body) - set(_LIMIT_KEYS)
-            if unknown:
-                raise ValueError(f"unknown limits: {sorted(unknown)}")
-            return _limits_json(self.state.set_limits(**{_LIMIT_KEYS[k]: v for k, v in body.items()}))
+            body = await _body(request, *_LIMIT_KEYS)
+            return _limits_json(self.state.set_limits(**settings(Limits, body, _LIMIT_KEYS)))
         with self.state.lock:
             return _limits_json(asdict(self.state.gate.limits))
 
@@ -178,18 +177,16 @@ class _AdminApi:
         if request.method == "DELETE":
             self.state.clear_faults()
             return {}
-        body = await _json(request)
+        body = await _body(request, "refuse", "code", "count", "latencyMs")
         if "refuse" in body:
-            count = body.get("count")
-            self.state.refuse_content(
-                str(body["refuse"]), str(body.get("code") or "1003"), None if count is None else int(count)
-            )
+            text, code = body.text("refuse"), _code(body, "1003")
+            self.state.refuse_content(text, code, body.whole_or_none("count", minimum=1))
             return {}
-        count = int(body.get("count", 1))
+        count = body.whole("count", 1, minimum=1)
         if "latencyMs" in body:
-            self.state.inject_latency(float(body["latencyMs"]) / 1000, count)
+            self.state.inject_latency(body.number("latencyMs", minimum=0) / 1000, count)
         elif "code" in body:
-            self.state.inject_fault(str(body["code"]), count)
+            self.state.inject_fault(_code(body), count)
         else:
             raise ValueError("give 'code' (e.g. \"606\"), 'latencyMs' or 'refuse' (text), and 'count'")
         return {}
@@ -198,11 +195,9 @@ class _AdminApi:
         return {"expired": self.state.expire_tokens()}
 
     async def quota(self, request: Request) -> dict[str, Any]:
-        body = await _json(request)
-        daily, used = body.get("dailyQuota"), body.get("used")
-        self.state.set_quota(
-            daily=None if daily is None else int(daily), used=None if used is None else int(used)
-        )
+        body = await _body(request, "dailyQuota", "used")
+        daily, used = body.whole_or_none("dailyQuota", minimum=0), body.whole_or_none("used", minimum=0)
+        self.state.set_quota(daily=daily, used=used)
         return {}
 
     async def calls(self, request: Request) -> dict[str, Any]:
@@ -217,21 +212,18 @@ class _AdminApi:
         ``cutDownloads`` (the next file downloads break after so many bytes each)."""
         bulk = self.state.bulk
         if request.method == "PUT":
-            body = await _json(request)
-            unknown = set(body) - set(_BULK_KEYS) - {"paused", "exportUsedBytes", "cutDownloads"}
-            if unknown:
-                raise ValueError(f"unknown bulk settings: {sorted(unknown)}")
-            changes = {_BULK_KEYS[k]: v for k, v in body.items() if k in _BULK_KEYS}
-            if "unsupported_filters" in changes:
-                changes["unsupported_filters"] = frozenset(changes["unsupported_filters"])
+            body = await _body(request, *_BULK_KEYS, "paused", "exportUsedBytes", "cutDownloads")
+            changes = settings(BulkLimits, body, _BULK_KEYS)
+            paused = body.flag("paused") if "paused" in body else None
+            used = body.whole_or_none("exportUsedBytes", minimum=0)
+            cuts = body.wholes("cutDownloads", [])
             with self.state.lock:
                 bulk.configure(**changes)
-                if "paused" in body:
-                    bulk.pause(bool(body["paused"]))
-                if "exportUsedBytes" in body:
-                    bulk.set_export_used(int(body["exportUsedBytes"]))
-                if "cutDownloads" in body:
-                    bulk.cut_downloads.extend(int(n) for n in body["cutDownloads"])
+                if paused is not None:
+                    bulk.pause(paused)
+                if used is not None:
+                    bulk.set_export_used(used)
+                bulk.cut_downloads.extend(cuts)
         with self.state.lock:
             limits = {k: getattr(bulk.limits, v) for k, v in _BULK_KEYS.items()}
             limits["unsupportedFilters"] = sorted(limits["unsupportedFilters"])
@@ -245,7 +237,7 @@ class _AdminApi:
 
     async def webhooks(self, request: Request) -> dict[str, Any]:
         if request.method == "POST":
-            return self.state.define_webhook(await _json(request)).to_json()
+            return self.state.define_webhook(await _any_body(request)).to_json()
         with self.state.lock:
             return {"webhooks": [w.to_json() for w in self.state.webhooks.values()]}
 
@@ -254,9 +246,9 @@ class _AdminApi:
         holds or releases the queued runs; ``GET`` lists them with the runs still queued."""
         runner = self.state.campaigns
         if request.method == "POST":
-            return self.state.define_campaign(await _json(request)).to_json()
+            return self.state.define_campaign(await _any_body(request)).to_json()
         if request.method == "PUT":
-            runner.pause(bool((await _json(request)).get("paused")))
+            runner.pause((await _body(request, "paused")).flag("paused"))
         return {
             "campaigns": [c.to_json() for c in list(runner.campaigns.values())],
             "pending": runner.pending(),
@@ -266,14 +258,24 @@ class _AdminApi:
 
     async def campaigns_idle(self, request: Request) -> dict[str, Any]:
         """Wait (at most ``timeout`` seconds) until no campaign run is queued."""
-        timeout = float(request.query_params.get("timeout", "10"))
+        timeout = query_number(request.query_params, "timeout", 10.0)
         idle = await asyncio.to_thread(self.state.campaigns.wait_idle, timeout)
         return {"idle": idle, "pending": self.state.campaigns.pending()}
 
     async def fire_webhook(self, request: Request) -> dict[str, Any]:
-        lead_id = int((await _json(request))["leadId"])
+        lead_id = (await _body(request, "leadId")).whole("leadId", minimum=1)
         outcome = await fire(self.state, request.path_params["name"], lead_id)
         return outcome.to_json()
+
+
+def _code(body: Body, default: str | None = None) -> str:
+    """A Marketo error code: a string of digits, as the REST API gives them ("606")."""
+    code = body.text("code") if default is None else body.text("code", default)
+    if not code.isdigit():
+        raise ValueError(
+            f'code: must be a Marketo error code as a string of digits (e.g. "606"), not "{code}"'
+        )
+    return code
 
 
 def admin_routes(state: SimState) -> list[Route]:

@@ -19,6 +19,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from simulators.admin_body import Body
 from simulators.marketo.activities import CHANGE_DATA_VALUE, NEW_LEAD, Activity
 
 log = logging.getLogger(__name__)
@@ -83,21 +84,21 @@ def parse_campaign(body: Mapping[str, Any], webhooks: Mapping[str, object], fiel
     raw = body.get("triggers")
     if not isinstance(raw, list) or not raw:
         raise CampaignDefinitionError("triggers must be a non-empty list")
-    return Campaign(
-        name, str(webhook), tuple(_trigger(t, fields) for t in raw), bool(body.get("active", True))
-    )
+    active = Body(body).flag("active", True)
+    return Campaign(name, str(webhook), tuple(_trigger(t, fields) for t in raw), active)
 
 
 def _trigger(raw: object, fields: set[str]) -> Trigger:
     if not isinstance(raw, dict) or raw.get("type") not in TRIGGERS:
         raise CampaignDefinitionError(f"each trigger needs a type, one of {sorted(TRIGGERS)}")
-    attributes = frozenset(str(a) for a in raw.get("attributes", []))
+    trigger = Body(raw)
+    attributes = frozenset(trigger.texts("attributes", []))
     if raw["type"] == CHANGED and not attributes:
         raise CampaignDefinitionError("Data Value Changes needs at least one attribute")
     unknown = attributes - fields
     if unknown:
         raise CampaignDefinitionError(f"unknown attributes: {sorted(unknown)}")
-    return Trigger(str(raw["type"]), attributes, frozenset(str(s) for s in raw.get("sourceIsNot", [])))
+    return Trigger(str(raw["type"]), attributes, frozenset(trigger.texts("sourceIsNot", [])))
 
 
 def _attribute(activity: Activity, name: str) -> object:

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote_plus
 
+from simulators.admin_body import BadField, Body
 from simulators.marketo.fields import STRING_TYPES, FieldCatalog, FieldDef, Value
 
 ENCODINGS = frozenset({"none", "form-url", "json"})
@@ -67,33 +68,37 @@ def parse_webhook(webhook_id: int, body: dict[str, Any], catalog: FieldCatalog) 
         raise WebhookDefinitionError("name is required")
     if not isinstance(url, str) or not url.startswith(("http://", "https://")):
         raise WebhookDefinitionError("url must be an http(s) URL")
-    method = str(body.get("method", "POST")).upper()
-    encoding = str(body.get("encoding", "json")).lower()
-    response_type = str(body.get("responseType", "json")).lower()
+    fields = Body(body)
+    method = fields.text("method", "POST").upper()
+    encoding = fields.text("encoding", "json").lower()
+    response_type = fields.text("responseType", "json").lower()
+    template = fields.text("template", "")
     if method not in METHODS:
         raise WebhookDefinitionError(f"method must be one of {sorted(METHODS)}")
     if encoding not in ENCODINGS:
         raise WebhookDefinitionError(f"encoding must be one of {sorted(ENCODINGS)}")
     if response_type != "json":
         raise WebhookDefinitionError("only the JSON response type is simulated")
-    headers = body.get("headers", {})
-    if not isinstance(headers, dict):
-        raise WebhookDefinitionError("headers must be an object")
+    headers = fields.obj("headers", {})
+    for key, value in headers.items():
+        if not isinstance(value, str):
+            raise BadField(f"headers.{key}", "a string", value)
     mappings = []
-    for item in body.get("responseMappings", []):
-        soap = str(item.get("field", ""))
+    for item in fields.objects("responseMappings", []):
+        mapping = Body(item)
+        soap, path = mapping.text("field", ""), mapping.text("path", "")
         if catalog.by_soap(soap) is None:
             raise WebhookDefinitionError(f"response mapping field '{soap}' is not a SOAP field name")
-        parse_path(str(item.get("path", "")))
-        mappings.append(Mapping(str(item["path"]), soap))
+        parse_path(path)
+        mappings.append(Mapping(path, soap))
     return Webhook(
         webhook_id=webhook_id,
         name=name,
         url=url,
         method=method,
-        template=str(body.get("template", "")),
+        template=template,
         encoding=encoding,
-        headers=tuple((str(k), str(v)) for k, v in headers.items()),
+        headers=tuple(headers.items()),
         response_type=response_type,
         mappings=tuple(mappings),
     )

@@ -13,6 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from shared.adapters.sqlite_state import SqliteStateStore
+from shared.errors import ServiceUnavailableError
 from shared.marketo.budget import MARGIN, WINDOW, StoredCallWindow
 from shared.ports import StateStore
 from tests.adapters.conftest import FakeClock
@@ -26,14 +27,31 @@ def buckets(make_store: StoreFactory, clock: FakeClock, count: int) -> list[Stor
     return [StoredCallWindow(make_store(), "marketo", CALLS, clock=clock) for _ in range(count)]
 
 
+def answered(window: StoredCallWindow) -> Callable[[], float]:
+    """A take as a caller makes it: a store too busy to answer (``ServiceUnavailableError``, a
+    transient fault: SQLite's write lock still held when its busy timeout ran out) is asked
+    again. 120 takes at once on one SQLite file queue for its one write lock, and on a loaded
+    machine one may wait longer than the timeout; whether it does is the machine's timing, not
+    the budget's rule, which is what this test is about."""
+
+    def take() -> float:
+        while True:
+            try:
+                return window.take()
+            except ServiceUnavailableError:
+                continue
+
+    return take
+
+
 def test_instances_racing_for_calls_get_the_share_between_them_and_no_more(
     make_store: StoreFactory, clock: FakeClock
 ) -> None:
     instances = buckets(make_store, clock, 4)
-    waits = race([b.take for b in instances for _ in range(30)])
+    waits = race([answered(b) for b in instances for _ in range(30)])
 
     granted = sum(1 for w in waits if w == 0.0)
-    assert all(isinstance(w, float) and w > 0 for w in waits if w != 0.0)
+    assert all(isinstance(w, float) and w > 0 for w in waits if w != 0.0), waits
     assert granted <= CALLS
     # A take that lost the race too often says "wait" although room is left; asked again, the
     # room is there, and the window ends up holding exactly the share.

@@ -87,11 +87,26 @@ class FreshConnectionAdapter(HTTPAdapter):
         }
 
 
-def fresh_connection_transport() -> RequestsTransport:
+# The client options azure-core hands the transport it builds itself (timeouts, TLS, proxies).
+TRANSPORT_OPTIONS = frozenset(
+    {
+        "connection_timeout",
+        "read_timeout",
+        "connection_verify",
+        "connection_cert",
+        "connection_data_block_size",
+        "use_env_settings",
+    }
+)
+
+
+def fresh_connection_transport(**options: Any) -> RequestsTransport:
     """azure-core's requests transport on a session that never reuses a connection its server
-    is about to close (it owns the session and closes it with the client)."""
+    is about to close (it owns the session and closes it with the client). ``options``: those
+    of :data:`TRANSPORT_OPTIONS` a client was given, as azure-core would pass them."""
     session = requests.Session()
+    session.trust_env = options.get("use_env_settings", True)
     adapter = FreshConnectionAdapter()
     session.mount("http://", adapter)
     session.mount("https://", adapter)
-    return RequestsTransport(session=session, session_owner=True)
+    return RequestsTransport(session=session, session_owner=True, **options)

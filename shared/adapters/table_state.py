@@ -80,7 +80,7 @@ from azure.data.tables import (
 )
 
 from shared.adapters._clock import Clock, from_micros, system_clock, to_datetime, to_micros
-from shared.adapters._keep_alive import fresh_connection_transport
+from shared.adapters._keep_alive import TRANSPORT_OPTIONS, fresh_connection_transport
 from shared.adapters._table_keys import (
     dynamics_partition,
     escape_key,
@@ -206,7 +206,8 @@ class TableStateStore(StateStore):
             options = dict(self._client_options)
             ours = "transport" not in options
             if ours:
-                options["transport"] = fresh_connection_transport()
+                given = {k: v for k, v in options.items() if k in TRANSPORT_OPTIONS}
+                options["transport"] = fresh_connection_transport(**given)
             if self._connection_string:
                 try:
                     self._service = TableServiceClient.from_connection_string(

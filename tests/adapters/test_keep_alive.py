@@ -162,12 +162,15 @@ def test_azure_core_s_transport_on_it_sends_the_post_on_a_fresh_connection(
 
 
 def test_the_table_store_sends_through_it_unless_given_a_transport() -> None:
-    store = TableStateStore(connection_string="UseDevelopmentStorage=true")
+    store = TableStateStore(connection_string="UseDevelopmentStorage=true", read_timeout=7)
     given = RequestsTransport()
     other = TableStateStore(connection_string="UseDevelopmentStorage=true", transport=given)
     try:
-        adapter = store.service()._client._client._pipeline._transport.session.get_adapter("http://x")  # type: ignore[attr-defined]
-        assert isinstance(adapter, FreshConnectionAdapter)
+        transport = store.service()._client._client._pipeline._transport
+        assert isinstance(transport, RequestsTransport)
+        assert transport.session is not None
+        assert isinstance(transport.session.get_adapter("http://x"), FreshConnectionAdapter)
+        assert transport.connection_config.read_timeout == 7  # the client's options still apply
         assert other.service()._client._client._pipeline._transport is given
     finally:
         store.close()

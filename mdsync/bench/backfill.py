@@ -205,7 +205,10 @@ def run_mode(system: LocalSystem, workdir: Path, plan: Plan) -> ModeResult:
     code = runs[-1].code
     seconds = time.perf_counter() - started
     if code != 0:
-        raise AssertionError(f"mdsync backfill ({mode}) exited {code}: see {log}")
+        # The log lives in the bench's temporary directory, gone once the bench stops: its tail
+        # travels with the error.
+        tail = "\n".join(log.read_text(errors="replace").splitlines()[-40:]) if log.exists() else ""
+        raise AssertionError(f"mdsync backfill ({mode}) exited {code}; the end of its log:\n{tail}")
     job = current_job(system)
     check_end_state(system, records, persons, job)
     peak = max(run.peak_rss_mib for run in runs)
